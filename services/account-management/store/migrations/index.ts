@@ -1,0 +1,7 @@
+// Migrations of the account_management schema, in order. Frozen once landed: add, never edit.
+import type { Migration } from '../../../runtime/database.ts'
+import * as initial from './2026_11_22_0001_initial.ts'
+
+export const migrations: Record<string, Migration> = {
+  '2026_11_22_0001_initial': initial,
+}

@@ -1,0 +1,16 @@
+// The app-service service: its schema, migrations, authorization rules and handlers.
+import { AppServiceService } from '../../gen/cloudpay/app/v1/app_service.ts'
+import { defineService } from '../runtime/service-host.ts'
+import { rules } from './authorization.ts'
+import { createHandlers } from './handlers.ts'
+import { migrations } from './store/migrations/index.ts'
+
+export const appService = defineService({
+  name: 'app-service',
+  schema: 'app_service',
+  protoName: 'cloudpay.app.v1.AppService',
+  definition: AppServiceService,
+  migrations,
+  rules,
+  createHandlers,
+})

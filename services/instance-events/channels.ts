@@ -1,0 +1,33 @@
+// Business rules for connection channels between instances and terminals.
+import { randomUUID } from 'node:crypto'
+import type { Kysely } from 'kysely'
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../runtime/errors.ts'
+import * as store from './store/repository.ts'
+import type { EventsDatabase } from './store/tables.ts'
+
+type Db = Kysely<EventsDatabase>
+
+export async function openChannel(db: Db, deviceId: string, terminalId: string): Promise<store.ChannelRow> {
+  const row = await store.insertOpenChannel(db, randomUUID(), deviceId, terminalId)
+  if (row) return row
+  const existing = await store.findOpenChannel(db, deviceId, terminalId)
+  throw new AlreadyExistsError('CHANNEL_ALREADY_OPEN', `terminal ${terminalId} already has an open channel to device ${deviceId}`, {
+    channel_id: existing?.channel_id ?? '',
+  })
+}
+
+export async function closeChannel(db: Db, channelId: string): Promise<store.ChannelRow> {
+  const closed = await store.closeChannel(db, channelId)
+  if (closed) return closed
+  const existing = await store.findChannel(db, channelId)
+  if (!existing) throw new NotFoundError('CHANNEL_NOT_FOUND', `channel ${JSON.stringify(channelId)} does not exist`, { channel_id: channelId })
+  throw new FailedPreconditionError('CHANNEL_CLOSED', `channel ${channelId} is already closed`, { channel_id: channelId })
+}
+
+export function findOpenChannel(db: Db, deviceId: string, terminalId: string): Promise<store.ChannelRow | undefined> {
+  return store.findOpenChannel(db, deviceId, terminalId)
+}
+
+export function listChannels(db: Db, filter: store.ChannelFilter, beforeSeq: bigint | undefined, limit: number): Promise<store.ChannelRow[]> {
+  return store.listChannels(db, filter, beforeSeq, limit)
+}

@@ -1,0 +1,83 @@
+// Per-RPC authorization, default deny, enforced by one server interceptor before any handler runs.
+// Identity comes only from the verified peer certificate. Field-level rules (an instance acts only
+// for its own device id...) are checked in the handler, where the request is decoded.
+import { type ServerInterceptor, ServerInterceptingCall } from '@grpc/grpc-js'
+import { PermissionDeniedError, toServiceStatus, UnauthenticatedError } from './errors.ts'
+import { formatIdentity, type Identity, identityFromPeerCertificate, type Role } from './identity.ts'
+
+export interface Rule {
+  /** Roles that may call the RPC. */
+  readonly roles: readonly Role[]
+  /** For role `service`: only these services (by name). Unset means any service. */
+  readonly services?: readonly string[]
+}
+
+/** One rule for every method key of a generated service definition: a missing one is a type error. */
+export type Rules<Definition> = { readonly [Method in keyof Definition]: Rule }
+
+export const allow = (...roles: Role[]): Rule => ({ roles })
+export const allowServices = (...services: string[]): Rule => ({ roles: ['service'], services })
+export const either = (...rules: Rule[]): Rule => {
+  const roles = [...new Set(rules.flatMap((r) => r.roles))]
+  const serviceRules = rules.filter((r) => r.roles.includes('service'))
+  const anyService = serviceRules.some((r) => r.services === undefined)
+  return anyService || serviceRules.length === 0 ? { roles } : { roles, services: serviceRules.flatMap((r) => r.services ?? []) }
+}
+/** Health and reflection: any valid mesh identity. */
+export const ANY_MESH_IDENTITY: Rule = { roles: ['service', 'instance', 'terminal', 'operator'] }
+
+export function permits(rule: Rule, identity: Identity): boolean {
+  if (!rule.roles.includes(identity.role)) return false
+  if (identity.role === 'service' && rule.services) return rule.services.includes(identity.id)
+  return true
+}
+
+/** Rules keyed by method path ("/pkg.Service/Method") from a definition and its rules. */
+export function rulesByPath<Definition extends Record<string, { path: string }>>(definition: Definition, rules: Rules<Definition>): Map<string, Rule> {
+  return new Map(Object.entries(definition).map(([key, method]) => [method.path, rules[key as keyof Definition]]))
+}
+
+export interface AuthorizationEvents {
+  onDenied?(path: string, identity: Identity | null, reason: string): void
+}
+
+export function authorizationInterceptor(rules: ReadonlyMap<string, Rule>, events: AuthorizationEvents = {}): ServerInterceptor {
+  return (method, call) =>
+    new ServerInterceptingCall(call, {
+      start(next) {
+        next({
+          onReceiveMetadata(metadata, mdNext) {
+            const identity = identityFromPeerCertificate(call.getAuthContext().sslPeerCertificate)
+            if (!identity) {
+              events.onDenied?.(method.path, null, 'no mesh identity')
+              call.sendStatus(toServiceStatus(new UnauthenticatedError('NO_MESH_IDENTITY', 'the client certificate carries no valid spiffe://cloudpay.local identity')).status)
+              return
+            }
+            const rule = rules.get(method.path)
+            if (!rule || !permits(rule, identity)) {
+              events.onDenied?.(method.path, identity, rule ? 'role not allowed' : 'no rule')
+              const error = new PermissionDeniedError('ROLE_NOT_ALLOWED', `${formatIdentity(identity)} may not call ${method.path.slice(1)}`, {
+                caller: formatIdentity(identity),
+                method: method.path.slice(1),
+              })
+              call.sendStatus(toServiceStatus(error).status)
+              return
+            }
+            mdNext(metadata)
+          },
+        })
+      },
+    })
+}
+
+/**
+ * Field rule for instances: an instance acts only for its own device id. Other roles pass here;
+ * their own checks (a terminal's channel) are the caller's job.
+ */
+export function assertInstanceActsForItself(caller: Identity, deviceId: string, field = 'device_id'): void {
+  if (caller.role === 'instance' && caller.id !== deviceId) {
+    throw new PermissionDeniedError('NOT_OWN_DEVICE', `instance ${caller.id} may act only for its own device id, not ${field} ${JSON.stringify(deviceId)}`, {
+      field,
+    })
+  }
+}

@@ -1,0 +1,75 @@
+// grpc.health.v1.Health: the whole server ("") and each hosted service report SERVING until the
+// server starts shutting down; Watch streams every change until the client cancels.
+import { type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, status as Status } from '@grpc/grpc-js'
+import { EventEmitter } from 'node:events'
+import {
+  type HealthCheckRequest,
+  type HealthCheckResponse,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+  HealthService,
+} from '../../gen/grpc/health/v1/health.ts'
+
+export { ServingStatus }
+export const HEALTH_SERVICE = 'grpc.health.v1.Health'
+export const healthDefinition = HealthService
+
+export class HealthRegistry {
+  private readonly statuses = new Map<string, ServingStatus>()
+  private readonly changes = new EventEmitter()
+
+  constructor(services: readonly string[]) {
+    this.changes.setMaxListeners(0)
+    this.statuses.set('', ServingStatus.SERVING)
+    for (const service of services) this.statuses.set(service, ServingStatus.SERVING)
+  }
+
+  set(service: string, status: ServingStatus): void {
+    this.statuses.set(service, status)
+    this.changes.emit('change', service)
+  }
+
+  /** Every service, and the server as a whole, stops serving (shutdown began). */
+  setAllNotServing(): void {
+    for (const service of this.statuses.keys()) this.set(service, ServingStatus.NOT_SERVING)
+  }
+
+  /** The hosted services (not the whole-server entry ""). */
+  servingServices(): string[] {
+    return [...this.statuses.keys()].filter((name) => name !== '')
+  }
+
+  get(service: string): ServingStatus | undefined {
+    return this.statuses.get(service)
+  }
+
+  handlers() {
+    return {
+      check: (call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>, callback: sendUnaryData<HealthCheckResponse>) => {
+        const status = this.get(call.request.service)
+        if (status === undefined) callback({ code: Status.NOT_FOUND, details: `service ${JSON.stringify(call.request.service)} is not served here` })
+        else callback(null, { status })
+      },
+      watch: (call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>) => {
+        const service = call.request.service
+        let last: ServingStatus | undefined
+        const send = (): void => {
+          const status = this.get(service) ?? ServingStatus.SERVICE_UNKNOWN
+          if (status !== last) {
+            last = status
+            call.write({ status })
+          }
+        }
+        const onChange = (changed: string): void => {
+          if (changed === service) send()
+        }
+        this.changes.on('change', onChange)
+        const stop = (): void => {
+          this.changes.off('change', onChange)
+        }
+        call.on('cancelled', stop)
+        call.on('close', stop)
+        send()
+      },
+    }
+  }
+}

@@ -1,0 +1,14 @@
+// Limits set deliberately on every server and client (grpc-js defaults are unlimited or implicit).
+
+/** Largest message either side accepts: our messages are small; 4 MiB leaves room for reflection. */
+export const MESSAGE_LIMIT_BYTES = 4 * 1024 * 1024
+
+/** Concurrent streams per HTTP/2 connection: a terminal or instance holds a handful; load tests open many. */
+export const MAX_CONCURRENT_STREAMS = 16_384
+
+/** Server keepalive: ping idle connections, drop those that do not answer. */
+export const SERVER_KEEPALIVE_TIME_MS = 60_000
+export const SERVER_KEEPALIVE_TIMEOUT_MS = 20_000
+
+/** A connection idle this long is closed (clients reconnect transparently). */
+export const MAX_CONNECTION_IDLE_MS = 10 * 60_000

@@ -1,0 +1,70 @@
+// Running services in this process until SIGINT/SIGTERM: config -> telemetry -> database ->
+// each service (migrations, mTLS server) -> clean shutdown (in-flight calls finish, database closed).
+import { loadConfig, type Config } from './config.ts'
+import { databaseLocation, openDatabase, type SharedDatabase } from './database.ts'
+import { createLogger, type Logger } from './logger.ts'
+import { addressBook, type RunningService, type ServiceSpec, startService } from './service-host.ts'
+import { startTelemetry, type Telemetry } from './telemetry.ts'
+
+export interface Mesh {
+  readonly config: Config
+  readonly services: readonly RunningService[]
+  readonly log: Logger
+  readonly database: SharedDatabase
+  readonly telemetry: Telemetry
+  stop(): Promise<void>
+}
+
+export interface StartOptions {
+  readonly config?: Config
+  readonly telemetry?: Telemetry
+  readonly log?: Logger
+}
+
+/** Starts the given services in this process, sharing one database and one telemetry pipeline. */
+export async function startMesh(specs: readonly ServiceSpec[], options: StartOptions = {}): Promise<Mesh> {
+  const config = options.config ?? loadConfig()
+  const log = options.log ?? createLogger({ level: config.logLevel, name: 'cloudpay' })
+  const telemetry = options.telemetry ?? startTelemetry()
+  const database = await openDatabase(databaseLocation(config.home, config.databaseUrl))
+  const addresses = addressBook(config)
+  const services: RunningService[] = []
+  const stop = async (): Promise<void> => {
+    await Promise.all(services.map((s) => s.stop()))
+    await database.release()
+    if (!options.telemetry) await telemetry.shutdown()
+  }
+  try {
+    // One after another: migrations of different schemas need not contend for the embedded database.
+    for (const spec of specs) services.push(await startService(spec, { config, database, telemetry, log, addresses }))
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  return { config, services, log, database, telemetry, stop }
+}
+
+/** The entry point of `npm start` and of each service's main.ts. */
+export async function runServiceProcess(specs: readonly ServiceSpec[], afterStart?: (mesh: Mesh) => Promise<void> | void): Promise<void> {
+  const mesh = await startMesh(specs)
+  let stopping = false
+  const shutdown = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    mesh.log.info({ signal }, 'shutting down: finishing in-flight calls')
+    mesh.stop().then(
+      () => {
+        mesh.log.info('stopped')
+        process.exit(0)
+      },
+      (error: unknown) => {
+        mesh.log.error({ err: error }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGINT', () => shutdown('SIGINT'))
+  process.on('SIGTERM', () => shutdown('SIGTERM'))
+  mesh.log.info({ services: mesh.services.map((s) => ({ name: s.name, address: s.address })), database: mesh.database.kind }, 'serving')
+  await afterStart?.(mesh)
+}

@@ -1,0 +1,173 @@
+// Turns plain async handler functions into grpc-js handlers: a server span continuing the caller's
+// trace, the caller's identity, cancellation as an AbortSignal, and every rejection mapped to a
+// status (grpc-js would otherwise crash the process on an async handler's rejection).
+import {
+  context,
+  type Context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapGetter,
+  trace,
+  type Tracer,
+} from '@opentelemetry/api'
+import type { Metadata, ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from '@grpc/grpc-js'
+import { status as Status } from '@grpc/grpc-js'
+import { toServiceStatus, UnauthenticatedError, UnimplementedError } from './errors.ts'
+import { formatIdentity, type Identity, identityFromPeerCertificate } from './identity.ts'
+import type { Logger } from './logger.ts'
+
+export interface RpcContext {
+  readonly caller: Identity
+  /** "pkg.Service/Method" */
+  readonly method: string
+  readonly log: Logger
+  readonly span: Span
+  /** Aborted when the client cancels or its deadline passes. */
+  readonly signal: AbortSignal
+}
+
+interface MethodDefinition {
+  readonly path: string
+  readonly requestStream: boolean
+  readonly responseStream: boolean
+}
+type RequestOf<M> = M extends { requestDeserialize(value: Buffer): infer R } ? R : never
+type ResponseOf<M> = M extends { responseSerialize(value: infer R): Buffer } ? R : never
+
+export type UnaryHandler<Req, Res> = (request: Req, ctx: RpcContext) => Promise<Res>
+export type ServerStreamHandler<Req, Res> = (request: Req, ctx: RpcContext, stream: ServerWritableStream<Req, Res>) => Promise<void>
+
+/** The handler functions a service provides: one per RPC of its generated definition. */
+export type Handlers<Definition> = {
+  readonly [Method in keyof Definition]: Definition[Method] extends { responseStream: true }
+    ? ServerStreamHandler<RequestOf<Definition[Method]>, ResponseOf<Definition[Method]>>
+    : UnaryHandler<RequestOf<Definition[Method]>, ResponseOf<Definition[Method]>>
+}
+
+export interface HandlerRuntime {
+  readonly tracer: Tracer
+  readonly log: Logger
+}
+
+/** A handler for an RPC whose flow has not landed yet: answers UNIMPLEMENTED with a clear message. */
+export function notImplemented(method: string): () => Promise<never> {
+  return async () => {
+    throw new UnimplementedError(method)
+  }
+}
+
+const metadataGetter: TextMapGetter<Metadata> = {
+  get: (carrier, key) => {
+    const values = carrier.get(key)
+    return values.length === 0 ? undefined : values.map(String)
+  },
+  keys: (carrier) => Object.keys(carrier.getMap()),
+}
+
+export function implement<Definition extends Record<string, MethodDefinition>>(
+  definition: Definition,
+  handlers: Handlers<Definition>,
+  runtime: HandlerRuntime,
+): UntypedServiceImplementation {
+  const implementation: UntypedServiceImplementation = {}
+  for (const [key, method] of Object.entries(definition)) {
+    const handler = handlers[key as keyof Definition] as unknown as (request: unknown, ctx: RpcContext, stream?: unknown) => Promise<unknown>
+    if (method.requestStream) throw new Error(`${method.path}: client streaming is not supported by implement()`)
+    implementation[key] = method.responseStream ? serverStreaming(method.path, handler, runtime) : unary(method.path, handler, runtime)
+  }
+  return implementation
+}
+
+interface Started {
+  caller: Identity | null
+  /** Undefined when the peer has no mesh identity (the authorization interceptor refuses those first). */
+  ctx: RpcContext | undefined
+  activeContext: Context
+  finish(error?: unknown): ReturnType<typeof toServiceStatus>['status'] | undefined
+}
+
+function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>, runtime: HandlerRuntime): Started {
+  const name = path.slice(1)
+  const [service, rpc] = name.split('/') as [string, string]
+  const parent = propagation.extract(ROOT_CONTEXT, call.metadata, metadataGetter)
+  const caller = identityFromPeerCertificate(call.getAuthContext().sslPeerCertificate)
+  const span = runtime.tracer.startSpan(
+    name,
+    {
+      kind: SpanKind.SERVER,
+      attributes: { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': rpc, ...(caller ? { 'cloudpay.caller': formatIdentity(caller) } : {}) },
+    },
+    parent,
+  )
+  const abort = new AbortController()
+  call.on('cancelled', () => abort.abort(new Error('cancelled by the client')))
+  const started = Date.now()
+  const log = runtime.log.child({ rpc: name, caller: caller ? formatIdentity(caller) : undefined })
+  return {
+    caller,
+    ctx: caller ? { caller, method: name, log, span, signal: abort.signal } : undefined,
+    activeContext: trace.setSpan(parent, span),
+    finish(error?: unknown) {
+      let status: ReturnType<typeof toServiceStatus>['status'] | undefined
+      if (error === undefined) {
+        span.setAttribute('rpc.grpc.status_code', Status.OK)
+      } else {
+        const mapped = toServiceStatus(error)
+        status = mapped.status
+        span.setAttribute('rpc.grpc.status_code', status.code)
+        if (mapped.unexpected) {
+          log.error({ err: error }, 'unexpected error in handler')
+          span.recordException(error instanceof Error ? error : new Error(String(error)))
+        }
+        // A client's mistake is not the server's error (OTel rpc conventions): only server faults mark the span.
+        if (mapped.unexpected || [Status.INTERNAL, Status.UNAVAILABLE, Status.DATA_LOSS, Status.UNKNOWN, Status.DEADLINE_EXCEEDED].includes(status.code)) {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: status.details })
+        }
+      }
+      span.end()
+      log.debug({ code: status?.code ?? Status.OK, ms: Date.now() - started }, 'rpc finished')
+      return status
+    },
+  }
+}
+
+function unary(path: string, handler: (request: unknown, ctx: RpcContext) => Promise<unknown>, runtime: HandlerRuntime) {
+  return (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>): void => {
+    const { ctx, activeContext, finish } = begin(path, call, runtime)
+    context.with(activeContext, () => {
+      run(ctx, (verified) => handler(call.request, verified)).then(
+        (response) => {
+          finish()
+          callback(null, response)
+        },
+        (error: unknown) => callback(finish(error)!),
+      )
+    })
+  }
+}
+
+function serverStreaming(path: string, handler: (request: unknown, ctx: RpcContext, stream: unknown) => Promise<unknown>, runtime: HandlerRuntime) {
+  return (call: ServerWritableStream<unknown, unknown>): void => {
+    const { ctx, activeContext, finish } = begin(path, call, runtime)
+    context.with(activeContext, () => {
+      run(ctx, (verified) => handler(call.request, verified, call)).then(
+        () => {
+          finish()
+          if (!call.cancelled) call.end()
+        },
+        (error: unknown) => {
+          const status = finish(error)!
+          if (!call.cancelled) call.destroy(Object.assign(new Error(status.details), status))
+        },
+      )
+    })
+  }
+}
+
+async function run<T>(ctx: RpcContext | undefined, work: (ctx: RpcContext) => Promise<T>): Promise<T> {
+  if (!ctx) throw new UnauthenticatedError('NO_MESH_IDENTITY', 'the client certificate carries no valid mesh identity')
+  return work(ctx)
+}

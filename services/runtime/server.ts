@@ -1,0 +1,88 @@
+// A grpc-js server as every service runs it: mutual TLS, the authorization interceptor, health,
+// reflection from the real descriptors, deliberate limits, and a graceful shutdown.
+import { Server, type ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js'
+import { ANY_MESH_IDENTITY, authorizationInterceptor, type Rule } from './authz.ts'
+import { HEALTH_SERVICE, healthDefinition, HealthRegistry } from './health.ts'
+import { MAX_CONCURRENT_STREAMS, MAX_CONNECTION_IDLE_MS, MESSAGE_LIMIT_BYTES, SERVER_KEEPALIVE_TIME_MS, SERVER_KEEPALIVE_TIMEOUT_MS } from './limits.ts'
+import type { Logger } from './logger.ts'
+import { DescriptorPool, REFLECTION_SERVICES, reflectionHandler, reflectionV1AlphaDefinition, reflectionV1Definition } from './reflection.ts'
+
+/** One gRPC service hosted by a server. */
+export interface HostedService {
+  /** Full proto name, e.g. cloudpay.account.v1.AccountManagementService. */
+  readonly protoName: string
+  readonly definition: Record<string, { path: string }>
+  readonly implementation: UntypedServiceImplementation
+  /** Authorization rule per method path; a path without one is denied. */
+  readonly rules: ReadonlyMap<string, Rule>
+}
+
+export interface ServerOptions {
+  readonly address: string
+  readonly credentials: ServerCredentials
+  readonly services: readonly HostedService[]
+  readonly log: Logger
+  readonly descriptors?: DescriptorPool
+}
+
+export interface RunningServer {
+  readonly port: number
+  readonly health: HealthRegistry
+  /** Stops accepting calls, lets in-flight ones finish for up to graceMs, then cuts the rest. */
+  shutdown(graceMs: number): Promise<void>
+}
+
+let sharedPool: DescriptorPool | undefined
+
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const pool = options.descriptors ?? (sharedPool ??= DescriptorPool.load())
+  const served = options.services.map((s) => s.protoName)
+  for (const name of served) if (!pool.hasService(name)) throw new Error(`${name} is missing from the descriptor image; run npm run generate`)
+  const health = new HealthRegistry(served)
+
+  const rules = new Map<string, Rule>()
+  for (const service of options.services) for (const [path, rule] of service.rules) rules.set(path, rule)
+  for (const definition of [healthDefinition, reflectionV1Definition, reflectionV1AlphaDefinition]) {
+    for (const method of Object.values(definition)) rules.set(method.path, ANY_MESH_IDENTITY)
+  }
+
+  const server = new Server({
+    'grpc.max_receive_message_length': MESSAGE_LIMIT_BYTES,
+    'grpc.max_send_message_length': MESSAGE_LIMIT_BYTES,
+    'grpc.max_concurrent_streams': MAX_CONCURRENT_STREAMS,
+    'grpc.keepalive_time_ms': SERVER_KEEPALIVE_TIME_MS,
+    'grpc.keepalive_timeout_ms': SERVER_KEEPALIVE_TIMEOUT_MS,
+    'grpc.max_connection_idle_ms': MAX_CONNECTION_IDLE_MS,
+    interceptors: [
+      authorizationInterceptor(rules, {
+        onDenied: (path, identity, reason) => options.log.warn({ rpc: path.slice(1), caller: identity ? `${identity.role}/${identity.id}` : null, reason }, 'call denied'),
+      }),
+    ],
+  })
+  for (const service of options.services) server.addService(service.definition as unknown as ServiceDefinition, service.implementation)
+  server.addService(healthDefinition as unknown as ServiceDefinition, health.handlers())
+  const reflect = reflectionHandler(pool, [...served, HEALTH_SERVICE, ...REFLECTION_SERVICES])
+  server.addService(reflectionV1Definition as unknown as ServiceDefinition, { serverReflectionInfo: reflect })
+  server.addService(reflectionV1AlphaDefinition as unknown as ServiceDefinition, { serverReflectionInfo: reflect })
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(options.address, options.credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)))
+  })
+
+  let stopping: Promise<void> | undefined
+  return {
+    port,
+    health,
+    shutdown(graceMs) {
+      stopping ??= new Promise<void>((resolve) => {
+        health.setAllNotServing()
+        const timer = setTimeout(() => server.forceShutdown(), graceMs)
+        server.tryShutdown(() => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+      return stopping
+    },
+  }
+}

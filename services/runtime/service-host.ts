@@ -1,0 +1,104 @@
+// Starting one service the same way everywhere (its own process, the all-in-one mesh, tests):
+// identity certificate -> schema migrations -> handlers -> mTLS server.
+import type { Tracer } from '@opentelemetry/api'
+import type { Kysely } from 'kysely'
+import { type Rules, rulesByPath } from './authz.ts'
+import type { Config, ServiceName } from './config.ts'
+import { type Migration, type SharedDatabase, forSchema, migrateSchema } from './database.ts'
+import type { Identity } from './identity.ts'
+import type { Logger } from './logger.ts'
+import { Peers } from './peers.ts'
+import { type Handlers, implement } from './rpc.ts'
+import { type HostedService, type RunningServer, startServer } from './server.ts'
+import type { Telemetry } from './telemetry.ts'
+import { certificateFiles, channelCredentials, serverCredentials } from './tls.ts'
+
+/** What every service's handlers get to work with. */
+export interface ServiceDeps {
+  readonly config: Config
+  /** The service's own schema. */
+  readonly db: Kysely<any>
+  readonly log: Logger
+  readonly tracer: Tracer
+  /** Clients of the other services, authenticated as this service. */
+  readonly peers: Peers
+}
+
+/** A service as the host sees it: its name, schema, migrations and how to build its gRPC service. */
+export interface ServiceSpec {
+  readonly name: ServiceName
+  /** PostgreSQL schema it owns, e.g. account_management. */
+  readonly schema: string
+  readonly migrations: Readonly<Record<string, Migration>>
+  build(deps: ServiceDeps): HostedService
+}
+
+export interface HostContext {
+  readonly config: Config
+  readonly database: SharedDatabase
+  readonly telemetry: Telemetry
+  readonly log: Logger
+  /** Where each service listens; updated with the real port once a service binds. */
+  readonly addresses: Map<ServiceName, string>
+}
+
+/** The address book from configuration. */
+export function addressBook(config: Config): Map<ServiceName, string> {
+  return new Map(Object.entries(config.addresses) as [ServiceName, string][])
+}
+
+export interface RunningService {
+  readonly name: ServiceName
+  readonly address: string
+  readonly port: number
+  readonly server: RunningServer
+  stop(): Promise<void>
+}
+
+export async function startService(spec: ServiceSpec, host: HostContext): Promise<RunningService> {
+  const address = host.addresses.get(spec.name) ?? host.config.addresses[spec.name]
+  const identity: Identity = { role: 'service', id: spec.name }
+  const paths = await certificateFiles(host.config, identity)
+  const log = host.log.child({ service: spec.name })
+  const migrations = await migrateSchema(host.database, spec.schema, spec.migrations)
+  if (migrations.applied.length > 0) log.info({ schema: spec.schema, applied: migrations.applied }, 'migrations applied')
+  const tracer = host.telemetry.tracer(spec.name)
+  const peers = new Peers(host.addresses, channelCredentials(paths, host.config.tlsRefreshMs), tracer)
+  const hosted = spec.build({ config: host.config, db: forSchema(host.database, spec.schema), log, tracer, peers })
+  const server = await startServer({ address, credentials: serverCredentials(paths, host.config.tlsRefreshMs), services: [hosted], log })
+  const bound = `${address.slice(0, address.lastIndexOf(':'))}:${server.port}`
+  host.addresses.set(spec.name, bound)
+  return {
+    name: spec.name,
+    address: bound,
+    port: server.port,
+    server,
+    async stop() {
+      await server.shutdown(host.config.shutdownGraceMs)
+      peers.close()
+    },
+  }
+}
+
+/** Declares a service from its generated definition, rules and handlers. */
+export function defineService<Definition extends Record<string, { path: string; requestStream: boolean; responseStream: boolean }>>(parts: {
+  readonly name: ServiceName
+  readonly schema: string
+  readonly protoName: string
+  readonly definition: Definition
+  readonly migrations: Readonly<Record<string, Migration>>
+  readonly rules: Rules<Definition>
+  readonly createHandlers: (deps: ServiceDeps) => Handlers<Definition>
+}): ServiceSpec {
+  return {
+    name: parts.name,
+    schema: parts.schema,
+    migrations: parts.migrations,
+    build: (deps) => ({
+      protoName: parts.protoName,
+      definition: parts.definition,
+      implementation: implement(parts.definition, parts.createHandlers(deps), deps),
+      rules: rulesByPath(parts.definition, parts.rules),
+    }),
+  }
+}

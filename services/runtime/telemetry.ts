@@ -1,0 +1,98 @@
+// OpenTelemetry for every service: one tracer provider per service (so each shows as its own
+// service in Jaeger/Tempo even when all five share a process), W3C trace context carried in gRPC
+// metadata, OTLP export configured by the standard OTEL_* variables.
+import { context, propagation, type Tracer } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
+import { W3CTraceContextPropagator, CompositePropagator, W3CBaggagePropagator } from '@opentelemetry/core'
+import { OTLPTraceExporter as OtlpGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc'
+import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http'
+import { OTLPTraceExporter as OtlpProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto'
+import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources'
+import { BatchSpanProcessor, ConsoleSpanExporter, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base'
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node'
+import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions'
+
+export interface TelemetryOptions {
+  readonly env?: NodeJS.ProcessEnv
+  /** Extra processors on every provider (tests: a SimpleSpanProcessor over an InMemorySpanExporter). */
+  readonly spanProcessors?: readonly SpanProcessor[]
+}
+
+export interface Telemetry {
+  /** The tracer of one service (`account-management`, ...); its spans carry service.name cloudpay-<name>. */
+  tracer(service: string): Tracer
+  forceFlush(): Promise<void>
+  shutdown(): Promise<void>
+}
+
+let globalsInstalled = false
+
+function installGlobals(): void {
+  if (globalsInstalled) return
+  globalsInstalled = true
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
+  propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()] }))
+}
+
+export function startTelemetry(options: TelemetryOptions = {}): Telemetry {
+  const env = options.env ?? process.env
+  installGlobals()
+  const detected = detectResources({ detectors: [envDetector] })
+  const providers = new Map<string, NodeTracerProvider>()
+  const provider = (service: string): NodeTracerProvider => {
+    let existing = providers.get(service)
+    if (!existing) {
+      const processors: SpanProcessor[] = [...(options.spanProcessors ?? [])]
+      const exporter = exporterFromEnv(env)
+      if (exporter) processors.push(new BatchSpanProcessor(exporter))
+      existing = new NodeTracerProvider({
+        resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: `cloudpay-${service}`, [ATTR_SERVICE_VERSION]: '0.1.0', 'service.namespace': 'cloudpay' }).merge(
+          // OTEL_RESOURCE_ATTRIBUTES adds to (never renames) the per-service name.
+          resourceWithoutServiceName(detected),
+        ),
+        spanProcessors: processors,
+      })
+      providers.set(service, existing)
+    }
+    return existing
+  }
+  return {
+    tracer: (service) => provider(service).getTracer('cloudpay', '0.1.0'),
+    forceFlush: async () => {
+      await Promise.all([...providers.values()].map((p) => p.forceFlush()))
+    },
+    shutdown: async () => {
+      await Promise.all([...providers.values()].map((p) => p.shutdown()))
+      providers.clear()
+    },
+  }
+}
+
+function resourceWithoutServiceName(resource: ReturnType<typeof detectResources>) {
+  const attributes = { ...resource.attributes }
+  delete attributes[ATTR_SERVICE_NAME]
+  return resourceFromAttributes(attributes)
+}
+
+/**
+ * OTLP export only when asked for: OTEL_TRACES_EXPORTER=otlp|console, or an OTLP endpoint set.
+ * The exporters read their own OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout).
+ */
+export function exporterFromEnv(env: NodeJS.ProcessEnv): SpanExporter | undefined {
+  const chosen = (env.OTEL_TRACES_EXPORTER ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+  if (chosen.includes('none')) return undefined
+  if (chosen.includes('console')) return new ConsoleSpanExporter()
+  const endpointSet = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+  if (!chosen.includes('otlp') && !endpointSet) return undefined
+  const protocol = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf'
+  switch (protocol) {
+    case 'grpc':
+      return new OtlpGrpcExporter()
+    case 'http/json':
+      return new OtlpJsonExporter()
+    case 'http/protobuf':
+      return new OtlpProtoExporter()
+    default:
+      throw new Error(`OTEL_EXPORTER_OTLP_PROTOCOL must be grpc, http/protobuf or http/json, got ${JSON.stringify(protocol)}`)
+  }
+}

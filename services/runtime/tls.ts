@@ -1,0 +1,45 @@
+// Mutual TLS credentials for servers and clients. Certificate files are watched, so files replaced
+// on disk (rotation) are used for new connections without a restart.
+import { type ChannelCredentials, experimental, type ServerCredentials } from '@grpc/grpc-js'
+import type { Config } from './config.ts'
+import { type CertificatePaths, ensureDevCertificate } from './dev-certificates.ts'
+import type { Identity } from './identity.ts'
+
+export type { CertificatePaths }
+
+/** Where this identity's CA, certificate and key live; the dev CA creates them when missing. */
+export async function certificateFiles(config: Config, identity: Identity): Promise<CertificatePaths> {
+  if (config.tls.kind === 'files') return config.tls
+  return ensureDevCertificate(config.home, identity)
+}
+
+const providers = new Map<string, experimental.FileWatcherCertificateProvider>()
+
+function providerFor(paths: CertificatePaths, refreshMs: number): experimental.FileWatcherCertificateProvider {
+  const key = `${paths.caFile}\0${paths.certFile}\0${paths.keyFile}\0${refreshMs}`
+  let provider = providers.get(key)
+  if (!provider) {
+    provider = new experimental.FileWatcherCertificateProvider({
+      caCertificateFile: paths.caFile,
+      certificateFile: paths.certFile,
+      privateKeyFile: paths.keyFile,
+      refreshIntervalMs: refreshMs,
+    })
+    providers.set(key, provider)
+  }
+  return provider
+}
+
+/** Server side: a client certificate signed by the mesh CA is required on every connection. */
+export function serverCredentials(paths: CertificatePaths, refreshMs: number): ServerCredentials {
+  const provider = providerFor(paths, refreshMs)
+  // One provider serves both the CA and the identity (grpc-js swaps this function's parameter
+  // names internally; passing the same provider twice sidesteps that).
+  return experimental.createCertificateProviderServerCredentials(provider, provider, true)
+}
+
+/** Client side: presents this identity's certificate and trusts only the mesh CA. */
+export function channelCredentials(paths: CertificatePaths, refreshMs: number): ChannelCredentials {
+  const provider = providerFor(paths, refreshMs)
+  return experimental.createCertificateProviderChannelCredentials(provider, provider)
+}
