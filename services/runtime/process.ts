@@ -46,7 +46,15 @@ export async function startMesh(specs: readonly ServiceSpec[], options: StartOpt
 
 /** The entry point of `npm start` and of each service's main.ts. */
 export async function runServiceProcess(specs: readonly ServiceSpec[], afterStart?: (mesh: Mesh) => Promise<void> | void): Promise<void> {
-  const mesh = await startMesh(specs)
+  let mesh: Mesh
+  try {
+    mesh = await startMesh(specs)
+  } catch (error) {
+    // A clear line instead of a stack: the usual causes are a port in use or a bad setting.
+    const message = error instanceof Error ? error.message : String(error)
+    process.stderr.write(`cloudpay failed to start: ${message}\n`)
+    process.exit(1)
+  }
   let stopping = false
   const shutdown = (signal: string): void => {
     if (stopping) return

@@ -160,7 +160,8 @@ function serverStreaming(path: string, handler: (request: unknown, ctx: RpcConte
         },
         (error: unknown) => {
           const status = finish(error)!
-          if (!call.cancelled) call.destroy(Object.assign(new Error(status.details), status))
+          // grpc-js turns an 'error' event on a server stream into the call's final status.
+          if (!call.cancelled) call.emit('error', Object.assign(new Error(status.details), status))
         },
       )
     })

@@ -1,0 +1,157 @@
+// The server every service runs: failures in handlers become statuses (the process survives),
+// and replaced certificate files are picked up without a restart.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { connect } from 'node:tls'
+import { readFile, rm } from 'node:fs/promises'
+import { status as Status, type ServerWritableStream } from '@grpc/grpc-js'
+import { trace } from '@opentelemetry/api'
+import { AppServiceClient, AppServiceService } from '../../gen/cloudpay/app/v1/app_service.ts'
+import {
+  InstanceEventsServiceClient,
+  InstanceEventsServiceService,
+  type NotifyRequest,
+  type NotifyResponse,
+  EventKind,
+} from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import { HealthClient } from '../../gen/grpc/health/v1/health.ts'
+import { allow, rulesByPath } from '../../services/runtime/authz.ts'
+import { unaryCall } from '../../services/runtime/client.ts'
+import { NotFoundError } from '../../services/runtime/errors.ts'
+import { createLogger } from '../../services/runtime/logger.ts'
+import { implement, notImplemented } from '../../services/runtime/rpc.ts'
+import { type RunningServer, startServer } from '../../services/runtime/server.ts'
+import { devPki } from '../helpers/certs.ts'
+import { expectStatus } from '../helpers/grpc.ts'
+
+const SERVICE = { role: 'service', id: 'test-server' } as const
+const CALLER = { role: 'operator', id: 'tester' } as const
+const everyone = <D extends object>(definition: D) => Object.fromEntries(Object.keys(definition).map((k) => [k, allow('operator')])) as never
+
+let pki: Awaited<ReturnType<typeof devPki>>
+let server: RunningServer
+const logLines: string[] = []
+
+before(async () => {
+  pki = await devPki(100)
+  const log = createLogger({ level: 'debug', name: 'test', destination: { write: (l: string) => void logLines.push(l) } })
+  const runtime = { tracer: trace.getTracer('test'), log }
+  const app = implement(
+    AppServiceService,
+    {
+      listCatalogItems: async () => {
+        throw new Error('boom: database password is swordfish')
+      },
+      getOrder: async () => Promise.reject('not even an Error'),
+      getAppAccount: async () => {
+        throw new NotFoundError('NO_SESSION', 'session_token: no such session')
+      },
+      loginWithToken: notImplemented('LoginWithToken'),
+      createOrder: notImplemented('CreateOrder'),
+      fulfilOrder: notImplemented('FulfilOrder'),
+      listInventory: notImplemented('ListInventory'),
+    },
+    runtime,
+  )
+  const events = implement(
+    InstanceEventsServiceService,
+    {
+      notify: async (_request: NotifyRequest, _ctx, stream: ServerWritableStream<NotifyRequest, NotifyResponse>) => {
+        stream.write({ event: { deviceId: 'd', sequence: 1n, kind: EventKind.EVENT_KIND_LOGIN_REQUESTED, subjectId: 'x', createTime: new Date() } })
+        throw new Error('stream broke')
+      },
+      openChannel: notImplemented('OpenChannel'),
+      closeChannel: notImplemented('CloseChannel'),
+      listChannels: notImplemented('ListChannels'),
+      checkChannel: notImplemented('CheckChannel'),
+      publish: notImplemented('Publish'),
+      listEvents: notImplemented('ListEvents'),
+    },
+    runtime,
+  )
+  server = await startServer({
+    address: '127.0.0.1:0',
+    credentials: await pki.server(SERVICE),
+    log,
+    services: [
+      { protoName: 'cloudpay.app.v1.AppService', definition: AppServiceService, implementation: app, rules: rulesByPath(AppServiceService, everyone(AppServiceService)) },
+      {
+        protoName: 'cloudpay.events.v1.InstanceEventsService',
+        definition: InstanceEventsServiceService,
+        implementation: events,
+        rules: rulesByPath(InstanceEventsServiceService, everyone(InstanceEventsServiceService)),
+      },
+    ],
+  })
+})
+
+after(async () => {
+  await server?.shutdown(1000)
+  await rm(pki.home, { recursive: true, force: true })
+})
+
+const address = () => `127.0.0.1:${server.port}`
+
+test('a handler that throws unexpectedly answers INTERNAL with a generic message and the server keeps serving', async () => {
+  const client = new AppServiceClient(address(), await pki.client(CALLER))
+  const health = new HealthClient(address(), await pki.client(CALLER))
+  try {
+    const { error } = await expectStatus(unaryCall(client, 'listCatalogItems', { pageSize: 0, pageToken: '' }), Status.INTERNAL, 'internal error')
+    assert.doesNotMatch(error.details, /swordfish/)
+    await expectStatus(unaryCall(client, 'getOrder', { appOrderId: 'x' }), Status.INTERNAL)
+    // A deliberate error keeps its code and message.
+    const deliberate = await expectStatus(unaryCall(client, 'getAppAccount', { deviceId: 'd', sessionToken: 's' }), Status.NOT_FOUND, 'session_token: no such session')
+    assert.equal(deliberate.reason, 'NO_SESSION')
+    assert.ok(await unaryCall(health, 'check', { service: '' }))
+    const logged = logLines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'unexpected error in handler')
+    assert.equal(logged.length, 2, 'each unexpected error is logged once, with its stack')
+    assert.match(logged[0].err.stack, /boom/)
+  } finally {
+    client.close()
+    health.close()
+  }
+})
+
+test('a streaming handler that fails ends its stream with a status; the server keeps serving', async () => {
+  const client = new InstanceEventsServiceClient(address(), await pki.client(CALLER))
+  try {
+    const received: NotifyResponse[] = []
+    const code = await new Promise<number>((resolve) => {
+      const stream = client.notify({ deviceId: 'd', afterSequence: 0n })
+      stream.on('data', (m: NotifyResponse) => received.push(m))
+      stream.on('error', (e: { code: number }) => resolve(e.code))
+      stream.on('end', () => resolve(Status.OK))
+    })
+    assert.equal(received.length, 1)
+    assert.equal(code, Status.INTERNAL)
+  } finally {
+    client.close()
+  }
+})
+
+test('replaced certificate files are served to new connections without a restart', async () => {
+  const paths = await pki.paths(SERVICE)
+  const ca = await readFile(paths.caFile)
+  const caller = await pki.paths(CALLER)
+  const [cert, key] = [await readFile(caller.certFile), await readFile(caller.keyFile)]
+  const serverSerial = async (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const socket = connect({ host: '127.0.0.1', port: server.port, ca, cert, key, servername: 'localhost', ALPNProtocols: ['h2'] }, () => {
+        const serial = socket.getPeerCertificate().serialNumber
+        socket.destroy()
+        resolve(serial)
+      })
+      socket.on('error', reject)
+    })
+  const before = await serverSerial()
+  await rm(paths.certFile)
+  await rm(paths.keyFile)
+  const reissued = await pki.paths(SERVICE)
+  assert.equal(reissued.certFile, paths.certFile)
+  let now = before
+  for (let attempt = 0; attempt < 100 && now === before; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    now = await serverSerial()
+  }
+  assert.notEqual(now, before, 'the new certificate is in use')
+})

@@ -1,0 +1,65 @@
+// The account_management store on PGlite, or on PostgreSQL when DATABASE_URL is set.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import type { Kysely } from 'kysely'
+import { RegisterCloudAccountRequest, RegisterCloudAccountResponse } from '../../gen/cloudpay/account/v1/account_management_service.ts'
+import { accountManagement } from '../../services/account-management/server.ts'
+import * as store from '../../services/account-management/store/repository.ts'
+import type { AccountDatabase } from '../../services/account-management/store/tables.ts'
+import { forSchema, migrateSchema } from '../../services/runtime/database.ts'
+import { idempotent } from '../../services/runtime/idempotency.ts'
+import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
+
+let db: Kysely<AccountDatabase>
+let close: () => Promise<void>
+before(async () => {
+  const opened = await openFresh()
+  close = opened.close
+  await migrateSchema(opened.database, accountManagement.schema, accountManagement.migrations)
+  db = forSchema(opened.database, accountManagement.schema)
+})
+after(async () => close?.())
+
+test(`cloud accounts: insert once, find, list in id order after a cursor (${DATABASE_KIND})`, async () => {
+  assert.ok(await store.insertCloudAccount(db, 'bob', '$argon2id$fake'))
+  assert.equal(await store.insertCloudAccount(db, 'bob', '$argon2id$other'), undefined, 'a taken id is refused')
+  assert.equal((await store.findCloudAccount(db, 'bob'))?.password_hash, '$argon2id$fake', 'the first row is intact')
+  for (const id of ['amy', 'cat']) await store.insertCloudAccount(db, id, 'h')
+  assert.deepEqual((await store.listCloudAccounts(db, undefined, 10)).map((r) => r.account_id), ['amy', 'bob', 'cat'])
+  assert.deepEqual((await store.listCloudAccounts(db, 'amy', 1)).map((r) => r.account_id), ['bob'])
+})
+
+test(`instance assignments: upsert moves a device, delete ends it, unknown accounts are refused (${DATABASE_KIND})`, async () => {
+  await store.insertCloudAccount(db, 'dan', 'h')
+  await store.insertCloudAccount(db, 'eve', 'h')
+  assert.equal((await store.upsertInstanceAssignment(db, 'dev-1', 'dan')).account_id, 'dan')
+  assert.equal((await store.upsertInstanceAssignment(db, 'dev-1', 'eve')).account_id, 'eve')
+  assert.equal((await store.findInstanceAssignment(db, 'dev-1'))?.account_id, 'eve')
+  await assert.rejects(store.upsertInstanceAssignment(db, 'dev-2', 'nobody'), /foreign key/)
+  assert.equal((await store.deleteInstanceAssignment(db, 'dev-1'))?.device_id, 'dev-1')
+  assert.equal(await store.findInstanceAssignment(db, 'dev-1'), undefined)
+})
+
+test(`idempotency: concurrent calls with one request id have one effect and one answer (${DATABASE_KIND})`, async () => {
+  const caller = { role: 'operator', id: 'op' } as const
+  const request = { requestId: '3f0e3c1e-8f57-4bd2-9b1c-0c5d1f6f2a11', accountId: 'fay', password: '' }
+  let effects = 0
+  const attempt = () =>
+    idempotent(
+      db,
+      { caller, method: 'test/Register', requestId: request.requestId, request, requestCodec: RegisterCloudAccountRequest, responseCodec: RegisterCloudAccountResponse },
+      async (trx) => {
+        effects += 1
+        const row = await store.insertCloudAccount(trx, 'fay', 'h')
+        if (!row) throw new Error('duplicate effect')
+        return { cloudAccount: { accountId: row.account_id, createTime: row.created_at } }
+      },
+    )
+  const answers = await Promise.all([attempt(), attempt(), attempt()])
+  assert.equal(new Set(answers.map((a) => a.cloudAccount?.createTime?.toISOString())).size, 1, 'every caller got the first answer')
+  const rows = await db.selectFrom('cloud_accounts').select('account_id').where('account_id', '=', 'fay').execute()
+  assert.equal(rows.length, 1)
+  assert.ok(effects >= 1)
+  const stored = await db.selectFrom('idempotency_keys').selectAll().where('request_id', '=', request.requestId).execute()
+  assert.equal(stored.length, 1)
+})
