@@ -49,6 +49,17 @@ export async function ensureDevCertificate(home: string, identity: Identity): Pr
   return paths
 }
 
+/** Replaces an identity's certificate and key with new ones (rotation), each file atomically. */
+export async function reissueDevCertificate(home: string, identity: Identity): Promise<CertificatePaths> {
+  const paths = certificatePaths(home, identity)
+  await withCertsLock(home, async () => {
+    const { certPem, keyPem } = await issueLeaf(await loadOrCreateCa(home), identity)
+    await writeAtomically(paths.keyFile, keyPem, 0o600)
+    await writeAtomically(paths.certFile, certPem, 0o644)
+  })
+  return paths
+}
+
 interface CertificateAuthority {
   readonly cert: x509.X509Certificate
   readonly privateKey: CryptoKey

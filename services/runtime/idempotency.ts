@@ -3,7 +3,7 @@
 // parameters is refused. Every service keeps the table in its own schema.
 import { createHash } from 'node:crypto'
 import { type Generated, type Kysely, sql, type Transaction } from 'kysely'
-import { inTransaction, isUniqueViolation } from './database.ts'
+import { inTransaction } from './database.ts'
 import { InvalidArgumentError } from './errors.ts'
 import { formatIdentity, type Identity } from './identity.ts'
 
@@ -50,8 +50,9 @@ export interface IdempotentCall<Req, Res> {
 }
 
 /**
- * Runs `work` once per (caller, request id) in one transaction with the stored response. A
- * concurrent duplicate loses the insert race, its transaction rolls back, and it replays the winner.
+ * Runs `work` once per (caller, request id), in one transaction with the stored response. The
+ * key row is claimed first: a concurrent duplicate blocks on it until the first commits, then
+ * replays the first answer (or, if the first rolled back, runs the work itself).
  */
 export async function idempotent<Database, Req, Res>(
   db: Kysely<Database>,
@@ -60,38 +61,33 @@ export async function idempotent<Database, Req, Res>(
 ): Promise<Res> {
   const caller = formatIdentity(call.caller)
   const requestHash = createHash('sha256').update(call.requestCodec.encode(call.request).finish()).digest('base64url')
-  const keys = () => (db as unknown as Kysely<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>)
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await inTransaction(db, async (trx) => {
-        const t = trx as unknown as Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>
-        const previous = await t
-          .selectFrom(IDEMPOTENCY_TABLE)
-          .select(['method', 'request_hash', 'response'])
-          .where('caller', '=', caller)
-          .where('request_id', '=', call.requestId)
-          .executeTakeFirst()
-        if (previous) {
-          if (previous.method !== call.method || previous.request_hash !== requestHash) {
-            throw InvalidArgumentError.field('request_id', 'was already used for a different request; use a new request id', 'REQUEST_ID_REUSED')
-          }
-          return call.responseCodec.decode(previous.response)
-        }
-        const response = await work(trx)
-        await t
-          .insertInto(IDEMPOTENCY_TABLE)
-          .values({ caller, request_id: call.requestId, method: call.method, request_hash: requestHash, response: call.responseCodec.encode(response).finish() })
-          .execute()
-        return response
-      })
-    } catch (error) {
-      if (attempt === 0 && isUniqueViolation(error) && (await keyExists(keys(), caller, call.requestId))) continue
-      throw error
+  return inTransaction(db, async (trx) => {
+    const keys = trx as unknown as Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>
+    const claimed = await keys
+      .insertInto(IDEMPOTENCY_TABLE)
+      .values({ caller, request_id: call.requestId, method: call.method, request_hash: requestHash, response: new Uint8Array() })
+      .onConflict((oc) => oc.columns(['caller', 'request_id']).doNothing())
+      .returning('caller')
+      .executeTakeFirst()
+    if (!claimed) {
+      const previous = await keys
+        .selectFrom(IDEMPOTENCY_TABLE)
+        .select(['method', 'request_hash', 'response'])
+        .where('caller', '=', caller)
+        .where('request_id', '=', call.requestId)
+        .executeTakeFirstOrThrow()
+      if (previous.method !== call.method || previous.request_hash !== requestHash) {
+        throw InvalidArgumentError.field('request_id', 'was already used for a different request; use a new request id', 'REQUEST_ID_REUSED')
+      }
+      return call.responseCodec.decode(previous.response)
     }
-  }
-}
-
-async function keyExists(db: Kysely<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>, caller: string, requestId: string): Promise<boolean> {
-  const row = await db.selectFrom(IDEMPOTENCY_TABLE).select('caller').where('caller', '=', caller).where('request_id', '=', requestId).executeTakeFirst()
-  return row !== undefined
+    const response = await work(trx)
+    await keys
+      .updateTable(IDEMPOTENCY_TABLE)
+      .set({ response: call.responseCodec.encode(response).finish() })
+      .where('caller', '=', caller)
+      .where('request_id', '=', call.requestId)
+      .execute()
+    return response
+  })
 }
