@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import pg from 'pg'
-import { type DatabaseLocation, openDatabase, type SharedDatabase } from '../../services/runtime/database.ts'
+import { type DatabaseLocation, forSchema, type Migration, migrateSchema, openDatabase, type SharedDatabase } from '../../services/runtime/database.ts'
 
 export const TEST_DATABASE_URL = process.env.DATABASE_URL || undefined
 export const DATABASE_KIND = TEST_DATABASE_URL ? 'postgres' : 'pglite'
@@ -57,4 +57,11 @@ export async function openFresh(): Promise<{ fresh: FreshDatabase; database: Sha
       await fresh.drop()
     },
   }
+}
+
+/** A fresh database with one service's migrations applied; the service's own schema view. */
+export async function openMigrated<Database>(spec: { schema: string; migrations: Readonly<Record<string, Migration>> }) {
+  const opened = await openFresh()
+  await migrateSchema(opened.database, spec.schema, spec.migrations)
+  return { db: forSchema<Database>(opened.database, spec.schema), close: opened.close }
 }

@@ -6,17 +6,13 @@ import { RegisterCloudAccountRequest, RegisterCloudAccountResponse } from '../..
 import { accountManagement } from '../../services/account-management/server.ts'
 import * as store from '../../services/account-management/store/repository.ts'
 import type { AccountDatabase } from '../../services/account-management/store/tables.ts'
-import { forSchema, migrateSchema } from '../../services/runtime/database.ts'
 import { idempotent } from '../../services/runtime/idempotency.ts'
-import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
+import { DATABASE_KIND, openMigrated } from '../helpers/database.ts'
 
 let db: Kysely<AccountDatabase>
 let close: () => Promise<void>
 before(async () => {
-  const opened = await openFresh()
-  close = opened.close
-  await migrateSchema(opened.database, accountManagement.schema, accountManagement.migrations)
-  db = forSchema(opened.database, accountManagement.schema)
+  ;({ db, close } = await openMigrated<AccountDatabase>(accountManagement))
 })
 after(async () => close?.())
 

@@ -5,16 +5,12 @@ import type { Kysely } from 'kysely'
 import { instanceEvents } from '../../services/instance-events/server.ts'
 import * as store from '../../services/instance-events/store/repository.ts'
 import type { EventsDatabase } from '../../services/instance-events/store/tables.ts'
-import { forSchema, migrateSchema } from '../../services/runtime/database.ts'
-import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
+import { DATABASE_KIND, openMigrated } from '../helpers/database.ts'
 
 let db: Kysely<EventsDatabase>
 let close: () => Promise<void>
 before(async () => {
-  const opened = await openFresh()
-  close = opened.close
-  await migrateSchema(opened.database, instanceEvents.schema, instanceEvents.migrations)
-  db = forSchema(opened.database, instanceEvents.schema)
+  ;({ db, close } = await openMigrated<EventsDatabase>(instanceEvents))
 })
 after(async () => close?.())
 
