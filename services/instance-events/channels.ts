@@ -18,10 +18,18 @@ export async function openChannel(db: Db, deviceId: string, terminalId: string):
 
 export async function closeChannel(db: Db, channelId: string): Promise<store.ChannelRow> {
   const closed = await store.closeChannel(db, channelId)
-  if (closed) return closed
+  if (closed) {
+    // Wakes the device's subscribers: a terminal whose channel closed loses its stream.
+    await store.notifyDevice(db, closed.device_id)
+    return closed
+  }
   const existing = await store.findChannel(db, channelId)
   if (!existing) throw new NotFoundError('CHANNEL_NOT_FOUND', `channel ${JSON.stringify(channelId)} does not exist`, { channel_id: channelId })
   throw new FailedPreconditionError('CHANNEL_CLOSED', `channel ${channelId} is already closed`, { channel_id: channelId })
+}
+
+export async function isChannelOpen(db: Db, deviceId: string, terminalId: string): Promise<boolean> {
+  return (await store.findOpenChannel(db, deviceId, terminalId)) !== undefined
 }
 
 export function findOpenChannel(db: Db, deviceId: string, terminalId: string): Promise<store.ChannelRow | undefined> {

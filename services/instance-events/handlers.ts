@@ -1,23 +1,43 @@
 // InstanceEventsService handlers: validate the request, apply the rules, map rows to replies.
 import type { Kysely } from 'kysely'
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import {
   type Channel,
   ChannelState,
   CloseChannelRequest,
   CloseChannelResponse,
+  type Event,
+  EventKind,
   type InstanceEventsServiceService,
   OpenChannelRequest,
   OpenChannelResponse,
+  PublishRequest,
+  PublishResponse,
 } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
-import { PermissionDeniedError } from '../runtime/errors.ts'
+import { assertMayActForDevice } from '../runtime/device-access.ts'
+import { PermissionDeniedError, UnavailableError } from '../runtime/errors.ts'
 import { idempotent } from '../runtime/idempotency.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
-import { type Handlers, notImplemented } from '../runtime/rpc.ts'
-import type { ServiceDeps } from '../runtime/service-host.ts'
+import type { Handlers } from '../runtime/rpc.ts'
+import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import { writeWithBackpressure } from '../runtime/streams.ts'
 import { validate } from '../runtime/validation.ts'
 import * as channels from './channels.ts'
-import type { ChannelRow } from './store/repository.ts'
+import * as pipe from './pipe.ts'
+import type { ChannelRow, EventRow } from './store/repository.ts'
 import type { EventsDatabase } from './store/tables.ts'
+import { SubscriberHub } from './subscribers.ts'
+
+/** Events read from the store per round trip while a subscriber catches up. */
+const CATCH_UP_BATCH = 100
+
+const toEvent = (row: EventRow): Event => ({
+  deviceId: row.device_id,
+  sequence: row.sequence,
+  kind: pipe.kindFromName(row.kind),
+  subjectId: row.subject_id,
+  createTime: row.created_at,
+})
 
 const toChannel = (row: ChannelRow): Channel => ({
   channelId: row.channel_id,
@@ -28,9 +48,19 @@ const toChannel = (row: ChannelRow): Channel => ({
   closeTime: row.closed_at ?? undefined,
 })
 
-export function createHandlers(deps: ServiceDeps): Handlers<typeof InstanceEventsServiceService> {
+export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceEventsServiceService> {
   const db = deps.db as Kysely<EventsDatabase>
-  return {
+  const { stallMs, pollMs, retentionMs } = deps.config.events
+  const hub = new SubscriberHub()
+  const hubReady = hub.start(deps.listen)
+  hubReady.catch((error: unknown) => deps.log.error({ err: error }, 'cannot LISTEN for events; subscribers fall back to polling'))
+  const sweeper = setInterval(
+    () => pipe.expireEvents(db, retentionMs).catch((error: unknown) => deps.log.warn({ err: error }, 'event expiry failed')),
+    Math.min(Math.max(retentionMs / 10, 1_000), 3_600_000),
+  )
+  sweeper.unref()
+  const isChannelOpen = (deviceId: string, terminalId: string) => channels.isChannelOpen(db, deviceId, terminalId)
+  const handlers: Handlers<typeof InstanceEventsServiceService> = {
     openChannel: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.terminalId, 'terminal_id'))
       return idempotent(
@@ -76,8 +106,74 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof InstanceEvent
       return { open: open !== undefined, channelId: open?.channel_id ?? '' }
     },
 
-    publish: notImplemented('Publish'),
-    notify: notImplemented('Notify'),
-    listEvents: notImplemented('ListEvents'),
+    publish: async (request, ctx) => {
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .check(request.kind !== EventKind.EVENT_KIND_UNSPECIFIED && EventKind[request.kind] !== undefined && request.kind !== EventKind.UNRECOGNIZED, 'kind', 'must be one of the EventKind values')
+          .id(request.subjectId, 'subject_id'),
+      )
+      await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
+      pipe.assertMayPublish(ctx.caller, request.kind)
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: PublishRequest, responseCodec: PublishResponse },
+        async (trx) => ({ event: toEvent(await pipe.publish(db, { deviceId: request.deviceId, kind: request.kind, subjectId: request.subjectId, publisher: ctx.caller }, trx)) }),
+      )
+    },
+
+    notify: async (request, ctx, stream) => {
+      validate((v) => v.id(request.deviceId, 'device_id').check(request.afterSequence >= 0n, 'after_sequence', 'must not be negative'))
+      await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
+      await pipe.assertResumable(db, request.deviceId, request.afterSequence)
+      await hubReady.catch(() => undefined)
+      // Subscribe before the first read: an event stored meanwhile marks the subscription dirty.
+      const subscription = hub.subscribe(request.deviceId)
+      let cursor = request.afterSequence
+      try {
+        while (!ctx.signal.aborted) {
+          if (hub.closing) throw new UnavailableError('SHUTTING_DOWN', `this replica is shutting down; resume with after_sequence=${cursor}`)
+          subscription.dirty = false
+          if (ctx.caller.role === 'terminal' && !(await isChannelOpen(request.deviceId, ctx.caller.id))) {
+            throw new PermissionDeniedError('CHANNEL_CLOSED', `the channel between terminal ${ctx.caller.id} and device ${request.deviceId} was closed`)
+          }
+          const rows = await pipe.readEvents(db, request.deviceId, cursor, CATCH_UP_BATCH)
+          for (const row of rows) {
+            if (ctx.signal.aborted) return
+            await writeWithBackpressure(stream, { event: toEvent(row) }, stallMs, ctx.signal, `resume with after_sequence=${cursor}`)
+            cursor = row.sequence
+          }
+          if (rows.length === CATCH_UP_BATCH) {
+            await yieldToEventLoop() // a long catch-up must not starve other calls
+            continue
+          }
+          await subscription.wait(pollMs, ctx.signal)
+        }
+      } finally {
+        subscription.close()
+      }
+    },
+
+    listEvents: async (request, ctx) => {
+      validate((v) => v.id(request.deviceId, 'device_id').check(request.afterSequence >= 0n, 'after_sequence', 'must not be negative'))
+      await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
+      const filter = { deviceId: request.deviceId, after: request.afterSequence.toString() }
+      const size = pageSize(request.pageSize)
+      const cursor = decodePageToken(request.pageToken, filter)
+      const after = cursor === undefined ? request.afterSequence : BigInt(cursor)
+      if (cursor === undefined) await pipe.assertResumable(db, request.deviceId, after)
+      const rows = await pipe.readEvents(db, request.deviceId, after, size + 1)
+      const { items, nextPageToken } = page(rows, size, (row) => row.sequence.toString(), filter)
+      return { events: items.map(toEvent), nextPageToken }
+    },
+  }
+  return {
+    handlers,
+    introspect: () => ({ subscribers: hub.count() }),
+    async onStop() {
+      clearInterval(sweeper)
+      await hub.stop()
+    },
   }
 }

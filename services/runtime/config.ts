@@ -46,6 +46,30 @@ export interface Config {
   readonly logLevel: string
   /** How long a shutdown lets in-flight calls finish before cutting them. */
   readonly shutdownGraceMs: number
+  readonly login: LoginSettings
+  readonly events: EventSettings
+}
+
+export interface LoginSettings {
+  /** How long a started login waits for the person. */
+  readonly loginTtlMs: number
+  /** How long a redeemed login token stays valid (it is single-use). */
+  readonly tokenTtlMs: number
+  /** How long an application session lasts. */
+  readonly sessionTtlMs: number
+  /** Failed verifications (per account, and per device) before a lock. */
+  readonly maxFailures: number
+  /** How long a lock lasts; failures older than this are forgotten. */
+  readonly lockMs: number
+}
+
+export interface EventSettings {
+  /** How long events are kept for subscribers to catch up. */
+  readonly retentionMs: number
+  /** A subscriber whose stream stays unwritable this long is cut off (it resumes from its sequence). */
+  readonly stallMs: number
+  /** Safety net: subscribers re-check the store this often even without a notification. */
+  readonly pollMs: number
 }
 
 export class ConfigError extends Error {}
@@ -66,6 +90,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     addresses: Object.freeze(addresses),
     logLevel: env.CLOUDPAY_LOG_LEVEL ?? 'info',
     shutdownGraceMs: positiveInt(env, 'CLOUDPAY_SHUTDOWN_GRACE_MS', 10_000),
+    login: Object.freeze({
+      loginTtlMs: positiveInt(env, 'CLOUDPAY_LOGIN_TTL_MS', 5 * 60_000),
+      tokenTtlMs: positiveInt(env, 'CLOUDPAY_LOGIN_TOKEN_TTL_MS', 2 * 60_000),
+      sessionTtlMs: positiveInt(env, 'CLOUDPAY_SESSION_TTL_MS', 12 * 3_600_000),
+      maxFailures: positiveInt(env, 'CLOUDPAY_LOGIN_MAX_FAILURES', 5),
+      lockMs: positiveInt(env, 'CLOUDPAY_LOGIN_LOCK_MS', 15 * 60_000),
+    }),
+    events: Object.freeze({
+      retentionMs: positiveInt(env, 'CLOUDPAY_EVENT_RETENTION_MS', 7 * 24 * 3_600_000),
+      stallMs: positiveInt(env, 'CLOUDPAY_SUBSCRIBER_STALL_MS', 30_000),
+      pollMs: positiveInt(env, 'CLOUDPAY_SUBSCRIBER_POLL_MS', 5_000),
+    }),
   })
 }
 

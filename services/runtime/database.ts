@@ -19,10 +19,18 @@ export interface DatabaseLocation {
   readonly dataDir: string
 }
 
+/** Called with each NOTIFY payload on a channel; delivered on every replica sharing the database. */
+export type NotificationHandler = (payload: string) => void
+
 export interface SharedDatabase {
   readonly kind: 'pglite' | 'postgres'
   /** The root Kysely; services use `forSchema`. */
   readonly db: Kysely<any>
+  /**
+   * LISTENs on a channel. Notifications are wake-up hints (a reconnect may drop some): readers
+   * always re-read the tables. `onReconnect` runs after the listening connection was replaced.
+   */
+  listen(channel: string, handler: NotificationHandler, onReconnect?: () => void): Promise<() => Promise<void>>
   /** Releases this user's reference; the last one closes the pool or PGlite. */
   release(): Promise<void>
 }
@@ -31,6 +39,8 @@ interface Entry {
   kind: SharedDatabase['kind']
   db: Kysely<any>
   users: number
+  listen: SharedDatabase['listen']
+  closeListeners(): Promise<void>
 }
 const open = new Map<string, Promise<Entry>>()
 
@@ -56,12 +66,14 @@ export async function openDatabase(location: DatabaseLocation): Promise<SharedDa
   return {
     kind: entry.kind,
     db: entry.db,
+    listen: entry.listen,
     release: async () => {
       if (released) return
       released = true
       entry.users -= 1
       if (entry.users === 0) {
         open.delete(key)
+        await entry.closeListeners()
         await entry.db.destroy()
       }
     },
@@ -75,14 +87,112 @@ async function create(location: DatabaseLocation): Promise<Entry> {
       max: 16,
       types: { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format)) } as pg.CustomTypesConfig,
     })
+    // An idle pooled connection can be closed by the server (restart, failover); without a handler
+    // pg would raise that as an uncaught exception. The pool replaces it on next use.
+    pool.on('error', () => undefined)
     const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }) })
-    return { kind: 'postgres', db, users: 0 }
+    const listener = new PostgresListener(location.databaseUrl)
+    return { kind: 'postgres', db, users: 0, listen: (c, h, r) => listener.listen(c, h, r), closeListeners: () => listener.close() }
   }
   // PGlite fails with ENOENT when the data directory's parent is missing.
   await mkdir(dirname(location.dataDir), { recursive: true })
   const pglite = await PGlite.create({ dataDir: location.dataDir, parsers: { [INT8_OID]: parseInt8 } })
   const db = new Kysely<any>({ dialect: new PGliteDialect({ pglite }) })
-  return { kind: 'pglite', db, users: 0 }
+  const unlisteners = new Set<() => Promise<void>>()
+  return {
+    kind: 'pglite',
+    db,
+    users: 0,
+    listen: async (channel, handler) => {
+      const unlisten = await pglite.listen(channel, handler)
+      const stop = async (): Promise<void> => {
+        if (unlisteners.delete(stop) && !pglite.closed) await unlisten()
+      }
+      unlisteners.add(stop)
+      return stop
+    },
+    closeListeners: async () => {
+      await Promise.all([...unlisteners].map((stop) => stop()))
+    },
+  }
+}
+
+/**
+ * One dedicated connection for LISTEN (a pooled one would be handed to queries). On error it
+ * reconnects with backoff, re-LISTENs every channel and tells the handlers, which then re-read.
+ */
+class PostgresListener {
+  private client: pg.Client | undefined
+  private connecting: Promise<pg.Client> | undefined
+  private closed = false
+  private readonly channels = new Map<string, Set<{ handler: NotificationHandler; onReconnect?: () => void }>>()
+
+  constructor(private readonly url: string) {}
+
+  async listen(channel: string, handler: NotificationHandler, onReconnect?: () => void): Promise<() => Promise<void>> {
+    if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`invalid channel name ${channel}`)
+    const entry = { handler, onReconnect }
+    let set = this.channels.get(channel)
+    const first = !set
+    if (!set) this.channels.set(channel, (set = new Set()))
+    set.add(entry)
+    const client = await this.connected()
+    if (first) await client.query(`LISTEN ${channel}`)
+    return async () => {
+      set.delete(entry)
+      if (set.size === 0 && this.channels.get(channel) === set) {
+        this.channels.delete(channel)
+        await this.client?.query(`UNLISTEN ${channel}`).catch(() => undefined)
+      }
+    }
+  }
+
+  private connected(): Promise<pg.Client> {
+    if (this.client) return Promise.resolve(this.client)
+    this.connecting ??= this.connect().finally(() => (this.connecting = undefined))
+    return this.connecting
+  }
+
+  private async connect(): Promise<pg.Client> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed) throw new Error('listener closed')
+      const client = new pg.Client({ connectionString: this.url })
+      try {
+        await client.connect()
+        client.on('notification', (message) => {
+          for (const entry of this.channels.get(message.channel) ?? []) entry.handler(message.payload ?? '')
+        })
+        client.on('error', () => {
+          if (this.client === client) this.client = undefined
+          client.end().catch(() => undefined)
+          if (!this.closed) void this.reconnect()
+        })
+        for (const channel of this.channels.keys()) await client.query(`LISTEN ${channel}`)
+        this.client = client
+        return client
+      } catch (error) {
+        await client.end().catch(() => undefined)
+        if (attempt >= 50) throw error
+        await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 100 * 2 ** attempt)))
+      }
+    }
+  }
+
+  private async reconnect(): Promise<void> {
+    try {
+      await this.connected()
+      for (const set of this.channels.values()) for (const entry of set) entry.onReconnect?.()
+    } catch {
+      // closed meanwhile, or the database stayed away; subscribers still poll
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    const client = this.client
+    this.client = undefined
+    await client?.end().catch(() => undefined)
+  }
 }
 
 /** A service's view of the database: its own schema. */

@@ -12,6 +12,8 @@ export interface Mesh {
   readonly log: Logger
   readonly database: SharedDatabase
   readonly telemetry: Telemetry
+  /** Stops one service and starts it again on the same address and database (a crash-restart). */
+  restart(name: ServiceSpec['name']): Promise<RunningService>
   stop(): Promise<void>
 }
 
@@ -41,7 +43,16 @@ export async function startMesh(specs: readonly ServiceSpec[], options: StartOpt
     await stop()
     throw error
   }
-  return { config, services, log, database, telemetry, stop }
+  const restart = async (name: ServiceSpec['name']): Promise<RunningService> => {
+    const index = services.findIndex((s) => s.name === name)
+    const spec = specs.find((s) => s.name === name)
+    if (index < 0 || !spec) throw new Error(`${name} is not running here`)
+    await services[index]!.stop()
+    const again = await startService(spec, { config, database, telemetry, log, addresses })
+    services[index] = again
+    return again
+  }
+  return { config, services, log, database, telemetry, restart, stop }
 }
 
 /** The entry point of `npm start` and of each service's main.ts. */

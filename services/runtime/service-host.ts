@@ -22,6 +22,8 @@ export interface ServiceDeps {
   readonly tracer: Tracer
   /** Clients of the other services, authenticated as this service. */
   readonly peers: Peers
+  /** LISTEN on a database channel (every replica sharing the database hears each NOTIFY). */
+  readonly listen: SharedDatabase['listen']
 }
 
 /** A service as the host sees it: its name, schema, migrations and how to build its gRPC service. */
@@ -52,6 +54,8 @@ export interface RunningService {
   readonly address: string
   readonly port: number
   readonly server: RunningServer
+  /** Internal gauges of the service (e.g. open subscribers), for tests and diagnostics. */
+  introspect(): Record<string, number>
   stop(): Promise<void>
 }
 
@@ -64,7 +68,7 @@ export async function startService(spec: ServiceSpec, host: HostContext): Promis
   if (migrations.applied.length > 0) log.info({ schema: spec.schema, applied: migrations.applied }, 'migrations applied')
   const tracer = host.telemetry.tracer(spec.name)
   const peers = new Peers(host.addresses, channelCredentials(paths, host.config.tlsRefreshMs), tracer)
-  const hosted = spec.build({ config: host.config, db: forSchema(host.database, spec.schema), log, tracer, peers })
+  const hosted = spec.build({ config: host.config, db: forSchema(host.database, spec.schema), log, tracer, peers, listen: host.database.listen })
   const server = await startServer({ address, credentials: serverCredentials(paths, host.config.tlsRefreshMs), services: [hosted], log })
   const bound = `${address.slice(0, address.lastIndexOf(':'))}:${server.port}`
   host.addresses.set(spec.name, bound)
@@ -73,11 +77,21 @@ export async function startService(spec: ServiceSpec, host: HostContext): Promis
     address: bound,
     port: server.port,
     server,
+    introspect: () => hosted.introspect?.() ?? {},
     async stop() {
+      // Background work first: long-lived streams end, so in-flight unary calls are all that remain.
+      await hosted.onStop?.()
       await server.shutdown(host.config.shutdownGraceMs)
       peers.close()
     },
   }
+}
+
+/** Handlers plus what a service runs beside them (background work to stop, gauges to read). */
+export interface ServiceParts<Definition> {
+  readonly handlers: Handlers<Definition>
+  onStop?(): Promise<void>
+  introspect?(): Record<string, number>
 }
 
 /** Declares a service from its generated definition, rules and handlers. */
@@ -88,17 +102,23 @@ export function defineService<Definition extends Record<string, { path: string; 
   readonly definition: Definition
   readonly migrations: Readonly<Record<string, Migration>>
   readonly rules: Rules<Definition>
-  readonly createHandlers: (deps: ServiceDeps) => Handlers<Definition>
+  readonly createHandlers: (deps: ServiceDeps) => Handlers<Definition> | ServiceParts<Definition>
 }): ServiceSpec {
   return {
     name: parts.name,
     schema: parts.schema,
     migrations: parts.migrations,
-    build: (deps) => ({
-      protoName: parts.protoName,
-      definition: parts.definition,
-      implementation: implement(parts.definition, parts.createHandlers(deps), deps),
-      rules: rulesByPath(parts.definition, parts.rules),
-    }),
+    build: (deps) => {
+      const created = parts.createHandlers(deps)
+      const service: ServiceParts<Definition> = 'handlers' in created && typeof created.handlers === 'object' ? (created as ServiceParts<Definition>) : { handlers: created as Handlers<Definition> }
+      return {
+        protoName: parts.protoName,
+        definition: parts.definition,
+        implementation: implement(parts.definition, service.handlers, deps),
+        rules: rulesByPath(parts.definition, parts.rules),
+        onStop: service.onStop,
+        introspect: service.introspect,
+      }
+    },
   }
 }

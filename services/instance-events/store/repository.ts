@@ -1,6 +1,6 @@
 // SQL of the instance_events schema. Functions take the database or a transaction.
-import type { Kysely, Selectable } from 'kysely'
-import type { ChannelsTable, EventsDatabase } from './tables.ts'
+import { type Kysely, type Selectable, sql, type Transaction } from 'kysely'
+import type { ChannelsTable, EventsDatabase, EventsTable } from './tables.ts'
 
 type Db = Kysely<EventsDatabase>
 export type ChannelRow = Selectable<ChannelsTable>
@@ -48,4 +48,53 @@ export async function listChannels(db: Db, filter: ChannelFilter, beforeSeq: big
   if (!filter.includeClosed) query = query.where('state', '=', 'open')
   if (beforeSeq !== undefined) query = query.where('seq', '<', beforeSeq)
   return query.execute()
+}
+
+export type EventRow = Selectable<EventsTable>
+
+/** Wakes Notify subscribers of a device on every replica (delivered when the transaction commits). */
+export const EVENTS_CHANNEL = 'cloudpay_events'
+
+export async function notifyDevice(db: Db, deviceId: string): Promise<void> {
+  await sql`select pg_notify(${EVENTS_CHANNEL}, ${deviceId})`.execute(db)
+}
+
+/** Appends an event with the device's next sequence number. Call inside a transaction. */
+export async function appendEvent(trx: Transaction<EventsDatabase>, event: { deviceId: string; kind: string; subjectId: string; publisher: string }): Promise<EventRow> {
+  // The upsert locks the device's row: concurrent publishers for one device take turns, so the
+  // sequence has no gaps and no duplicates.
+  const { last_sequence } = await trx
+    .insertInto('device_streams')
+    .values({ device_id: event.deviceId, last_sequence: 1n })
+    .onConflict((oc) => oc.column('device_id').doUpdateSet({ last_sequence: sql`device_streams.last_sequence + 1` }))
+    .returning('last_sequence')
+    .executeTakeFirstOrThrow()
+  const row = await trx
+    .insertInto('events')
+    .values({ device_id: event.deviceId, sequence: last_sequence, kind: event.kind, subject_id: event.subjectId, publisher: event.publisher })
+    .returningAll()
+    .executeTakeFirstOrThrow()
+  await notifyDevice(trx, event.deviceId)
+  return row
+}
+
+/** Events of a device after a sequence number, in order. */
+export async function readEvents(db: Db, deviceId: string, afterSequence: bigint, limit: number): Promise<EventRow[]> {
+  return db.selectFrom('events').selectAll().where('device_id', '=', deviceId).where('sequence', '>', afterSequence).orderBy('sequence').limit(limit).execute()
+}
+
+/** The newest sequence ever assigned to a device and its oldest retained one. */
+export async function streamBounds(db: Db, deviceId: string): Promise<{ lastSequence: bigint; oldestRetained: bigint | undefined }> {
+  const stream = await db.selectFrom('device_streams').select('last_sequence').where('device_id', '=', deviceId).executeTakeFirst()
+  const oldest = await db.selectFrom('events').select((eb) => eb.fn.min('sequence').as('oldest')).where('device_id', '=', deviceId).executeTakeFirst()
+  const value = oldest?.oldest as bigint | string | null | undefined
+  return { lastSequence: stream?.last_sequence ?? 0n, oldestRetained: value === null || value === undefined ? undefined : BigInt(value) }
+}
+
+/** Deletes up to `limit` events created before `before`; returns how many. */
+export async function deleteEventsBefore(db: Db, before: Date, limit: number): Promise<number> {
+  const result = await sql<{ n: bigint }>`
+    with doomed as (select device_id, sequence from events where created_at < ${before} limit ${limit})
+    delete from events e using doomed d where e.device_id = d.device_id and e.sequence = d.sequence`.execute(db)
+  return Number(result.numAffectedRows ?? 0n)
 }

@@ -15,7 +15,26 @@ export interface ChannelsTable {
   closed_at: Date | null
 }
 
+export interface DeviceStreamsTable {
+  device_id: string
+  /** The sequence number of the device's newest event (never reused, even after expiry). */
+  last_sequence: bigint
+}
+
+export interface EventsTable {
+  device_id: string
+  sequence: bigint
+  /** EventKind name without its prefix, e.g. LOGIN_VERIFIED. */
+  kind: string
+  subject_id: string
+  /** Who published it, role/id. */
+  publisher: string
+  created_at: Generated<Date>
+}
+
 export interface EventsDatabase {
   channels: ChannelsTable
+  device_streams: DeviceStreamsTable
+  events: EventsTable
   idempotency_keys: IdempotencyKeysTable
 }

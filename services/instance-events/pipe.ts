@@ -1,0 +1,73 @@
+// Business rules of the Notify pipe: who may publish which kind of event, ordered durable
+// appends, where a resuming subscriber may start, and retention.
+import type { Kysely } from 'kysely'
+import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import { inTransaction } from '../runtime/database.ts'
+import { FailedPreconditionError, PermissionDeniedError } from '../runtime/errors.ts'
+import { formatIdentity, type Identity } from '../runtime/identity.ts'
+import * as store from './store/repository.ts'
+import type { EventsDatabase } from './store/tables.ts'
+
+type Db = Kysely<EventsDatabase>
+
+const PREFIX = 'EVENT_KIND_'
+export const kindName = (kind: EventKind): string => EventKind[kind].slice(PREFIX.length)
+export const kindFromName = (name: string): EventKind => EventKind[`${PREFIX}${name}` as keyof typeof EventKind] ?? EventKind.UNRECOGNIZED
+
+/** Which kinds each publisher may append: an instance asks, the services answer. */
+const PUBLISHABLE: Record<string, readonly EventKind[]> = {
+  instance: [EventKind.EVENT_KIND_LOGIN_REQUESTED, EventKind.EVENT_KIND_PAYMENT_REQUESTED],
+  'service/account-management': [EventKind.EVENT_KIND_LOGIN_VERIFIED, EventKind.EVENT_KIND_LOGIN_REJECTED],
+  'service/app-service': [EventKind.EVENT_KIND_ORDER_EFFECTIVE, EventKind.EVENT_KIND_ORDER_FAILED],
+  'service/payment-management': [EventKind.EVENT_KIND_ORDER_EFFECTIVE, EventKind.EVENT_KIND_ORDER_FAILED],
+}
+
+export function assertMayPublish(publisher: Identity, kind: EventKind): void {
+  const allowed = PUBLISHABLE[publisher.role === 'instance' ? 'instance' : formatIdentity(publisher)] ?? []
+  if (!allowed.includes(kind)) {
+    throw new PermissionDeniedError('KIND_NOT_ALLOWED', `${formatIdentity(publisher)} may not publish ${EventKind[kind]}`, { kind: EventKind[kind] })
+  }
+}
+
+export function publish(db: Db, event: { deviceId: string; kind: EventKind; subjectId: string; publisher: Identity }, trx?: Parameters<typeof store.appendEvent>[0]) {
+  const row = { deviceId: event.deviceId, kind: kindName(event.kind), subjectId: event.subjectId, publisher: formatIdentity(event.publisher) }
+  return trx ? store.appendEvent(trx, row) : inTransaction(db, (t) => store.appendEvent(t, row))
+}
+
+/**
+ * A subscriber may resume after any sequence whose successors are all still retained. When some
+ * expired, it must be told (OUT_OF_RANGE-like precondition) instead of silently missing them.
+ */
+export async function assertResumable(db: Db, deviceId: string, afterSequence: bigint): Promise<void> {
+  const { lastSequence, oldestRetained } = await store.streamBounds(db, deviceId)
+  if (afterSequence === 0n) return // the whole retained stream, whatever has expired
+  if (afterSequence > lastSequence) {
+    throw new FailedPreconditionError('SEQUENCE_AHEAD', `after_sequence ${afterSequence} is beyond the device's newest event (${lastSequence})`, {
+      last_sequence: String(lastSequence),
+    })
+  }
+  const firstWanted = afterSequence + 1n
+  const firstAvailable = oldestRetained ?? lastSequence + 1n
+  if (firstWanted < firstAvailable) {
+    throw new FailedPreconditionError(
+      'EVENTS_EXPIRED',
+      `events ${firstWanted}..${firstAvailable - 1n} of device ${deviceId} expired; resume with after_sequence=${firstAvailable - 1n} after resynchronising`,
+      { oldest_sequence: String(firstAvailable) },
+    )
+  }
+}
+
+export function readEvents(db: Db, deviceId: string, afterSequence: bigint, limit: number) {
+  return store.readEvents(db, deviceId, afterSequence, limit)
+}
+
+/** Deletes events older than the retention period, in batches. */
+export async function expireEvents(db: Db, retentionMs: number, now = new Date()): Promise<number> {
+  const before = new Date(now.getTime() - retentionMs)
+  let total = 0
+  for (;;) {
+    const deleted = await store.deleteEventsBefore(db, before, 1000)
+    total += deleted
+    if (deleted < 1000) return total
+  }
+}

@@ -1,0 +1,90 @@
+// Live Notify subscribers of this replica. A database NOTIFY per device (sent by whichever
+// replica stored the event) marks that device's subscribers dirty and wakes them; they then
+// re-read the store. No event payload is held in memory for a subscriber.
+import type { SharedDatabase } from '../runtime/database.ts'
+import { EVENTS_CHANNEL } from './store/repository.ts'
+
+export class Subscription {
+  /** Set by a notification; cleared by the subscriber before it reads the store. */
+  dirty = true
+  private wake: (() => void) | undefined
+
+  constructor(
+    readonly deviceId: string,
+    private readonly release: (s: Subscription) => void,
+  ) {}
+
+  notify(): void {
+    this.dirty = true
+    this.wake?.()
+  }
+
+  /** Waits for a notification, the poll interval (safety net), or cancellation. */
+  async wait(pollMs: number, signal: AbortSignal): Promise<void> {
+    if (this.dirty || signal.aborted) return
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        signal.removeEventListener('abort', done)
+        this.wake = undefined
+        resolve()
+      }
+      const timer = setTimeout(done, pollMs)
+      signal.addEventListener('abort', done, { once: true })
+      this.wake = done
+    })
+  }
+
+  close(): void {
+    this.wake?.()
+    this.release(this)
+  }
+}
+
+export class SubscriberHub {
+  private readonly byDevice = new Map<string, Set<Subscription>>()
+  private unlisten: (() => Promise<void>) | undefined
+  /** Set when the server shuts down: subscribers end their streams so clients reconnect elsewhere. */
+  closing = false
+
+  async start(listen: SharedDatabase['listen']): Promise<void> {
+    this.unlisten = await listen(
+      EVENTS_CHANNEL,
+      (deviceId) => this.notifyDevice(deviceId),
+      // After a lost connection, notifications may have been missed: everyone re-reads.
+      () => this.notifyAll(),
+    )
+  }
+
+  subscribe(deviceId: string): Subscription {
+    const subscription = new Subscription(deviceId, (s) => {
+      const set = this.byDevice.get(s.deviceId)
+      set?.delete(s)
+      if (set?.size === 0) this.byDevice.delete(s.deviceId)
+    })
+    let set = this.byDevice.get(deviceId)
+    if (!set) this.byDevice.set(deviceId, (set = new Set()))
+    set.add(subscription)
+    return subscription
+  }
+
+  notifyDevice(deviceId: string): void {
+    for (const subscription of this.byDevice.get(deviceId) ?? []) subscription.notify()
+  }
+
+  notifyAll(): void {
+    for (const set of this.byDevice.values()) for (const subscription of set) subscription.notify()
+  }
+
+  count(): number {
+    let n = 0
+    for (const set of this.byDevice.values()) n += set.size
+    return n
+  }
+
+  async stop(): Promise<void> {
+    this.closing = true
+    this.notifyAll()
+    await this.unlisten?.()
+  }
+}

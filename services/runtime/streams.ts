@@ -1,0 +1,47 @@
+// Server-streaming writes that honour backpressure: a write that the transport cannot take waits
+// for 'drain'; a subscriber that stays unwritable is cut off with RST_STREAM(ENHANCE_YOUR_CALM),
+// which its client sees as RESOURCE_EXHAUSTED, so nothing piles up in the server for it.
+import type { ServerWritableStream } from '@grpc/grpc-js'
+import { constants as http2 } from 'node:http2'
+import { ResourceExhaustedError } from './errors.ts'
+
+export class SubscriberTooSlowError extends ResourceExhaustedError {}
+
+/** Writes one message; resolves once the stream can take more, or throws SubscriberTooSlowError. */
+export async function writeWithBackpressure<Res>(stream: ServerWritableStream<unknown, Res>, message: Res, stallMs: number, signal: AbortSignal, resumeHint: string): Promise<void> {
+  if (stream.write(message)) return
+  await new Promise<void>((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer)
+      stream.off('drain', done)
+      signal.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(() => {
+      stream.off('drain', done)
+      signal.removeEventListener('abort', done)
+      resetStream(stream)
+      reject(new SubscriberTooSlowError('SUBSCRIBER_TOO_SLOW', `the subscriber did not read for ${stallMs} ms and was cut off; ${resumeHint}`))
+    }, stallMs)
+    stream.once('drain', done)
+    signal.addEventListener('abort', done, { once: true })
+  })
+}
+
+/**
+ * Resets the HTTP/2 stream under a grpc-js server call, dropping whatever is buffered for it. A
+ * status alone would queue behind the unread data. grpc-js exposes no API for this, so the call
+ * chain (ServerWritableStream -> interceptors -> base call) is walked to its http2 stream.
+ */
+export function resetStream(stream: ServerWritableStream<unknown, unknown>): void {
+  let node: unknown = stream
+  for (let depth = 0; depth < 6 && node; depth++) {
+    const candidate = (node as { stream?: { close?: (code: number) => void; destroyed?: boolean } }).stream
+    if (candidate && typeof candidate.close === 'function') {
+      if (!candidate.destroyed) candidate.close(http2.NGHTTP2_ENHANCE_YOUR_CALM)
+      return
+    }
+    node = (node as { call?: unknown; nextCall?: unknown }).call ?? (node as { nextCall?: unknown }).nextCall
+  }
+  throw new Error('grpc-js internals changed: no http2 stream found under the call')
+}
