@@ -1,33 +1,74 @@
 // AccountManagementService handlers: validate the request, apply the rules, map rows to replies.
 import type { Kysely } from 'kysely'
+import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import {
   type AccountManagementServiceService,
   type AssignInstanceResponse,
   AssignInstanceRequest,
   AssignInstanceResponse as AssignInstanceReply,
+  BindAppAccountRequest,
+  BindAppAccountResponse,
   type CloudAccount,
   type InstanceAssignment,
+  type Login,
+  LoginState,
+  RedeemLoginRequest,
+  RedeemLoginResponse,
+  StartLoginRequest,
+  StartLoginResponse,
+  ValidateLoginTokenRequest,
+  ValidateLoginTokenResponse,
+  VerifyLoginRequest,
+  VerifyLoginResponse,
   RegisterCloudAccountRequest,
   RegisterCloudAccountResponse,
   ReleaseInstanceRequest,
   ReleaseInstanceResponse,
 } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
-import { idempotent } from '../runtime/idempotency.ts'
+import { assertMayActForDevice } from '../runtime/device-access.ts'
+import { idempotent, replayOf } from '../runtime/idempotency.ts'
+import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
+import { RateLimiter } from '../runtime/rate-limit.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import { type Handlers, notImplemented } from '../runtime/rpc.ts'
 import type { ServiceDeps } from '../runtime/service-host.ts'
 import { validate } from '../runtime/validation.ts'
 import * as accounts from './accounts.ts'
-import type { CloudAccountRow, InstanceAssignmentRow } from './store/repository.ts'
+import * as logins from './login.ts'
+import type { CloudAccountRow, InstanceAssignmentRow, LoginRow } from './store/repository.ts'
 import type { AccountDatabase } from './store/tables.ts'
 
 const toCloudAccount = (row: CloudAccountRow): CloudAccount => ({ accountId: row.account_id, createTime: row.created_at })
+const LOGIN_STATES: Record<logins.EffectiveLoginState, LoginState> = {
+  pending: LoginState.LOGIN_STATE_PENDING,
+  verified: LoginState.LOGIN_STATE_VERIFIED,
+  rejected: LoginState.LOGIN_STATE_REJECTED,
+  redeemed: LoginState.LOGIN_STATE_REDEEMED,
+  expired: LoginState.LOGIN_STATE_EXPIRED,
+}
+
+/** The binding code goes only to the instance that shows it. */
+const toLogin = (row: LoginRow, withBindingCode: boolean): Login => ({
+  loginId: row.login_id,
+  deviceId: row.device_id,
+  state: LOGIN_STATES[logins.effectiveState(row)],
+  bindingCode: withBindingCode ? row.binding_code : '',
+  createTime: row.created_at,
+  expireTime: row.expires_at,
+})
+
+/** Login ids and tokens are base64url; 16 random bytes make 22 characters. */
+const LOGIN_ID = /^[A-Za-z0-9_-]{22}$/
+
 const toAssignment = (row: InstanceAssignmentRow): InstanceAssignment => ({ deviceId: row.device_id, accountId: row.account_id, assignTime: row.assigned_at })
 
 export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManagementServiceService> {
   const db = deps.db as Kysely<AccountDatabase>
+  const settings = deps.config.login
+  // GetLogin is a fallback for clients that cannot follow the pipe: 2 per second per caller.
+  const getLoginLimiter = new RateLimiter(2, 5)
   return {
     registerCloudAccount: async (request, ctx) => {
       validate((v) =>
@@ -90,12 +131,94 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
       return { assignment: toAssignment(await accounts.getInstanceAssignment(db, request.deviceId)) }
     },
 
-    startLogin: notImplemented('StartLogin'),
-    getLogin: notImplemented('GetLogin'),
-    verifyLogin: notImplemented('VerifyLogin'),
-    redeemLogin: notImplemented('RedeemLogin'),
-    validateLoginToken: notImplemented('ValidateLoginToken'),
-    bindAppAccount: notImplemented('BindAppAccount'),
+    startLogin: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id'))
+      assertInstanceActsForItself(ctx.caller, request.deviceId)
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: StartLoginRequest, responseCodec: StartLoginResponse },
+        async (trx) => ({ login: toLogin(await logins.startLogin(trx, request.deviceId, settings), true) }),
+      )
+    },
+
+    getLogin: async (request, ctx) => {
+      validate((v) => v.id(request.deviceId, 'device_id').check(LOGIN_ID.test(request.loginId), 'login_id', 'must be a login id returned by StartLogin'))
+      getLoginLimiter.take(`${ctx.caller.role}/${ctx.caller.id}`, 'GetLogin')
+      await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
+      return { login: toLogin(await logins.getLogin(db, request.deviceId, request.loginId), ctx.caller.role === 'instance') }
+    },
+
+    verifyLogin: async (request, ctx) => {
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .check(LOGIN_ID.test(request.loginId), 'login_id', 'must be the login id carried by the LOGIN_REQUESTED event')
+          .check(/^\d{6}$/.test(request.bindingCode), 'binding_code', 'must be the 6 digits shown on the instance')
+          .text(request.password, 'password', { min: 1, max: 256 }),
+      )
+      await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
+      const call = {
+        caller: ctx.caller,
+        method: ctx.method,
+        requestId: request.requestId,
+        // The password never enters the stored fingerprint.
+        request: { ...request, password: '' },
+        requestCodec: VerifyLoginRequest,
+        responseCodec: VerifyLoginResponse,
+      }
+      const reply =
+        (await replayOf(db, call)) ??
+        (await (async () => {
+          const check = await logins.checkCredentials(db, request)
+          return idempotent(db, call, async (trx) => ({ login: toLogin(await logins.recordVerification(trx, check, settings), false) }))
+        })())
+      // Told after the commit; a retry with the same request_id tells again (stored once).
+      const verified = reply.login?.state === LoginState.LOGIN_STATE_VERIFIED
+      await publishEvent(
+        deps.peers,
+        { deviceId: request.deviceId, kind: verified ? EventKind.EVENT_KIND_LOGIN_VERIFIED : EventKind.EVENT_KIND_LOGIN_REJECTED, subjectId: request.loginId },
+        ctx.signal,
+      )
+      return reply
+    },
+
+    redeemLogin: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(LOGIN_ID.test(request.loginId), 'login_id', 'must be a login id returned by StartLogin'))
+      assertInstanceActsForItself(ctx.caller, request.deviceId)
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: RedeemLoginRequest, responseCodec: RedeemLoginResponse },
+        async (trx) => {
+          const { token, expiresAt } = await logins.redeemLogin(trx, request.deviceId, request.loginId, settings)
+          return { loginToken: token, expireTime: expiresAt }
+        },
+      )
+    },
+
+    validateLoginToken: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).check(/^[A-Za-z0-9_-]{43}$/.test(request.loginToken), 'login_token', 'must be a token returned by RedeemLogin').id(request.deviceId, 'device_id'))
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: ValidateLoginTokenRequest, responseCodec: ValidateLoginTokenResponse },
+        async (trx) => {
+          const { accountId, appAccountId } = await logins.consumeLoginToken(trx, request.loginToken, request.deviceId)
+          return { accountId, deviceId: request.deviceId, appAccountId: appAccountId ?? '' }
+        },
+      )
+    },
+
+    bindAppAccount: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).check(request.accountId !== '', 'account_id', 'is required').id(request.appAccountId, 'app_account_id'))
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: BindAppAccountRequest, responseCodec: BindAppAccountResponse },
+        async (trx) => {
+          const row = await logins.bindAppAccount(trx, request.accountId, request.appAccountId)
+          return { binding: { accountId: row.account_id, appAccountId: row.app_account_id, bindTime: row.bound_at } }
+        },
+      )
+    },
     bindPaymentAccount: notImplemented('BindPaymentAccount'),
     listPaymentAccounts: notImplemented('ListPaymentAccounts'),
     setDefaultPaymentAccount: notImplemented('SetDefaultPaymentAccount'),

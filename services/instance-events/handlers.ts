@@ -112,7 +112,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
           .requestId(request.requestId)
           .id(request.deviceId, 'device_id')
           .check(request.kind !== EventKind.EVENT_KIND_UNSPECIFIED && EventKind[request.kind] !== undefined && request.kind !== EventKind.UNRECOGNIZED, 'kind', 'must be one of the EventKind values')
-          .id(request.subjectId, 'subject_id'),
+          .opaqueId(request.subjectId, 'subject_id'),
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
       pipe.assertMayPublish(ctx.caller, request.kind)

@@ -1,7 +1,12 @@
 // AIP-155 request ids: a mutating RPC's first response is stored under (caller, request_id) in the
 // same transaction as its effects; a retry gets that response back, and the same id with other
 // parameters is refused. Every service keeps the table in its own schema.
-import { createHash } from 'node:crypto'
+//
+// Stored responses can carry bearer secrets (a login token, a session token), so the table holds
+// neither the request id nor the response in clear: the row is keyed by a hash of the request id
+// and the response is sealed (AES-256-GCM) with a key derived from it. Only a caller that still
+// knows its request id can read its replay.
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import { type Generated, type Kysely, sql, type Transaction } from 'kysely'
 import { inTransaction } from './database.ts'
 import { InvalidArgumentError } from './errors.ts'
@@ -11,6 +16,7 @@ export const IDEMPOTENCY_TABLE = 'idempotency_keys'
 
 export interface IdempotencyKeysTable {
   caller: string
+  /** SHA-256 of the request id (hex). */
   request_id: string
   method: string
   request_hash: string
@@ -49,6 +55,45 @@ export interface IdempotentCall<Req, Res> {
   readonly responseCodec: Codec<Res>
 }
 
+interface KeyMaterial {
+  readonly caller: string
+  readonly keyId: string
+  readonly key: Buffer
+  readonly requestHash: string
+}
+
+function keyMaterial<Req, Res>(call: IdempotentCall<Req, Res>): KeyMaterial {
+  const caller = formatIdentity(call.caller)
+  return {
+    caller,
+    requestHash: createHash('sha256').update(call.requestCodec.encode(call.request).finish()).digest('base64url'),
+    key: createHash('sha256').update(`cloudpay-idempotency-key\0${caller}\0${call.requestId}`).digest(),
+    keyId: createHash('sha256').update(`cloudpay-idempotency-id\0${call.requestId}`).digest('hex'),
+  }
+}
+
+async function storedReply<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>, material: KeyMaterial): Promise<Res | undefined> {
+  const previous = await (db as unknown as Kysely<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>)
+    .selectFrom(IDEMPOTENCY_TABLE)
+    .select(['method', 'request_hash', 'response'])
+    .where('caller', '=', material.caller)
+    .where('request_id', '=', material.keyId)
+    .executeTakeFirst()
+  if (!previous || previous.response.length === 0) return undefined
+  if (previous.method !== call.method || previous.request_hash !== material.requestHash) {
+    throw InvalidArgumentError.field('request_id', 'was already used for a different request; use a new request id', 'REQUEST_ID_REUSED')
+  }
+  return call.responseCodec.decode(open(material.key, previous.response))
+}
+
+/**
+ * The stored answer of an earlier call with this request id, if there is one: lets a handler
+ * skip slow preparation (a password hash) on a retry before it calls idempotent().
+ */
+export function replayOf<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>): Promise<Res | undefined> {
+  return storedReply(db, call, keyMaterial(call))
+}
+
 /**
  * Runs `work` once per (caller, request id), in one transaction with the stored response. The
  * key row is claimed first: a concurrent duplicate blocks on it until the first commits, then
@@ -59,35 +104,49 @@ export async function idempotent<Database, Req, Res>(
   call: IdempotentCall<Req, Res>,
   work: (trx: Transaction<Database>) => Promise<Res>,
 ): Promise<Res> {
-  const caller = formatIdentity(call.caller)
-  const requestHash = createHash('sha256').update(call.requestCodec.encode(call.request).finish()).digest('base64url')
+  const material = keyMaterial(call)
+  const { caller, keyId, key, requestHash } = material
   return inTransaction(db, async (trx) => {
     const keys = trx as unknown as Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>
     const claimed = await keys
       .insertInto(IDEMPOTENCY_TABLE)
-      .values({ caller, request_id: call.requestId, method: call.method, request_hash: requestHash, response: new Uint8Array() })
+      .values({ caller, request_id: keyId, method: call.method, request_hash: requestHash, response: new Uint8Array() })
       .onConflict((oc) => oc.columns(['caller', 'request_id']).doNothing())
       .returning('caller')
       .executeTakeFirst()
     if (!claimed) {
-      const previous = await keys
-        .selectFrom(IDEMPOTENCY_TABLE)
-        .select(['method', 'request_hash', 'response'])
-        .where('caller', '=', caller)
-        .where('request_id', '=', call.requestId)
-        .executeTakeFirstOrThrow()
-      if (previous.method !== call.method || previous.request_hash !== requestHash) {
-        throw InvalidArgumentError.field('request_id', 'was already used for a different request; use a new request id', 'REQUEST_ID_REUSED')
-      }
-      return call.responseCodec.decode(previous.response)
+      const previous = await storedReply(trx, call, material)
+      if (previous === undefined) throw new Error('idempotency key claimed without a response')
+      return previous
     }
     const response = await work(trx)
     await keys
       .updateTable(IDEMPOTENCY_TABLE)
-      .set({ response: call.responseCodec.encode(response).finish() })
+      .set({ response: seal(key, call.responseCodec.encode(response).finish()) })
       .where('caller', '=', caller)
-      .where('request_id', '=', call.requestId)
+      .where('request_id', '=', keyId)
       .execute()
     return response
   })
+}
+
+function seal(key: Buffer, plain: Uint8Array): Buffer {
+  const iv = randomBytes(12)
+  const cipher = createCipheriv('aes-256-gcm', key, iv)
+  const body = Buffer.concat([cipher.update(plain), cipher.final()])
+  return Buffer.concat([iv, cipher.getAuthTag(), body])
+}
+
+function open(key: Buffer, sealed: Uint8Array): Buffer {
+  const data = Buffer.from(sealed)
+  const decipher = createDecipheriv('aes-256-gcm', key, data.subarray(0, 12))
+  decipher.setAuthTag(data.subarray(12, 28))
+  return Buffer.concat([decipher.update(data.subarray(28)), decipher.final()])
+}
+
+/** A stable UUID from parts: the request id of a call a service makes on behalf of another call. */
+export function derivedRequestId(...parts: string[]): string {
+  const hex = createHash('sha256').update(parts.join('\0')).digest('hex')
+  // Version 5-style layout (name-based), so it passes UUID validation.
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-${((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16)}${hex.slice(17, 20)}-${hex.slice(20, 32)}`
 }

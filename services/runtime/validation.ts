@@ -32,6 +32,12 @@ export class Validator {
     return this.check(ID_PATTERN.test(value), field, 'must be 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit')
   }
 
+  /** An opaque token-like id (login ids are base64url): 1-128 characters of [A-Za-z0-9._-]. */
+  opaqueId(value: string, field: string): this {
+    if (value === '') return this.check(false, field, 'is required')
+    return this.check(/^[A-Za-z0-9._-]{1,128}$/.test(value), field, 'must be 1-128 characters of [A-Za-z0-9._-]')
+  }
+
   text(value: string, field: string, bounds: { min?: number; max: number }): this {
     const min = bounds.min ?? 0
     if (min > 0 && value === '') return this.check(false, field, 'is required')

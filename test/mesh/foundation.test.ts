@@ -209,8 +209,8 @@ describe('errors and idempotency', () => {
   })
 
   test('an RPC whose flow has not landed answers UNIMPLEMENTED with its name', async () => {
-    const instance = await t.client('account-management', INSTANCE)
-    await expectStatus(unaryCall(instance, 'startLogin', { requestId: newRequestId(), deviceId: INSTANCE.id }), Status.UNIMPLEMENTED, 'StartLogin')
+    const platform = await t.client('payment-platform', OPERATOR)
+    await expectStatus(unaryCall(platform, 'listLedgerEntries', { platformId: 'p', account: 'a', pageSize: 0, pageToken: '' }), Status.UNIMPLEMENTED, 'ListLedgerEntries')
   })
 })
 

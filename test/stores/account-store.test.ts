@@ -56,6 +56,15 @@ test(`idempotency: concurrent calls with one request id have one effect and one 
   const rows = await db.selectFrom('cloud_accounts').select('account_id').where('account_id', '=', 'fay').execute()
   assert.equal(rows.length, 1)
   assert.equal(effects, 1, 'the work ran once')
-  const stored = await db.selectFrom('idempotency_keys').selectAll().where('request_id', '=', request.requestId).execute()
+  const stored = await db.selectFrom('idempotency_keys').selectAll().where('caller', '=', 'operator/op').execute()
   assert.equal(stored.length, 1)
+})
+
+test(`idempotency rows hold neither the request id nor the response in clear (${DATABASE_KIND})`, async () => {
+  const rows = await db.selectFrom('idempotency_keys').selectAll().execute()
+  assert.ok(rows.length > 0)
+  for (const row of rows) {
+    assert.doesNotMatch(row.request_id, /-/, 'a hash, not the UUID')
+    assert.ok(!Buffer.from(row.response).includes(Buffer.from('fay')), 'the response is sealed')
+  }
 })

@@ -1,6 +1,15 @@
 // SQL of the account_management schema. Functions take the database or a transaction.
-import type { Kysely, Selectable } from 'kysely'
-import type { AccountDatabase, CloudAccountsTable, InstanceAssignmentsTable } from './tables.ts'
+import { type Kysely, type Selectable, sql } from 'kysely'
+import type {
+  AccountDatabase,
+  AppAccountBindingsTable,
+  CloudAccountsTable,
+  InstanceAssignmentsTable,
+  LoginStateColumn,
+  LoginsTable,
+  LoginTokensTable,
+  ThrottleScope,
+} from './tables.ts'
 
 type Db = Kysely<AccountDatabase>
 export type CloudAccountRow = Selectable<CloudAccountsTable>
@@ -43,4 +52,96 @@ export async function findInstanceAssignment(db: Db, deviceId: string): Promise<
 
 export async function deleteInstanceAssignment(db: Db, deviceId: string): Promise<InstanceAssignmentRow | undefined> {
   return db.deleteFrom('instance_assignments').where('device_id', '=', deviceId).returningAll().executeTakeFirst()
+}
+
+export type LoginRow = Selectable<LoginsTable>
+export type LoginTokenRow = Selectable<LoginTokensTable>
+export type AppAccountBindingRow = Selectable<AppAccountBindingsTable>
+
+export async function insertLogin(db: Db, login: { loginId: string; deviceId: string; accountId: string; bindingCode: string; expiresAt: Date }): Promise<LoginRow> {
+  return db
+    .insertInto('logins')
+    .values({ login_id: login.loginId, device_id: login.deviceId, account_id: login.accountId, binding_code: login.bindingCode, state: 'pending', expires_at: login.expiresAt })
+    .returningAll()
+    .executeTakeFirstOrThrow()
+}
+
+export async function findLogin(db: Db, loginId: string): Promise<LoginRow | undefined> {
+  return db.selectFrom('logins').selectAll().where('login_id', '=', loginId).executeTakeFirst()
+}
+
+/** Moves a login from one state to another if it is still in `from` (and unexpired); undefined otherwise. */
+export async function transitionLogin(db: Db, loginId: string, from: LoginStateColumn, to: LoginStateColumn, now: Date): Promise<LoginRow | undefined> {
+  return db
+    .updateTable('logins')
+    .set({ state: to, updated_at: now })
+    .where('login_id', '=', loginId)
+    .where('state', '=', from)
+    .where('expires_at', '>', now)
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function insertLoginToken(db: Db, token: { tokenHash: string; loginId: string; deviceId: string; accountId: string; expiresAt: Date }): Promise<void> {
+  await db
+    .insertInto('login_tokens')
+    .values({ token_hash: token.tokenHash, login_id: token.loginId, device_id: token.deviceId, account_id: token.accountId, expires_at: token.expiresAt, consumed_at: null })
+    .execute()
+}
+
+/** Consumes an unconsumed, unexpired token of that device; undefined when it does not qualify. */
+export async function consumeLoginToken(db: Db, tokenHash: string, deviceId: string, now: Date): Promise<LoginTokenRow | undefined> {
+  return db
+    .updateTable('login_tokens')
+    .set({ consumed_at: now })
+    .where('token_hash', '=', tokenHash)
+    .where('device_id', '=', deviceId)
+    .where('consumed_at', 'is', null)
+    .where('expires_at', '>', now)
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function findLoginToken(db: Db, tokenHash: string): Promise<LoginTokenRow | undefined> {
+  return db.selectFrom('login_tokens').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst()
+}
+
+export async function findLoginFailures(db: Db, scope: ThrottleScope, subject: string) {
+  return db.selectFrom('login_failures').selectAll().where('scope', '=', scope).where('subject', '=', subject).executeTakeFirst()
+}
+
+/** Counts a failure; failures older than the window start a new count. Locks at `maxFailures`. */
+export async function recordLoginFailure(db: Db, scope: ThrottleScope, subject: string, now: Date, windowMs: number, maxFailures: number): Promise<void> {
+  const windowStart = new Date(now.getTime() - windowMs)
+  const lockUntil = new Date(now.getTime() + windowMs)
+  await db
+    .insertInto('login_failures')
+    .values({ scope, subject, failures: 1, first_failure_at: now, locked_until: maxFailures <= 1 ? lockUntil : null })
+    .onConflict((oc) =>
+      oc.columns(['scope', 'subject']).doUpdateSet({
+        failures: sql`case when login_failures.first_failure_at < ${windowStart} then 1 else login_failures.failures + 1 end`,
+        first_failure_at: sql`case when login_failures.first_failure_at < ${windowStart} then ${now} else login_failures.first_failure_at end`,
+        locked_until: sql`case when (case when login_failures.first_failure_at < ${windowStart} then 1 else login_failures.failures + 1 end) >= ${maxFailures} then ${lockUntil}::timestamptz else login_failures.locked_until end`,
+      }),
+    )
+    .execute()
+}
+
+export async function clearLoginFailures(db: Db, scope: ThrottleScope, subject: string): Promise<void> {
+  await db.deleteFrom('login_failures').where('scope', '=', scope).where('subject', '=', subject).execute()
+}
+
+export async function findAppAccountBinding(db: Db, accountId: string): Promise<AppAccountBindingRow | undefined> {
+  return db.selectFrom('app_account_bindings').selectAll().where('account_id', '=', accountId).executeTakeFirst()
+}
+
+/** Binds unless the account already has a binding (first wins); returns the binding in force. */
+export async function insertAppAccountBinding(db: Db, accountId: string, appAccountId: string): Promise<AppAccountBindingRow | undefined> {
+  const inserted = await db
+    .insertInto('app_account_bindings')
+    .values({ account_id: accountId, app_account_id: appAccountId })
+    .onConflict((oc) => oc.column('account_id').doNothing())
+    .returningAll()
+    .executeTakeFirst()
+  return inserted ?? findAppAccountBinding(db, accountId)
 }

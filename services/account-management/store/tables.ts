@@ -15,7 +15,52 @@ export interface InstanceAssignmentsTable {
   assigned_at: Generated<Date>
 }
 
+export type LoginStateColumn = 'pending' | 'verified' | 'rejected' | 'redeemed'
+
+export interface LoginsTable {
+  login_id: string
+  device_id: string
+  account_id: string
+  /** Shown on the instance's screen; typed by the person on the terminal. */
+  binding_code: string
+  state: LoginStateColumn
+  created_at: Generated<Date>
+  expires_at: Date
+  updated_at: Generated<Date>
+}
+
+export interface LoginTokensTable {
+  /** SHA-256 of the token (base64url); the token itself is never stored. */
+  token_hash: string
+  login_id: string
+  device_id: string
+  account_id: string
+  created_at: Generated<Date>
+  expires_at: Date
+  consumed_at: Date | null
+}
+
+export type ThrottleScope = 'account' | 'device'
+
+export interface LoginFailuresTable {
+  scope: ThrottleScope
+  subject: string
+  failures: number
+  first_failure_at: Date
+  locked_until: Date | null
+}
+
+export interface AppAccountBindingsTable {
+  account_id: string
+  app_account_id: string
+  bound_at: Generated<Date>
+}
+
 export interface AccountDatabase {
+  logins: LoginsTable
+  login_tokens: LoginTokensTable
+  login_failures: LoginFailuresTable
+  app_account_bindings: AppAccountBindingsTable
   cloud_accounts: CloudAccountsTable
   instance_assignments: InstanceAssignmentsTable
   idempotency_keys: IdempotencyKeysTable

@@ -1,4 +1,5 @@
 // Row types of the app_service schema.
+import type { Generated } from 'kysely'
 import type { IdempotencyKeysTable } from '../../runtime/idempotency.ts'
 
 export interface CatalogItemsTable {
@@ -11,7 +12,31 @@ export interface CatalogItemsTable {
   unit_discount_minor: bigint
 }
 
+/** The application's save data of an account. */
+export interface Archive {
+  level: number
+  coins: number
+}
+
+export interface AppAccountsTable {
+  app_account_id: string
+  display_name: string
+  archive: Archive
+  created_at: Generated<Date>
+}
+
+export interface AppSessionsTable {
+  /** SHA-256 of the session token (base64url). */
+  token_hash: string
+  app_account_id: string
+  device_id: string
+  created_at: Generated<Date>
+  expires_at: Date
+}
+
 export interface AppDatabase {
+  app_accounts: AppAccountsTable
+  app_sessions: AppSessionsTable
   catalog_items: CatalogItemsTable
   idempotency_keys: IdempotencyKeysTable
 }

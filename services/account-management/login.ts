@@ -1,0 +1,155 @@
+// Business rules of the login flow (DESIGN steps 1-4): the instance starts a login, the terminal
+// verifies the credential for the device (the account is found from the device), the instance
+// redeems the login for a single-use token, and the application validates it once.
+import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
+import type { Kysely } from 'kysely'
+import type { LoginSettings } from '../runtime/config.ts'
+import { isUniqueViolation } from '../runtime/database.ts'
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, ResourceExhaustedError, UnauthenticatedError } from '../runtime/errors.ts'
+import { verifyAgainstDummy, verifyPassword } from '../runtime/passwords.ts'
+import * as store from './store/repository.ts'
+import type { AccountDatabase, LoginStateColumn } from './store/tables.ts'
+
+type Db = Kysely<AccountDatabase>
+
+export type EffectiveLoginState = LoginStateColumn | 'expired'
+
+/** A pending or verified login past its expiry is expired, whatever its row says. */
+export function effectiveState(login: store.LoginRow, now = new Date()): EffectiveLoginState {
+  if ((login.state === 'pending' || login.state === 'verified') && login.expires_at <= now) return 'expired'
+  return login.state
+}
+
+export const hashToken = (token: string): string => createHash('sha256').update(token).digest('base64url')
+const newSecret = (bytes: number): string => randomBytes(bytes).toString('base64url')
+
+export async function startLogin(db: Db, deviceId: string, settings: LoginSettings): Promise<store.LoginRow> {
+  const assignment = await store.findInstanceAssignment(db, deviceId)
+  if (!assignment) throw new FailedPreconditionError('INSTANCE_NOT_ASSIGNED', `device ${deviceId} is not assigned to a cloud account; the operator assigns it first`)
+  return store.insertLogin(db, {
+    loginId: newSecret(16), // 128 random bits
+    deviceId,
+    accountId: assignment.account_id,
+    bindingCode: String(randomInt(0, 1_000_000)).padStart(6, '0'),
+    expiresAt: new Date(Date.now() + settings.loginTtlMs),
+  })
+}
+
+/** The login of that device; another device's login is reported as missing, not as forbidden. */
+export async function getLogin(db: Db, deviceId: string, loginId: string): Promise<store.LoginRow> {
+  const login = await store.findLogin(db, loginId)
+  if (!login || login.device_id !== deviceId) throw new NotFoundError('LOGIN_NOT_FOUND', `login_id: no login ${JSON.stringify(loginId)} for device ${deviceId}`)
+  return login
+}
+
+function assertState(login: store.LoginRow, expected: LoginStateColumn, action: string): void {
+  const state = effectiveState(login)
+  if (state === expected) return
+  if (state === 'expired') throw new FailedPreconditionError('LOGIN_EXPIRED', `login ${login.login_id} expired at ${login.expires_at.toISOString()}; start a new login`)
+  if (state === 'redeemed') throw new FailedPreconditionError('LOGIN_ALREADY_REDEEMED', `login ${login.login_id} was already redeemed; start a new login`)
+  throw new FailedPreconditionError(`LOGIN_${state.toUpperCase()}`, `login ${login.login_id} is ${state}, so it cannot be ${action}`)
+}
+
+async function assertNotLocked(db: Db, accountId: string, deviceId: string, now: Date): Promise<void> {
+  for (const [scope, subject] of [['account', accountId], ['device', deviceId]] as const) {
+    const row = await store.findLoginFailures(db, scope, subject)
+    if (row?.locked_until && row.locked_until > now) {
+      throw new ResourceExhaustedError(
+        'LOGIN_LOCKED',
+        `too many failed logins for this ${scope}; try again after ${row.locked_until.toISOString()}`,
+        row.locked_until.getTime() - now.getTime(),
+      )
+    }
+  }
+}
+
+export interface CredentialCheck {
+  readonly login: store.LoginRow
+  readonly verified: boolean
+  readonly checkedAt: Date
+}
+
+/**
+ * Checks the binding code and password the person typed, outside any transaction (the hash is
+ * slow and PGlite runs one transaction at a time). The account is the one the device is assigned
+ * to now; if it is gone, a dummy hash is verified so answer and timing match a wrong password.
+ */
+export async function checkCredentials(db: Db, input: { deviceId: string; loginId: string; bindingCode: string; password: string }): Promise<CredentialCheck> {
+  const login = await getLogin(db, input.deviceId, input.loginId)
+  assertState(login, 'pending', 'verified')
+  const checkedAt = new Date()
+  await assertNotLocked(db, login.account_id, login.device_id, checkedAt)
+  const assignment = await store.findInstanceAssignment(db, input.deviceId)
+  const account = assignment?.account_id === login.account_id ? await store.findCloudAccount(db, login.account_id) : undefined
+  const passwordOk = account ? await verifyPassword(account.password_hash, input.password) : await verifyAgainstDummy(input.password)
+  const codeOk = constantTimeEqual(login.binding_code, input.bindingCode)
+  return { login, verified: passwordOk && codeOk, checkedAt }
+}
+
+/** Records the outcome in a transaction: the login ends VERIFIED or REJECTED; failures count per account and device. */
+export async function recordVerification(trx: Db, check: CredentialCheck, settings: LoginSettings): Promise<store.LoginRow> {
+  const { login, verified, checkedAt } = check
+  const moved = await store.transitionLogin(trx, login.login_id, 'pending', verified ? 'verified' : 'rejected', new Date())
+  if (!moved) {
+    // Someone else finished it (or it expired) while the password was checked.
+    assertState((await store.findLogin(trx, login.login_id))!, 'pending', 'verified')
+    throw new FailedPreconditionError('LOGIN_CHANGED', `login ${login.login_id} changed while it was being verified`)
+  }
+  if (verified) {
+    await store.clearLoginFailures(trx, 'account', login.account_id)
+    await store.clearLoginFailures(trx, 'device', login.device_id)
+  } else {
+    await store.recordLoginFailure(trx, 'account', login.account_id, checkedAt, settings.lockMs, settings.maxFailures)
+    await store.recordLoginFailure(trx, 'device', login.device_id, checkedAt, settings.lockMs, settings.maxFailures)
+  }
+  return moved
+}
+
+function constantTimeEqual(expected: string, given: string): boolean {
+  const a = createHash('sha256').update(expected).digest()
+  const b = createHash('sha256').update(given).digest()
+  return timingSafeEqual(a, b)
+}
+
+/** Exchanges a verified login for a single-use token, exactly once even under concurrent calls. Call in a transaction. */
+export async function redeemLogin(db: Db, deviceId: string, loginId: string, settings: LoginSettings): Promise<{ token: string; expiresAt: Date }> {
+  const login = await getLogin(db, deviceId, loginId)
+  const moved = await store.transitionLogin(db, loginId, 'verified', 'redeemed', new Date())
+  if (!moved) {
+    assertState((await store.findLogin(db, loginId)) ?? login, 'verified', 'redeemed')
+    throw new FailedPreconditionError('LOGIN_CHANGED', `login ${loginId} changed while it was being redeemed`)
+  }
+  const token = newSecret(32)
+  const expiresAt = new Date(Date.now() + settings.tokenTtlMs)
+  await store.insertLoginToken(db, { tokenHash: hashToken(token), loginId, deviceId, accountId: moved.account_id, expiresAt })
+  return { token, expiresAt }
+}
+
+/** Consumes a token presented from a device; any failure is UNAUTHENTICATED with its reason. */
+export async function consumeLoginToken(db: Db, token: string, deviceId: string): Promise<{ accountId: string; appAccountId: string | undefined }> {
+  const tokenHash = hashToken(token)
+  const now = new Date()
+  const consumed = await store.consumeLoginToken(db, tokenHash, deviceId, now)
+  if (!consumed) {
+    const row = await store.findLoginToken(db, tokenHash)
+    if (!row) throw new UnauthenticatedError('TOKEN_INVALID', 'login_token is not a token this service issued')
+    if (row.device_id !== deviceId) throw new UnauthenticatedError('TOKEN_OTHER_DEVICE', `login_token was issued to another device, not ${deviceId}`)
+    if (row.consumed_at) throw new UnauthenticatedError('TOKEN_USED', 'login_token was already used; log in again')
+    throw new UnauthenticatedError('TOKEN_EXPIRED', `login_token expired at ${row.expires_at.toISOString()}; log in again`)
+  }
+  const binding = await store.findAppAccountBinding(db, consumed.account_id)
+  return { accountId: consumed.account_id, appAccountId: binding?.app_account_id }
+}
+
+/** The first binding of an account wins; an app account can belong to one cloud account only. */
+export async function bindAppAccount(db: Db, accountId: string, appAccountId: string): Promise<store.AppAccountBindingRow> {
+  if (!(await store.findCloudAccount(db, accountId))) throw new NotFoundError('ACCOUNT_NOT_FOUND', `cloud account ${JSON.stringify(accountId)} does not exist`)
+  try {
+    const binding = await store.insertAppAccountBinding(db, accountId, appAccountId)
+    if (!binding) throw new Error('binding vanished')
+    return binding
+  } catch (error) {
+    if (isUniqueViolation(error)) throw new AlreadyExistsError('APP_ACCOUNT_TAKEN', `app account ${appAccountId} is bound to another cloud account`)
+    throw error
+  }
+}

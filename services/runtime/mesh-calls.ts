@@ -1,0 +1,28 @@
+// Calls every service makes the same way: is a terminal connected to a device (InstanceEvents
+// knows), and telling a device something on its Notify pipe.
+import type { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import { unaryCall } from './client.ts'
+import type { ChannelCheck } from './device-access.ts'
+import { derivedRequestId } from './idempotency.ts'
+import { callPeer } from './peer-calls.ts'
+import type { Peers } from './peers.ts'
+
+export function channelCheckVia(peers: Peers, signal?: AbortSignal): ChannelCheck {
+  return async (deviceId, terminalId) => {
+    const reply = await callPeer('instance-events', unaryCall(peers.get('instance-events'), 'checkChannel', { deviceId, terminalId }, { signal, deadlineMs: 5_000 }))
+    return reply.open
+  }
+}
+
+/**
+ * Publishes an event for a device. The request id is derived from the event's identity, so
+ * publishing the same event again (a retried call) stores it once.
+ */
+export async function publishEvent(peers: Peers, event: { deviceId: string; kind: EventKind; subjectId: string }, signal?: AbortSignal): Promise<bigint> {
+  const requestId = derivedRequestId('event', event.deviceId, String(event.kind), event.subjectId)
+  const reply = await callPeer(
+    'instance-events',
+    unaryCall(peers.get('instance-events'), 'publish', { requestId, deviceId: event.deviceId, kind: event.kind, subjectId: event.subjectId }, { signal, deadlineMs: 5_000 }),
+  )
+  return reply.event?.sequence ?? 0n
+}

@@ -1,0 +1,38 @@
+// Calls from one service to another: a deadline tied to the caller's own call, and the peer's
+// answer relayed faithfully where it is about the request (bad token, not found...), as
+// UNAVAILABLE where the peer could not answer, and as an internal fault otherwise.
+import { type ServiceError, status as Status } from '@grpc/grpc-js'
+import { CloudpayError, statusDetailsOf, UnavailableError } from './errors.ts'
+
+/** Codes that describe the request itself, so the original caller should see them. */
+const RELAYED = new Set([Status.INVALID_ARGUMENT, Status.NOT_FOUND, Status.ALREADY_EXISTS, Status.FAILED_PRECONDITION, Status.UNAUTHENTICATED, Status.RESOURCE_EXHAUSTED, Status.ABORTED])
+
+export class RelayedError extends CloudpayError {
+  constructor(
+    readonly code: Status,
+    reason: string,
+    message: string,
+  ) {
+    super(reason, message)
+  }
+}
+
+function isServiceError(error: unknown): error is ServiceError {
+  return typeof (error as ServiceError)?.code === 'number' && 'details' in (error as object)
+}
+
+export async function callPeer<T>(peer: string, call: Promise<T>): Promise<T> {
+  try {
+    return await call
+  } catch (error) {
+    if (!isServiceError(error)) throw error
+    if (RELAYED.has(error.code)) {
+      const { reason } = statusDetailsOf(error.metadata)
+      throw new RelayedError(error.code, reason ?? Status[error.code], error.details)
+    }
+    if (error.code === Status.UNAVAILABLE || error.code === Status.DEADLINE_EXCEEDED || error.code === Status.CANCELLED) {
+      throw new UnavailableError('PEER_UNAVAILABLE', `${peer} did not answer (${Status[error.code]}); retry with the same request_id`)
+    }
+    throw new Error(`${peer} answered ${Status[error.code]}: ${error.details}`)
+  }
+}
