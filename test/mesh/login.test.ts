@@ -226,6 +226,28 @@ describe('login ids and tokens', () => {
   })
 })
 
+describe('polling', () => {
+  test('GetLogin answers the state (binding code only to the instance) and is rate limited', async () => {
+    await setUp('mia', 'mia-password-1', 'cg-16', 'mia-phone')
+    const login = await startLogin('cg-16')
+    const phone = await t.client('account-management', terminal('mia-phone'))
+    const seen = await unaryCall(phone, 'getLogin', { deviceId: 'cg-16', loginId: login.loginId })
+    assert.equal(seen.login!.state, LoginState.LOGIN_STATE_PENDING)
+    assert.equal(seen.login!.bindingCode, '')
+    const am = await t.client('account-management', instance('cg-16'))
+    assert.equal((await unaryCall(am, 'getLogin', { deviceId: 'cg-16', loginId: login.loginId })).login!.bindingCode, login.bindingCode)
+    let limited: Awaited<ReturnType<typeof expectStatus>> | undefined
+    for (let i = 0; i < 20 && !limited; i++) {
+      try {
+        await unaryCall(am, 'getLogin', { deviceId: 'cg-16', loginId: login.loginId })
+      } catch {
+        limited = await expectStatus(unaryCall(am, 'getLogin', { deviceId: 'cg-16', loginId: login.loginId }), Status.RESOURCE_EXHAUSTED, 'wait for events')
+      }
+    }
+    assert.equal(limited?.reason, 'RATE_LIMITED')
+  })
+})
+
 describe('who may do what', () => {
   test('an unassigned instance cannot start a login; an unknown login is not found', async () => {
     const am = await t.client('account-management', instance('cg-nobody'))

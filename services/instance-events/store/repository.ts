@@ -93,8 +93,11 @@ export async function streamBounds(db: Db, deviceId: string): Promise<{ lastSequ
 
 /** Deletes up to `limit` events created before `before`; returns how many. */
 export async function deleteEventsBefore(db: Db, before: Date, limit: number): Promise<number> {
-  const result = await sql<{ n: bigint }>`
-    with doomed as (select device_id, sequence from events where created_at < ${before} limit ${limit})
-    delete from events e using doomed d where e.device_id = d.device_id and e.sequence = d.sequence`.execute(db)
-  return Number(result.numAffectedRows ?? 0n)
+  const result = await db
+    .deleteFrom('events')
+    .where((eb) =>
+      eb(eb.refTuple('device_id', 'sequence'), 'in', eb.selectFrom('events').select(['device_id', 'sequence']).where('created_at', '<', before).limit(limit).$asTuple('device_id', 'sequence')),
+    )
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
 }
