@@ -8,6 +8,13 @@ import {
   AssignInstanceResponse as AssignInstanceReply,
   BindAppAccountRequest,
   BindAppAccountResponse,
+  BindPaymentAccountRequest,
+  BindPaymentAccountResponse,
+  type PaymentAccountBinding,
+  SetDefaultPaymentAccountRequest,
+  SetDefaultPaymentAccountResponse,
+  UnbindPaymentAccountRequest,
+  UnbindPaymentAccountResponse,
   type CloudAccount,
   type InstanceAssignment,
   type Login,
@@ -32,12 +39,13 @@ import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
 import { RateLimiter } from '../runtime/rate-limit.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
-import { type Handlers, notImplemented } from '../runtime/rpc.ts'
+import type { Handlers } from '../runtime/rpc.ts'
 import type { ServiceDeps } from '../runtime/service-host.ts'
 import { validate } from '../runtime/validation.ts'
 import * as accounts from './accounts.ts'
 import * as logins from './login.ts'
-import type { CloudAccountRow, InstanceAssignmentRow, LoginRow } from './store/repository.ts'
+import * as payments from './payment-accounts.ts'
+import type { CloudAccountRow, InstanceAssignmentRow, LoginRow, PaymentBindingRow } from './store/repository.ts'
 import type { AccountDatabase } from './store/tables.ts'
 
 const toCloudAccount = (row: CloudAccountRow): CloudAccount => ({ accountId: row.account_id, createTime: row.created_at })
@@ -61,6 +69,15 @@ const toLogin = (row: LoginRow, withBindingCode: boolean): Login => ({
 
 /** Login ids and tokens are base64url; 16 random bytes make 22 characters. */
 const LOGIN_ID = /^[A-Za-z0-9_-]{22}$/
+
+const PAYER_ACCOUNT = /^[A-Za-z0-9]{6,34}$/
+const toBinding = (row: PaymentBindingRow): PaymentAccountBinding => ({
+  bindingId: row.binding_id,
+  platformId: row.platform_id,
+  maskedPayerAccount: row.masked_payer,
+  isDefault: row.is_default,
+  bindTime: row.bound_at,
+})
 
 const toAssignment = (row: InstanceAssignmentRow): InstanceAssignment => ({ deviceId: row.device_id, accountId: row.account_id, assignTime: row.assigned_at })
 
@@ -219,10 +236,51 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
         },
       )
     },
-    bindPaymentAccount: notImplemented('BindPaymentAccount'),
-    listPaymentAccounts: notImplemented('ListPaymentAccounts'),
-    setDefaultPaymentAccount: notImplemented('SetDefaultPaymentAccount'),
-    unbindPaymentAccount: notImplemented('UnbindPaymentAccount'),
-    resolvePaymentAccount: notImplemented('ResolvePaymentAccount'),
+    bindPaymentAccount: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.platformId, 'platform_id').check(PAYER_ACCOUNT.test(request.payerAccount), 'payer_account', 'must be 6-34 letters and digits'))
+      await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: BindPaymentAccountRequest, responseCodec: BindPaymentAccountResponse },
+        async (trx) => ({ binding: toBinding(await payments.bind(trx, deps.sealer, request)) }),
+      )
+    },
+
+    listPaymentAccounts: async (request, ctx) => {
+      validate((v) => v.id(request.deviceId, 'device_id'))
+      await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
+      const filter = { deviceId: request.deviceId }
+      const size = pageSize(request.pageSize)
+      const cursor = decodePageToken(request.pageToken, filter)
+      const rows = await payments.list(db, request.deviceId, cursor === undefined ? undefined : BigInt(cursor), size + 1)
+      const { items, nextPageToken } = page(rows, size, (row) => row.seq.toString(), filter)
+      return { bindings: items.map(toBinding), nextPageToken }
+    },
+
+    setDefaultPaymentAccount: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(request.bindingId !== '', 'binding_id', 'is required'))
+      await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: SetDefaultPaymentAccountRequest, responseCodec: SetDefaultPaymentAccountResponse },
+        async (trx) => ({ binding: toBinding(await payments.setDefault(trx, request.deviceId, request.bindingId)) }),
+      )
+    },
+
+    unbindPaymentAccount: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(request.bindingId !== '', 'binding_id', 'is required'))
+      await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: UnbindPaymentAccountRequest, responseCodec: UnbindPaymentAccountResponse },
+        async (trx) => ({ binding: toBinding(await payments.unbind(trx, request.deviceId, request.bindingId)) }),
+      )
+    },
+
+    resolvePaymentAccount: async (request) => {
+      validate((v) => v.id(request.deviceId, 'device_id'))
+      const { row, payerAccount } = await payments.resolve(db, deps.sealer, request.deviceId, request.bindingId)
+      return { bindingId: row.binding_id, platformId: row.platform_id, payerAccount }
+    },
   }
 }

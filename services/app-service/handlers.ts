@@ -1,17 +1,33 @@
 // AppService handlers: validate the request, apply the rules, map rows to replies.
 import type { Kysely } from 'kysely'
-import { type AppAccount, type AppServiceService, type CatalogItem, LoginWithTokenRequest, LoginWithTokenResponse } from '../../gen/cloudpay/app/v1/app_service.ts'
+import {
+  type AppAccount,
+  type AppOrder,
+  AppOrderState,
+  type AppServiceService,
+  type CatalogItem,
+  CreateOrderRequest,
+  CreateOrderResponse,
+  FulfilOrderRequest,
+  FulfilOrderResponse,
+  LoginWithTokenRequest,
+  LoginWithTokenResponse,
+} from '../../gen/cloudpay/app/v1/app_service.ts'
+import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import { publishEvent } from '../runtime/mesh-calls.ts'
+import { PermissionDeniedError } from '../runtime/errors.ts'
+import * as orders from './orders.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { derivedRequestId, idempotent, replayOf } from '../runtime/idempotency.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
-import { type Handlers, notImplemented } from '../runtime/rpc.ts'
+import type { Handlers } from '../runtime/rpc.ts'
 import type { ServiceDeps } from '../runtime/service-host.ts'
 import { validate } from '../runtime/validation.ts'
 import * as accounts from './accounts.ts'
 import * as catalog from './catalog.ts'
-import type { AppAccountRow, CatalogItemRow } from './store/repository.ts'
+import type { AppAccountRow, AppOrderRow, CatalogItemRow, CollectionAccountRow } from './store/repository.ts'
 import type { AppDatabase } from './store/tables.ts'
 
 const toCatalogItem = (row: CatalogItemRow): CatalogItem => ({
@@ -23,6 +39,23 @@ const toCatalogItem = (row: CatalogItemRow): CatalogItem => ({
 
 const toAppAccount = (row: AppAccountRow): AppAccount => ({ appAccountId: row.app_account_id, displayName: row.display_name, createTime: row.created_at })
 const SESSION_TOKEN = /^[A-Za-z0-9_-]{43}$/
+const ORDER_STATES = { pending: AppOrderState.APP_ORDER_STATE_PENDING, effective: AppOrderState.APP_ORDER_STATE_EFFECTIVE, rejected: AppOrderState.APP_ORDER_STATE_REJECTED } as const
+const toOrder = (row: AppOrderRow, collection: CollectionAccountRow[]): AppOrder => ({
+  appOrderId: row.app_order_id,
+  appAccountId: row.app_account_id,
+  itemId: row.item_id,
+  quantity: row.quantity,
+  unitPrice: { currencyCode: row.currency_code, amountMinor: row.unit_price_minor },
+  discount: { currencyCode: row.currency_code, amountMinor: row.discount_minor },
+  amountDue: { currencyCode: row.currency_code, amountMinor: row.amount_due_minor },
+  merchantId: orders.MERCHANT_ID,
+  collectionAccounts: Object.fromEntries(collection.map((c) => [c.platform_id, c.collection_account])),
+  description: row.description,
+  state: ORDER_STATES[row.state],
+  createTime: row.created_at,
+  effectiveTime: row.effective_at ?? undefined,
+  deviceId: row.device_id,
+})
 
 export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceService> {
   const db = deps.db as Kysely<AppDatabase>
@@ -72,9 +105,73 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       const { items, nextPageToken } = page(rows, size, (row) => row.item_id, null)
       return { items: items.map(toCatalogItem), nextPageToken }
     },
-    createOrder: notImplemented('CreateOrder'),
-    getOrder: notImplemented('GetOrder'),
-    fulfilOrder: notImplemented('FulfilOrder'),
-    listInventory: notImplemented('ListInventory'),
+    createOrder: async (request, ctx) => {
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .check(SESSION_TOKEN.test(request.sessionToken), 'session_token', 'must be a token returned by LoginWithToken')
+          .id(request.itemId, 'item_id')
+          .check(request.quantity >= 1 && request.quantity <= 100, 'quantity', 'must be 1-100'),
+      )
+      assertInstanceActsForItself(ctx.caller, request.deviceId)
+      const account = await accounts.accountOfSession(db, request.sessionToken, request.deviceId)
+      const collection = await orders.collectionAccounts(db)
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CreateOrderRequest, responseCodec: CreateOrderResponse },
+        async (trx) => ({
+          order: toOrder(await orders.createOrder(trx, { appAccountId: account.app_account_id, deviceId: request.deviceId, itemId: request.itemId, quantity: request.quantity }), collection),
+        }),
+      )
+    },
+
+    getOrder: async (request, ctx) => {
+      validate((v) => v.id(request.appOrderId, 'app_order_id'))
+      const order = await orders.getOrder(db, request.appOrderId)
+      if (ctx.caller.role === 'instance' && order.device_id !== ctx.caller.id) {
+        throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${request.appOrderId} was not placed from device ${ctx.caller.id}`)
+      }
+      return { order: toOrder(order, await orders.collectionAccounts(db)) }
+    },
+
+    fulfilOrder: async (request, ctx) => {
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.appOrderId, 'app_order_id')
+          .money(request.paidAmount, 'paid_amount', { positive: true })
+          .id(request.paymentOrderId, 'payment_order_id')
+          .id(request.platformId, 'platform_id')
+          .id(request.serialNumber, 'serial_number')
+          .id(request.deviceId, 'device_id'),
+      )
+      const call = { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: FulfilOrderRequest, responseCodec: FulfilOrderResponse }
+      const reply =
+        (await replayOf(db, call)) ??
+        (await (async () => {
+          const order = await orders.getOrder(db, request.appOrderId)
+          await orders.assertPaymentMatches(db, order, request.paidAmount!)
+          const collection = await orders.collectionAccounts(db)
+          return idempotent(db, call, async (trx) => ({
+            order: toOrder(await orders.fulfil(trx, order, { paymentOrderId: request.paymentOrderId, platformId: request.platformId, serialNumber: request.serialNumber }), collection),
+          }))
+        })())
+      // The instance learns it from the pipe; a retried hand-off tells again, stored once.
+      await publishEvent(deps.peers, { deviceId: request.deviceId, kind: EventKind.EVENT_KIND_ORDER_EFFECTIVE, subjectId: request.paymentOrderId }, ctx.signal)
+      return reply
+    },
+
+    listInventory: async (request, ctx) => {
+      validate((v) => v.id(request.deviceId, 'device_id').check(SESSION_TOKEN.test(request.sessionToken), 'session_token', 'must be a token returned by LoginWithToken'))
+      assertInstanceActsForItself(ctx.caller, request.deviceId)
+      const account = await accounts.accountOfSession(db, request.sessionToken, request.deviceId)
+      const filter = { account: account.app_account_id }
+      const size = pageSize(request.pageSize)
+      const cursor = decodePageToken(request.pageToken, filter)
+      const rows = await orders.inventory(db, account.app_account_id, cursor === undefined ? undefined : String(cursor), size + 1)
+      const { items, nextPageToken } = page(rows, size, (row) => row.item_id, filter)
+      return { items: items.map((row) => ({ itemId: row.item_id, quantity: row.quantity })), nextPageToken }
+    },
   }
 }

@@ -1,16 +1,237 @@
-// PaymentManagementService handlers. The payment flow (issue #4) fills these in.
-import type { PaymentManagementServiceService } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
-import { type Handlers, notImplemented } from '../runtime/rpc.ts'
-import type { ServiceDeps } from '../runtime/service-host.ts'
+// PaymentManagementService handlers: validate the request, apply the rules, map rows to replies.
+import type { Kysely } from 'kysely'
+import { AppOrderState } from '../../gen/cloudpay/app/v1/app_service.ts'
+import {
+  CancelOrderRequest,
+  CancelOrderResponse,
+  FetchOrderRequest,
+  FetchOrderResponse,
+  type Order,
+  OrderState,
+  type PaymentManagementServiceService,
+  PaymentResult,
+  PrepayOrderRequest,
+  PrepayOrderResponse,
+  ReportPaymentResultRequest,
+  ReportPaymentResultResponse,
+  SubmitOrderRequest,
+  SubmitOrderResponse,
+} from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
+import { unaryCall } from '../runtime/client.ts'
+import { assertMayActForDevice } from '../runtime/device-access.ts'
+import { FailedPreconditionError, PermissionDeniedError } from '../runtime/errors.ts'
+import { assertInstanceActsForItself } from '../runtime/authz.ts'
+import { derivedRequestId, idempotent, replayOf } from '../runtime/idempotency.ts'
+import { channelCheckVia } from '../runtime/mesh-calls.ts'
+import { startOutbox } from '../runtime/outbox.ts'
+import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
+import { verifyPaymentResult } from '../runtime/payment-signature.ts'
+import { callPeer } from '../runtime/peer-calls.ts'
+import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import { validate } from '../runtime/validation.ts'
+import { handOffs } from './hand-offs.ts'
+import * as orders from './orders.ts'
+import type { OrderRow } from './store/repository.ts'
+import type { PaymentDatabase } from './store/tables.ts'
 
-export function createHandlers(_deps: ServiceDeps): Handlers<typeof PaymentManagementServiceService> {
+const STATES: Record<orders.OrderState, OrderState> = {
+  submitted: OrderState.ORDER_STATE_SUBMITTED,
+  fetched: OrderState.ORDER_STATE_FETCHED,
+  awaiting_payment: OrderState.ORDER_STATE_AWAITING_PAYMENT,
+  paid: OrderState.ORDER_STATE_PAID,
+  effective: OrderState.ORDER_STATE_EFFECTIVE,
+  failed: OrderState.ORDER_STATE_FAILED,
+  cancelled: OrderState.ORDER_STATE_CANCELLED,
+  expired: OrderState.ORDER_STATE_EXPIRED,
+  refunded: OrderState.ORDER_STATE_REFUNDED,
+}
+
+const toOrder = (row: OrderRow): Order => ({
+  orderId: row.order_id,
+  deviceId: row.device_id,
+  appOrderId: row.app_order_id,
+  state: STATES[row.state],
+  amount: { currencyCode: row.currency_code, amountMinor: row.amount_minor },
+  description: row.description,
+  merchantId: row.merchant_id,
+  platformId: row.platform_id ?? '',
+  serialNumber: row.serial_number ?? '',
+  submitTime: row.submitted_at,
+  fetchTime: row.fetched_at ?? undefined,
+  updateTime: row.updated_at,
+  expireTime: row.expires_at,
+  endReason: row.end_reason,
+})
+
+const ORDER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentManagementServiceService> {
+  const db = deps.db as Kysely<PaymentDatabase>
+  const settings = deps.config.payment
+  const outbox = startOutbox({ db, log: deps.log, retryBaseMs: settings.retryBaseMs, retryMaxMs: settings.retryMaxMs, handlers: handOffs(db, deps.peers) })
+  const sweeper = setInterval(
+    () =>
+      orders
+        .expireDue(db)
+        .then((n) => n > 0 && outbox.kick())
+        .catch((error: unknown) => deps.log.warn({ err: error }, 'order expiry failed')),
+    Math.min(Math.max(settings.orderTtlMs / 4, 250), 5_000),
+  )
+  sweeper.unref()
+  const mayActFor = (ctx: { caller: Parameters<typeof assertMayActForDevice>[0]; signal: AbortSignal }, deviceId: string) =>
+    assertMayActForDevice(ctx.caller, deviceId, channelCheckVia(deps.peers, ctx.signal))
+
+  const handlers: ServiceParts<typeof PaymentManagementServiceService>['handlers'] = {
+    submitOrder: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.appOrderId, 'app_order_id'))
+      assertInstanceActsForItself(ctx.caller, request.deviceId)
+      const call = { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: SubmitOrderRequest, responseCodec: SubmitOrderResponse }
+      const replay = await replayOf(db, call)
+      if (replay) return replay
+      // The amount is the application's own record of the order; the instance sends none.
+      const { order: appOrder } = await callPeer('app-service', unaryCall(deps.peers.get('app-service'), 'getOrder', { appOrderId: request.appOrderId }, { signal: ctx.signal }))
+      if (!appOrder || appOrder.deviceId !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${request.appOrderId} was not placed from device ${request.deviceId}`)
+      if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING) throw new FailedPreconditionError('APP_ORDER_NOT_PENDING', `app order ${request.appOrderId} is not waiting for payment`)
+      return idempotent(db, call, async (trx) => ({
+        order: toOrder(
+          await orders.submit(
+            trx,
+            {
+              deviceId: request.deviceId,
+              appOrderId: appOrder.appOrderId,
+              amountMinor: appOrder.amountDue!.amountMinor,
+              currencyCode: appOrder.amountDue!.currencyCode,
+              description: appOrder.description,
+              merchantId: appOrder.merchantId,
+              collectionAccounts: appOrder.collectionAccounts,
+            },
+            settings.orderTtlMs,
+          ),
+        ),
+      }))
+    },
+
+    fetchOrder: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id'))
+      await mayActFor(ctx, request.deviceId)
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: FetchOrderRequest, responseCodec: FetchOrderResponse },
+        async (trx) => ({ order: toOrder(await orders.fetchNext(trx, request.deviceId)) }),
+      )
+    },
+
+    getOrder: async (request, ctx) => {
+      validate((v) => v.check(ORDER_ID.test(request.orderId), 'order_id', 'must be an order id returned by SubmitOrder'))
+      const order = await orders.get(db, request.orderId)
+      await mayActFor(ctx, order.device_id)
+      return { order: toOrder(order) }
+    },
+
+    listOrders: async (request, ctx) => {
+      validate((v) => v.id(request.deviceId, 'device_id'))
+      await mayActFor(ctx, request.deviceId)
+      const filter = { deviceId: request.deviceId }
+      const size = pageSize(request.pageSize)
+      const cursor = decodePageToken(request.pageToken, filter)
+      const rows = await orders.list(db, request.deviceId, cursor === undefined ? undefined : BigInt(cursor), size + 1)
+      const { items, nextPageToken } = page(rows, size, (row) => row.seq.toString(), filter)
+      return { orders: items.map(toOrder), nextPageToken }
+    },
+
+    prepayOrder: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(ORDER_ID.test(request.orderId), 'order_id', 'must be an order id returned by FetchOrder'))
+      await mayActFor(ctx, request.deviceId)
+      const call = { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: PrepayOrderRequest, responseCodec: PrepayOrderResponse }
+      const replay = await replayOf(db, call)
+      if (replay) return replay
+      const order = await orders.get(db, request.orderId)
+      if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${request.orderId} does not belong to device ${request.deviceId}`)
+      // Peer calls outside any transaction; the state is re-checked by the transition after.
+      const account = await callPeer(
+        'account-management',
+        unaryCall(deps.peers.get('account-management'), 'resolvePaymentAccount', { deviceId: request.deviceId, bindingId: request.bindingId }, { signal: ctx.signal }),
+      )
+      const collectionAccount = orders.assertPrepayable(order, account.platformId)
+      const { transaction } = await callPeer(
+        'payment-platform',
+        unaryCall(
+          deps.peers.get('payment-platform'),
+          'createPrepay',
+          {
+            requestId: derivedRequestId(order.order_id, 'prepay', account.bindingId),
+            platformId: account.platformId,
+            payerAccount: account.payerAccount,
+            amount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
+            collectionAccount,
+            merchantId: order.merchant_id,
+            merchantOrderId: order.order_id,
+            description: order.description.slice(0, 200),
+          },
+          { signal: ctx.signal },
+        ),
+      )
+      return idempotent(db, call, async (trx) => ({
+        order: toOrder(await orders.recordPrepay(trx, order.order_id, account.platformId, transaction!.serialNumber)),
+        platformId: account.platformId,
+        serialNumber: transaction!.serialNumber,
+      }))
+    },
+
+    reportPaymentResult: async (request, ctx) => {
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.platformId, 'platform_id')
+          .id(request.serialNumber, 'serial_number')
+          .check(request.result === PaymentResult.PAYMENT_RESULT_SUCCEEDED || request.result === PaymentResult.PAYMENT_RESULT_FAILED, 'result', 'must be SUCCEEDED or FAILED')
+          .money(request.amount, 'amount', { positive: true })
+          .check(request.completeTime !== undefined, 'complete_time', 'is required')
+          .check(request.signature !== '', 'signature', 'is required'),
+      )
+      const fields = {
+        platformId: request.platformId,
+        serialNumber: request.serialNumber,
+        result: PaymentResult[request.result].replace('PAYMENT_RESULT_', ''),
+        currencyCode: request.amount!.currencyCode,
+        amountMinor: request.amount!.amountMinor,
+        completeTime: request.completeTime!.toISOString(),
+      }
+      if (!ctx.peerCertificate || !verifyPaymentResult(ctx.peerCertificate, fields, request.signature)) {
+        throw new PermissionDeniedError('BAD_SIGNATURE', 'signature does not verify against the reporting platform certificate')
+      }
+      const reply = await idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: ReportPaymentResultRequest, responseCodec: ReportPaymentResultResponse },
+        async (trx) => {
+          if (request.result !== PaymentResult.PAYMENT_RESULT_SUCCEEDED) return { order: toOrder(await orders.getBySerial(trx, request.platformId, request.serialNumber)) }
+          return { order: toOrder(await orders.applyPayment(trx, request.platformId, request.serialNumber, request.amount!)) }
+        },
+      )
+      outbox.kick()
+      return reply
+    },
+
+    cancelOrder: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(ORDER_ID.test(request.orderId), 'order_id', 'must be an order id').text(request.reason, 'reason', { max: 200 }))
+      await mayActFor(ctx, request.deviceId)
+      const order = await orders.get(db, request.orderId)
+      if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${request.orderId} does not belong to device ${request.deviceId}`)
+      const reply = await idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CancelOrderRequest, responseCodec: CancelOrderResponse },
+        async (trx) => ({ order: toOrder(await orders.cancel(trx, request.orderId, request.reason || `cancelled by ${ctx.caller.role}`)) }),
+      )
+      outbox.kick()
+      return reply
+    },
+  }
   return {
-    submitOrder: notImplemented('SubmitOrder'),
-    fetchOrder: notImplemented('FetchOrder'),
-    getOrder: notImplemented('GetOrder'),
-    listOrders: notImplemented('ListOrders'),
-    prepayOrder: notImplemented('PrepayOrder'),
-    reportPaymentResult: notImplemented('ReportPaymentResult'),
-    cancelOrder: notImplemented('CancelOrder'),
+    handlers,
+    introspect: () => ({}),
+    async onStop() {
+      clearInterval(sweeper)
+      await outbox.stop()
+    },
   }
 }

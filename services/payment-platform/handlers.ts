@@ -1,18 +1,234 @@
-// PaymentPlatformService handlers. The payment flow (issue #4) fills these in.
-import type { PaymentPlatformServiceService } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
-import { type Handlers, notImplemented } from '../runtime/rpc.ts'
-import type { ServiceDeps } from '../runtime/service-host.ts'
+// PaymentPlatformService handlers: validate the request, apply the rules, map rows to replies.
+import type { Kysely } from 'kysely'
+import {
+  AccountKind,
+  type AccountBalance,
+  CancelTransactionRequest,
+  CancelTransactionResponse,
+  CreateMerchantAccountRequest,
+  CreateMerchantAccountResponse,
+  CreatePayerAccountRequest,
+  CreatePayerAccountResponse,
+  CreatePrepayRequest,
+  CreatePrepayResponse,
+  type PaymentPlatformServiceService,
+  PayRequest,
+  PayResponse,
+  RefundTransactionRequest,
+  RefundTransactionResponse,
+  type Transaction,
+  TransactionState,
+} from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
+import { idempotent, replayOf } from '../runtime/idempotency.ts'
+import { startOutbox } from '../runtime/outbox.ts'
+import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
+import { hashPassword } from '../runtime/passwords.ts'
+import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import { validate, type Validator } from '../runtime/validation.ts'
+import * as ledger from './ledger.ts'
+import { PAYMENT_RESULT_TOPIC, paymentResultSender, queuePaymentResult } from './notifications.ts'
+import type { AccountRow, TransactionRow } from './store/repository.ts'
+import type { PlatformDatabase } from './store/tables.ts'
 
-export function createHandlers(_deps: ServiceDeps): Handlers<typeof PaymentPlatformServiceService> {
-  return {
-    createPayerAccount: notImplemented('CreatePayerAccount'),
-    createMerchantAccount: notImplemented('CreateMerchantAccount'),
-    getAccountBalance: notImplemented('GetAccountBalance'),
-    createPrepay: notImplemented('CreatePrepay'),
-    pay: notImplemented('Pay'),
-    getTransaction: notImplemented('GetTransaction'),
-    cancelTransaction: notImplemented('CancelTransaction'),
-    refundTransaction: notImplemented('RefundTransaction'),
-    listLedgerEntries: notImplemented('ListLedgerEntries'),
+const ACCOUNT_NUMBER = /^[A-Za-z0-9]{6,34}$/
+const accountNumber = (v: Validator, value: string, field: string) => v.check(ACCOUNT_NUMBER.test(value), field, 'must be 6-34 letters and digits')
+const SERIAL = /^TX[0-9A-F]{20}$/
+const serial = (v: Validator, value: string) => v.check(SERIAL.test(value), 'serial_number', 'must be a serial number returned by CreatePrepay')
+
+const KINDS = { payer: AccountKind.ACCOUNT_KIND_PAYER, collection: AccountKind.ACCOUNT_KIND_COLLECTION, issuance: AccountKind.ACCOUNT_KIND_UNSPECIFIED } as const
+const toBalance = (row: AccountRow): AccountBalance => ({
+  platformId: row.platform_id,
+  maskedAccount: row.masked_number,
+  kind: KINDS[row.kind],
+  balance: { currencyCode: row.currency_code, amountMinor: row.balance_minor },
+})
+
+const STATES: Record<ledger.EffectiveTransactionState, TransactionState> = {
+  pending: TransactionState.TRANSACTION_STATE_PENDING,
+  succeeded: TransactionState.TRANSACTION_STATE_SUCCEEDED,
+  cancelled: TransactionState.TRANSACTION_STATE_CANCELLED,
+  expired: TransactionState.TRANSACTION_STATE_EXPIRED,
+  refunded: TransactionState.TRANSACTION_STATE_REFUNDED,
+}
+const toTransaction = (row: TransactionRow): Transaction => ({
+  platformId: row.platform_id,
+  serialNumber: row.serial_number,
+  state: STATES[ledger.effectiveState(row)],
+  amount: { currencyCode: row.currency_code, amountMinor: row.amount_minor },
+  maskedPayerAccount: row.masked_payer,
+  collectionAccount: row.collection_account,
+  merchantId: row.merchant_id,
+  merchantOrderId: row.merchant_order_id,
+  description: row.description,
+  createTime: row.created_at,
+  completeTime: row.completed_at ?? undefined,
+  expireTime: row.expires_at,
+})
+
+export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPlatformServiceService> {
+  const db = deps.db as Kysely<PlatformDatabase>
+  const settings = deps.config.payment
+  const platforms = settings.platformIds
+  const outbox = startOutbox({
+    db,
+    log: deps.log,
+    retryBaseMs: settings.retryBaseMs,
+    retryMaxMs: settings.retryMaxMs,
+    handlers: { [PAYMENT_RESULT_TOPIC]: paymentResultSender(deps.peers, deps.certificate.keyFile) },
+  })
+  const onPlatform = (platformId: string) => ledger.assertPlatform(platforms, platformId)
+
+  const handlers: ServiceParts<typeof PaymentPlatformServiceService>['handlers'] = {
+    createPayerAccount: async (request, ctx) => {
+      validate((v) => {
+        v.requestId(request.requestId).id(request.platformId, 'platform_id')
+        accountNumber(v, request.payerAccount, 'payer_account')
+        v.text(request.paymentPassword, 'payment_password', { min: 6, max: 128 }).money(request.openingBalance, 'opening_balance')
+      })
+      onPlatform(request.platformId)
+      const call = {
+        caller: ctx.caller,
+        method: ctx.method,
+        requestId: request.requestId,
+        request: { ...request, paymentPassword: '' },
+        requestCodec: CreatePayerAccountRequest,
+        responseCodec: CreatePayerAccountResponse,
+      }
+      const replay = await replayOf(db, call)
+      if (replay) return replay
+      const passwordHash = await hashPassword(request.paymentPassword)
+      return idempotent(db, call, async (trx) => ({
+        account: toBalance(await ledger.createPayerAccount(trx, deps.sealer, { platformId: request.platformId, number: request.payerAccount, passwordHash, opening: request.openingBalance! })),
+      }))
+    },
+
+    createMerchantAccount: async (request, ctx) => {
+      validate((v) => {
+        v.requestId(request.requestId).id(request.platformId, 'platform_id').id(request.merchantId, 'merchant_id')
+        accountNumber(v, request.collectionAccount, 'collection_account')
+        v.check(/^[A-Z]{3}$/.test(request.currencyCode), 'currency_code', 'must be a three-letter ISO 4217 code in upper case')
+      })
+      onPlatform(request.platformId)
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CreateMerchantAccountRequest, responseCodec: CreateMerchantAccountResponse },
+        async (trx) => ({
+          account: toBalance(
+            await ledger.createMerchantAccount(trx, deps.sealer, { platformId: request.platformId, merchantId: request.merchantId, number: request.collectionAccount, currencyCode: request.currencyCode }),
+          ),
+        }),
+      )
+    },
+
+    getAccountBalance: async (request) => {
+      validate((v) => accountNumber(v.id(request.platformId, 'platform_id'), request.account, 'account'))
+      onPlatform(request.platformId)
+      return { account: toBalance(await ledger.getAccount(db, deps.sealer, request.platformId, request.account)) }
+    },
+
+    createPrepay: async (request, ctx) => {
+      validate((v) => {
+        v.requestId(request.requestId).id(request.platformId, 'platform_id')
+        accountNumber(v, request.payerAccount, 'payer_account')
+        accountNumber(v, request.collectionAccount, 'collection_account')
+        v.money(request.amount, 'amount', { positive: true }).id(request.merchantId, 'merchant_id').id(request.merchantOrderId, 'merchant_order_id').text(request.description, 'description', { max: 200 })
+      })
+      onPlatform(request.platformId)
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CreatePrepayRequest, responseCodec: CreatePrepayResponse },
+        async (trx) => ({
+          transaction: toTransaction(
+            await ledger.createPrepay(
+              trx,
+              deps.sealer,
+              {
+                platformId: request.platformId,
+                payerNumber: request.payerAccount,
+                amount: request.amount!,
+                collectionNumber: request.collectionAccount,
+                merchantId: request.merchantId,
+                merchantOrderId: request.merchantOrderId,
+                description: request.description,
+              },
+              settings,
+            ),
+          ),
+        }),
+      )
+    },
+
+    pay: async (request, ctx) => {
+      validate((v) => serial(v.requestId(request.requestId).id(request.platformId, 'platform_id'), request.serialNumber).text(request.paymentPassword, 'payment_password', { min: 1, max: 128 }))
+      onPlatform(request.platformId)
+      const call = {
+        caller: ctx.caller,
+        method: ctx.method,
+        requestId: request.requestId,
+        request: { ...request, paymentPassword: '' },
+        requestCodec: PayRequest,
+        responseCodec: PayResponse,
+      }
+      const replay = await replayOf(db, call)
+      if (replay) return replay
+      const txn = await ledger.getTransaction(db, request.platformId, request.serialNumber)
+      await ledger.checkPaymentPassword(db, txn, request.paymentPassword, settings)
+      const reply = await idempotent(db, call, async (trx) => {
+        const settled = await ledger.settle(trx, request.platformId, request.serialNumber)
+        await queuePaymentResult(trx, settled)
+        return { transaction: toTransaction(settled) }
+      })
+      outbox.kick()
+      return reply
+    },
+
+    getTransaction: async (request) => {
+      validate((v) => serial(v.id(request.platformId, 'platform_id'), request.serialNumber))
+      onPlatform(request.platformId)
+      return { transaction: toTransaction(await ledger.getTransaction(db, request.platformId, request.serialNumber)) }
+    },
+
+    cancelTransaction: async (request, ctx) => {
+      validate((v) => serial(v.requestId(request.requestId).id(request.platformId, 'platform_id'), request.serialNumber))
+      onPlatform(request.platformId)
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CancelTransactionRequest, responseCodec: CancelTransactionResponse },
+        async (trx) => ({ transaction: toTransaction(await ledger.cancel(trx, request.platformId, request.serialNumber)) }),
+      )
+    },
+
+    refundTransaction: async (request, ctx) => {
+      validate((v) => serial(v.requestId(request.requestId).id(request.platformId, 'platform_id'), request.serialNumber).text(request.reason, 'reason', { max: 200 }))
+      onPlatform(request.platformId)
+      return idempotent(
+        db,
+        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: RefundTransactionRequest, responseCodec: RefundTransactionResponse },
+        async (trx) => ({ transaction: toTransaction(await ledger.refund(trx, request.platformId, request.serialNumber)) }),
+      )
+    },
+
+    listLedgerEntries: async (request) => {
+      validate((v) => accountNumber(v.id(request.platformId, 'platform_id'), request.account, 'account'))
+      onPlatform(request.platformId)
+      const account = await ledger.getAccount(db, deps.sealer, request.platformId, request.account)
+      const filter = { platform: request.platformId, account: account.account_ref }
+      const size = pageSize(request.pageSize)
+      const cursor = decodePageToken(request.pageToken, filter)
+      const rows = await ledger.listLedgerEntries(db, request.platformId, account.account_ref, cursor === undefined ? undefined : BigInt(cursor), size + 1)
+      const { items, nextPageToken } = page(rows, size, (row) => row.entry_id.toString(), filter)
+      return {
+        entries: items.map((row) => ({
+          entryId: row.entry_id.toString(),
+          journalId: row.journal_id,
+          serialNumber: row.serial_number ?? '',
+          maskedAccount: row.masked_number,
+          delta: { currencyCode: row.currency_code, amountMinor: row.delta_minor },
+          createTime: row.created_at,
+        })),
+        nextPageToken,
+      }
+    },
   }
+  return { handlers, introspect: () => ({}), onStop: () => outbox.stop() }
 }

@@ -48,6 +48,24 @@ export interface Config {
   readonly shutdownGraceMs: number
   readonly login: LoginSettings
   readonly events: EventSettings
+  readonly payment: PaymentSettings
+  /** Base64 of 32 bytes sealing account numbers at rest; unset means a development key under <home>/keys. */
+  readonly dataKey: string | undefined
+}
+
+export interface PaymentSettings {
+  /** Platform ids this payment-platform process serves. */
+  readonly platformIds: readonly string[]
+  /** How long a submitted order may stay unpaid. */
+  readonly orderTtlMs: number
+  /** How long a prepay transaction waits for the payer. */
+  readonly prepayTtlMs: number
+  /** Wrong payment passwords before a payer account locks, and the lock's length. */
+  readonly maxPasswordFailures: number
+  readonly passwordLockMs: number
+  /** Outbox deliveries: first retry delay (doubling) and its cap. */
+  readonly retryBaseMs: number
+  readonly retryMaxMs: number
 }
 
 export interface LoginSettings {
@@ -97,6 +115,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxFailures: positiveInt(env, 'CLOUDPAY_LOGIN_MAX_FAILURES', 5),
       lockMs: positiveInt(env, 'CLOUDPAY_LOGIN_LOCK_MS', 15 * 60_000),
     }),
+    payment: Object.freeze({
+      platformIds: Object.freeze((env.CLOUDPAY_PLATFORM_IDS ?? 'alphapay,betapay').split(',').map((id) => id.trim()).filter(Boolean)),
+      orderTtlMs: positiveInt(env, 'CLOUDPAY_ORDER_TTL_MS', 15 * 60_000),
+      prepayTtlMs: positiveInt(env, 'CLOUDPAY_PREPAY_TTL_MS', 15 * 60_000),
+      maxPasswordFailures: positiveInt(env, 'CLOUDPAY_PAYMENT_MAX_FAILURES', 3),
+      passwordLockMs: positiveInt(env, 'CLOUDPAY_PAYMENT_LOCK_MS', 15 * 60_000),
+      retryBaseMs: positiveInt(env, 'CLOUDPAY_RETRY_BASE_MS', 200),
+      retryMaxMs: positiveInt(env, 'CLOUDPAY_RETRY_MAX_MS', 30_000),
+    }),
+    dataKey: nonEmpty(env.CLOUDPAY_DATA_KEY),
     events: Object.freeze({
       retentionMs: positiveInt(env, 'CLOUDPAY_EVENT_RETENTION_MS', 7 * 24 * 3_600_000),
       stallMs: positiveInt(env, 'CLOUDPAY_SUBSCRIBER_STALL_MS', 30_000),

@@ -218,12 +218,14 @@ export async function migrateSchema(shared: SharedDatabase, schema: string, migr
 
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']) // serialization failure, deadlock
 
-/** Runs `work` in a transaction, retrying serialization failures and deadlocks a few times. */
+/** Runs `work` in a transaction (or the caller's, if it is one), retrying serialization failures and deadlocks a few times. */
 export async function inTransaction<Database, T>(
   db: Kysely<Database>,
   work: (trx: Transaction<Database>) => Promise<T>,
   options: { isolation?: 'read committed' | 'repeatable read' | 'serializable'; attempts?: number } = {},
 ): Promise<T> {
+  // Already inside one (a domain function called within an idempotent call): join it.
+  if (db.isTransaction) return work(db as Transaction<Database>)
   const attempts = options.attempts ?? 5
   for (let attempt = 1; ; attempt++) {
     try {

@@ -3,6 +3,7 @@
 import { loadConfig, type Config } from './config.ts'
 import { databaseLocation, openDatabase, type SharedDatabase } from './database.ts'
 import { createLogger, type Logger } from './logger.ts'
+import { loadSealer } from './sealing.ts'
 import { addressBook, type RunningService, type ServiceSpec, startService } from './service-host.ts'
 import { startTelemetry, type Telemetry } from './telemetry.ts'
 
@@ -12,8 +13,8 @@ export interface Mesh {
   readonly log: Logger
   readonly database: SharedDatabase
   readonly telemetry: Telemetry
-  /** Stops one service and starts it again on the same address and database (a crash-restart). */
-  restart(name: ServiceSpec['name']): Promise<RunningService>
+  /** Stops one service and starts it again on the same address and database; `whileDown` runs in between. */
+  restart(name: ServiceSpec['name'], whileDown?: () => Promise<void>): Promise<RunningService>
   stop(): Promise<void>
 }
 
@@ -30,6 +31,7 @@ export async function startMesh(specs: readonly ServiceSpec[], options: StartOpt
   const telemetry = options.telemetry ?? startTelemetry()
   const database = await openDatabase(databaseLocation(config.home, config.databaseUrl))
   const addresses = addressBook(config)
+  const sealer = await loadSealer(config)
   const services: RunningService[] = []
   const stop = async (): Promise<void> => {
     await Promise.all(services.map((s) => s.stop()))
@@ -38,17 +40,18 @@ export async function startMesh(specs: readonly ServiceSpec[], options: StartOpt
   }
   try {
     // One after another: migrations of different schemas need not contend for the embedded database.
-    for (const spec of specs) services.push(await startService(spec, { config, database, telemetry, log, addresses }))
+    for (const spec of specs) services.push(await startService(spec, { config, database, telemetry, log, addresses, sealer }))
   } catch (error) {
     await stop()
     throw error
   }
-  const restart = async (name: ServiceSpec['name']): Promise<RunningService> => {
+  const restart = async (name: ServiceSpec['name'], whileDown?: () => Promise<void>): Promise<RunningService> => {
     const index = services.findIndex((s) => s.name === name)
     const spec = specs.find((s) => s.name === name)
     if (index < 0 || !spec) throw new Error(`${name} is not running here`)
     await services[index]!.stop()
-    const again = await startService(spec, { config, database, telemetry, log, addresses })
+    await whileDown?.()
+    const again = await startService(spec, { config, database, telemetry, log, addresses, sealer })
     services[index] = again
     return again
   }

@@ -27,6 +27,8 @@ export interface RpcContext {
   readonly span: Span
   /** Aborted when the client cancels or its deadline passes. */
   readonly signal: AbortSignal
+  /** The caller's verified certificate (DER), for checking what it signed. */
+  readonly peerCertificate: Buffer | undefined
 }
 
 interface MethodDefinition {
@@ -93,7 +95,8 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
   const name = path.slice(1)
   const [service, rpc] = name.split('/') as [string, string]
   const parent = propagation.extract(ROOT_CONTEXT, call.metadata, metadataGetter)
-  const caller = identityFromPeerCertificate(call.getAuthContext().sslPeerCertificate)
+  const peer = call.getAuthContext().sslPeerCertificate
+  const caller = identityFromPeerCertificate(peer)
   const span = runtime.tracer.startSpan(
     name,
     {
@@ -108,7 +111,7 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
   const log = runtime.log.child({ rpc: name, caller: caller ? formatIdentity(caller) : undefined })
   return {
     caller,
-    ctx: caller ? { caller, method: name, log, span, signal: abort.signal } : undefined,
+    ctx: caller ? { caller, method: name, log, span, signal: abort.signal, peerCertificate: peer?.raw } : undefined,
     activeContext: trace.setSpan(parent, span),
     finish(error?: unknown) {
       let status: ReturnType<typeof toServiceStatus>['status'] | undefined

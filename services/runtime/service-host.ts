@@ -11,7 +11,8 @@ import { Peers } from './peers.ts'
 import { type Handlers, implement } from './rpc.ts'
 import { type HostedService, type RunningServer, startServer } from './server.ts'
 import type { Telemetry } from './telemetry.ts'
-import { certificateFiles, channelCredentials, serverCredentials } from './tls.ts'
+import type { Sealer } from './sealing.ts'
+import { type CertificatePaths, certificateFiles, channelCredentials, serverCredentials } from './tls.ts'
 
 /** What every service's handlers get to work with. */
 export interface ServiceDeps {
@@ -24,6 +25,10 @@ export interface ServiceDeps {
   readonly peers: Peers
   /** LISTEN on a database channel (every replica sharing the database hears each NOTIFY). */
   readonly listen: SharedDatabase['listen']
+  /** Seals account numbers at rest. */
+  readonly sealer: Sealer
+  /** This service's certificate files (its key signs what it vouches for, e.g. payment results). */
+  readonly certificate: CertificatePaths
 }
 
 /** A service as the host sees it: its name, schema, migrations and how to build its gRPC service. */
@@ -42,6 +47,7 @@ export interface HostContext {
   readonly log: Logger
   /** Where each service listens; updated with the real port once a service binds. */
   readonly addresses: Map<ServiceName, string>
+  readonly sealer: Sealer
 }
 
 /** The address book from configuration. */
@@ -68,7 +74,7 @@ export async function startService(spec: ServiceSpec, host: HostContext): Promis
   if (migrations.applied.length > 0) log.info({ schema: spec.schema, applied: migrations.applied }, 'migrations applied')
   const tracer = host.telemetry.tracer(spec.name)
   const peers = new Peers(host.addresses, channelCredentials(paths, host.config.tlsRefreshMs), tracer)
-  const hosted = spec.build({ config: host.config, db: forSchema(host.database, spec.schema), log, tracer, peers, listen: host.database.listen })
+  const hosted = spec.build({ config: host.config, db: forSchema(host.database, spec.schema), log, tracer, peers, listen: host.database.listen, sealer: host.sealer, certificate: paths })
   const server = await startServer({ address, credentials: serverCredentials(paths, host.config.tlsRefreshMs), services: [hosted], log })
   const bound = `${address.slice(0, address.lastIndexOf(':'))}:${server.port}`
   host.addresses.set(spec.name, bound)

@@ -44,7 +44,18 @@ export async function startTestMesh(options: { services?: readonly ServiceSpec[]
   const spans = new InMemorySpanExporter()
   const telemetry = startTelemetry({ env: {}, spanProcessors: [new SimpleSpanProcessor(spans)] })
   const logLines: string[] = []
-  const log = createLogger({ level: 'debug', name: 'cloudpay-test', destination: { write: (line: string) => void logLines.push(line) } })
+  // CLOUDPAY_TEST_LOG=1 also prints the services' log lines (for debugging a failing test).
+  const echo = process.env.CLOUDPAY_TEST_LOG === '1'
+  const log = createLogger({
+    level: 'debug',
+    name: 'cloudpay-test',
+    destination: {
+      write: (line: string) => {
+        logLines.push(line)
+        if (echo && !line.includes('"level":"debug"')) process.stderr.write(line)
+      },
+    },
+  })
   const mesh = await startMesh(options.services ?? ALL_SERVICES, { config, telemetry, log })
   const clients: { close(): void }[] = []
   const address = (name: ServiceName): string => {

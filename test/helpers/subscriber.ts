@@ -6,6 +6,8 @@ export interface Subscriber {
   readonly events: Event[]
   /** Resolves once at least `count` events arrived (rejects if the stream ends first or after timeoutMs). */
   waitFor(count: number, timeoutMs?: number): Promise<Event[]>
+  /** Resolves with the first event matching `predicate` (rejects if the stream ends first or after timeoutMs). */
+  waitForEvent(predicate: (event: Event) => boolean, timeoutMs?: number): Promise<Event>
   /** Resolves with the stream's final status code. */
   readonly ended: Promise<{ code: Status; details: string }>
   cancel(): void
@@ -36,6 +38,15 @@ export function subscribe(client: InstanceEventsServiceClient, deviceId: string,
     events,
     ended,
     cancel: () => call.cancel(),
+    async waitForEvent(predicate, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs
+      for (let seen = 0; ; ) {
+        const found = events.slice(seen).find(predicate)
+        if (found) return found
+        seen = events.length
+        await this.waitFor(seen + 1, Math.max(1, deadline - Date.now()))
+      }
+    },
     waitFor(count, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {
         const check = (): void => {

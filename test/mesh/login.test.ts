@@ -7,10 +7,10 @@ import { status as Status } from '@grpc/grpc-js'
 import { LoginState } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
-import type { Identity } from '../../services/runtime/identity.ts'
 import { expectStatus, newRequestId } from '../helpers/grpc.ts'
 import { OPERATOR, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 import { findSecret } from '../helpers/secrets.ts'
+import { flows, instance, terminal } from '../helpers/flows.ts'
 import { subscribe } from '../helpers/subscriber.ts'
 
 const TTL_MS = 3000
@@ -20,53 +20,13 @@ before(async () => {
   t = await startTestMesh({
     env: { CLOUDPAY_LOGIN_TTL_MS: String(TTL_MS), CLOUDPAY_LOGIN_TOKEN_TTL_MS: String(TTL_MS), CLOUDPAY_LOGIN_MAX_FAILURES: '3', CLOUDPAY_LOGIN_LOCK_MS: String(LOCK_MS) },
   })
+  ;({ setUp, startLogin, verify, redeem, appLogin, logIn } = flows(t))
 })
 after(async () => t?.stop())
 
-const instance = (deviceId: string): Identity => ({ role: 'instance', id: deviceId })
-const terminal = (terminalId: string): Identity => ({ role: 'terminal', id: terminalId })
 const sleepUntil = (when: Date | undefined) => new Promise((resolve) => setTimeout(resolve, Math.max(0, (when?.getTime() ?? 0) - Date.now() + 50)))
-
-/** Login step 0: the operator registers the account, assigns the instance, connects the terminal. */
-async function setUp(accountId: string, password: string, deviceId: string, terminalId: string, register = true) {
-  const accounts = await t.client('account-management', OPERATOR)
-  const events = await t.client('instance-events', OPERATOR)
-  if (register) await unaryCall(accounts, 'registerCloudAccount', { requestId: newRequestId(), accountId, password })
-  await unaryCall(accounts, 'assignInstance', { requestId: newRequestId(), deviceId, accountId })
-  await unaryCall(events, 'openChannel', { requestId: newRequestId(), deviceId, terminalId })
-}
-
-async function startLogin(deviceId: string) {
-  const am = await t.client('account-management', instance(deviceId))
-  const { login } = await unaryCall(am, 'startLogin', { requestId: newRequestId(), deviceId })
-  const pipe = await t.client('instance-events', instance(deviceId))
-  await unaryCall(pipe, 'publish', { requestId: newRequestId(), deviceId, kind: EventKind.EVENT_KIND_LOGIN_REQUESTED, subjectId: login!.loginId })
-  return login!
-}
-
-async function verify(deviceId: string, terminalId: string, loginId: string, bindingCode: string, password: string) {
-  const am = await t.client('account-management', terminal(terminalId))
-  return (await unaryCall(am, 'verifyLogin', { requestId: newRequestId(), deviceId, loginId, bindingCode, password })).login!
-}
-
-async function redeem(deviceId: string, loginId: string, as = instance(deviceId)) {
-  const am = await t.client('account-management', as)
-  return unaryCall(am, 'redeemLogin', { requestId: newRequestId(), deviceId, loginId })
-}
-
-async function appLogin(deviceId: string, loginToken: string, as = instance(deviceId)) {
-  const app = await t.client('app-service', as)
-  return unaryCall(app, 'loginWithToken', { requestId: newRequestId(), deviceId, loginToken })
-}
-
-/** The whole flow for a set-up device; returns the app session. */
-async function logIn(deviceId: string, terminalId: string, password: string) {
-  const login = await startLogin(deviceId)
-  const verified = await verify(deviceId, terminalId, login.loginId, login.bindingCode, password)
-  assert.equal(verified.state, LoginState.LOGIN_STATE_VERIFIED)
-  const { loginToken } = await redeem(deviceId, login.loginId)
-  return appLogin(deviceId, loginToken)
-}
+type Flows = ReturnType<typeof flows>
+let setUp: Flows['setUp'], startLogin: Flows['startLogin'], verify: Flows['verify'], redeem: Flows['redeem'], appLogin: Flows['appLogin'], logIn: Flows['logIn']
 
 describe('the login flow', () => {
   test('instance, terminal and services log a person in; the instance is woken by the pipe, never sees the password', async () => {

@@ -8,6 +8,7 @@ import type {
   LoginStateColumn,
   LoginsTable,
   LoginTokensTable,
+  PaymentBindingsTable,
   ThrottleScope,
 } from './tables.ts'
 
@@ -144,4 +145,54 @@ export async function insertAppAccountBinding(db: Db, accountId: string, appAcco
     .returningAll()
     .executeTakeFirst()
   return inserted ?? findAppAccountBinding(db, accountId)
+}
+
+export type PaymentBindingRow = Selectable<PaymentBindingsTable>
+
+export async function insertPaymentBinding(
+  db: Db,
+  binding: { bindingId: string; accountId: string; platformId: string; payerRef: string; sealedPayer: Uint8Array; maskedPayer: string },
+): Promise<PaymentBindingRow | undefined> {
+  return db
+    .insertInto('payment_bindings')
+    .values({
+      binding_id: binding.bindingId,
+      account_id: binding.accountId,
+      platform_id: binding.platformId,
+      payer_ref: binding.payerRef,
+      sealed_payer: binding.sealedPayer,
+      masked_payer: binding.maskedPayer,
+    })
+    .onConflict((oc) => oc.columns(['account_id', 'platform_id', 'payer_ref']).doNothing())
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function findPaymentBinding(db: Db, accountId: string, bindingId: string): Promise<PaymentBindingRow | undefined> {
+  return db.selectFrom('payment_bindings').selectAll().where('account_id', '=', accountId).where('binding_id', '=', bindingId).executeTakeFirst()
+}
+
+export async function findDefaultPaymentBinding(db: Db, accountId: string): Promise<PaymentBindingRow | undefined> {
+  return db.selectFrom('payment_bindings').selectAll().where('account_id', '=', accountId).where('is_default', '=', true).executeTakeFirst()
+}
+
+export async function countPaymentBindings(db: Db, accountId: string): Promise<number> {
+  const row = await db.selectFrom('payment_bindings').select((eb) => eb.fn.countAll<string>().as('n')).where('account_id', '=', accountId).executeTakeFirstOrThrow()
+  return Number(row.n)
+}
+
+/** Makes one binding the account's default (clearing the previous default first). */
+export async function setDefaultPaymentBinding(db: Db, accountId: string, bindingId: string): Promise<PaymentBindingRow | undefined> {
+  await db.updateTable('payment_bindings').set({ is_default: false }).where('account_id', '=', accountId).where('is_default', '=', true).execute()
+  return db.updateTable('payment_bindings').set({ is_default: true }).where('account_id', '=', accountId).where('binding_id', '=', bindingId).returningAll().executeTakeFirst()
+}
+
+export async function deletePaymentBinding(db: Db, accountId: string, bindingId: string): Promise<PaymentBindingRow | undefined> {
+  return db.deleteFrom('payment_bindings').where('account_id', '=', accountId).where('binding_id', '=', bindingId).returningAll().executeTakeFirst()
+}
+
+export async function listPaymentBindings(db: Db, accountId: string, afterSeq: bigint | undefined, limit: number): Promise<PaymentBindingRow[]> {
+  let query = db.selectFrom('payment_bindings').selectAll().where('account_id', '=', accountId).orderBy('seq').limit(limit)
+  if (afterSeq !== undefined) query = query.where('seq', '>', afterSeq)
+  return query.execute()
 }

@@ -56,7 +56,21 @@ export interface AppAccountBindingsTable {
   bound_at: Generated<Date>
 }
 
+export interface PaymentBindingsTable {
+  binding_id: string
+  account_id: string
+  platform_id: string
+  /** Keyed hash of the payer account number. */
+  payer_ref: string
+  sealed_payer: Uint8Array
+  masked_payer: string
+  is_default: Generated<boolean>
+  seq: Generated<bigint>
+  bound_at: Generated<Date>
+}
+
 export interface AccountDatabase {
+  payment_bindings: PaymentBindingsTable
   logins: LoginsTable
   login_tokens: LoginTokensTable
   login_failures: LoginFailuresTable

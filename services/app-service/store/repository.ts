@@ -1,6 +1,7 @@
 // SQL of the app_service schema. Functions take the database or a transaction.
 import type { Kysely, Selectable } from 'kysely'
-import type { AppAccountsTable, AppDatabase, AppSessionsTable, Archive, CatalogItemsTable } from './tables.ts'
+import { sql } from 'kysely'
+import type { AppAccountsTable, AppDatabase, AppOrdersTable, AppSessionsTable, Archive, CatalogItemsTable, CollectionAccountsTable, InventoryTable } from './tables.ts'
 
 type Db = Kysely<AppDatabase>
 export type CatalogItemRow = Selectable<CatalogItemsTable>
@@ -41,4 +42,57 @@ export async function insertSession(db: Db, session: { tokenHash: string; appAcc
 
 export async function findSession(db: Db, tokenHash: string): Promise<AppSessionRow | undefined> {
   return db.selectFrom('app_sessions').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst()
+}
+
+export type AppOrderRow = Selectable<AppOrdersTable>
+export type CollectionAccountRow = Selectable<CollectionAccountsTable>
+export type InventoryRow = Selectable<InventoryTable>
+
+export async function findCatalogItem(db: Db, itemId: string): Promise<CatalogItemRow | undefined> {
+  return db.selectFrom('catalog_items').selectAll().where('item_id', '=', itemId).executeTakeFirst()
+}
+
+export async function listCollectionAccounts(db: Db): Promise<CollectionAccountRow[]> {
+  return db.selectFrom('collection_accounts').selectAll().orderBy('platform_id').execute()
+}
+
+export async function insertOrder(db: Db, order: Omit<AppOrderRow, 'created_at' | 'effective_at' | 'state' | 'payment_order_id' | 'platform_id' | 'serial_number'>): Promise<AppOrderRow> {
+  return db
+    .insertInto('app_orders')
+    .values({ ...order, state: 'pending', payment_order_id: null, platform_id: null, serial_number: null, effective_at: null })
+    .returningAll()
+    .executeTakeFirstOrThrow()
+}
+
+export async function findOrder(db: Db, appOrderId: string): Promise<AppOrderRow | undefined> {
+  return db.selectFrom('app_orders').selectAll().where('app_order_id', '=', appOrderId).executeTakeFirst()
+}
+
+/** pending -> effective, once; undefined when the order is not pending any more. */
+export async function markOrderEffective(db: Db, appOrderId: string, payment: { paymentOrderId: string; platformId: string; serialNumber: string }): Promise<AppOrderRow | undefined> {
+  return db
+    .updateTable('app_orders')
+    .set({ state: 'effective', effective_at: new Date(), payment_order_id: payment.paymentOrderId, platform_id: payment.platformId, serial_number: payment.serialNumber })
+    .where('app_order_id', '=', appOrderId)
+    .where('state', '=', 'pending')
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function markOrderRejected(db: Db, appOrderId: string): Promise<void> {
+  await db.updateTable('app_orders').set({ state: 'rejected' }).where('app_order_id', '=', appOrderId).where('state', '=', 'pending').execute()
+}
+
+export async function addToInventory(db: Db, appAccountId: string, itemId: string, quantity: bigint): Promise<void> {
+  await db
+    .insertInto('inventory')
+    .values({ app_account_id: appAccountId, item_id: itemId, quantity })
+    .onConflict((oc) => oc.columns(['app_account_id', 'item_id']).doUpdateSet({ quantity: sql`inventory.quantity + ${quantity}` }))
+    .execute()
+}
+
+export async function listInventory(db: Db, appAccountId: string, afterItemId: string | undefined, limit: number): Promise<InventoryRow[]> {
+  let query = db.selectFrom('inventory').selectAll().where('app_account_id', '=', appAccountId).orderBy('item_id').limit(limit)
+  if (afterItemId !== undefined) query = query.where('item_id', '>', afterItemId)
+  return query.execute()
 }

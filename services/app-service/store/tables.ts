@@ -34,7 +34,43 @@ export interface AppSessionsTable {
   expires_at: Date
 }
 
+export interface CollectionAccountsTable {
+  platform_id: string
+  merchant_id: string
+  collection_account: string
+}
+
+export type AppOrderStateColumn = 'pending' | 'effective' | 'rejected'
+
+export interface AppOrdersTable {
+  app_order_id: string
+  app_account_id: string
+  device_id: string
+  item_id: string
+  quantity: number
+  currency_code: string
+  unit_price_minor: bigint
+  discount_minor: bigint
+  amount_due_minor: bigint
+  description: string
+  state: AppOrderStateColumn
+  payment_order_id: string | null
+  platform_id: string | null
+  serial_number: string | null
+  created_at: Generated<Date>
+  effective_at: Date | null
+}
+
+export interface InventoryTable {
+  app_account_id: string
+  item_id: string
+  quantity: bigint
+}
+
 export interface AppDatabase {
+  collection_accounts: CollectionAccountsTable
+  app_orders: AppOrdersTable
+  inventory: InventoryTable
   app_accounts: AppAccountsTable
   app_sessions: AppSessionsTable
   catalog_items: CatalogItemsTable

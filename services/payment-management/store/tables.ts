@@ -1,6 +1,34 @@
-// Row types of the payment_management schema. The flow's tables arrive with the payment issue.
+// Row types of the payment_management schema.
+import type { Generated } from 'kysely'
 import type { IdempotencyKeysTable } from '../../runtime/idempotency.ts'
+import type { OutboxTable } from '../../runtime/outbox.ts'
+
+export type OrderStateColumn = 'submitted' | 'fetched' | 'awaiting_payment' | 'paid' | 'effective' | 'failed' | 'cancelled' | 'expired' | 'refunded'
+
+export interface OrdersTable {
+  order_id: string
+  /** Arrival order: the terminal fetches the earliest first. */
+  seq: Generated<bigint>
+  device_id: string
+  app_order_id: string
+  state: OrderStateColumn
+  amount_minor: bigint
+  currency_code: string
+  description: string
+  merchant_id: string
+  /** The merchant's collection account per platform id. */
+  collection_accounts: Record<string, string>
+  platform_id: string | null
+  serial_number: string | null
+  submitted_at: Generated<Date>
+  fetched_at: Date | null
+  updated_at: Generated<Date>
+  expires_at: Date
+  end_reason: Generated<string>
+}
 
 export interface PaymentDatabase {
+  orders: OrdersTable
+  outbox: OutboxTable
   idempotency_keys: IdempotencyKeysTable
 }

@@ -1,6 +1,62 @@
-// Row types of the payment_platform schema. The flow's tables arrive with the payment issue.
+// Row types of the payment_platform schema.
+import type { Generated } from 'kysely'
 import type { IdempotencyKeysTable } from '../../runtime/idempotency.ts'
+import type { OutboxTable } from '../../runtime/outbox.ts'
+
+export type AccountKindColumn = 'payer' | 'collection' | 'issuance'
+export type TransactionStateColumn = 'pending' | 'succeeded' | 'cancelled' | 'refunded'
+
+export interface AccountsTable {
+  platform_id: string
+  /** Keyed hash of the account number: how rows are found without storing the number in clear. */
+  account_ref: string
+  sealed_number: Uint8Array
+  masked_number: string
+  kind: AccountKindColumn
+  merchant_id: string | null
+  currency_code: string
+  balance_minor: Generated<bigint>
+  /** Argon2id PHC string of the payment password (payer accounts). */
+  password_hash: string | null
+  failed_attempts: Generated<number>
+  locked_until: Date | null
+  created_at: Generated<Date>
+}
+
+export interface TransactionsTable {
+  serial_number: string
+  platform_id: string
+  state: TransactionStateColumn
+  amount_minor: bigint
+  currency_code: string
+  payer_ref: string
+  masked_payer: string
+  collection_ref: string
+  collection_account: string
+  merchant_id: string
+  merchant_order_id: string
+  description: string
+  created_at: Generated<Date>
+  expires_at: Date
+  completed_at: Date | null
+}
+
+export interface LedgerEntriesTable {
+  entry_id: Generated<bigint>
+  platform_id: string
+  journal_id: string
+  serial_number: string | null
+  account_ref: string
+  masked_number: string
+  delta_minor: bigint
+  currency_code: string
+  created_at: Generated<Date>
+}
 
 export interface PlatformDatabase {
+  accounts: AccountsTable
+  transactions: TransactionsTable
+  ledger_entries: LedgerEntriesTable
+  outbox: OutboxTable
   idempotency_keys: IdempotencyKeysTable
 }

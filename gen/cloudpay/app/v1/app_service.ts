@@ -134,7 +134,11 @@ export interface AppOrder {
     | Date
     | undefined;
   /** When it took effect; unset before. */
-  effectiveTime: Date | undefined;
+  effectiveTime:
+    | Date
+    | undefined;
+  /** The instance (device id) the order was placed from. */
+  deviceId: string;
 }
 
 export interface AppOrder_CollectionAccountsEntry {
@@ -543,6 +547,7 @@ function createBaseAppOrder(): AppOrder {
     state: 0,
     createTime: undefined,
     effectiveTime: undefined,
+    deviceId: "",
   };
 }
 
@@ -586,6 +591,9 @@ export const AppOrder: MessageFns<AppOrder> = {
     }
     if (message.effectiveTime !== undefined) {
       Timestamp.encode(toTimestamp(message.effectiveTime), writer.uint32(106).fork()).join();
+    }
+    if (message.deviceId !== "") {
+      writer.uint32(114).string(message.deviceId);
     }
     return writer;
   },
@@ -710,6 +718,14 @@ export const AppOrder: MessageFns<AppOrder> = {
             message.effectiveTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -795,6 +811,11 @@ export const AppOrder: MessageFns<AppOrder> = {
         : isSet(object.effective_time)
         ? fromJsonTimestamp(object.effective_time)
         : undefined,
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
     };
   },
 
@@ -845,6 +866,9 @@ export const AppOrder: MessageFns<AppOrder> = {
     if (message.effectiveTime !== undefined) {
       obj.effectiveTime = message.effectiveTime.toISOString();
     }
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
     return obj;
   },
 
@@ -878,6 +902,7 @@ export const AppOrder: MessageFns<AppOrder> = {
     message.state = object.state ?? 0;
     message.createTime = object.createTime ?? undefined;
     message.effectiveTime = object.effectiveTime ?? undefined;
+    message.deviceId = object.deviceId ?? "";
     return message;
   },
 };

@@ -1,7 +1,9 @@
 // Migrations of the payment_management schema, in order. Frozen once landed: add, never edit.
 import type { Migration } from '../../../runtime/database.ts'
 import * as initial from './2026_11_22_0001_initial.ts'
+import * as orders from './2026_11_22_0002_orders.ts'
 
 export const migrations: Record<string, Migration> = {
   '2026_11_22_0001_initial': initial,
+  '2026_11_22_0002_orders': orders,
 }

@@ -1,0 +1,171 @@
+// Business rules of payment orders: an explicit state machine (an illegal transition is
+// FAILED_PRECONDITION), the earliest waiting order first, and every step that must reach another
+// party written to the outbox in the same transaction as the state change that needs it.
+import { randomUUID } from 'node:crypto'
+import type { Kysely, Transaction } from 'kysely'
+import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import { inTransaction } from '../runtime/database.ts'
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../runtime/errors.ts'
+import { derivedRequestId } from '../runtime/idempotency.ts'
+import { enqueue } from '../runtime/outbox.ts'
+import * as store from './store/repository.ts'
+import type { OrderStateColumn, PaymentDatabase } from './store/tables.ts'
+
+type Db = Kysely<PaymentDatabase>
+type Trx = Transaction<PaymentDatabase>
+export type OrderState = OrderStateColumn
+
+/** Which states each state may move to. */
+export const TRANSITIONS: Readonly<Record<OrderState, readonly OrderState[]>> = {
+  submitted: ['fetched', 'cancelled', 'expired'],
+  fetched: ['awaiting_payment', 'cancelled', 'expired'],
+  awaiting_payment: ['paid', 'failed', 'cancelled', 'expired'],
+  paid: ['effective', 'failed'],
+  failed: ['refunded'],
+  // A payment that lands after the order ended is refunded.
+  cancelled: ['failed'],
+  expired: ['failed'],
+  effective: [],
+  refunded: [],
+}
+
+export const TOPICS = { fulfil: 'fulfil', refund: 'refund', cancelPrepay: 'cancel-prepay', event: 'event' } as const
+
+const sources = (to: OrderState): OrderState[] => (Object.keys(TRANSITIONS) as OrderState[]).filter((from) => TRANSITIONS[from].includes(to))
+
+/** Moves an order to `to` if its current state allows it; otherwise FAILED_PRECONDITION naming both states. */
+export async function transition(db: Db, orderId: string, to: OrderState, changes: Parameters<typeof store.updateOrder>[3] = {}): Promise<store.OrderRow> {
+  const moved = await store.updateOrder(db, orderId, sources(to), { ...changes, state: to })
+  if (moved) return moved
+  const current = await store.findOrder(db, orderId)
+  if (!current) throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${JSON.stringify(orderId)}`)
+  throw new FailedPreconditionError('ILLEGAL_TRANSITION', `order ${orderId} is ${current.state}; it cannot become ${to}`, { state: current.state })
+}
+
+export function isFinal(state: OrderState): boolean {
+  return TRANSITIONS[state].length === 0
+}
+
+export async function submit(
+  db: Db,
+  input: { deviceId: string; appOrderId: string; amountMinor: bigint; currencyCode: string; description: string; merchantId: string; collectionAccounts: Record<string, string> },
+  orderTtlMs: number,
+): Promise<store.OrderRow> {
+  const row = await store.insertOrder(db, {
+    order_id: randomUUID(),
+    device_id: input.deviceId,
+    app_order_id: input.appOrderId,
+    amount_minor: input.amountMinor,
+    currency_code: input.currencyCode,
+    description: input.description,
+    merchant_id: input.merchantId,
+    collection_accounts: input.collectionAccounts,
+    expires_at: new Date(Date.now() + orderTtlMs),
+  })
+  if (!row) throw new AlreadyExistsError('ORDER_ALREADY_SUBMITTED', `app_order_id ${input.appOrderId} was already submitted`)
+  return row
+}
+
+export async function get(db: Db, orderId: string): Promise<store.OrderRow> {
+  const order = await store.findOrder(db, orderId)
+  if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${JSON.stringify(orderId)}`)
+  return order
+}
+
+export async function getBySerial(db: Db, platformId: string, serialNumber: string): Promise<store.OrderRow> {
+  const order = await store.findOrderBySerial(db, platformId, serialNumber)
+  if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `no order for payment ${serialNumber} on platform ${platformId}`)
+  return order
+}
+
+export function list(db: Db, deviceId: string, beforeSeq: bigint | undefined, limit: number) {
+  return store.listOrders(db, deviceId, beforeSeq, limit)
+}
+
+/** The device's earliest order not yet fetched, now FETCHED. */
+export async function fetchNext(trx: Trx, deviceId: string): Promise<store.OrderRow> {
+  const now = new Date()
+  const next = await store.lockEarliestWaiting(trx, deviceId, now)
+  if (!next) throw new NotFoundError('NO_ORDER_WAITING', `device ${deviceId} has no order waiting to be fetched`)
+  return transition(trx, next.order_id, 'fetched', { fetched_at: now })
+}
+
+/** Checks that an order can be sent to a platform now; returns its collection account there. */
+export function assertPrepayable(order: store.OrderRow, platformId: string): string {
+  if (order.state !== 'fetched') throw new FailedPreconditionError('ILLEGAL_TRANSITION', `order ${order.order_id} is ${order.state}; only a fetched order can be prepaid`, { state: order.state })
+  if (order.expires_at <= new Date()) throw new FailedPreconditionError('ORDER_EXPIRED', `order ${order.order_id} expired at ${order.expires_at.toISOString()}`)
+  const collection = order.collection_accounts[platformId]
+  if (!collection) throw new FailedPreconditionError('PLATFORM_NOT_ACCEPTED', `the merchant does not accept platform ${platformId}; accepted: ${Object.keys(order.collection_accounts).join(', ')}`)
+  return collection
+}
+
+export function recordPrepay(trx: Trx, orderId: string, platformId: string, serialNumber: string): Promise<store.OrderRow> {
+  return transition(trx, orderId, 'awaiting_payment', { platform_id: platformId, serial_number: serialNumber })
+}
+
+async function tellDevice(trx: Trx, order: store.OrderRow, kind: EventKind): Promise<void> {
+  await enqueue(trx, TOPICS.event, { device_id: order.device_id, kind: String(kind), subject_id: order.order_id }, derivedRequestId(order.order_id, 'event', String(kind)))
+}
+
+/**
+ * Applies a platform's report that the money moved. Duplicates and reordered reports change
+ * nothing; a payment that matches an awaiting order makes it PAID and queues the hand-off; one
+ * that does not match, or lands after the order ended, is refunded.
+ */
+export async function applyPayment(trx: Trx, platformId: string, serialNumber: string, paid: { currencyCode: string; amountMinor: bigint }): Promise<store.OrderRow> {
+  const order = await store.lockOrderBySerial(trx, platformId, serialNumber)
+  if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `no order awaits payment ${serialNumber} on platform ${platformId}`)
+  if (order.state === 'awaiting_payment' && paid.currencyCode === order.currency_code && paid.amountMinor === order.amount_minor) {
+    const moved = await transition(trx, order.order_id, 'paid')
+    await enqueue(trx, TOPICS.fulfil, { order_id: order.order_id }, derivedRequestId(order.order_id, 'fulfil'))
+    return moved
+  }
+  if (order.state === 'awaiting_payment' || order.state === 'cancelled' || order.state === 'expired') {
+    const reason = order.state === 'awaiting_payment' ? `paid ${paid.amountMinor} ${paid.currencyCode}, not the amount due` : `paid after the order was ${order.state}`
+    return refundLater(trx, order, reason)
+  }
+  return order // already handled: a duplicate or late report
+}
+
+/** Ends an order as FAILED and queues the refund (and the instance is told). */
+export async function refundLater(trx: Trx, order: store.OrderRow, reason: string): Promise<store.OrderRow> {
+  const failed = await transition(trx, order.order_id, 'failed', { end_reason: reason })
+  await enqueue(trx, TOPICS.refund, { order_id: order.order_id }, derivedRequestId(order.order_id, 'refund'))
+  await tellDevice(trx, failed, EventKind.EVENT_KIND_ORDER_FAILED)
+  return failed
+}
+
+export async function markEffective(trx: Trx, orderId: string): Promise<store.OrderRow | undefined> {
+  const order = await store.lockOrder(trx, orderId)
+  if (order?.state !== 'paid') return order
+  return transition(trx, orderId, 'effective')
+}
+
+export async function markRefunded(trx: Trx, orderId: string): Promise<void> {
+  const order = await store.lockOrder(trx, orderId)
+  if (order?.state === 'failed') await transition(trx, orderId, 'refunded')
+}
+
+/** Cancels an unpaid order; a prepay already at a platform is cancelled there too. */
+export async function cancel(trx: Trx, orderId: string, reason: string, endState: 'cancelled' | 'expired' = 'cancelled'): Promise<store.OrderRow> {
+  const before = await store.lockOrder(trx, orderId)
+  if (!before) throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${JSON.stringify(orderId)}`)
+  const ended = await transition(trx, orderId, endState, { end_reason: reason })
+  if (before.state === 'awaiting_payment') await enqueue(trx, TOPICS.cancelPrepay, { order_id: orderId }, derivedRequestId(orderId, 'cancel-prepay'))
+  await tellDevice(trx, ended, EventKind.EVENT_KIND_ORDER_FAILED)
+  return ended
+}
+
+/** Expires unpaid orders past their time, in batches; returns how many. */
+export async function expireDue(db: Db): Promise<number> {
+  let count = 0
+  for (const order of await store.findExpired(db, new Date(), 100)) {
+    try {
+      await inTransaction(db, (trx) => cancel(trx, order.order_id, 'not paid in time', 'expired'))
+      count++
+    } catch (error) {
+      if (!(error instanceof FailedPreconditionError)) throw error // moved on meanwhile
+    }
+  }
+  return count
+}

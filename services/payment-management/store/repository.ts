@@ -1,0 +1,70 @@
+// SQL of the payment_management schema. Functions take the database or a transaction; the ones
+// that lock rows take only a transaction.
+import type { Kysely, Selectable, Transaction, Updateable } from 'kysely'
+import type { OrdersTable, OrderStateColumn, PaymentDatabase } from './tables.ts'
+
+type Db = Kysely<PaymentDatabase>
+export type OrderRow = Selectable<OrdersTable>
+
+export async function insertOrder(
+  db: Db,
+  order: Pick<OrderRow, 'order_id' | 'device_id' | 'app_order_id' | 'amount_minor' | 'currency_code' | 'description' | 'merchant_id' | 'collection_accounts' | 'expires_at'>,
+): Promise<OrderRow | undefined> {
+  return db
+    .insertInto('orders')
+    .values({ ...order, collection_accounts: JSON.stringify(order.collection_accounts) as unknown as Record<string, string>, state: 'submitted', platform_id: null, serial_number: null, fetched_at: null })
+    .onConflict((oc) => oc.column('app_order_id').doNothing())
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function findOrder(db: Db, orderId: string): Promise<OrderRow | undefined> {
+  return db.selectFrom('orders').selectAll().where('order_id', '=', orderId).executeTakeFirst()
+}
+
+export async function lockOrder(trx: Transaction<PaymentDatabase>, orderId: string): Promise<OrderRow | undefined> {
+  return trx.selectFrom('orders').selectAll().where('order_id', '=', orderId).forUpdate().executeTakeFirst()
+}
+
+export async function findOrderBySerial(db: Db, platformId: string, serialNumber: string): Promise<OrderRow | undefined> {
+  return db.selectFrom('orders').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).executeTakeFirst()
+}
+
+export async function lockOrderBySerial(trx: Transaction<PaymentDatabase>, platformId: string, serialNumber: string): Promise<OrderRow | undefined> {
+  return trx.selectFrom('orders').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).forUpdate().executeTakeFirst()
+}
+
+/** The device's earliest unexpired order not yet fetched, locked (others fetching skip it). */
+export async function lockEarliestWaiting(trx: Transaction<PaymentDatabase>, deviceId: string, now: Date): Promise<OrderRow | undefined> {
+  return trx
+    .selectFrom('orders')
+    .selectAll()
+    .where('device_id', '=', deviceId)
+    .where('state', '=', 'submitted')
+    .where('expires_at', '>', now)
+    .orderBy('seq')
+    .limit(1)
+    .forUpdate()
+    .skipLocked()
+    .executeTakeFirst()
+}
+
+export async function updateOrder(db: Db, orderId: string, from: readonly OrderStateColumn[], changes: Updateable<OrdersTable>): Promise<OrderRow | undefined> {
+  return db
+    .updateTable('orders')
+    .set({ ...changes, updated_at: new Date() })
+    .where('order_id', '=', orderId)
+    .where('state', 'in', [...from])
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function listOrders(db: Db, deviceId: string, beforeSeq: bigint | undefined, limit: number): Promise<OrderRow[]> {
+  let query = db.selectFrom('orders').selectAll().where('device_id', '=', deviceId).orderBy('seq', 'desc').limit(limit)
+  if (beforeSeq !== undefined) query = query.where('seq', '<', beforeSeq)
+  return query.execute()
+}
+
+export async function findExpired(db: Db, now: Date, limit: number): Promise<OrderRow[]> {
+  return db.selectFrom('orders').selectAll().where('state', 'in', ['submitted', 'fetched', 'awaiting_payment']).where('expires_at', '<=', now).limit(limit).execute()
+}

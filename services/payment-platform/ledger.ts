@@ -1,0 +1,208 @@
+// Business rules of a payment platform: accounts, prepay transactions, payment with the payment
+// password, refunds, and the double-entry ledger in which every transfer writes a debit and an
+// equal credit inside one database transaction (so the sum of all balances never changes).
+import { randomBytes, randomUUID } from 'node:crypto'
+import type { Kysely, Transaction } from 'kysely'
+import type { PaymentSettings } from '../runtime/config.ts'
+import { inTransaction } from '../runtime/database.ts'
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, PermissionDeniedError, ResourceExhaustedError } from '../runtime/errors.ts'
+import { verifyPassword } from '../runtime/passwords.ts'
+import { maskAccount, type Sealer } from '../runtime/sealing.ts'
+import * as store from './store/repository.ts'
+import type { PlatformDatabase } from './store/tables.ts'
+
+type Db = Kysely<PlatformDatabase>
+type Trx = Transaction<PlatformDatabase>
+
+export interface Money {
+  readonly currencyCode: string
+  readonly amountMinor: bigint
+}
+
+export type EffectiveTransactionState = store.TransactionRow['state'] | 'expired'
+
+export function effectiveState(txn: store.TransactionRow, now = new Date()): EffectiveTransactionState {
+  return txn.state === 'pending' && txn.expires_at <= now ? 'expired' : txn.state
+}
+
+export function assertPlatform(platformIds: readonly string[], platformId: string): void {
+  if (!platformIds.includes(platformId)) throw new NotFoundError('PLATFORM_NOT_FOUND', `platform_id: this server runs platforms ${platformIds.join(', ')}, not ${JSON.stringify(platformId)}`)
+}
+
+export const accountRef = (sealer: Sealer, platformId: string, number: string): string => sealer.fingerprint(`${platformId}\0${number}`, 'platform-account')
+
+async function ensureIssuanceAccount(trx: Trx, sealer: Sealer, platformId: string, currencyCode: string): Promise<store.AccountRow> {
+  const number = `ISSUANCE${currencyCode}`
+  const ref = accountRef(sealer, platformId, number)
+  return (
+    (await store.insertAccount(trx, { platformId, accountRef: ref, sealedNumber: sealer.seal(number, ref), maskedNumber: number, kind: 'issuance', merchantId: null, currencyCode, passwordHash: null })) ??
+    (await store.findAccount(trx, platformId, ref))!
+  )
+}
+
+async function transfer(trx: Trx, platformId: string, from: store.AccountRow, to: store.AccountRow, money: Money, serialNumber: string | null): Promise<void> {
+  const journalId = randomUUID()
+  await store.addToBalance(trx, platformId, from.account_ref, -money.amountMinor)
+  await store.addToBalance(trx, platformId, to.account_ref, money.amountMinor)
+  const entry = (account: store.AccountRow, delta: bigint) => ({
+    platform_id: platformId,
+    journal_id: journalId,
+    serial_number: serialNumber,
+    account_ref: account.account_ref,
+    masked_number: account.masked_number,
+    delta_minor: delta,
+    currency_code: money.currencyCode,
+  })
+  await store.insertLedgerEntries(trx, [entry(from, -money.amountMinor), entry(to, money.amountMinor)])
+}
+
+export async function createPayerAccount(db: Db, sealer: Sealer, input: { platformId: string; number: string; passwordHash: string; opening: Money }): Promise<store.AccountRow> {
+  return inTransaction(db, async (trx) => {
+    const ref = accountRef(sealer, input.platformId, input.number)
+    const payer = await store.insertAccount(trx, {
+      platformId: input.platformId,
+      accountRef: ref,
+      sealedNumber: sealer.seal(input.number, ref),
+      maskedNumber: maskAccount(input.number),
+      kind: 'payer',
+      merchantId: null,
+      currencyCode: input.opening.currencyCode,
+      passwordHash: input.passwordHash,
+    })
+    if (!payer) throw new AlreadyExistsError('ACCOUNT_EXISTS', `payer_account already exists on platform ${input.platformId}`)
+    if (input.opening.amountMinor > 0n) {
+      const issuance = await ensureIssuanceAccount(trx, sealer, input.platformId, input.opening.currencyCode)
+      const locked = await store.lockAccounts(trx, input.platformId, [issuance.account_ref, ref])
+      await transfer(trx, input.platformId, locked.get(issuance.account_ref)!, locked.get(ref)!, input.opening, null)
+    }
+    return (await store.findAccount(trx, input.platformId, ref))!
+  })
+}
+
+export async function createMerchantAccount(db: Db, sealer: Sealer, input: { platformId: string; merchantId: string; number: string; currencyCode: string }): Promise<store.AccountRow> {
+  const ref = accountRef(sealer, input.platformId, input.number)
+  const row = await store.insertAccount(db, {
+    platformId: input.platformId,
+    accountRef: ref,
+    sealedNumber: sealer.seal(input.number, ref),
+    maskedNumber: input.number, // a collection account is printed on invoices: not secret
+    kind: 'collection',
+    merchantId: input.merchantId,
+    currencyCode: input.currencyCode,
+    passwordHash: null,
+  })
+  if (!row) throw new AlreadyExistsError('ACCOUNT_EXISTS', `collection_account ${input.number} already exists on platform ${input.platformId}`)
+  return row
+}
+
+export async function getAccount(db: Db, sealer: Sealer, platformId: string, number: string): Promise<store.AccountRow> {
+  const row = await store.findAccount(db, platformId, accountRef(sealer, platformId, number))
+  if (!row) throw new NotFoundError('ACCOUNT_NOT_FOUND', `account: no such account on platform ${platformId}`)
+  return row
+}
+
+export async function createPrepay(
+  db: Db,
+  sealer: Sealer,
+  input: { platformId: string; payerNumber: string; amount: Money; collectionNumber: string; merchantId: string; merchantOrderId: string; description: string },
+  settings: PaymentSettings,
+): Promise<store.TransactionRow> {
+  const payer = await store.findAccount(db, input.platformId, accountRef(sealer, input.platformId, input.payerNumber))
+  if (!payer || payer.kind !== 'payer') throw new NotFoundError('PAYER_NOT_FOUND', `payer_account: no payer account like that on platform ${input.platformId}`)
+  const collection = await store.findAccount(db, input.platformId, accountRef(sealer, input.platformId, input.collectionNumber))
+  if (!collection || collection.kind !== 'collection' || collection.merchant_id !== input.merchantId) {
+    throw new NotFoundError('COLLECTION_ACCOUNT_NOT_FOUND', `collection_account ${input.collectionNumber} of merchant ${input.merchantId} does not exist on platform ${input.platformId}`)
+  }
+  for (const account of [payer, collection]) {
+    if (account.currency_code !== input.amount.currencyCode) {
+      throw new FailedPreconditionError('CURRENCY_MISMATCH', `amount is in ${input.amount.currencyCode} but account ${account.masked_number} holds ${account.currency_code}`)
+    }
+  }
+  return store.insertTransaction(db, {
+    serial_number: `TX${randomBytes(10).toString('hex').toUpperCase()}`,
+    platform_id: input.platformId,
+    amount_minor: input.amount.amountMinor,
+    currency_code: input.amount.currencyCode,
+    payer_ref: payer.account_ref,
+    masked_payer: payer.masked_number,
+    collection_ref: collection.account_ref,
+    collection_account: input.collectionNumber,
+    merchant_id: input.merchantId,
+    merchant_order_id: input.merchantOrderId,
+    description: input.description,
+    expires_at: new Date(Date.now() + settings.prepayTtlMs),
+  })
+}
+
+export async function getTransaction(db: Db, platformId: string, serialNumber: string): Promise<store.TransactionRow> {
+  const txn = await store.findTransaction(db, platformId, serialNumber)
+  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${JSON.stringify(serialNumber)} on platform ${platformId}`)
+  return txn
+}
+
+function assertPayable(txn: store.TransactionRow): void {
+  const state = effectiveState(txn)
+  if (state === 'pending') return
+  if (state === 'succeeded') throw new FailedPreconditionError('ALREADY_PAID', `transaction ${txn.serial_number} is already paid`)
+  throw new FailedPreconditionError(`TRANSACTION_${state.toUpperCase()}`, `transaction ${txn.serial_number} is ${state} and can no longer be paid`)
+}
+
+/**
+ * Checks the payment password outside any transaction (the hash is slow). A wrong password is
+ * counted (and may lock the account) before the refusal is thrown.
+ */
+export async function checkPaymentPassword(db: Db, txn: store.TransactionRow, password: string, settings: PaymentSettings): Promise<void> {
+  assertPayable(txn)
+  const payer = await store.findAccount(db, txn.platform_id, txn.payer_ref)
+  if (!payer?.password_hash) throw new NotFoundError('PAYER_NOT_FOUND', 'the payer account of this transaction no longer exists')
+  if (payer.locked_until && payer.locked_until > new Date()) {
+    throw new ResourceExhaustedError('PAYMENT_LOCKED', `too many wrong payment passwords; try again after ${payer.locked_until.toISOString()}`, payer.locked_until.getTime() - Date.now())
+  }
+  if (await verifyPassword(payer.password_hash, password)) return
+  const after = await store.recordPasswordFailure(db, txn.platform_id, txn.payer_ref, settings.maxPasswordFailures, settings.passwordLockMs)
+  const left = Math.max(0, settings.maxPasswordFailures - (after?.failed_attempts ?? 0))
+  throw new PermissionDeniedError('PAYMENT_PASSWORD_WRONG', `payment_password is wrong; ${left} attempt(s) left before the account locks`, { attempts_left: String(left) })
+}
+
+/** Moves the money payer -> collection in one ledger transaction; the balance never goes below zero. */
+export async function settle(trx: Trx, platformId: string, serialNumber: string): Promise<store.TransactionRow> {
+  const txn = await store.lockTransaction(trx, platformId, serialNumber)
+  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${JSON.stringify(serialNumber)}`)
+  assertPayable(txn)
+  const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
+  const payer = accounts.get(txn.payer_ref)!
+  if (payer.balance_minor < txn.amount_minor) {
+    throw new FailedPreconditionError('INSUFFICIENT_BALANCE', `the payer account ${payer.masked_number} lacks funds for ${txn.amount_minor} ${txn.currency_code}; the order stays payable`)
+  }
+  await transfer(trx, platformId, payer, accounts.get(txn.collection_ref)!, { currencyCode: txn.currency_code, amountMinor: txn.amount_minor }, txn.serial_number)
+  await store.resetPasswordFailures(trx, platformId, txn.payer_ref)
+  return store.setTransactionState(trx, txn.serial_number, 'succeeded', new Date())
+}
+
+/** Moves a succeeded transaction's money back to the payer. */
+export async function refund(trx: Trx, platformId: string, serialNumber: string): Promise<store.TransactionRow> {
+  const txn = await store.lockTransaction(trx, platformId, serialNumber)
+  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${JSON.stringify(serialNumber)}`)
+  if (txn.state === 'refunded') return txn
+  if (txn.state !== 'succeeded') throw new FailedPreconditionError('NOT_PAID', `transaction ${serialNumber} is ${effectiveState(txn)}; only a paid one can be refunded`)
+  const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
+  await transfer(trx, platformId, accounts.get(txn.collection_ref)!, accounts.get(txn.payer_ref)!, { currencyCode: txn.currency_code, amountMinor: txn.amount_minor }, txn.serial_number)
+  return store.setTransactionState(trx, txn.serial_number, 'refunded', new Date())
+}
+
+/** Cancels a transaction that is not paid; a paid one cannot be cancelled (refund it). */
+export async function cancel(trx: Trx, platformId: string, serialNumber: string): Promise<store.TransactionRow> {
+  const txn = await store.lockTransaction(trx, platformId, serialNumber)
+  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${JSON.stringify(serialNumber)}`)
+  if (txn.state === 'cancelled') return txn
+  if (txn.state !== 'pending') throw new FailedPreconditionError('ALREADY_PAID', `transaction ${serialNumber} is ${txn.state}; it cannot be cancelled`)
+  return store.setTransactionState(trx, txn.serial_number, 'cancelled', new Date())
+}
+
+export function listLedgerEntries(db: Db, platformId: string, accountRefValue: string, before: bigint | undefined, limit: number) {
+  return store.listLedgerEntries(db, platformId, accountRefValue, before, limit)
+}
+
+export function balanceTotals(db: Db, platformId: string) {
+  return store.balanceTotals(db, platformId)
+}

@@ -1,0 +1,115 @@
+// SQL of the payment_platform schema. Functions take the database or a transaction; the ones
+// that lock rows take only a transaction.
+import { type Kysely, type Selectable, sql, type Transaction } from 'kysely'
+import type { AccountKindColumn, AccountsTable, LedgerEntriesTable, PlatformDatabase, TransactionStateColumn, TransactionsTable } from './tables.ts'
+
+type Db = Kysely<PlatformDatabase>
+export type AccountRow = Selectable<AccountsTable>
+export type TransactionRow = Selectable<TransactionsTable>
+export type LedgerEntryRow = Selectable<LedgerEntriesTable>
+
+export async function insertAccount(
+  db: Db,
+  account: { platformId: string; accountRef: string; sealedNumber: Uint8Array; maskedNumber: string; kind: AccountKindColumn; merchantId: string | null; currencyCode: string; passwordHash: string | null },
+): Promise<AccountRow | undefined> {
+  return db
+    .insertInto('accounts')
+    .values({
+      platform_id: account.platformId,
+      account_ref: account.accountRef,
+      sealed_number: account.sealedNumber,
+      masked_number: account.maskedNumber,
+      kind: account.kind,
+      merchant_id: account.merchantId,
+      currency_code: account.currencyCode,
+      password_hash: account.passwordHash,
+      locked_until: null,
+    })
+    .onConflict((oc) => oc.columns(['platform_id', 'account_ref']).doNothing())
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function findAccount(db: Db, platformId: string, accountRef: string): Promise<AccountRow | undefined> {
+  return db.selectFrom('accounts').selectAll().where('platform_id', '=', platformId).where('account_ref', '=', accountRef).executeTakeFirst()
+}
+
+/** Locks accounts in a fixed order (by ref), so two transfers never wait on each other in a cycle. */
+export async function lockAccounts(trx: Transaction<PlatformDatabase>, platformId: string, refs: string[]): Promise<Map<string, AccountRow>> {
+  const rows = await trx
+    .selectFrom('accounts')
+    .selectAll()
+    .where('platform_id', '=', platformId)
+    .where('account_ref', 'in', [...new Set(refs)].sort())
+    .orderBy('account_ref')
+    .forUpdate()
+    .execute()
+  return new Map(rows.map((row) => [row.account_ref, row]))
+}
+
+export async function addToBalance(trx: Transaction<PlatformDatabase>, platformId: string, accountRef: string, delta: bigint): Promise<void> {
+  await trx
+    .updateTable('accounts')
+    .set({ balance_minor: sql`balance_minor + ${delta}` })
+    .where('platform_id', '=', platformId)
+    .where('account_ref', '=', accountRef)
+    .execute()
+}
+
+export async function insertLedgerEntries(trx: Transaction<PlatformDatabase>, entries: Omit<LedgerEntryRow, 'entry_id' | 'created_at'>[]): Promise<void> {
+  await trx.insertInto('ledger_entries').values(entries).execute()
+}
+
+export async function recordPasswordFailure(db: Db, platformId: string, accountRef: string, maxFailures: number, lockMs: number): Promise<AccountRow | undefined> {
+  return db
+    .updateTable('accounts')
+    .set({
+      failed_attempts: sql`failed_attempts + 1`,
+      locked_until: sql`case when failed_attempts + 1 >= ${maxFailures} then now() + ${`${lockMs} milliseconds`}::interval else locked_until end`,
+    })
+    .where('platform_id', '=', platformId)
+    .where('account_ref', '=', accountRef)
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function resetPasswordFailures(db: Db, platformId: string, accountRef: string): Promise<void> {
+  await db.updateTable('accounts').set({ failed_attempts: 0, locked_until: null }).where('platform_id', '=', platformId).where('account_ref', '=', accountRef).execute()
+}
+
+export async function insertTransaction(db: Db, row: Omit<TransactionRow, 'created_at' | 'completed_at' | 'state'>): Promise<TransactionRow> {
+  return db
+    .insertInto('transactions')
+    .values({ ...row, state: 'pending', completed_at: null })
+    .returningAll()
+    .executeTakeFirstOrThrow()
+}
+
+export async function findTransaction(db: Db, platformId: string, serialNumber: string): Promise<TransactionRow | undefined> {
+  return db.selectFrom('transactions').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).executeTakeFirst()
+}
+
+export async function lockTransaction(trx: Transaction<PlatformDatabase>, platformId: string, serialNumber: string): Promise<TransactionRow | undefined> {
+  return trx.selectFrom('transactions').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).forUpdate().executeTakeFirst()
+}
+
+export async function setTransactionState(trx: Transaction<PlatformDatabase>, serialNumber: string, state: TransactionStateColumn, completedAt: Date | null): Promise<TransactionRow> {
+  return trx.updateTable('transactions').set({ state, completed_at: completedAt }).where('serial_number', '=', serialNumber).returningAll().executeTakeFirstOrThrow()
+}
+
+export async function listLedgerEntries(db: Db, platformId: string, accountRef: string, beforeEntryId: bigint | undefined, limit: number): Promise<LedgerEntryRow[]> {
+  let query = db.selectFrom('ledger_entries').selectAll().where('platform_id', '=', platformId).where('account_ref', '=', accountRef).orderBy('entry_id', 'desc').limit(limit)
+  if (beforeEntryId !== undefined) query = query.where('entry_id', '<', beforeEntryId)
+  return query.execute()
+}
+
+/** Sum of all balances per currency on a platform: zero when no money was created or lost. */
+export async function balanceTotals(db: Db, platformId: string): Promise<Map<string, bigint>> {
+  const rows = await db
+    .selectFrom('accounts')
+    .select(['currency_code', (eb) => eb.fn.sum<string>('balance_minor').as('total')])
+    .where('platform_id', '=', platformId)
+    .groupBy('currency_code')
+    .execute()
+  return new Map(rows.map((r) => [r.currency_code, BigInt(r.total)]))
+}

@@ -1,0 +1,423 @@
+// Paying for an in-app order on the terminal (DESIGN payment steps 0-6) over real gRPC, mTLS and
+// a real database, acting as operator, instance, terminal, platform and application. The instance
+// never sees a payment account or password; money is never created, lost or moved twice.
+import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
+import { after, before, describe, test } from 'node:test'
+import { status as Status } from '@grpc/grpc-js'
+import { AppOrderState } from '../../gen/cloudpay/app/v1/app_service.ts'
+import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import { OrderState, PaymentResult } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
+import { TransactionState } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
+import { unaryCall } from '../../services/runtime/client.ts'
+import { signPaymentResult } from '../../services/runtime/payment-signature.ts'
+import { certificateFiles } from '../../services/runtime/tls.ts'
+import { flows, instance, terminal } from '../helpers/flows.ts'
+import { expectStatus, newRequestId } from '../helpers/grpc.ts'
+import { OPERATOR, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
+import { findSecret } from '../helpers/secrets.ts'
+import { subscribe } from '../helpers/subscriber.ts'
+
+const ORDER_TTL_MS = 5000
+const PAYMENT_PASSWORD = 'pay-secret-4711'
+const PAYER_ALPHA = 'ALPHAPAYER00012345'
+const PAYER_BETA = 'BETAPAYER00067890'
+const PLATFORM = { role: 'service', id: 'payment-platform' } as const
+const PM = { role: 'service', id: 'payment-management' } as const
+
+let t: TestMesh
+before(async () => {
+  t = await startTestMesh({ env: { CLOUDPAY_ORDER_TTL_MS: String(ORDER_TTL_MS), CLOUDPAY_RETRY_BASE_MS: '100', CLOUDPAY_RETRY_MAX_MS: '500', CLOUDPAY_PAYMENT_MAX_FAILURES: '3' } })
+  const platform = await t.client('payment-platform', OPERATOR)
+  for (const [platformId, collectionAccount] of [['alphapay', 'SHOPALPHA0001'], ['betapay', 'SHOPBETA0001']] as const) {
+    await unaryCall(platform, 'createMerchantAccount', { requestId: newRequestId(), platformId, merchantId: 'demo-shop', collectionAccount, currencyCode: 'USD' })
+  }
+})
+after(async () => t?.stop())
+
+let people = 0
+/** A logged-in person: a cloud account, an instance, a terminal, payer accounts bound on both platforms. */
+async function person(balances: { alpha: bigint; beta: bigint } = { alpha: 100_000n, beta: 500n }) {
+  const n = ++people
+  const device = `pay-dev-${n}`
+  const phone = `pay-phone-${n}`
+  const f = flows(t)
+  await f.setUp(`payer${n}`, `payer-${n}-password`, device, phone)
+  const session = await f.logIn(device, phone, `payer-${n}-password`)
+  const platformOps = await t.client('payment-platform', OPERATOR)
+  const alpha = `${PAYER_ALPHA}${n}`
+  const beta = `${PAYER_BETA}${n}`
+  await unaryCall(platformOps, 'createPayerAccount', { requestId: newRequestId(), platformId: 'alphapay', payerAccount: alpha, paymentPassword: PAYMENT_PASSWORD, openingBalance: { currencyCode: 'USD', amountMinor: balances.alpha } })
+  await unaryCall(platformOps, 'createPayerAccount', { requestId: newRequestId(), platformId: 'betapay', payerAccount: beta, paymentPassword: PAYMENT_PASSWORD, openingBalance: { currencyCode: 'USD', amountMinor: balances.beta } })
+  const accounts = await t.client('account-management', terminal(phone))
+  const alphaBinding = (await unaryCall(accounts, 'bindPaymentAccount', { requestId: newRequestId(), deviceId: device, platformId: 'alphapay', payerAccount: alpha, makeDefault: false })).binding!
+  const betaBinding = (await unaryCall(accounts, 'bindPaymentAccount', { requestId: newRequestId(), deviceId: device, platformId: 'betapay', payerAccount: beta, makeDefault: false })).binding!
+  return { device, phone, session, alpha, beta, alphaBinding, betaBinding }
+}
+
+/** Payment steps 1-2: the instance orders at the application, submits the order, asks on the pipe. */
+async function order(p: Awaited<ReturnType<typeof person>>, itemId = 'gem-pack-550', quantity = 2) {
+  const app = await t.client('app-service', instance(p.device))
+  const { order: appOrder } = await unaryCall(app, 'createOrder', { requestId: newRequestId(), deviceId: p.device, sessionToken: p.session.sessionToken, itemId, quantity })
+  const pm = await t.client('payment-management', instance(p.device))
+  const { order: submitted } = await unaryCall(pm, 'submitOrder', { requestId: newRequestId(), deviceId: p.device, appOrderId: appOrder!.appOrderId })
+  const pipe = await t.client('instance-events', instance(p.device))
+  await unaryCall(pipe, 'publish', { requestId: newRequestId(), deviceId: p.device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId: submitted!.orderId })
+  return { appOrder: appOrder!, order: submitted! }
+}
+
+async function fetchAndPrepay(p: Awaited<ReturnType<typeof person>>, bindingId = '') {
+  const pm = await t.client('payment-management', terminal(p.phone))
+  const { order: fetched } = await unaryCall(pm, 'fetchOrder', { requestId: newRequestId(), deviceId: p.device })
+  const prepaid = await unaryCall(pm, 'prepayOrder', { requestId: newRequestId(), deviceId: p.device, orderId: fetched!.orderId, bindingId })
+  return { fetched: fetched!, ...prepaid }
+}
+
+async function pay(p: Awaited<ReturnType<typeof person>>, platformId: string, serialNumber: string, password = PAYMENT_PASSWORD, requestId = newRequestId()) {
+  const platform = await t.client('payment-platform', terminal(p.phone))
+  return unaryCall(platform, 'pay', { requestId, platformId, serialNumber, paymentPassword: password })
+}
+
+async function balance(platformId: string, account: string) {
+  const ops = await t.client('payment-platform', OPERATOR)
+  return (await unaryCall(ops, 'getAccountBalance', { platformId, account })).account!.balance!.amountMinor
+}
+
+async function orderState(orderId: string) {
+  const pm = await t.client('payment-management', OPERATOR)
+  return (await unaryCall(pm, 'getOrder', { orderId })).order!
+}
+
+async function waitForState(orderId: string, state: OrderState, timeoutMs = 15_000) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const current = await orderState(orderId)
+    if (current.state === state) return current
+    if (Date.now() > deadline) throw new Error(`order ${orderId} stayed ${OrderState[current.state]}, expected ${OrderState[state]}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+async function inventory(p: Awaited<ReturnType<typeof person>>) {
+  const app = await t.client('app-service', instance(p.device))
+  const { items } = await unaryCall(app, 'listInventory', { deviceId: p.device, sessionToken: p.session.sessionToken, pageSize: 0, pageToken: '' })
+  return Object.fromEntries(items.map((i) => [i.itemId, i.quantity]))
+}
+
+/** Every platform's balances sum to zero: the issuance account holds minus what was opened. */
+async function assertMoneyConserved() {
+  const db = t.mesh.database.db
+  const { rows } = await db
+    .withSchema('payment_platform')
+    .selectFrom('accounts')
+    .select(['platform_id', 'currency_code', (eb) => eb.fn.sum<string>('balance_minor').as('total')])
+    .groupBy(['platform_id', 'currency_code'])
+    .execute()
+    .then((r) => ({ rows: r }))
+  for (const row of rows) assert.equal(BigInt(row.total), 0n, `money conserved on ${row.platform_id} ${row.currency_code}`)
+  const negative = await db.withSchema('payment_platform').selectFrom('accounts').select('masked_number').where('kind', '!=', 'issuance').where('balance_minor', '<', 0n).execute()
+  assert.deepEqual(negative, [], 'no account below zero')
+}
+
+describe('the payment flow', () => {
+  test('order, fetch on the terminal, prepay, pay at the platform: the order takes effect once and the instance is told', async () => {
+    const p = await person()
+    const instanceEvents = subscribe(await t.client('instance-events', instance(p.device)), p.device)
+    try {
+      const alphaBefore = await balance('alphapay', p.alpha)
+      const shopBefore = await balance('alphapay', 'SHOPALPHA0001')
+      const { appOrder, order: submitted } = await order(p)
+      assert.equal(appOrder.amountDue!.amountMinor, 2n * (1999n - 200n), "the catalog's price and discount")
+      assert.equal(submitted.amount!.amountMinor, appOrder.amountDue!.amountMinor, "PaymentManagement records the application's amount")
+      assert.equal(submitted.state, OrderState.ORDER_STATE_SUBMITTED)
+
+      const phoneEvents = subscribe(await t.client('instance-events', terminal(p.phone)), p.device)
+      const requested = await phoneEvents.waitForEvent((e) => e.kind === EventKind.EVENT_KIND_PAYMENT_REQUESTED)
+      phoneEvents.cancel()
+      assert.equal(requested.subjectId, submitted.orderId)
+
+      const accounts = await t.client('account-management', terminal(p.phone))
+      const { bindings } = await unaryCall(accounts, 'listPaymentAccounts', { deviceId: p.device, pageSize: 0, pageToken: '' })
+      assert.deepEqual(bindings.map((b) => [b.platformId, b.maskedPayerAccount, b.isDefault]), [
+        ['alphapay', `****${p.alpha.slice(-4)}`, true],
+        ['betapay', `****${p.beta.slice(-4)}`, false],
+      ])
+
+      const { fetched, serialNumber, platformId, order: awaiting } = await fetchAndPrepay(p)
+      assert.equal(fetched.orderId, submitted.orderId)
+      assert.equal(platformId, 'alphapay', 'the default binding')
+      assert.equal(awaiting!.state, OrderState.ORDER_STATE_AWAITING_PAYMENT)
+      const { transaction } = await pay(p, platformId, serialNumber)
+      assert.equal(transaction!.state, TransactionState.TRANSACTION_STATE_SUCCEEDED)
+
+      const effective = await instanceEvents.waitForEvent((e) => e.kind === EventKind.EVENT_KIND_ORDER_EFFECTIVE)
+      assert.equal(effective.subjectId, submitted.orderId)
+      await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+      assert.deepEqual(await inventory(p), { 'gem-pack-550': 2n })
+      assert.equal(await balance('alphapay', p.alpha), alphaBefore - 3598n)
+      assert.equal(await balance('alphapay', 'SHOPALPHA0001'), shopBefore + 3598n)
+      await assertMoneyConserved()
+      for (const secret of [PAYMENT_PASSWORD, p.alpha, p.beta]) assert.deepEqual(await findSecret(t, secret), [], `${secret} leaks nowhere`)
+    } finally {
+      instanceEvents.cancel()
+    }
+  })
+
+  test('several orders of one device are fetched in arrival order, each once', async () => {
+    const p = await person()
+    const first = await order(p, 'gem-pack-100', 1)
+    const second = await order(p, 'season-pass', 1)
+    const third = await order(p, 'gem-pack-100', 3)
+    const pm = await t.client('payment-management', terminal(p.phone))
+    const fetched = []
+    for (let i = 0; i < 3; i++) fetched.push((await unaryCall(pm, 'fetchOrder', { requestId: newRequestId(), deviceId: p.device })).order!.orderId)
+    assert.deepEqual(fetched, [first.order.orderId, second.order.orderId, third.order.orderId])
+    const none = await expectStatus(unaryCall(pm, 'fetchOrder', { requestId: newRequestId(), deviceId: p.device }), Status.NOT_FOUND)
+    assert.equal(none.reason, 'NO_ORDER_WAITING')
+  })
+
+  test('the person picks another platform than the default', async () => {
+    const p = await person({ alpha: 100_000n, beta: 100_000n })
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p, p.betaBinding.bindingId)
+    assert.equal(platformId, 'betapay')
+    await pay(p, platformId, serialNumber)
+    await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+    assert.equal(await balance('betapay', p.beta), 100_000n - 499n)
+    assert.equal(await balance('alphapay', p.alpha), 100_000n)
+  })
+})
+
+describe('failures', () => {
+  test('a wrong payment password is refused and counted; the right one then pays; too many lock the account', async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    const wrong = await expectStatus(pay(p, platformId, serialNumber, 'not-my-password'), Status.PERMISSION_DENIED, '2 attempt(s) left')
+    assert.equal(wrong.reason, 'PAYMENT_PASSWORD_WRONG')
+    assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT, 'the order stays payable')
+    await pay(p, platformId, serialNumber)
+    await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+
+    const { platformId: again, serialNumber: next } = await (async () => {
+      await order(p, 'gem-pack-100', 1)
+      return fetchAndPrepay(p)
+    })()
+    for (let i = 0; i < 3; i++) await expectStatus(pay(p, again, next, 'wrong'), Status.PERMISSION_DENIED)
+    const locked = await expectStatus(pay(p, again, next), Status.RESOURCE_EXHAUSTED)
+    assert.equal(locked.reason, 'PAYMENT_LOCKED')
+  })
+
+  test('an insufficient balance is refused and the order stays payable', async () => {
+    const p = await person({ alpha: 100_000n, beta: 500n })
+    const { order: submitted } = await order(p) // 3598 > 500 on betapay
+    const { platformId, serialNumber } = await fetchAndPrepay(p, p.betaBinding.bindingId)
+    const refused = await expectStatus(pay(p, platformId, serialNumber), Status.FAILED_PRECONDITION, 'lacks funds')
+    assert.equal(refused.reason, 'INSUFFICIENT_BALANCE')
+    assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT)
+    assert.equal(await balance('betapay', p.beta), 500n)
+    await assertMoneyConserved()
+  })
+
+  test('cancelling ends an unpaid order, tells the instance, and cancels the prepay at the platform', async () => {
+    const p = await person()
+    const events = subscribe(await t.client('instance-events', instance(p.device)), p.device)
+    try {
+      const { order: submitted } = await order(p, 'gem-pack-100', 1)
+      const { platformId, serialNumber } = await fetchAndPrepay(p)
+      const pm = await t.client('payment-management', terminal(p.phone))
+      const { order: cancelled } = await unaryCall(pm, 'cancelOrder', { requestId: newRequestId(), deviceId: p.device, orderId: submitted.orderId, reason: 'changed my mind' })
+      assert.equal(cancelled!.state, OrderState.ORDER_STATE_CANCELLED)
+      const again = await expectStatus(unaryCall(pm, 'cancelOrder', { requestId: newRequestId(), deviceId: p.device, orderId: submitted.orderId, reason: '' }), Status.FAILED_PRECONDITION)
+      assert.equal(again.reason, 'ILLEGAL_TRANSITION')
+      await events.waitForEvent((e) => e.kind === EventKind.EVENT_KIND_ORDER_FAILED && e.subjectId === submitted.orderId)
+      const platform = await t.client('payment-platform', OPERATOR)
+      const deadline = Date.now() + 10_000
+      while ((await unaryCall(platform, 'getTransaction', { platformId, serialNumber })).transaction!.state !== TransactionState.TRANSACTION_STATE_CANCELLED) {
+        assert.ok(Date.now() < deadline, 'the prepay is cancelled at the platform')
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      await expectStatus(pay(p, platformId, serialNumber), Status.FAILED_PRECONDITION)
+    } finally {
+      events.cancel()
+    }
+  })
+
+  test('an order not paid in time expires', async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const expired = await waitForState(submitted.orderId, OrderState.ORDER_STATE_EXPIRED, ORDER_TTL_MS + 10_000)
+    assert.match(expired.endReason, /not paid in time/)
+    const pm = await t.client('payment-management', terminal(p.phone))
+    await expectStatus(unaryCall(pm, 'fetchOrder', { requestId: newRequestId(), deviceId: p.device }), Status.NOT_FOUND)
+  })
+})
+
+describe('exactly once', () => {
+  test('AppService down while the payment succeeds: the order is handed over when it is back, and takes effect once', async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'season-pass', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    await t.mesh.restart('app-service', async () => {
+      await pay(p, platformId, serialNumber)
+      await waitForState(submitted.orderId, OrderState.ORDER_STATE_PAID)
+      // A few hand-off attempts fail while it is down.
+      const deadline = Date.now() + 10_000
+      for (;;) {
+        const { rows } = await t.mesh.database.db
+          .withSchema('payment_management')
+          .selectFrom('outbox')
+          .select(['attempts'])
+          .where('topic', '=', 'fulfil')
+          .where('delivered_at', 'is', null)
+          .execute()
+          .then((r) => ({ rows: r }))
+        if (rows.some((r) => r.attempts >= 2)) break
+        assert.ok(Date.now() < deadline, 'the hand-off was retried')
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    })
+    await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+    assert.deepEqual(await inventory(p), { 'season-pass': 1n })
+  })
+
+  test('duplicate and replayed payment notifications change nothing', async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-100', 2)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    const { transaction } = await pay(p, platformId, serialNumber)
+    await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+    const key = await readFile((await certificateFiles(t.config, PLATFORM)).keyFile, 'utf8')
+    const fields = { platformId, serialNumber, result: 'SUCCEEDED', currencyCode: 'USD', amountMinor: transaction!.amount!.amountMinor, completeTime: transaction!.completeTime!.toISOString() }
+    const asPlatform = await t.client('payment-management', PLATFORM)
+    for (let i = 0; i < 3; i++) {
+      const { order: reported } = await unaryCall(asPlatform, 'reportPaymentResult', {
+        requestId: newRequestId(),
+        platformId,
+        serialNumber,
+        result: PaymentResult.PAYMENT_RESULT_SUCCEEDED,
+        amount: transaction!.amount,
+        completeTime: transaction!.completeTime,
+        signature: signPaymentResult(key, fields),
+      })
+      assert.equal(reported!.state, OrderState.ORDER_STATE_EFFECTIVE)
+    }
+    assert.deepEqual(await inventory(p), { 'gem-pack-100': 2n }, 'delivered once')
+    const forged = await expectStatus(
+      unaryCall(asPlatform, 'reportPaymentResult', {
+        requestId: newRequestId(),
+        platformId,
+        serialNumber,
+        result: PaymentResult.PAYMENT_RESULT_SUCCEEDED,
+        amount: { currencyCode: 'USD', amountMinor: 1n },
+        completeTime: transaction!.completeTime,
+        signature: signPaymentResult(key, fields),
+      }),
+      Status.PERMISSION_DENIED,
+    )
+    assert.equal(forged.reason, 'BAD_SIGNATURE')
+  })
+
+  test('a retried Pay returns the first outcome and never charges twice; concurrent Pays never overdraw', async () => {
+    const p = await person({ alpha: 5_000n, beta: 0n })
+    const { order: one } = await order(p) // 3598
+    const first = await fetchAndPrepay(p)
+    const requestId = newRequestId()
+    const paid = await pay(p, first.platformId, first.serialNumber, PAYMENT_PASSWORD, requestId)
+    const retried = await pay(p, first.platformId, first.serialNumber, PAYMENT_PASSWORD, requestId)
+    assert.deepEqual(retried, paid)
+    await expectStatus(pay(p, first.platformId, first.serialNumber), Status.FAILED_PRECONDITION, 'already paid')
+    assert.equal(await balance('alphapay', p.alpha), 5_000n - 3598n)
+    await waitForState(one.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+
+    // 1402 left: two orders of 999 - 100 = 899 each; only one can be paid.
+    await order(p, 'season-pass', 1)
+    await order(p, 'season-pass', 1)
+    const a = await fetchAndPrepay(p)
+    const b = await fetchAndPrepay(p)
+    const outcomes = await Promise.allSettled([pay(p, a.platformId, a.serialNumber), pay(p, b.platformId, b.serialNumber)])
+    assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 1)
+    const refused = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult
+    assert.equal(refused.reason.code, Status.FAILED_PRECONDITION)
+    assert.equal(await balance('alphapay', p.alpha), 1402n - 899n)
+    await assertMoneyConserved()
+  })
+
+  test('PaymentManagement killed between payment and hand-off: after restart the order takes effect once', async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-550', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    await t.mesh.restart('payment-management', async () => {
+      // The platform's notification cannot be delivered now; it stays in the platform's outbox.
+      await pay(p, platformId, serialNumber)
+    })
+    await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+    assert.deepEqual(await inventory(p), { 'gem-pack-550': 1n })
+    await assertMoneyConserved()
+  })
+
+  test('an order the application refuses at fulfilment is refunded', async () => {
+    const p = await person()
+    const { appOrder } = await order(p, 'gem-pack-100', 1)
+    // The application itself refuses a hand-off whose amount differs from its order.
+    const asPm = await t.client('app-service', PM)
+    const mismatch = await expectStatus(
+      unaryCall(asPm, 'fulfilOrder', {
+        requestId: newRequestId(),
+        appOrderId: appOrder.appOrderId,
+        paidAmount: { currencyCode: 'USD', amountMinor: 1n },
+        paymentOrderId: 'x',
+        platformId: 'alphapay',
+        serialNumber: 'TX0',
+        deviceId: p.device,
+      }),
+      Status.FAILED_PRECONDITION,
+      'does not match',
+    )
+    assert.equal(mismatch.reason, 'AMOUNT_MISMATCH')
+    const app = await t.client('app-service', instance(p.device))
+    assert.equal((await unaryCall(app, 'getOrder', { appOrderId: appOrder.appOrderId })).order!.state, AppOrderState.APP_ORDER_STATE_REJECTED)
+    // The same order then paid through PaymentManagement: refused at hand-off, refunded in full.
+    const alphaBefore = await balance('alphapay', p.alpha)
+    const { fetched, platformId, serialNumber } = await fetchAndPrepay(p)
+    await pay(p, platformId, serialNumber)
+    await waitForState(fetched.orderId, OrderState.ORDER_STATE_REFUNDED)
+    assert.equal(await balance('alphapay', p.alpha), alphaBefore)
+    assert.deepEqual(await inventory(p), {})
+    await assertMoneyConserved()
+  })
+})
+
+describe('who may do what', () => {
+  test('a terminal of another device can neither fetch nor prepay the order', async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const stranger = await t.client('payment-management', terminal('pay-phone-stranger'))
+    await expectStatus(unaryCall(stranger, 'fetchOrder', { requestId: newRequestId(), deviceId: p.device }), Status.PERMISSION_DENIED, 'no open channel')
+    await expectStatus(unaryCall(stranger, 'prepayOrder', { requestId: newRequestId(), deviceId: p.device, orderId: submitted.orderId, bindingId: '' }), Status.PERMISSION_DENIED)
+    await expectStatus(unaryCall(stranger, 'getOrder', { orderId: submitted.orderId }), Status.PERMISSION_DENIED)
+  })
+
+  test('an instance can neither report payment results, nor fulfil, nor see payment accounts', async () => {
+    const p = await person()
+    const { appOrder, order: submitted } = await order(p, 'gem-pack-100', 1)
+    const pm = await t.client('payment-management', instance(p.device))
+    await expectStatus(
+      unaryCall(pm, 'reportPaymentResult', { requestId: newRequestId(), platformId: 'alphapay', serialNumber: 'TX1', result: PaymentResult.PAYMENT_RESULT_SUCCEEDED, amount: submitted.amount, completeTime: new Date(), signature: 'x' }),
+      Status.PERMISSION_DENIED,
+    )
+    const app = await t.client('app-service', instance(p.device))
+    await expectStatus(
+      unaryCall(app, 'fulfilOrder', { requestId: newRequestId(), appOrderId: appOrder.appOrderId, paidAmount: appOrder.amountDue, paymentOrderId: submitted.orderId, platformId: 'alphapay', serialNumber: 'TX1', deviceId: p.device }),
+      Status.PERMISSION_DENIED,
+    )
+    const am = await t.client('account-management', instance(p.device))
+    await expectStatus(unaryCall(am, 'listPaymentAccounts', { deviceId: p.device, pageSize: 0, pageToken: '' }), Status.PERMISSION_DENIED)
+    await expectStatus(unaryCall(am, 'resolvePaymentAccount', { deviceId: p.device, bindingId: '' }), Status.PERMISSION_DENIED)
+    // Another device's application order cannot be submitted as one's own.
+    const other = await person()
+    const otherPm = await t.client('payment-management', instance(other.device))
+    const stolen = await expectStatus(unaryCall(otherPm, 'submitOrder', { requestId: newRequestId(), deviceId: other.device, appOrderId: appOrder.appOrderId }), Status.PERMISSION_DENIED)
+    assert.equal(stolen.reason, 'NOT_OWN_ORDER')
+  })
+})
