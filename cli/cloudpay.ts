@@ -1,10 +1,13 @@
 // `npm run cloudpay -- <command>`: operator tooling.
-//   cert <role> <id>   issue a development certificate for a mesh identity and print its paths
+//   cert <role> <id>                      issue a development certificate for a mesh identity and print its paths
+//   trace <order-id|login-id|trace-id>    print a stored trace as a waterfall (add --db for query spans)
 import { loadConfig } from '../services/runtime/config.ts'
 import { ID_PATTERN, isRole, ROLES, spiffeUri } from '../services/runtime/identity.ts'
+import { readStoredSpans } from '../services/runtime/span-file.ts'
 import { certificateFiles } from '../services/runtime/tls.ts'
+import { findTraceIds, waterfall } from './waterfall.ts'
 
-const USAGE = `usage: npm run cloudpay -- cert <${ROLES.join('|')}> <id>\n`
+const USAGE = `usage: npm run cloudpay -- cert <${ROLES.join('|')}> <id>\n       npm run cloudpay -- trace <order-id|login-id|trace-id> [--db]\n`
 
 async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args
@@ -25,6 +28,26 @@ async function main(args: string[]): Promise<number> {
     }
     const paths = await certificateFiles(config, { role, id })
     process.stdout.write(`identity ${spiffeUri({ role, id })}\nca   ${paths.caFile}\ncert ${paths.certFile}\nkey  ${paths.keyFile}\n`)
+    return 0
+  }
+  if (command === 'trace') {
+    const key = rest.find((a) => !a.startsWith('--'))
+    if (!key) {
+      process.stderr.write(USAGE)
+      return 2
+    }
+    const config = loadConfig()
+    if (!config.traceFile) {
+      process.stderr.write('CLOUDPAY_TRACE_FILE=off: no spans are kept locally\n')
+      return 2
+    }
+    const spans = readStoredSpans(config.traceFile)
+    const traceIds = findTraceIds(spans, key)
+    if (traceIds.length === 0) {
+      process.stderr.write(`no stored trace matches ${key} (spans are read from ${config.traceFile})\n`)
+      return 1
+    }
+    for (const traceId of traceIds) process.stdout.write(waterfall(spans, traceId, { db: rest.includes('--db') }) + '\n')
     return 0
   }
   process.stderr.write(USAGE)

@@ -1,6 +1,7 @@
 // `npm start`: all five services in one process on loopback, embedded storage, development
 // certificates created if missing; prints where everything is and serves until Ctrl-C.
 import { relative } from 'node:path'
+import { showDemo } from '../cli/demo/show.ts'
 import { ALL_SERVICES } from './registry.ts'
 import { certificateFiles } from './runtime/tls.ts'
 import { type Mesh, runServiceProcess } from './runtime/process.ts'
@@ -30,4 +31,11 @@ async function printBanner(mesh: Mesh): Promise<void> {
   )
 }
 
-await runServiceProcess(ALL_SERVICES, printBanner)
+await runServiceProcess(ALL_SERVICES, async (mesh) => {
+  await printBanner(mesh)
+  if (process.argv.includes('--no-demo')) return
+  // The demo once, so a newcomer sees both flows; the mesh keeps serving afterwards.
+  const addresses = new Map(mesh.services.map((s) => [s.name, s.address]))
+  await showDemo(mesh.config, addresses, mesh.telemetry, false).catch((error: unknown) => mesh.log.error({ err: error }, 'the demo failed'))
+  process.stdout.write('\nThe mesh keeps serving. Ctrl-C stops.\n')
+})

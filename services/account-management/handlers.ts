@@ -125,7 +125,12 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
     },
 
     assignInstance: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(request.accountId !== '', 'account_id', 'is required'))
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .check(request.accountId !== '', 'account_id', 'is required'),
+      )
       return idempotent(
         db,
         { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: AssignInstanceRequest, responseCodec: AssignInstanceReply },
@@ -201,7 +206,9 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
     },
 
     redeemLogin: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(LOGIN_ID.test(request.loginId), 'login_id', 'must be a login id returned by StartLogin'))
+      validate((v) =>
+        v.requestId(request.requestId).id(request.deviceId, 'device_id').check(LOGIN_ID.test(request.loginId), 'login_id', 'must be a login id returned by StartLogin'),
+      )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
       return idempotent(
         db,
@@ -214,7 +221,12 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
     },
 
     validateLoginToken: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).check(/^[A-Za-z0-9_-]{43}$/.test(request.loginToken), 'login_token', 'must be a token returned by RedeemLogin').id(request.deviceId, 'device_id'))
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .check(/^[A-Za-z0-9_-]{43}$/.test(request.loginToken), 'login_token', 'must be a token returned by RedeemLogin')
+          .id(request.deviceId, 'device_id'),
+      )
       return idempotent(
         db,
         { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: ValidateLoginTokenRequest, responseCodec: ValidateLoginTokenResponse },
@@ -226,7 +238,12 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
     },
 
     bindAppAccount: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).check(request.accountId !== '', 'account_id', 'is required').id(request.appAccountId, 'app_account_id'))
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .check(request.accountId !== '', 'account_id', 'is required')
+          .id(request.appAccountId, 'app_account_id'),
+      )
       return idempotent(
         db,
         { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: BindAppAccountRequest, responseCodec: BindAppAccountResponse },
@@ -237,7 +254,13 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
       )
     },
     bindPaymentAccount: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.platformId, 'platform_id').check(PAYER_ACCOUNT.test(request.payerAccount), 'payer_account', 'must be 6-34 letters and digits'))
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .id(request.platformId, 'platform_id')
+          .check(PAYER_ACCOUNT.test(request.payerAccount), 'payer_account', 'must be 6-34 letters and digits'),
+      )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
       return idempotent(
         db,
@@ -258,17 +281,34 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
     },
 
     setDefaultPaymentAccount: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(request.bindingId !== '', 'binding_id', 'is required'))
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .check(request.bindingId !== '', 'binding_id', 'is required'),
+      )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
       return idempotent(
         db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: SetDefaultPaymentAccountRequest, responseCodec: SetDefaultPaymentAccountResponse },
+        {
+          caller: ctx.caller,
+          method: ctx.method,
+          requestId: request.requestId,
+          request,
+          requestCodec: SetDefaultPaymentAccountRequest,
+          responseCodec: SetDefaultPaymentAccountResponse,
+        },
         async (trx) => ({ binding: toBinding(await payments.setDefault(trx, request.deviceId, request.bindingId)) }),
       )
     },
 
     unbindPaymentAccount: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(request.bindingId !== '', 'binding_id', 'is required'))
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .check(request.bindingId !== '', 'binding_id', 'is required'),
+      )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
       return idempotent(
         db,

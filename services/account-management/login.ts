@@ -51,7 +51,10 @@ function assertState(login: store.LoginRow, expected: LoginStateColumn, action: 
 }
 
 async function assertNotLocked(db: Db, accountId: string, deviceId: string, now: Date): Promise<void> {
-  for (const [scope, subject] of [['account', accountId], ['device', deviceId]] as const) {
+  for (const [scope, subject] of [
+    ['account', accountId],
+    ['device', deviceId],
+  ] as const) {
     const row = await store.findLoginFailures(db, scope, subject)
     if (row?.locked_until && row.locked_until > now) {
       throw new ResourceExhaustedError(

@@ -39,7 +39,11 @@ const toCatalogItem = (row: CatalogItemRow): CatalogItem => ({
 
 const toAppAccount = (row: AppAccountRow): AppAccount => ({ appAccountId: row.app_account_id, displayName: row.display_name, createTime: row.created_at })
 const SESSION_TOKEN = /^[A-Za-z0-9_-]{43}$/
-const ORDER_STATES = { pending: AppOrderState.APP_ORDER_STATE_PENDING, effective: AppOrderState.APP_ORDER_STATE_EFFECTIVE, rejected: AppOrderState.APP_ORDER_STATE_REJECTED } as const
+const ORDER_STATES = {
+  pending: AppOrderState.APP_ORDER_STATE_PENDING,
+  effective: AppOrderState.APP_ORDER_STATE_EFFECTIVE,
+  rejected: AppOrderState.APP_ORDER_STATE_REJECTED,
+} as const
 const toOrder = (row: AppOrderRow, collection: CollectionAccountRow[]): AppOrder => ({
   appOrderId: row.app_order_id,
   appAccountId: row.app_account_id,
@@ -62,7 +66,12 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
   const accountManagement = () => deps.peers.get('account-management')
   return {
     loginWithToken: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(/^[A-Za-z0-9_-]{43}$/.test(request.loginToken), 'login_token', 'must be a token returned by RedeemLogin'))
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .check(/^[A-Za-z0-9_-]{43}$/.test(request.loginToken), 'login_token', 'must be a token returned by RedeemLogin'),
+      )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
       const call = { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: LoginWithTokenRequest, responseCodec: LoginWithTokenResponse }
       const replay = await replayOf(db, call)
@@ -71,7 +80,12 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       // request ids derive from ours, so a retry of this call replays AccountManagement's answers.
       const validated = await callPeer(
         'account-management',
-        unaryCall(accountManagement(), 'validateLoginToken', { requestId: derivedRequestId(request.requestId, 'validate'), loginToken: request.loginToken, deviceId: request.deviceId }, { signal: ctx.signal }),
+        unaryCall(
+          accountManagement(),
+          'validateLoginToken',
+          { requestId: derivedRequestId(request.requestId, 'validate'), loginToken: request.loginToken, deviceId: request.deviceId },
+          { signal: ctx.signal },
+        ),
       )
       let appAccountId = validated.appAccountId
       let created = false
@@ -79,7 +93,12 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
         const guest = await accounts.createGuestAccount(db)
         const bound = await callPeer(
           'account-management',
-          unaryCall(accountManagement(), 'bindAppAccount', { requestId: derivedRequestId(request.requestId, 'bind'), accountId: validated.accountId, appAccountId: guest.app_account_id }, { signal: ctx.signal }),
+          unaryCall(
+            accountManagement(),
+            'bindAppAccount',
+            { requestId: derivedRequestId(request.requestId, 'bind'), accountId: validated.accountId, appAccountId: guest.app_account_id },
+            { signal: ctx.signal },
+          ),
         )
         appAccountId = bound.binding!.appAccountId
         created = appAccountId === guest.app_account_id
@@ -121,7 +140,10 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
         db,
         { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CreateOrderRequest, responseCodec: CreateOrderResponse },
         async (trx) => ({
-          order: toOrder(await orders.createOrder(trx, { appAccountId: account.app_account_id, deviceId: request.deviceId, itemId: request.itemId, quantity: request.quantity }), collection),
+          order: toOrder(
+            await orders.createOrder(trx, { appAccountId: account.app_account_id, deviceId: request.deviceId, itemId: request.itemId, quantity: request.quantity }),
+            collection,
+          ),
         }),
       )
     },
@@ -146,6 +168,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
           .id(request.serialNumber, 'serial_number')
           .id(request.deviceId, 'device_id'),
       )
+      ctx.span.setAttribute('cloudpay.order_id', request.paymentOrderId)
       const call = { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: FulfilOrderRequest, responseCodec: FulfilOrderResponse }
       const reply =
         (await replayOf(db, call)) ??
@@ -154,7 +177,10 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
           await orders.assertPaymentMatches(db, order, request.paidAmount!)
           const collection = await orders.collectionAccounts(db)
           return idempotent(db, call, async (trx) => ({
-            order: toOrder(await orders.fulfil(trx, order, { paymentOrderId: request.paymentOrderId, platformId: request.platformId, serialNumber: request.serialNumber }), collection),
+            order: toOrder(
+              await orders.fulfil(trx, order, { paymentOrderId: request.paymentOrderId, platformId: request.platformId, serialNumber: request.serialNumber }),
+              collection,
+            ),
           }))
         })())
       // The instance learns it from the pipe; a retried hand-off tells again, stored once.

@@ -37,6 +37,7 @@ const toEvent = (row: EventRow): Event => ({
   kind: pipe.kindFromName(row.kind),
   subjectId: row.subject_id,
   createTime: row.created_at,
+  traceParent: row.trace_parent,
 })
 
 const toChannel = (row: ChannelRow): Channel => ({
@@ -111,7 +112,11 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
         v
           .requestId(request.requestId)
           .id(request.deviceId, 'device_id')
-          .check(request.kind !== EventKind.EVENT_KIND_UNSPECIFIED && EventKind[request.kind] !== undefined && request.kind !== EventKind.UNRECOGNIZED, 'kind', 'must be one of the EventKind values')
+          .check(
+            request.kind !== EventKind.EVENT_KIND_UNSPECIFIED && EventKind[request.kind] !== undefined && request.kind !== EventKind.UNRECOGNIZED,
+            'kind',
+            'must be one of the EventKind values',
+          )
           .opaqueId(request.subjectId, 'subject_id'),
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)

@@ -5,6 +5,7 @@ import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.
 import { inTransaction } from '../runtime/database.ts'
 import { FailedPreconditionError, PermissionDeniedError } from '../runtime/errors.ts'
 import { formatIdentity, type Identity } from '../runtime/identity.ts'
+import { traceParentOf } from '../runtime/trace-context.ts'
 import * as store from './store/repository.ts'
 import type { EventsDatabase } from './store/tables.ts'
 
@@ -30,7 +31,7 @@ export function assertMayPublish(publisher: Identity, kind: EventKind): void {
 }
 
 export function publish(db: Db, event: { deviceId: string; kind: EventKind; subjectId: string; publisher: Identity }, trx?: Parameters<typeof store.appendEvent>[0]) {
-  const row = { deviceId: event.deviceId, kind: kindName(event.kind), subjectId: event.subjectId, publisher: formatIdentity(event.publisher) }
+  const row = { deviceId: event.deviceId, kind: kindName(event.kind), subjectId: event.subjectId, publisher: formatIdentity(event.publisher), traceParent: traceParentOf() }
   return trx ? store.appendEvent(trx, row) : inTransaction(db, (t) => store.appendEvent(t, row))
 }
 

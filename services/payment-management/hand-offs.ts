@@ -62,7 +62,10 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
     [orders.TOPICS.cancelPrepay]: async (payload, deliveryId) => {
       const order = await orders.get(db, payload.order_id!)
       try {
-        await callPeer('payment-platform', unaryCall(peers.get('payment-platform'), 'cancelTransaction', { requestId: deliveryId, platformId: order.platform_id!, serialNumber: order.serial_number! }))
+        await callPeer(
+          'payment-platform',
+          unaryCall(peers.get('payment-platform'), 'cancelTransaction', { requestId: deliveryId, platformId: order.platform_id!, serialNumber: order.serial_number! }),
+        )
       } catch (error) {
         // Paid meanwhile: the platform's payment report arrives and the order is refunded then.
         if (error instanceof RelayedError && error.code === Status.FAILED_PRECONDITION) return

@@ -1,4 +1,5 @@
 // PaymentManagementService handlers: validate the request, apply the rules, map rows to replies.
+import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
 import { AppOrderState } from '../../gen/cloudpay/app/v1/app_service.ts'
 import {
@@ -28,6 +29,7 @@ import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
 import { verifyPaymentResult } from '../runtime/payment-signature.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
 import { validate } from '../runtime/validation.ts'
 import { handOffs } from './hand-offs.ts'
 import * as orders from './orders.ts'
@@ -61,6 +63,7 @@ const toOrder = (row: OrderRow): Order => ({
   updateTime: row.updated_at,
   expireTime: row.expires_at,
   endReason: row.end_reason,
+  traceParent: traceParentOf(restoreContext(row.trace_context)),
 })
 
 const ORDER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
@@ -68,7 +71,7 @@ const ORDER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$
 export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentManagementServiceService> {
   const db = deps.db as Kysely<PaymentDatabase>
   const settings = deps.config.payment
-  const outbox = startOutbox({ db, log: deps.log, retryBaseMs: settings.retryBaseMs, retryMaxMs: settings.retryMaxMs, handlers: handOffs(db, deps.peers) })
+  const outbox = startOutbox({ db, tracer: deps.tracer, log: deps.log, retryBaseMs: settings.retryBaseMs, retryMaxMs: settings.retryMaxMs, handlers: handOffs(db, deps.peers) })
   const sweeper = setInterval(
     () =>
       orders
@@ -90,25 +93,31 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       if (replay) return replay
       // The amount is the application's own record of the order; the instance sends none.
       const { order: appOrder } = await callPeer('app-service', unaryCall(deps.peers.get('app-service'), 'getOrder', { appOrderId: request.appOrderId }, { signal: ctx.signal }))
-      if (!appOrder || appOrder.deviceId !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${request.appOrderId} was not placed from device ${request.deviceId}`)
-      if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING) throw new FailedPreconditionError('APP_ORDER_NOT_PENDING', `app order ${request.appOrderId} is not waiting for payment`)
-      return idempotent(db, call, async (trx) => ({
-        order: toOrder(
-          await orders.submit(
-            trx,
-            {
-              deviceId: request.deviceId,
-              appOrderId: appOrder.appOrderId,
-              amountMinor: appOrder.amountDue!.amountMinor,
-              currencyCode: appOrder.amountDue!.currencyCode,
-              description: appOrder.description,
-              merchantId: appOrder.merchantId,
-              collectionAccounts: appOrder.collectionAccounts,
-            },
-            settings.orderTtlMs,
+      if (!appOrder || appOrder.deviceId !== request.deviceId)
+        throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${request.appOrderId} was not placed from device ${request.deviceId}`)
+      if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING)
+        throw new FailedPreconditionError('APP_ORDER_NOT_PENDING', `app order ${request.appOrderId} is not waiting for payment`)
+      const orderId = randomUUID()
+      return tagged({ orderId, deviceId: request.deviceId }, () =>
+        idempotent(db, call, async (trx) => ({
+          order: toOrder(
+            await orders.submit(
+              trx,
+              {
+                orderId,
+                deviceId: request.deviceId,
+                appOrderId: appOrder.appOrderId,
+                amountMinor: appOrder.amountDue!.amountMinor,
+                currencyCode: appOrder.amountDue!.currencyCode,
+                description: appOrder.description,
+                merchantId: appOrder.merchantId,
+                collectionAccounts: appOrder.collectionAccounts,
+              },
+              settings.orderTtlMs,
+            ),
           ),
-        ),
-      }))
+        })),
+      )
     },
 
     fetchOrder: async (request, ctx) => {
@@ -117,7 +126,11 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       return idempotent(
         db,
         { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: FetchOrderRequest, responseCodec: FetchOrderResponse },
-        async (trx) => ({ order: toOrder(await orders.fetchNext(trx, request.deviceId)) }),
+        async (trx) => {
+          const fetched = await orders.fetchNext(trx, request.deviceId)
+          ctx.span.setAttribute('cloudpay.order_id', fetched.order_id)
+          return { order: toOrder(fetched) }
+        },
       )
     },
 
@@ -140,42 +153,46 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
     },
 
     prepayOrder: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(ORDER_ID.test(request.orderId), 'order_id', 'must be an order id returned by FetchOrder'))
+      validate((v) =>
+        v.requestId(request.requestId).id(request.deviceId, 'device_id').check(ORDER_ID.test(request.orderId), 'order_id', 'must be an order id returned by FetchOrder'),
+      )
       await mayActFor(ctx, request.deviceId)
       const call = { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: PrepayOrderRequest, responseCodec: PrepayOrderResponse }
       const replay = await replayOf(db, call)
       if (replay) return replay
       const order = await orders.get(db, request.orderId)
       if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${request.orderId} does not belong to device ${request.deviceId}`)
-      // Peer calls outside any transaction; the state is re-checked by the transition after.
-      const account = await callPeer(
-        'account-management',
-        unaryCall(deps.peers.get('account-management'), 'resolvePaymentAccount', { deviceId: request.deviceId, bindingId: request.bindingId }, { signal: ctx.signal }),
-      )
-      const collectionAccount = orders.assertPrepayable(order, account.platformId)
-      const { transaction } = await callPeer(
-        'payment-platform',
-        unaryCall(
-          deps.peers.get('payment-platform'),
-          'createPrepay',
-          {
-            requestId: derivedRequestId(order.order_id, 'prepay', account.bindingId),
-            platformId: account.platformId,
-            payerAccount: account.payerAccount,
-            amount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
-            collectionAccount,
-            merchantId: order.merchant_id,
-            merchantOrderId: order.order_id,
-            description: order.description.slice(0, 200),
-          },
-          { signal: ctx.signal },
-        ),
-      )
-      return idempotent(db, call, async (trx) => ({
-        order: toOrder(await orders.recordPrepay(trx, order.order_id, account.platformId, transaction!.serialNumber)),
-        platformId: account.platformId,
-        serialNumber: transaction!.serialNumber,
-      }))
+      return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
+        // Peer calls outside any transaction; the state is re-checked by the transition after.
+        const account = await callPeer(
+          'account-management',
+          unaryCall(deps.peers.get('account-management'), 'resolvePaymentAccount', { deviceId: request.deviceId, bindingId: request.bindingId }, { signal: ctx.signal }),
+        )
+        const collectionAccount = orders.assertPrepayable(order, account.platformId)
+        const { transaction } = await callPeer(
+          'payment-platform',
+          unaryCall(
+            deps.peers.get('payment-platform'),
+            'createPrepay',
+            {
+              requestId: derivedRequestId(order.order_id, 'prepay', account.bindingId),
+              platformId: account.platformId,
+              payerAccount: account.payerAccount,
+              amount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
+              collectionAccount,
+              merchantId: order.merchant_id,
+              merchantOrderId: order.order_id,
+              description: order.description.slice(0, 200),
+            },
+            { signal: ctx.signal },
+          ),
+        )
+        return idempotent(db, call, async (trx) => ({
+          order: toOrder(await orders.recordPrepay(trx, order.order_id, account.platformId, transaction!.serialNumber)),
+          platformId: account.platformId,
+          serialNumber: transaction!.serialNumber,
+        }))
+      })
     },
 
     reportPaymentResult: async (request, ctx) => {
@@ -200,27 +217,38 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       if (!ctx.peerCertificate || !verifyPaymentResult(ctx.peerCertificate, fields, request.signature)) {
         throw new PermissionDeniedError('BAD_SIGNATURE', 'signature does not verify against the reporting platform certificate')
       }
-      const reply = await idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: ReportPaymentResultRequest, responseCodec: ReportPaymentResultResponse },
-        async (trx) => {
-          if (request.result !== PaymentResult.PAYMENT_RESULT_SUCCEEDED) return { order: toOrder(await orders.getBySerial(trx, request.platformId, request.serialNumber)) }
-          return { order: toOrder(await orders.applyPayment(trx, request.platformId, request.serialNumber, request.amount!)) }
-        },
+      const paidOrder = await orders.getBySerial(db, request.platformId, request.serialNumber)
+      const reply = await tagged({ orderId: paidOrder.order_id, deviceId: paidOrder.device_id, platformId: request.platformId }, () =>
+        idempotent(
+          db,
+          { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: ReportPaymentResultRequest, responseCodec: ReportPaymentResultResponse },
+          async (trx) => {
+            if (request.result !== PaymentResult.PAYMENT_RESULT_SUCCEEDED) return { order: toOrder(await orders.getBySerial(trx, request.platformId, request.serialNumber)) }
+            return { order: toOrder(await orders.applyPayment(trx, request.platformId, request.serialNumber, request.amount!)) }
+          },
+        ),
       )
       outbox.kick()
       return reply
     },
 
     cancelOrder: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(ORDER_ID.test(request.orderId), 'order_id', 'must be an order id').text(request.reason, 'reason', { max: 200 }))
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .check(ORDER_ID.test(request.orderId), 'order_id', 'must be an order id')
+          .text(request.reason, 'reason', { max: 200 }),
+      )
       await mayActFor(ctx, request.deviceId)
       const order = await orders.get(db, request.orderId)
       if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${request.orderId} does not belong to device ${request.deviceId}`)
-      const reply = await idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CancelOrderRequest, responseCodec: CancelOrderResponse },
-        async (trx) => ({ order: toOrder(await orders.cancel(trx, request.orderId, request.reason || `cancelled by ${ctx.caller.role}`)) }),
+      const reply = await tagged({ orderId: order.order_id, deviceId: order.device_id }, () =>
+        idempotent(
+          db,
+          { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CancelOrderRequest, responseCodec: CancelOrderResponse },
+          async (trx) => ({ order: toOrder(await orders.cancel(trx, request.orderId, request.reason || `cancelled by ${ctx.caller.role}`)) }),
+        ),
       )
       outbox.kick()
       return reply

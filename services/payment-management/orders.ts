@@ -1,13 +1,14 @@
 // Business rules of payment orders: an explicit state machine (an illegal transition is
 // FAILED_PRECONDITION), the earliest waiting order first, and every step that must reach another
 // party written to the outbox in the same transaction as the state change that needs it.
-import { randomUUID } from 'node:crypto'
+import { trace } from '@opentelemetry/api'
 import type { Kysely, Transaction } from 'kysely'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { inTransaction } from '../runtime/database.ts'
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../runtime/errors.ts'
 import { derivedRequestId } from '../runtime/idempotency.ts'
 import { enqueue } from '../runtime/outbox.ts'
+import { captureContext } from '../runtime/trace-context.ts'
 import * as store from './store/repository.ts'
 import type { OrderStateColumn, PaymentDatabase } from './store/tables.ts'
 
@@ -36,7 +37,10 @@ const sources = (to: OrderState): OrderState[] => (Object.keys(TRANSITIONS) as O
 /** Moves an order to `to` if its current state allows it; otherwise FAILED_PRECONDITION naming both states. */
 export async function transition(db: Db, orderId: string, to: OrderState, changes: Parameters<typeof store.updateOrder>[3] = {}): Promise<store.OrderRow> {
   const moved = await store.updateOrder(db, orderId, sources(to), { ...changes, state: to })
-  if (moved) return moved
+  if (moved) {
+    trace.getActiveSpan()?.addEvent('order state', { 'cloudpay.order_id': orderId, 'cloudpay.order_state': to })
+    return moved
+  }
   const current = await store.findOrder(db, orderId)
   if (!current) throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${JSON.stringify(orderId)}`)
   throw new FailedPreconditionError('ILLEGAL_TRANSITION', `order ${orderId} is ${current.state}; it cannot become ${to}`, { state: current.state })
@@ -48,11 +52,20 @@ export function isFinal(state: OrderState): boolean {
 
 export async function submit(
   db: Db,
-  input: { deviceId: string; appOrderId: string; amountMinor: bigint; currencyCode: string; description: string; merchantId: string; collectionAccounts: Record<string, string> },
+  input: {
+    orderId: string
+    deviceId: string
+    appOrderId: string
+    amountMinor: bigint
+    currencyCode: string
+    description: string
+    merchantId: string
+    collectionAccounts: Record<string, string>
+  },
   orderTtlMs: number,
 ): Promise<store.OrderRow> {
   const row = await store.insertOrder(db, {
-    order_id: randomUUID(),
+    order_id: input.orderId,
     device_id: input.deviceId,
     app_order_id: input.appOrderId,
     amount_minor: input.amountMinor,
@@ -61,6 +74,8 @@ export async function submit(
     merchant_id: input.merchantId,
     collection_accounts: input.collectionAccounts,
     expires_at: new Date(Date.now() + orderTtlMs),
+    // The submitting call's trace becomes the order's: every later step continues it.
+    trace_context: captureContext(),
   })
   if (!row) throw new AlreadyExistsError('ORDER_ALREADY_SUBMITTED', `app_order_id ${input.appOrderId} was already submitted`)
   return row
@@ -92,10 +107,15 @@ export async function fetchNext(trx: Trx, deviceId: string): Promise<store.Order
 
 /** Checks that an order can be sent to a platform now; returns its collection account there. */
 export function assertPrepayable(order: store.OrderRow, platformId: string): string {
-  if (order.state !== 'fetched') throw new FailedPreconditionError('ILLEGAL_TRANSITION', `order ${order.order_id} is ${order.state}; only a fetched order can be prepaid`, { state: order.state })
+  if (order.state !== 'fetched')
+    throw new FailedPreconditionError('ILLEGAL_TRANSITION', `order ${order.order_id} is ${order.state}; only a fetched order can be prepaid`, { state: order.state })
   if (order.expires_at <= new Date()) throw new FailedPreconditionError('ORDER_EXPIRED', `order ${order.order_id} expired at ${order.expires_at.toISOString()}`)
   const collection = order.collection_accounts[platformId]
-  if (!collection) throw new FailedPreconditionError('PLATFORM_NOT_ACCEPTED', `the merchant does not accept platform ${platformId}; accepted: ${Object.keys(order.collection_accounts).join(', ')}`)
+  if (!collection)
+    throw new FailedPreconditionError(
+      'PLATFORM_NOT_ACCEPTED',
+      `the merchant does not accept platform ${platformId}; accepted: ${Object.keys(order.collection_accounts).join(', ')}`,
+    )
   return collection
 }
 

@@ -24,6 +24,7 @@ import { startOutbox } from '../runtime/outbox.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import { tagged } from '../runtime/trace-context.ts'
 import { validate, type Validator } from '../runtime/validation.ts'
 import * as ledger from './ledger.ts'
 import { PAYMENT_RESULT_TOPIC, paymentResultSender, queuePaymentResult } from './notifications.ts'
@@ -71,6 +72,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
   const platforms = settings.platformIds
   const outbox = startOutbox({
     db,
+    tracer: deps.tracer,
     log: deps.log,
     retryBaseMs: settings.retryBaseMs,
     retryMaxMs: settings.retryMaxMs,
@@ -98,7 +100,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
       if (replay) return replay
       const passwordHash = await hashPassword(request.paymentPassword)
       return idempotent(db, call, async (trx) => ({
-        account: toBalance(await ledger.createPayerAccount(trx, deps.sealer, { platformId: request.platformId, number: request.payerAccount, passwordHash, opening: request.openingBalance! })),
+        account: toBalance(
+          await ledger.createPayerAccount(trx, deps.sealer, { platformId: request.platformId, number: request.payerAccount, passwordHash, opening: request.openingBalance! }),
+        ),
       }))
     },
 
@@ -114,7 +118,12 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
         { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CreateMerchantAccountRequest, responseCodec: CreateMerchantAccountResponse },
         async (trx) => ({
           account: toBalance(
-            await ledger.createMerchantAccount(trx, deps.sealer, { platformId: request.platformId, merchantId: request.merchantId, number: request.collectionAccount, currencyCode: request.currencyCode }),
+            await ledger.createMerchantAccount(trx, deps.sealer, {
+              platformId: request.platformId,
+              merchantId: request.merchantId,
+              number: request.collectionAccount,
+              currencyCode: request.currencyCode,
+            }),
           ),
         }),
       )
@@ -131,7 +140,10 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
         v.requestId(request.requestId).id(request.platformId, 'platform_id')
         accountNumber(v, request.payerAccount, 'payer_account')
         accountNumber(v, request.collectionAccount, 'collection_account')
-        v.money(request.amount, 'amount', { positive: true }).id(request.merchantId, 'merchant_id').id(request.merchantOrderId, 'merchant_order_id').text(request.description, 'description', { max: 200 })
+        v.money(request.amount, 'amount', { positive: true })
+          .id(request.merchantId, 'merchant_id')
+          .id(request.merchantOrderId, 'merchant_order_id')
+          .text(request.description, 'description', { max: 200 })
       })
       onPlatform(request.platformId)
       return idempotent(
@@ -159,7 +171,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     },
 
     pay: async (request, ctx) => {
-      validate((v) => serial(v.requestId(request.requestId).id(request.platformId, 'platform_id'), request.serialNumber).text(request.paymentPassword, 'payment_password', { min: 1, max: 128 }))
+      validate((v) =>
+        serial(v.requestId(request.requestId).id(request.platformId, 'platform_id'), request.serialNumber).text(request.paymentPassword, 'payment_password', { min: 1, max: 128 }),
+      )
       onPlatform(request.platformId)
       const call = {
         caller: ctx.caller,
@@ -172,11 +186,14 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
       const replay = await replayOf(db, call)
       if (replay) return replay
       const txn = await ledger.getTransaction(db, request.platformId, request.serialNumber)
-      await ledger.checkPaymentPassword(db, txn, request.paymentPassword, settings)
-      const reply = await idempotent(db, call, async (trx) => {
-        const settled = await ledger.settle(trx, request.platformId, request.serialNumber)
-        await queuePaymentResult(trx, settled)
-        return { transaction: toTransaction(settled) }
+      // The merchant's order id is PaymentManagement's order id: the payment joins the order's trace tags.
+      const reply = await tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
+        await ledger.checkPaymentPassword(db, txn, request.paymentPassword, settings)
+        return idempotent(db, call, async (trx) => {
+          const settled = await ledger.settle(trx, request.platformId, request.serialNumber)
+          await queuePaymentResult(trx, settled)
+          return { transaction: toTransaction(settled) }
+        })
       })
       outbox.kick()
       return reply

@@ -26,7 +26,8 @@ export function effectiveState(txn: store.TransactionRow, now = new Date()): Eff
 }
 
 export function assertPlatform(platformIds: readonly string[], platformId: string): void {
-  if (!platformIds.includes(platformId)) throw new NotFoundError('PLATFORM_NOT_FOUND', `platform_id: this server runs platforms ${platformIds.join(', ')}, not ${JSON.stringify(platformId)}`)
+  if (!platformIds.includes(platformId))
+    throw new NotFoundError('PLATFORM_NOT_FOUND', `platform_id: this server runs platforms ${platformIds.join(', ')}, not ${JSON.stringify(platformId)}`)
 }
 
 export const accountRef = (sealer: Sealer, platformId: string, number: string): string => sealer.fingerprint(`${platformId}\0${number}`, 'platform-account')
@@ -35,8 +36,16 @@ async function ensureIssuanceAccount(trx: Trx, sealer: Sealer, platformId: strin
   const number = `ISSUANCE${currencyCode}`
   const ref = accountRef(sealer, platformId, number)
   return (
-    (await store.insertAccount(trx, { platformId, accountRef: ref, sealedNumber: sealer.seal(number, ref), maskedNumber: number, kind: 'issuance', merchantId: null, currencyCode, passwordHash: null })) ??
-    (await store.findAccount(trx, platformId, ref))!
+    (await store.insertAccount(trx, {
+      platformId,
+      accountRef: ref,
+      sealedNumber: sealer.seal(number, ref),
+      maskedNumber: number,
+      kind: 'issuance',
+      merchantId: null,
+      currencyCode,
+      passwordHash: null,
+    })) ?? (await store.findAccount(trx, platformId, ref))!
   )
 }
 
@@ -79,7 +88,11 @@ export async function createPayerAccount(db: Db, sealer: Sealer, input: { platfo
   })
 }
 
-export async function createMerchantAccount(db: Db, sealer: Sealer, input: { platformId: string; merchantId: string; number: string; currencyCode: string }): Promise<store.AccountRow> {
+export async function createMerchantAccount(
+  db: Db,
+  sealer: Sealer,
+  input: { platformId: string; merchantId: string; number: string; currencyCode: string },
+): Promise<store.AccountRow> {
   const ref = accountRef(sealer, input.platformId, input.number)
   const row = await store.insertAccount(db, {
     platformId: input.platformId,
@@ -111,7 +124,10 @@ export async function createPrepay(
   if (!payer || payer.kind !== 'payer') throw new NotFoundError('PAYER_NOT_FOUND', `payer_account: no payer account like that on platform ${input.platformId}`)
   const collection = await store.findAccount(db, input.platformId, accountRef(sealer, input.platformId, input.collectionNumber))
   if (!collection || collection.kind !== 'collection' || collection.merchant_id !== input.merchantId) {
-    throw new NotFoundError('COLLECTION_ACCOUNT_NOT_FOUND', `collection_account ${input.collectionNumber} of merchant ${input.merchantId} does not exist on platform ${input.platformId}`)
+    throw new NotFoundError(
+      'COLLECTION_ACCOUNT_NOT_FOUND',
+      `collection_account ${input.collectionNumber} of merchant ${input.merchantId} does not exist on platform ${input.platformId}`,
+    )
   }
   for (const account of [payer, collection]) {
     if (account.currency_code !== input.amount.currencyCode) {
@@ -156,7 +172,11 @@ export async function checkPaymentPassword(db: Db, txn: store.TransactionRow, pa
   const payer = await store.findAccount(db, txn.platform_id, txn.payer_ref)
   if (!payer?.password_hash) throw new NotFoundError('PAYER_NOT_FOUND', 'the payer account of this transaction no longer exists')
   if (payer.locked_until && payer.locked_until > new Date()) {
-    throw new ResourceExhaustedError('PAYMENT_LOCKED', `too many wrong payment passwords; try again after ${payer.locked_until.toISOString()}`, payer.locked_until.getTime() - Date.now())
+    throw new ResourceExhaustedError(
+      'PAYMENT_LOCKED',
+      `too many wrong payment passwords; try again after ${payer.locked_until.toISOString()}`,
+      payer.locked_until.getTime() - Date.now(),
+    )
   }
   if (await verifyPassword(payer.password_hash, password)) return
   const after = await store.recordPasswordFailure(db, txn.platform_id, txn.payer_ref, settings.maxPasswordFailures, settings.passwordLockMs)
@@ -172,7 +192,10 @@ export async function settle(trx: Trx, platformId: string, serialNumber: string)
   const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
   const payer = accounts.get(txn.payer_ref)!
   if (payer.balance_minor < txn.amount_minor) {
-    throw new FailedPreconditionError('INSUFFICIENT_BALANCE', `the payer account ${payer.masked_number} lacks funds for ${txn.amount_minor} ${txn.currency_code}; the order stays payable`)
+    throw new FailedPreconditionError(
+      'INSUFFICIENT_BALANCE',
+      `the payer account ${payer.masked_number} lacks funds for ${txn.amount_minor} ${txn.currency_code}; the order stays payable`,
+    )
   }
   await transfer(trx, platformId, payer, accounts.get(txn.collection_ref)!, { currencyCode: txn.currency_code, amountMinor: txn.amount_minor }, txn.serial_number)
   await store.resetPasswordFailures(trx, platformId, txn.payer_ref)
@@ -186,7 +209,14 @@ export async function refund(trx: Trx, platformId: string, serialNumber: string)
   if (txn.state === 'refunded') return txn
   if (txn.state !== 'succeeded') throw new FailedPreconditionError('NOT_PAID', `transaction ${serialNumber} is ${effectiveState(txn)}; only a paid one can be refunded`)
   const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
-  await transfer(trx, platformId, accounts.get(txn.collection_ref)!, accounts.get(txn.payer_ref)!, { currencyCode: txn.currency_code, amountMinor: txn.amount_minor }, txn.serial_number)
+  await transfer(
+    trx,
+    platformId,
+    accounts.get(txn.collection_ref)!,
+    accounts.get(txn.payer_ref)!,
+    { currencyCode: txn.currency_code, amountMinor: txn.amount_minor },
+    txn.serial_number,
+  )
   return store.setTransactionState(trx, txn.serial_number, 'refunded', new Date())
 }
 

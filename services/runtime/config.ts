@@ -1,13 +1,7 @@
 // Configuration from the environment, read once by an entry point (main/mesh/cli) and passed down.
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 
-export const SERVICE_NAMES = [
-  'account-management',
-  'payment-management',
-  'instance-events',
-  'payment-platform',
-  'app-service',
-] as const
+export const SERVICE_NAMES = ['account-management', 'payment-management', 'instance-events', 'payment-platform', 'app-service'] as const
 export type ServiceName = (typeof SERVICE_NAMES)[number]
 
 export const DEFAULT_PORTS: Readonly<Record<ServiceName, number>> = {
@@ -51,6 +45,8 @@ export interface Config {
   readonly payment: PaymentSettings
   /** Base64 of 32 bytes sealing account numbers at rest; unset means a development key under <home>/keys. */
   readonly dataKey: string | undefined
+  /** Where spans are kept locally for `cloudpay trace`; undefined when switched off. */
+  readonly traceFile: string | undefined
 }
 
 export interface PaymentSettings {
@@ -116,7 +112,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       lockMs: positiveInt(env, 'CLOUDPAY_LOGIN_LOCK_MS', 15 * 60_000),
     }),
     payment: Object.freeze({
-      platformIds: Object.freeze((env.CLOUDPAY_PLATFORM_IDS ?? 'alphapay,betapay').split(',').map((id) => id.trim()).filter(Boolean)),
+      platformIds: Object.freeze(
+        (env.CLOUDPAY_PLATFORM_IDS ?? 'alphapay,betapay')
+          .split(',')
+          .map((id) => id.trim())
+          .filter(Boolean),
+      ),
       orderTtlMs: positiveInt(env, 'CLOUDPAY_ORDER_TTL_MS', 15 * 60_000),
       prepayTtlMs: positiveInt(env, 'CLOUDPAY_PREPAY_TTL_MS', 15 * 60_000),
       maxPasswordFailures: positiveInt(env, 'CLOUDPAY_PAYMENT_MAX_FAILURES', 3),
@@ -125,6 +126,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       retryMaxMs: positiveInt(env, 'CLOUDPAY_RETRY_MAX_MS', 30_000),
     }),
     dataKey: nonEmpty(env.CLOUDPAY_DATA_KEY),
+    traceFile: env.CLOUDPAY_TRACE_FILE === 'off' ? undefined : resolve(env.CLOUDPAY_TRACE_FILE ?? join(env.CLOUDPAY_HOME ?? '.cloudpay', 'traces', 'spans.jsonl')),
     events: Object.freeze({
       retentionMs: positiveInt(env, 'CLOUDPAY_EVENT_RETENTION_MS', 7 * 24 * 3_600_000),
       stallMs: positiveInt(env, 'CLOUDPAY_SUBSCRIBER_STALL_MS', 30_000),

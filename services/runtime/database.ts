@@ -6,6 +6,7 @@ import { type Migration, Migrator } from 'kysely/migration'
 import { mkdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import pg from 'pg'
+import { tracedDialect } from './database-tracing.ts'
 
 export type { Migration }
 
@@ -90,14 +91,14 @@ async function create(location: DatabaseLocation): Promise<Entry> {
     // An idle pooled connection can be closed by the server (restart, failover); without a handler
     // pg would raise that as an uncaught exception. The pool replaces it on next use.
     pool.on('error', () => undefined)
-    const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }) })
+    const db = new Kysely<any>({ dialect: tracedDialect(new PostgresDialect({ pool })) })
     const listener = new PostgresListener(location.databaseUrl)
     return { kind: 'postgres', db, users: 0, listen: (c, h, r) => listener.listen(c, h, r), closeListeners: () => listener.close() }
   }
   // PGlite fails with ENOENT when the data directory's parent is missing.
   await mkdir(dirname(location.dataDir), { recursive: true })
   const pglite = await PGlite.create({ dataDir: location.dataDir, parsers: { [INT8_OID]: parseInt8 } })
-  const db = new Kysely<any>({ dialect: new PGliteDialect({ pglite }) })
+  const db = new Kysely<any>({ dialect: tracedDialect(new PGliteDialect({ pglite })) })
   const unlisteners = new Set<() => Promise<void>>()
   return {
     kind: 'pglite',

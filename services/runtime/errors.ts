@@ -30,7 +30,10 @@ export abstract class CloudpayError extends Error {
 
 export class InvalidArgumentError extends CloudpayError {
   readonly code = Status.INVALID_ARGUMENT
-  constructor(readonly violations: readonly FieldViolation[], reason = 'INVALID_ARGUMENT') {
+  constructor(
+    readonly violations: readonly FieldViolation[],
+    reason = 'INVALID_ARGUMENT',
+  ) {
     super(reason, violations.map((v) => `${v.field}: ${v.description}`).join('; '))
   }
   static field(field: string, description: string, reason?: string): InvalidArgumentError {
@@ -67,7 +70,11 @@ export class UnimplementedError extends CloudpayError {
 }
 export class ResourceExhaustedError extends CloudpayError {
   readonly code = Status.RESOURCE_EXHAUSTED
-  constructor(reason: string, message: string, readonly retryAfterMs?: number) {
+  constructor(
+    reason: string,
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
     super(reason, message)
   }
 }

@@ -2,12 +2,7 @@
 // server starts shutting down; Watch streams every change until the client cancels.
 import { type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, status as Status } from '@grpc/grpc-js'
 import { EventEmitter } from 'node:events'
-import {
-  type HealthCheckRequest,
-  type HealthCheckResponse,
-  HealthCheckResponse_ServingStatus as ServingStatus,
-  HealthService,
-} from '../../gen/grpc/health/v1/health.ts'
+import { type HealthCheckRequest, type HealthCheckResponse, HealthCheckResponse_ServingStatus as ServingStatus, HealthService } from '../../gen/grpc/health/v1/health.ts'
 
 export { ServingStatus }
 export const HEALTH_SERVICE = 'grpc.health.v1.Health'

@@ -99,11 +99,7 @@ export function replayOf<Database, Req, Res>(db: Kysely<Database>, call: Idempot
  * key row is claimed first: a concurrent duplicate blocks on it until the first commits, then
  * replays the first answer (or, if the first rolled back, runs the work itself).
  */
-export async function idempotent<Database, Req, Res>(
-  db: Kysely<Database>,
-  call: IdempotentCall<Req, Res>,
-  work: (trx: Transaction<Database>) => Promise<Res>,
-): Promise<Res> {
+export async function idempotent<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>, work: (trx: Transaction<Database>) => Promise<Res>): Promise<Res> {
   const material = keyMaterial(call)
   const { caller, keyId, key, requestHash } = material
   return inTransaction(db, async (trx) => {

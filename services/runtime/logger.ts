@@ -6,7 +6,18 @@ import { pino, type DestinationStream, type Logger } from 'pino'
 export type { Logger }
 
 /** Field names that can hold a secret; their values are never written. */
-export const SECRET_FIELDS = ['password', 'payment_password', 'paymentPassword', 'payer_account', 'payerAccount', 'login_token', 'loginToken', 'session_token', 'sessionToken', 'token'] as const
+export const SECRET_FIELDS = [
+  'password',
+  'payment_password',
+  'paymentPassword',
+  'payer_account',
+  'payerAccount',
+  'login_token',
+  'loginToken',
+  'session_token',
+  'sessionToken',
+  'token',
+] as const
 
 export function createLogger(options: { level: string; name: string; destination?: DestinationStream }): Logger {
   return pino(

@@ -4,7 +4,10 @@
 // one replica works on it at a time, and no transaction stays open across the remote call.
 import { type Generated, type Kysely, sql } from 'kysely'
 import { randomUUID } from 'node:crypto'
+import { context, SpanKind, SpanStatusCode, trace as otelTrace, type Tracer } from '@opentelemetry/api'
 import type { Logger } from './logger.ts'
+import { SERVICE_TRACER } from './telemetry.ts'
+import { captureContext, restoreContext } from './trace-context.ts'
 
 export const OUTBOX_TABLE = 'outbox'
 
@@ -37,11 +40,18 @@ export async function createOutboxTable(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('outbox_due').on(OUTBOX_TABLE).column('next_attempt_at').where(sql.ref('delivered_at'), 'is', null).execute()
 }
 
-/** Adds a delivery inside the caller's transaction; its id is the request id the receiver dedupes on. */
+/** Where the delivery's trace context rides in its payload. */
+const TRACE_FIELD = '_trace'
+
+/**
+ * Adds a delivery inside the caller's transaction; its id is the request id the receiver dedupes
+ * on. The active trace context goes with it, so the delivery continues the caller's trace.
+ */
 export async function enqueue(trx: Kysely<any>, topic: string, payload: Record<string, string>, deliveryId: string = randomUUID()): Promise<string> {
+  const stored = { ...payload, [TRACE_FIELD]: captureContext() }
   await (trx as OutboxDb)
     .insertInto(OUTBOX_TABLE)
-    .values({ delivery_id: deliveryId, topic, payload: JSON.stringify(payload) as unknown as Record<string, string>, delivered_at: null, last_error: null })
+    .values({ delivery_id: deliveryId, topic, payload: JSON.stringify(stored) as unknown as Record<string, string>, delivered_at: null, last_error: null })
     .onConflict((oc) => oc.column('delivery_id').doNothing())
     .execute()
   return deliveryId
@@ -52,6 +62,7 @@ export type DeliveryHandler = (payload: Record<string, string>, deliveryId: stri
 
 export interface OutboxOptions {
   readonly db: Kysely<any>
+  readonly tracer: Tracer
   readonly handlers: Readonly<Record<string, DeliveryHandler>>
   readonly log: Logger
   readonly retryBaseMs: number
@@ -97,13 +108,22 @@ export function startOutbox(options: OutboxOptions): Outbox {
       .execute()
 
   const attempt = async (row: { delivery_id: string; topic: string; payload: Record<string, string> | string; attempts: number }): Promise<void> => {
-    const payload = typeof row.payload === 'string' ? (JSON.parse(row.payload) as Record<string, string>) : row.payload
+    const { [TRACE_FIELD]: trace, ...payload } = typeof row.payload === 'string' ? (JSON.parse(row.payload) as Record<string, string>) : row.payload
     const handler = options.handlers[row.topic]
+    const parent = restoreContext(trace).setValue(SERVICE_TRACER, options.tracer)
+    const span = options.tracer.startSpan(
+      `outbox ${row.topic}`,
+      { kind: SpanKind.PRODUCER, attributes: { 'cloudpay.delivery_id': row.delivery_id, 'cloudpay.attempt': row.attempts } },
+      parent,
+    )
     try {
       if (!handler) throw new Error(`no handler for outbox topic ${row.topic}`)
-      await handler(payload, row.delivery_id, row.attempts)
+      await context.with(otelTrace.setSpan(parent, span), () => handler(payload, row.delivery_id, row.attempts))
       await db.updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', '=', row.delivery_id).execute()
+      span.end()
     } catch (error) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
+      span.end()
       const delay = Math.min(options.retryMaxMs, options.retryBaseMs * 2 ** Math.min(row.attempts - 1, 20))
       const message = error instanceof Error ? error.message : String(error)
       options.log.warn({ topic: row.topic, delivery_id: row.delivery_id, attempt: row.attempts, retry_in_ms: delay, error: message }, 'outbox delivery failed; will retry')
@@ -143,7 +163,16 @@ export function startOutbox(options: OutboxOptions): Outbox {
   run()
   return {
     kick: run,
-    pending: async () => Number((await db.selectFrom(OUTBOX_TABLE).select((eb) => eb.fn.countAll().as('n')).where('delivered_at', 'is', null).executeTakeFirstOrThrow()).n),
+    pending: async () =>
+      Number(
+        (
+          await db
+            .selectFrom(OUTBOX_TABLE)
+            .select((eb) => eb.fn.countAll().as('n'))
+            .where('delivered_at', 'is', null)
+            .executeTakeFirstOrThrow()
+        ).n,
+      ),
     async stop() {
       stopped = true
       clearInterval(timer)

@@ -13,7 +13,10 @@ export function pageSize(value: number, field = 'page_size'): number {
 }
 
 function filterHash(filter: unknown): string {
-  return createHash('sha256').update(JSON.stringify(filter ?? null)).digest('base64url').slice(0, 12)
+  return createHash('sha256')
+    .update(JSON.stringify(filter ?? null))
+    .digest('base64url')
+    .slice(0, 12)
 }
 
 /** A token for the page after `cursor`, valid only with the same filter. */

@@ -13,7 +13,9 @@ export interface PaymentResultFields {
 }
 
 function message(fields: PaymentResultFields): Buffer {
-  return Buffer.from(['cloudpay-payment-result-v1', fields.platformId, fields.serialNumber, fields.result, fields.currencyCode, fields.amountMinor.toString(), fields.completeTime].join('\n'))
+  return Buffer.from(
+    ['cloudpay-payment-result-v1', fields.platformId, fields.serialNumber, fields.result, fields.currencyCode, fields.amountMinor.toString(), fields.completeTime].join('\n'),
+  )
 }
 
 export function signPaymentResult(privateKeyPem: string, fields: PaymentResultFields): string {

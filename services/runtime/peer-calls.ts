@@ -5,7 +5,15 @@ import { type ServiceError, status as Status } from '@grpc/grpc-js'
 import { CloudpayError, statusDetailsOf, UnavailableError } from './errors.ts'
 
 /** Codes that describe the request itself, so the original caller should see them. */
-const RELAYED = new Set([Status.INVALID_ARGUMENT, Status.NOT_FOUND, Status.ALREADY_EXISTS, Status.FAILED_PRECONDITION, Status.UNAUTHENTICATED, Status.RESOURCE_EXHAUSTED, Status.ABORTED])
+const RELAYED = new Set([
+  Status.INVALID_ARGUMENT,
+  Status.NOT_FOUND,
+  Status.ALREADY_EXISTS,
+  Status.FAILED_PRECONDITION,
+  Status.UNAUTHENTICATED,
+  Status.RESOURCE_EXHAUSTED,
+  Status.ABORTED,
+])
 
 export class RelayedError extends CloudpayError {
   constructor(

@@ -32,7 +32,12 @@ export class Peers {
   get<Name extends ServiceName>(name: Name): ClientOf<Name> {
     let client = this.clients.get(name)
     if (!client) {
-      client = createClient(SERVICE_CLIENTS[name] as unknown as new (address: string, credentials: ChannelCredentials) => ClientOf<Name>, this.addressOf(name), this.credentials, this.tracer)
+      client = createClient(
+        SERVICE_CLIENTS[name] as unknown as new (address: string, credentials: ChannelCredentials) => ClientOf<Name>,
+        this.addressOf(name),
+        this.credentials,
+        this.tracer,
+      )
       this.clients.set(name, client)
     }
     return client as ClientOf<Name>

@@ -28,7 +28,7 @@ export interface StartOptions {
 export async function startMesh(specs: readonly ServiceSpec[], options: StartOptions = {}): Promise<Mesh> {
   const config = options.config ?? loadConfig()
   const log = options.log ?? createLogger({ level: config.logLevel, name: 'cloudpay' })
-  const telemetry = options.telemetry ?? startTelemetry()
+  const telemetry = options.telemetry ?? startTelemetry({ spanFile: config.traceFile })
   const database = await openDatabase(databaseLocation(config.home, config.databaseUrl))
   const addresses = addressBook(config)
   const sealer = await loadSealer(config)

@@ -5,11 +5,7 @@ import { fromBinary, toBinary } from '@bufbuild/protobuf'
 import { type DescriptorProto, type FileDescriptorProto, FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt'
 import { type ServerDuplexStream, status as Status } from '@grpc/grpc-js'
 import { readFileSync } from 'node:fs'
-import {
-  type ServerReflectionRequest,
-  type ServerReflectionResponse,
-  ServerReflectionService as ReflectionV1,
-} from '../../gen/grpc/reflection/v1/reflection.ts'
+import { type ServerReflectionRequest, type ServerReflectionResponse, ServerReflectionService as ReflectionV1 } from '../../gen/grpc/reflection/v1/reflection.ts'
 
 export const DESCRIPTOR_IMAGE = new URL('../../gen/cloudpay.binpb', import.meta.url)
 export const REFLECTION_SERVICES = ['grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'] as const

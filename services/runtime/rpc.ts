@@ -1,23 +1,13 @@
 // Turns plain async handler functions into grpc-js handlers: a server span continuing the caller's
 // trace, the caller's identity, cancellation as an AbortSignal, and every rejection mapped to a
 // status (grpc-js would otherwise crash the process on an async handler's rejection).
-import {
-  context,
-  type Context,
-  propagation,
-  ROOT_CONTEXT,
-  type Span,
-  SpanKind,
-  SpanStatusCode,
-  type TextMapGetter,
-  trace,
-  type Tracer,
-} from '@opentelemetry/api'
+import { context, type Context, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, type TextMapGetter, trace, type Tracer } from '@opentelemetry/api'
 import type { Metadata, ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from '@grpc/grpc-js'
 import { status as Status } from '@grpc/grpc-js'
 import { toServiceStatus, UnauthenticatedError, UnimplementedError } from './errors.ts'
 import { formatIdentity, type Identity, identityFromPeerCertificate } from './identity.ts'
 import type { Logger } from './logger.ts'
+import { SERVICE_TRACER } from './telemetry.ts'
 
 export interface RpcContext {
   readonly caller: Identity
@@ -105,6 +95,7 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
     },
     parent,
   )
+  tagFromRequest(span, call.request)
   const abort = new AbortController()
   call.on('cancelled', () => abort.abort(new Error('cancelled by the client')))
   const started = Date.now()
@@ -112,7 +103,7 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
   return {
     caller,
     ctx: caller ? { caller, method: name, log, span, signal: abort.signal, peerCertificate: peer?.raw } : undefined,
-    activeContext: trace.setSpan(parent, span),
+    activeContext: trace.setSpan(parent, span).setValue(SERVICE_TRACER, runtime.tracer),
     finish(error?: unknown) {
       let status: ReturnType<typeof toServiceStatus>['status'] | undefined
       if (error === undefined) {
@@ -134,6 +125,16 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
       log.debug({ code: status?.code ?? Status.OK, ms: Date.now() - started }, 'rpc finished')
       return status
     },
+  }
+}
+
+/** Ids a request names (never secrets) become span attributes: the device, order, platform, login. */
+const REQUEST_TAGS: Record<string, string> = { deviceId: 'cloudpay.device_id', orderId: 'cloudpay.order_id', platformId: 'cloudpay.platform_id', loginId: 'cloudpay.login_id' }
+function tagFromRequest(span: Span, request: unknown): void {
+  if (!request || typeof request !== 'object') return
+  for (const [field, attribute] of Object.entries(REQUEST_TAGS)) {
+    const value = (request as Record<string, unknown>)[field]
+    if (typeof value === 'string' && value !== '') span.setAttribute(attribute, value)
   }
 }
 

@@ -74,7 +74,16 @@ export async function startService(spec: ServiceSpec, host: HostContext): Promis
   if (migrations.applied.length > 0) log.info({ schema: spec.schema, applied: migrations.applied }, 'migrations applied')
   const tracer = host.telemetry.tracer(spec.name)
   const peers = new Peers(host.addresses, channelCredentials(paths, host.config.tlsRefreshMs), tracer)
-  const hosted = spec.build({ config: host.config, db: forSchema(host.database, spec.schema), log, tracer, peers, listen: host.database.listen, sealer: host.sealer, certificate: paths })
+  const hosted = spec.build({
+    config: host.config,
+    db: forSchema(host.database, spec.schema),
+    log,
+    tracer,
+    peers,
+    listen: host.database.listen,
+    sealer: host.sealer,
+    certificate: paths,
+  })
   const server = await startServer({ address, credentials: serverCredentials(paths, host.config.tlsRefreshMs), services: [hosted], log })
   const bound = `${address.slice(0, address.lastIndexOf(':'))}:${server.port}`
   host.addresses.set(spec.name, bound)
@@ -116,7 +125,8 @@ export function defineService<Definition extends Record<string, { path: string; 
     migrations: parts.migrations,
     build: (deps) => {
       const created = parts.createHandlers(deps)
-      const service: ServiceParts<Definition> = 'handlers' in created && typeof created.handlers === 'object' ? (created as ServiceParts<Definition>) : { handlers: created as Handlers<Definition> }
+      const service: ServiceParts<Definition> =
+        'handlers' in created && typeof created.handlers === 'object' ? (created as ServiceParts<Definition>) : { handlers: created as Handlers<Definition> }
       return {
         protoName: parts.protoName,
         definition: parts.definition,

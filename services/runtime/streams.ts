@@ -8,7 +8,13 @@ import { ResourceExhaustedError } from './errors.ts'
 export class SubscriberTooSlowError extends ResourceExhaustedError {}
 
 /** Writes one message; resolves once the stream can take more, or throws SubscriberTooSlowError. */
-export async function writeWithBackpressure<Res>(stream: ServerWritableStream<unknown, Res>, message: Res, stallMs: number, signal: AbortSignal, resumeHint: string): Promise<void> {
+export async function writeWithBackpressure<Res>(
+  stream: ServerWritableStream<unknown, Res>,
+  message: Res,
+  stallMs: number,
+  signal: AbortSignal,
+  resumeHint: string,
+): Promise<void> {
   if (stream.write(message)) return
   await new Promise<void>((resolve, reject) => {
     const done = (): void => {

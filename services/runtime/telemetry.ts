@@ -1,7 +1,7 @@
 // OpenTelemetry for every service: one tracer provider per service (so each shows as its own
 // service in Jaeger/Tempo even when all five share a process), W3C trace context carried in gRPC
 // metadata, OTLP export configured by the standard OTEL_* variables.
-import { context, propagation, type Tracer } from '@opentelemetry/api'
+import { context, createContextKey, propagation, type Tracer } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { W3CTraceContextPropagator, CompositePropagator, W3CBaggagePropagator } from '@opentelemetry/core'
 import { OTLPTraceExporter as OtlpGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc'
@@ -11,12 +11,19 @@ import { detectResources, envDetector, resourceFromAttributes } from '@opentelem
 import { BatchSpanProcessor, ConsoleSpanExporter, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node'
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from '@opentelemetry/semantic-conventions'
+import { FileSpanExporter } from './span-file.ts'
+import { BaggageAttributesProcessor } from './trace-context.ts'
 
 export interface TelemetryOptions {
   readonly env?: NodeJS.ProcessEnv
   /** Extra processors on every provider (tests: a SimpleSpanProcessor over an InMemorySpanExporter). */
   readonly spanProcessors?: readonly SpanProcessor[]
+  /** Also keep spans in this local file (bounded), for `cloudpay trace` without a backend. */
+  readonly spanFile?: string
 }
+
+/** The tracer of the service whose work is running (handlers and outbox deliveries set it). */
+export const SERVICE_TRACER = createContextKey('cloudpay.service-tracer')
 
 export interface Telemetry {
   /** The tracer of one service (`account-management`, ...); its spans carry service.name cloudpay-<name>. */
@@ -38,13 +45,15 @@ export function startTelemetry(options: TelemetryOptions = {}): Telemetry {
   const env = options.env ?? process.env
   installGlobals()
   const detected = detectResources({ detectors: [envDetector] })
+  const fileExporter = options.spanFile ? new FileSpanExporter(options.spanFile) : undefined
   const providers = new Map<string, NodeTracerProvider>()
   const provider = (service: string): NodeTracerProvider => {
     let existing = providers.get(service)
     if (!existing) {
-      const processors: SpanProcessor[] = [...(options.spanProcessors ?? [])]
+      const processors: SpanProcessor[] = [new BaggageAttributesProcessor(), ...(options.spanProcessors ?? [])]
       const exporter = exporterFromEnv(env)
       if (exporter) processors.push(new BatchSpanProcessor(exporter))
+      if (fileExporter) processors.push(new BatchSpanProcessor(fileExporter, { scheduledDelayMillis: 200 }))
       existing = new NodeTracerProvider({
         resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: `cloudpay-${service}`, [ATTR_SERVICE_VERSION]: '0.1.0', 'service.namespace': 'cloudpay' }).merge(
           // OTEL_RESOURCE_ATTRIBUTES adds to (never renames) the per-service name.
@@ -79,7 +88,10 @@ function resourceWithoutServiceName(resource: ReturnType<typeof detectResources>
  * The exporters read their own OTEL_EXPORTER_OTLP_* variables (endpoint, headers, timeout).
  */
 export function exporterFromEnv(env: NodeJS.ProcessEnv): SpanExporter | undefined {
-  const chosen = (env.OTEL_TRACES_EXPORTER ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+  const chosen = (env.OTEL_TRACES_EXPORTER ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
   if (chosen.includes('none')) return undefined
   if (chosen.includes('console')) return new ConsoleSpanExporter()
   const endpointSet = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)

@@ -1,11 +1,7 @@
 // A reflection client over the generated v1 stubs, as grpcurl uses it: one bidi stream, one
 // request at a time.
 import { type ChannelCredentials, Metadata } from '@grpc/grpc-js'
-import {
-  type ServerReflectionRequest,
-  type ServerReflectionResponse,
-  ServerReflectionClient,
-} from '../../gen/grpc/reflection/v1/reflection.ts'
+import { type ServerReflectionRequest, type ServerReflectionResponse, ServerReflectionClient } from '../../gen/grpc/reflection/v1/reflection.ts'
 
 export interface ReflectionSession {
   ask(request: ServerReflectionRequest['messageRequest']): Promise<ServerReflectionResponse>

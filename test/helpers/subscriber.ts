@@ -40,7 +40,7 @@ export function subscribe(client: InstanceEventsServiceClient, deviceId: string,
     cancel: () => call.cancel(),
     async waitForEvent(predicate, timeoutMs = 10_000) {
       const deadline = Date.now() + timeoutMs
-      for (let seen = 0; ; ) {
+      for (let seen = 0; ;) {
         const found = events.slice(seen).find(predicate)
         if (found) return found
         seen = events.length

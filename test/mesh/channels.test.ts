@@ -22,10 +22,7 @@ test('operator opens a channel; the terminal finds its device in it; a service c
 
   const opened = await unaryCall(operator, 'openChannel', { requestId: newRequestId(), deviceId: 'device-42', terminalId: TERMINAL.id })
   assert.equal(opened.channel?.state, ChannelState.CHANNEL_STATE_OPEN)
-  const duplicate = await expectStatus(
-    unaryCall(operator, 'openChannel', { requestId: newRequestId(), deviceId: 'device-42', terminalId: TERMINAL.id }),
-    Status.ALREADY_EXISTS,
-  )
+  const duplicate = await expectStatus(unaryCall(operator, 'openChannel', { requestId: newRequestId(), deviceId: 'device-42', terminalId: TERMINAL.id }), Status.ALREADY_EXISTS)
   assert.equal(duplicate.reason, 'CHANNEL_ALREADY_OPEN')
 
   const mine = await unaryCall(terminal, 'listChannels', { terminalId: '', deviceId: '', includeClosed: false, pageSize: 0, pageToken: '' })
@@ -53,9 +50,6 @@ test('operator opens a channel; the terminal finds its device in it; a service c
 
 test('bad ids are refused field by field', async () => {
   const operator = await t.client('instance-events', OPERATOR)
-  const { violations } = await expectStatus(
-    unaryCall(operator, 'openChannel', { requestId: newRequestId(), deviceId: 'bad id!', terminalId: '' }),
-    Status.INVALID_ARGUMENT,
-  )
+  const { violations } = await expectStatus(unaryCall(operator, 'openChannel', { requestId: newRequestId(), deviceId: 'bad id!', terminalId: '' }), Status.INVALID_ARGUMENT)
   assert.deepEqual(violations.map((v) => v.field).sort(), ['device_id', 'terminal_id'])
 })

@@ -207,7 +207,6 @@ describe('errors and idempotency', () => {
     )
     assert.equal(again.reason, 'ACCOUNT_EXISTS')
   })
-
 })
 
 describe('pagination', () => {
@@ -256,9 +255,7 @@ describe('tracing', () => {
     await expectStatus(unaryCall(operator, 'getCloudAccount', { accountId: 'nobody-here' }), Status.NOT_FOUND)
     const server = t.spans.getFinishedSpans().find((s) => s.kind === SpanKind.SERVER)
     assert.ok(server)
-    const line = t.logLines
-      .map((l) => JSON.parse(l))
-      .findLast((l) => l.rpc === 'cloudpay.account.v1.AccountManagementService/GetCloudAccount' && l.msg === 'rpc finished')
+    const line = t.logLines.map((l) => JSON.parse(l)).findLast((l) => l.rpc === 'cloudpay.account.v1.AccountManagementService/GetCloudAccount' && l.msg === 'rpc finished')
     assert.ok(line, 'an access log line for the call')
     assert.equal(line.trace_id, server.spanContext().traceId)
   })

@@ -10,7 +10,7 @@ import { unaryCall } from '../../services/runtime/client.ts'
 import { expectStatus, newRequestId } from '../helpers/grpc.ts'
 import { OPERATOR, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 import { findSecret } from '../helpers/secrets.ts'
-import { flows, instance, terminal } from '../helpers/flows.ts'
+import { flows, instance, terminal } from '../../cli/demo/steps.ts'
 import { subscribe } from '../helpers/subscriber.ts'
 
 const TTL_MS = 3000
@@ -20,7 +20,7 @@ before(async () => {
   t = await startTestMesh({
     env: { CLOUDPAY_LOGIN_TTL_MS: String(TTL_MS), CLOUDPAY_LOGIN_TOKEN_TTL_MS: String(TTL_MS), CLOUDPAY_LOGIN_MAX_FAILURES: '3', CLOUDPAY_LOGIN_LOCK_MS: String(LOCK_MS) },
   })
-  ;({ setUp, startLogin, verify, redeem, appLogin, logIn } = flows(t))
+  ;({ setUp, startLogin, verify, redeem, appLogin, logIn } = flows(t, OPERATOR))
 })
 after(async () => t?.stop())
 
@@ -41,8 +41,17 @@ describe('the login flow', () => {
       assert.match(login.bindingCode, /^\d{6}$/)
       assert.match(login.loginId, /^[A-Za-z0-9_-]{22}$/, '128 random bits')
       // 2. The terminal learns its device from its channel and the login from the pipe.
-      const channels = await unaryCall(await t.client('instance-events', terminal('alice-phone')), 'listChannels', { terminalId: '', deviceId: '', includeClosed: false, pageSize: 0, pageToken: '' })
-      assert.deepEqual(channels.channels.map((c) => c.deviceId), ['cg-1'])
+      const channels = await unaryCall(await t.client('instance-events', terminal('alice-phone')), 'listChannels', {
+        terminalId: '',
+        deviceId: '',
+        includeClosed: false,
+        pageSize: 0,
+        pageToken: '',
+      })
+      assert.deepEqual(
+        channels.channels.map((c) => c.deviceId),
+        ['cg-1'],
+      )
       const [requested] = await phoneEvents.waitFor(1)
       assert.equal(requested!.kind, EventKind.EVENT_KIND_LOGIN_REQUESTED)
       assert.equal(requested!.subjectId, login.loginId)
@@ -51,10 +60,13 @@ describe('the login flow', () => {
       assert.equal(verified.bindingCode, '', 'the code goes only to the instance')
       // 3. The instance is woken by LOGIN_VERIFIED and redeems the login for a token.
       const events = await instanceEvents.waitFor(2)
-      assert.deepEqual(events.map((e) => [e.kind, e.subjectId]), [
-        [EventKind.EVENT_KIND_LOGIN_REQUESTED, login.loginId],
-        [EventKind.EVENT_KIND_LOGIN_VERIFIED, login.loginId],
-      ])
+      assert.deepEqual(
+        events.map((e) => [e.kind, e.subjectId]),
+        [
+          [EventKind.EVENT_KIND_LOGIN_REQUESTED, login.loginId],
+          [EventKind.EVENT_KIND_LOGIN_VERIFIED, login.loginId],
+        ],
+      )
       const { loginToken, expireTime } = await redeem('cg-1', login.loginId)
       assert.ok(expireTime && expireTime > new Date())
       // 4. The application validates the token and creates the app account on first login.

@@ -52,7 +52,10 @@ describe('publishing and following', () => {
       assert.equal(second.sequence, first.sequence + 1n)
       for (const sub of [instance, terminal]) {
         const events = await sub.waitFor(2)
-        assert.deepEqual(events.map((e) => e.sequence), [first.sequence, second.sequence])
+        assert.deepEqual(
+          events.map((e) => e.sequence),
+          [first.sequence, second.sequence],
+        )
         assert.equal(events[1]!.kind, EventKind.EVENT_KIND_PAYMENT_REQUESTED)
         assert.equal(events[1]!.subjectId, 'order-1')
       }
@@ -86,7 +89,10 @@ describe('publishing and following', () => {
       await resumed.waitFor(4)
       await publish() // and live again
       const all = await resumed.waitFor(5)
-      assert.deepEqual(all.map((e) => e.sequence), [1n, 2n, 3n, 4n, 5n].map((n) => last + n))
+      assert.deepEqual(
+        all.map((e) => e.sequence),
+        [1n, 2n, 3n, 4n, 5n].map((n) => last + n),
+      )
     } finally {
       resumed.cancel()
     }
@@ -100,7 +106,10 @@ describe('publishing and following', () => {
       const after = await publish()
       assert.equal(after.sequence, before.sequence + 1n)
       const events = await sub.waitFor(2)
-      assert.deepEqual(events.map((e) => e.sequence), [before.sequence, after.sequence])
+      assert.deepEqual(
+        events.map((e) => e.sequence),
+        [before.sequence, after.sequence],
+      )
     } finally {
       sub.cancel()
     }
@@ -166,7 +175,10 @@ describe('who may follow and publish', () => {
       pageToken = reply.nextPageToken
     } while (pageToken)
     assert.ok(seen.length >= 10)
-    assert.deepEqual(seen, seen.map((_, i) => BigInt(i + 1)))
+    assert.deepEqual(
+      seen,
+      seen.map((_, i) => BigInt(i + 1)),
+    )
   })
 })
 
@@ -207,7 +219,11 @@ describe('backpressure', () => {
       try {
         const events = await sub.waitFor(Number(last))
         assert.equal(events.at(-1)!.subjectId, 'order-flood-299')
-        assert.deepEqual(events.map((e) => e.sequence), events.map((_, i) => BigInt(i + 1)), 'every event once, in order')
+        assert.deepEqual(
+          events.map((e) => e.sequence),
+          events.map((_, i) => BigInt(i + 1)),
+          'every event once, in order',
+        )
       } finally {
         sub.cancel()
       }

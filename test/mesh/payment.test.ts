@@ -12,7 +12,7 @@ import { TransactionState } from '../../gen/cloudpay/platform/v1/payment_platfor
 import { unaryCall } from '../../services/runtime/client.ts'
 import { signPaymentResult } from '../../services/runtime/payment-signature.ts'
 import { certificateFiles } from '../../services/runtime/tls.ts'
-import { flows, instance, terminal } from '../helpers/flows.ts'
+import { flows, instance, terminal } from '../../cli/demo/steps.ts'
 import { expectStatus, newRequestId } from '../helpers/grpc.ts'
 import { OPERATOR, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 import { findSecret } from '../helpers/secrets.ts'
@@ -29,7 +29,10 @@ let t: TestMesh
 before(async () => {
   t = await startTestMesh({ env: { CLOUDPAY_ORDER_TTL_MS: String(ORDER_TTL_MS), CLOUDPAY_RETRY_BASE_MS: '100', CLOUDPAY_RETRY_MAX_MS: '500', CLOUDPAY_PAYMENT_MAX_FAILURES: '3' } })
   const platform = await t.client('payment-platform', OPERATOR)
-  for (const [platformId, collectionAccount] of [['alphapay', 'SHOPALPHA0001'], ['betapay', 'SHOPBETA0001']] as const) {
+  for (const [platformId, collectionAccount] of [
+    ['alphapay', 'SHOPALPHA0001'],
+    ['betapay', 'SHOPBETA0001'],
+  ] as const) {
     await unaryCall(platform, 'createMerchantAccount', { requestId: newRequestId(), platformId, merchantId: 'demo-shop', collectionAccount, currencyCode: 'USD' })
   }
 })
@@ -41,17 +44,33 @@ async function person(balances: { alpha: bigint; beta: bigint } = { alpha: 100_0
   const n = ++people
   const device = `pay-dev-${n}`
   const phone = `pay-phone-${n}`
-  const f = flows(t)
+  const f = flows(t, OPERATOR)
   await f.setUp(`payer${n}`, `payer-${n}-password`, device, phone)
   const session = await f.logIn(device, phone, `payer-${n}-password`)
   const platformOps = await t.client('payment-platform', OPERATOR)
   const alpha = `${PAYER_ALPHA}${n}`
   const beta = `${PAYER_BETA}${n}`
-  await unaryCall(platformOps, 'createPayerAccount', { requestId: newRequestId(), platformId: 'alphapay', payerAccount: alpha, paymentPassword: PAYMENT_PASSWORD, openingBalance: { currencyCode: 'USD', amountMinor: balances.alpha } })
-  await unaryCall(platformOps, 'createPayerAccount', { requestId: newRequestId(), platformId: 'betapay', payerAccount: beta, paymentPassword: PAYMENT_PASSWORD, openingBalance: { currencyCode: 'USD', amountMinor: balances.beta } })
+  await unaryCall(platformOps, 'createPayerAccount', {
+    requestId: newRequestId(),
+    platformId: 'alphapay',
+    payerAccount: alpha,
+    paymentPassword: PAYMENT_PASSWORD,
+    openingBalance: { currencyCode: 'USD', amountMinor: balances.alpha },
+  })
+  await unaryCall(platformOps, 'createPayerAccount', {
+    requestId: newRequestId(),
+    platformId: 'betapay',
+    payerAccount: beta,
+    paymentPassword: PAYMENT_PASSWORD,
+    openingBalance: { currencyCode: 'USD', amountMinor: balances.beta },
+  })
   const accounts = await t.client('account-management', terminal(phone))
-  const alphaBinding = (await unaryCall(accounts, 'bindPaymentAccount', { requestId: newRequestId(), deviceId: device, platformId: 'alphapay', payerAccount: alpha, makeDefault: false })).binding!
-  const betaBinding = (await unaryCall(accounts, 'bindPaymentAccount', { requestId: newRequestId(), deviceId: device, platformId: 'betapay', payerAccount: beta, makeDefault: false })).binding!
+  const alphaBinding = (
+    await unaryCall(accounts, 'bindPaymentAccount', { requestId: newRequestId(), deviceId: device, platformId: 'alphapay', payerAccount: alpha, makeDefault: false })
+  ).binding!
+  const betaBinding = (
+    await unaryCall(accounts, 'bindPaymentAccount', { requestId: newRequestId(), deviceId: device, platformId: 'betapay', payerAccount: beta, makeDefault: false })
+  ).binding!
   return { device, phone, session, alpha, beta, alphaBinding, betaBinding }
 }
 
@@ -138,10 +157,13 @@ describe('the payment flow', () => {
 
       const accounts = await t.client('account-management', terminal(p.phone))
       const { bindings } = await unaryCall(accounts, 'listPaymentAccounts', { deviceId: p.device, pageSize: 0, pageToken: '' })
-      assert.deepEqual(bindings.map((b) => [b.platformId, b.maskedPayerAccount, b.isDefault]), [
-        ['alphapay', `****${p.alpha.slice(-4)}`, true],
-        ['betapay', `****${p.beta.slice(-4)}`, false],
-      ])
+      assert.deepEqual(
+        bindings.map((b) => [b.platformId, b.maskedPayerAccount, b.isDefault]),
+        [
+          ['alphapay', `****${p.alpha.slice(-4)}`, true],
+          ['betapay', `****${p.beta.slice(-4)}`, false],
+        ],
+      )
 
       const { fetched, serialNumber, platformId, order: awaiting } = await fetchAndPrepay(p)
       assert.equal(fetched.orderId, submitted.orderId)
@@ -228,7 +250,10 @@ describe('failures', () => {
       const pm = await t.client('payment-management', terminal(p.phone))
       const { order: cancelled } = await unaryCall(pm, 'cancelOrder', { requestId: newRequestId(), deviceId: p.device, orderId: submitted.orderId, reason: 'changed my mind' })
       assert.equal(cancelled!.state, OrderState.ORDER_STATE_CANCELLED)
-      const again = await expectStatus(unaryCall(pm, 'cancelOrder', { requestId: newRequestId(), deviceId: p.device, orderId: submitted.orderId, reason: '' }), Status.FAILED_PRECONDITION)
+      const again = await expectStatus(
+        unaryCall(pm, 'cancelOrder', { requestId: newRequestId(), deviceId: p.device, orderId: submitted.orderId, reason: '' }),
+        Status.FAILED_PRECONDITION,
+      )
       assert.equal(again.reason, 'ILLEGAL_TRANSITION')
       await events.waitForEvent((e) => e.kind === EventKind.EVENT_KIND_ORDER_FAILED && e.subjectId === submitted.orderId)
       const platform = await t.client('payment-platform', OPERATOR)
@@ -288,7 +313,14 @@ describe('exactly once', () => {
     const { transaction } = await pay(p, platformId, serialNumber)
     await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
     const key = await readFile((await certificateFiles(t.config, PLATFORM)).keyFile, 'utf8')
-    const fields = { platformId, serialNumber, result: 'SUCCEEDED', currencyCode: 'USD', amountMinor: transaction!.amount!.amountMinor, completeTime: transaction!.completeTime!.toISOString() }
+    const fields = {
+      platformId,
+      serialNumber,
+      result: 'SUCCEEDED',
+      currencyCode: 'USD',
+      amountMinor: transaction!.amount!.amountMinor,
+      completeTime: transaction!.completeTime!.toISOString(),
+    }
     const asPlatform = await t.client('payment-management', PLATFORM)
     for (let i = 0; i < 3; i++) {
       const { order: reported } = await unaryCall(asPlatform, 'reportPaymentResult', {
@@ -403,12 +435,28 @@ describe('who may do what', () => {
     const { appOrder, order: submitted } = await order(p, 'gem-pack-100', 1)
     const pm = await t.client('payment-management', instance(p.device))
     await expectStatus(
-      unaryCall(pm, 'reportPaymentResult', { requestId: newRequestId(), platformId: 'alphapay', serialNumber: 'TX1', result: PaymentResult.PAYMENT_RESULT_SUCCEEDED, amount: submitted.amount, completeTime: new Date(), signature: 'x' }),
+      unaryCall(pm, 'reportPaymentResult', {
+        requestId: newRequestId(),
+        platformId: 'alphapay',
+        serialNumber: 'TX1',
+        result: PaymentResult.PAYMENT_RESULT_SUCCEEDED,
+        amount: submitted.amount,
+        completeTime: new Date(),
+        signature: 'x',
+      }),
       Status.PERMISSION_DENIED,
     )
     const app = await t.client('app-service', instance(p.device))
     await expectStatus(
-      unaryCall(app, 'fulfilOrder', { requestId: newRequestId(), appOrderId: appOrder.appOrderId, paidAmount: appOrder.amountDue, paymentOrderId: submitted.orderId, platformId: 'alphapay', serialNumber: 'TX1', deviceId: p.device }),
+      unaryCall(app, 'fulfilOrder', {
+        requestId: newRequestId(),
+        appOrderId: appOrder.appOrderId,
+        paidAmount: appOrder.amountDue,
+        paymentOrderId: submitted.orderId,
+        platformId: 'alphapay',
+        serialNumber: 'TX1',
+        deviceId: p.device,
+      }),
       Status.PERMISSION_DENIED,
     )
     const am = await t.client('account-management', instance(p.device))
@@ -417,7 +465,10 @@ describe('who may do what', () => {
     // Another device's application order cannot be submitted as one's own.
     const other = await person()
     const otherPm = await t.client('payment-management', instance(other.device))
-    const stolen = await expectStatus(unaryCall(otherPm, 'submitOrder', { requestId: newRequestId(), deviceId: other.device, appOrderId: appOrder.appOrderId }), Status.PERMISSION_DENIED)
+    const stolen = await expectStatus(
+      unaryCall(otherPm, 'submitOrder', { requestId: newRequestId(), deviceId: other.device, appOrderId: appOrder.appOrderId }),
+      Status.PERMISSION_DENIED,
+    )
     assert.equal(stolen.reason, 'NOT_OWN_ORDER')
   })
 })

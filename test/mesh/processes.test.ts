@@ -63,8 +63,14 @@ test('npm run service -- account-management runs one service alone, healthy, and
     const reply = await unaryCall(health, 'check', { service: 'cloudpay.account.v1.AccountManagementService' })
     health.close()
     assert.equal(reply.status, HealthCheckResponse_ServingStatus.SERVING)
-    const lines = output.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l))
-    assert.deepEqual(lines.find((l) => l.msg === 'serving')?.services.map((s: { name: string }) => s.name), ['account-management'])
+    const lines = output
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l))
+    assert.deepEqual(
+      lines.find((l) => l.msg === 'serving')?.services.map((s: { name: string }) => s.name),
+      ['account-management'],
+    )
     child.kill('SIGTERM')
     const [code] = await once(child, 'exit')
     assert.equal(code, 0)

@@ -59,7 +59,7 @@ before(async () => {
     InstanceEventsServiceService,
     {
       notify: async (_request: NotifyRequest, _ctx, stream: ServerWritableStream<NotifyRequest, NotifyResponse>) => {
-        stream.write({ event: { deviceId: 'd', sequence: 1n, kind: EventKind.EVENT_KIND_LOGIN_REQUESTED, subjectId: 'x', createTime: new Date() } })
+        stream.write({ event: { deviceId: 'd', sequence: 1n, kind: EventKind.EVENT_KIND_LOGIN_REQUESTED, subjectId: 'x', createTime: new Date(), traceParent: '' } })
         throw new Error('stream broke')
       },
       openChannel: notImplemented('OpenChannel'),

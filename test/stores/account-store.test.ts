@@ -21,8 +21,14 @@ test(`cloud accounts: insert once, find, list in id order after a cursor (${DATA
   assert.equal(await store.insertCloudAccount(db, 'bob', '$argon2id$other'), undefined, 'a taken id is refused')
   assert.equal((await store.findCloudAccount(db, 'bob'))?.password_hash, '$argon2id$fake', 'the first row is intact')
   for (const id of ['amy', 'cat']) await store.insertCloudAccount(db, id, 'h')
-  assert.deepEqual((await store.listCloudAccounts(db, undefined, 10)).map((r) => r.account_id), ['amy', 'bob', 'cat'])
-  assert.deepEqual((await store.listCloudAccounts(db, 'amy', 1)).map((r) => r.account_id), ['bob'])
+  assert.deepEqual(
+    (await store.listCloudAccounts(db, undefined, 10)).map((r) => r.account_id),
+    ['amy', 'bob', 'cat'],
+  )
+  assert.deepEqual(
+    (await store.listCloudAccounts(db, 'amy', 1)).map((r) => r.account_id),
+    ['bob'],
+  )
 })
 
 test(`instance assignments: upsert moves a device, delete ends it, unknown accounts are refused (${DATABASE_KIND})`, async () => {

@@ -29,10 +29,19 @@ test(`channels list newest first, filtered, paged by sequence (${DATABASE_KIND})
   await store.insertOpenChannel(db, 'k2', 'dev-8', 'term-9')
   await store.insertOpenChannel(db, 'k3', 'dev-9', 'term-7')
   const mine = await store.listChannels(db, { terminalId: 'term-9', includeClosed: false }, undefined, 10)
-  assert.deepEqual(mine.map((c) => c.channel_id), ['k2', 'k1'])
+  assert.deepEqual(
+    mine.map((c) => c.channel_id),
+    ['k2', 'k1'],
+  )
   const after = await store.listChannels(db, { terminalId: 'term-9', includeClosed: false }, mine[0]!.seq, 10)
-  assert.deepEqual(after.map((c) => c.channel_id), ['k1'])
+  assert.deepEqual(
+    after.map((c) => c.channel_id),
+    ['k1'],
+  )
   const device = await store.listChannels(db, { deviceId: 'dev-9', includeClosed: true }, undefined, 10)
-  assert.deepEqual(device.map((c) => c.channel_id), ['k3', 'k1'])
+  assert.deepEqual(
+    device.map((c) => c.channel_id),
+    ['k3', 'k1'],
+  )
   assert.equal(typeof device[0]!.seq, 'bigint')
 })

@@ -23,8 +23,14 @@ test(`concurrent publishers get gapless, unique sequences per device (${DATABASE
     Array.from({ length: 20 }, (_, i) => pipe.publish(db, { deviceId: i % 2 ? 'dev-s' : 'dev-t', kind: EventKind.EVENT_KIND_LOGIN_REQUESTED, subjectId: `s${i}`, publisher })),
   )
   for (const device of ['dev-s', 'dev-t']) {
-    const sequences = rows.filter((r) => r.device_id === device).map((r) => r.sequence).sort((a, b) => (a < b ? -1 : 1))
-    assert.deepEqual(sequences, Array.from({ length: 10 }, (_, i) => BigInt(i + 1)))
+    const sequences = rows
+      .filter((r) => r.device_id === device)
+      .map((r) => r.sequence)
+      .sort((a, b) => (a < b ? -1 : 1))
+    assert.deepEqual(
+      sequences,
+      Array.from({ length: 10 }, (_, i) => BigInt(i + 1)),
+    )
   }
   assert.equal(pipe.kindFromName(rows[0]!.kind), EventKind.EVENT_KIND_LOGIN_REQUESTED)
 })

@@ -177,7 +177,11 @@ export async function findDefaultPaymentBinding(db: Db, accountId: string): Prom
 }
 
 export async function countPaymentBindings(db: Db, accountId: string): Promise<number> {
-  const row = await db.selectFrom('payment_bindings').select((eb) => eb.fn.countAll<string>().as('n')).where('account_id', '=', accountId).executeTakeFirstOrThrow()
+  const row = await db
+    .selectFrom('payment_bindings')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('account_id', '=', accountId)
+    .executeTakeFirstOrThrow()
   return Number(row.n)
 }
 

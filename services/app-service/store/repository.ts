@@ -56,7 +56,10 @@ export async function listCollectionAccounts(db: Db): Promise<CollectionAccountR
   return db.selectFrom('collection_accounts').selectAll().orderBy('platform_id').execute()
 }
 
-export async function insertOrder(db: Db, order: Omit<AppOrderRow, 'created_at' | 'effective_at' | 'state' | 'payment_order_id' | 'platform_id' | 'serial_number'>): Promise<AppOrderRow> {
+export async function insertOrder(
+  db: Db,
+  order: Omit<AppOrderRow, 'created_at' | 'effective_at' | 'state' | 'payment_order_id' | 'platform_id' | 'serial_number'>,
+): Promise<AppOrderRow> {
   return db
     .insertInto('app_orders')
     .values({ ...order, state: 'pending', payment_order_id: null, platform_id: null, serial_number: null, effective_at: null })
@@ -69,7 +72,11 @@ export async function findOrder(db: Db, appOrderId: string): Promise<AppOrderRow
 }
 
 /** pending -> effective, once; undefined when the order is not pending any more. */
-export async function markOrderEffective(db: Db, appOrderId: string, payment: { paymentOrderId: string; platformId: string; serialNumber: string }): Promise<AppOrderRow | undefined> {
+export async function markOrderEffective(
+  db: Db,
+  appOrderId: string,
+  payment: { paymentOrderId: string; platformId: string; serialNumber: string },
+): Promise<AppOrderRow | undefined> {
   return db
     .updateTable('app_orders')
     .set({ state: 'effective', effective_at: new Date(), payment_order_id: payment.paymentOrderId, platform_id: payment.platformId, serial_number: payment.serialNumber })

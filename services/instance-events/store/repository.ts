@@ -60,7 +60,10 @@ export async function notifyDevice(db: Db, deviceId: string): Promise<void> {
 }
 
 /** Appends an event with the device's next sequence number. Call inside a transaction. */
-export async function appendEvent(trx: Transaction<EventsDatabase>, event: { deviceId: string; kind: string; subjectId: string; publisher: string }): Promise<EventRow> {
+export async function appendEvent(
+  trx: Transaction<EventsDatabase>,
+  event: { deviceId: string; kind: string; subjectId: string; publisher: string; traceParent: string },
+): Promise<EventRow> {
   // The upsert locks the device's row: concurrent publishers for one device take turns, so the
   // sequence has no gaps and no duplicates.
   const { last_sequence } = await trx
@@ -71,7 +74,7 @@ export async function appendEvent(trx: Transaction<EventsDatabase>, event: { dev
     .executeTakeFirstOrThrow()
   const row = await trx
     .insertInto('events')
-    .values({ device_id: event.deviceId, sequence: last_sequence, kind: event.kind, subject_id: event.subjectId, publisher: event.publisher })
+    .values({ device_id: event.deviceId, sequence: last_sequence, kind: event.kind, subject_id: event.subjectId, publisher: event.publisher, trace_parent: event.traceParent })
     .returningAll()
     .executeTakeFirstOrThrow()
   await notifyDevice(trx, event.deviceId)
@@ -86,7 +89,11 @@ export async function readEvents(db: Db, deviceId: string, afterSequence: bigint
 /** The newest sequence ever assigned to a device and its oldest retained one. */
 export async function streamBounds(db: Db, deviceId: string): Promise<{ lastSequence: bigint; oldestRetained: bigint | undefined }> {
   const stream = await db.selectFrom('device_streams').select('last_sequence').where('device_id', '=', deviceId).executeTakeFirst()
-  const oldest = await db.selectFrom('events').select((eb) => eb.fn.min('sequence').as('oldest')).where('device_id', '=', deviceId).executeTakeFirst()
+  const oldest = await db
+    .selectFrom('events')
+    .select((eb) => eb.fn.min('sequence').as('oldest'))
+    .where('device_id', '=', deviceId)
+    .executeTakeFirst()
   const value = oldest?.oldest as bigint | string | null | undefined
   return { lastSequence: stream?.last_sequence ?? 0n, oldestRetained: value === null || value === undefined ? undefined : BigInt(value) }
 }
@@ -96,7 +103,11 @@ export async function deleteEventsBefore(db: Db, before: Date, limit: number): P
   const result = await db
     .deleteFrom('events')
     .where((eb) =>
-      eb(eb.refTuple('device_id', 'sequence'), 'in', eb.selectFrom('events').select(['device_id', 'sequence']).where('created_at', '<', before).limit(limit).$asTuple('device_id', 'sequence')),
+      eb(
+        eb.refTuple('device_id', 'sequence'),
+        'in',
+        eb.selectFrom('events').select(['device_id', 'sequence']).where('created_at', '<', before).limit(limit).$asTuple('device_id', 'sequence'),
+      ),
     )
     .executeTakeFirst()
   return Number(result.numDeletedRows)

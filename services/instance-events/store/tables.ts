@@ -30,6 +30,8 @@ export interface EventsTable {
   /** Who published it, role/id. */
   publisher: string
   created_at: Generated<Date>
+  /** W3C traceparent of the publishing step. */
+  trace_parent: Generated<string>
 }
 
 export interface EventsDatabase {

@@ -8,11 +8,21 @@ export type OrderRow = Selectable<OrdersTable>
 
 export async function insertOrder(
   db: Db,
-  order: Pick<OrderRow, 'order_id' | 'device_id' | 'app_order_id' | 'amount_minor' | 'currency_code' | 'description' | 'merchant_id' | 'collection_accounts' | 'expires_at'>,
+  order: Pick<
+    OrderRow,
+    'order_id' | 'device_id' | 'app_order_id' | 'amount_minor' | 'currency_code' | 'description' | 'merchant_id' | 'collection_accounts' | 'expires_at' | 'trace_context'
+  >,
 ): Promise<OrderRow | undefined> {
   return db
     .insertInto('orders')
-    .values({ ...order, collection_accounts: JSON.stringify(order.collection_accounts) as unknown as Record<string, string>, state: 'submitted', platform_id: null, serial_number: null, fetched_at: null })
+    .values({
+      ...order,
+      collection_accounts: JSON.stringify(order.collection_accounts) as unknown as Record<string, string>,
+      state: 'submitted',
+      platform_id: null,
+      serial_number: null,
+      fetched_at: null,
+    })
     .onConflict((oc) => oc.column('app_order_id').doNothing())
     .returningAll()
     .executeTakeFirst()

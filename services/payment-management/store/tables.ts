@@ -25,6 +25,8 @@ export interface OrdersTable {
   updated_at: Generated<Date>
   expires_at: Date
   end_reason: Generated<string>
+  /** The order's trace context (traceparent and baggage), continued by every later step. */
+  trace_context: Generated<string>
 }
 
 export interface PaymentDatabase {

@@ -10,7 +10,16 @@ export type LedgerEntryRow = Selectable<LedgerEntriesTable>
 
 export async function insertAccount(
   db: Db,
-  account: { platformId: string; accountRef: string; sealedNumber: Uint8Array; maskedNumber: string; kind: AccountKindColumn; merchantId: string | null; currencyCode: string; passwordHash: string | null },
+  account: {
+    platformId: string
+    accountRef: string
+    sealedNumber: Uint8Array
+    maskedNumber: string
+    kind: AccountKindColumn
+    merchantId: string | null
+    currencyCode: string
+    passwordHash: string | null
+  },
 ): Promise<AccountRow | undefined> {
   return db
     .insertInto('accounts')
@@ -93,7 +102,12 @@ export async function lockTransaction(trx: Transaction<PlatformDatabase>, platfo
   return trx.selectFrom('transactions').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).forUpdate().executeTakeFirst()
 }
 
-export async function setTransactionState(trx: Transaction<PlatformDatabase>, serialNumber: string, state: TransactionStateColumn, completedAt: Date | null): Promise<TransactionRow> {
+export async function setTransactionState(
+  trx: Transaction<PlatformDatabase>,
+  serialNumber: string,
+  state: TransactionStateColumn,
+  completedAt: Date | null,
+): Promise<TransactionRow> {
   return trx.updateTable('transactions').set({ state, completed_at: completedAt }).where('serial_number', '=', serialNumber).returningAll().executeTakeFirstOrThrow()
 }
 

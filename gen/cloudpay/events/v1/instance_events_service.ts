@@ -169,7 +169,14 @@ export interface Event {
   /** The id the event is about (a login id or an order id), never a secret. */
   subjectId: string;
   /** When the event was stored. */
-  createTime: Date | undefined;
+  createTime:
+    | Date
+    | undefined;
+  /**
+   * W3C traceparent of the step that published the event: a subscriber acting on it continues
+   * that trace (e.g. the terminal's VerifyLogin joins the instance's login trace). Empty if none.
+   */
+  traceParent: string;
 }
 
 /** Request for OpenChannel. */
@@ -465,7 +472,7 @@ export const Channel: MessageFns<Channel> = {
 };
 
 function createBaseEvent(): Event {
-  return { deviceId: "", sequence: 0n, kind: 0, subjectId: "", createTime: undefined };
+  return { deviceId: "", sequence: 0n, kind: 0, subjectId: "", createTime: undefined, traceParent: "" };
 }
 
 export const Event: MessageFns<Event> = {
@@ -487,6 +494,9 @@ export const Event: MessageFns<Event> = {
     }
     if (message.createTime !== undefined) {
       Timestamp.encode(toTimestamp(message.createTime), writer.uint32(42).fork()).join();
+    }
+    if (message.traceParent !== "") {
+      writer.uint32(50).string(message.traceParent);
     }
     return writer;
   },
@@ -544,6 +554,14 @@ export const Event: MessageFns<Event> = {
             message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.traceParent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -575,6 +593,11 @@ export const Event: MessageFns<Event> = {
         : isSet(object.create_time)
         ? fromJsonTimestamp(object.create_time)
         : undefined,
+      traceParent: isSet(object.traceParent)
+        ? globalThis.String(object.traceParent)
+        : isSet(object.trace_parent)
+        ? globalThis.String(object.trace_parent)
+        : "",
     };
   },
 
@@ -595,6 +618,9 @@ export const Event: MessageFns<Event> = {
     if (message.createTime !== undefined) {
       obj.createTime = message.createTime.toISOString();
     }
+    if (message.traceParent !== "") {
+      obj.traceParent = message.traceParent;
+    }
     return obj;
   },
 
@@ -608,6 +634,7 @@ export const Event: MessageFns<Event> = {
     message.kind = object.kind ?? 0;
     message.subjectId = object.subjectId ?? "";
     message.createTime = object.createTime ?? undefined;
+    message.traceParent = object.traceParent ?? "";
     return message;
   },
 };

@@ -200,6 +200,8 @@ export interface Order {
     | undefined;
   /** Why the order failed, was cancelled or expired; empty otherwise. */
   endReason: string;
+  /** W3C traceparent of the order's trace: the terminal's calls about the order continue it. */
+  traceParent: string;
 }
 
 /** Request for SubmitOrder. */
@@ -348,6 +350,7 @@ function createBaseOrder(): Order {
     updateTime: undefined,
     expireTime: undefined,
     endReason: "",
+    traceParent: "",
   };
 }
 
@@ -394,6 +397,9 @@ export const Order: MessageFns<Order> = {
     }
     if (message.endReason !== "") {
       writer.uint32(114).string(message.endReason);
+    }
+    if (message.traceParent !== "") {
+      writer.uint32(122).string(message.traceParent);
     }
     return writer;
   },
@@ -523,6 +529,14 @@ export const Order: MessageFns<Order> = {
             message.endReason = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.traceParent = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -595,6 +609,11 @@ export const Order: MessageFns<Order> = {
         : isSet(object.end_reason)
         ? globalThis.String(object.end_reason)
         : "",
+      traceParent: isSet(object.traceParent)
+        ? globalThis.String(object.traceParent)
+        : isSet(object.trace_parent)
+        ? globalThis.String(object.trace_parent)
+        : "",
     };
   },
 
@@ -642,6 +661,9 @@ export const Order: MessageFns<Order> = {
     if (message.endReason !== "") {
       obj.endReason = message.endReason;
     }
+    if (message.traceParent !== "") {
+      obj.traceParent = message.traceParent;
+    }
     return obj;
   },
 
@@ -666,6 +688,7 @@ export const Order: MessageFns<Order> = {
     message.updateTime = object.updateTime ?? undefined;
     message.expireTime = object.expireTime ?? undefined;
     message.endReason = object.endReason ?? "";
+    message.traceParent = object.traceParent ?? "";
     return message;
   },
 };

@@ -10,7 +10,12 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('title', 'text', (c) => c.notNull())
     .addColumn('currency_code', 'text', (c) => c.notNull().check(sql`currency_code ~ '^[A-Z]{3}$'`))
     .addColumn('unit_price_minor', 'bigint', (c) => c.notNull().check(sql`unit_price_minor > 0`))
-    .addColumn('unit_discount_minor', 'bigint', (c) => c.notNull().defaultTo(0).check(sql`unit_discount_minor >= 0 and unit_discount_minor < unit_price_minor`))
+    .addColumn('unit_discount_minor', 'bigint', (c) =>
+      c
+        .notNull()
+        .defaultTo(0)
+        .check(sql`unit_discount_minor >= 0 and unit_discount_minor < unit_price_minor`),
+    )
     .execute()
   await db
     .insertInto('catalog_items')

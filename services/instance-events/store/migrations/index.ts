@@ -2,8 +2,10 @@
 import type { Migration } from '../../../runtime/database.ts'
 import * as initial from './2026_11_22_0001_initial.ts'
 import * as events from './2026_11_22_0002_events.ts'
+import * as eventTrace from './2026_11_22_0003_event_trace.ts'
 
 export const migrations: Record<string, Migration> = {
   '2026_11_22_0001_initial': initial,
   '2026_11_22_0002_events': events,
+  '2026_11_22_0003_event_trace': eventTrace,
 }

@@ -1,21 +1,29 @@
-// The login flow as operator, instance and terminal act it out (DESIGN login steps 0-4), for
-// tests that need a logged-in instance.
-import assert from 'node:assert/strict'
+// The login flow as operator, instance and terminal act it out (DESIGN login steps 0-4): used by
+// the demo and by tests that need a logged-in instance.
+import { randomUUID } from 'node:crypto'
 import { LoginState } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
+import type { ServiceName } from '../../services/runtime/config.ts'
 import type { Identity } from '../../services/runtime/identity.ts'
-import { newRequestId } from './grpc.ts'
-import { OPERATOR, type TestMesh } from './mesh.ts'
+import type { ClientOf } from '../../services/runtime/peers.ts'
+
+/** Generated clients of the mesh, each authenticated as some party. */
+export interface MeshClients {
+  client<Name extends ServiceName>(name: Name, identity: Identity): Promise<ClientOf<Name>>
+}
+
+export const OPERATOR: Identity = { role: 'operator', id: 'demo-operator' }
+const newRequestId = (): string => randomUUID()
 
 export const instance = (deviceId: string): Identity => ({ role: 'instance', id: deviceId })
 export const terminal = (terminalId: string): Identity => ({ role: 'terminal', id: terminalId })
 
-export function flows(t: TestMesh) {
+export function flows(t: MeshClients, operator: Identity = OPERATOR) {
   /** Step 0: the operator registers the account, assigns the instance, connects the terminal. */
   async function setUp(accountId: string, password: string, deviceId: string, terminalId: string, register = true) {
-    const accounts = await t.client('account-management', OPERATOR)
-    const events = await t.client('instance-events', OPERATOR)
+    const accounts = await t.client('account-management', operator)
+    const events = await t.client('instance-events', operator)
     if (register) await unaryCall(accounts, 'registerCloudAccount', { requestId: newRequestId(), accountId, password })
     await unaryCall(accounts, 'assignInstance', { requestId: newRequestId(), deviceId, accountId })
     await unaryCall(events, 'openChannel', { requestId: newRequestId(), deviceId, terminalId })
@@ -48,7 +56,7 @@ export function flows(t: TestMesh) {
   async function logIn(deviceId: string, terminalId: string, password: string) {
     const login = await startLogin(deviceId)
     const verified = await verify(deviceId, terminalId, login.loginId, login.bindingCode, password)
-    assert.equal(verified.state, LoginState.LOGIN_STATE_VERIFIED)
+    if (verified.state !== LoginState.LOGIN_STATE_VERIFIED) throw new Error(`login ${login.loginId} was not verified: ${LoginState[verified.state]}`)
     const { loginToken } = await redeem(deviceId, login.loginId)
     return appLogin(deviceId, loginToken)
   }

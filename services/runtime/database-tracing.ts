@@ -1,0 +1,66 @@
+// A span per database query, for every dialect alike: the query's statement (parameters are
+// placeholders, so no values and no secrets) under the span of the service doing the work.
+import { context, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api'
+import type { CompiledQuery, DatabaseConnection, Dialect, Driver, QueryResult } from 'kysely'
+import { SERVICE_TRACER } from './telemetry.ts'
+
+function tracedConnection(connection: DatabaseConnection): DatabaseConnection {
+  return {
+    executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+      const tracer = context.active().getValue(SERVICE_TRACER) as Tracer | undefined
+      if (!tracer) return connection.executeQuery<R>(query)
+      const operation = query.sql.trimStart().split(/\s/, 1)[0]!.toLowerCase()
+      return tracer.startActiveSpan(
+        `db ${operation}`,
+        { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql', 'db.query.text': query.sql.slice(0, 2000), 'db.operation.name': operation } },
+        async (span) => {
+          try {
+            return await connection.executeQuery<R>(query)
+          } catch (error) {
+            span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message })
+            throw error
+          } finally {
+            span.end()
+          }
+        },
+      )
+    },
+    streamQuery: connection.streamQuery.bind(connection),
+  }
+}
+
+/** Wraps a dialect so each query gets a span (begin/commit included). */
+export function tracedDialect(dialect: Dialect): Dialect {
+  return {
+    createAdapter: () => dialect.createAdapter(),
+    createIntrospector: (db) => dialect.createIntrospector(db),
+    createQueryCompiler: () => dialect.createQueryCompiler(),
+    createDriver: (): Driver => {
+      const driver = dialect.createDriver()
+      const wrapped = new WeakMap<DatabaseConnection, DatabaseConnection>()
+      const wrap = (connection: DatabaseConnection): DatabaseConnection => {
+        let traced = wrapped.get(connection)
+        if (!traced) wrapped.set(connection, (traced = tracedConnection(connection)))
+        return traced
+      }
+      const unwrap = new WeakMap<DatabaseConnection, DatabaseConnection>()
+      return {
+        init: () => driver.init(),
+        acquireConnection: async () => {
+          const connection = await driver.acquireConnection()
+          const traced = wrap(connection)
+          unwrap.set(traced, connection)
+          return traced
+        },
+        beginTransaction: (c, settings) => driver.beginTransaction(unwrap.get(c) ?? c, settings),
+        commitTransaction: (c) => driver.commitTransaction(unwrap.get(c) ?? c),
+        rollbackTransaction: (c) => driver.rollbackTransaction(unwrap.get(c) ?? c),
+        releaseConnection: (c) => driver.releaseConnection(unwrap.get(c) ?? c),
+        savepoint: driver.savepoint ? (c, name, compile) => driver.savepoint!(unwrap.get(c) ?? c, name, compile) : undefined,
+        rollbackToSavepoint: driver.rollbackToSavepoint ? (c, name, compile) => driver.rollbackToSavepoint!(unwrap.get(c) ?? c, name, compile) : undefined,
+        releaseSavepoint: driver.releaseSavepoint ? (c, name, compile) => driver.releaseSavepoint!(unwrap.get(c) ?? c, name, compile) : undefined,
+        destroy: () => driver.destroy(),
+      }
+    },
+  }
+}
