@@ -56,14 +56,21 @@ function follow(clients: MeshClients, who: ReturnType<typeof instance>, deviceId
   }
 }
 
-export async function runDemo(clients: MeshClients, tracerFor: (party: string) => Tracer, say: (line: string) => void): Promise<DemoSummary> {
+/** The person's secrets; fresh random ones unless a test passes its own (to search for them afterwards). */
+export interface DemoSecrets {
+  readonly password: string
+  readonly payerAccount: string
+  readonly paymentPassword: string
+}
+
+export async function runDemo(clients: MeshClients, tracerFor: (party: string) => Tracer, say: (line: string) => void, secrets?: DemoSecrets): Promise<DemoSummary> {
   const suffix = randomBytes(3).toString('hex')
   const accountId = `demo-${suffix}`
-  const password = `demo-password-${randomBytes(6).toString('hex')}`
+  const password = secrets?.password ?? `demo-password-${randomBytes(6).toString('hex')}`
   const device = `cg-${suffix}`
   const phone = `phone-${suffix}`
-  const payer = `DEMO${randomBytes(6).toString('hex').toUpperCase()}`
-  const paymentPassword = `pay-${randomBytes(4).toString('hex')}`
+  const payer = secrets?.payerAccount ?? `DEMO${randomBytes(6).toString('hex').toUpperCase()}`
+  const paymentPassword = secrets?.paymentPassword ?? `pay-${randomBytes(4).toString('hex')}`
   const step = flows(clients, OPERATOR)
   const instanceTracer = tracerFor('instance')
   const terminalTracer = tracerFor('terminal')

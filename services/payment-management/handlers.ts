@@ -91,33 +91,27 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       const call = { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: SubmitOrderRequest, responseCodec: SubmitOrderResponse }
       const replay = await replayOf(db, call)
       if (replay) return replay
-      // The amount is the application's own record of the order; the instance sends none.
-      const { order: appOrder } = await callPeer('app-service', unaryCall(deps.peers.get('app-service'), 'getOrder', { appOrderId: request.appOrderId }, { signal: ctx.signal }))
-      if (!appOrder || appOrder.deviceId !== request.deviceId)
-        throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${request.appOrderId} was not placed from device ${request.deviceId}`)
-      if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING)
-        throw new FailedPreconditionError('APP_ORDER_NOT_PENDING', `app order ${request.appOrderId} is not waiting for payment`)
+      // The order's id exists from the start, so every span of the submission carries it.
       const orderId = randomUUID()
-      return tagged({ orderId, deviceId: request.deviceId }, () =>
-        idempotent(db, call, async (trx) => ({
-          order: toOrder(
-            await orders.submit(
-              trx,
-              {
-                orderId,
-                deviceId: request.deviceId,
-                appOrderId: appOrder.appOrderId,
-                amountMinor: appOrder.amountDue!.amountMinor,
-                currencyCode: appOrder.amountDue!.currencyCode,
-                description: appOrder.description,
-                merchantId: appOrder.merchantId,
-                collectionAccounts: appOrder.collectionAccounts,
-              },
-              settings.orderTtlMs,
-            ),
-          ),
-        })),
-      )
+      return tagged({ orderId, deviceId: request.deviceId }, async () => {
+        // The amount is the application's own record of the order; the instance sends none.
+        const { order: appOrder } = await callPeer('app-service', unaryCall(deps.peers.get('app-service'), 'getOrder', { appOrderId: request.appOrderId }, { signal: ctx.signal }))
+        if (!appOrder || appOrder.deviceId !== request.deviceId)
+          throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${request.appOrderId} was not placed from device ${request.deviceId}`)
+        if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING)
+          throw new FailedPreconditionError('APP_ORDER_NOT_PENDING', `app order ${request.appOrderId} is not waiting for payment`)
+        const input = {
+          orderId,
+          deviceId: request.deviceId,
+          appOrderId: appOrder.appOrderId,
+          amountMinor: appOrder.amountDue!.amountMinor,
+          currencyCode: appOrder.amountDue!.currencyCode,
+          description: appOrder.description,
+          merchantId: appOrder.merchantId,
+          collectionAccounts: appOrder.collectionAccounts,
+        }
+        return idempotent(db, call, async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs)) }))
+      })
     },
 
     fetchOrder: async (request, ctx) => {

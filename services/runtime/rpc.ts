@@ -95,7 +95,8 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
     },
     parent,
   )
-  tagFromRequest(span, call.request)
+  const tags = tagsOfRequest(call.request)
+  for (const [attribute, value] of Object.entries(tags)) span.setAttribute(attribute, value)
   const abort = new AbortController()
   call.on('cancelled', () => abort.abort(new Error('cancelled by the client')))
   const started = Date.now()
@@ -103,7 +104,8 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
   return {
     caller,
     ctx: caller ? { caller, method: name, log, span, signal: abort.signal, peerCertificate: peer?.raw } : undefined,
-    activeContext: trace.setSpan(parent, span).setValue(SERVICE_TRACER, runtime.tracer),
+    // The ids also ride as baggage, so spans the handler causes (calls, queries, other services) carry them.
+    activeContext: withBaggageEntries(trace.setSpan(parent, span), tags).setValue(SERVICE_TRACER, runtime.tracer),
     finish(error?: unknown) {
       let status: ReturnType<typeof toServiceStatus>['status'] | undefined
       if (error === undefined) {
@@ -130,12 +132,21 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
 
 /** Ids a request names (never secrets) become span attributes: the device, order, platform, login. */
 const REQUEST_TAGS: Record<string, string> = { deviceId: 'cloudpay.device_id', orderId: 'cloudpay.order_id', platformId: 'cloudpay.platform_id', loginId: 'cloudpay.login_id' }
-function tagFromRequest(span: Span, request: unknown): void {
-  if (!request || typeof request !== 'object') return
+function tagsOfRequest(request: unknown): Record<string, string> {
+  const tags: Record<string, string> = {}
+  if (!request || typeof request !== 'object') return tags
   for (const [field, attribute] of Object.entries(REQUEST_TAGS)) {
     const value = (request as Record<string, unknown>)[field]
-    if (typeof value === 'string' && value !== '') span.setAttribute(attribute, value)
+    if (typeof value === 'string' && value !== '') tags[attribute] = value
   }
+  return tags
+}
+
+function withBaggageEntries(base: Context, entries: Record<string, string>): Context {
+  if (Object.keys(entries).length === 0) return base
+  let baggage = propagation.getBaggage(base) ?? propagation.createBaggage()
+  for (const [key, value] of Object.entries(entries)) baggage = baggage.setEntry(key, { value })
+  return propagation.setBaggage(base, baggage)
 }
 
 function unary(path: string, handler: (request: unknown, ctx: RpcContext) => Promise<unknown>, runtime: HandlerRuntime) {

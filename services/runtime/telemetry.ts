@@ -97,13 +97,18 @@ export function exporterFromEnv(env: NodeJS.ProcessEnv): SpanExporter | undefine
   const endpointSet = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
   if (!chosen.includes('otlp') && !endpointSet) return undefined
   const protocol = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf'
+  // The URL from the given environment (the exporters would read process.env only); headers and
+  // timeouts they read themselves.
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.replace(/\/$/, '')
+  const signalUrl = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+  const config = (path: string) => (signalUrl ? { url: signalUrl } : base ? { url: `${base}${path}` } : {})
   switch (protocol) {
     case 'grpc':
-      return new OtlpGrpcExporter()
+      return new OtlpGrpcExporter(config(''))
     case 'http/json':
-      return new OtlpJsonExporter()
+      return new OtlpJsonExporter(config('/v1/traces'))
     case 'http/protobuf':
-      return new OtlpProtoExporter()
+      return new OtlpProtoExporter(config('/v1/traces'))
     default:
       throw new Error(`OTEL_EXPORTER_OTLP_PROTOCOL must be grpc, http/protobuf or http/json, got ${JSON.stringify(protocol)}`)
   }

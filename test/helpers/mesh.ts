@@ -30,7 +30,7 @@ export interface TestMesh {
   stop(): Promise<void>
 }
 
-export async function startTestMesh(options: { services?: readonly ServiceSpec[]; env?: NodeJS.ProcessEnv } = {}): Promise<TestMesh> {
+export async function startTestMesh(options: { services?: readonly ServiceSpec[]; env?: NodeJS.ProcessEnv; telemetryEnv?: NodeJS.ProcessEnv } = {}): Promise<TestMesh> {
   const fresh = await freshDatabase()
   const env: NodeJS.ProcessEnv = {
     CLOUDPAY_HOME: fresh.home,
@@ -42,7 +42,7 @@ export async function startTestMesh(options: { services?: readonly ServiceSpec[]
   }
   const config = loadConfig(env)
   const spans = new InMemorySpanExporter()
-  const telemetry = startTelemetry({ env: {}, spanProcessors: [new SimpleSpanProcessor(spans)] })
+  const telemetry = startTelemetry({ env: options.telemetryEnv ?? {}, spanProcessors: [new SimpleSpanProcessor(spans)], spanFile: config.traceFile })
   const logLines: string[] = []
   // CLOUDPAY_TEST_LOG=1 also prints the services' log lines (for debugging a failing test).
   const echo = process.env.CLOUDPAY_TEST_LOG === '1'

@@ -1,0 +1,175 @@
+// One trace per flow, across every service and the asynchronous steps, as a dashboard receives it
+// (a real OTLP/HTTP receiver in this process), as `cloudpay trace` prints it, and no secrets in it.
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { createServer, type Server } from 'node:http'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import { promisify } from 'node:util'
+import { SpanKind } from '@opentelemetry/api'
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
+import { type DemoSummary, runDemo } from '../../cli/demo/run.ts'
+import { startTestMesh, type TestMesh } from '../helpers/mesh.ts'
+import { findSecret } from '../helpers/secrets.ts'
+
+const run = promisify(execFile)
+const ROOT = new URL('../..', import.meta.url).pathname
+const SECRETS = { password: 'trace-test-password-1', payerAccount: 'TRACEPAYER998877', paymentPassword: 'trace-pay-4321' }
+
+interface OtlpSpan {
+  traceId: string
+  spanId: string
+  parentSpanId?: string
+  name: string
+  attributes?: { key: string; value: { stringValue?: string } }[]
+}
+const received: { service: string; span: OtlpSpan }[] = []
+let receiver: Server
+let t: TestMesh
+let summary: DemoSummary
+
+before(async () => {
+  receiver = createServer((req, res) => {
+    let body = ''
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()))
+    req.on('end', () => {
+      if (req.url === '/v1/traces') {
+        const payload = JSON.parse(body) as {
+          resourceSpans: { resource: { attributes: { key: string; value: { stringValue?: string } }[] }; scopeSpans: { spans: OtlpSpan[] }[] }[]
+        }
+        for (const resourceSpans of payload.resourceSpans) {
+          const service = resourceSpans.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue ?? '?'
+          for (const scope of resourceSpans.scopeSpans) for (const span of scope.spans) received.push({ service, span })
+        }
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+    })
+  })
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve))
+  const port = (receiver.address() as { port: number }).port
+  t = await startTestMesh({ telemetryEnv: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' } })
+  summary = await runDemo(
+    t,
+    (party) => t.telemetry.tracer(party),
+    () => undefined,
+    SECRETS,
+  )
+  await t.telemetry.forceFlush()
+})
+after(async () => {
+  await t?.stop()
+  receiver?.close()
+})
+
+const spansOf = (traceId: string) => t.spans.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId)
+const serviceOf = (span: ReadableSpan) => String(span.resource.attributes['service.name'])
+
+test('a login is one trace through the instance, the terminal and the services it touches', () => {
+  const spans = spansOf(summary.traceIds.login)
+  const services = new Set(spans.filter((s) => s.kind === SpanKind.SERVER).map(serviceOf))
+  assert.deepEqual([...services].sort(), ['cloudpay-account-management', 'cloudpay-app-service', 'cloudpay-instance-events'])
+  const outside = t.spans.getFinishedSpans().filter((s) => s.attributes['cloudpay.login_id'] === summary.login.loginId && s.spanContext().traceId !== summary.traceIds.login)
+  assert.deepEqual(
+    outside.map((s) => s.name),
+    [],
+    'no span of this login is in another trace',
+  )
+  const parties = new Set(spans.map(serviceOf))
+  assert.ok(parties.has('cloudpay-terminal') && parties.has('cloudpay-instance'), 'the terminal continued the trace from the event')
+})
+
+test('an order is one trace across all five services, parent to child through the asynchronous steps', () => {
+  const spans = spansOf(summary.traceIds.order)
+  const servers = spans.filter((s) => s.kind === SpanKind.SERVER)
+  assert.deepEqual([...new Set(servers.map(serviceOf))].sort(), [
+    'cloudpay-account-management',
+    'cloudpay-app-service',
+    'cloudpay-instance-events',
+    'cloudpay-payment-management',
+    'cloudpay-payment-platform',
+  ])
+  const byId = new Map(spans.map((s) => [s.spanContext().spanId, s]))
+  const ancestors = (span: ReadableSpan): ReadableSpan[] => {
+    const chain: ReadableSpan[] = []
+    for (let parent = byId.get(span.parentSpanContext?.spanId ?? ''); parent; parent = byId.get(parent.parentSpanContext?.spanId ?? '')) chain.push(parent)
+    return chain
+  }
+  const fulfil = servers.find((s) => s.name === 'cloudpay.app.v1.AppService/FulfilOrder')!
+  const chain = ancestors(fulfil).map((s) => `${serviceOf(s)} ${s.name}`)
+  for (const step of [
+    'cloudpay-payment-management outbox fulfil',
+    'cloudpay-payment-management cloudpay.payment.v1.PaymentManagementService/ReportPaymentResult',
+    'cloudpay-payment-platform outbox payment-result',
+    'cloudpay-payment-platform cloudpay.platform.v1.PaymentPlatformService/Pay',
+    'cloudpay-terminal terminal: pay',
+  ]) {
+    assert.ok(chain.includes(step), `FulfilOrder descends from ${step}; chain: ${chain.join(' <- ')}`)
+  }
+  for (const span of spans.filter((s) => ['cloudpay-payment-management', 'cloudpay-payment-platform'].includes(serviceOf(s)) && !s.name.startsWith('db '))) {
+    // FetchOrder chooses the order inside it: it is tagged once found, its checks before are not.
+    if ([span, ...ancestors(span)].some((s) => s.name.endsWith('/FetchOrder'))) continue
+    assert.equal(span.attributes['cloudpay.order_id'], summary.order.orderId, `${serviceOf(span)} ${span.name} carries the order id`)
+  }
+  assert.equal(fulfil.attributes['cloudpay.order_id'], summary.order.orderId)
+  const states = spans.flatMap((s) => s.events.filter((e) => e.name === 'order state').map((e) => e.attributes?.['cloudpay.order_state']))
+  for (const state of ['fetched', 'awaiting_payment', 'paid', 'effective']) assert.ok(states.includes(state), `state change to ${state} is a span event`)
+  assert.ok(
+    spans.some((s) => s.name.startsWith('db ') && s.attributes['db.system.name'] === 'postgresql'),
+    'queries are spans too',
+  )
+})
+
+test('no secret is in any exported span, table or log', async () => {
+  for (const secret of Object.values(SECRETS)) assert.deepEqual(await findSecret(t, secret), [], secret)
+  assert.ok(!JSON.stringify(received).includes(SECRETS.payerAccount))
+})
+
+test('the OTLP receiver gets the same trace over the wire, from every service', () => {
+  const order = received.filter((r) => r.span.traceId === summary.traceIds.order)
+  assert.ok(order.length >= spansOf(summary.traceIds.order).length, 'every span of the order arrived')
+  const five = ['cloudpay-account-management', 'cloudpay-app-service', 'cloudpay-instance-events', 'cloudpay-payment-management', 'cloudpay-payment-platform']
+  assert.deepEqual([...new Set(order.map((r) => r.service))].filter((s) => five.includes(s)).sort(), five)
+  const fulfil = order.find((r) => r.span.name === 'cloudpay.app.v1.AppService/FulfilOrder')
+  assert.equal(fulfil?.span.attributes?.find((a) => a.key === 'cloudpay.order_id')?.value.stringValue, summary.order.orderId)
+})
+
+test('cloudpay trace <order id> prints the waterfall of the order from the local span store', async () => {
+  const { stdout } = await run(join(ROOT, 'node_modules/.bin/tsx'), ['cli/cloudpay.ts', 'trace', summary.order.orderId], {
+    cwd: ROOT,
+    env: { ...process.env, CLOUDPAY_HOME: t.config.home },
+  })
+  assert.match(stdout, new RegExp(`^trace ${summary.traceIds.order} · \\d+ spans · \\d+ services`, 'm'))
+  for (const row of ['PaymentPlatformService/Pay', 'outbox payment-result', 'AppService/FulfilOrder', 'instance: buy gems', 'terminal: pay']) assert.match(stdout, new RegExp(row))
+  assert.match(stdout, /\|\s*█+\s*\| ok/)
+  const byTrace = await run(join(ROOT, 'node_modules/.bin/tsx'), ['cli/cloudpay.ts', 'trace', summary.traceIds.login], {
+    cwd: ROOT,
+    env: { ...process.env, CLOUDPAY_HOME: t.config.home },
+  })
+  assert.match(byTrace.stdout, /AccountManagementService\/VerifyLogin/)
+})
+
+test('npm run demo -- --json acts out both flows and prints one summary', async () => {
+  const home = join(t.config.home, 'demo')
+  const ports = Object.fromEntries(
+    ['ACCOUNT_MANAGEMENT', 'PAYMENT_MANAGEMENT', 'INSTANCE_EVENTS', 'PAYMENT_PLATFORM', 'APP_SERVICE'].map((name, i) => [
+      `CLOUDPAY_${name}_ADDR`,
+      `127.0.0.1:${41000 + Math.floor(Math.random() * 1000) * 5 + i}`,
+    ]),
+  )
+  const { stdout } = await run(join(ROOT, 'node_modules/.bin/tsx'), ['cli/demo.ts', '--json'], {
+    cwd: ROOT,
+    env: { ...process.env, ...ports, CLOUDPAY_HOME: home, DATABASE_URL: t.fresh.location.databaseUrl ?? '' },
+    timeout: 120_000,
+  })
+  const demo = JSON.parse(stdout) as DemoSummary
+  assert.equal(demo.login.result, 'LOGIN_STATE_VERIFIED')
+  assert.match(demo.login.displayName, /^cloud platform guest \d{6}$/)
+  assert.equal(demo.order.state, 'ORDER_STATE_EFFECTIVE')
+  const amount = BigInt(demo.order.amount.amountMinor)
+  assert.equal(amount, 2n * (1999n - 200n))
+  assert.equal(BigInt(demo.balances.payerBefore) - BigInt(demo.balances.payerAfter), amount)
+  assert.equal(BigInt(demo.balances.merchantAfter) - BigInt(demo.balances.merchantBefore), amount)
+  assert.deepEqual(demo.inventory, { 'gem-pack-550': '2' })
+  assert.match(demo.traceIds.login, /^[0-9a-f]{32}$/)
+  assert.notEqual(demo.traceIds.login, demo.traceIds.order)
+})
