@@ -58,8 +58,22 @@ export async function assertResumable(db: Db, deviceId: string, afterSequence: b
   }
 }
 
-export function readEvents(db: Db, deviceId: string, afterSequence: bigint, limit: number) {
-  return store.readEvents(db, deviceId, afterSequence, limit)
+const readsByDb = new WeakMap<Db, Map<string, Promise<store.EventRow[]>>>()
+
+/**
+ * Events after a sequence. Subscribers of one device at the same cursor share one query: a
+ * publish to a device followed by thousands wakes them all, and they all read the same rows.
+ */
+export function readEvents(db: Db, deviceId: string, afterSequence: bigint, limit: number): Promise<store.EventRow[]> {
+  let reads = readsByDb.get(db)
+  if (!reads) readsByDb.set(db, (reads = new Map()))
+  const key = `${deviceId}\0${afterSequence}\0${limit}`
+  let pending = reads.get(key)
+  if (!pending) {
+    pending = store.readEvents(db, deviceId, afterSequence, limit).finally(() => reads!.delete(key))
+    reads.set(key, pending)
+  }
+  return pending
 }
 
 /** Deletes events older than the retention period, in batches. */

@@ -4,9 +4,14 @@ import { context, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/a
 import type { CompiledQuery, DatabaseConnection, Dialect, Driver, QueryResult } from 'kysely'
 import { SERVICE_TRACER } from './telemetry.ts'
 
+/** Commits the database did for this process: explicit transactions and statements outside one (benchmarks count them). */
+export const databaseCounters = { transactions: 0, statementsOutsideTransactions: 0 }
+const inTransaction = new WeakSet<DatabaseConnection>()
+
 function tracedConnection(connection: DatabaseConnection): DatabaseConnection {
   return {
     executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+      if (!inTransaction.has(connection)) databaseCounters.statementsOutsideTransactions++
       const tracer = context.active().getValue(SERVICE_TRACER) as Tracer | undefined
       if (!tracer) return connection.executeQuery<R>(query)
       const operation = query.sql.trimStart().split(/\s/, 1)[0]!.toLowerCase()
@@ -52,9 +57,19 @@ export function tracedDialect(dialect: Dialect): Dialect {
           unwrap.set(traced, connection)
           return traced
         },
-        beginTransaction: (c, settings) => driver.beginTransaction(unwrap.get(c) ?? c, settings),
-        commitTransaction: (c) => driver.commitTransaction(unwrap.get(c) ?? c),
-        rollbackTransaction: (c) => driver.rollbackTransaction(unwrap.get(c) ?? c),
+        beginTransaction: async (c, settings) => {
+          databaseCounters.transactions++
+          inTransaction.add(unwrap.get(c) ?? c)
+          await driver.beginTransaction(unwrap.get(c) ?? c, settings)
+        },
+        commitTransaction: async (c) => {
+          inTransaction.delete(unwrap.get(c) ?? c)
+          await driver.commitTransaction(unwrap.get(c) ?? c)
+        },
+        rollbackTransaction: async (c) => {
+          inTransaction.delete(unwrap.get(c) ?? c)
+          await driver.rollbackTransaction(unwrap.get(c) ?? c)
+        },
         releaseConnection: (c) => driver.releaseConnection(unwrap.get(c) ?? c),
         savepoint: driver.savepoint ? (c, name, compile) => driver.savepoint!(unwrap.get(c) ?? c, name, compile) : undefined,
         rollbackToSavepoint: driver.rollbackToSavepoint ? (c, name, compile) => driver.rollbackToSavepoint!(unwrap.get(c) ?? c, name, compile) : undefined,

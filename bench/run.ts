@@ -1,0 +1,254 @@
+// `npm run bench [-- --quick]`: what a flow costs here, against the limit grpc-js sets here,
+// measured in the same run: a bare echo and a bare stream fan-out over the same mutual TLS, then
+// login and order flows and the Notify pipe through the whole mesh. Prints a table and appends a
+// JSON result file under bench/results/.
+import { execFileSync } from 'node:child_process'
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { cpus, tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { Metadata, type ChannelCredentials } from '@grpc/grpc-js'
+import type { Context } from '@opentelemetry/api'
+import { SpanKind } from '@opentelemetry/api'
+import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base'
+import { EventKind, InstanceEventsServiceClient, type NotifyResponse } from '../gen/cloudpay/events/v1/instance_events_service.ts'
+import { ALL_SERVICES } from '../services/registry.ts'
+import { createClient, unaryCall } from '../services/runtime/client.ts'
+import { addressVariable, loadConfig, SERVICE_NAMES } from '../services/runtime/config.ts'
+import { databaseCounters } from '../services/runtime/database-tracing.ts'
+import { ensureDevCertificate } from '../services/runtime/dev-certificates.ts'
+import { createLogger } from '../services/runtime/logger.ts'
+import { startMesh } from '../services/runtime/process.ts'
+import { startTelemetry } from '../services/runtime/telemetry.ts'
+import { channelCredentials, serverCredentials } from '../services/runtime/tls.ts'
+import { demoClients } from '../cli/demo/clients.ts'
+import { echoClients, fanOut, startBareServer, unaryBaseline } from './baseline.ts'
+import { setUpMerchant, worker } from './flows.ts'
+import { type Figures, load, round } from './stats.ts'
+
+const quick = process.argv.includes('--quick')
+const LEVELS = quick ? [1, 16] : [1, 16, 64]
+const UNARY_MS = quick ? 1500 : 5000
+const FLOW_MS = quick ? 2500 : 8000
+const FANOUT = quick ? [1000] : [1000, 10_000]
+const ROUNDS = quick ? 5 : 20
+const ROOT = new URL('..', import.meta.url).pathname
+
+/** Counts server spans: the RPCs a flow makes, internal ones included. */
+class RpcCounter implements SpanProcessor {
+  rpcs = 0
+  onStart(span: Span, _context: Context): void {
+    if (span.kind === SpanKind.SERVER) this.rpcs++
+  }
+  onEnd(_span: ReadableSpan): void {}
+  forceFlush = () => Promise.resolve()
+  shutdown = () => Promise.resolve()
+}
+
+/** Live memory (heap and buffers) after a full collection: what the open streams hold. */
+const memory = () => {
+  global.gc?.()
+  global.gc?.()
+  const { heapUsed, external } = process.memoryUsage()
+  return heapUsed + external
+}
+const pkgVersion = async (name: string) => (JSON.parse(await readFile(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version
+
+async function main(): Promise<void> {
+  const home = await mkdtemp(join(tmpdir(), 'cloudpay-bench-'))
+  const env = {
+    CLOUDPAY_HOME: home,
+    CLOUDPAY_TRACE_FILE: 'off',
+    CLOUDPAY_LOG_LEVEL: 'warn',
+    ...Object.fromEntries(SERVICE_NAMES.map((name) => [addressVariable(name), '127.0.0.1:0'])),
+    ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
+  }
+  const config = loadConfig(env)
+  const database = config.databaseUrl ? 'postgres' : 'pglite'
+  const results: Record<string, unknown> = {}
+  const rows: string[][] = []
+  const say = (line: string) => process.stderr.write(`${line}\n`)
+
+  // ── Baseline: bare grpc-js over the same mTLS ──
+  say(`baseline: bare grpc-js echo over mTLS (${quick ? 'quick' : 'full'})`)
+  const serverPaths = await ensureDevCertificate(home, { role: 'service', id: 'bench-echo' })
+  const clientPaths = await ensureDevCertificate(home, { role: 'operator', id: 'bench' })
+  const bare = await startBareServer(serverCredentials(serverPaths, 60_000))
+  const clientCredentials: ChannelCredentials = channelCredentials(clientPaths, 60_000)
+  const [echo] = echoClients(bare.address, clientCredentials, 1)
+  const baseline: Record<number, Figures> = {}
+  for (const c of LEVELS) {
+    baseline[c] = await unaryBaseline([echo!], c, UNARY_MS)
+    rows.push([
+      `bare unary echo`,
+      `c=${c}`,
+      `${round(baseline[c]!.perSecond, 0)} RPC/s`,
+      `${round(baseline[c]!.p50Ms)} ms`,
+      `${round(baseline[c]!.p99Ms)} ms`,
+      `${baseline[c]!.errors}`,
+      '',
+    ])
+  }
+  results.baseline = { unary: baseline }
+
+  const bareFanout: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerStream: number }> = {}
+  for (const n of FANOUT) {
+    const channels = echoClients(bare.address, clientCredentials, Math.ceil(n / 1000))
+    const before = memory()
+    const run = await fanOut(
+      (i) => (channels[i % channels.length] as unknown as { subscribe(r: Buffer, m: Metadata): never }).subscribe(Buffer.alloc(0), new Metadata()),
+      async () => {
+        while (bare.subscribers() < n) await new Promise((resolve) => setTimeout(resolve, 20))
+      },
+      (r) => bare.publish(Buffer.from([r])),
+      n,
+      ROUNDS,
+      (message, r) => (message as Buffer)[0] === r,
+    )
+    const bytesPerStream = (memory() - before) / n
+    for (const s of run.streams) s.cancel()
+    for (const c of channels) c.close()
+    bareFanout[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerStream }
+    rows.push([
+      `bare stream fan-out`,
+      `n=${n}`,
+      '',
+      `${round(run.p50Ms)} ms`,
+      `${round(run.p99Ms)} ms`,
+      `${run.errors}`,
+      `${round(bytesPerStream / 1024, 1)} KB/stream (server+client)`,
+    ])
+  }
+  results.baseline = { unary: baseline, fanOut: bareFanout }
+  echo!.close()
+  await bare.stop()
+
+  // ── The mesh ──
+  say(`mesh: all five services in this process on ${database}`)
+  const counter = new RpcCounter()
+  const telemetry = startTelemetry({ env: {}, spanProcessors: [counter] })
+  const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log: createLogger({ level: 'warn', name: 'bench' }) })
+  const addresses = new Map(mesh.services.map((s) => [s.name, s.address]))
+  const clients = demoClients(config, addresses, telemetry)
+  await setUpMerchant(clients)
+
+  const flowResults: Record<string, Record<number, Figures & { rpcsPerFlow: number; commitsPerFlow: number; ratioThroughput: number; ratioLatency?: number }>> = {
+    login: {},
+    order: {},
+  }
+  const workers = await Promise.all(Array.from({ length: Math.max(...LEVELS) }, (_, i) => worker(clients, i)))
+  for (const flow of ['login', 'order'] as const) {
+    // Cost of one flow (RPCs incl. internal ones, database commits), measured alone.
+    const rpcs0 = counter.rpcs
+    const commits0 = databaseCounters.transactions + databaseCounters.statementsOutsideTransactions
+    const samples = 5
+    for (let i = 0; i < samples; i++) await workers[0]![flow]()
+    await new Promise((resolve) => setTimeout(resolve, 300)) // outbox deliveries after the flow ends are part of it
+    const rpcsPerFlow = (counter.rpcs - rpcs0) / samples
+    const commitsPerFlow = (databaseCounters.transactions + databaseCounters.statementsOutsideTransactions - commits0) / samples
+    for (const c of LEVELS) {
+      let next = 0
+      const figures = await load(() => workers[next++ % c]![flow](), c, FLOW_MS)
+      const ratioThroughput = figures.perSecond / (baseline[c]!.perSecond / rpcsPerFlow)
+      const ratioLatency = c === 1 ? figures.p50Ms / (rpcsPerFlow * baseline[1]!.p50Ms) : undefined
+      flowResults[flow]![c] = { ...figures, rpcsPerFlow, commitsPerFlow, ratioThroughput, ...(ratioLatency !== undefined ? { ratioLatency } : {}) }
+      rows.push([
+        `${flow} flow`,
+        `c=${c}`,
+        `${round(figures.perSecond, 1)} flows/s`,
+        `${round(figures.p50Ms)} ms`,
+        `${round(figures.p99Ms)} ms`,
+        `${figures.errors}`,
+        `${round(rpcsPerFlow, 1)} RPCs, ${round(commitsPerFlow, 1)} commits/flow; x${round(ratioThroughput)} of bare RPC/s per flow${ratioLatency !== undefined ? `; p50 x${round(ratioLatency)} of RPCs x bare p50` : ''}`,
+      ])
+    }
+  }
+  for (const w of workers) w.close()
+  results.flows = flowResults
+
+  // ── The Notify pipe: one publish to N durable subscribers of a device ──
+  const pipeResults: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerSubscriber: number; ratioP99: number }> = {}
+  const device = 'bench-pipe'
+  const instanceCredentials = channelCredentials(await ensureDevCertificate(home, { role: 'instance', id: device }), 60_000)
+  const publisher = createClient(InstanceEventsServiceClient, addresses.get('instance-events')!, instanceCredentials)
+  let last = (await unaryCall(publisher, 'publish', { requestId: crypto.randomUUID(), deviceId: device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId: 'warm-up' }))
+    .event!.sequence
+  for (const n of FANOUT) {
+    const channels = Array.from({ length: Math.ceil(n / 1000) }, () => createClient(InstanceEventsServiceClient, addresses.get('instance-events')!, instanceCredentials))
+    const before = memory()
+    const start = last
+    const run = await fanOut(
+      (i) => channels[i % channels.length]!.notify({ deviceId: device, afterSequence: start }),
+      async () => {
+        const pipeService = mesh.services.find((s) => s.name === 'instance-events')!
+        while (pipeService.introspect().subscribers! < n) await new Promise((resolve) => setTimeout(resolve, 20))
+      },
+      async (r) => {
+        last = (
+          await unaryCall(publisher, 'publish', { requestId: crypto.randomUUID(), deviceId: device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId: `round-${n}-${r}` })
+        ).event!.sequence
+      },
+      n,
+      ROUNDS,
+      (message, r) => (message as NotifyResponse).event?.subjectId === `round-${n}-${r}`,
+    )
+    const bytesPerSubscriber = (memory() - before) / n
+    for (const s of run.streams) s.cancel()
+    for (const c of channels) c.close()
+    const ratioP99 = run.p99Ms / bareFanout[n]!.p99Ms
+    pipeResults[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerSubscriber, ratioP99 }
+    rows.push([
+      `pipe fan-out (durable)`,
+      `n=${n}`,
+      '',
+      `${round(run.p50Ms)} ms`,
+      `${round(run.p99Ms)} ms`,
+      `${run.errors}`,
+      `${round(bytesPerSubscriber / 1024, 1)} KB/subscriber (server+client); p99 x${round(ratioP99)} of bare`,
+    ])
+  }
+  publisher.close()
+  results.pipe = pipeResults
+  clients.close()
+  await mesh.stop()
+  await telemetry.shutdown()
+
+  // ── Report ──
+  const header = ['what', 'load', 'throughput', 'p50', 'p99', 'errors', 'notes']
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ')
+  process.stdout.write(
+    `\ncloudpay bench · ${database} · ${cpus().length} cores · node ${process.version}${quick ? ' · quick' : ''}\n${line(header)}\n${line(widths.map((w) => '-'.repeat(w)))}\n${rows.map(line).join('\n')}\n`,
+  )
+  const commit = (() => {
+    try {
+      return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }).toString().trim()
+    } catch {
+      return 'unknown'
+    }
+  })()
+  const record = {
+    time: new Date().toISOString(),
+    commit,
+    quick,
+    database,
+    machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? '?', memoryBytes: totalmem() },
+    versions: {
+      node: process.version,
+      'grpc-js': await pkgVersion('@grpc/grpc-js'),
+      kysely: await pkgVersion('kysely'),
+      pglite: await pkgVersion('@electric-sql/pglite'),
+      pg: await pkgVersion('pg'),
+    },
+    levels: LEVELS,
+    results,
+  }
+  const dir = process.env.CLOUDPAY_BENCH_RESULTS ?? join(ROOT, 'bench', 'results')
+  await mkdir(dir, { recursive: true })
+  const file = join(dir, `${record.time.replace(/[:.]/g, '-')}-${commit}-${database}${quick ? '-quick' : ''}.json`)
+  await writeFile(file, JSON.stringify(record, null, 2) + '\n')
+  process.stdout.write(`\nresult: ${file}\n`)
+  await rm(home, { recursive: true, force: true })
+}
+
+await main()
+process.exit(0)
