@@ -1,0 +1,36 @@
+// Profiling aid: runs one flow repeatedly at concurrency 1 against an in-process mesh, so that
+// `node --cpu-prof --import tsx bench/profile-flow.ts login|order [count]` shows where a flow's time goes.
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { demoClients } from '../cli/demo/clients.ts'
+import { ALL_SERVICES } from '../services/registry.ts'
+import { addressVariable, loadConfig, SERVICE_NAMES } from '../services/runtime/config.ts'
+import { createLogger } from '../services/runtime/logger.ts'
+import { startMesh } from '../services/runtime/process.ts'
+import { startTelemetry } from '../services/runtime/telemetry.ts'
+import { setUpMerchant, worker } from './flows.ts'
+
+const flow = (process.argv[2] ?? 'login') as 'login' | 'order'
+const count = Number(process.argv[3] ?? 50)
+const home = await mkdtemp(join(tmpdir(), 'cloudpay-profile-'))
+const config = loadConfig({
+  CLOUDPAY_HOME: home,
+  CLOUDPAY_TRACE_FILE: 'off',
+  ...Object.fromEntries(SERVICE_NAMES.map((name) => [addressVariable(name), '127.0.0.1:0'])),
+  ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
+})
+const telemetry = startTelemetry({ env: {} })
+const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log: createLogger({ level: 'warn', name: 'profile' }) })
+const clients = demoClients(config, new Map(mesh.services.map((s) => [s.name, s.address])), telemetry)
+await setUpMerchant(clients)
+const w = await worker(clients, 0)
+for (let i = 0; i < 5; i++) await w[flow]()
+const start = performance.now()
+for (let i = 0; i < count; i++) await w[flow]()
+process.stderr.write(`${flow}: ${((performance.now() - start) / count).toFixed(1)} ms per flow\n`)
+w.close()
+clients.close()
+await mesh.stop()
+process.exit(0)
