@@ -34,7 +34,7 @@ import {
 } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
-import { idempotent, replayOf } from '../runtime/idempotency.ts'
+import { idempotent, idempotentAfter } from '../runtime/idempotency.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
 import { RateLimiter } from '../runtime/rate-limit.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
@@ -94,9 +94,8 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           .check(accounts.ACCOUNT_ID_PATTERN.test(request.accountId), 'account_id', 'must be 3-64 characters of [A-Za-z0-9._-]')
           .text(request.password, 'password', accounts.PASSWORD_LENGTH),
       )
-      // Hash before the transaction: it is slow, and PGlite runs one transaction at a time.
-      const passwordHash = await hashPassword(request.password)
-      return idempotent(
+      // Hash before the transaction (it is slow, and PGlite runs one transaction at a time), and only once.
+      return idempotentAfter(
         db,
         {
           caller: ctx.caller,
@@ -107,7 +106,8 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           requestCodec: RegisterCloudAccountRequest,
           responseCodec: RegisterCloudAccountResponse,
         },
-        async (trx) => ({ cloudAccount: toCloudAccount(await accounts.registerCloudAccount(trx, request.accountId, passwordHash)) }),
+        () => hashPassword(request.password),
+        async (trx, passwordHash) => ({ cloudAccount: toCloudAccount(await accounts.registerCloudAccount(trx, request.accountId, passwordHash)) }),
       )
     },
 
@@ -189,12 +189,12 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
         requestCodec: VerifyLoginRequest,
         responseCodec: VerifyLoginResponse,
       }
-      const reply =
-        (await replayOf(db, call)) ??
-        (await (async () => {
-          const check = await logins.checkCredentials(db, request)
-          return idempotent(db, call, async (trx) => ({ login: toLogin(await logins.recordVerification(trx, check, settings), false) }))
-        })())
+      const reply = await idempotentAfter(
+        db,
+        call,
+        () => logins.checkCredentials(db, request),
+        async (trx, check) => ({ login: toLogin(await logins.recordVerification(trx, check, settings), false) }),
+      )
       // Told after the commit; a retry with the same request_id tells again (stored once).
       const verified = reply.login?.state === LoginState.LOGIN_STATE_VERIFIED
       await publishEvent(

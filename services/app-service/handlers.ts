@@ -19,7 +19,7 @@ import { PermissionDeniedError } from '../runtime/errors.ts'
 import * as orders from './orders.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { unaryCall } from '../runtime/client.ts'
-import { derivedRequestId, idempotent, replayOf } from '../runtime/idempotency.ts'
+import { derivedRequestId, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { Handlers } from '../runtime/rpc.ts'
@@ -170,19 +170,21 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       )
       ctx.span.setAttribute('cloudpay.order_id', request.paymentOrderId)
       const call = { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: FulfilOrderRequest, responseCodec: FulfilOrderResponse }
-      const reply =
-        (await replayOf(db, call)) ??
-        (await (async () => {
+      const reply = await idempotentAfter(
+        db,
+        call,
+        async () => {
           const order = await orders.getOrder(db, request.appOrderId)
           await orders.assertPaymentMatches(db, order, request.paidAmount!)
-          const collection = await orders.collectionAccounts(db)
-          return idempotent(db, call, async (trx) => ({
-            order: toOrder(
-              await orders.fulfil(trx, order, { paymentOrderId: request.paymentOrderId, platformId: request.platformId, serialNumber: request.serialNumber }),
-              collection,
-            ),
-          }))
-        })())
+          return { order, collection: await orders.collectionAccounts(db) }
+        },
+        async (trx, { order, collection }) => ({
+          order: toOrder(
+            await orders.fulfil(trx, order, { paymentOrderId: request.paymentOrderId, platformId: request.platformId, serialNumber: request.serialNumber }),
+            collection,
+          ),
+        }),
+      )
       // The instance learns it from the pipe; a retried hand-off tells again, stored once.
       await publishEvent(deps.peers, { deviceId: request.deviceId, kind: EventKind.EVENT_KIND_ORDER_EFFECTIVE, subjectId: request.paymentOrderId }, ctx.signal)
       return reply

@@ -19,7 +19,7 @@ import {
   type Transaction,
   TransactionState,
 } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
-import { idempotent, replayOf } from '../runtime/idempotency.ts'
+import { idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
 import { startOutbox } from '../runtime/outbox.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
@@ -96,14 +96,16 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
         requestCodec: CreatePayerAccountRequest,
         responseCodec: CreatePayerAccountResponse,
       }
-      const replay = await replayOf(db, call)
-      if (replay) return replay
-      const passwordHash = await hashPassword(request.paymentPassword)
-      return idempotent(db, call, async (trx) => ({
-        account: toBalance(
-          await ledger.createPayerAccount(trx, deps.sealer, { platformId: request.platformId, number: request.payerAccount, passwordHash, opening: request.openingBalance! }),
-        ),
-      }))
+      return idempotentAfter(
+        db,
+        call,
+        () => hashPassword(request.paymentPassword),
+        async (trx, passwordHash) => ({
+          account: toBalance(
+            await ledger.createPayerAccount(trx, deps.sealer, { platformId: request.platformId, number: request.payerAccount, passwordHash, opening: request.openingBalance! }),
+          ),
+        }),
+      )
     },
 
     createMerchantAccount: async (request, ctx) => {

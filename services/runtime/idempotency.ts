@@ -95,6 +95,22 @@ export function replayOf<Database, Req, Res>(db: Kysely<Database>, call: Idempot
 }
 
 /**
+ * idempotent() with a preparation step outside the transaction (a slow hash, a peer call),
+ * skipped entirely when the request id was already answered.
+ */
+export async function idempotentAfter<Database, Req, Res, Prepared>(
+  db: Kysely<Database>,
+  call: IdempotentCall<Req, Res>,
+  prepare: () => Promise<Prepared>,
+  work: (trx: Transaction<Database>, prepared: Prepared) => Promise<Res>,
+): Promise<Res> {
+  const replay = await replayOf(db, call)
+  if (replay !== undefined) return replay
+  const prepared = await prepare()
+  return idempotent(db, call, (trx) => work(trx, prepared))
+}
+
+/**
  * Runs `work` once per (caller, request id), in one transaction with the stored response. The
  * key row is claimed first: a concurrent duplicate blocks on it until the first commits, then
  * replays the first answer (or, if the first rolled back, runs the work itself).
