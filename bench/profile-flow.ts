@@ -10,6 +10,8 @@ import { addressVariable, loadConfig, SERVICE_NAMES } from '../services/runtime/
 import { createLogger } from '../services/runtime/logger.ts'
 import { startMesh } from '../services/runtime/process.ts'
 import { startTelemetry } from '../services/runtime/telemetry.ts'
+import { readStoredSpans } from '../services/runtime/span-file.ts'
+import { waterfall } from '../cli/waterfall.ts'
 import { setUpMerchant, worker } from './flows.ts'
 
 const flow = (process.argv[2] ?? 'login') as 'login' | 'order'
@@ -17,11 +19,12 @@ const count = Number(process.argv[3] ?? 50)
 const home = await mkdtemp(join(tmpdir(), 'cloudpay-profile-'))
 const config = loadConfig({
   CLOUDPAY_HOME: home,
-  CLOUDPAY_TRACE_FILE: 'off',
+  // With --waterfall, spans are kept so the last flow's waterfall can be printed.
+  CLOUDPAY_TRACE_FILE: process.argv.includes('--waterfall') ? join(home, 'spans.jsonl') : 'off',
   ...Object.fromEntries(SERVICE_NAMES.map((name) => [addressVariable(name), '127.0.0.1:0'])),
   ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
 })
-const telemetry = startTelemetry({ env: {} })
+const telemetry = startTelemetry({ env: {}, spanFile: config.traceFile })
 const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log: createLogger({ level: 'warn', name: 'profile' }) })
 const clients = demoClients(config, new Map(mesh.services.map((s) => [s.name, s.address])), telemetry)
 await setUpMerchant(clients)
@@ -30,6 +33,13 @@ for (let i = 0; i < 5; i++) await w[flow]()
 const start = performance.now()
 for (let i = 0; i < count; i++) await w[flow]()
 process.stderr.write(`${flow}: ${((performance.now() - start) / count).toFixed(1)} ms per flow\n`)
+if (config.traceFile) {
+  await telemetry.forceFlush()
+  const spans = readStoredSpans(config.traceFile)
+  // The payment's trace: Pay, the platform's report, the hand-off, the event.
+  const last = spans.filter((s) => s.name === 'outbox payment-result').at(-1)
+  if (last) process.stdout.write(waterfall(spans, last.traceId, { db: process.argv.includes('--db') }))
+}
 w.close()
 clients.close()
 await mesh.stop()
