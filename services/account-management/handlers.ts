@@ -34,7 +34,7 @@ import {
 } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
-import { idempotent, idempotentAfter } from '../runtime/idempotency.ts'
+import { callOf, idempotent, idempotentAfter } from '../runtime/idempotency.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
 import { RateLimiter } from '../runtime/rate-limit.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
@@ -97,15 +97,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
       // Hash before the transaction (it is slow, and PGlite runs one transaction at a time), and only once.
       return idempotentAfter(
         db,
-        {
-          caller: ctx.caller,
-          method: ctx.method,
-          requestId: request.requestId,
-          // The password is left out of the stored request fingerprint: no fast hash of a secret in any table.
-          request: { ...request, password: '' },
-          requestCodec: RegisterCloudAccountRequest,
-          responseCodec: RegisterCloudAccountResponse,
-        },
+        callOf(ctx, { ...request, password: '' } /* secrets never enter the stored fingerprint */, RegisterCloudAccountRequest, RegisterCloudAccountResponse),
         () => hashPassword(request.password),
         async (trx, passwordHash) => ({ cloudAccount: toCloudAccount(await accounts.registerCloudAccount(trx, request.accountId, passwordHash)) }),
       )
@@ -131,20 +123,16 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           .id(request.deviceId, 'device_id')
           .check(request.accountId !== '', 'account_id', 'is required'),
       )
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: AssignInstanceRequest, responseCodec: AssignInstanceReply },
-        async (trx): Promise<AssignInstanceResponse> => ({ assignment: toAssignment(await accounts.assignInstance(trx, request.deviceId, request.accountId)) }),
-      )
+      return idempotent(db, callOf(ctx, request, AssignInstanceRequest, AssignInstanceReply), async (trx): Promise<AssignInstanceResponse> => ({
+        assignment: toAssignment(await accounts.assignInstance(trx, request.deviceId, request.accountId)),
+      }))
     },
 
     releaseInstance: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id'))
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: ReleaseInstanceRequest, responseCodec: ReleaseInstanceResponse },
-        async (trx) => ({ released: toAssignment(await accounts.releaseInstance(trx, request.deviceId)) }),
-      )
+      return idempotent(db, callOf(ctx, request, ReleaseInstanceRequest, ReleaseInstanceResponse), async (trx) => ({
+        released: toAssignment(await accounts.releaseInstance(trx, request.deviceId)),
+      }))
     },
 
     getInstanceAssignment: async (request, ctx) => {
@@ -156,11 +144,9 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
     startLogin: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id'))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: StartLoginRequest, responseCodec: StartLoginResponse },
-        async (trx) => ({ login: toLogin(await logins.startLogin(trx, request.deviceId, settings), true) }),
-      )
+      return idempotent(db, callOf(ctx, request, StartLoginRequest, StartLoginResponse), async (trx) => ({
+        login: toLogin(await logins.startLogin(trx, request.deviceId, settings), true),
+      }))
     },
 
     getLogin: async (request, ctx) => {
@@ -180,15 +166,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           .text(request.password, 'password', { min: 1, max: 256 }),
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
-      const call = {
-        caller: ctx.caller,
-        method: ctx.method,
-        requestId: request.requestId,
-        // The password never enters the stored fingerprint.
-        request: { ...request, password: '' },
-        requestCodec: VerifyLoginRequest,
-        responseCodec: VerifyLoginResponse,
-      }
+      const call = callOf(ctx, { ...request, password: '' } /* secrets never enter the stored fingerprint */, VerifyLoginRequest, VerifyLoginResponse)
       const reply = await idempotentAfter(
         db,
         call,
@@ -210,14 +188,10 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
         v.requestId(request.requestId).id(request.deviceId, 'device_id').check(LOGIN_ID.test(request.loginId), 'login_id', 'must be a login id returned by StartLogin'),
       )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: RedeemLoginRequest, responseCodec: RedeemLoginResponse },
-        async (trx) => {
-          const { token, expiresAt } = await logins.redeemLogin(trx, request.deviceId, request.loginId, settings)
-          return { loginToken: token, expireTime: expiresAt }
-        },
-      )
+      return idempotent(db, callOf(ctx, request, RedeemLoginRequest, RedeemLoginResponse), async (trx) => {
+        const { token, expiresAt } = await logins.redeemLogin(trx, request.deviceId, request.loginId, settings)
+        return { loginToken: token, expireTime: expiresAt }
+      })
     },
 
     validateLoginToken: async (request, ctx) => {
@@ -227,14 +201,10 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           .check(/^[A-Za-z0-9_-]{43}$/.test(request.loginToken), 'login_token', 'must be a token returned by RedeemLogin')
           .id(request.deviceId, 'device_id'),
       )
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: ValidateLoginTokenRequest, responseCodec: ValidateLoginTokenResponse },
-        async (trx) => {
-          const { accountId, appAccountId } = await logins.consumeLoginToken(trx, request.loginToken, request.deviceId)
-          return { accountId, deviceId: request.deviceId, appAccountId: appAccountId ?? '' }
-        },
-      )
+      return idempotent(db, callOf(ctx, request, ValidateLoginTokenRequest, ValidateLoginTokenResponse), async (trx) => {
+        const { accountId, appAccountId } = await logins.consumeLoginToken(trx, request.loginToken, request.deviceId)
+        return { accountId, deviceId: request.deviceId, appAccountId: appAccountId ?? '' }
+      })
     },
 
     bindAppAccount: async (request, ctx) => {
@@ -244,14 +214,10 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           .check(request.accountId !== '', 'account_id', 'is required')
           .id(request.appAccountId, 'app_account_id'),
       )
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: BindAppAccountRequest, responseCodec: BindAppAccountResponse },
-        async (trx) => {
-          const row = await logins.bindAppAccount(trx, request.accountId, request.appAccountId)
-          return { binding: { accountId: row.account_id, appAccountId: row.app_account_id, bindTime: row.bound_at } }
-        },
-      )
+      return idempotent(db, callOf(ctx, request, BindAppAccountRequest, BindAppAccountResponse), async (trx) => {
+        const row = await logins.bindAppAccount(trx, request.accountId, request.appAccountId)
+        return { binding: { accountId: row.account_id, appAccountId: row.app_account_id, bindTime: row.bound_at } }
+      })
     },
     bindPaymentAccount: async (request, ctx) => {
       validate((v) =>
@@ -262,11 +228,9 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           .check(PAYER_ACCOUNT.test(request.payerAccount), 'payer_account', 'must be 6-34 letters and digits'),
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: BindPaymentAccountRequest, responseCodec: BindPaymentAccountResponse },
-        async (trx) => ({ binding: toBinding(await payments.bind(trx, deps.sealer, request)) }),
-      )
+      return idempotent(db, callOf(ctx, request, BindPaymentAccountRequest, BindPaymentAccountResponse), async (trx) => ({
+        binding: toBinding(await payments.bind(trx, deps.sealer, request)),
+      }))
     },
 
     listPaymentAccounts: async (request, ctx) => {
@@ -288,18 +252,9 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           .check(request.bindingId !== '', 'binding_id', 'is required'),
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
-      return idempotent(
-        db,
-        {
-          caller: ctx.caller,
-          method: ctx.method,
-          requestId: request.requestId,
-          request,
-          requestCodec: SetDefaultPaymentAccountRequest,
-          responseCodec: SetDefaultPaymentAccountResponse,
-        },
-        async (trx) => ({ binding: toBinding(await payments.setDefault(trx, request.deviceId, request.bindingId)) }),
-      )
+      return idempotent(db, callOf(ctx, request, SetDefaultPaymentAccountRequest, SetDefaultPaymentAccountResponse), async (trx) => ({
+        binding: toBinding(await payments.setDefault(trx, request.deviceId, request.bindingId)),
+      }))
     },
 
     unbindPaymentAccount: async (request, ctx) => {
@@ -310,11 +265,9 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           .check(request.bindingId !== '', 'binding_id', 'is required'),
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: UnbindPaymentAccountRequest, responseCodec: UnbindPaymentAccountResponse },
-        async (trx) => ({ binding: toBinding(await payments.unbind(trx, request.deviceId, request.bindingId)) }),
-      )
+      return idempotent(db, callOf(ctx, request, UnbindPaymentAccountRequest, UnbindPaymentAccountResponse), async (trx) => ({
+        binding: toBinding(await payments.unbind(trx, request.deviceId, request.bindingId)),
+      }))
     },
 
     resolvePaymentAccount: async (request) => {

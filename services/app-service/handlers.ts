@@ -19,7 +19,7 @@ import { PermissionDeniedError } from '../runtime/errors.ts'
 import * as orders from './orders.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { unaryCall } from '../runtime/client.ts'
-import { derivedRequestId, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
+import { callOf, derivedRequestId, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { Handlers } from '../runtime/rpc.ts'
@@ -73,7 +73,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
           .check(/^[A-Za-z0-9_-]{43}$/.test(request.loginToken), 'login_token', 'must be a token returned by RedeemLogin'),
       )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      const call = { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: LoginWithTokenRequest, responseCodec: LoginWithTokenResponse }
+      const call = callOf(ctx, request, LoginWithTokenRequest, LoginWithTokenResponse)
       const replay = await replayOf(db, call)
       if (replay) return replay
       // Peer calls stay outside transactions (the embedded database runs one at a time). Their
@@ -136,16 +136,12 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       assertInstanceActsForItself(ctx.caller, request.deviceId)
       const account = await accounts.accountOfSession(db, request.sessionToken, request.deviceId)
       const collection = await orders.collectionAccounts(db)
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CreateOrderRequest, responseCodec: CreateOrderResponse },
-        async (trx) => ({
-          order: toOrder(
-            await orders.createOrder(trx, { appAccountId: account.app_account_id, deviceId: request.deviceId, itemId: request.itemId, quantity: request.quantity }),
-            collection,
-          ),
-        }),
-      )
+      return idempotent(db, callOf(ctx, request, CreateOrderRequest, CreateOrderResponse), async (trx) => ({
+        order: toOrder(
+          await orders.createOrder(trx, { appAccountId: account.app_account_id, deviceId: request.deviceId, itemId: request.itemId, quantity: request.quantity }),
+          collection,
+        ),
+      }))
     },
 
     getOrder: async (request, ctx) => {
@@ -169,7 +165,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
           .id(request.deviceId, 'device_id'),
       )
       ctx.span.setAttribute('cloudpay.order_id', request.paymentOrderId)
-      const call = { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: FulfilOrderRequest, responseCodec: FulfilOrderResponse }
+      const call = callOf(ctx, request, FulfilOrderRequest, FulfilOrderResponse)
       const reply = await idempotentAfter(
         db,
         call,

@@ -16,7 +16,7 @@ import {
 } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { PermissionDeniedError, UnavailableError } from '../runtime/errors.ts'
-import { idempotent } from '../runtime/idempotency.ts'
+import { callOf, idempotent } from '../runtime/idempotency.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
 import type { Handlers } from '../runtime/rpc.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
@@ -64,20 +64,16 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
   const handlers: Handlers<typeof InstanceEventsServiceService> = {
     openChannel: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.terminalId, 'terminal_id'))
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: OpenChannelRequest, responseCodec: OpenChannelResponse },
-        async (trx) => ({ channel: toChannel(await channels.openChannel(trx, request.deviceId, request.terminalId)) }),
-      )
+      return idempotent(db, callOf(ctx, request, OpenChannelRequest, OpenChannelResponse), async (trx) => ({
+        channel: toChannel(await channels.openChannel(trx, request.deviceId, request.terminalId)),
+      }))
     },
 
     closeChannel: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).check(request.channelId !== '', 'channel_id', 'is required'))
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CloseChannelRequest, responseCodec: CloseChannelResponse },
-        async (trx) => ({ channel: toChannel(await channels.closeChannel(trx, request.channelId)) }),
-      )
+      return idempotent(db, callOf(ctx, request, CloseChannelRequest, CloseChannelResponse), async (trx) => ({
+        channel: toChannel(await channels.closeChannel(trx, request.channelId)),
+      }))
     },
 
     listChannels: async (request, ctx) => {
@@ -121,11 +117,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
       pipe.assertMayPublish(ctx.caller, request.kind)
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: PublishRequest, responseCodec: PublishResponse },
-        async (trx) => ({ event: toEvent(await pipe.publish(db, { deviceId: request.deviceId, kind: request.kind, subjectId: request.subjectId, publisher: ctx.caller }, trx)) }),
-      )
+      return idempotent(db, callOf(ctx, request, PublishRequest, PublishResponse), async (trx) => ({
+        event: toEvent(await pipe.publish(db, { deviceId: request.deviceId, kind: request.kind, subjectId: request.subjectId, publisher: ctx.caller }, trx)),
+      }))
     },
 
     notify: async (request, ctx, stream) => {

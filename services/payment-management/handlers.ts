@@ -22,7 +22,7 @@ import { unaryCall } from '../runtime/client.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { FailedPreconditionError, PermissionDeniedError } from '../runtime/errors.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
-import { derivedRequestId, idempotent, replayOf } from '../runtime/idempotency.ts'
+import { callOf, derivedRequestId, idempotent, replayOf } from '../runtime/idempotency.ts'
 import { channelCheckVia } from '../runtime/mesh-calls.ts'
 import { startOutbox } from '../runtime/outbox.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
@@ -88,7 +88,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
     submitOrder: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.appOrderId, 'app_order_id'))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      const call = { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: SubmitOrderRequest, responseCodec: SubmitOrderResponse }
+      const call = callOf(ctx, request, SubmitOrderRequest, SubmitOrderResponse)
       const replay = await replayOf(db, call)
       if (replay) return replay
       // The order's id exists from the start, so every span of the submission carries it.
@@ -117,15 +117,11 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
     fetchOrder: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id'))
       await mayActFor(ctx, request.deviceId)
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: FetchOrderRequest, responseCodec: FetchOrderResponse },
-        async (trx) => {
-          const fetched = await orders.fetchNext(trx, request.deviceId)
-          ctx.span.setAttribute('cloudpay.order_id', fetched.order_id)
-          return { order: toOrder(fetched) }
-        },
-      )
+      return idempotent(db, callOf(ctx, request, FetchOrderRequest, FetchOrderResponse), async (trx) => {
+        const fetched = await orders.fetchNext(trx, request.deviceId)
+        ctx.span.setAttribute('cloudpay.order_id', fetched.order_id)
+        return { order: toOrder(fetched) }
+      })
     },
 
     getOrder: async (request, ctx) => {
@@ -151,7 +147,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
         v.requestId(request.requestId).id(request.deviceId, 'device_id').check(ORDER_ID.test(request.orderId), 'order_id', 'must be an order id returned by FetchOrder'),
       )
       await mayActFor(ctx, request.deviceId)
-      const call = { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: PrepayOrderRequest, responseCodec: PrepayOrderResponse }
+      const call = callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse)
       const replay = await replayOf(db, call)
       if (replay) return replay
       const order = await orders.get(db, request.orderId)
@@ -213,14 +209,10 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       }
       const paidOrder = await orders.getBySerial(db, request.platformId, request.serialNumber)
       const reply = await tagged({ orderId: paidOrder.order_id, deviceId: paidOrder.device_id, platformId: request.platformId }, () =>
-        idempotent(
-          db,
-          { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: ReportPaymentResultRequest, responseCodec: ReportPaymentResultResponse },
-          async (trx) => {
-            if (request.result !== PaymentResult.PAYMENT_RESULT_SUCCEEDED) return { order: toOrder(await orders.getBySerial(trx, request.platformId, request.serialNumber)) }
-            return { order: toOrder(await orders.applyPayment(trx, request.platformId, request.serialNumber, request.amount!)) }
-          },
-        ),
+        idempotent(db, callOf(ctx, request, ReportPaymentResultRequest, ReportPaymentResultResponse), async (trx) => {
+          if (request.result !== PaymentResult.PAYMENT_RESULT_SUCCEEDED) return { order: toOrder(await orders.getBySerial(trx, request.platformId, request.serialNumber)) }
+          return { order: toOrder(await orders.applyPayment(trx, request.platformId, request.serialNumber, request.amount!)) }
+        }),
       )
       outbox.kick()
       return reply
@@ -238,11 +230,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       const order = await orders.get(db, request.orderId)
       if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${request.orderId} does not belong to device ${request.deviceId}`)
       const reply = await tagged({ orderId: order.order_id, deviceId: order.device_id }, () =>
-        idempotent(
-          db,
-          { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CancelOrderRequest, responseCodec: CancelOrderResponse },
-          async (trx) => ({ order: toOrder(await orders.cancel(trx, request.orderId, request.reason || `cancelled by ${ctx.caller.role}`)) }),
-        ),
+        idempotent(db, callOf(ctx, request, CancelOrderRequest, CancelOrderResponse), async (trx) => ({
+          order: toOrder(await orders.cancel(trx, request.orderId, request.reason || `cancelled by ${ctx.caller.role}`)),
+        })),
       )
       outbox.kick()
       return reply

@@ -19,7 +19,7 @@ import {
   type Transaction,
   TransactionState,
 } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
-import { idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
+import { callOf, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
 import { startOutbox } from '../runtime/outbox.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
@@ -88,14 +88,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
         v.text(request.paymentPassword, 'payment_password', { min: 6, max: 128 }).money(request.openingBalance, 'opening_balance')
       })
       onPlatform(request.platformId)
-      const call = {
-        caller: ctx.caller,
-        method: ctx.method,
-        requestId: request.requestId,
-        request: { ...request, paymentPassword: '' },
-        requestCodec: CreatePayerAccountRequest,
-        responseCodec: CreatePayerAccountResponse,
-      }
+      const call = callOf(ctx, { ...request, paymentPassword: '' } /* secrets never enter the stored fingerprint */, CreatePayerAccountRequest, CreatePayerAccountResponse)
       return idempotentAfter(
         db,
         call,
@@ -115,20 +108,16 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
         v.check(/^[A-Z]{3}$/.test(request.currencyCode), 'currency_code', 'must be a three-letter ISO 4217 code in upper case')
       })
       onPlatform(request.platformId)
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CreateMerchantAccountRequest, responseCodec: CreateMerchantAccountResponse },
-        async (trx) => ({
-          account: toBalance(
-            await ledger.createMerchantAccount(trx, deps.sealer, {
-              platformId: request.platformId,
-              merchantId: request.merchantId,
-              number: request.collectionAccount,
-              currencyCode: request.currencyCode,
-            }),
-          ),
-        }),
-      )
+      return idempotent(db, callOf(ctx, request, CreateMerchantAccountRequest, CreateMerchantAccountResponse), async (trx) => ({
+        account: toBalance(
+          await ledger.createMerchantAccount(trx, deps.sealer, {
+            platformId: request.platformId,
+            merchantId: request.merchantId,
+            number: request.collectionAccount,
+            currencyCode: request.currencyCode,
+          }),
+        ),
+      }))
     },
 
     getAccountBalance: async (request) => {
@@ -148,28 +137,24 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
           .text(request.description, 'description', { max: 200 })
       })
       onPlatform(request.platformId)
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CreatePrepayRequest, responseCodec: CreatePrepayResponse },
-        async (trx) => ({
-          transaction: toTransaction(
-            await ledger.createPrepay(
-              trx,
-              deps.sealer,
-              {
-                platformId: request.platformId,
-                payerNumber: request.payerAccount,
-                amount: request.amount!,
-                collectionNumber: request.collectionAccount,
-                merchantId: request.merchantId,
-                merchantOrderId: request.merchantOrderId,
-                description: request.description,
-              },
-              settings,
-            ),
+      return idempotent(db, callOf(ctx, request, CreatePrepayRequest, CreatePrepayResponse), async (trx) => ({
+        transaction: toTransaction(
+          await ledger.createPrepay(
+            trx,
+            deps.sealer,
+            {
+              platformId: request.platformId,
+              payerNumber: request.payerAccount,
+              amount: request.amount!,
+              collectionNumber: request.collectionAccount,
+              merchantId: request.merchantId,
+              merchantOrderId: request.merchantOrderId,
+              description: request.description,
+            },
+            settings,
           ),
-        }),
-      )
+        ),
+      }))
     },
 
     pay: async (request, ctx) => {
@@ -177,14 +162,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
         serial(v.requestId(request.requestId).id(request.platformId, 'platform_id'), request.serialNumber).text(request.paymentPassword, 'payment_password', { min: 1, max: 128 }),
       )
       onPlatform(request.platformId)
-      const call = {
-        caller: ctx.caller,
-        method: ctx.method,
-        requestId: request.requestId,
-        request: { ...request, paymentPassword: '' },
-        requestCodec: PayRequest,
-        responseCodec: PayResponse,
-      }
+      const call = callOf(ctx, { ...request, paymentPassword: '' } /* secrets never enter the stored fingerprint */, PayRequest, PayResponse)
       const replay = await replayOf(db, call)
       if (replay) return replay
       const txn = await ledger.getTransaction(db, request.platformId, request.serialNumber)
@@ -210,21 +188,17 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     cancelTransaction: async (request, ctx) => {
       validate((v) => serial(v.requestId(request.requestId).id(request.platformId, 'platform_id'), request.serialNumber))
       onPlatform(request.platformId)
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: CancelTransactionRequest, responseCodec: CancelTransactionResponse },
-        async (trx) => ({ transaction: toTransaction(await ledger.cancel(trx, request.platformId, request.serialNumber)) }),
-      )
+      return idempotent(db, callOf(ctx, request, CancelTransactionRequest, CancelTransactionResponse), async (trx) => ({
+        transaction: toTransaction(await ledger.cancel(trx, request.platformId, request.serialNumber)),
+      }))
     },
 
     refundTransaction: async (request, ctx) => {
       validate((v) => serial(v.requestId(request.requestId).id(request.platformId, 'platform_id'), request.serialNumber).text(request.reason, 'reason', { max: 200 }))
       onPlatform(request.platformId)
-      return idempotent(
-        db,
-        { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec: RefundTransactionRequest, responseCodec: RefundTransactionResponse },
-        async (trx) => ({ transaction: toTransaction(await ledger.refund(trx, request.platformId, request.serialNumber)) }),
-      )
+      return idempotent(db, callOf(ctx, request, RefundTransactionRequest, RefundTransactionResponse), async (trx) => ({
+        transaction: toTransaction(await ledger.refund(trx, request.platformId, request.serialNumber)),
+      }))
     },
 
     listLedgerEntries: async (request) => {

@@ -55,6 +55,19 @@ export interface IdempotentCall<Req, Res> {
   readonly responseCodec: Codec<Res>
 }
 
+/**
+ * The idempotency key of a handler's call: caller, method and request id, with the codecs that
+ * fingerprint the request and store the response. Pass the request with any secret blanked.
+ */
+export function callOf<Req extends { requestId: string }, Res>(
+  ctx: { readonly caller: Identity; readonly method: string },
+  request: Req,
+  requestCodec: Codec<Req>,
+  responseCodec: Codec<Res>,
+): IdempotentCall<Req, Res> {
+  return { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec, responseCodec }
+}
+
 interface KeyMaterial {
   readonly caller: string
   readonly keyId: string
