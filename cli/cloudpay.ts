@@ -54,4 +54,10 @@ async function main(args: string[]): Promise<number> {
   return 2
 }
 
+// Piped into `head` and the like: a closed pipe ends the output, it is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0)
+  throw error
+})
+
 process.exitCode = await main(process.argv.slice(2))
