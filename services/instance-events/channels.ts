@@ -19,8 +19,8 @@ export async function openChannel(db: Db, deviceId: string, terminalId: string):
 export async function closeChannel(db: Db, channelId: string): Promise<store.ChannelRow> {
   const closed = await store.closeChannel(db, channelId)
   if (closed) {
-    // Wakes the device's subscribers: a terminal whose channel closed loses its stream.
-    await store.notifyDevice(db, closed.device_id)
+    // The terminal's streams of this device, on every replica, re-check and end.
+    await store.notifyChannelClosed(db, closed.device_id, closed.terminal_id)
     return closed
   }
   const existing = await store.findChannel(db, channelId)

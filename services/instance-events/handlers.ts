@@ -128,14 +128,18 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
       await pipe.assertResumable(db, request.deviceId, request.afterSequence)
       await hubReady.catch(() => undefined)
       // Subscribe before the first read: an event stored meanwhile marks the subscription dirty.
-      const subscription = hub.subscribe(request.deviceId)
+      const subscription = hub.subscribe(request.deviceId, ctx.caller.role === 'terminal' ? ctx.caller.id : undefined)
       let cursor = request.afterSequence
       try {
         while (!ctx.signal.aborted) {
           if (hub.closing) throw new UnavailableError('SHUTTING_DOWN', `this replica is shutting down; resume with after_sequence=${cursor}`)
           subscription.dirty = false
-          if (ctx.caller.role === 'terminal' && !(await isChannelOpen(request.deviceId, ctx.caller.id))) {
-            throw new PermissionDeniedError('CHANNEL_CLOSED', `the channel between terminal ${ctx.caller.id} and device ${request.deviceId} was closed`)
+          // Checked once when subscribing; again only when a close (or a lost notification) says so.
+          if (subscription.recheckChannel) {
+            subscription.recheckChannel = false
+            if (!(await isChannelOpen(request.deviceId, ctx.caller.id))) {
+              throw new PermissionDeniedError('CHANNEL_CLOSED', `the channel between terminal ${ctx.caller.id} and device ${request.deviceId} was closed`)
+            }
           }
           const rows = await pipe.readEvents(db, request.deviceId, cursor, CATCH_UP_BATCH)
           for (const row of rows) {

@@ -2,17 +2,26 @@
 // replica stored the event) marks that device's subscribers dirty and wakes them; they then
 // re-read the store. No event payload is held in memory for a subscriber.
 import type { SharedDatabase } from '../runtime/database.ts'
-import { EVENTS_CHANNEL } from './store/repository.ts'
+import { CHANNELS_CHANNEL, EVENTS_CHANNEL } from './store/repository.ts'
 
 export class Subscription {
   /** Set by a notification; cleared by the subscriber before it reads the store. */
   dirty = true
+  /**
+   * Set when this terminal's channel may have closed: the subscriber checks it before going on.
+   * Set from the start too, so a close between the caller's check and this registration counts.
+   */
+  recheckChannel: boolean
   private wake: (() => void) | undefined
 
   constructor(
     readonly deviceId: string,
+    /** The terminal following the stream; undefined for the instance itself. */
+    readonly terminalId: string | undefined,
     private readonly release: (s: Subscription) => void,
-  ) {}
+  ) {
+    this.recheckChannel = terminalId !== undefined
+  }
 
   notify(): void {
     this.dirty = true
@@ -43,21 +52,35 @@ export class Subscription {
 
 export class SubscriberHub {
   private readonly byDevice = new Map<string, Set<Subscription>>()
-  private unlisten: (() => Promise<void>) | undefined
+  private unlisten: (() => Promise<void>)[] = []
   /** Set when the server shuts down: subscribers end their streams so clients reconnect elsewhere. */
   closing = false
 
   async start(listen: SharedDatabase['listen']): Promise<void> {
-    this.unlisten = await listen(
-      EVENTS_CHANNEL,
-      (deviceId) => this.notifyDevice(deviceId),
-      // After a lost connection, notifications may have been missed: everyone re-reads.
-      () => this.notifyAll(),
+    // After a lost connection, notifications may have been missed: everyone re-reads and re-checks.
+    const missedSome = (): void => {
+      for (const set of this.byDevice.values()) for (const s of set) s.recheckChannel = s.terminalId !== undefined
+      this.notifyAll()
+    }
+    this.unlisten.push(await listen(EVENTS_CHANNEL, (deviceId) => this.notifyDevice(deviceId), missedSome))
+    this.unlisten.push(
+      await listen(
+        CHANNELS_CHANNEL,
+        (payload) => {
+          const [deviceId, terminalId] = JSON.parse(payload) as [string, string]
+          for (const s of this.byDevice.get(deviceId) ?? []) {
+            if (s.terminalId !== terminalId) continue
+            s.recheckChannel = true
+            s.notify()
+          }
+        },
+        missedSome,
+      ),
     )
   }
 
-  subscribe(deviceId: string): Subscription {
-    const subscription = new Subscription(deviceId, (s) => {
+  subscribe(deviceId: string, terminalId?: string): Subscription {
+    const subscription = new Subscription(deviceId, terminalId, (s) => {
       const set = this.byDevice.get(s.deviceId)
       set?.delete(s)
       if (set?.size === 0) this.byDevice.delete(s.deviceId)
@@ -85,6 +108,6 @@ export class SubscriberHub {
   async stop(): Promise<void> {
     this.closing = true
     this.notifyAll()
-    await this.unlisten?.()
+    await Promise.all(this.unlisten.splice(0).map((stop) => stop()))
   }
 }

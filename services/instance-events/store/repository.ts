@@ -59,6 +59,13 @@ export async function notifyDevice(db: Db, deviceId: string): Promise<void> {
   await sql`select pg_notify(${EVENTS_CHANNEL}, ${deviceId})`.execute(db)
 }
 
+/** Tells every replica that a terminal's channel to a device closed (its streams must end). */
+export const CHANNELS_CHANNEL = 'cloudpay_channels'
+
+export async function notifyChannelClosed(db: Db, deviceId: string, terminalId: string): Promise<void> {
+  await sql`select pg_notify(${CHANNELS_CHANNEL}, ${JSON.stringify([deviceId, terminalId])})`.execute(db)
+}
+
 /** Appends an event with the device's next sequence number. Call inside a transaction. */
 export async function appendEvent(
   trx: Transaction<EventsDatabase>,
