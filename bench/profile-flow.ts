@@ -1,5 +1,6 @@
-// Profiling aid: runs one flow repeatedly at concurrency 1 against an in-process mesh, so that
-// `node --cpu-prof --import tsx bench/profile-flow.ts login|order [count]` shows where a flow's time goes.
+// Profiling aid: runs one flow repeatedly against an in-process mesh, so that
+// `node --cpu-prof --import tsx bench/profile-flow.ts login|order [count] [--concurrency N]` shows where
+// a flow's time goes (concurrency 1 by default; N workers each run `count` flows).
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,6 +17,8 @@ import { setUpMerchant, worker } from './flows.ts'
 
 const flow = (process.argv[2] ?? 'login') as 'login' | 'order'
 const count = Number(process.argv[3] ?? 50)
+const flag = process.argv.indexOf('--concurrency')
+const concurrency = flag > 0 ? Number(process.argv[flag + 1]) : 1
 const home = await mkdtemp(join(tmpdir(), 'cloudpay-profile-'))
 const config = loadConfig({
   CLOUDPAY_HOME: home,
@@ -28,11 +31,17 @@ const telemetry = startTelemetry({ env: {}, spanFile: config.traceFile })
 const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log: createLogger({ level: 'warn', name: 'profile' }) })
 const clients = demoClients(config, new Map(mesh.services.map((s) => [s.name, s.address])), telemetry)
 await setUpMerchant(clients)
-const w = await worker(clients, 0)
+const workers = await Promise.all(Array.from({ length: concurrency }, (_, i) => worker(clients, i)))
+const w = workers[0]!
 for (let i = 0; i < 5; i++) await w[flow]()
 const start = performance.now()
-for (let i = 0; i < count; i++) await w[flow]()
-process.stderr.write(`${flow}: ${((performance.now() - start) / count).toFixed(1)} ms per flow\n`)
+await Promise.all(
+  workers.map(async (each) => {
+    for (let i = 0; i < count; i++) await each[flow]()
+  }),
+)
+const elapsed = performance.now() - start
+process.stderr.write(`${flow}: ${(elapsed / count).toFixed(1)} ms per flow per worker, ${((count * concurrency * 1000) / elapsed).toFixed(1)} flows/s at concurrency ${concurrency}\n`)
 if (config.traceFile) {
   await telemetry.forceFlush()
   const spans = readStoredSpans(config.traceFile)
@@ -40,7 +49,7 @@ if (config.traceFile) {
   const last = spans.filter((s) => s.name === 'outbox payment-result').at(-1)
   if (last) process.stdout.write(waterfall(spans, last.traceId, { db: process.argv.includes('--db') }))
 }
-w.close()
+for (const each of workers) each.close()
 clients.close()
 await mesh.stop()
 process.exit(0)

@@ -9,6 +9,7 @@ import {
   type Event,
   EventKind,
   type InstanceEventsServiceService,
+  type NotifyResponse,
   OpenChannelRequest,
   OpenChannelResponse,
   PublishRequest,
@@ -40,6 +41,14 @@ const toEvent = (row: EventRow): Event => ({
   traceParent: row.trace_parent,
 })
 
+/** One reply object per stored row: subscribers sharing a read share the reply, encoded once. */
+const notifyReplies = new WeakMap<EventRow, NotifyResponse>()
+const toNotifyResponse = (row: EventRow): NotifyResponse => {
+  let reply = notifyReplies.get(row)
+  if (!reply) notifyReplies.set(row, (reply = { event: toEvent(row) }))
+  return reply
+}
+
 const toChannel = (row: ChannelRow): Channel => ({
   channelId: row.channel_id,
   deviceId: row.device_id,
@@ -52,7 +61,7 @@ const toChannel = (row: ChannelRow): Channel => ({
 export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceEventsServiceService> {
   const db = deps.db as Kysely<EventsDatabase>
   const { stallMs, pollMs, retentionMs } = deps.config.events
-  const hub = new SubscriberHub()
+  const hub = new SubscriberHub(pollMs)
   const hubReady = hub.start(deps.listen)
   hubReady.catch((error: unknown) => deps.log.error({ err: error }, 'cannot LISTEN for events; subscribers fall back to polling'))
   const sweeper = setInterval(
@@ -128,7 +137,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
       await pipe.assertResumable(db, request.deviceId, request.afterSequence)
       await hubReady.catch(() => undefined)
       // Subscribe before the first read: an event stored meanwhile marks the subscription dirty.
-      const subscription = hub.subscribe(request.deviceId, ctx.caller.role === 'terminal' ? ctx.caller.id : undefined)
+      const subscription = hub.subscribe(request.deviceId, ctx.caller.role === 'terminal' ? ctx.caller.id : undefined, ctx.signal)
       let cursor = request.afterSequence
       try {
         while (!ctx.signal.aborted) {
@@ -144,14 +153,14 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
           const rows = await pipe.readEvents(db, request.deviceId, cursor, CATCH_UP_BATCH)
           for (const row of rows) {
             if (ctx.signal.aborted) return
-            await writeWithBackpressure(stream, { event: toEvent(row) }, stallMs, ctx.signal, `resume with after_sequence=${cursor}`)
+            await writeWithBackpressure(stream, toNotifyResponse(row), stallMs, ctx.signal, `resume with after_sequence=${cursor}`)
             cursor = row.sequence
           }
           if (rows.length === CATCH_UP_BATCH) {
             await yieldToEventLoop() // a long catch-up must not starve other calls
             continue
           }
-          await subscription.wait(pollMs, ctx.signal)
+          await subscription.wait()
         }
       } finally {
         subscription.close()

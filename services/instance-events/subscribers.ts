@@ -13,40 +13,48 @@ export class Subscription {
    */
   recheckChannel: boolean
   private wake: (() => void) | undefined
+  // One timer and one abort listener for the subscription's life, not one per wait: a publish
+  // to a device with thousands of subscribers would otherwise create and drop thousands of each.
+  private readonly poll: NodeJS.Timeout
+  private readonly onAbort = (): void => this.resume()
 
   constructor(
     readonly deviceId: string,
     /** The terminal following the stream; undefined for the instance itself. */
     readonly terminalId: string | undefined,
+    private readonly signal: AbortSignal,
+    pollMs: number,
     private readonly release: (s: Subscription) => void,
   ) {
     this.recheckChannel = terminalId !== undefined
+    this.poll = setTimeout(() => this.resume(), pollMs)
+    this.poll.unref()
+    signal.addEventListener('abort', this.onAbort, { once: true })
   }
 
   notify(): void {
     this.dirty = true
-    this.wake?.()
+    this.resume()
   }
 
   /** Waits for a notification, the poll interval (safety net), or cancellation. */
-  async wait(pollMs: number, signal: AbortSignal): Promise<void> {
-    if (this.dirty || signal.aborted) return
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer)
-        signal.removeEventListener('abort', done)
-        this.wake = undefined
-        resolve()
-      }
-      const timer = setTimeout(done, pollMs)
-      signal.addEventListener('abort', done, { once: true })
-      this.wake = done
-    })
+  async wait(): Promise<void> {
+    if (this.dirty || this.signal.aborted) return
+    this.poll.refresh()
+    await new Promise<void>((resolve) => (this.wake = resolve))
   }
 
   close(): void {
-    this.wake?.()
+    clearTimeout(this.poll)
+    this.signal.removeEventListener('abort', this.onAbort)
+    this.resume()
     this.release(this)
+  }
+
+  private resume(): void {
+    const wake = this.wake
+    this.wake = undefined
+    wake?.()
   }
 }
 
@@ -79,8 +87,10 @@ export class SubscriberHub {
     )
   }
 
-  subscribe(deviceId: string, terminalId?: string): Subscription {
-    const subscription = new Subscription(deviceId, terminalId, (s) => {
+  constructor(private readonly pollMs: number) {}
+
+  subscribe(deviceId: string, terminalId: string | undefined, signal: AbortSignal): Subscription {
+    const subscription = new Subscription(deviceId, terminalId, signal, this.pollMs, (s) => {
       const set = this.byDevice.get(s.deviceId)
       set?.delete(s)
       if (set?.size === 0) this.byDevice.delete(s.deviceId)

@@ -5,6 +5,7 @@ import { ANY_MESH_IDENTITY, authorizationInterceptor, type Rule } from './authz.
 import { HEALTH_SERVICE, healthDefinition, HealthRegistry } from './health.ts'
 import { MAX_CONCURRENT_STREAMS, MAX_CONNECTION_IDLE_MS, MESSAGE_LIMIT_BYTES, SERVER_KEEPALIVE_TIME_MS, SERVER_KEEPALIVE_TIMEOUT_MS } from './limits.ts'
 import type { Logger } from './logger.ts'
+import { encodeStreamedMessagesOnce } from './streams.ts'
 import { DescriptorPool, REFLECTION_SERVICES, reflectionHandler, reflectionV1AlphaDefinition, reflectionV1Definition } from './reflection.ts'
 
 /** One gRPC service hosted by a server. */
@@ -62,7 +63,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }),
     ],
   })
-  for (const service of options.services) server.addService(service.definition as unknown as ServiceDefinition, service.implementation)
+  for (const service of options.services) server.addService(encodeStreamedMessagesOnce(service.definition as unknown as ServiceDefinition), service.implementation)
   server.addService(healthDefinition as unknown as ServiceDefinition, health.handlers())
   const reflect = reflectionHandler(pool, [...served, HEALTH_SERVICE, ...REFLECTION_SERVICES])
   server.addService(reflectionV1Definition as unknown as ServiceDefinition, { serverReflectionInfo: reflect })

@@ -1,7 +1,7 @@
 // Server-streaming writes that honour backpressure: a write that the transport cannot take waits
 // for 'drain'; a subscriber that stays unwritable is cut off with RST_STREAM(ENHANCE_YOUR_CALM),
 // which its client sees as RESOURCE_EXHAUSTED, so nothing piles up in the server for it.
-import type { ServerWritableStream } from '@grpc/grpc-js'
+import type { ServerWritableStream, ServiceDefinition } from '@grpc/grpc-js'
 import { constants as http2 } from 'node:http2'
 import { ResourceExhaustedError } from './errors.ts'
 
@@ -50,4 +50,29 @@ export function resetStream(stream: ServerWritableStream<unknown, unknown>): voi
     node = (node as { call?: unknown; nextCall?: unknown }).call ?? (node as { nextCall?: unknown }).nextCall
   }
   throw new Error('grpc-js internals changed: no http2 stream found under the call')
+}
+
+/**
+ * The definition with each server-streaming method encoding a message object once, however many
+ * streams it is written to: a fan-out writes one event object to thousands of subscribers, and
+ * grpc-js would otherwise encode it once per stream. Streamed messages must not be mutated after
+ * their first write (handlers build a fresh object per message).
+ */
+export function encodeStreamedMessagesOnce(definition: ServiceDefinition): ServiceDefinition {
+  const shared: Record<string, ServiceDefinition[string]> = { ...definition }
+  for (const [name, method] of Object.entries(definition)) {
+    if (!method.responseStream) continue
+    const encode = method.responseSerialize
+    const encoded = new WeakMap<object, Buffer>()
+    shared[name] = {
+      ...method,
+      responseSerialize: (value: unknown): Buffer => {
+        if (typeof value !== 'object' || value === null) return encode(value)
+        let bytes = encoded.get(value)
+        if (!bytes) encoded.set(value, (bytes = encode(value)))
+        return bytes
+      },
+    }
+  }
+  return shared
 }

@@ -1,0 +1,67 @@
+// Profiling aid: one publish to N durable Notify subscribers of a device, repeated, against an
+// in-process mesh. `tsx bench/profile-pipe.ts [N] [rounds] [--cpu-prof FILE]` prints the fan-out
+// times and, with --cpu-prof, writes a CPU profile of the publishes alone (not of subscribing).
+import { randomUUID } from 'node:crypto'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { Session } from 'node:inspector/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { EventKind, InstanceEventsServiceClient, type NotifyResponse } from '../gen/cloudpay/events/v1/instance_events_service.ts'
+import { ALL_SERVICES } from '../services/registry.ts'
+import { createClient, unaryCall } from '../services/runtime/client.ts'
+import { addressVariable, loadConfig, SERVICE_NAMES } from '../services/runtime/config.ts'
+import { ensureDevCertificate } from '../services/runtime/dev-certificates.ts'
+import { createLogger } from '../services/runtime/logger.ts'
+import { startMesh } from '../services/runtime/process.ts'
+import { startTelemetry } from '../services/runtime/telemetry.ts'
+import { channelCredentials } from '../services/runtime/tls.ts'
+import { fanOut } from './baseline.ts'
+
+const n = Number(process.argv[2] ?? 10_000)
+const rounds = Number(process.argv[3] ?? 20)
+const flag = process.argv.indexOf('--cpu-prof')
+const profileFile = flag > 0 ? process.argv[flag + 1] : undefined
+const profiler = new Session()
+const home = await mkdtemp(join(tmpdir(), 'cloudpay-profile-'))
+const config = loadConfig({
+  CLOUDPAY_HOME: home,
+  CLOUDPAY_TRACE_FILE: 'off',
+  ...Object.fromEntries(SERVICE_NAMES.map((name) => [addressVariable(name), '127.0.0.1:0'])),
+  ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
+})
+const telemetry = startTelemetry({ env: {} })
+const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log: createLogger({ level: 'warn', name: 'profile' }) })
+const address = mesh.services.find((s) => s.name === 'instance-events')!.address
+const device = `profile-pipe-${randomUUID().slice(0, 8)}`
+const credentials = channelCredentials(await ensureDevCertificate(home, { role: 'instance', id: device }), 60_000)
+const publisher = createClient(InstanceEventsServiceClient, address, credentials)
+const publish = (subjectId: string) =>
+  unaryCall(publisher, 'publish', { requestId: randomUUID(), deviceId: device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId })
+const start = (await publish('warm-up')).event!.sequence
+const channels = Array.from({ length: Math.ceil(n / 1000) }, () => createClient(InstanceEventsServiceClient, address, credentials))
+const run = await fanOut(
+  (i) => channels[i % channels.length]!.notify({ deviceId: device, afterSequence: start }),
+  async () => {
+    const pipe = mesh.services.find((s) => s.name === 'instance-events')!
+    while (pipe.introspect().subscribers! < n) await new Promise((resolve) => setTimeout(resolve, 20))
+    if (profileFile) {
+      profiler.connect()
+      await profiler.post('Profiler.enable')
+      await profiler.post('Profiler.start')
+    }
+  },
+  (r) => publish(`round-${r}`).then(() => undefined),
+  n,
+  rounds,
+  (message, r) => (message as NotifyResponse).event?.subjectId === `round-${r}`,
+)
+if (profileFile) {
+  const { profile } = await profiler.post('Profiler.stop')
+  await writeFile(profileFile, JSON.stringify(profile))
+}
+process.stderr.write(`fan-out to ${n}: p50 ${run.p50Ms.toFixed(1)} ms, p99 ${run.p99Ms.toFixed(1)} ms, ${run.errors} errors\n`)
+for (const s of run.streams) s.cancel()
+for (const c of channels) c.close()
+publisher.close()
+await mesh.stop()
+process.exit(0)
