@@ -10,10 +10,9 @@ import {
   Metadata,
   type ClientReadableStream,
 } from '@grpc/grpc-js'
-import { performance } from 'node:perf_hooks'
 import { CLIENT_CHANNEL_OPTIONS } from '../services/runtime/client.ts'
 import { MAX_CONCURRENT_STREAMS, MESSAGE_LIMIT_BYTES } from '../services/runtime/limits.ts'
-import { load, percentile, type Figures } from './stats.ts'
+import { load, type Figures } from './stats.ts'
 
 const raw = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b }
 const ECHO: ServiceDefinition = {
@@ -94,46 +93,6 @@ export async function unaryBaseline(clients: EchoClientType[], concurrency: numb
     concurrency,
     durationMs,
   )
-}
-
-/** Opens `n` streams over the clients, publishes `rounds` messages; per publish, the time until every stream had it. */
-export async function fanOut(
-  open: (i: number) => ClientReadableStream<unknown>,
-  ready: () => Promise<void>,
-  publish: (round: number) => Promise<void> | void,
-  n: number,
-  rounds: number,
-  isRound: (message: unknown, round: number) => boolean,
-): Promise<{ p50Ms: number; p99Ms: number; errors: number; streams: ClientReadableStream<unknown>[] }> {
-  let received = 0
-  let round = -1
-  let roundStart = 0
-  let done: (() => void) | undefined
-  let errors = 0
-  const streams: ClientReadableStream<unknown>[] = []
-  for (let i = 0; i < n; i++) {
-    const stream = open(i)
-    stream.on('data', (message: unknown) => {
-      if (round >= 0 && isRound(message, round) && ++received === n) done?.()
-    })
-    stream.on('error', (error: { code?: number }) => {
-      if (error.code !== 1) errors++
-    })
-    streams.push(stream)
-  }
-  await ready()
-  const times: number[] = []
-  for (round = 0; round < rounds; round++) {
-    received = 0
-    const all = new Promise<void>((resolve) => (done = resolve))
-    roundStart = performance.now()
-    await publish(round)
-    await Promise.race([all, new Promise((resolve) => setTimeout(resolve, 30_000))])
-    if (received < n) errors += n - received
-    times.push(performance.now() - roundStart)
-  }
-  times.sort((a, b) => a - b)
-  return { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), errors, streams }
 }
 
 export { EchoClient, type EchoClientType }

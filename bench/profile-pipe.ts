@@ -6,7 +6,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises'
 import { Session } from 'node:inspector/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { EventKind, InstanceEventsServiceClient, type NotifyResponse } from '../gen/cloudpay/events/v1/instance_events_service.ts'
+import { EventKind, InstanceEventsServiceClient } from '../gen/cloudpay/events/v1/instance_events_service.ts'
 import { ALL_SERVICES } from '../services/registry.ts'
 import { createClient, unaryCall } from '../services/runtime/client.ts'
 import { addressVariable, loadConfig, SERVICE_NAMES } from '../services/runtime/config.ts'
@@ -15,7 +15,7 @@ import { createLogger } from '../services/runtime/logger.ts'
 import { startMesh } from '../services/runtime/process.ts'
 import { startTelemetry } from '../services/runtime/telemetry.ts'
 import { channelCredentials } from '../services/runtime/tls.ts'
-import { fanOut } from './baseline.ts'
+import { fanOut } from './fan-out.ts'
 
 const n = Number(process.argv[2] ?? 10_000)
 const rounds = Number(process.argv[3] ?? 20)
@@ -33,16 +33,15 @@ const telemetry = startTelemetry({ env: {} })
 const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log: createLogger({ level: 'warn', name: 'profile' }) })
 const address = mesh.services.find((s) => s.name === 'instance-events')!.address
 const device = `profile-pipe-${randomUUID().slice(0, 8)}`
-const credentials = channelCredentials(await ensureDevCertificate(home, { role: 'instance', id: device }), 60_000)
-const publisher = createClient(InstanceEventsServiceClient, address, credentials)
+const certificates = await ensureDevCertificate(home, { role: 'instance', id: device })
+const publisher = createClient(InstanceEventsServiceClient, address, channelCredentials(certificates, 60_000))
 const publish = (subjectId: string) =>
   unaryCall(publisher, 'publish', { requestId: randomUUID(), deviceId: device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId })
 const start = (await publish('warm-up')).event!.sequence
-const channels = Array.from({ length: Math.ceil(n / 1000) }, () => createClient(InstanceEventsServiceClient, address, credentials))
-const run = await fanOut(
-  (i) => channels[i % channels.length]!.notify({ deviceId: device, afterSequence: start }),
-  async () => {
-    const pipe = mesh.services.find((s) => s.name === 'instance-events')!
+const pipe = mesh.services.find((s) => s.name === 'instance-events')!
+const run = await fanOut({
+  open: { kind: 'pipe', address, certificates, n, deviceId: device, afterSequence: String(start) },
+  ready: async () => {
     while (pipe.introspect().subscribers! < n) await new Promise((resolve) => setTimeout(resolve, 20))
     if (profileFile) {
       profiler.connect()
@@ -50,18 +49,17 @@ const run = await fanOut(
       await profiler.post('Profiler.start')
     }
   },
-  (r) => publish(`round-${r}`).then(() => undefined),
-  n,
+  subjectOf: (r) => `round-${r}`,
+  publish: (r) => publish(`round-${r}`).then(() => undefined),
   rounds,
-  (message, r) => (message as NotifyResponse).event?.subjectId === `round-${r}`,
-)
+})
 if (profileFile) {
   const { profile } = await profiler.post('Profiler.stop')
   await writeFile(profileFile, JSON.stringify(profile))
 }
-process.stderr.write(`fan-out to ${n}: p50 ${run.p50Ms.toFixed(1)} ms, p99 ${run.p99Ms.toFixed(1)} ms, ${run.errors} errors\n`)
-for (const s of run.streams) s.cancel()
-for (const c of channels) c.close()
+process.stderr.write(
+  `fan-out to ${n}: p50 ${run.p50Ms.toFixed(1)} ms, p99 ${run.p99Ms.toFixed(1)} ms, ${run.errors} errors, ${(run.serverBytesPerStream / 1024).toFixed(1)} KB server memory per subscriber\n`,
+)
 publisher.close()
 await mesh.stop()
 process.exit(0)

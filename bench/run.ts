@@ -6,12 +6,12 @@ import { execFileSync } from 'node:child_process'
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
-import { Metadata, type ChannelCredentials } from '@grpc/grpc-js'
+import type { ChannelCredentials } from '@grpc/grpc-js'
 import type { Context } from '@opentelemetry/api'
 import { SpanKind } from '@opentelemetry/api'
 import type { ReadableSpan, Span, SpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { sql } from 'kysely'
-import { EventKind, InstanceEventsServiceClient, type NotifyResponse } from '../gen/cloudpay/events/v1/instance_events_service.ts'
+import { EventKind, InstanceEventsServiceClient } from '../gen/cloudpay/events/v1/instance_events_service.ts'
 import { ALL_SERVICES } from '../services/registry.ts'
 import { createClient, unaryCall } from '../services/runtime/client.ts'
 import { addressVariable, loadConfig, SERVICE_NAMES } from '../services/runtime/config.ts'
@@ -22,7 +22,8 @@ import { startMesh } from '../services/runtime/process.ts'
 import { startTelemetry } from '../services/runtime/telemetry.ts'
 import { channelCredentials, serverCredentials } from '../services/runtime/tls.ts'
 import { demoClients } from '../cli/demo/clients.ts'
-import { echoClients, fanOut, startBareServer, unaryBaseline } from './baseline.ts'
+import { echoClients, startBareServer, unaryBaseline } from './baseline.ts'
+import { fanOut } from './fan-out.ts'
 import { setUpMerchant, worker } from './flows.ts'
 import { type Figures, load, round } from './stats.ts'
 
@@ -45,13 +46,6 @@ class RpcCounter implements SpanProcessor {
   shutdown = () => Promise.resolve()
 }
 
-/** Live memory (heap and buffers) after a full collection: what the open streams hold. */
-const memory = () => {
-  global.gc?.()
-  global.gc?.()
-  const { heapUsed, external } = process.memoryUsage()
-  return heapUsed + external
-}
 const pkgVersion = async (name: string) => (JSON.parse(await readFile(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version
 
 async function main(): Promise<void> {
@@ -93,22 +87,16 @@ async function main(): Promise<void> {
 
   const bareFanout: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerStream: number }> = {}
   for (const n of FANOUT) {
-    const channels = echoClients(bare.address, clientCredentials, Math.ceil(n / 1000))
-    const before = memory()
-    const run = await fanOut(
-      (i) => (channels[i % channels.length] as unknown as { subscribe(r: Buffer, m: Metadata): never }).subscribe(Buffer.alloc(0), new Metadata()),
-      async () => {
+    const run = await fanOut({
+      open: { kind: 'bare', address: bare.address, certificates: clientPaths, n },
+      ready: async () => {
         while (bare.subscribers() < n) await new Promise((resolve) => setTimeout(resolve, 20))
       },
-      (r) => bare.publish(Buffer.from([r])),
-      n,
-      ROUNDS,
-      (message, r) => (message as Buffer)[0] === r,
-    )
-    const bytesPerStream = (memory() - before) / n
-    for (const s of run.streams) s.cancel()
-    for (const c of channels) c.close()
-    bareFanout[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerStream }
+      subjectOf: () => '',
+      publish: (r) => bare.publish(Buffer.from([r])),
+      rounds: ROUNDS,
+    })
+    bareFanout[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerStream: run.serverBytesPerStream }
     rows.push([
       `bare stream fan-out`,
       `n=${n}`,
@@ -116,7 +104,7 @@ async function main(): Promise<void> {
       `${round(run.p50Ms)} ms`,
       `${round(run.p99Ms)} ms`,
       `${run.errors}`,
-      `${round(bytesPerStream / 1024, 1)} KB/stream (server+client)`,
+      `${round(run.serverBytesPerStream / 1024, 1)} KB/stream (server)`,
     ])
   }
   results.baseline = { unary: baseline, fanOut: bareFanout }
@@ -186,32 +174,23 @@ async function main(): Promise<void> {
   // ── The Notify pipe: one publish to N durable subscribers of a device ──
   const pipeResults: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerSubscriber: number; ratioP99: number }> = {}
   const device = 'bench-pipe'
-  const instanceCredentials = channelCredentials(await ensureDevCertificate(home, { role: 'instance', id: device }), 60_000)
-  const publisher = createClient(InstanceEventsServiceClient, addresses.get('instance-events')!, instanceCredentials)
-  let last = (await unaryCall(publisher, 'publish', { requestId: crypto.randomUUID(), deviceId: device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId: 'warm-up' }))
-    .event!.sequence
+  const instanceCertificates = await ensureDevCertificate(home, { role: 'instance', id: device })
+  const publisher = createClient(InstanceEventsServiceClient, addresses.get('instance-events')!, channelCredentials(instanceCertificates, 60_000))
+  const publish = async (subjectId: string) =>
+    (await unaryCall(publisher, 'publish', { requestId: crypto.randomUUID(), deviceId: device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId })).event!.sequence
+  let last = await publish('warm-up')
+  const pipeService = mesh.services.find((s) => s.name === 'instance-events')!
   for (const n of FANOUT) {
-    const channels = Array.from({ length: Math.ceil(n / 1000) }, () => createClient(InstanceEventsServiceClient, addresses.get('instance-events')!, instanceCredentials))
-    const before = memory()
-    const start = last
-    const run = await fanOut(
-      (i) => channels[i % channels.length]!.notify({ deviceId: device, afterSequence: start }),
-      async () => {
-        const pipeService = mesh.services.find((s) => s.name === 'instance-events')!
+    const run = await fanOut({
+      open: { kind: 'pipe', address: addresses.get('instance-events')!, certificates: instanceCertificates, n, deviceId: device, afterSequence: String(last) },
+      ready: async () => {
         while (pipeService.introspect().subscribers! < n) await new Promise((resolve) => setTimeout(resolve, 20))
       },
-      async (r) => {
-        last = (
-          await unaryCall(publisher, 'publish', { requestId: crypto.randomUUID(), deviceId: device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId: `round-${n}-${r}` })
-        ).event!.sequence
-      },
-      n,
-      ROUNDS,
-      (message, r) => (message as NotifyResponse).event?.subjectId === `round-${n}-${r}`,
-    )
-    const bytesPerSubscriber = (memory() - before) / n
-    for (const s of run.streams) s.cancel()
-    for (const c of channels) c.close()
+      subjectOf: (r) => `round-${n}-${r}`,
+      publish: async (r) => void (last = await publish(`round-${n}-${r}`)),
+      rounds: ROUNDS,
+    })
+    const bytesPerSubscriber = run.serverBytesPerStream
     const ratioP99 = run.p99Ms / bareFanout[n]!.p99Ms
     pipeResults[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerSubscriber, ratioP99 }
     rows.push([
@@ -221,7 +200,7 @@ async function main(): Promise<void> {
       `${round(run.p50Ms)} ms`,
       `${round(run.p99Ms)} ms`,
       `${run.errors}`,
-      `${round(bytesPerSubscriber / 1024, 1)} KB/subscriber (server+client); p99 x${round(ratioP99)} of bare`,
+      `${round(bytesPerSubscriber / 1024, 1)} KB/subscriber (server); p99 x${round(ratioP99)} of bare`,
     ])
   }
   publisher.close()
@@ -238,7 +217,7 @@ async function main(): Promise<void> {
     { target: 'order p50 at c=1 <= 1.5 x (RPCs x bare p50 + commits x commit p50)', value: flowResults.order![1]!.ratioLatency!, limit: 1.5, atLeast: false },
     ...FANOUT.map((n) => ({ target: `pipe fan-out n=${n}: p99 <= 1.2 x bare p99`, value: pipeResults[n]!.ratioP99, limit: 1.2, atLeast: false })),
     ...FANOUT.map((n) => ({
-      target: `pipe n=${n}: <= 16 KB per subscriber (server+client measured)`,
+      target: `pipe n=${n}: <= 16 KB server memory per subscriber`,
       value: pipeResults[n]!.bytesPerSubscriber / 1024,
       limit: 16,
       atLeast: false,

@@ -21,7 +21,7 @@ import { callOf, idempotent } from '../runtime/idempotency.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
 import type { Handlers } from '../runtime/rpc.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
-import { writeWithBackpressure } from '../runtime/streams.ts'
+import { awaitDrain, writeWithBackpressure } from '../runtime/streams.ts'
 import { validate } from '../runtime/validation.ts'
 import * as channels from './channels.ts'
 import * as pipe from './pipe.ts'
@@ -61,7 +61,7 @@ const toChannel = (row: ChannelRow): Channel => ({
 export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceEventsServiceService> {
   const db = deps.db as Kysely<EventsDatabase>
   const { stallMs, pollMs, retentionMs } = deps.config.events
-  const hub = new SubscriberHub(pollMs)
+  const hub = new SubscriberHub(pollMs, (deviceId, after) => pipe.readEvents(db, deviceId, after, CATCH_UP_BATCH), CATCH_UP_BATCH)
   const hubReady = hub.start(deps.listen)
   hubReady.catch((error: unknown) => deps.log.error({ err: error }, 'cannot LISTEN for events; subscribers fall back to polling'))
   const sweeper = setInterval(
@@ -137,11 +137,23 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
       await pipe.assertResumable(db, request.deviceId, request.afterSequence)
       await hubReady.catch(() => undefined)
       // Subscribe before the first read: an event stored meanwhile marks the subscription dirty.
-      const subscription = hub.subscribe(request.deviceId, ctx.caller.role === 'terminal' ? ctx.caller.id : undefined, ctx.signal)
-      let cursor = request.afterSequence
+      const subscription = hub.subscribe(
+        request.deviceId,
+        ctx.caller.role === 'terminal' ? ctx.caller.id : undefined,
+        request.afterSequence,
+        (row) => stream.write(toNotifyResponse(row)),
+        ctx.signal,
+      )
+      const resumeHint = (): string => `resume with after_sequence=${subscription.cursor}`
       try {
+        // This loop catches up and handles what the hub leaves to it; while it waits (parked),
+        // the hub writes new events to the stream directly.
         while (!ctx.signal.aborted) {
-          if (hub.closing) throw new UnavailableError('SHUTTING_DOWN', `this replica is shutting down; resume with after_sequence=${cursor}`)
+          if (hub.closing) throw new UnavailableError('SHUTTING_DOWN', `this replica is shutting down; ${resumeHint()}`)
+          if (subscription.needsDrain) {
+            subscription.needsDrain = false
+            await awaitDrain(stream, stallMs, ctx.signal, resumeHint())
+          }
           subscription.dirty = false
           // Checked once when subscribing; again only when a close (or a lost notification) says so.
           if (subscription.recheckChannel) {
@@ -150,11 +162,11 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
               throw new PermissionDeniedError('CHANNEL_CLOSED', `the channel between terminal ${ctx.caller.id} and device ${request.deviceId} was closed`)
             }
           }
-          const rows = await pipe.readEvents(db, request.deviceId, cursor, CATCH_UP_BATCH)
+          const rows = await pipe.readEvents(db, request.deviceId, subscription.cursor, CATCH_UP_BATCH)
           for (const row of rows) {
             if (ctx.signal.aborted) return
-            await writeWithBackpressure(stream, toNotifyResponse(row), stallMs, ctx.signal, `resume with after_sequence=${cursor}`)
-            cursor = row.sequence
+            await writeWithBackpressure(stream, toNotifyResponse(row), stallMs, ctx.signal, resumeHint())
+            subscription.cursor = row.sequence
           }
           if (rows.length === CATCH_UP_BATCH) {
             await yieldToEventLoop() // a long catch-up must not starve other calls

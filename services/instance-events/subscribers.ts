@@ -1,20 +1,28 @@
 // Live Notify subscribers of this replica. A database NOTIFY per device (sent by whichever
-// replica stored the event) marks that device's subscribers dirty and wakes them; they then
-// re-read the store. No event payload is held in memory for a subscriber.
+// replica stored the event) says the device's stream grew. Subscribers that are up to date and
+// idle ("parked") are served by the hub: one store read per device and cursor, then a plain write
+// of the same reply to each, as a bare fan-out would. A subscriber that is catching up, whose
+// stream is full, or whose channel must be re-checked runs its own loop (handlers.ts) instead.
+// No event payload is held in memory for a subscriber.
 import type { SharedDatabase } from '../runtime/database.ts'
-import { CHANNELS_CHANNEL, EVENTS_CHANNEL } from './store/repository.ts'
+import { CHANNELS_CHANNEL, EVENTS_CHANNEL, type EventRow } from './store/repository.ts'
 
 export class Subscription {
-  /** Set by a notification; cleared by the subscriber before it reads the store. */
+  /** The last sequence written to this subscriber. */
+  cursor: bigint
+  /** Set by a notification the hub could not serve; cleared by the subscriber before it reads the store. */
   dirty = true
   /**
    * Set when this terminal's channel may have closed: the subscriber checks it before going on.
    * Set from the start too, so a close between the caller's check and this registration counts.
    */
   recheckChannel: boolean
+  /** Set when the hub's write filled the stream: the subscriber waits for it to drain first. */
+  needsDrain = false
+  /** True while the subscriber's loop waits, up to date: only then does the hub write to it. */
+  parked = false
   private wake: (() => void) | undefined
-  // One timer and one abort listener for the subscription's life, not one per wait: a publish
-  // to a device with thousands of subscribers would otherwise create and drop thousands of each.
+  // One timer and one abort listener for the subscription's life, not one per wait.
   private readonly poll: NodeJS.Timeout
   private readonly onAbort = (): void => this.resume()
 
@@ -22,26 +30,32 @@ export class Subscription {
     readonly deviceId: string,
     /** The terminal following the stream; undefined for the instance itself. */
     readonly terminalId: string | undefined,
+    afterSequence: bigint,
+    /** Writes one event to the subscriber's stream; false when the stream is full. */
+    readonly write: (row: EventRow) => boolean,
     private readonly signal: AbortSignal,
     pollMs: number,
     private readonly release: (s: Subscription) => void,
   ) {
+    this.cursor = afterSequence
     this.recheckChannel = terminalId !== undefined
     this.poll = setTimeout(() => this.resume(), pollMs)
     this.poll.unref()
     signal.addEventListener('abort', this.onAbort, { once: true })
   }
 
+  /** Hands the subscription back to its own loop, which re-reads the store. */
   notify(): void {
     this.dirty = true
     this.resume()
   }
 
-  /** Waits for a notification, the poll interval (safety net), or cancellation. */
-  async wait(): Promise<void> {
-    if (this.dirty || this.signal.aborted) return
+  /** Waits, parked, for the hub to need the loop, the poll interval (safety net), or cancellation. */
+  wait(): Promise<void> | undefined {
+    if (this.dirty || this.signal.aborted) return undefined
     this.poll.refresh()
-    await new Promise<void>((resolve) => (this.wake = resolve))
+    this.parked = true
+    return new Promise<void>((resolve) => (this.wake = resolve))
   }
 
   close(): void {
@@ -52,17 +66,30 @@ export class Subscription {
   }
 
   private resume(): void {
+    this.parked = false
     const wake = this.wake
     this.wake = undefined
     wake?.()
   }
 }
 
+export type ReadEvents = (deviceId: string, afterSequence: bigint) => Promise<EventRow[]>
+
 export class SubscriberHub {
   private readonly byDevice = new Map<string, Set<Subscription>>()
+  /** Devices whose parked subscribers are being served, and those notified again meanwhile. */
+  private readonly serving = new Set<string>()
+  private readonly servingAgain = new Set<string>()
   private unlisten: (() => Promise<void>)[] = []
   /** Set when the server shuts down: subscribers end their streams so clients reconnect elsewhere. */
   closing = false
+
+  constructor(
+    private readonly pollMs: number,
+    private readonly read: ReadEvents,
+    /** Rows per read; a full batch means more may follow, and the subscriber's loop catches up. */
+    private readonly batch: number,
+  ) {}
 
   async start(listen: SharedDatabase['listen']): Promise<void> {
     // After a lost connection, notifications may have been missed: everyone re-reads and re-checks.
@@ -87,10 +114,8 @@ export class SubscriberHub {
     )
   }
 
-  constructor(private readonly pollMs: number) {}
-
-  subscribe(deviceId: string, terminalId: string | undefined, signal: AbortSignal): Subscription {
-    const subscription = new Subscription(deviceId, terminalId, signal, this.pollMs, (s) => {
+  subscribe(deviceId: string, terminalId: string | undefined, afterSequence: bigint, write: Subscription['write'], signal: AbortSignal): Subscription {
+    const subscription = new Subscription(deviceId, terminalId, afterSequence, write, signal, this.pollMs, (s) => {
       const set = this.byDevice.get(s.deviceId)
       set?.delete(s)
       if (set?.size === 0) this.byDevice.delete(s.deviceId)
@@ -101,10 +126,60 @@ export class SubscriberHub {
     return subscription
   }
 
+  /** The device's stream grew: busy subscribers will re-read; parked ones are served here. */
   notifyDevice(deviceId: string): void {
-    for (const subscription of this.byDevice.get(deviceId) ?? []) subscription.notify()
+    const set = this.byDevice.get(deviceId)
+    if (!set) return
+    for (const s of set) if (!s.parked) s.dirty = true
+    if (this.serving.has(deviceId)) {
+      this.servingAgain.add(deviceId)
+      return
+    }
+    this.serving.add(deviceId)
+    void this.serve(deviceId).finally(() => this.serving.delete(deviceId))
   }
 
+  /** One read per distinct cursor among the device's parked subscribers, then a write to each. */
+  private async serve(deviceId: string): Promise<void> {
+    do {
+      this.servingAgain.delete(deviceId)
+      const byCursor = new Map<bigint, Subscription[]>()
+      for (const s of this.byDevice.get(deviceId) ?? []) {
+        if (!s.parked) continue
+        if (s.recheckChannel) {
+          s.notify() // its loop checks the channel before anything is written
+          continue
+        }
+        const group = byCursor.get(s.cursor)
+        if (group) group.push(s)
+        else byCursor.set(s.cursor, [s])
+      }
+      for (const [cursor, group] of byCursor) {
+        let rows: EventRow[]
+        try {
+          rows = await this.read(deviceId, cursor)
+        } catch {
+          for (const s of group) s.notify() // each loop reads again and reports what fails
+          continue
+        }
+        for (const s of group) {
+          // Only a subscriber still parked where this read started may take its rows.
+          if (!s.parked || s.cursor !== cursor) continue
+          for (const row of rows) {
+            const more = s.write(row)
+            s.cursor = row.sequence
+            if (!more) {
+              s.needsDrain = true
+              break
+            }
+          }
+          if (s.needsDrain || rows.length === this.batch) s.notify()
+        }
+      }
+    } while (this.servingAgain.has(deviceId))
+  }
+
+  /** Hands every subscriber back to its own loop (lost notifications, shutdown). */
   notifyAll(): void {
     for (const set of this.byDevice.values()) for (const subscription of set) subscription.notify()
   }

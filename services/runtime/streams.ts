@@ -16,6 +16,12 @@ export async function writeWithBackpressure<Res>(
   resumeHint: string,
 ): Promise<void> {
   if (stream.write(message)) return
+  await awaitDrain(stream, stallMs, signal, resumeHint)
+}
+
+/** Resolves once a full stream drained (at once if it is not full); cuts it off after stallMs. */
+export async function awaitDrain(stream: ServerWritableStream<unknown, unknown>, stallMs: number, signal: AbortSignal, resumeHint: string): Promise<void> {
+  if (!stream.writableNeedDrain || signal.aborted) return
   await new Promise<void>((resolve, reject) => {
     const done = (): void => {
       clearTimeout(timer)
