@@ -1,5 +1,5 @@
 // A fan-out measurement: N streams opened by a subscriber process (subscriber-process.ts), then
-// `rounds` publishes, each timed until every stream has it. The server runs in this process, so
+// `rounds` publishes after one for warm-up, each timed until every stream has it. The server runs in this process, so
 // the memory the open streams add here is the server's side alone.
 import { fork } from 'node:child_process'
 import { performance } from 'node:perf_hooks'
@@ -12,6 +12,10 @@ export interface FanOutResult {
   readonly errors: number
   /** Live heap and buffers the open streams added to the server's process, per stream. */
   readonly serverBytesPerStream: number
+  /** Each round's time, in publish order. */
+  readonly roundsMs: readonly number[]
+  /** CPU the subscriber process spent receiving each round. */
+  readonly clientCpuMs: readonly number[]
 }
 
 export interface FanOutPlan {
@@ -35,7 +39,7 @@ export function liveMemory(): number {
 }
 
 export async function fanOut(plan: FanOutPlan): Promise<FanOutResult> {
-  const child = fork(new URL('./subscriber-process.ts', import.meta.url).pathname, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const child = fork(new URL('./subscriber-process.ts', import.meta.url).pathname, [], { execArgv: ['--import', 'tsx', ...(process.env.CLOUDPAY_BENCH_SUBSCRIBER_ARGS ?? '').split(' ').filter(Boolean)], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const waiting: { accept: (r: SubscriberReport) => boolean; resolve: (r: SubscriberReport) => void }[] = []
   child.on('message', (report: SubscriberReport) => {
     const index = waiting.findIndex((w) => w.accept(report))
@@ -61,21 +65,26 @@ export async function fanOut(plan: FanOutPlan): Promise<FanOutResult> {
     const serverBytesPerStream = (liveMemory() - before) / plan.open.n
     let errors = 0
     const times: number[] = []
-    for (let round = 0; round < plan.rounds; round++) {
+    const clientCpuMs: number[] = []
+    // Round 0 warms up (first writes on each stream, code not yet optimised) and is not counted.
+    for (let round = 0; round <= plan.rounds; round++) {
       command({ arm: { round, subjectId: plan.subjectOf(round) } })
       errors += (await expect('armed'))?.missed ?? 0
       const received = expect('received', ROUND_TIMEOUT_MS)
       const start = performance.now()
       await plan.publish(round)
-      await received // on a timeout, the next arm reports the streams that missed it
+      const report = await received // on a timeout, the next arm reports the streams that missed it
+      if (round === 0) continue
       times.push(performance.now() - start)
+      clientCpuMs.push(report?.cpuMs ?? Number.NaN)
     }
     command({ arm: { round: -1, subjectId: '' } })
     errors += (await expect('armed'))?.missed ?? 0
     command({ close: true })
     errors += (await expect('closed'))?.closed.errors ?? 0
-    times.sort((a, b) => a - b)
-    return { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99), errors, serverBytesPerStream }
+    await Promise.race([exited.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 5_000).unref())])
+    const sorted = [...times].sort((a, b) => a - b)
+    return { p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), errors, serverBytesPerStream, roundsMs: times, clientCpuMs }
   } finally {
     child.kill()
   }

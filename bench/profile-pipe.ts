@@ -58,7 +58,7 @@ if (profileFile) {
   await writeFile(profileFile, JSON.stringify(profile))
 }
 process.stderr.write(
-  `fan-out to ${n}: p50 ${run.p50Ms.toFixed(1)} ms, p99 ${run.p99Ms.toFixed(1)} ms, ${run.errors} errors, ${(run.serverBytesPerStream / 1024).toFixed(1)} KB server memory per subscriber\n`,
+  `fan-out to ${n}: p50 ${run.p50Ms.toFixed(1)} ms, p99 ${run.p99Ms.toFixed(1)} ms, ${run.errors} errors, ${(run.serverBytesPerStream / 1024).toFixed(1)} KB server memory per subscriber\nrounds (ms): ${run.roundsMs.map((t) => t.toFixed(0)).join(' ')}\nsubscriber process CPU per round (ms): ${run.clientCpuMs.map((t) => t.toFixed(0)).join(' ')}\n`,
 )
 publisher.close()
 await mesh.stop()

@@ -27,7 +27,7 @@ export type SubscriberReport =
   | { readonly opened: number }
   /** `missed`: streams that never had the previous round's message (it timed out). */
   | { readonly armed: number; readonly missed: number }
-  | { readonly received: number } | { readonly closed: { readonly errors: number } }
+  | { readonly received: number; readonly cpuMs: number } | { readonly closed: { readonly errors: number } }
 
 const STREAMS_PER_CHANNEL = 1000
 const send = (report: SubscriberReport): void => void process.send!(report)
@@ -37,12 +37,14 @@ let channels: { close(): void }[] = []
 let errors = 0
 let armed: { round: number; subjectId: string } | undefined
 let received = 0
+let cpuAtArm = process.cpuUsage()
 
 function onMessage(matches: (message: unknown) => boolean) {
   return (message: unknown): void => {
     if (!armed || !matches(message)) return
     if (++received === streams.length) {
-      send({ received: armed.round })
+      const cpu = process.cpuUsage(cpuAtArm)
+      send({ received: armed.round, cpuMs: (cpu.user + cpu.system) / 1000 })
       armed = undefined
     }
   }
@@ -73,6 +75,7 @@ process.on('message', (command: SubscriberCommand) => {
     const missed = armed ? streams.length - received : 0
     armed = command.arm
     received = 0
+    cpuAtArm = process.cpuUsage()
     send({ armed: command.arm.round, missed })
   } else {
     for (const stream of streams) stream.cancel()

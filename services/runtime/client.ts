@@ -23,6 +23,10 @@ export const CLIENT_CHANNEL_OPTIONS: ChannelOptions = {
   // Detect dead peers on idle long-lived streams (Notify) within ~40 s.
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,
+  // HTTP/2's default 64 KiB connection window stalls a channel that multiplexes many streams
+  // (thousands of Notify subscribers share a few channels): one event to 1,000 of them is
+  // ~170 KB, and the server would wait a round trip per 64 KiB for WINDOW_UPDATE.
+  'grpc-node.flow_control_window': 1 << 20,
 }
 
 type ClientConstructor<T> = new (address: string, credentials: ChannelCredentials, options?: Partial<ChannelOptions>) => T
