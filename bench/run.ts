@@ -234,6 +234,7 @@ async function main(): Promise<void> {
 
   // ── Targets (issue #6): met or missed, never asserted in tests ──
   const top = Math.max(...LEVELS)
+  const widest = Math.max(...FANOUT)
   // What the machine allows at all, whatever the implementation: a flow verifies one Argon2id
   // password, and its RPCs and commits cost at least their bare floors measured above.
   const floorOf = (flow: 'login' | 'order') => flowResults[flow]![1]!.rpcsPerFlow * baseline[1]!.p50Ms + flowResults[flow]![1]!.commitsPerFlow * commitFloor.p50Ms
@@ -253,13 +254,10 @@ async function main(): Promise<void> {
     { target: `order flows/s at c=${top} >= 0.6 x (bare RPC/s / RPCs per flow) [PostgreSQL]`, value: order.ratioThroughput, limit: 0.6, atLeast: true, ...reachThroughput },
     { target: 'login p50 at c=1 <= 1.5 x (RPCs x bare p50 + commits x commit p50)', value: flowResults.login![1]!.ratioLatency!, limit: 1.5, atLeast: false, ...reachLatency('login') },
     { target: 'order p50 at c=1 <= 1.5 x (RPCs x bare p50 + commits x commit p50)', value: flowResults.order![1]!.ratioLatency!, limit: 1.5, atLeast: false, ...reachLatency('order') },
-    ...FANOUT.map((n) => ({ target: `pipe fan-out n=${n}: p99 <= 1.2 x bare p99`, value: pipeResults[n]!.ratioP99, limit: 1.2, atLeast: false })),
-    ...FANOUT.map((n) => ({
-      target: `pipe n=${n}: <= 16 KB server memory per subscriber`,
-      value: pipeResults[n]!.bytesPerSubscriber / 1024,
-      limit: 16,
-      atLeast: false,
-    })),
+    // The issue sets these at 10,000 subscribers; a quick run's largest fan-out stands in.
+    { target: `pipe fan-out n=${widest}: p99 <= 1.2 x bare p99`, value: pipeResults[widest]!.ratioP99, limit: 1.2, atLeast: false },
+    { target: `pipe n=${widest}: <= 16 KB server memory per subscriber`, value: pipeResults[widest]!.bytesPerSubscriber / 1024, limit: 16, atLeast: false },
+    { target: `pipe n=${widest}: 0 errors`, value: pipeResults[widest]!.errors, limit: 0, atLeast: false },
     { target: `0 errors at c=${top}`, value: flowResults.login![top]!.errors + flowResults.order![top]!.errors, limit: 0, atLeast: false },
   ].map((t) => ({ ...t, met: t.atLeast ? t.value >= t.limit : t.value <= t.limit }))
   results.targets = targets

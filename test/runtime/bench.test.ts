@@ -38,6 +38,18 @@ test('npm run bench -- --quick produces a complete result file', { timeout: 180_
           assert.equal(typeof figures[key], 'number', `${flow}.${c}.${key}`)
       }
     }
+    for (const key of ['p50Ms', 'cpuMsPerVerify', 'maxPerSecond']) assert.ok(result.results.baseline.passwordHash[key] > 0, `passwordHash.${key}`)
+    for (const n of Object.keys(result.results.baseline.fanOut)) assert.ok(result.results.baseline.fanOut[n].bytesPerStream > 0, `bare fan-out n=${n} server memory`)
+    assert.ok(result.results.targets.length >= 7)
+    for (const t of result.results.targets) {
+      assert.equal(typeof t.target, 'string')
+      assert.equal(typeof t.value, 'number', t.target)
+      assert.equal(typeof t.met, 'boolean', t.target)
+    }
+    // The flow targets say whether this machine could meet them at all, and why.
+    const flowTargets = result.results.targets.filter((t: { target: string }) => /flow|p50/.test(t.target))
+    assert.equal(flowTargets.length, 3)
+    for (const t of flowTargets) assert.ok(typeof t.reachable === 'boolean' && typeof t.why === 'string' && t.why.length > 0, t.target)
     for (const n of Object.keys(result.results.pipe)) {
       for (const key of ['p50Ms', 'p99Ms', 'errors', 'bytesPerSubscriber', 'ratioP99']) assert.equal(typeof result.results.pipe[n][key], 'number', `pipe.${n}.${key}`)
     }
