@@ -22,8 +22,7 @@ export class Subscription {
   /** True while the subscriber's loop waits, up to date: only then does the hub write to it. */
   parked = false
   private wake: (() => void) | undefined
-  // One timer and one abort listener for the subscription's life, not one per wait.
-  private readonly poll: NodeJS.Timeout
+  // One abort listener for the subscription's life, not one per wait.
   private readonly onAbort = (): void => this.resume()
 
   constructor(
@@ -34,13 +33,10 @@ export class Subscription {
     /** Writes one event to the subscriber's stream; false when the stream is full. */
     readonly write: (row: EventRow) => boolean,
     private readonly signal: AbortSignal,
-    pollMs: number,
     private readonly release: (s: Subscription) => void,
   ) {
     this.cursor = afterSequence
     this.recheckChannel = terminalId !== undefined
-    this.poll = setTimeout(() => this.resume(), pollMs)
-    this.poll.unref()
     signal.addEventListener('abort', this.onAbort, { once: true })
   }
 
@@ -50,16 +46,14 @@ export class Subscription {
     this.resume()
   }
 
-  /** Waits, parked, for the hub to need the loop, the poll interval (safety net), or cancellation. */
+  /** Waits, parked, for the hub to need the loop, or cancellation. */
   wait(): Promise<void> | undefined {
     if (this.dirty || this.signal.aborted) return undefined
-    this.poll.refresh()
     this.parked = true
     return new Promise<void>((resolve) => (this.wake = resolve))
   }
 
   close(): void {
-    clearTimeout(this.poll)
     this.signal.removeEventListener('abort', this.onAbort)
     this.resume()
     this.release(this)
@@ -78,13 +72,16 @@ export type ReadEvents = (deviceId: string, afterSequence: bigint) => Promise<Ev
 export class SubscriberHub {
   private readonly byDevice = new Map<string, Set<Subscription>>()
   /** Devices whose parked subscribers are being served, and those notified again meanwhile. */
-  private readonly serving = new Set<string>()
+  private readonly serving = new Map<string, Promise<void>>()
   private readonly servingAgain = new Set<string>()
+  private sweeper: NodeJS.Timeout | undefined
+  private sweeping = false
   private unlisten: (() => Promise<void>)[] = []
   /** Set when the server shuts down: subscribers end their streams so clients reconnect elsewhere. */
   closing = false
 
   constructor(
+    /** How often every device's parked subscribers are served without a notification (safety net). */
     private readonly pollMs: number,
     private readonly read: ReadEvents,
     /** Rows per read; a full batch means more may follow, and the subscriber's loop catches up. */
@@ -92,6 +89,10 @@ export class SubscriberHub {
   ) {}
 
   async start(listen: SharedDatabase['listen']): Promise<void> {
+    // The safety net is one sweep for the hub, serving each device in turn (one read per device
+    // and cursor), not a timer per subscriber: 10,000 subscribers would otherwise poll 2,000 times a second.
+    this.sweeper = setInterval(() => void this.sweep(), this.pollMs)
+    this.sweeper.unref()
     // After a lost connection, notifications may have been missed: everyone re-reads and re-checks.
     const missedSome = (): void => {
       for (const set of this.byDevice.values()) for (const s of set) s.recheckChannel = s.terminalId !== undefined
@@ -115,7 +116,7 @@ export class SubscriberHub {
   }
 
   subscribe(deviceId: string, terminalId: string | undefined, afterSequence: bigint, write: Subscription['write'], signal: AbortSignal): Subscription {
-    const subscription = new Subscription(deviceId, terminalId, afterSequence, write, signal, this.pollMs, (s) => {
+    const subscription = new Subscription(deviceId, terminalId, afterSequence, write, signal, (s) => {
       const set = this.byDevice.get(s.deviceId)
       set?.delete(s)
       if (set?.size === 0) this.byDevice.delete(s.deviceId)
@@ -135,8 +136,24 @@ export class SubscriberHub {
       this.servingAgain.add(deviceId)
       return
     }
-    this.serving.add(deviceId)
-    void this.serve(deviceId).finally(() => this.serving.delete(deviceId))
+    this.serving.set(
+      deviceId,
+      this.serve(deviceId).finally(() => this.serving.delete(deviceId)),
+    )
+  }
+
+  private async sweep(): Promise<void> {
+    if (this.sweeping) return
+    this.sweeping = true
+    try {
+      for (const deviceId of [...this.byDevice.keys()]) {
+        if (this.closing) return
+        this.notifyDevice(deviceId)
+        await this.serving.get(deviceId)
+      }
+    } finally {
+      this.sweeping = false
+    }
   }
 
   /** One read per distinct cursor among the device's parked subscribers, then a write to each. */
@@ -192,6 +209,7 @@ export class SubscriberHub {
 
   async stop(): Promise<void> {
     this.closing = true
+    clearInterval(this.sweeper)
     this.notifyAll()
     await Promise.all(this.unlisten.splice(0).map((stop) => stop()))
   }
