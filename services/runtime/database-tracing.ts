@@ -4,17 +4,20 @@ import { context, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/a
 import type { CompiledQuery, DatabaseConnection, Dialect, Driver, QueryResult } from 'kysely'
 import { SERVICE_TRACER } from './telemetry.ts'
 
-/** Commits the database did for this process: explicit transactions and statements outside one (benchmarks count them). */
-export const databaseCounters = { transactions: 0, statementsOutsideTransactions: 0 }
+/**
+ * Commits the database did for this process (benchmarks count them): explicit transactions, and
+ * writes outside one (each its own commit). Reads outside a transaction write nothing to commit.
+ */
+export const databaseCounters = { transactions: 0, writesOutsideTransactions: 0 }
 const inTransaction = new WeakSet<DatabaseConnection>()
 
 function tracedConnection(connection: DatabaseConnection): DatabaseConnection {
   return {
     executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-      if (!inTransaction.has(connection)) databaseCounters.statementsOutsideTransactions++
+      const operation = query.sql.trimStart().split(/\s/, 1)[0]!.toLowerCase()
+      if (operation !== 'select' && !inTransaction.has(connection)) databaseCounters.writesOutsideTransactions++
       const tracer = context.active().getValue(SERVICE_TRACER) as Tracer | undefined
       if (!tracer) return connection.executeQuery<R>(query)
-      const operation = query.sql.trimStart().split(/\s/, 1)[0]!.toLowerCase()
       return tracer.startActiveSpan(
         `db ${operation}`,
         { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql', 'db.query.text': query.sql.slice(0, 2000), 'db.operation.name': operation } },
