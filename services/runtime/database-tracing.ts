@@ -1,23 +1,25 @@
 // A span per database query, for every dialect alike: the query's statement (parameters are
 // placeholders, so no values and no secrets) under the span of the service doing the work.
-import { context, SpanKind, SpanStatusCode, type Tracer } from '@opentelemetry/api'
+import { context, SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api'
 import type { CompiledQuery, DatabaseConnection, Dialect, Driver, QueryResult } from 'kysely'
 import { SERVICE_TRACER } from './telemetry.ts'
 
 /**
- * Commits the database did for this process (benchmarks count them): explicit transactions, and
- * writes outside one (each its own commit). Reads outside a transaction write nothing to commit.
+ * Transactions the database committed for traced work of this process (benchmarks count them per
+ * flow): explicit transactions, and statements outside one (each its own transaction). Work with
+ * no active span (background timers: the Notify safety net, periodic outbox polls) is not counted.
  */
-export const databaseCounters = { transactions: 0, writesOutsideTransactions: 0 }
+export const databaseCounters = { transactions: 0, statementsOutsideTransactions: 0 }
+const onBehalfOfACall = (): boolean => trace.getSpan(context.active()) !== undefined
 const inTransaction = new WeakSet<DatabaseConnection>()
 
 function tracedConnection(connection: DatabaseConnection): DatabaseConnection {
   return {
     executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-      const operation = query.sql.trimStart().split(/\s/, 1)[0]!.toLowerCase()
-      if (operation !== 'select' && !inTransaction.has(connection)) databaseCounters.writesOutsideTransactions++
+      if (!inTransaction.has(connection) && onBehalfOfACall()) databaseCounters.statementsOutsideTransactions++
       const tracer = context.active().getValue(SERVICE_TRACER) as Tracer | undefined
       if (!tracer) return connection.executeQuery<R>(query)
+      const operation = query.sql.trimStart().split(/\s/, 1)[0]!.toLowerCase()
       return tracer.startActiveSpan(
         `db ${operation}`,
         { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql', 'db.query.text': query.sql.slice(0, 2000), 'db.operation.name': operation } },
@@ -61,7 +63,7 @@ export function tracedDialect(dialect: Dialect): Dialect {
           return traced
         },
         beginTransaction: async (c, settings) => {
-          databaseCounters.transactions++
+          if (onBehalfOfACall()) databaseCounters.transactions++
           inTransaction.add(unwrap.get(c) ?? c)
           await driver.beginTransaction(unwrap.get(c) ?? c, settings)
         },
