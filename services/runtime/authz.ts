@@ -1,7 +1,8 @@
 // Per-RPC authorization, default deny, enforced by one server interceptor before any handler runs.
 // Identity comes only from the verified peer certificate. Field-level rules (an instance acts only
 // for its own device id...) are checked in the handler, where the request is decoded.
-import { type ServerInterceptor, ServerInterceptingCall } from '@grpc/grpc-js'
+import { type Metadata, type ServerInterceptor, ServerInterceptingCall } from '@grpc/grpc-js'
+import type { PeerCertificate } from 'node:tls'
 import { PermissionDeniedError, toServiceStatus, UnauthenticatedError } from './errors.ts'
 import { formatIdentity, type Identity, identityFromPeerCertificate, type Role } from './identity.ts'
 
@@ -37,6 +38,14 @@ export function rulesByPath<Definition extends Record<string, { path: string }>>
   return new Map(Object.entries(definition).map(([key, method]) => [method.path, rules[key as keyof Definition]]))
 }
 
+/**
+ * The verified peer certificate each admitted call came with, keyed by the call's own metadata
+ * object (grpc-js hands the handler the same one): Node parses a certificate anew on every
+ * request for it, and the handler wrapper needs it too.
+ */
+const admittedPeers = new WeakMap<Metadata, PeerCertificate>()
+export const admittedPeerOf = (metadata: Metadata): PeerCertificate | undefined => admittedPeers.get(metadata)
+
 export interface AuthorizationEvents {
   onDenied?(path: string, identity: Identity | null, reason: string): void
 }
@@ -47,7 +56,8 @@ export function authorizationInterceptor(rules: ReadonlyMap<string, Rule>, event
       start(next) {
         next({
           onReceiveMetadata(metadata, mdNext) {
-            const identity = identityFromPeerCertificate(call.getAuthContext().sslPeerCertificate)
+            const certificate = call.getAuthContext().sslPeerCertificate
+            const identity = identityFromPeerCertificate(certificate)
             if (!identity) {
               events.onDenied?.(method.path, null, 'no mesh identity')
               call.sendStatus(toServiceStatus(new UnauthenticatedError('NO_MESH_IDENTITY', 'the client certificate carries no valid spiffe://cloudpay.local identity')).status)
@@ -63,6 +73,7 @@ export function authorizationInterceptor(rules: ReadonlyMap<string, Rule>, event
               call.sendStatus(toServiceStatus(error).status)
               return
             }
+            admittedPeers.set(metadata, certificate!)
             mdNext(metadata)
           },
         })

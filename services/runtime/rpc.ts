@@ -4,6 +4,7 @@
 import { context, type Context, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, type TextMapGetter, trace, type Tracer } from '@opentelemetry/api'
 import type { Metadata, ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from '@grpc/grpc-js'
 import { status as Status } from '@grpc/grpc-js'
+import { admittedPeerOf } from './authz.ts'
 import { toServiceStatus, UnauthenticatedError, UnimplementedError } from './errors.ts'
 import { formatIdentity, type Identity, identityFromPeerCertificate } from './identity.ts'
 import type { Logger } from './logger.ts'
@@ -85,7 +86,7 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
   const name = path.slice(1)
   const [service, rpc] = name.split('/') as [string, string]
   const parent = propagation.extract(ROOT_CONTEXT, call.metadata, metadataGetter)
-  const peer = call.getAuthContext().sslPeerCertificate
+  const peer = admittedPeerOf(call.metadata) ?? call.getAuthContext().sslPeerCertificate
   const caller = identityFromPeerCertificate(peer)
   const span = runtime.tracer.startSpan(
     name,
