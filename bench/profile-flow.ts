@@ -7,26 +7,21 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { demoClients } from '../cli/demo/clients.ts'
 import { ALL_SERVICES } from '../services/registry.ts'
-import { addressVariable, loadConfig, SERVICE_NAMES } from '../services/runtime/config.ts'
 import { createLogger } from '../services/runtime/logger.ts'
 import { startMesh } from '../services/runtime/process.ts'
 import { startTelemetry } from '../services/runtime/telemetry.ts'
 import { readStoredSpans } from '../services/runtime/span-file.ts'
 import { waterfall } from '../cli/waterfall.ts'
 import { setUpMerchant, worker } from './flows.ts'
+import { benchConfig } from './mesh-config.ts'
 
 const flow = (process.argv[2] ?? 'login') as 'login' | 'order'
 const count = Number(process.argv[3] ?? 50)
 const flag = process.argv.indexOf('--concurrency')
 const concurrency = flag > 0 ? Number(process.argv[flag + 1]) : 1
 const home = await mkdtemp(join(tmpdir(), 'cloudpay-profile-'))
-const config = loadConfig({
-  CLOUDPAY_HOME: home,
-  // With --waterfall, spans are kept so the last flow's waterfall can be printed.
-  CLOUDPAY_TRACE_FILE: process.argv.includes('--waterfall') ? join(home, 'spans.jsonl') : 'off',
-  ...Object.fromEntries(SERVICE_NAMES.map((name) => [addressVariable(name), '127.0.0.1:0'])),
-  ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
-})
+// With --waterfall, spans are kept so the last flow's waterfall can be printed.
+const config = benchConfig(home, process.argv.includes('--waterfall') ? { CLOUDPAY_TRACE_FILE: join(home, 'spans.jsonl') } : {})
 const telemetry = startTelemetry({ env: {}, spanFile: config.traceFile })
 const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log: createLogger({ level: 'warn', name: 'profile' }) })
 const clients = demoClients(config, new Map(mesh.services.map((s) => [s.name, s.address])), telemetry)

@@ -9,13 +9,13 @@ import { join } from 'node:path'
 import { EventKind, InstanceEventsServiceClient } from '../gen/cloudpay/events/v1/instance_events_service.ts'
 import { ALL_SERVICES } from '../services/registry.ts'
 import { createClient, unaryCall } from '../services/runtime/client.ts'
-import { addressVariable, loadConfig, SERVICE_NAMES } from '../services/runtime/config.ts'
 import { ensureDevCertificate } from '../services/runtime/dev-certificates.ts'
 import { createLogger } from '../services/runtime/logger.ts'
 import { startMesh } from '../services/runtime/process.ts'
 import { startTelemetry } from '../services/runtime/telemetry.ts'
 import { channelCredentials } from '../services/runtime/tls.ts'
 import { fanOut } from './fan-out.ts'
+import { benchConfig } from './mesh-config.ts'
 
 const n = Number(process.argv[2] ?? 10_000)
 const rounds = Number(process.argv[3] ?? 20)
@@ -23,12 +23,7 @@ const flag = process.argv.indexOf('--cpu-prof')
 const profileFile = flag > 0 ? process.argv[flag + 1] : undefined
 const profiler = new Session()
 const home = await mkdtemp(join(tmpdir(), 'cloudpay-profile-'))
-const config = loadConfig({
-  CLOUDPAY_HOME: home,
-  CLOUDPAY_TRACE_FILE: 'off',
-  ...Object.fromEntries(SERVICE_NAMES.map((name) => [addressVariable(name), '127.0.0.1:0'])),
-  ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
-})
+const config = benchConfig(home)
 const telemetry = startTelemetry({ env: {} })
 const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log: createLogger({ level: 'warn', name: 'profile' }) })
 const address = mesh.services.find((s) => s.name === 'instance-events')!.address

@@ -14,7 +14,6 @@ import { sql } from 'kysely'
 import { EventKind, InstanceEventsServiceClient } from '../gen/cloudpay/events/v1/instance_events_service.ts'
 import { ALL_SERVICES } from '../services/registry.ts'
 import { createClient, unaryCall } from '../services/runtime/client.ts'
-import { addressVariable, loadConfig, SERVICE_NAMES } from '../services/runtime/config.ts'
 import { databaseCounters } from '../services/runtime/database-tracing.ts'
 import { ensureDevCertificate } from '../services/runtime/dev-certificates.ts'
 import { createLogger } from '../services/runtime/logger.ts'
@@ -25,6 +24,7 @@ import { channelCredentials, serverCredentials } from '../services/runtime/tls.t
 import { demoClients } from '../cli/demo/clients.ts'
 import { echoClients, startBareServer, unaryBaseline } from './baseline.ts'
 import { fanOut } from './fan-out.ts'
+import { benchConfig } from './mesh-config.ts'
 import { setUpMerchant, worker } from './flows.ts'
 import { type Figures, load, round } from './stats.ts'
 
@@ -51,14 +51,7 @@ const pkgVersion = async (name: string) => (JSON.parse(await readFile(join(ROOT,
 
 async function main(): Promise<void> {
   const home = await mkdtemp(join(tmpdir(), 'cloudpay-bench-'))
-  const env = {
-    CLOUDPAY_HOME: home,
-    CLOUDPAY_TRACE_FILE: 'off',
-    CLOUDPAY_LOG_LEVEL: 'warn',
-    ...Object.fromEntries(SERVICE_NAMES.map((name) => [addressVariable(name), '127.0.0.1:0'])),
-    ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
-  }
-  const config = loadConfig(env)
+  const config = benchConfig(home)
   const database = config.databaseUrl ? 'postgres' : 'pglite'
   const results: Record<string, unknown> = {}
   const rows: string[][] = []

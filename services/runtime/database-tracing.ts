@@ -10,14 +10,14 @@ import { SERVICE_TRACER } from './telemetry.ts'
  * no active span (background timers: the Notify safety net, periodic outbox polls) is not counted.
  */
 export const databaseCounters = { transactions: 0, statementsOutsideTransactions: 0 }
-const onBehalfOfACall = (): boolean => trace.getSpan(context.active()) !== undefined
 const inTransaction = new WeakSet<DatabaseConnection>()
 
 function tracedConnection(connection: DatabaseConnection): DatabaseConnection {
   return {
     executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-      if (!inTransaction.has(connection) && onBehalfOfACall()) databaseCounters.statementsOutsideTransactions++
-      const tracer = context.active().getValue(SERVICE_TRACER) as Tracer | undefined
+      const active = context.active()
+      if (!inTransaction.has(connection) && trace.getSpan(active)) databaseCounters.statementsOutsideTransactions++
+      const tracer = active.getValue(SERVICE_TRACER) as Tracer | undefined
       if (!tracer) return connection.executeQuery<R>(query)
       const operation = query.sql.trimStart().split(/\s/, 1)[0]!.toLowerCase()
       return tracer.startActiveSpan(
@@ -63,7 +63,7 @@ export function tracedDialect(dialect: Dialect): Dialect {
           return traced
         },
         beginTransaction: async (c, settings) => {
-          if (onBehalfOfACall()) databaseCounters.transactions++
+          if (trace.getSpan(context.active())) databaseCounters.transactions++
           inTransaction.add(unwrap.get(c) ?? c)
           await driver.beginTransaction(unwrap.get(c) ?? c, settings)
         },

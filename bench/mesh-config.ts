@@ -1,0 +1,14 @@
+// The mesh's settings for a benchmark or profiling run: a throwaway home, every service on a free
+// loopback port, quiet logs, PostgreSQL when DATABASE_URL is set (embedded PGlite otherwise).
+import { addressVariable, type Config, loadConfig, SERVICE_NAMES } from '../services/runtime/config.ts'
+
+export function benchConfig(home: string, settings: Record<string, string> = {}): Config {
+  return loadConfig({
+    CLOUDPAY_HOME: home,
+    CLOUDPAY_TRACE_FILE: 'off',
+    CLOUDPAY_LOG_LEVEL: 'warn',
+    ...Object.fromEntries(SERVICE_NAMES.map((name) => [addressVariable(name), '127.0.0.1:0'])),
+    ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
+    ...settings,
+  })
+}
