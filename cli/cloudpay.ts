@@ -1,7 +1,9 @@
 // `npm run cloudpay -- <command>`: operator tooling.
 //   cert <role> <id>                      issue a development certificate for a mesh identity and print its paths
 //   trace <order-id|login-id|trace-id>    print a stored trace as a waterfall (add --db for query spans)
+import { randomBytes } from 'node:crypto'
 import { loadConfig } from '../services/runtime/config.ts'
+import { issueSeparateDevCertificate } from '../services/runtime/dev-certificates.ts'
 import { ID_PATTERN, isRole, ROLES, spiffeUri } from '../services/runtime/identity.ts'
 import { readStoredSpans } from '../services/runtime/span-file.ts'
 import { certificateFiles } from '../services/runtime/tls.ts'
@@ -26,7 +28,11 @@ async function main(args: string[]): Promise<number> {
       process.stderr.write('CLOUDPAY_TLS_* points at your own CA: issue certificates with it, not with the development CA\n')
       return 2
     }
-    const paths = await certificateFiles(config, { role, id })
+    // A service's own key never leaves its files: a service certificate for grpcurl is a new key pair.
+    const paths =
+      role === 'service'
+        ? await issueSeparateDevCertificate(config.home, { role, id }, `cli-${randomBytes(4).toString('hex')}`)
+        : await certificateFiles(config, { role, id })
     process.stdout.write(`identity ${spiffeUri({ role, id })}\nca   ${paths.caFile}\ncert ${paths.certFile}\nkey  ${paths.keyFile}\n`)
     return 0
   }

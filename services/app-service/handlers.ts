@@ -18,6 +18,7 @@ import { publishEvent } from '../runtime/mesh-calls.ts'
 import { PermissionDeniedError } from '../runtime/errors.ts'
 import * as orders from './orders.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
+import { formatIdentity } from '../runtime/identity.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { callOf, derivedRequestId, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
@@ -83,7 +84,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
         unaryCall(
           accountManagement(),
           'validateLoginToken',
-          { requestId: derivedRequestId(request.requestId, 'validate'), loginToken: request.loginToken, deviceId: request.deviceId },
+          { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'validate'), loginToken: request.loginToken, deviceId: request.deviceId },
           { signal: ctx.signal },
         ),
       )
@@ -96,7 +97,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
           unaryCall(
             accountManagement(),
             'bindAppAccount',
-            { requestId: derivedRequestId(request.requestId, 'bind'), accountId: validated.accountId, appAccountId: guest.app_account_id },
+            { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'bind'), accountId: validated.accountId, appAccountId: guest.app_account_id },
             { signal: ctx.signal },
           ),
         )

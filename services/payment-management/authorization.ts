@@ -9,5 +9,6 @@ export const rules: Rules<typeof PaymentManagementServiceService> = {
   listOrders: allow('instance', 'terminal', 'operator'),
   prepayOrder: allow('terminal'),
   reportPaymentResult: allowServices('payment-platform'),
+  authorizeTerminal: allowServices('payment-platform'),
   cancelOrder: allow('instance', 'terminal'),
 }

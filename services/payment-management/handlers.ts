@@ -22,11 +22,11 @@ import { unaryCall } from '../runtime/client.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { FailedPreconditionError, PermissionDeniedError } from '../runtime/errors.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
+import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, replayOf } from '../runtime/idempotency.ts'
 import { channelCheckVia } from '../runtime/mesh-calls.ts'
 import { startOutbox } from '../runtime/outbox.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
-import { verifyPaymentResult } from '../runtime/payment-signature.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
@@ -159,13 +159,13 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           unaryCall(deps.peers.get('account-management'), 'resolvePaymentAccount', { deviceId: request.deviceId, bindingId: request.bindingId }, { signal: ctx.signal }),
         )
         const collectionAccount = orders.assertPrepayable(order, account.platformId)
-        const { transaction } = await callPeer(
+        const { transaction, resultKey } = await callPeer(
           'payment-platform',
           unaryCall(
             deps.peers.get('payment-platform'),
             'createPrepay',
             {
-              requestId: derivedRequestId(order.order_id, 'prepay', account.bindingId),
+              requestId: derivedRequestId(formatIdentity(ctx.caller), order.order_id, 'prepay', account.bindingId),
               platformId: account.platformId,
               payerAccount: account.payerAccount,
               amount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
@@ -173,14 +173,17 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
               merchantId: order.merchant_id,
               merchantOrderId: order.order_id,
               description: order.description.slice(0, 200),
+              // Only the terminal that asked (and may act for the device) can pay this prepay.
+              terminalId: ctx.caller.id,
             },
             { signal: ctx.signal },
           ),
         )
+        const prepay = { platformId: account.platformId, serialNumber: transaction!.serialNumber, resultKeyId: resultKey!.keyId, resultPublicKey: resultKey!.publicKey }
         return idempotent(db, call, async (trx) => ({
-          order: toOrder(await orders.recordPrepay(trx, order.order_id, account.platformId, transaction!.serialNumber)),
-          platformId: account.platformId,
-          serialNumber: transaction!.serialNumber,
+          order: toOrder(await orders.recordPrepay(trx, order.order_id, prepay)),
+          platformId: prepay.platformId,
+          serialNumber: prepay.serialNumber,
         }))
       })
     },
@@ -194,8 +197,10 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           .check(request.result === PaymentResult.PAYMENT_RESULT_SUCCEEDED || request.result === PaymentResult.PAYMENT_RESULT_FAILED, 'result', 'must be SUCCEEDED or FAILED')
           .money(request.amount, 'amount', { positive: true })
           .check(request.completeTime !== undefined, 'complete_time', 'is required')
-          .check(request.signature !== '', 'signature', 'is required'),
+          .check(/^[A-Za-z0-9_-]{1,200}$/.test(request.signature), 'signature', 'must be a base64url signature')
+          .opaqueId(request.keyId, 'key_id'),
       )
+      const paidOrder = await orders.getBySerial(db, request.platformId, request.serialNumber)
       const fields = {
         platformId: request.platformId,
         serialNumber: request.serialNumber,
@@ -204,10 +209,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
         amountMinor: request.amount!.amountMinor,
         completeTime: request.completeTime!.toISOString(),
       }
-      if (!ctx.peerCertificate || !verifyPaymentResult(ctx.peerCertificate, fields, request.signature)) {
-        throw new PermissionDeniedError('BAD_SIGNATURE', 'signature does not verify against the reporting platform certificate')
-      }
-      const paidOrder = await orders.getBySerial(db, request.platformId, request.serialNumber)
+      orders.assertResultSignedByPrepayKey(paidOrder, request.keyId, fields, request.signature)
       const reply = await tagged({ orderId: paidOrder.order_id, deviceId: paidOrder.device_id, platformId: request.platformId }, () =>
         idempotent(db, callOf(ctx, request, ReportPaymentResultRequest, ReportPaymentResultResponse), async (trx) => {
           if (request.result !== PaymentResult.PAYMENT_RESULT_SUCCEEDED) return { order: toOrder(await orders.getBySerial(trx, request.platformId, request.serialNumber)) }
@@ -216,6 +218,19 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       )
       outbox.kick()
       return reply
+    },
+
+    authorizeTerminal: async (request, ctx) => {
+      validate((v) => v.id(request.platformId, 'platform_id').id(request.serialNumber, 'serial_number').id(request.terminalId, 'terminal_id'))
+      const order = await orders.findBySerial(db, request.platformId, request.serialNumber)
+      if (!order) return { allowed: false, reason: 'no order is paid with this transaction' }
+      try {
+        await mayActFor({ caller: { role: 'terminal', id: request.terminalId }, signal: ctx.signal }, order.device_id)
+        return { allowed: true, reason: '' }
+      } catch (error) {
+        if (error instanceof PermissionDeniedError) return { allowed: false, reason: error.message }
+        throw error
+      }
     },
 
     cancelOrder: async (request, ctx) => {

@@ -5,7 +5,8 @@ import { trace } from '@opentelemetry/api'
 import type { Kysely, Transaction } from 'kysely'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { inTransaction } from '../runtime/database.ts'
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../runtime/errors.ts'
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, PermissionDeniedError } from '../runtime/errors.ts'
+import { type PaymentResultFields, verifyPaymentResult } from '../runtime/payment-signature.ts'
 import { derivedRequestId } from '../runtime/idempotency.ts'
 import { enqueue } from '../runtime/outbox.ts'
 import { captureContext } from '../runtime/trace-context.ts'
@@ -93,6 +94,10 @@ export async function getBySerial(db: Db, platformId: string, serialNumber: stri
   return order
 }
 
+export function findBySerial(db: Db, platformId: string, serialNumber: string): Promise<store.OrderRow | undefined> {
+  return store.findOrderBySerial(db, platformId, serialNumber)
+}
+
 export function list(db: Db, deviceId: string, beforeSeq: bigint | undefined, limit: number) {
   return store.listOrders(db, deviceId, beforeSeq, limit)
 }
@@ -119,8 +124,29 @@ export function assertPrepayable(order: store.OrderRow, platformId: string): str
   return collection
 }
 
-export function recordPrepay(trx: Trx, orderId: string, platformId: string, serialNumber: string): Promise<store.OrderRow> {
-  return transition(trx, orderId, 'awaiting_payment', { platform_id: platformId, serial_number: serialNumber })
+/** The platform's transaction for the order, and the key its payment result must be signed with. */
+export interface Prepay {
+  readonly platformId: string
+  readonly serialNumber: string
+  readonly resultKeyId: string
+  readonly resultPublicKey: Uint8Array
+}
+
+export function recordPrepay(trx: Trx, orderId: string, prepay: Prepay): Promise<store.OrderRow> {
+  return transition(trx, orderId, 'awaiting_payment', {
+    platform_id: prepay.platformId,
+    serial_number: prepay.serialNumber,
+    result_key_id: prepay.resultKeyId,
+    result_public_key: prepay.resultPublicKey,
+  })
+}
+
+/** A payment result counts only when signed with the key the platform gave for this very prepay. */
+export function assertResultSignedByPrepayKey(order: store.OrderRow, keyId: string, fields: Omit<PaymentResultFields, 'keyId'>, signature: string): void {
+  const signedByPrepayKey = order.result_key_id !== null && order.result_public_key !== null && order.result_key_id === keyId
+  if (!signedByPrepayKey || !verifyPaymentResult(order.result_public_key!, { ...fields, keyId }, signature)) {
+    throw new PermissionDeniedError('BAD_SIGNATURE', `signature does not verify under the result key the platform gave for order ${order.order_id}'s prepay`)
+  }
 }
 
 async function tellDevice(trx: Trx, order: store.OrderRow, kind: EventKind): Promise<void> {

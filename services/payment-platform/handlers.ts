@@ -19,7 +19,11 @@ import {
   type Transaction,
   TransactionState,
 } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
+import { unaryCall } from '../runtime/client.ts'
+import { PermissionDeniedError, UnavailableError } from '../runtime/errors.ts'
 import { callOf, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
+import { callPeer } from '../runtime/peer-calls.ts'
+import type { RpcContext } from '../runtime/rpc.ts'
 import { startOutbox } from '../runtime/outbox.ts'
 import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
@@ -28,6 +32,7 @@ import { tagged } from '../runtime/trace-context.ts'
 import { validate, type Validator } from '../runtime/validation.ts'
 import * as ledger from './ledger.ts'
 import { PAYMENT_RESULT_TOPIC, paymentResultSender, queuePaymentResult } from './notifications.ts'
+import { currentResultKey } from './result-keys.ts'
 import type { AccountRow, TransactionRow } from './store/repository.ts'
 import type { PlatformDatabase } from './store/tables.ts'
 
@@ -76,9 +81,45 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     log: deps.log,
     retryBaseMs: settings.retryBaseMs,
     retryMaxMs: settings.retryMaxMs,
-    handlers: { [PAYMENT_RESULT_TOPIC]: paymentResultSender(deps.peers, deps.certificate.keyFile) },
+    handlers: { [PAYMENT_RESULT_TOPIC]: paymentResultSender(deps.peers) },
   })
   const onPlatform = (platformId: string) => ledger.assertPlatform(platforms, platformId)
+  /**
+   * A terminal acts on a transaction only if the prepay was made for it, and only while
+   * PaymentManagement says it may still act for the order. When PaymentManagement cannot answer,
+   * the prepay's own terminal may still pay (the payment is reported once it is back).
+   */
+  const assertTerminalMayAct = async (ctx: RpcContext, txn: TransactionRow): Promise<void> => {
+    if (ctx.caller.role !== 'terminal') return
+    const refuse = (why: string) => new PermissionDeniedError('TERMINAL_NOT_ALLOWED', `terminal ${ctx.caller.id} may not act on transaction ${txn.serial_number}: ${why}`)
+    if (txn.terminal_id !== ctx.caller.id) throw refuse('the prepay was made for another terminal')
+    let verdict
+    try {
+      verdict = await callPeer(
+        'payment-management',
+        unaryCall(
+          deps.peers.get('payment-management'),
+          'authorizeTerminal',
+          { platformId: txn.platform_id, serialNumber: txn.serial_number, terminalId: ctx.caller.id },
+          { signal: ctx.signal, deadlineMs: 2_000 },
+        ),
+      )
+    } catch (error) {
+      if (error instanceof UnavailableError) return
+      throw error
+    }
+    if (!verdict.allowed) throw refuse(verdict.reason.slice(0, 200))
+  }
+  /** The transaction, as the caller may see it: a terminal that may not act on it learns nothing, not even that it exists. */
+  const transactionFor = async (ctx: RpcContext, platformId: string, serialNumber: string): Promise<TransactionRow> => {
+    const txn = await ledger.findTransaction(db, platformId, serialNumber)
+    if (!txn && ctx.caller.role === 'terminal') {
+      throw new PermissionDeniedError('TERMINAL_NOT_ALLOWED', `terminal ${ctx.caller.id} may not act on transaction ${serialNumber}: the prepay was made for another terminal`)
+    }
+    if (!txn) return ledger.getTransaction(db, platformId, serialNumber)
+    await assertTerminalMayAct(ctx, txn)
+    return txn
+  }
 
   const handlers: ServiceParts<typeof PaymentPlatformServiceService>['handlers'] = {
     createPayerAccount: async (request, ctx) => {
@@ -86,6 +127,12 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
         v.requestId(request.requestId).id(request.platformId, 'platform_id')
         accountNumber(v, request.payerAccount, 'payer_account')
         v.text(request.paymentPassword, 'payment_password', { min: 6, max: 128 }).money(request.openingBalance, 'opening_balance')
+        // Opening balances are the only way money enters a platform: an operator mints at most this much per account.
+        v.check(
+          (request.openingBalance?.amountMinor ?? 0n) <= settings.maxOpeningBalanceMinor,
+          'opening_balance.amount_minor',
+          `must be at most ${settings.maxOpeningBalanceMinor} (CLOUDPAY_OPENING_BALANCE_MAX_MINOR)`,
+        )
       })
       onPlatform(request.platformId)
       const call = callOf(ctx, { ...request, paymentPassword: '' } /* secrets never enter the stored fingerprint */, CreatePayerAccountRequest, CreatePayerAccountResponse)
@@ -135,26 +182,29 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
           .id(request.merchantId, 'merchant_id')
           .id(request.merchantOrderId, 'merchant_order_id')
           .text(request.description, 'description', { max: 200 })
+          .id(request.terminalId, 'terminal_id')
       })
       onPlatform(request.platformId)
-      return idempotent(db, callOf(ctx, request, CreatePrepayRequest, CreatePrepayResponse), async (trx) => ({
-        transaction: toTransaction(
-          await ledger.createPrepay(
-            trx,
-            deps.sealer,
-            {
-              platformId: request.platformId,
-              payerNumber: request.payerAccount,
-              amount: request.amount!,
-              collectionNumber: request.collectionAccount,
-              merchantId: request.merchantId,
-              merchantOrderId: request.merchantOrderId,
-              description: request.description,
-            },
-            settings,
-          ),
-        ),
-      }))
+      return idempotent(db, callOf(ctx, request, CreatePrepayRequest, CreatePrepayResponse), async (trx) => {
+        const resultKey = await currentResultKey(trx, deps.sealer, request.platformId, settings.resultKeyRotationMs)
+        const created = await ledger.createPrepay(
+          trx,
+          deps.sealer,
+          {
+            platformId: request.platformId,
+            payerNumber: request.payerAccount,
+            amount: request.amount!,
+            collectionNumber: request.collectionAccount,
+            merchantId: request.merchantId,
+            merchantOrderId: request.merchantOrderId,
+            description: request.description,
+            resultKeyId: resultKey.keyId,
+            terminalId: request.terminalId,
+          },
+          settings,
+        )
+        return { transaction: toTransaction(created), resultKey }
+      })
     },
 
     pay: async (request, ctx) => {
@@ -165,13 +215,14 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
       const call = callOf(ctx, { ...request, paymentPassword: '' } /* secrets never enter the stored fingerprint */, PayRequest, PayResponse)
       const replay = await replayOf(db, call)
       if (replay) return replay
-      const txn = await ledger.getTransaction(db, request.platformId, request.serialNumber)
+      // Before the password is looked at: a stranger's guesses never count against the payer.
+      const txn = await transactionFor(ctx, request.platformId, request.serialNumber)
       // The merchant's order id is PaymentManagement's order id: the payment joins the order's trace tags.
       const reply = await tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
         await ledger.checkPaymentPassword(db, txn, request.paymentPassword, settings)
         return idempotent(db, call, async (trx) => {
           const settled = await ledger.settle(trx, request.platformId, request.serialNumber)
-          await queuePaymentResult(trx, settled)
+          await queuePaymentResult(trx, deps.sealer, settled)
           return { transaction: toTransaction(settled) }
         })
       })
@@ -179,10 +230,10 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
       return reply
     },
 
-    getTransaction: async (request) => {
+    getTransaction: async (request, ctx) => {
       validate((v) => serial(v.id(request.platformId, 'platform_id'), request.serialNumber))
       onPlatform(request.platformId)
-      return { transaction: toTransaction(await ledger.getTransaction(db, request.platformId, request.serialNumber)) }
+      return { transaction: toTransaction(await transactionFor(ctx, request.platformId, request.serialNumber)) }
     },
 
     cancelTransaction: async (request, ctx) => {

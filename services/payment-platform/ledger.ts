@@ -117,7 +117,17 @@ export async function getAccount(db: Db, sealer: Sealer, platformId: string, num
 export async function createPrepay(
   db: Db,
   sealer: Sealer,
-  input: { platformId: string; payerNumber: string; amount: Money; collectionNumber: string; merchantId: string; merchantOrderId: string; description: string },
+  input: {
+    platformId: string
+    payerNumber: string
+    amount: Money
+    collectionNumber: string
+    merchantId: string
+    merchantOrderId: string
+    description: string
+    resultKeyId: string
+    terminalId: string
+  },
   settings: PaymentSettings,
 ): Promise<store.TransactionRow> {
   const payer = await store.findAccount(db, input.platformId, accountRef(sealer, input.platformId, input.payerNumber))
@@ -147,7 +157,13 @@ export async function createPrepay(
     merchant_order_id: input.merchantOrderId,
     description: input.description,
     expires_at: new Date(Date.now() + settings.prepayTtlMs),
+    result_key_id: input.resultKeyId,
+    terminal_id: input.terminalId,
   })
+}
+
+export function findTransaction(db: Db, platformId: string, serialNumber: string): Promise<store.TransactionRow | undefined> {
+  return store.findTransaction(db, platformId, serialNumber)
 }
 
 export async function getTransaction(db: Db, platformId: string, serialNumber: string): Promise<store.TransactionRow> {

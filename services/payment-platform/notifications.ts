@@ -1,6 +1,6 @@
-// Payment results go to PaymentManagement through the outbox: signed with this service's key,
-// sent at least once under a stable request id, retried with backoff until acknowledged.
-import { readFile } from 'node:fs/promises'
+// Payment results go to PaymentManagement through the outbox: signed once, when queued in the
+// settling transaction, with the transaction's own result key, then sent at least once under a
+// stable request id with the same bytes every time, retried with backoff until acknowledged.
 import type { Kysely } from 'kysely'
 import { PaymentResult } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { unaryCall } from '../runtime/client.ts'
@@ -9,47 +9,55 @@ import { enqueue } from '../runtime/outbox.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { Peers } from '../runtime/peers.ts'
 import { signPaymentResult } from '../runtime/payment-signature.ts'
+import type { Sealer } from '../runtime/sealing.ts'
+import { signingKey } from './result-keys.ts'
 import type { TransactionRow } from './store/repository.ts'
+import type { PlatformDatabase } from './store/tables.ts'
 
 export const PAYMENT_RESULT_TOPIC = 'payment-result'
 
-/** Queues the result of a settled transaction, in the settling transaction. */
-export function queuePaymentResult(trx: Kysely<any>, txn: TransactionRow): Promise<string> {
+/** Signs and queues the result of a settled transaction, in the settling transaction. */
+export async function queuePaymentResult(trx: Kysely<PlatformDatabase>, sealer: Sealer, txn: TransactionRow): Promise<string> {
+  if (!txn.result_key_id) throw new Error(`transaction ${txn.serial_number} has no result key`)
+  const fields = {
+    keyId: txn.result_key_id,
+    platformId: txn.platform_id,
+    serialNumber: txn.serial_number,
+    result: 'SUCCEEDED',
+    currencyCode: txn.currency_code,
+    amountMinor: txn.amount_minor,
+    completeTime: (txn.completed_at ?? new Date()).toISOString(),
+  }
+  const signature = signPaymentResult(await signingKey(trx, sealer, fields.keyId), fields)
   return enqueue(
     trx,
     PAYMENT_RESULT_TOPIC,
     {
-      platform_id: txn.platform_id,
-      serial_number: txn.serial_number,
-      currency_code: txn.currency_code,
-      amount_minor: txn.amount_minor.toString(),
-      complete_time: (txn.completed_at ?? new Date()).toISOString(),
+      key_id: fields.keyId,
+      platform_id: fields.platformId,
+      serial_number: fields.serialNumber,
+      currency_code: fields.currencyCode,
+      amount_minor: fields.amountMinor.toString(),
+      complete_time: fields.completeTime,
+      signature,
     },
     derivedRequestId('payment-result', txn.platform_id, txn.serial_number),
   )
 }
 
-export function paymentResultSender(peers: Peers, keyFile: string) {
+export function paymentResultSender(peers: Peers) {
   return async (payload: Record<string, string>, deliveryId: string): Promise<void> => {
-    const fields = {
-      platformId: payload.platform_id!,
-      serialNumber: payload.serial_number!,
-      result: 'SUCCEEDED',
-      currencyCode: payload.currency_code!,
-      amountMinor: BigInt(payload.amount_minor!),
-      completeTime: payload.complete_time!,
-    }
-    const signature = signPaymentResult(await readFile(keyFile, 'utf8'), fields)
     await callPeer(
       'payment-management',
       unaryCall(peers.get('payment-management'), 'reportPaymentResult', {
         requestId: deliveryId,
-        platformId: fields.platformId,
-        serialNumber: fields.serialNumber,
+        platformId: payload.platform_id!,
+        serialNumber: payload.serial_number!,
         result: PaymentResult.PAYMENT_RESULT_SUCCEEDED,
-        amount: { currencyCode: fields.currencyCode, amountMinor: fields.amountMinor },
-        completeTime: new Date(fields.completeTime),
-        signature,
+        amount: { currencyCode: payload.currency_code!, amountMinor: BigInt(payload.amount_minor!) },
+        completeTime: new Date(payload.complete_time!),
+        signature: payload.signature!,
+        keyId: payload.key_id!,
       }),
     )
   }

@@ -4,7 +4,7 @@
 import { type Metadata, type ServerInterceptor, ServerInterceptingCall } from '@grpc/grpc-js'
 import type { PeerCertificate } from 'node:tls'
 import { PermissionDeniedError, toServiceStatus, UnauthenticatedError } from './errors.ts'
-import { formatIdentity, type Identity, identityFromPeerCertificate, type Role } from './identity.ts'
+import { formatIdentity, type Identity, identityFromPeerCertificate, peerIdentityProblem, type Role } from './identity.ts'
 
 export interface Rule {
   /** Roles that may call the RPC. */
@@ -59,8 +59,9 @@ export function authorizationInterceptor(rules: ReadonlyMap<string, Rule>, event
             const certificate = call.getAuthContext().sslPeerCertificate
             const identity = identityFromPeerCertificate(certificate)
             if (!identity) {
-              events.onDenied?.(method.path, null, 'no mesh identity')
-              call.sendStatus(toServiceStatus(new UnauthenticatedError('NO_MESH_IDENTITY', 'the client certificate carries no valid spiffe://cloudpay.local identity')).status)
+              const problem = peerIdentityProblem(certificate) ?? 'no mesh identity'
+              events.onDenied?.(method.path, null, problem)
+              call.sendStatus(toServiceStatus(new UnauthenticatedError('NO_MESH_IDENTITY', `the client certificate is no mesh identity: ${problem}`)).status)
               return
             }
             const rule = rules.get(method.path)

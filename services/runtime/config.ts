@@ -62,6 +62,10 @@ export interface PaymentSettings {
   /** Outbox deliveries: first retry delay (doubling) and its cap. */
   readonly retryBaseMs: number
   readonly retryMaxMs: number
+  /** A platform's payment-result signing key is replaced when older than this. */
+  readonly resultKeyRotationMs: number
+  /** The largest opening balance an operator may give a new payer account (minor units). */
+  readonly maxOpeningBalanceMinor: bigint
 }
 
 export interface LoginSettings {
@@ -124,6 +128,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       passwordLockMs: positiveInt(env, 'CLOUDPAY_PAYMENT_LOCK_MS', 15 * 60_000),
       retryBaseMs: positiveInt(env, 'CLOUDPAY_RETRY_BASE_MS', 200),
       retryMaxMs: positiveInt(env, 'CLOUDPAY_RETRY_MAX_MS', 30_000),
+      resultKeyRotationMs: positiveInt(env, 'CLOUDPAY_RESULT_KEY_ROTATION_MS', 30 * 24 * 3_600_000),
+      maxOpeningBalanceMinor: BigInt(positiveInt(env, 'CLOUDPAY_OPENING_BALANCE_MAX_MINOR', 1_000_000)),
     }),
     dataKey: nonEmpty(env.CLOUDPAY_DATA_KEY),
     traceFile: env.CLOUDPAY_TRACE_FILE === 'off' ? undefined : resolve(env.CLOUDPAY_TRACE_FILE ?? join(env.CLOUDPAY_HOME ?? '.cloudpay', 'traces', 'spans.jsonl')),

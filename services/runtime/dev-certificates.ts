@@ -96,7 +96,24 @@ async function loadOrCreateCa(home: string): Promise<CertificateAuthority> {
   return { cert, privateKey: keys.privateKey }
 }
 
-async function issueLeaf(ca: CertificateAuthority, identity: Identity): Promise<{ certPem: string; keyPem: string }> {
+/**
+ * Issues a new certificate and key for an identity under another file name (`<role>-<id>.<label>`),
+ * never touching the files a running party uses: handing out a fresh identity never hands out a
+ * live key. `asCa` makes a CA:true certificate, for testing that such a certificate is refused.
+ */
+export async function issueSeparateDevCertificate(home: string, identity: Identity, label: string, options: { asCa?: boolean } = {}): Promise<CertificatePaths> {
+  if (!/^[a-z0-9-]{1,32}$/.test(label)) throw new Error(`invalid certificate label ${JSON.stringify(label)}`)
+  const live = certificatePaths(home, identity)
+  const paths = { caFile: live.caFile, certFile: live.certFile.replace(/\.crt$/, `.${label}.crt`), keyFile: live.keyFile.replace(/\.key$/, `.${label}.key`) }
+  await withCertsLock(home, async () => {
+    const { certPem, keyPem } = await issueLeaf(await loadOrCreateCa(home), identity, options.asCa)
+    await writeAtomically(paths.keyFile, keyPem, 0o600)
+    await writeAtomically(paths.certFile, certPem, 0o644)
+  })
+  return paths
+}
+
+async function issueLeaf(ca: CertificateAuthority, identity: Identity, asCa = false): Promise<{ certPem: string; keyPem: string }> {
   const keys = (await webcrypto.subtle.generateKey(ALGORITHM, true, ['sign', 'verify'])) as CryptoKeyPair
   const notBefore = new Date(Date.now() - 60_000)
   const notAfter = new Date(notBefore.getTime() + LEAF_DAYS * 86_400_000)
@@ -115,8 +132,8 @@ async function issueLeaf(ca: CertificateAuthority, identity: Identity): Promise<
     publicKey: keys.publicKey,
     signingAlgorithm: ALGORITHM,
     extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+      new x509.BasicConstraintsExtension(asCa, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement | (asCa ? x509.KeyUsageFlags.keyCertSign : 0), true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
       new x509.SubjectAlternativeNameExtension(names, false),
       await x509.AuthorityKeyIdentifierExtension.create(ca.cert, false),

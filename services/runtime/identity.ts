@@ -1,5 +1,6 @@
 // Who is calling: the SPIFFE-style URI SAN of the verified peer certificate, and nothing else.
 import type { PeerCertificate } from 'node:tls'
+import { leafProblem } from './certificate-policy.ts'
 
 export const TRUST_DOMAIN = 'cloudpay.local'
 export const ROLES = ['service', 'instance', 'terminal', 'operator'] as const
@@ -50,7 +51,20 @@ export function identityFromSubjectAltName(subjectAltName: string | undefined): 
   return parseSpiffeUri(uris[0]!.slice('URI:'.length))
 }
 
+/**
+ * The identity of a verified peer certificate: a leaf (never a CA certificate, even one the mesh
+ * CA signed) with exactly one URI SAN of the cloudpay trust domain.
+ */
 export function identityFromPeerCertificate(certificate: PeerCertificate | undefined): Identity | null {
-  if (!certificate || Object.keys(certificate).length === 0) return null
-  return identityFromSubjectAltName(certificate.subjectaltname)
+  return peerIdentityProblem(certificate) === null ? identityFromSubjectAltName(certificate!.subjectaltname) : null
+}
+
+/** Why a peer certificate stands for no mesh identity (for the refusal and the log), or null. */
+export function peerIdentityProblem(certificate: PeerCertificate | undefined): string | null {
+  if (!certificate || Object.keys(certificate).length === 0 || !certificate.raw) return 'no client certificate'
+  if (certificate.ca) return 'the certificate is a CA certificate (CA:true), not a leaf'
+  const problem = leafProblem(certificate.raw)
+  if (problem) return problem
+  if (!identityFromSubjectAltName(certificate.subjectaltname)) return `the certificate carries no single spiffe://${TRUST_DOMAIN}/<role>/<id> URI SAN`
+  return null
 }

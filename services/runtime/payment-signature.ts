@@ -1,9 +1,11 @@
-// Payment results are signed by the platform with its service key and checked by
-// PaymentManagement against the certificate the platform presented on the same mTLS connection:
-// the result's fields cannot be altered by anything that stores or relays them.
-import { createPublicKey, sign, verify, X509Certificate } from 'node:crypto'
+// Payment results are signed by the platform with a result key of its own (Ed25519, apart from
+// its TLS key) and checked by PaymentManagement against the public key the platform returned
+// when it created the prepay: the result's fields cannot be altered by anything that stores or
+// relays them, and no other key (another platform's, a freshly issued certificate's) verifies.
+import { createPublicKey, type KeyObject, sign, verify } from 'node:crypto'
 
 export interface PaymentResultFields {
+  readonly keyId: string
   readonly platformId: string
   readonly serialNumber: string
   readonly result: string
@@ -14,18 +16,20 @@ export interface PaymentResultFields {
 
 function message(fields: PaymentResultFields): Buffer {
   return Buffer.from(
-    ['cloudpay-payment-result-v1', fields.platformId, fields.serialNumber, fields.result, fields.currencyCode, fields.amountMinor.toString(), fields.completeTime].join('\n'),
+    ['cloudpay-payment-result-v2', fields.keyId, fields.platformId, fields.serialNumber, fields.result, fields.currencyCode, fields.amountMinor.toString(), fields.completeTime].join(
+      '\n',
+    ),
   )
 }
 
-export function signPaymentResult(privateKeyPem: string, fields: PaymentResultFields): string {
-  return sign('sha256', message(fields), privateKeyPem).toString('base64url')
+export function signPaymentResult(privateKey: KeyObject, fields: PaymentResultFields): string {
+  return sign(null, message(fields), privateKey).toString('base64url')
 }
 
-export function verifyPaymentResult(certificateDer: Buffer, fields: PaymentResultFields, signature: string): boolean {
+export function verifyPaymentResult(publicKeyDer: Uint8Array, fields: PaymentResultFields, signature: string): boolean {
   try {
-    const key = createPublicKey(new X509Certificate(certificateDer).publicKey.export({ type: 'spki', format: 'pem' }))
-    return verify('sha256', message(fields), key, Buffer.from(signature, 'base64url'))
+    const key = createPublicKey({ key: Buffer.from(publicKeyDer), format: 'der', type: 'spki' })
+    return verify(null, message(fields), key, Buffer.from(signature, 'base64url'))
   } catch {
     return false
   }

@@ -2,16 +2,21 @@
 // a real database, acting as operator, instance, terminal, platform and application. The instance
 // never sees a payment account or password; money is never created, lost or moved twice.
 import assert from 'node:assert/strict'
-import { readFile } from 'node:fs/promises'
 import { after, before, describe, test } from 'node:test'
 import { status as Status } from '@grpc/grpc-js'
 import { AppOrderState } from '../../gen/cloudpay/app/v1/app_service.ts'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { OrderState, PaymentResult } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { TransactionState } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
-import { unaryCall } from '../../services/runtime/client.ts'
+import { generateKeyPairSync, createPrivateKey } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { createClient, unaryCall } from '../../services/runtime/client.ts'
+import { PaymentManagementServiceClient } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
+import { channelCredentials } from '../../services/runtime/tls.ts'
 import { signPaymentResult } from '../../services/runtime/payment-signature.ts'
-import { certificateFiles } from '../../services/runtime/tls.ts'
+import { issueSeparateDevCertificate } from '../../services/runtime/dev-certificates.ts'
+import { loadSealer } from '../../services/runtime/sealing.ts'
+import { signingKey } from '../../services/payment-platform/result-keys.ts'
 import { flows, instance, terminal } from '../../cli/demo/steps.ts'
 import { expectStatus, newRequestId } from '../helpers/grpc.ts'
 import { OPERATOR, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
@@ -95,6 +100,13 @@ async function fetchAndPrepay(p: Awaited<ReturnType<typeof person>>, bindingId =
 async function pay(p: Awaited<ReturnType<typeof person>>, platformId: string, serialNumber: string, password = PAYMENT_PASSWORD, requestId = newRequestId()) {
   const platform = await t.client('payment-platform', terminal(p.phone))
   return unaryCall(platform, 'pay', { requestId, platformId, serialNumber, paymentPassword: password })
+}
+
+/** The platform's private result key of a transaction, read as the platform does (tests only). */
+async function platformResultKey(serialNumber: string) {
+  const db = t.mesh.database.db.withSchema('payment_platform')
+  const { result_key_id } = await db.selectFrom('transactions').select('result_key_id').where('serial_number', '=', serialNumber).executeTakeFirstOrThrow()
+  return { keyId: result_key_id as string, key: await signingKey(db, await loadSealer(t.config), result_key_id) }
 }
 
 async function balance(platformId: string, account: string) {
@@ -312,8 +324,9 @@ describe('exactly once', () => {
     const { platformId, serialNumber } = await fetchAndPrepay(p)
     const { transaction } = await pay(p, platformId, serialNumber)
     await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
-    const key = await readFile((await certificateFiles(t.config, PLATFORM)).keyFile, 'utf8')
+    const { keyId, key } = await platformResultKey(serialNumber)
     const fields = {
+      keyId,
       platformId,
       serialNumber,
       result: 'SUCCEEDED',
@@ -331,6 +344,7 @@ describe('exactly once', () => {
         amount: transaction!.amount,
         completeTime: transaction!.completeTime,
         signature: signPaymentResult(key, fields),
+        keyId,
       })
       assert.equal(reported!.state, OrderState.ORDER_STATE_EFFECTIVE)
     }
@@ -344,6 +358,7 @@ describe('exactly once', () => {
         amount: { currencyCode: 'USD', amountMinor: 1n },
         completeTime: transaction!.completeTime,
         signature: signPaymentResult(key, fields),
+        keyId,
       }),
       Status.PERMISSION_DENIED,
     )
@@ -421,6 +436,76 @@ describe('exactly once', () => {
 })
 
 describe('who may do what', () => {
+  test('a payment result counts only under the key the platform gave for that prepay, whoever holds a platform certificate', async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    const { keyId } = await platformResultKey(serialNumber)
+    // A freshly issued payment-platform certificate (what `cloudpay cert service payment-platform` hands out).
+    const fresh = await issueSeparateDevCertificate(t.config.home, PLATFORM, 'forger')
+    const forger = createClient(PaymentManagementServiceClient, t.address('payment-management'), channelCredentials(fresh, 200))
+    try {
+      const fields = { platformId, serialNumber, result: 'SUCCEEDED', currencyCode: 'USD', amountMinor: submitted.amount!.amountMinor, completeTime: new Date().toISOString() }
+      const forgedKeys = {
+        'its own TLS key': createPrivateKey(await readFile(fresh.keyFile, 'utf8')),
+        'a new Ed25519 key': generateKeyPairSync('ed25519').privateKey,
+      }
+      for (const [what, key] of Object.entries(forgedKeys)) {
+        for (const claimedKeyId of [keyId, 'rk-made-up']) {
+          let signature: string
+          try {
+            signature = signPaymentResult(key, { ...fields, keyId: claimedKeyId })
+          } catch {
+            signature = 'AAAA' // an ECDSA key cannot make an Ed25519 signature: send garbage instead
+          }
+          const refused = await expectStatus(
+            unaryCall(forger, 'reportPaymentResult', {
+              requestId: newRequestId(),
+              platformId,
+              serialNumber,
+              result: PaymentResult.PAYMENT_RESULT_SUCCEEDED,
+              amount: submitted.amount,
+              completeTime: new Date(fields.completeTime),
+              signature,
+              keyId: claimedKeyId,
+            }),
+            Status.PERMISSION_DENIED,
+          )
+          assert.equal(refused.reason, 'BAD_SIGNATURE', `${what} under ${claimedKeyId}`)
+        }
+      }
+    } finally {
+      forger.close()
+    }
+    assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT, 'nothing was delivered for a forged result')
+    const ops = await t.client('payment-platform', OPERATOR)
+    const { transaction } = await unaryCall(ops, 'getTransaction', { platformId, serialNumber })
+    assert.equal(transaction!.state, TransactionState.TRANSACTION_STATE_PENDING)
+  })
+
+  test('a terminal without a channel to the order device can neither pay nor read its transaction, and its wrong passwords never lock the payer', async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    const stranger = await t.client('payment-platform', terminal('pay-phone-stranger'))
+    for (let i = 0; i < 5; i++) {
+      const refused = await expectStatus(
+        unaryCall(stranger, 'pay', { requestId: newRequestId(), platformId, serialNumber, paymentPassword: 'guess-' + i }),
+        Status.PERMISSION_DENIED,
+      )
+      assert.equal(refused.reason, 'TERMINAL_NOT_ALLOWED')
+    }
+    await expectStatus(unaryCall(stranger, 'pay', { requestId: newRequestId(), platformId, serialNumber, paymentPassword: PAYMENT_PASSWORD }), Status.PERMISSION_DENIED)
+    await expectStatus(unaryCall(stranger, 'getTransaction', { platformId, serialNumber }), Status.PERMISSION_DENIED)
+    // A serial that does not exist looks the same to a stranger as one that does.
+    await expectStatus(unaryCall(stranger, 'getTransaction', { platformId, serialNumber: 'TX00000000000000000000' }), Status.PERMISSION_DENIED)
+    const own = await t.client('payment-platform', terminal(p.phone))
+    assert.equal((await unaryCall(own, 'getTransaction', { platformId, serialNumber })).transaction!.state, TransactionState.TRANSACTION_STATE_PENDING)
+    const { transaction } = await pay(p, platformId, serialNumber)
+    assert.equal(transaction!.state, TransactionState.TRANSACTION_STATE_SUCCEEDED, 'the payer was not locked out')
+    await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+  })
+
   test('a terminal of another device can neither fetch nor prepay the order', async () => {
     const p = await person()
     const { order: submitted } = await order(p, 'gem-pack-100', 1)
@@ -443,6 +528,7 @@ describe('who may do what', () => {
         amount: submitted.amount,
         completeTime: new Date(),
         signature: 'x',
+        keyId: 'k',
       }),
       Status.PERMISSION_DENIED,
     )

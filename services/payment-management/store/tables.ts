@@ -27,6 +27,9 @@ export interface OrdersTable {
   end_reason: Generated<string>
   /** The order's trace context (traceparent and baggage), continued by every later step. */
   trace_context: Generated<string>
+  /** The platform's result key for this order's prepay (id and DER public key); null before prepay. */
+  result_key_id: string | null
+  result_public_key: Uint8Array | null
 }
 
 export interface PaymentDatabase {

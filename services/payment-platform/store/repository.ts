@@ -1,7 +1,7 @@
 // SQL of the payment_platform schema. Functions take the database or a transaction; the ones
 // that lock rows take only a transaction.
 import { type Kysely, type Selectable, sql, type Transaction } from 'kysely'
-import type { AccountKindColumn, AccountsTable, LedgerEntriesTable, PlatformDatabase, TransactionStateColumn, TransactionsTable } from './tables.ts'
+import type { AccountKindColumn, AccountsTable, LedgerEntriesTable, PlatformDatabase, ResultKeysTable, TransactionStateColumn, TransactionsTable } from './tables.ts'
 
 type Db = Kysely<PlatformDatabase>
 export type AccountRow = Selectable<AccountsTable>
@@ -126,4 +126,19 @@ export async function balanceTotals(db: Db, platformId: string): Promise<Map<str
     .groupBy('currency_code')
     .execute()
   return new Map(rows.map((r) => [r.currency_code, BigInt(r.total)]))
+}
+
+export type ResultKeyRow = Selectable<ResultKeysTable>
+
+/** The platform's newest result key, if any. */
+export async function findNewestResultKey(db: Db, platformId: string): Promise<ResultKeyRow | undefined> {
+  return db.selectFrom('result_keys').selectAll().where('platform_id', '=', platformId).orderBy('created_at', 'desc').limit(1).executeTakeFirst()
+}
+
+export async function findResultKey(db: Db, keyId: string): Promise<ResultKeyRow | undefined> {
+  return db.selectFrom('result_keys').selectAll().where('key_id', '=', keyId).executeTakeFirst()
+}
+
+export async function insertResultKey(db: Db, row: Omit<ResultKeyRow, 'created_at'>): Promise<ResultKeyRow> {
+  return db.insertInto('result_keys').values(row).returningAll().executeTakeFirstOrThrow()
 }

@@ -39,6 +39,20 @@ export interface TransactionsTable {
   created_at: Generated<Date>
   expires_at: Date
   completed_at: Date | null
+  /** The result key this transaction's payment result is signed with (null only for rows from before keys). */
+  result_key_id: string | null
+  /** The terminal the prepay was made for: the only terminal that may pay or read it. */
+  terminal_id: string | null
+}
+
+export interface ResultKeysTable {
+  key_id: string
+  platform_id: string
+  /** DER SubjectPublicKeyInfo (Ed25519). */
+  public_key: Uint8Array
+  /** PKCS#8 DER private key, sealed with the data key (the key id as associated data). */
+  sealed_private_key: Uint8Array
+  created_at: Generated<Date>
 }
 
 export interface LedgerEntriesTable {
@@ -57,6 +71,7 @@ export interface PlatformDatabase {
   accounts: AccountsTable
   transactions: TransactionsTable
   ledger_entries: LedgerEntriesTable
+  result_keys: ResultKeysTable
   outbox: OutboxTable
   idempotency_keys: IdempotencyKeysTable
 }

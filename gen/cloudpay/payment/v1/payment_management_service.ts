@@ -306,8 +306,31 @@ export interface ReportPaymentResultRequest {
   completeTime:
     | Date
     | undefined;
-  /** The platform's signature over the fields above (base64url), checked against its key. */
+  /**
+   * The platform's signature over the fields above and key_id (base64url), made once when the
+   * result was queued, so every redelivery carries the same bytes.
+   */
   signature: string;
+  /** The result key the signature was made with: the one CreatePrepay returned for this transaction. */
+  keyId: string;
+}
+
+/** Request for AuthorizeTerminal. */
+export interface AuthorizeTerminalRequest {
+  /** The platform asking. */
+  platformId: string;
+  /** The platform's transaction, as returned by CreatePrepay. */
+  serialNumber: string;
+  /** The terminal (its certificate id) that called the platform. */
+  terminalId: string;
+}
+
+/** Response for AuthorizeTerminal. */
+export interface AuthorizeTerminalResponse {
+  /** Whether the terminal may act for the order now. */
+  allowed: boolean;
+  /** Why not, for the platform's refusal; empty when allowed. */
+  reason: string;
 }
 
 /** Response for ReportPaymentResult. */
@@ -1626,6 +1649,7 @@ function createBaseReportPaymentResultRequest(): ReportPaymentResultRequest {
     amount: undefined,
     completeTime: undefined,
     signature: "",
+    keyId: "",
   };
 }
 
@@ -1651,6 +1675,9 @@ export const ReportPaymentResultRequest: MessageFns<ReportPaymentResultRequest> 
     }
     if (message.signature !== "") {
       writer.uint32(58).string(message.signature);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(66).string(message.keyId);
     }
     return writer;
   },
@@ -1724,6 +1751,14 @@ export const ReportPaymentResultRequest: MessageFns<ReportPaymentResultRequest> 
             message.signature = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1761,6 +1796,11 @@ export const ReportPaymentResultRequest: MessageFns<ReportPaymentResultRequest> 
         ? fromJsonTimestamp(object.complete_time)
         : undefined,
       signature: isSet(object.signature) ? globalThis.String(object.signature) : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
     };
   },
 
@@ -1787,6 +1827,9 @@ export const ReportPaymentResultRequest: MessageFns<ReportPaymentResultRequest> 
     if (message.signature !== "") {
       obj.signature = message.signature;
     }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
     return obj;
   },
 
@@ -1804,6 +1847,205 @@ export const ReportPaymentResultRequest: MessageFns<ReportPaymentResultRequest> 
       : undefined;
     message.completeTime = object.completeTime ?? undefined;
     message.signature = object.signature ?? "";
+    message.keyId = object.keyId ?? "";
+    return message;
+  },
+};
+
+function createBaseAuthorizeTerminalRequest(): AuthorizeTerminalRequest {
+  return { platformId: "", serialNumber: "", terminalId: "" };
+}
+
+export const AuthorizeTerminalRequest: MessageFns<AuthorizeTerminalRequest> = {
+  encode(message: AuthorizeTerminalRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platformId !== "") {
+      writer.uint32(10).string(message.platformId);
+    }
+    if (message.serialNumber !== "") {
+      writer.uint32(18).string(message.serialNumber);
+    }
+    if (message.terminalId !== "") {
+      writer.uint32(26).string(message.terminalId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthorizeTerminalRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthorizeTerminalRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.serialNumber = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthorizeTerminalRequest {
+    return {
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      serialNumber: isSet(object.serialNumber)
+        ? globalThis.String(object.serialNumber)
+        : isSet(object.serial_number)
+        ? globalThis.String(object.serial_number)
+        : "",
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+    };
+  },
+
+  toJSON(message: AuthorizeTerminalRequest): unknown {
+    const obj: any = {};
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.serialNumber !== "") {
+      obj.serialNumber = message.serialNumber;
+    }
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthorizeTerminalRequest>, I>>(base?: I): AuthorizeTerminalRequest {
+    return AuthorizeTerminalRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthorizeTerminalRequest>, I>>(object: I): AuthorizeTerminalRequest {
+    const message = createBaseAuthorizeTerminalRequest();
+    message.platformId = object.platformId ?? "";
+    message.serialNumber = object.serialNumber ?? "";
+    message.terminalId = object.terminalId ?? "";
+    return message;
+  },
+};
+
+function createBaseAuthorizeTerminalResponse(): AuthorizeTerminalResponse {
+  return { allowed: false, reason: "" };
+}
+
+export const AuthorizeTerminalResponse: MessageFns<AuthorizeTerminalResponse> = {
+  encode(message: AuthorizeTerminalResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.allowed !== false) {
+      writer.uint32(8).bool(message.allowed);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthorizeTerminalResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthorizeTerminalResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.allowed = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthorizeTerminalResponse {
+    return {
+      allowed: isSet(object.allowed) ? globalThis.Boolean(object.allowed) : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: AuthorizeTerminalResponse): unknown {
+    const obj: any = {};
+    if (message.allowed !== false) {
+      obj.allowed = message.allowed;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthorizeTerminalResponse>, I>>(base?: I): AuthorizeTerminalResponse {
+    return AuthorizeTerminalResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthorizeTerminalResponse>, I>>(object: I): AuthorizeTerminalResponse {
+    const message = createBaseAuthorizeTerminalResponse();
+    message.allowed = object.allowed ?? false;
+    message.reason = object.reason ?? "";
     return message;
   },
 };
@@ -2137,7 +2379,8 @@ export const PaymentManagementServiceService = {
   },
   /**
    * Receives a platform's signed payment result (payment step 5); delivered at least once,
-   * processed once. Caller: payment-platform.
+   * processed once. Caller: payment-platform; accepted only when signed with the result key the
+   * platform returned when it created that order's prepay.
    */
   reportPaymentResult: {
     path: "/cloudpay.payment.v1.PaymentManagementService/ReportPaymentResult" as const,
@@ -2149,6 +2392,21 @@ export const PaymentManagementServiceService = {
     responseSerialize: (value: ReportPaymentResultResponse): Buffer =>
       Buffer.from(ReportPaymentResultResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReportPaymentResultResponse => ReportPaymentResultResponse.decode(value),
+  },
+  /**
+   * Tells a platform whether a terminal may act now for the order behind one of its
+   * transactions (before Pay or GetTransaction). Caller: payment-platform.
+   */
+  authorizeTerminal: {
+    path: "/cloudpay.payment.v1.PaymentManagementService/AuthorizeTerminal" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuthorizeTerminalRequest): Buffer =>
+      Buffer.from(AuthorizeTerminalRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuthorizeTerminalRequest => AuthorizeTerminalRequest.decode(value),
+    responseSerialize: (value: AuthorizeTerminalResponse): Buffer =>
+      Buffer.from(AuthorizeTerminalResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuthorizeTerminalResponse => AuthorizeTerminalResponse.decode(value),
   },
   /** Cancels an order that is not paid yet. Caller: the instance of its device, a terminal with a channel. */
   cancelOrder: {
@@ -2181,9 +2439,15 @@ export interface PaymentManagementServiceServer extends UntypedServiceImplementa
   prepayOrder: handleUnaryCall<PrepayOrderRequest, PrepayOrderResponse>;
   /**
    * Receives a platform's signed payment result (payment step 5); delivered at least once,
-   * processed once. Caller: payment-platform.
+   * processed once. Caller: payment-platform; accepted only when signed with the result key the
+   * platform returned when it created that order's prepay.
    */
   reportPaymentResult: handleUnaryCall<ReportPaymentResultRequest, ReportPaymentResultResponse>;
+  /**
+   * Tells a platform whether a terminal may act now for the order behind one of its
+   * transactions (before Pay or GetTransaction). Caller: payment-platform.
+   */
+  authorizeTerminal: handleUnaryCall<AuthorizeTerminalRequest, AuthorizeTerminalResponse>;
   /** Cancels an order that is not paid yet. Caller: the instance of its device, a terminal with a channel. */
   cancelOrder: handleUnaryCall<CancelOrderRequest, CancelOrderResponse>;
 }
@@ -2277,7 +2541,8 @@ export interface PaymentManagementServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Receives a platform's signed payment result (payment step 5); delivered at least once,
-   * processed once. Caller: payment-platform.
+   * processed once. Caller: payment-platform; accepted only when signed with the result key the
+   * platform returned when it created that order's prepay.
    */
   reportPaymentResult(
     request: ReportPaymentResultRequest,
@@ -2293,6 +2558,25 @@ export interface PaymentManagementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReportPaymentResultResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Tells a platform whether a terminal may act now for the order behind one of its
+   * transactions (before Pay or GetTransaction). Caller: payment-platform.
+   */
+  authorizeTerminal(
+    request: AuthorizeTerminalRequest,
+    callback: (error: ServiceError | null, response: AuthorizeTerminalResponse) => void,
+  ): ClientUnaryCall;
+  authorizeTerminal(
+    request: AuthorizeTerminalRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AuthorizeTerminalResponse) => void,
+  ): ClientUnaryCall;
+  authorizeTerminal(
+    request: AuthorizeTerminalRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AuthorizeTerminalResponse) => void,
   ): ClientUnaryCall;
   /** Cancels an order that is not paid yet. Caller: the instance of its device, a terminal with a channel. */
   cancelOrder(

@@ -270,12 +270,36 @@ export interface CreatePrepayRequest {
   merchantOrderId: string;
   /** The order's description, shown to the payer; at most 200 characters. */
   description: string;
+  /**
+   * The terminal the prepay is made for (PaymentManagement checked it may act for the order):
+   * no other terminal may pay or read the transaction.
+   */
+  terminalId: string;
 }
 
 /** Response for CreatePrepay. */
 export interface CreatePrepayResponse {
   /** The pending transaction with its serial number. */
-  transaction: Transaction | undefined;
+  transaction:
+    | Transaction
+    | undefined;
+  /**
+   * The key the platform will sign this transaction's payment result with. PaymentManagement
+   * keeps it with the order and accepts a result for the transaction only under this key.
+   */
+  resultKey: ResultKey | undefined;
+}
+
+/**
+ * A platform's public key for payment results (Ed25519). The private half never leaves the
+ * platform's storage (sealed with its data key); keys rotate, and a transaction keeps the key it
+ * was created with.
+ */
+export interface ResultKey {
+  /** The key's id, named in every result signed with it. */
+  keyId: string;
+  /** The public key, DER-encoded SubjectPublicKeyInfo. */
+  publicKey: Buffer;
 }
 
 /** Request for Pay. */
@@ -1572,6 +1596,7 @@ function createBaseCreatePrepayRequest(): CreatePrepayRequest {
     merchantId: "",
     merchantOrderId: "",
     description: "",
+    terminalId: "",
   };
 }
 
@@ -1600,6 +1625,9 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
     }
     if (message.description !== "") {
       writer.uint32(66).string(message.description);
+    }
+    if (message.terminalId !== "") {
+      writer.uint32(74).string(message.terminalId);
     }
     return writer;
   },
@@ -1681,6 +1709,14 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
             message.description = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1727,6 +1763,11 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
         ? globalThis.String(object.merchant_order_id)
         : "",
       description: isSet(object.description) ? globalThis.String(object.description) : "",
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
     };
   },
 
@@ -1756,6 +1797,9 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
     if (message.description !== "") {
       obj.description = message.description;
     }
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
     return obj;
   },
 
@@ -1774,18 +1818,22 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
     message.merchantId = object.merchantId ?? "";
     message.merchantOrderId = object.merchantOrderId ?? "";
     message.description = object.description ?? "";
+    message.terminalId = object.terminalId ?? "";
     return message;
   },
 };
 
 function createBaseCreatePrepayResponse(): CreatePrepayResponse {
-  return { transaction: undefined };
+  return { transaction: undefined, resultKey: undefined };
 }
 
 export const CreatePrepayResponse: MessageFns<CreatePrepayResponse> = {
   encode(message: CreatePrepayResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.transaction !== undefined) {
       Transaction.encode(message.transaction, writer.uint32(10).fork()).join();
+    }
+    if (message.resultKey !== undefined) {
+      ResultKey.encode(message.resultKey, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1811,6 +1859,14 @@ export const CreatePrepayResponse: MessageFns<CreatePrepayResponse> = {
             message.transaction = Transaction.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.resultKey = ResultKey.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1824,13 +1880,23 @@ export const CreatePrepayResponse: MessageFns<CreatePrepayResponse> = {
   },
 
   fromJSON(object: any): CreatePrepayResponse {
-    return { transaction: isSet(object.transaction) ? Transaction.fromJSON(object.transaction) : undefined };
+    return {
+      transaction: isSet(object.transaction) ? Transaction.fromJSON(object.transaction) : undefined,
+      resultKey: isSet(object.resultKey)
+        ? ResultKey.fromJSON(object.resultKey)
+        : isSet(object.result_key)
+        ? ResultKey.fromJSON(object.result_key)
+        : undefined,
+    };
   },
 
   toJSON(message: CreatePrepayResponse): unknown {
     const obj: any = {};
     if (message.transaction !== undefined) {
       obj.transaction = Transaction.toJSON(message.transaction);
+    }
+    if (message.resultKey !== undefined) {
+      obj.resultKey = ResultKey.toJSON(message.resultKey);
     }
     return obj;
   },
@@ -1843,6 +1909,102 @@ export const CreatePrepayResponse: MessageFns<CreatePrepayResponse> = {
     message.transaction = (object.transaction !== undefined && object.transaction !== null)
       ? Transaction.fromPartial(object.transaction)
       : undefined;
+    message.resultKey = (object.resultKey !== undefined && object.resultKey !== null)
+      ? ResultKey.fromPartial(object.resultKey)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseResultKey(): ResultKey {
+  return { keyId: "", publicKey: Buffer.alloc(0) };
+}
+
+export const ResultKey: MessageFns<ResultKey> = {
+  encode(message: ResultKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
+    }
+    if (message.publicKey.length !== 0) {
+      writer.uint32(18).bytes(message.publicKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResultKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResultKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.publicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResultKey {
+    return {
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      publicKey: isSet(object.publicKey)
+        ? Buffer.from(bytesFromBase64(object.publicKey))
+        : isSet(object.public_key)
+        ? Buffer.from(bytesFromBase64(object.public_key))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: ResultKey): unknown {
+    const obj: any = {};
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.publicKey.length !== 0) {
+      obj.publicKey = base64FromBytes(message.publicKey);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResultKey>, I>>(base?: I): ResultKey {
+    return ResultKey.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResultKey>, I>>(object: I): ResultKey {
+    const message = createBaseResultKey();
+    message.keyId = object.keyId ?? "";
+    message.publicKey = object.publicKey ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -2868,7 +3030,10 @@ export const PaymentPlatformServiceService = {
   },
   /**
    * Pays a pending transaction with the payment password (payment step 5): verifies it, moves
-   * the money in one ledger transaction and notifies PaymentManagement. Caller: terminal.
+   * the money in one ledger transaction and notifies PaymentManagement. Caller: the terminal the
+   * prepay was made for, while PaymentManagement says it may still act for the order (when
+   * PaymentManagement cannot answer, the prepay's terminal alone); any other terminal is
+   * refused before the password is looked at.
    */
   pay: {
     path: "/cloudpay.platform.v1.PaymentPlatformService/Pay" as const,
@@ -2879,7 +3044,10 @@ export const PaymentPlatformServiceService = {
     responseSerialize: (value: PayResponse): Buffer => Buffer.from(PayResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PayResponse => PayResponse.decode(value),
   },
-  /** Reads a transaction. Caller: payment-management, terminal, operator. */
+  /**
+   * Reads a transaction. Caller: payment-management, operator (the platform's back office), or
+   * the transaction's terminal, as for Pay.
+   */
   getTransaction: {
     path: "/cloudpay.platform.v1.PaymentPlatformService/GetTransaction" as const,
     requestStream: false as const,
@@ -2943,10 +3111,16 @@ export interface PaymentPlatformServiceServer extends UntypedServiceImplementati
   createPrepay: handleUnaryCall<CreatePrepayRequest, CreatePrepayResponse>;
   /**
    * Pays a pending transaction with the payment password (payment step 5): verifies it, moves
-   * the money in one ledger transaction and notifies PaymentManagement. Caller: terminal.
+   * the money in one ledger transaction and notifies PaymentManagement. Caller: the terminal the
+   * prepay was made for, while PaymentManagement says it may still act for the order (when
+   * PaymentManagement cannot answer, the prepay's terminal alone); any other terminal is
+   * refused before the password is looked at.
    */
   pay: handleUnaryCall<PayRequest, PayResponse>;
-  /** Reads a transaction. Caller: payment-management, terminal, operator. */
+  /**
+   * Reads a transaction. Caller: payment-management, operator (the platform's back office), or
+   * the transaction's terminal, as for Pay.
+   */
   getTransaction: handleUnaryCall<GetTransactionRequest, GetTransactionResponse>;
   /** Cancels a pending transaction. Caller: payment-management. */
   cancelTransaction: handleUnaryCall<CancelTransactionRequest, CancelTransactionResponse>;
@@ -3026,7 +3200,10 @@ export interface PaymentPlatformServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Pays a pending transaction with the payment password (payment step 5): verifies it, moves
-   * the money in one ledger transaction and notifies PaymentManagement. Caller: terminal.
+   * the money in one ledger transaction and notifies PaymentManagement. Caller: the terminal the
+   * prepay was made for, while PaymentManagement says it may still act for the order (when
+   * PaymentManagement cannot answer, the prepay's terminal alone); any other terminal is
+   * refused before the password is looked at.
    */
   pay(request: PayRequest, callback: (error: ServiceError | null, response: PayResponse) => void): ClientUnaryCall;
   pay(
@@ -3040,7 +3217,10 @@ export interface PaymentPlatformServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PayResponse) => void,
   ): ClientUnaryCall;
-  /** Reads a transaction. Caller: payment-management, terminal, operator. */
+  /**
+   * Reads a transaction. Caller: payment-management, operator (the platform's back office), or
+   * the transaction's terminal, as for Pay.
+   */
   getTransaction(
     request: GetTransactionRequest,
     callback: (error: ServiceError | null, response: GetTransactionResponse) => void,
@@ -3118,6 +3298,14 @@ export const PaymentPlatformServiceClient = makeGenericClientConstructor(
   service: typeof PaymentPlatformServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 
