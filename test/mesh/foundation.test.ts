@@ -10,7 +10,8 @@ import { readFile } from 'node:fs/promises'
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../../gen/grpc/health/v1/health.ts'
 import { SERVICE_NAMES, type ServiceName } from '../../services/runtime/config.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
-import { ensureDevCertificate } from '../../services/runtime/dev-certificates.ts'
+import { ensureDevCertificate, issueSeparateDevCertificate } from '../../services/runtime/dev-certificates.ts'
+import { AccountManagementServiceClient } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { expectStatus, newRequestId } from '../helpers/grpc.ts'
 import { INSTANCE, OPERATOR, startTestMesh, TERMINAL, type TestMesh } from '../helpers/mesh.ts'
 import { openReflection } from '../helpers/reflection.ts'
@@ -135,6 +136,25 @@ describe('mutual TLS', () => {
     const paths = await ensureDevCertificate(other, OPERATOR)
     const ca = await readFile(`${t.config.home}/certs/ca.crt`)
     await expectStatus(health(grpcCredentials.createSsl(ca, await readFile(paths.keyFile), await readFile(paths.certFile))), Status.UNAVAILABLE)
+  })
+
+  test('a CA certificate signed by the mesh CA is no identity, whatever URI it carries; a separately issued leaf is', async () => {
+    const ca = await readFile(`${t.config.home}/certs/ca.crt`)
+    const call = async (paths: { keyFile: string; certFile: string }) => {
+      const client = new AccountManagementServiceClient(t.address('account-management'), grpcCredentials.createSsl(ca, await readFile(paths.keyFile), await readFile(paths.certFile)), {
+        'grpc.ssl_target_name_override': 'localhost',
+      })
+      try {
+        return await unaryCall(client, 'listCloudAccounts', { pageSize: 1, pageToken: '' }, { deadlineMs: 5000 })
+      } finally {
+        client.close()
+      }
+    }
+    const asCa = await issueSeparateDevCertificate(t.config.home, OPERATOR, 'as-ca', { asCa: true })
+    const refused = await expectStatus(call(asCa), Status.UNAUTHENTICATED, 'CA certificate')
+    assert.equal(refused.reason, 'NO_MESH_IDENTITY')
+    const leaf = await issueSeparateDevCertificate(t.config.home, OPERATOR, 'leaf')
+    await call(leaf)
   })
 })
 
