@@ -1,6 +1,6 @@
 // Who may call each AccountManagementService RPC (default deny: every RPC is listed).
 import { AccountManagementServiceService } from '../../gen/cloudpay/account/v1/account_management_service.ts'
-import { allow, allowServices, type Rules } from '../runtime/authz.ts'
+import { allow, allowServices, OBJECT_RULES, type Rules, scoped } from '../runtime/authz.ts'
 
 export const rules: Rules<typeof AccountManagementServiceService> = {
   registerCloudAccount: allow('operator'),
@@ -8,16 +8,16 @@ export const rules: Rules<typeof AccountManagementServiceService> = {
   listCloudAccounts: allow('operator'),
   assignInstance: allow('operator'),
   releaseInstance: allow('operator'),
-  getInstanceAssignment: allow('operator', 'instance'),
-  startLogin: allow('instance'),
-  getLogin: allow('instance', 'terminal'),
-  verifyLogin: allow('terminal'),
-  redeemLogin: allow('instance'),
+  getInstanceAssignment: scoped(allow('operator', 'instance'), OBJECT_RULES.ownDevice),
+  startLogin: scoped(allow('instance'), OBJECT_RULES.ownDevice),
+  getLogin: scoped(allow('instance', 'terminal'), OBJECT_RULES.deviceAccess),
+  verifyLogin: scoped(allow('terminal'), OBJECT_RULES.channelDevice),
+  redeemLogin: scoped(allow('instance'), OBJECT_RULES.ownDevice),
   validateLoginToken: allowServices('app-service'),
   bindAppAccount: allowServices('app-service'),
-  bindPaymentAccount: allow('terminal'),
-  listPaymentAccounts: allow('terminal'),
-  setDefaultPaymentAccount: allow('terminal'),
-  unbindPaymentAccount: allow('terminal'),
+  bindPaymentAccount: scoped(allow('terminal'), OBJECT_RULES.channelDevice),
+  listPaymentAccounts: scoped(allow('terminal'), OBJECT_RULES.channelDevice),
+  setDefaultPaymentAccount: scoped(allow('terminal'), OBJECT_RULES.channelDevice),
+  unbindPaymentAccount: scoped(allow('terminal'), OBJECT_RULES.channelDevice),
   resolvePaymentAccount: allowServices('payment-management'),
 }

@@ -1,13 +1,14 @@
 // Who may call each AppService RPC (default deny: every RPC is listed).
 import { AppServiceService } from '../../gen/cloudpay/app/v1/app_service.ts'
-import { allow, allowServices, either, type Rules } from '../runtime/authz.ts'
+import { allow, allowServices, either, OBJECT_RULES, type Rules, scoped } from '../runtime/authz.ts'
 
 export const rules: Rules<typeof AppServiceService> = {
-  loginWithToken: allow('instance'),
-  getAppAccount: allow('instance'),
+  loginWithToken: scoped(allow('instance'), OBJECT_RULES.ownDevice),
+  getAppAccount: scoped(allow('instance'), OBJECT_RULES.ownDevice),
+  // The catalog is public: operators may read it too.
   listCatalogItems: allow('instance', 'operator'),
-  createOrder: allow('instance'),
-  getOrder: either(allow('instance'), allowServices('payment-management')),
+  createOrder: scoped(allow('instance'), OBJECT_RULES.ownDevice),
+  getOrder: scoped(either(allow('instance'), allowServices('payment-management')), OBJECT_RULES.ownDevice),
   fulfilOrder: allowServices('payment-management'),
-  listInventory: allow('instance'),
+  listInventory: scoped(allow('instance'), OBJECT_RULES.ownDevice),
 }

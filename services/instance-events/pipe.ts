@@ -20,7 +20,8 @@ const PUBLISHABLE: Record<string, readonly EventKind[]> = {
   instance: [EventKind.EVENT_KIND_LOGIN_REQUESTED, EventKind.EVENT_KIND_PAYMENT_REQUESTED],
   'service/account-management': [EventKind.EVENT_KIND_LOGIN_VERIFIED, EventKind.EVENT_KIND_LOGIN_REJECTED],
   'service/app-service': [EventKind.EVENT_KIND_ORDER_EFFECTIVE, EventKind.EVENT_KIND_ORDER_FAILED],
-  'service/payment-management': [EventKind.EVENT_KIND_ORDER_EFFECTIVE, EventKind.EVENT_KIND_ORDER_FAILED],
+  // Only AppService makes an order effective; PaymentManagement tells of orders that end otherwise.
+  'service/payment-management': [EventKind.EVENT_KIND_ORDER_FAILED],
 }
 
 export function assertMayPublish(publisher: Identity, kind: EventKind): void {

@@ -1,14 +1,15 @@
 // Who may call each PaymentManagementService RPC (default deny: every RPC is listed).
 import { PaymentManagementServiceService } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
-import { allow, allowServices, type Rules } from '../runtime/authz.ts'
+import { allow, allowServices, OBJECT_RULES, type Rules, scoped } from '../runtime/authz.ts'
 
 export const rules: Rules<typeof PaymentManagementServiceService> = {
-  submitOrder: allow('instance'),
-  fetchOrder: allow('terminal'),
-  getOrder: allow('instance', 'terminal', 'operator'),
-  listOrders: allow('instance', 'terminal', 'operator'),
-  prepayOrder: allow('terminal'),
-  reportPaymentResult: allowServices('payment-platform'),
+  submitOrder: scoped(allow('instance'), OBJECT_RULES.ownDevice),
+  fetchOrder: scoped(allow('terminal'), OBJECT_RULES.channelDevice),
+  // Operators read orders for support (they carry no secret); they cannot act on them.
+  getOrder: scoped(allow('instance', 'terminal', 'operator'), OBJECT_RULES.orderDevice),
+  listOrders: scoped(allow('instance', 'terminal', 'operator'), OBJECT_RULES.deviceAccess),
+  prepayOrder: scoped(allow('terminal'), OBJECT_RULES.orderDevice),
+  reportPaymentResult: scoped(allowServices('payment-platform'), OBJECT_RULES.prepayKey),
   authorizeTerminal: allowServices('payment-platform'),
-  cancelOrder: allow('instance', 'terminal'),
+  cancelOrder: scoped(allow('instance', 'terminal'), OBJECT_RULES.orderDevice),
 }

@@ -1,14 +1,15 @@
 // Who may call each PaymentPlatformService RPC (default deny: every RPC is listed).
 import { PaymentPlatformServiceService } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
-import { allow, allowServices, either, type Rules } from '../runtime/authz.ts'
+import { allow, allowServices, either, OBJECT_RULES, type Rules, scoped } from '../runtime/authz.ts'
 
 export const rules: Rules<typeof PaymentPlatformServiceService> = {
-  createPayerAccount: allow('operator'),
+  // Operators are the platform's back office here: they open accounts and read; they never move money.
+  createPayerAccount: scoped(allow('operator'), OBJECT_RULES.boundedIssuance),
   createMerchantAccount: allow('operator'),
   getAccountBalance: allow('operator'),
   createPrepay: allowServices('payment-management'),
-  pay: allow('terminal'),
-  getTransaction: either(allowServices('payment-management'), allow('terminal', 'operator')),
+  pay: scoped(allow('terminal'), OBJECT_RULES.prepayTerminal),
+  getTransaction: scoped(either(allowServices('payment-management'), allow('terminal', 'operator')), OBJECT_RULES.prepayTerminal),
   cancelTransaction: allowServices('payment-management'),
   refundTransaction: allowServices('payment-management'),
   listLedgerEntries: allow('operator'),

@@ -11,7 +11,28 @@ export interface Rule {
   readonly roles: readonly Role[]
   /** For role `service`: only these services (by name). Unset means any service. */
   readonly services?: readonly string[]
+  /** Which objects an admitted caller may touch (checked by the handler), in words; see OBJECT_RULES. */
+  readonly objects?: string
 }
+
+/**
+ * The object rules handlers enforce once the role rule admitted a call, named once so the rule
+ * tables, the handlers and docs/authorization.md say the same thing.
+ */
+export const OBJECT_RULES = {
+  ownDevice: 'an instance only for its own device_id',
+  deviceAccess: 'an instance only for its own device_id; a terminal only for a device it has an open channel to',
+  channelDevice: 'a terminal only for a device it has an open channel to',
+  orderDevice: "as for the order's device: its own instance, a terminal with an open channel to it",
+  ownTerminal: 'a terminal only its own channels',
+  prepayTerminal: 'a terminal only for a transaction prepaid for it, while PaymentManagement says it may act for the order',
+  prepayKey: "only a result signed with the result key the platform gave for that order's prepay",
+  boundedIssuance: 'opening balances at most CLOUDPAY_OPENING_BALANCE_MAX_MINOR',
+  publishableKinds: 'an instance for its own device, LOGIN_REQUESTED and PAYMENT_REQUESTED only; each service only the kinds it answers with',
+} as const
+
+/** The same rule, with the object rule its handler enforces. */
+export const scoped = (rule: Rule, objects: string): Rule => ({ ...rule, objects })
 
 /** One rule for every method key of a generated service definition: a missing one is a type error. */
 export type Rules<Definition> = { readonly [Method in keyof Definition]: Rule }

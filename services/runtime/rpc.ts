@@ -6,7 +6,7 @@ import type { Metadata, ServerUnaryCall, ServerWritableStream, UntypedServiceImp
 import { status as Status } from '@grpc/grpc-js'
 import { admittedPeerOf } from './authz.ts'
 import { toServiceStatus, UnauthenticatedError, UnimplementedError } from './errors.ts'
-import { formatIdentity, type Identity, identityFromPeerCertificate } from './identity.ts'
+import { formatIdentity, ID_PATTERN, type Identity, identityFromPeerCertificate } from './identity.ts'
 import type { Logger } from './logger.ts'
 import { SERVICE_TRACER } from './telemetry.ts'
 
@@ -85,9 +85,12 @@ interface Started {
 function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>, runtime: HandlerRuntime): Started {
   const name = path.slice(1)
   const [service, rpc] = name.split('/') as [string, string]
-  const parent = propagation.extract(ROOT_CONTEXT, call.metadata, metadataGetter)
   const peer = admittedPeerOf(call.metadata) ?? call.getAuthContext().sslPeerCertificate
   const caller = identityFromPeerCertificate(peer)
+  // Any caller's traceparent is continued (its spans join the caller's trace); baggage, which
+  // becomes span attributes, is taken only from the mesh's own services.
+  const extracted = propagation.extract(ROOT_CONTEXT, call.metadata, metadataGetter)
+  const parent = caller?.role === 'service' ? extracted : propagation.deleteBaggage(extracted)
   const span = runtime.tracer.startSpan(
     name,
     {
@@ -131,14 +134,17 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
   }
 }
 
-/** Ids a request names (never secrets) become span attributes: the device, order, platform, login. */
+/**
+ * Ids a request names (never secrets) become span attributes: the device, order, platform, login.
+ * The span starts before the handler validates, so only values of an id's shape are taken.
+ */
 const REQUEST_TAGS: Record<string, string> = { deviceId: 'cloudpay.device_id', orderId: 'cloudpay.order_id', platformId: 'cloudpay.platform_id', loginId: 'cloudpay.login_id' }
 function tagsOfRequest(request: unknown): Record<string, string> {
   const tags: Record<string, string> = {}
   if (!request || typeof request !== 'object') return tags
   for (const [field, attribute] of Object.entries(REQUEST_TAGS)) {
     const value = (request as Record<string, unknown>)[field]
-    if (typeof value === 'string' && value !== '') tags[attribute] = value
+    if (typeof value === 'string' && ID_PATTERN.test(value)) tags[attribute] = value
   }
   return tags
 }

@@ -2,7 +2,7 @@
 // identity certificate -> schema migrations -> handlers -> mTLS server.
 import type { Tracer } from '@opentelemetry/api'
 import type { Kysely } from 'kysely'
-import { type Rules, rulesByPath } from './authz.ts'
+import { type Rule, type Rules, rulesByPath } from './authz.ts'
 import type { Config, ServiceName } from './config.ts'
 import { type Migration, type SharedDatabase, forSchema, migrateSchema } from './database.ts'
 import type { Identity } from './identity.ts'
@@ -37,7 +37,20 @@ export interface ServiceSpec {
   /** PostgreSQL schema it owns, e.g. account_management. */
   readonly schema: string
   readonly migrations: Readonly<Record<string, Migration>>
+  /** Full proto name of the gRPC service. */
+  readonly protoName: string
+  /** Every RPC with its authorization rule (what docs/authorization.md and the matrix test read). */
+  readonly methods: readonly MethodAccess[]
   build(deps: ServiceDeps): HostedService
+}
+
+export interface MethodAccess {
+  /** The proto RPC name, e.g. SubmitOrder. */
+  readonly name: string
+  /** "/pkg.Service/Method" */
+  readonly path: string
+  readonly responseStream: boolean
+  readonly rule: Rule
 }
 
 export interface HostContext {
@@ -123,6 +136,13 @@ export function defineService<Definition extends Record<string, { path: string; 
     name: parts.name,
     schema: parts.schema,
     migrations: parts.migrations,
+    protoName: parts.protoName,
+    methods: Object.entries(parts.definition).map(([key, method]) => ({
+      name: method.path.slice(method.path.lastIndexOf('/') + 1),
+      path: method.path,
+      responseStream: method.responseStream,
+      rule: parts.rules[key as keyof Definition],
+    })),
     build: (deps) => {
       const created = parts.createHandlers(deps)
       const service: ServiceParts<Definition> =

@@ -2,14 +2,14 @@
 // strict clients accept, authorization before handlers, errors with details, idempotency, traces.
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { credentials as grpcCredentials, status as Status } from '@grpc/grpc-js'
+import { credentials as grpcCredentials, Metadata, status as Status } from '@grpc/grpc-js'
 import { createFileRegistry, fromBinary } from '@bufbuild/protobuf'
 import { FileDescriptorProtoSchema, type FileDescriptorProto } from '@bufbuild/protobuf/wkt'
 import { SpanKind } from '@opentelemetry/api'
 import { readFile } from 'node:fs/promises'
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../../gen/grpc/health/v1/health.ts'
 import { SERVICE_NAMES, type ServiceName } from '../../services/runtime/config.ts'
-import { unaryCall } from '../../services/runtime/client.ts'
+import { createClient, unaryCall } from '../../services/runtime/client.ts'
 import { ensureDevCertificate, issueSeparateDevCertificate } from '../../services/runtime/dev-certificates.ts'
 import { AccountManagementServiceClient } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { expectStatus, newRequestId } from '../helpers/grpc.ts'
@@ -267,6 +267,31 @@ describe('tracing', () => {
     assert.equal(server.resource.attributes['service.name'], 'cloudpay-app-service')
     assert.equal(server.attributes['rpc.system'], 'grpc')
     assert.equal(server.attributes['rpc.grpc.status_code'], Status.OK)
+  })
+
+  test("a caller's baggage never becomes span attributes; its traceparent is continued; ids come from the validated request", async () => {
+    const operator = await t.client('account-management', OPERATOR)
+    await unaryCall(operator, 'registerCloudAccount', { requestId: newRequestId(), accountId: 'baggage-acct', password: 'baggage password 1' })
+    await unaryCall(operator, 'assignInstance', { requestId: newRequestId(), deviceId: 'device-bag', accountId: 'baggage-acct' })
+    // A client that is not ours: no tracing interceptor, its own traceparent and baggage headers.
+    const instance = createClient(AccountManagementServiceClient, t.address('account-management'), await t.credentials({ role: 'instance', id: 'device-bag' }))
+    after(() => instance.close())
+    const metadata = new Metadata()
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+    metadata.set('traceparent', `00-${traceId}-00f067aa0ba902b7-01`)
+    metadata.set('baggage', 'cloudpay.order_id=forged-order,cloudpay.device_id=forged-device,cloudpay.platform_id=' + 'x'.repeat(2000))
+    t.spans.reset()
+    await unaryCall(instance, 'getInstanceAssignment', { deviceId: 'device-bag' }, { metadata })
+    await expectStatus(unaryCall(instance, 'getInstanceAssignment', { deviceId: 'y'.repeat(5000) }, { metadata }), Status.INVALID_ARGUMENT)
+    await t.telemetry.forceFlush()
+    const servers = t.spans.getFinishedSpans().filter((s) => s.kind === SpanKind.SERVER)
+    assert.equal(servers.length, 2)
+    for (const server of servers) {
+      assert.equal(server.spanContext().traceId, traceId, 'the traceparent is continued')
+      const text = JSON.stringify(server.attributes)
+      assert.ok(!text.includes('forged') && !text.includes('xxxx') && !text.includes('yyyy'), text)
+    }
+    assert.equal(servers[0]!.attributes['cloudpay.device_id'], 'device-bag')
   })
 
   test('log lines inside a handler carry the trace id', async () => {

@@ -147,6 +147,13 @@ describe('who may follow and publish', () => {
       Status.PERMISSION_DENIED,
     )
     assert.equal(forged.reason, 'KIND_NOT_ALLOWED')
+    // Only AppService makes an order effective: PaymentManagement may not say so.
+    const asPaymentManagement = await t.client('instance-events', { role: 'service', id: 'payment-management' })
+    const notEffective = await expectStatus(
+      unaryCall(asPaymentManagement, 'publish', { requestId: newRequestId(), deviceId: DEVICE.id, kind: EventKind.EVENT_KIND_ORDER_EFFECTIVE, subjectId: 'x' }),
+      Status.PERMISSION_DENIED,
+    )
+    assert.equal(notEffective.reason, 'KIND_NOT_ALLOWED')
     await expectStatus(
       unaryCall(instance, 'publish', { requestId: newRequestId(), deviceId: DEVICE.id, kind: EventKind.EVENT_KIND_UNSPECIFIED, subjectId: 'x' }),
       Status.INVALID_ARGUMENT,
