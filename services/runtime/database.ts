@@ -25,6 +25,10 @@ export type NotificationHandler = (payload: string) => void
 
 export interface SharedDatabase {
   readonly kind: 'pglite' | 'postgres'
+  /** Whether the last probe reached the database (the embedded one always does). */
+  readonly available: () => boolean
+  /** Calls `listener` whenever the database becomes unreachable or reachable again; returns an unsubscribe. */
+  onAvailabilityChange(listener: (available: boolean) => void): () => void
   /** The root Kysely; services use `forSchema`. */
   readonly db: Kysely<any>
   /**
@@ -42,6 +46,54 @@ interface Entry {
   users: number
   listen: SharedDatabase['listen']
   closeListeners(): Promise<void>
+  availability: Availability
+}
+
+/** How often a PostgreSQL pool is probed while it is reachable, and while it is not. */
+const PROBE_INTERVAL_MS = 1_000
+
+/** Tracks whether the database answers, from a periodic probe, and tells listeners of changes. */
+class Availability {
+  private up = true
+  private readonly listeners = new Set<(available: boolean) => void>()
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(private readonly probe?: () => Promise<unknown>) {}
+
+  get available(): boolean {
+    return this.up
+  }
+
+  start(): void {
+    if (!this.probe || this.timer) return
+    const tick = (): void => {
+      this.probe!()
+        .then(
+          () => this.set(true),
+          () => this.set(false),
+        )
+        .finally(() => {
+          if (this.timer) this.timer = setTimeout(tick, PROBE_INTERVAL_MS).unref()
+        })
+    }
+    this.timer = setTimeout(tick, PROBE_INTERVAL_MS).unref()
+  }
+
+  stop(): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+  }
+
+  set(available: boolean): void {
+    if (available === this.up) return
+    this.up = available
+    for (const listener of this.listeners) listener(available)
+  }
+
+  subscribe(listener: (available: boolean) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
 }
 const open = new Map<string, Promise<Entry>>()
 
@@ -64,16 +116,20 @@ export async function openDatabase(location: DatabaseLocation): Promise<SharedDa
   const entry = await pending
   entry.users += 1
   let released = false
+  entry.availability.start()
   return {
     kind: entry.kind,
     db: entry.db,
     listen: entry.listen,
+    available: () => entry.availability.available,
+    onAvailabilityChange: (listener) => entry.availability.subscribe(listener),
     release: async () => {
       if (released) return
       released = true
       entry.users -= 1
       if (entry.users === 0) {
         open.delete(key)
+        entry.availability.stop()
         await entry.closeListeners()
         await entry.db.destroy()
       }
@@ -88,12 +144,18 @@ async function create(location: DatabaseLocation): Promise<Entry> {
       max: 16,
       types: { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format)) } as pg.CustomTypesConfig,
     })
-    // An idle pooled connection can be closed by the server (restart, failover); without a handler
-    // pg would raise that as an uncaught exception. The pool replaces it on next use.
-    pool.on('error', () => undefined)
+    // A connection can be closed by the server at any time (restart, failover: 57P01). An idle
+    // one is reported on the pool; a checked-out one on the client itself, from which pg-pool
+    // removes its own listener while it is lent, so an unhandled 'error' would kill the process.
+    // The query in flight fails (mapped to UNAVAILABLE), the pool discards the client and opens a
+    // new connection on next use.
+    const availability = new Availability(() => pool.query('select 1'))
+    const lost = (): void => availability.set(false)
+    pool.on('error', lost)
+    pool.on('connect', (client) => client.on('error', lost))
     const db = new Kysely<any>({ dialect: tracedDialect(new PostgresDialect({ pool })) })
     const listener = new PostgresListener(location.databaseUrl)
-    return { kind: 'postgres', db, users: 0, listen: (c, h, r) => listener.listen(c, h, r), closeListeners: () => listener.close() }
+    return { kind: 'postgres', db, users: 0, listen: (c, h, r) => listener.listen(c, h, r), closeListeners: () => listener.close(), availability }
   }
   // PGlite fails with ENOENT when the data directory's parent is missing.
   await mkdir(dirname(location.dataDir), { recursive: true })
@@ -104,6 +166,7 @@ async function create(location: DatabaseLocation): Promise<Entry> {
     kind: 'pglite',
     db,
     users: 0,
+    availability: new Availability(),
     listen: async (channel, handler) => {
       const unlisten = await pglite.listen(channel, handler)
       const stop = async (): Promise<void> => {
@@ -179,12 +242,17 @@ class PostgresListener {
     }
   }
 
+  /** After a lost connection: keeps trying (however long the database stays away) until closed. */
   private async reconnect(): Promise<void> {
-    try {
-      await this.connected()
-      for (const set of this.channels.values()) for (const entry of set) entry.onReconnect?.()
-    } catch {
-      // closed meanwhile, or the database stayed away; subscribers still poll
+    while (!this.closed) {
+      try {
+        await this.connected()
+        for (const set of this.channels.values()) for (const entry of set) entry.onReconnect?.()
+        return
+      } catch {
+        // the database stayed away for a while; subscribers poll meanwhile
+        await new Promise((resolve) => setTimeout(resolve, 5_000).unref())
+      }
     }
   }
 

@@ -1,5 +1,6 @@
-// grpc.health.v1.Health: the whole server ("") and each hosted service report SERVING until the
-// server starts shutting down; Watch streams every change until the client cancels.
+// grpc.health.v1.Health: the whole server ("") and each hosted service report SERVING while they
+// can work (NOT_SERVING while their database is unreachable) until the server starts shutting
+// down; Watch streams every change until the client cancels.
 import { type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, status as Status } from '@grpc/grpc-js'
 import { EventEmitter } from 'node:events'
 import { type HealthCheckRequest, type HealthCheckResponse, HealthCheckResponse_ServingStatus as ServingStatus, HealthService } from '../../gen/grpc/health/v1/health.ts'
@@ -23,9 +24,19 @@ export class HealthRegistry {
     this.changes.emit('change', service)
   }
 
-  /** Every service, and the server as a whole, stops serving (shutdown began). */
+  private shuttingDown = false
+
+  /** Every service, and the server as a whole, stops serving for good (shutdown began). */
   setAllNotServing(): void {
+    this.shuttingDown = true
     for (const service of this.statuses.keys()) this.set(service, ServingStatus.NOT_SERVING)
+  }
+
+  /** What the server can do right now (its database reachable or not); shutdown always wins. */
+  setAllServing(serving: boolean): void {
+    if (this.shuttingDown) return
+    const status = serving ? ServingStatus.SERVING : ServingStatus.NOT_SERVING
+    for (const service of this.statuses.keys()) if (this.statuses.get(service) !== status) this.set(service, status)
   }
 
   /** The hosted services (not the whole-server entry ""). */

@@ -100,6 +100,12 @@ export async function startService(spec: ServiceSpec, host: HostContext): Promis
   const server = await startServer({ address, credentials: serverCredentials(paths, host.config.tlsRefreshMs), services: [hosted], log })
   const bound = `${address.slice(0, address.lastIndexOf(':'))}:${server.port}`
   host.addresses.set(spec.name, bound)
+  // A service cannot work without its database: health says so while it is away.
+  server.health.setAllServing(host.database.available())
+  const unwatch = host.database.onAvailabilityChange((available) => {
+    log.warn({ database: available ? 'reachable' : 'unreachable' }, available ? 'database reachable again: serving' : 'database unreachable: not serving')
+    server.health.setAllServing(available)
+  })
   return {
     name: spec.name,
     address: bound,
@@ -107,6 +113,7 @@ export async function startService(spec: ServiceSpec, host: HostContext): Promis
     server,
     introspect: () => hosted.introspect?.() ?? {},
     async stop() {
+      unwatch()
       // Background work first: long-lived streams end, so in-flight unary calls are all that remain.
       await hosted.onStop?.()
       await server.shutdown(host.config.shutdownGraceMs)
