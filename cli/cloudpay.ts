@@ -13,6 +13,10 @@ const USAGE = `usage: npm run cloudpay -- cert <${ROLES.join('|')}> <id>\n      
 
 async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    ;(command === undefined ? process.stderr : process.stdout).write(USAGE)
+    return command === undefined ? 2 : 0
+  }
   if (command === 'cert') {
     const [role, id] = rest
     if (!role || !id || !isRole(role)) {
@@ -56,7 +60,7 @@ async function main(args: string[]): Promise<number> {
     for (const traceId of traceIds) process.stdout.write(waterfall(spans, traceId, { db: rest.includes('--db') }) + '\n')
     return 0
   }
-  process.stderr.write(USAGE)
+  process.stderr.write(`unknown command ${JSON.stringify(command.slice(0, 40))}\n${USAGE}`)
   return 2
 }
 

@@ -92,21 +92,20 @@ export interface EventSettings {
 
 export class ConfigError extends Error {}
 
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const addresses = Object.fromEntries(
-    SERVICE_NAMES.map((name) => {
-      const value = env[addressVariable(name)] ?? `127.0.0.1:${DEFAULT_PORTS[name]}`
-      if (!/^[^\s]+:\d{1,5}$/.test(value)) throw new ConfigError(`${addressVariable(name)} must be host:port, got ${JSON.stringify(value)}`)
-      return [name, value]
-    }),
-  ) as Record<ServiceName, string>
+  const addresses = Object.fromEntries(SERVICE_NAMES.map((name) => [name, address(env, addressVariable(name), `127.0.0.1:${DEFAULT_PORTS[name]}`)])) as Record<
+    ServiceName,
+    string
+  >
   return Object.freeze({
     home: resolve(env.CLOUDPAY_HOME ?? '.cloudpay'),
     databaseUrl: nonEmpty(env.DATABASE_URL),
     tls: tlsFrom(env),
     tlsRefreshMs: positiveInt(env, 'CLOUDPAY_TLS_REFRESH_MS', 10_000),
     addresses: Object.freeze(addresses),
-    logLevel: env.CLOUDPAY_LOG_LEVEL ?? 'info',
+    logLevel: oneOf(env, 'CLOUDPAY_LOG_LEVEL', LOG_LEVELS, 'info'),
     shutdownGraceMs: positiveInt(env, 'CLOUDPAY_SHUTDOWN_GRACE_MS', 10_000),
     login: Object.freeze({
       loginTtlMs: positiveInt(env, 'CLOUDPAY_LOGIN_TTL_MS', 5 * 60_000),
@@ -116,12 +115,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       lockMs: positiveInt(env, 'CLOUDPAY_LOGIN_LOCK_MS', 15 * 60_000),
     }),
     payment: Object.freeze({
-      platformIds: Object.freeze(
-        (env.CLOUDPAY_PLATFORM_IDS ?? 'alphapay,betapay')
-          .split(',')
-          .map((id) => id.trim())
-          .filter(Boolean),
-      ),
+      platformIds: Object.freeze(platformIds(env)),
       orderTtlMs: positiveInt(env, 'CLOUDPAY_ORDER_TTL_MS', 15 * 60_000),
       prepayTtlMs: positiveInt(env, 'CLOUDPAY_PREPAY_TTL_MS', 15 * 60_000),
       maxPasswordFailures: positiveInt(env, 'CLOUDPAY_PAYMENT_MAX_FAILURES', 3),
@@ -152,6 +146,37 @@ function tlsFrom(env: NodeJS.ProcessEnv): TlsSource {
   return { kind: 'files', caFile: resolve(caFile), certFile: resolve(certFile), keyFile: resolve(keyFile) }
 }
 
+/** host:port with a port of 0-65535 (0: any free port, for tests). */
+function address(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+  const value = nonEmpty(env[name]) ?? fallback
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value)
+  if (!match || Number(match[2]) > 65535) throw new ConfigError(`${name} must be host:port with a port of 0-65535, got ${quote(value)}`)
+  return value
+}
+
+function oneOf<T extends string>(env: NodeJS.ProcessEnv, name: string, allowed: readonly T[], fallback: T): T {
+  const raw = nonEmpty(env[name])
+  if (raw === undefined) return fallback
+  if (!(allowed as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${allowed.join(', ')}, got ${quote(raw)}`)
+  return raw as T
+}
+
+function platformIds(env: NodeJS.ProcessEnv): string[] {
+  const ids = (env.CLOUDPAY_PLATFORM_IDS ?? 'alphapay,betapay')
+    .split(',')
+    .map((id) => id.trim())
+    .filter(Boolean)
+  if (ids.length === 0 || ids.some((id) => !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(id))) {
+    throw new ConfigError(`CLOUDPAY_PLATFORM_IDS must be a comma-separated list of platform ids ([A-Za-z0-9._-], up to 64 characters each), got ${quote(env.CLOUDPAY_PLATFORM_IDS ?? '')}`)
+  }
+  return ids
+}
+
+/** A value for an error message: JSON-quoted and cut short, whatever was set. */
+function quote(value: string): string {
+  return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value)
+}
+
 function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value
 }
@@ -160,6 +185,6 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): nu
   const raw = nonEmpty(env[name])
   if (raw === undefined) return fallback
   const value = Number(raw)
-  if (!Number.isInteger(value) || value <= 0) throw new ConfigError(`${name} must be a positive integer, got ${JSON.stringify(raw)}`)
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value <= 0) throw new ConfigError(`${name} must be a positive integer, got ${quote(raw)}`)
   return value
 }

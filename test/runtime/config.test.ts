@@ -1,0 +1,29 @@
+// Configuration errors name the variable and the rule, and never echo an unbounded value.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { ConfigError, loadConfig } from '../../services/runtime/config.ts'
+
+test('every variable is validated, and the error names it', () => {
+  const bad: Record<string, string> = {
+    CLOUDPAY_APP_SERVICE_ADDR: '127.0.0.1:99999',
+    CLOUDPAY_ACCOUNT_MANAGEMENT_ADDR: 'no-port',
+    CLOUDPAY_LOG_LEVEL: 'verbose',
+    CLOUDPAY_ORDER_TTL_MS: '1.5',
+    CLOUDPAY_RETRY_MAX_MS: '-3',
+    CLOUDPAY_LOGIN_TTL_MS: '12abc',
+    CLOUDPAY_PLATFORM_IDS: 'alpha pay',
+    CLOUDPAY_OPENING_BALANCE_MAX_MINOR: '1e3',
+  }
+  for (const [name, value] of Object.entries(bad)) {
+    assert.throws(() => loadConfig({ [name]: value }), (error: unknown) => error instanceof ConfigError && error.message.startsWith(name), `${name}=${value}`)
+  }
+  const long = 'x'.repeat(10_000)
+  assert.throws(() => loadConfig({ CLOUDPAY_LOG_LEVEL: long }), (error: unknown) => error instanceof ConfigError && error.message.length < 300)
+})
+
+test('the defaults and good values load', () => {
+  const config = loadConfig({ CLOUDPAY_APP_SERVICE_ADDR: '[::1]:0', CLOUDPAY_LOG_LEVEL: 'debug', CLOUDPAY_PLATFORM_IDS: 'alphapay, betapay' })
+  assert.equal(config.addresses['app-service'], '[::1]:0')
+  assert.equal(config.logLevel, 'debug')
+  assert.deepEqual(config.payment.platformIds, ['alphapay', 'betapay'])
+})
