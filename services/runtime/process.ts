@@ -28,7 +28,8 @@ export interface StartOptions {
 export async function startMesh(specs: readonly ServiceSpec[], options: StartOptions = {}): Promise<Mesh> {
   const config = options.config ?? loadConfig()
   const log = options.log ?? createLogger({ level: config.logLevel, name: 'cloudpay' })
-  const telemetry = options.telemetry ?? startTelemetry({ spanFile: config.traceFile })
+  const telemetry =
+    options.telemetry ?? startTelemetry({ spanFile: config.traceFile, onExportTrouble: (message, error) => log.warn({ error: error?.message }, message) })
   const database = await openDatabase(databaseLocation(config.home, config.databaseUrl))
   const addresses = addressBook(config)
   const sealer = await loadSealer(config)

@@ -3,7 +3,7 @@
 // metadata, OTLP export configured by the standard OTEL_* variables.
 import { context, createContextKey, propagation, type Tracer } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import { W3CTraceContextPropagator, CompositePropagator, W3CBaggagePropagator } from '@opentelemetry/core'
+import { CompositePropagator, ExportResultCode, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core'
 import { OTLPTraceExporter as OtlpGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc'
 import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { OTLPTraceExporter as OtlpProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto'
@@ -16,6 +16,8 @@ import { BaggageAttributesProcessor } from './trace-context.ts'
 
 export interface TelemetryOptions {
   readonly env?: NodeJS.ProcessEnv
+  /** Told once when span export starts failing and once when it recovers (default: stderr). */
+  readonly onExportTrouble?: (message: string, error?: Error) => void
   /** Extra processors on every provider (tests: a SimpleSpanProcessor over an InMemorySpanExporter). */
   readonly spanProcessors?: readonly SpanProcessor[]
   /** Also keep spans in this local file (bounded), for `cloudpay trace` without a backend. */
@@ -47,12 +49,13 @@ export function startTelemetry(options: TelemetryOptions = {}): Telemetry {
   const detected = detectResources({ detectors: [envDetector] })
   const fileExporter = options.spanFile ? new FileSpanExporter(options.spanFile) : undefined
   const providers = new Map<string, NodeTracerProvider>()
+  const trouble = exportTrouble(options.onExportTrouble)
   const provider = (service: string): NodeTracerProvider => {
     let existing = providers.get(service)
     if (!existing) {
       const processors: SpanProcessor[] = [new BaggageAttributesProcessor(), ...(options.spanProcessors ?? [])]
       const exporter = exporterFromEnv(env)
-      if (exporter) processors.push(new BatchSpanProcessor(exporter))
+      if (exporter) processors.push(new BatchSpanProcessor(new WatchedExporter(exporter, trouble)))
       if (fileExporter) processors.push(new BatchSpanProcessor(fileExporter, { scheduledDelayMillis: 200 }))
       existing = new NodeTracerProvider({
         resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: `cloudpay-${service}`, [ATTR_SERVICE_VERSION]: '0.1.0', 'service.namespace': 'cloudpay' }).merge(
@@ -67,11 +70,12 @@ export function startTelemetry(options: TelemetryOptions = {}): Telemetry {
   }
   return {
     tracer: (service) => provider(service).getTracer('cloudpay', '0.1.0'),
+    // A backend that is down costs its spans, never a flow: flushing and shutting down do not fail.
     forceFlush: async () => {
-      await Promise.all([...providers.values()].map((p) => p.forceFlush()))
+      await Promise.allSettled([...providers.values()].map((p) => p.forceFlush()))
     },
     shutdown: async () => {
-      await Promise.all([...providers.values()].map((p) => p.shutdown()))
+      await Promise.allSettled([...providers.values()].map((p) => p.shutdown()))
       providers.clear()
     },
   }
@@ -111,5 +115,38 @@ export function exporterFromEnv(env: NodeJS.ProcessEnv): SpanExporter | undefine
       return new OtlpProtoExporter(config('/v1/traces'))
     default:
       throw new Error(`OTEL_EXPORTER_OTLP_PROTOCOL must be grpc, http/protobuf or http/json, got ${JSON.stringify(protocol)}`)
+  }
+}
+
+/** One warning when export starts failing and one when it works again, shared by all providers. */
+function exportTrouble(report: TelemetryOptions['onExportTrouble'] = (message, error) => process.stderr.write(`cloudpay telemetry: ${message}${error ? `: ${error.message}` : ''}\n`)) {
+  let failing = false
+  return (ok: boolean, error?: Error): void => {
+    if (ok === !failing) return
+    failing = !ok
+    report(ok ? 'span export works again' : 'span export is failing; spans are dropped until the backend answers', error)
+  }
+}
+
+/** An exporter whose failures are reported (once, and on recovery) instead of going unnoticed. */
+class WatchedExporter implements SpanExporter {
+  constructor(
+    private readonly inner: SpanExporter,
+    private readonly trouble: (ok: boolean, error?: Error) => void,
+  ) {}
+
+  export(spans: Parameters<SpanExporter['export']>[0], done: Parameters<SpanExporter['export']>[1]): void {
+    this.inner.export(spans, (result) => {
+      this.trouble(result.code === ExportResultCode.SUCCESS, result.error)
+      done(result)
+    })
+  }
+
+  shutdown(): Promise<void> {
+    return this.inner.shutdown().catch(() => undefined)
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush?.().catch(() => undefined) ?? Promise.resolve()
   }
 }

@@ -42,7 +42,6 @@ export async function startTestMesh(options: { services?: readonly ServiceSpec[]
   }
   const config = loadConfig(env)
   const spans = new InMemorySpanExporter()
-  const telemetry = startTelemetry({ env: options.telemetryEnv ?? {}, spanProcessors: [new SimpleSpanProcessor(spans)], spanFile: config.traceFile })
   const logLines: string[] = []
   // CLOUDPAY_TEST_LOG=1 also prints the services' log lines (for debugging a failing test).
   const echo = process.env.CLOUDPAY_TEST_LOG === '1'
@@ -55,6 +54,12 @@ export async function startTestMesh(options: { services?: readonly ServiceSpec[]
         if (echo && !line.includes('"level":"debug"')) process.stderr.write(line)
       },
     },
+  })
+  const telemetry = startTelemetry({
+    env: options.telemetryEnv ?? {},
+    spanProcessors: [new SimpleSpanProcessor(spans)],
+    spanFile: config.traceFile,
+    onExportTrouble: (message, error) => log.warn({ error: error?.message }, message),
   })
   const mesh = await startMesh(options.services ?? ALL_SERVICES, { config, telemetry, log })
   const clients: { close(): void }[] = []
