@@ -6,6 +6,7 @@ import { type Migration, Migrator } from 'kysely/migration'
 import { mkdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import pg from 'pg'
+import { lockDataDirectory } from './data-dir-lock.ts'
 import { tracedDialect } from './database-tracing.ts'
 
 export type { Migration }
@@ -47,6 +48,7 @@ interface Entry {
   listen: SharedDatabase['listen']
   closeListeners(): Promise<void>
   availability: Availability
+  afterClose?: () => void
 }
 
 /** How often a PostgreSQL pool is probed while it is reachable, and while it is not. */
@@ -131,7 +133,11 @@ export async function openDatabase(location: DatabaseLocation): Promise<SharedDa
         open.delete(key)
         entry.availability.stop()
         await entry.closeListeners()
-        await entry.db.destroy()
+        try {
+          await entry.db.destroy()
+        } finally {
+          entry.afterClose?.()
+        }
       }
     },
   }
@@ -159,7 +165,14 @@ async function create(location: DatabaseLocation): Promise<Entry> {
   }
   // PGlite fails with ENOENT when the data directory's parent is missing.
   await mkdir(dirname(location.dataDir), { recursive: true })
-  const pglite = await PGlite.create({ dataDir: location.dataDir, parsers: { [INT8_OID]: parseInt8 } })
+  const unlock = lockDataDirectory(location.dataDir)
+  let pglite: PGlite
+  try {
+    pglite = await PGlite.create({ dataDir: location.dataDir, parsers: { [INT8_OID]: parseInt8 } })
+  } catch (error) {
+    unlock()
+    throw error
+  }
   const db = new Kysely<any>({ dialect: tracedDialect(new PGliteDialect({ pglite })) })
   const unlisteners = new Set<() => Promise<void>>()
   return {
@@ -167,6 +180,7 @@ async function create(location: DatabaseLocation): Promise<Entry> {
     db,
     users: 0,
     availability: new Availability(),
+    afterClose: unlock,
     listen: async (channel, handler) => {
       const unlisten = await pglite.listen(channel, handler)
       const stop = async (): Promise<void> => {
