@@ -49,7 +49,10 @@ before(async () => {
         throw new NotFoundError('NO_SESSION', 'session_token: no such session')
       },
       loginWithToken: notImplemented('LoginWithToken'),
-      createOrder: notImplemented('CreateOrder'),
+      // An error message no handler should write: the mapper must still send it bounded.
+      createOrder: async () => {
+        throw new NotFoundError('HUGE', `no such item ${'x'.repeat(1 << 20)}`, { item: 'y'.repeat(1 << 20) })
+      },
       fulfilOrder: notImplemented('FulfilOrder'),
       listInventory: notImplemented('ListInventory'),
     },
@@ -111,6 +114,22 @@ test('a handler that throws unexpectedly answers INTERNAL with a generic message
   } finally {
     client.close()
     health.close()
+  }
+})
+
+test('an error with a 1 MiB message reaches the client at once, bounded, and the shared connection keeps serving', async () => {
+  const client = new AppServiceClient(address(), await pki.client(CALLER))
+  try {
+    const started = Date.now()
+    const huge = expectStatus(unaryCall(client, 'createOrder', { requestId: '', deviceId: 'd', sessionToken: '', itemId: 'i', quantity: 1 }, { deadlineMs: 5000 }), Status.NOT_FOUND)
+    const neighbour = expectStatus(unaryCall(client, 'getAppAccount', { deviceId: 'd', sessionToken: 's' }, { deadlineMs: 5000 }), Status.NOT_FOUND)
+    const [{ error, reason }] = await Promise.all([huge, neighbour])
+    // Unbounded, the 1 MiB trailer never arrived: the call hung until its deadline.
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`)
+    assert.equal(reason, 'HUGE')
+    assert.ok(error.details.length <= 512, `message of ${error.details.length} characters`)
+  } finally {
+    client.close()
   }
 })
 
