@@ -52,8 +52,9 @@ export class InvalidArgumentError extends CloudpayError {
   constructor(
     readonly violations: readonly FieldViolation[],
     reason = 'INVALID_ARGUMENT',
+    message?: string,
   ) {
-    super(reason, violations.slice(0, STATUS_LIMITS.violations).map((v) => `${truncate(v.field, STATUS_LIMITS.field)}: ${truncate(v.description, STATUS_LIMITS.description)}`).join('; '))
+    super(reason, message ?? violations.slice(0, STATUS_LIMITS.violations).map((v) => `${truncate(v.field, STATUS_LIMITS.field)}: ${truncate(v.description, STATUS_LIMITS.description)}`).join('; '))
   }
   static field(field: string, description: string, reason?: string): InvalidArgumentError {
     return new InvalidArgumentError([{ field, description }], reason)

@@ -5,6 +5,7 @@ import { ANY_MESH_IDENTITY, authorizationInterceptor, type Rule } from './authz.
 import { HEALTH_SERVICE, healthDefinition, HealthRegistry } from './health.ts'
 import { MAX_CONCURRENT_STREAMS, MAX_CONNECTION_IDLE_MS, MESSAGE_LIMIT_BYTES, SERVER_KEEPALIVE_TIME_MS, SERVER_KEEPALIVE_TIMEOUT_MS } from './limits.ts'
 import type { Logger } from './logger.ts'
+import { readableRequests } from './request-screen.ts'
 import { encodeStreamedMessagesOnce } from './streams.ts'
 import { DescriptorPool, REFLECTION_SERVICES, reflectionHandler, reflectionV1AlphaDefinition, reflectionV1Definition } from './reflection.ts'
 
@@ -63,11 +64,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }),
     ],
   })
-  for (const service of options.services) server.addService(encodeStreamedMessagesOnce(service.definition as unknown as ServiceDefinition), service.implementation)
-  server.addService(healthDefinition as unknown as ServiceDefinition, health.handlers())
+  // Every deserializer made total: a body that does not decode reaches the handler wrapper as an
+  // UnreadableRequest, refused as INVALID_ARGUMENT (grpc-js would answer INTERNAL).
+  const add = (definition: unknown, implementation: UntypedServiceImplementation) =>
+    server.addService(readableRequests(definition as ServiceDefinition), implementation)
+  for (const service of options.services) add(encodeStreamedMessagesOnce(service.definition as unknown as ServiceDefinition), service.implementation)
+  add(healthDefinition, health.handlers())
   const reflect = reflectionHandler(pool, [...served, HEALTH_SERVICE, ...REFLECTION_SERVICES])
-  server.addService(reflectionV1Definition as unknown as ServiceDefinition, { serverReflectionInfo: reflect })
-  server.addService(reflectionV1AlphaDefinition as unknown as ServiceDefinition, { serverReflectionInfo: reflect })
+  add(reflectionV1Definition, { serverReflectionInfo: reflect })
+  add(reflectionV1AlphaDefinition, { serverReflectionInfo: reflect })
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.address, options.credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)))
