@@ -32,6 +32,8 @@ export interface FieldViolation {
   /** The request field, by its proto name (`device_id`, `amount.currency_code`). */
   readonly field: string
   readonly description: string
+  /** UPPER_SNAKE reason of this violation, when more precise than INVALID_ARGUMENT (INVALID_PAGE_TOKEN). */
+  readonly reason?: string
 }
 
 export abstract class CloudpayError extends Error {
@@ -49,16 +51,23 @@ export abstract class CloudpayError extends Error {
 
 export class InvalidArgumentError extends CloudpayError {
   readonly code = Status.INVALID_ARGUMENT
+  /** The reason defaults to the violations' own when they all agree on one. */
   constructor(
     readonly violations: readonly FieldViolation[],
-    reason = 'INVALID_ARGUMENT',
+    reason = commonReason(violations),
     message?: string,
   ) {
     super(reason, message ?? violations.slice(0, STATUS_LIMITS.violations).map((v) => `${truncate(v.field, STATUS_LIMITS.field)}: ${truncate(v.description, STATUS_LIMITS.description)}`).join('; '))
   }
   static field(field: string, description: string, reason?: string): InvalidArgumentError {
-    return new InvalidArgumentError([{ field, description }], reason)
+    return new InvalidArgumentError([{ field, description, reason }])
   }
+}
+
+function commonReason(violations: readonly FieldViolation[]): string {
+  const reasons = new Set(violations.map((v) => v.reason))
+  const [only] = reasons
+  return reasons.size === 1 && only !== undefined ? only : 'INVALID_ARGUMENT'
 }
 
 export class NotFoundError extends CloudpayError {
@@ -133,7 +142,7 @@ function statusOf(error: CloudpayError): ServiceStatus {
       fieldViolations: error.violations.slice(0, STATUS_LIMITS.violations).map((v) => ({
         field: truncate(v.field, STATUS_LIMITS.field),
         description: truncate(v.description, STATUS_LIMITS.description),
-        reason: error.reason,
+        reason: v.reason ?? error.reason,
       })),
     })
     anys.push(Any.fromPartial({ typeUrl: 'type.googleapis.com/google.rpc.BadRequest', value: Buffer.from(BadRequest.encode(badRequest).finish()) }))

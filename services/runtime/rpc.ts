@@ -9,6 +9,7 @@ import { admittedPeerOf } from './authz.ts'
 import { type InvalidArgumentError, toServiceStatus, UnauthenticatedError, UnimplementedError } from './errors.ts'
 import { formatIdentity, type Identity, identityFromPeerCertificate } from './identity.ts'
 import type { Logger } from './logger.ts'
+import type { Fingerprinter } from './sealing.ts'
 import { refusalOf, requestSchemaOf } from './request-screen.ts'
 import { endWithStatus } from './streams.ts'
 import { SERVICE_TRACER } from './telemetry.ts'
@@ -23,6 +24,8 @@ export interface RpcContext {
   readonly signal: AbortSignal
   /** The caller's verified certificate (DER), for checking what it signed. */
   readonly peerCertificate: Buffer | undefined
+  /** Keyed hashes under the data key: page tokens and idempotency fingerprints. */
+  readonly fingerprints: Fingerprinter
 }
 
 interface MethodDefinition {
@@ -46,6 +49,8 @@ export type Handlers<Definition> = {
 export interface HandlerRuntime {
   readonly tracer: Tracer
   readonly log: Logger
+  /** The data key's keyed hashes (ServiceDeps passes its Sealer). */
+  readonly sealer: Fingerprinter
 }
 
 /** A handler for an RPC whose flow has not landed yet: answers UNIMPLEMENTED with a clear message. */
@@ -113,7 +118,7 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
   return {
     caller,
     refusal,
-    ctx: caller ? { caller, method: name, log, span, signal: abort.signal, peerCertificate: peer?.raw } : undefined,
+    ctx: caller ? { caller, method: name, log, span, signal: abort.signal, peerCertificate: peer?.raw, fingerprints: runtime.sealer } : undefined,
     // The ids also ride as baggage, so spans the handler causes (calls, queries, other services) carry them.
     activeContext: withBaggageEntries(trace.setSpan(parent, span), tags).setValue(SERVICE_TRACER, runtime.tracer),
     finish(error?: unknown) {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { connect } from 'node:tls'
 import { readFile, rm } from 'node:fs/promises'
-import { X509Certificate } from 'node:crypto'
+import { randomBytes, X509Certificate } from 'node:crypto'
 import { Metadata, status as Status, type ServerWritableStream, type ServiceError } from '@grpc/grpc-js'
 import { trace } from '@opentelemetry/api'
 import { AppServiceClient, AppServiceService } from '../../gen/cloudpay/app/v1/app_service.ts'
@@ -21,6 +21,7 @@ import { unaryCall } from '../../services/runtime/client.ts'
 import { NotFoundError } from '../../services/runtime/errors.ts'
 import { createLogger } from '../../services/runtime/logger.ts'
 import { implement, notImplemented } from '../../services/runtime/rpc.ts'
+import { Sealer } from '../../services/runtime/sealing.ts'
 import { type RunningServer, startServer } from '../../services/runtime/server.ts'
 import { reissueDevCertificate } from '../../services/runtime/dev-certificates.ts'
 import { devPki } from '../helpers/certs.ts'
@@ -37,7 +38,7 @@ const logLines: string[] = []
 before(async () => {
   pki = await devPki(100)
   const log = createLogger({ level: 'debug', name: 'test', destination: { write: (l: string) => void logLines.push(l) } })
-  const runtime = { tracer: trace.getTracer('test'), log }
+  const runtime = { tracer: trace.getTracer('test'), log, sealer: new Sealer(randomBytes(32)) }
   const app = implement(
     AppServiceService,
     {
