@@ -100,7 +100,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
       // Hash before the transaction (it is slow, and PGlite runs one transaction at a time), and only once.
       return idempotentAfter(
         db,
-        callOf(ctx, { ...request, password: '' } /* secrets never enter the stored fingerprint */, RegisterCloudAccountRequest, RegisterCloudAccountResponse),
+        callOf(ctx, request, RegisterCloudAccountRequest, RegisterCloudAccountResponse),
         () => hashPassword(request.password),
         async (trx, passwordHash) => ({ cloudAccount: toCloudAccount(await accounts.registerCloudAccount(trx, request.accountId, passwordHash)) }),
       )
@@ -172,7 +172,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           .text(request.password, 'password', { min: 1, max: 256 }),
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
-      const call = callOf(ctx, { ...request, password: '' } /* secrets never enter the stored fingerprint */, VerifyLoginRequest, VerifyLoginResponse)
+      const call = callOf(ctx, request, VerifyLoginRequest, VerifyLoginResponse)
       const reply = await idempotentAfter(
         db,
         call,

@@ -89,7 +89,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
           .money(request.openingBalance, 'opening_balance'),
       )
       onPlatform(request.platformId)
-      const call = callOf(ctx, { ...request, paymentPassword: '' } /* secrets never enter the stored fingerprint */, CreatePayerAccountRequest, CreatePayerAccountResponse)
+      const call = callOf(ctx, request, CreatePayerAccountRequest, CreatePayerAccountResponse)
       return idempotentAfter(
         db,
         call,
@@ -172,7 +172,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
           .text(request.paymentPassword, 'payment_password', { min: 1, max: 128 }),
       )
       onPlatform(request.platformId)
-      const call = callOf(ctx, { ...request, paymentPassword: '' } /* secrets never enter the stored fingerprint */, PayRequest, PayResponse)
+      const call = callOf(ctx, request, PayRequest, PayResponse)
       const replay = await replayOf(db, call)
       if (replay) return replay
       const txn = await ledger.getTransaction(db, request.platformId, request.serialNumber)

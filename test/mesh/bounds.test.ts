@@ -36,6 +36,13 @@ test('an opening balance beyond the declared maximum is INVALID_ARGUMENT naming 
   }
   const { account } = await open('BOUNDS000002', MAX_AMOUNT_MINOR)
   assert.equal(account?.balance?.amountMinor, MAX_AMOUNT_MINOR)
+  // Neither the password nor the account number reached a log line or a span.
+  await t.telemetry.forceFlush()
+  const traced = JSON.stringify(t.spans.getFinishedSpans().map((s) => [s.attributes, s.events]))
+  for (const secret of ['pay-secret-1', 'BOUNDS000002']) {
+    assert.ok(!t.logLines.some((line) => line.includes(secret)), `${secret} in a log line`)
+    assert.ok(!traced.includes(secret), `${secret} in a span`)
+  }
 })
 
 test('a payment result from the platform with a timestamp of 2^62 s is INVALID_ARGUMENT naming complete_time', async () => {
