@@ -1,6 +1,6 @@
 // Business rules for cloud accounts and instance assignments (login step 0).
 import type { Kysely } from 'kysely'
-import { AlreadyExistsError, NotFoundError } from '../runtime/errors.ts'
+import { AlreadyExistsError, NotFoundError, quote } from '../runtime/errors.ts'
 import * as store from './store/repository.ts'
 import type { AccountDatabase } from './store/tables.ts'
 
@@ -11,13 +11,13 @@ export const PASSWORD_LENGTH = { min: 8, max: 256 } as const
 
 export async function registerCloudAccount(db: Db, accountId: string, passwordHash: string): Promise<store.CloudAccountRow> {
   const row = await store.insertCloudAccount(db, accountId, passwordHash)
-  if (!row) throw new AlreadyExistsError('ACCOUNT_EXISTS', `cloud account ${JSON.stringify(accountId)} already exists`, { account_id: accountId })
+  if (!row) throw new AlreadyExistsError('ACCOUNT_EXISTS', `cloud account ${quote(accountId)} already exists`, { account_id: accountId })
   return row
 }
 
 export async function getCloudAccount(db: Db, accountId: string): Promise<store.CloudAccountRow> {
   const row = await store.findCloudAccount(db, accountId)
-  if (!row) throw new NotFoundError('ACCOUNT_NOT_FOUND', `cloud account ${JSON.stringify(accountId)} does not exist`, { account_id: accountId })
+  if (!row) throw new NotFoundError('ACCOUNT_NOT_FOUND', `cloud account ${quote(accountId)} does not exist`, { account_id: accountId })
   return row
 }
 
@@ -33,12 +33,12 @@ export async function assignInstance(db: Db, deviceId: string, accountId: string
 
 export async function getInstanceAssignment(db: Db, deviceId: string): Promise<store.InstanceAssignmentRow> {
   const row = await store.findInstanceAssignment(db, deviceId)
-  if (!row) throw new NotFoundError('INSTANCE_NOT_ASSIGNED', `device ${JSON.stringify(deviceId)} is not assigned to a cloud account`, { device_id: deviceId })
+  if (!row) throw new NotFoundError('INSTANCE_NOT_ASSIGNED', `device ${quote(deviceId)} is not assigned to a cloud account`, { device_id: deviceId })
   return row
 }
 
 export async function releaseInstance(db: Db, deviceId: string): Promise<store.InstanceAssignmentRow> {
   const row = await store.deleteInstanceAssignment(db, deviceId)
-  if (!row) throw new NotFoundError('INSTANCE_NOT_ASSIGNED', `device ${JSON.stringify(deviceId)} is not assigned to a cloud account`, { device_id: deviceId })
+  if (!row) throw new NotFoundError('INSTANCE_NOT_ASSIGNED', `device ${quote(deviceId)} is not assigned to a cloud account`, { device_id: deviceId })
   return row
 }

@@ -37,11 +37,11 @@ import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { callOf, idempotent, idempotentAfter } from '../runtime/idempotency.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
 import { RateLimiter } from '../runtime/rate-limit.ts'
-import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
+import { KEY_CURSOR, listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import type { Handlers } from '../runtime/rpc.ts'
 import type { ServiceDeps } from '../runtime/service-host.ts'
-import { validate } from '../runtime/validation.ts'
+import { bearerToken, type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import * as accounts from './accounts.ts'
 import * as logins from './login.ts'
 import * as payments from './payment-accounts.ts'
@@ -67,10 +67,13 @@ const toLogin = (row: LoginRow, withBindingCode: boolean): Login => ({
   expireTime: row.expires_at,
 })
 
-/** Login ids and tokens are base64url; 16 random bytes make 22 characters. */
-const LOGIN_ID = /^[A-Za-z0-9_-]{22}$/
-
-const PAYER_ACCOUNT = /^[A-Za-z0-9]{6,34}$/
+const ACCOUNT_ID: Format = { pattern: accounts.ACCOUNT_ID_PATTERN, description: 'must be 3-64 characters of [A-Za-z0-9._-]' }
+/** Login ids are base64url; 16 random bytes make 22 characters. */
+const LOGIN_ID: Format = { pattern: /^[A-Za-z0-9_-]{22}$/, description: 'must be a login id returned by StartLogin' }
+const LOGIN_TOKEN = bearerToken('RedeemLogin')
+const BINDING_CODE: Format = { pattern: /^\d{6}$/, description: 'must be the 6 digits shown on the instance' }
+const PAYER_ACCOUNT: Format = { pattern: /^[A-Za-z0-9]{6,34}$/, description: 'must be 6-34 letters and digits' }
+const BINDING_ID: Format = { pattern: UUID_PATTERN, description: 'must be a binding id returned by BindPaymentAccount' }
 const toBinding = (row: PaymentBindingRow): PaymentAccountBinding => ({
   bindingId: row.binding_id,
   platformId: row.platform_id,
@@ -91,28 +94,31 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
       validate((v) =>
         v
           .requestId(request.requestId)
-          .check(accounts.ACCOUNT_ID_PATTERN.test(request.accountId), 'account_id', 'must be 3-64 characters of [A-Za-z0-9._-]')
+          .format(request.accountId, 'account_id', ACCOUNT_ID)
           .text(request.password, 'password', accounts.PASSWORD_LENGTH),
       )
       // Hash before the transaction (it is slow, and PGlite runs one transaction at a time), and only once.
       return idempotentAfter(
         db,
-        callOf(ctx, { ...request, password: '' } /* secrets never enter the stored fingerprint */, RegisterCloudAccountRequest, RegisterCloudAccountResponse),
+        callOf(ctx, request, RegisterCloudAccountRequest, RegisterCloudAccountResponse),
         () => hashPassword(request.password),
         async (trx, passwordHash) => ({ cloudAccount: toCloudAccount(await accounts.registerCloudAccount(trx, request.accountId, passwordHash)) }),
       )
     },
 
     getCloudAccount: async (request) => {
-      validate((v) => v.check(request.accountId !== '', 'account_id', 'is required'))
+      validate((v) => v.format(request.accountId, 'account_id', ACCOUNT_ID))
       return { cloudAccount: toCloudAccount(await accounts.getCloudAccount(db, request.accountId)) }
     },
 
-    listCloudAccounts: async (request) => {
-      const size = pageSize(request.pageSize)
-      const after = decodePageToken(request.pageToken, null)
-      const rows = await accounts.listCloudAccounts(db, after === undefined ? undefined : String(after), size + 1)
-      const { items, nextPageToken } = page(rows, size, (row) => row.account_id, null)
+    listCloudAccounts: async (request, ctx) => {
+      validate((v) => v.page(request))
+      const { items, nextPageToken } = await listPage(ctx, request, {
+        filter: null,
+        cursor: KEY_CURSOR,
+        fetch: (after, limit) => accounts.listCloudAccounts(db, after, limit),
+        cursorOf: (row) => row.account_id,
+      })
       return { cloudAccounts: items.map(toCloudAccount), nextPageToken }
     },
 
@@ -121,7 +127,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
         v
           .requestId(request.requestId)
           .id(request.deviceId, 'device_id')
-          .check(request.accountId !== '', 'account_id', 'is required'),
+          .format(request.accountId, 'account_id', ACCOUNT_ID),
       )
       return idempotent(db, callOf(ctx, request, AssignInstanceRequest, AssignInstanceReply), async (trx): Promise<AssignInstanceResponse> => ({
         assignment: toAssignment(await accounts.assignInstance(trx, request.deviceId, request.accountId)),
@@ -150,7 +156,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
     },
 
     getLogin: async (request, ctx) => {
-      validate((v) => v.id(request.deviceId, 'device_id').check(LOGIN_ID.test(request.loginId), 'login_id', 'must be a login id returned by StartLogin'))
+      validate((v) => v.id(request.deviceId, 'device_id').format(request.loginId, 'login_id', LOGIN_ID))
       getLoginLimiter.take(`${ctx.caller.role}/${ctx.caller.id}`, 'GetLogin')
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
       return { login: toLogin(await logins.getLogin(db, request.deviceId, request.loginId), ctx.caller.role === 'instance') }
@@ -161,12 +167,12 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
         v
           .requestId(request.requestId)
           .id(request.deviceId, 'device_id')
-          .check(LOGIN_ID.test(request.loginId), 'login_id', 'must be the login id carried by the LOGIN_REQUESTED event')
-          .check(/^\d{6}$/.test(request.bindingCode), 'binding_code', 'must be the 6 digits shown on the instance')
+          .format(request.loginId, 'login_id', LOGIN_ID)
+          .format(request.bindingCode, 'binding_code', BINDING_CODE)
           .text(request.password, 'password', { min: 1, max: 256 }),
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
-      const call = callOf(ctx, { ...request, password: '' } /* secrets never enter the stored fingerprint */, VerifyLoginRequest, VerifyLoginResponse)
+      const call = callOf(ctx, request, VerifyLoginRequest, VerifyLoginResponse)
       const reply = await idempotentAfter(
         db,
         call,
@@ -185,7 +191,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
 
     redeemLogin: async (request, ctx) => {
       validate((v) =>
-        v.requestId(request.requestId).id(request.deviceId, 'device_id').check(LOGIN_ID.test(request.loginId), 'login_id', 'must be a login id returned by StartLogin'),
+        v.requestId(request.requestId).id(request.deviceId, 'device_id').format(request.loginId, 'login_id', LOGIN_ID),
       )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
       return idempotent(db, callOf(ctx, request, RedeemLoginRequest, RedeemLoginResponse), async (trx) => {
@@ -198,7 +204,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
       validate((v) =>
         v
           .requestId(request.requestId)
-          .check(/^[A-Za-z0-9_-]{43}$/.test(request.loginToken), 'login_token', 'must be a token returned by RedeemLogin')
+          .format(request.loginToken, 'login_token', LOGIN_TOKEN)
           .id(request.deviceId, 'device_id'),
       )
       return idempotent(db, callOf(ctx, request, ValidateLoginTokenRequest, ValidateLoginTokenResponse), async (trx) => {
@@ -211,7 +217,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
       validate((v) =>
         v
           .requestId(request.requestId)
-          .check(request.accountId !== '', 'account_id', 'is required')
+          .format(request.accountId, 'account_id', ACCOUNT_ID)
           .id(request.appAccountId, 'app_account_id'),
       )
       return idempotent(db, callOf(ctx, request, BindAppAccountRequest, BindAppAccountResponse), async (trx) => {
@@ -225,7 +231,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           .requestId(request.requestId)
           .id(request.deviceId, 'device_id')
           .id(request.platformId, 'platform_id')
-          .check(PAYER_ACCOUNT.test(request.payerAccount), 'payer_account', 'must be 6-34 letters and digits'),
+          .format(request.payerAccount, 'payer_account', PAYER_ACCOUNT),
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
       return idempotent(db, callOf(ctx, request, BindPaymentAccountRequest, BindPaymentAccountResponse), async (trx) => ({
@@ -234,13 +240,14 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
     },
 
     listPaymentAccounts: async (request, ctx) => {
-      validate((v) => v.id(request.deviceId, 'device_id'))
+      validate((v) => v.id(request.deviceId, 'device_id').page(request))
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
-      const filter = { deviceId: request.deviceId }
-      const size = pageSize(request.pageSize)
-      const cursor = decodePageToken(request.pageToken, filter)
-      const rows = await payments.list(db, request.deviceId, cursor === undefined ? undefined : BigInt(cursor), size + 1)
-      const { items, nextPageToken } = page(rows, size, (row) => row.seq.toString(), filter)
+      const { items, nextPageToken } = await listPage(ctx, request, {
+        filter: { deviceId: request.deviceId },
+        cursor: SEQUENCE_CURSOR,
+        fetch: (after, limit) => payments.list(db, request.deviceId, after, limit),
+        cursorOf: (row) => row.seq,
+      })
       return { bindings: items.map(toBinding), nextPageToken }
     },
 
@@ -249,7 +256,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
         v
           .requestId(request.requestId)
           .id(request.deviceId, 'device_id')
-          .check(request.bindingId !== '', 'binding_id', 'is required'),
+          .format(request.bindingId, 'binding_id', BINDING_ID),
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
       return idempotent(db, callOf(ctx, request, SetDefaultPaymentAccountRequest, SetDefaultPaymentAccountResponse), async (trx) => ({
@@ -262,7 +269,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
         v
           .requestId(request.requestId)
           .id(request.deviceId, 'device_id')
-          .check(request.bindingId !== '', 'binding_id', 'is required'),
+          .format(request.bindingId, 'binding_id', BINDING_ID),
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
       return idempotent(db, callOf(ctx, request, UnbindPaymentAccountRequest, UnbindPaymentAccountResponse), async (trx) => ({
@@ -271,7 +278,8 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
     },
 
     resolvePaymentAccount: async (request) => {
-      validate((v) => v.id(request.deviceId, 'device_id'))
+      // An empty binding_id means the default binding.
+      validate((v) => v.id(request.deviceId, 'device_id').format(request.bindingId, 'binding_id', BINDING_ID, { optional: true }))
       const { row, payerAccount } = await payments.resolve(db, deps.sealer, request.deviceId, request.bindingId)
       return { bindingId: row.binding_id, platformId: row.platform_id, payerAccount }
     },

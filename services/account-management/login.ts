@@ -5,7 +5,7 @@ import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto
 import type { Kysely } from 'kysely'
 import type { LoginSettings } from '../runtime/config.ts'
 import { isUniqueViolation } from '../runtime/database.ts'
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError, ResourceExhaustedError, UnauthenticatedError } from '../runtime/errors.ts'
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, quote, ResourceExhaustedError, UnauthenticatedError } from '../runtime/errors.ts'
 import { verifyAgainstDummy, verifyPassword } from '../runtime/passwords.ts'
 import * as store from './store/repository.ts'
 import type { AccountDatabase, LoginStateColumn } from './store/tables.ts'
@@ -38,7 +38,7 @@ export async function startLogin(db: Db, deviceId: string, settings: LoginSettin
 /** The login of that device; another device's login is reported as missing, not as forbidden. */
 export async function getLogin(db: Db, deviceId: string, loginId: string): Promise<store.LoginRow> {
   const login = await store.findLogin(db, loginId)
-  if (!login || login.device_id !== deviceId) throw new NotFoundError('LOGIN_NOT_FOUND', `login_id: no login ${JSON.stringify(loginId)} for device ${deviceId}`)
+  if (!login || login.device_id !== deviceId) throw new NotFoundError('LOGIN_NOT_FOUND', `login_id: no login ${quote(loginId)} for device ${deviceId}`)
   return login
 }
 
@@ -146,7 +146,7 @@ export async function consumeLoginToken(db: Db, token: string, deviceId: string)
 
 /** The first binding of an account wins; an app account can belong to one cloud account only. */
 export async function bindAppAccount(db: Db, accountId: string, appAccountId: string): Promise<store.AppAccountBindingRow> {
-  if (!(await store.findCloudAccount(db, accountId))) throw new NotFoundError('ACCOUNT_NOT_FOUND', `cloud account ${JSON.stringify(accountId)} does not exist`)
+  if (!(await store.findCloudAccount(db, accountId))) throw new NotFoundError('ACCOUNT_NOT_FOUND', `cloud account ${quote(accountId)} does not exist`)
   try {
     const binding = await store.insertAppAccountBinding(db, accountId, appAccountId)
     if (!binding) throw new Error('binding vanished')

@@ -3,7 +3,7 @@
 // ever sees a payer account number again, to send prepay info to its platform.
 import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../runtime/errors.ts'
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, quote } from '../runtime/errors.ts'
 import { maskAccount, type Sealer } from '../runtime/sealing.ts'
 import * as store from './store/repository.ts'
 import type { AccountDatabase } from './store/tables.ts'
@@ -37,7 +37,7 @@ export async function bind(db: Db, sealer: Sealer, input: { deviceId: string; pl
 
 async function binding(db: Db, accountId: string, bindingId: string): Promise<store.PaymentBindingRow> {
   const row = await store.findPaymentBinding(db, accountId, bindingId)
-  if (!row) throw new NotFoundError('BINDING_NOT_FOUND', `binding_id: no binding ${JSON.stringify(bindingId)} for this device's account`)
+  if (!row) throw new NotFoundError('BINDING_NOT_FOUND', `binding_id: no binding ${quote(bindingId)} for this device's account`)
   return row
 }
 

@@ -15,17 +15,17 @@ import {
 } from '../../gen/cloudpay/app/v1/app_service.ts'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { publishEvent } from '../runtime/mesh-calls.ts'
-import { PermissionDeniedError } from '../runtime/errors.ts'
+import { PermissionDeniedError, quote } from '../runtime/errors.ts'
 import * as orders from './orders.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { callOf, derivedRequestId, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
-import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
+import { KEY_CURSOR, listPage } from '../runtime/pagination.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { Handlers } from '../runtime/rpc.ts'
 import type { ServiceDeps } from '../runtime/service-host.ts'
-import { validate } from '../runtime/validation.ts'
+import { bearerToken, validate } from '../runtime/validation.ts'
 import * as accounts from './accounts.ts'
 import * as catalog from './catalog.ts'
 import type { AppAccountRow, AppOrderRow, CatalogItemRow, CollectionAccountRow } from './store/repository.ts'
@@ -39,7 +39,9 @@ const toCatalogItem = (row: CatalogItemRow): CatalogItem => ({
 })
 
 const toAppAccount = (row: AppAccountRow): AppAccount => ({ appAccountId: row.app_account_id, displayName: row.display_name, createTime: row.created_at })
-const SESSION_TOKEN = /^[A-Za-z0-9_-]{43}$/
+const SESSION_TOKEN = bearerToken('LoginWithToken')
+const LOGIN_TOKEN = bearerToken('RedeemLogin')
+const QUANTITY = { min: 1, max: 100 }
 const ORDER_STATES = {
   pending: AppOrderState.APP_ORDER_STATE_PENDING,
   effective: AppOrderState.APP_ORDER_STATE_EFFECTIVE,
@@ -71,7 +73,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
         v
           .requestId(request.requestId)
           .id(request.deviceId, 'device_id')
-          .check(/^[A-Za-z0-9_-]{43}$/.test(request.loginToken), 'login_token', 'must be a token returned by RedeemLogin'),
+          .format(request.loginToken, 'login_token', LOGIN_TOKEN),
       )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
       const call = callOf(ctx, request, LoginWithTokenRequest, LoginWithTokenResponse)
@@ -113,16 +115,19 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
     },
 
     getAppAccount: async (request, ctx) => {
-      validate((v) => v.id(request.deviceId, 'device_id').check(SESSION_TOKEN.test(request.sessionToken), 'session_token', 'must be a token returned by LoginWithToken'))
+      validate((v) => v.id(request.deviceId, 'device_id').format(request.sessionToken, 'session_token', SESSION_TOKEN))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
       return { appAccount: toAppAccount(await accounts.accountOfSession(db, request.sessionToken, request.deviceId)) }
     },
 
-    listCatalogItems: async (request) => {
-      const size = pageSize(request.pageSize)
-      const after = decodePageToken(request.pageToken, null)
-      const rows = await catalog.listCatalogItems(db, after === undefined ? undefined : String(after), size + 1)
-      const { items, nextPageToken } = page(rows, size, (row) => row.item_id, null)
+    listCatalogItems: async (request, ctx) => {
+      validate((v) => v.page(request))
+      const { items, nextPageToken } = await listPage(ctx, request, {
+        filter: null,
+        cursor: KEY_CURSOR,
+        fetch: (after, limit) => catalog.listCatalogItems(db, after, limit),
+        cursorOf: (row) => row.item_id,
+      })
       return { items: items.map(toCatalogItem), nextPageToken }
     },
     createOrder: async (request, ctx) => {
@@ -130,9 +135,9 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
         v
           .requestId(request.requestId)
           .id(request.deviceId, 'device_id')
-          .check(SESSION_TOKEN.test(request.sessionToken), 'session_token', 'must be a token returned by LoginWithToken')
+          .format(request.sessionToken, 'session_token', SESSION_TOKEN)
           .id(request.itemId, 'item_id')
-          .check(request.quantity >= 1 && request.quantity <= 100, 'quantity', 'must be 1-100'),
+          .integer(request.quantity, 'quantity', QUANTITY),
       )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
       const account = await accounts.accountOfSession(db, request.sessionToken, request.deviceId)
@@ -149,7 +154,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       validate((v) => v.id(request.appOrderId, 'app_order_id'))
       const order = await orders.getOrder(db, request.appOrderId)
       if (ctx.caller.role === 'instance' && order.device_id !== ctx.caller.id) {
-        throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${request.appOrderId} was not placed from device ${ctx.caller.id}`)
+        throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.appOrderId)} was not placed from device ${ctx.caller.id}`)
       }
       return { order: toOrder(order, await orders.collectionAccounts(db)) }
     },
@@ -188,14 +193,15 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
     },
 
     listInventory: async (request, ctx) => {
-      validate((v) => v.id(request.deviceId, 'device_id').check(SESSION_TOKEN.test(request.sessionToken), 'session_token', 'must be a token returned by LoginWithToken'))
+      validate((v) => v.id(request.deviceId, 'device_id').format(request.sessionToken, 'session_token', SESSION_TOKEN).page(request))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
       const account = await accounts.accountOfSession(db, request.sessionToken, request.deviceId)
-      const filter = { account: account.app_account_id }
-      const size = pageSize(request.pageSize)
-      const cursor = decodePageToken(request.pageToken, filter)
-      const rows = await orders.inventory(db, account.app_account_id, cursor === undefined ? undefined : String(cursor), size + 1)
-      const { items, nextPageToken } = page(rows, size, (row) => row.item_id, filter)
+      const { items, nextPageToken } = await listPage(ctx, request, {
+        filter: { account: account.app_account_id },
+        cursor: KEY_CURSOR,
+        fetch: (after, limit) => orders.inventory(db, account.app_account_id, after, limit),
+        cursorOf: (row) => row.item_id,
+      })
       return { items: items.map((row) => ({ itemId: row.item_id, quantity: row.quantity })), nextPageToken }
     },
   }

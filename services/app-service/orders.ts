@@ -2,7 +2,7 @@
 // minus the per-unit discount), and a paid order takes effect exactly once, delivering its items.
 import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
-import { FailedPreconditionError, NotFoundError } from '../runtime/errors.ts'
+import { FailedPreconditionError, NotFoundError, quote } from '../runtime/errors.ts'
 import * as store from './store/repository.ts'
 import type { AppDatabase } from './store/tables.ts'
 
@@ -12,7 +12,7 @@ export const MERCHANT_ID = 'demo-shop'
 
 export async function createOrder(db: Db, input: { appAccountId: string; deviceId: string; itemId: string; quantity: number }): Promise<store.AppOrderRow> {
   const item = await store.findCatalogItem(db, input.itemId)
-  if (!item) throw new NotFoundError('ITEM_NOT_FOUND', `item_id: no catalog item ${JSON.stringify(input.itemId)}`)
+  if (!item) throw new NotFoundError('ITEM_NOT_FOUND', `item_id: no catalog item ${quote(input.itemId)}`)
   const quantity = BigInt(input.quantity)
   const discount = item.unit_discount_minor * quantity
   return store.insertOrder(db, {
@@ -31,7 +31,7 @@ export async function createOrder(db: Db, input: { appAccountId: string; deviceI
 
 export async function getOrder(db: Db, appOrderId: string): Promise<store.AppOrderRow> {
   const order = await store.findOrder(db, appOrderId)
-  if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `app_order_id: no order ${JSON.stringify(appOrderId)}`)
+  if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `app_order_id: no order ${quote(appOrderId)}`)
   return order
 }
 

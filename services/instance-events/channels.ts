@@ -1,7 +1,7 @@
 // Business rules for connection channels between instances and terminals.
 import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../runtime/errors.ts'
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, quote } from '../runtime/errors.ts'
 import * as store from './store/repository.ts'
 import type { EventsDatabase } from './store/tables.ts'
 
@@ -24,7 +24,7 @@ export async function closeChannel(db: Db, channelId: string): Promise<store.Cha
     return closed
   }
   const existing = await store.findChannel(db, channelId)
-  if (!existing) throw new NotFoundError('CHANNEL_NOT_FOUND', `channel ${JSON.stringify(channelId)} does not exist`, { channel_id: channelId })
+  if (!existing) throw new NotFoundError('CHANNEL_NOT_FOUND', `channel ${quote(channelId)} does not exist`, { channel_id: channelId })
   throw new FailedPreconditionError('CHANNEL_CLOSED', `channel ${channelId} is already closed`, { channel_id: channelId })
 }
 

@@ -16,18 +16,21 @@ import {
   PublishResponse,
 } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
-import { PermissionDeniedError, UnavailableError } from '../runtime/errors.ts'
+import { PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
 import { callOf, idempotent } from '../runtime/idempotency.ts'
-import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
+import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import type { Handlers } from '../runtime/rpc.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { awaitDrain, writeWithBackpressure } from '../runtime/streams.ts'
-import { validate } from '../runtime/validation.ts'
+import { type Format, MAX_SEQUENCE, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import * as channels from './channels.ts'
 import * as pipe from './pipe.ts'
 import type { ChannelRow, EventRow } from './store/repository.ts'
 import type { EventsDatabase } from './store/tables.ts'
 import { SubscriberHub } from './subscribers.ts'
+
+const CHANNEL_ID: Format = { pattern: UUID_PATTERN, description: 'must be a channel id returned by OpenChannel' }
+const AFTER_SEQUENCE = { min: 0n, max: MAX_SEQUENCE }
 
 /** Events read from the store per round trip while a subscriber catches up. */
 const CATCH_UP_BATCH = 100
@@ -79,30 +82,29 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
     },
 
     closeChannel: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).check(request.channelId !== '', 'channel_id', 'is required'))
+      validate((v) => v.requestId(request.requestId).format(request.channelId, 'channel_id', CHANNEL_ID))
       return idempotent(db, callOf(ctx, request, CloseChannelRequest, CloseChannelResponse), async (trx) => ({
         channel: toChannel(await channels.closeChannel(trx, request.channelId)),
       }))
     },
 
     listChannels: async (request, ctx) => {
-      validate((v) => {
-        if (request.terminalId !== '') v.id(request.terminalId, 'terminal_id')
-        if (request.deviceId !== '') v.id(request.deviceId, 'device_id')
-      })
+      validate((v) => v.id(request.terminalId, 'terminal_id', { optional: true }).id(request.deviceId, 'device_id', { optional: true }).page(request))
       // A terminal sees only its own channels.
       let terminalId = request.terminalId
       if (ctx.caller.role === 'terminal') {
         if (terminalId !== '' && terminalId !== ctx.caller.id) {
-          throw new PermissionDeniedError('NOT_OWN_TERMINAL', `terminal ${ctx.caller.id} may list only its own channels, not terminal_id ${JSON.stringify(terminalId)}`)
+          throw new PermissionDeniedError('NOT_OWN_TERMINAL', `terminal ${ctx.caller.id} may list only its own channels, not terminal_id ${quote(terminalId)}`)
         }
         terminalId = ctx.caller.id
       }
       const filter = { terminalId, deviceId: request.deviceId, includeClosed: request.includeClosed }
-      const size = pageSize(request.pageSize)
-      const cursor = decodePageToken(request.pageToken, filter)
-      const rows = await channels.listChannels(db, filter, cursor === undefined ? undefined : BigInt(cursor), size + 1)
-      const { items, nextPageToken } = page(rows, size, (row) => row.seq.toString(), filter)
+      const { items, nextPageToken } = await listPage(ctx, request, {
+        filter,
+        cursor: SEQUENCE_CURSOR,
+        fetch: (after, limit) => channels.listChannels(db, filter, after, limit),
+        cursorOf: (row) => row.seq,
+      })
       return { channels: items.map(toChannel), nextPageToken }
     },
 
@@ -132,7 +134,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
     },
 
     notify: async (request, ctx, stream) => {
-      validate((v) => v.id(request.deviceId, 'device_id').check(request.afterSequence >= 0n, 'after_sequence', 'must not be negative'))
+      validate((v) => v.id(request.deviceId, 'device_id').integer(request.afterSequence, 'after_sequence', AFTER_SEQUENCE))
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
       await pipe.assertResumable(db, request.deviceId, request.afterSequence)
       await hubReady.catch(() => undefined)
@@ -180,15 +182,16 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
     },
 
     listEvents: async (request, ctx) => {
-      validate((v) => v.id(request.deviceId, 'device_id').check(request.afterSequence >= 0n, 'after_sequence', 'must not be negative'))
+      validate((v) => v.id(request.deviceId, 'device_id').integer(request.afterSequence, 'after_sequence', AFTER_SEQUENCE).page(request))
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
-      const filter = { deviceId: request.deviceId, after: request.afterSequence.toString() }
-      const size = pageSize(request.pageSize)
-      const cursor = decodePageToken(request.pageToken, filter)
-      const after = cursor === undefined ? request.afterSequence : BigInt(cursor)
-      if (cursor === undefined) await pipe.assertResumable(db, request.deviceId, after)
-      const rows = await pipe.readEvents(db, request.deviceId, after, size + 1)
-      const { items, nextPageToken } = page(rows, size, (row) => row.sequence.toString(), filter)
+      // The first page starts after after_sequence, which must still be retained; later pages after their token's cursor.
+      if (request.pageToken === '') await pipe.assertResumable(db, request.deviceId, request.afterSequence)
+      const { items, nextPageToken } = await listPage(ctx, request, {
+        filter: { deviceId: request.deviceId, after: request.afterSequence },
+        cursor: SEQUENCE_CURSOR,
+        fetch: (after, limit) => pipe.readEvents(db, request.deviceId, after ?? request.afterSequence, limit),
+        cursorOf: (row) => row.sequence,
+      })
       return { events: items.map(toEvent), nextPageToken }
     },
   }

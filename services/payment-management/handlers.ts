@@ -20,17 +20,17 @@ import {
 } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
-import { FailedPreconditionError, PermissionDeniedError } from '../runtime/errors.ts'
+import { FailedPreconditionError, PermissionDeniedError, quote } from '../runtime/errors.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, replayOf } from '../runtime/idempotency.ts'
 import { channelCheckVia } from '../runtime/mesh-calls.ts'
 import { startOutbox } from '../runtime/outbox.ts'
-import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
+import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
-import { validate } from '../runtime/validation.ts'
+import { type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import { handOffs } from './hand-offs.ts'
 import * as orders from './orders.ts'
 import type { OrderRow } from './store/repository.ts'
@@ -66,7 +66,10 @@ const toOrder = (row: OrderRow): Order => ({
   traceParent: traceParentOf(restoreContext(row.trace_context)),
 })
 
-const ORDER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const ORDER_ID: Format = { pattern: UUID_PATTERN, description: 'must be an order id returned by SubmitOrder' }
+/** Platforms sign with their service key: base64url of an ECDSA or RSA (up to 4096-bit) signature. */
+const SIGNATURE: Format = { pattern: /^[A-Za-z0-9_-]{16,700}$/, description: 'must be the base64url signature of the payment result' }
+const BINDING_ID: Format = { pattern: UUID_PATTERN, description: 'must be a binding id returned by BindPaymentAccount, or empty for the default' }
 
 export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentManagementServiceService> {
   const db = deps.db as Kysely<PaymentDatabase>
@@ -97,9 +100,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
         // The amount is the application's own record of the order; the instance sends none.
         const { order: appOrder } = await callPeer('app-service', unaryCall(deps.peers.get('app-service'), 'getOrder', { appOrderId: request.appOrderId }, { signal: ctx.signal }))
         if (!appOrder || appOrder.deviceId !== request.deviceId)
-          throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${request.appOrderId} was not placed from device ${request.deviceId}`)
+          throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${quote(request.appOrderId)} was not placed from device ${quote(request.deviceId)}`)
         if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING)
-          throw new FailedPreconditionError('APP_ORDER_NOT_PENDING', `app order ${request.appOrderId} is not waiting for payment`)
+          throw new FailedPreconditionError('APP_ORDER_NOT_PENDING', `app order ${quote(request.appOrderId)} is not waiting for payment`)
         const input = {
           orderId,
           deviceId: request.deviceId,
@@ -125,33 +128,39 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
     },
 
     getOrder: async (request, ctx) => {
-      validate((v) => v.check(ORDER_ID.test(request.orderId), 'order_id', 'must be an order id returned by SubmitOrder'))
+      validate((v) => v.format(request.orderId, 'order_id', ORDER_ID))
       const order = await orders.get(db, request.orderId)
       await mayActFor(ctx, order.device_id)
       return { order: toOrder(order) }
     },
 
     listOrders: async (request, ctx) => {
-      validate((v) => v.id(request.deviceId, 'device_id'))
+      validate((v) => v.id(request.deviceId, 'device_id').page(request))
       await mayActFor(ctx, request.deviceId)
-      const filter = { deviceId: request.deviceId }
-      const size = pageSize(request.pageSize)
-      const cursor = decodePageToken(request.pageToken, filter)
-      const rows = await orders.list(db, request.deviceId, cursor === undefined ? undefined : BigInt(cursor), size + 1)
-      const { items, nextPageToken } = page(rows, size, (row) => row.seq.toString(), filter)
+      const { items, nextPageToken } = await listPage(ctx, request, {
+        filter: { deviceId: request.deviceId },
+        cursor: SEQUENCE_CURSOR,
+        fetch: (after, limit) => orders.list(db, request.deviceId, after, limit),
+        cursorOf: (row) => row.seq,
+      })
       return { orders: items.map(toOrder), nextPageToken }
     },
 
     prepayOrder: async (request, ctx) => {
+      // Every field before any peer call: a value AccountManagement cannot take must not reach it.
       validate((v) =>
-        v.requestId(request.requestId).id(request.deviceId, 'device_id').check(ORDER_ID.test(request.orderId), 'order_id', 'must be an order id returned by FetchOrder'),
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .format(request.orderId, 'order_id', ORDER_ID)
+          .format(request.bindingId, 'binding_id', BINDING_ID, { optional: true }),
       )
       await mayActFor(ctx, request.deviceId)
       const call = callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse)
       const replay = await replayOf(db, call)
       if (replay) return replay
       const order = await orders.get(db, request.orderId)
-      if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${request.orderId} does not belong to device ${request.deviceId}`)
+      if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
       return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
         // Peer calls outside any transaction; the state is re-checked by the transition after.
         const account = await callPeer(
@@ -172,7 +181,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
               collectionAccount,
               merchantId: order.merchant_id,
               merchantOrderId: order.order_id,
-              description: order.description.slice(0, 200),
+              description: [...order.description].slice(0, 200).join(''), // characters, not halves of one
               // Only the terminal that asked (and may act for the device) can pay this prepay.
               terminalId: ctx.caller.id,
             },
@@ -194,10 +203,10 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           .requestId(request.requestId)
           .id(request.platformId, 'platform_id')
           .id(request.serialNumber, 'serial_number')
-          .check(request.result === PaymentResult.PAYMENT_RESULT_SUCCEEDED || request.result === PaymentResult.PAYMENT_RESULT_FAILED, 'result', 'must be SUCCEEDED or FAILED')
+          .oneOf(request.result, 'result', [PaymentResult.PAYMENT_RESULT_SUCCEEDED, PaymentResult.PAYMENT_RESULT_FAILED], 'must be SUCCEEDED or FAILED')
           .money(request.amount, 'amount', { positive: true })
-          .check(request.completeTime !== undefined, 'complete_time', 'is required')
-          .check(/^[A-Za-z0-9_-]{1,200}$/.test(request.signature), 'signature', 'must be a base64url signature')
+          .timestamp(request.completeTime, 'complete_time', { required: true })
+          .format(request.signature, 'signature', SIGNATURE)
           .opaqueId(request.keyId, 'key_id'),
       )
       const paidOrder = await orders.getBySerial(db, request.platformId, request.serialNumber)
@@ -238,12 +247,12 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
         v
           .requestId(request.requestId)
           .id(request.deviceId, 'device_id')
-          .check(ORDER_ID.test(request.orderId), 'order_id', 'must be an order id')
-          .text(request.reason, 'reason', { max: 200 }),
+          .format(request.orderId, 'order_id', ORDER_ID)
+          .text(request.reason, 'reason', { max: 200, multiline: true }),
       )
       await mayActFor(ctx, request.deviceId)
       const order = await orders.get(db, request.orderId)
-      if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${request.orderId} does not belong to device ${request.deviceId}`)
+      if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
       const reply = await tagged({ orderId: order.order_id, deviceId: order.device_id }, () =>
         idempotent(db, callOf(ctx, request, CancelOrderRequest, CancelOrderResponse), async (trx) => ({
           order: toOrder(await orders.cancel(trx, request.orderId, request.reason || `cancelled by ${ctx.caller.role}`)),

@@ -5,7 +5,7 @@ import { trace } from '@opentelemetry/api'
 import type { Kysely, Transaction } from 'kysely'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { inTransaction } from '../runtime/database.ts'
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError, PermissionDeniedError } from '../runtime/errors.ts'
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, PermissionDeniedError, quote } from '../runtime/errors.ts'
 import { type PaymentResultFields, verifyPaymentResult } from '../runtime/payment-signature.ts'
 import { derivedRequestId } from '../runtime/idempotency.ts'
 import { enqueue } from '../runtime/outbox.ts'
@@ -43,7 +43,7 @@ export async function transition(db: Db, orderId: string, to: OrderState, change
     return moved
   }
   const current = await store.findOrder(db, orderId)
-  if (!current) throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${JSON.stringify(orderId)}`)
+  if (!current) throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${quote(orderId)}`)
   throw new FailedPreconditionError('ILLEGAL_TRANSITION', `order ${orderId} is ${current.state}; it cannot become ${to}`, { state: current.state })
 }
 
@@ -84,7 +84,7 @@ export async function submit(
 
 export async function get(db: Db, orderId: string): Promise<store.OrderRow> {
   const order = await store.findOrder(db, orderId)
-  if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${JSON.stringify(orderId)}`)
+  if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${quote(orderId)}`)
   return order
 }
 
@@ -195,7 +195,7 @@ export async function markRefunded(trx: Trx, orderId: string): Promise<void> {
 /** Cancels an unpaid order; a prepay already at a platform is cancelled there too. */
 export async function cancel(trx: Trx, orderId: string, reason: string, endState: 'cancelled' | 'expired' = 'cancelled'): Promise<store.OrderRow> {
   const before = await store.lockOrder(trx, orderId)
-  if (!before) throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${JSON.stringify(orderId)}`)
+  if (!before) throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${quote(orderId)}`)
   const ended = await transition(trx, orderId, endState, { end_reason: reason })
   if (before.state === 'awaiting_payment') await enqueue(trx, TOPICS.cancelPrepay, { order_id: orderId }, derivedRequestId(orderId, 'cancel-prepay'))
   await tellDevice(trx, ended, EventKind.EVENT_KIND_ORDER_FAILED)

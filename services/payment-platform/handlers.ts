@@ -25,21 +25,19 @@ import { callOf, idempotent, idempotentAfter, replayOf } from '../runtime/idempo
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { RpcContext } from '../runtime/rpc.ts'
 import { startOutbox } from '../runtime/outbox.ts'
-import { decodePageToken, page, pageSize } from '../runtime/pagination.ts'
+import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { tagged } from '../runtime/trace-context.ts'
-import { validate, type Validator } from '../runtime/validation.ts'
+import { CURRENCY, type Format, validate } from '../runtime/validation.ts'
 import * as ledger from './ledger.ts'
 import { PAYMENT_RESULT_TOPIC, paymentResultSender, queuePaymentResult } from './notifications.ts'
 import { currentResultKey } from './result-keys.ts'
 import type { AccountRow, TransactionRow } from './store/repository.ts'
 import type { PlatformDatabase } from './store/tables.ts'
 
-const ACCOUNT_NUMBER = /^[A-Za-z0-9]{6,34}$/
-const accountNumber = (v: Validator, value: string, field: string) => v.check(ACCOUNT_NUMBER.test(value), field, 'must be 6-34 letters and digits')
-const SERIAL = /^TX[0-9A-F]{20}$/
-const serial = (v: Validator, value: string) => v.check(SERIAL.test(value), 'serial_number', 'must be a serial number returned by CreatePrepay')
+const ACCOUNT_NUMBER: Format = { pattern: /^[A-Za-z0-9]{6,34}$/, description: 'must be 6-34 letters and digits' }
+const SERIAL: Format = { pattern: /^TX[0-9A-F]{20}$/, description: 'must be a serial number returned by CreatePrepay' }
 
 const KINDS = { payer: AccountKind.ACCOUNT_KIND_PAYER, collection: AccountKind.ACCOUNT_KIND_COLLECTION, issuance: AccountKind.ACCOUNT_KIND_UNSPECIFIED } as const
 const toBalance = (row: AccountRow): AccountBalance => ({
@@ -123,19 +121,22 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
 
   const handlers: ServiceParts<typeof PaymentPlatformServiceService>['handlers'] = {
     createPayerAccount: async (request, ctx) => {
-      validate((v) => {
-        v.requestId(request.requestId).id(request.platformId, 'platform_id')
-        accountNumber(v, request.payerAccount, 'payer_account')
-        v.text(request.paymentPassword, 'payment_password', { min: 6, max: 128 }).money(request.openingBalance, 'opening_balance')
-        // Opening balances are the only way money enters a platform: an operator mints at most this much per account.
-        v.check(
-          (request.openingBalance?.amountMinor ?? 0n) <= settings.maxOpeningBalanceMinor,
-          'opening_balance.amount_minor',
-          `must be at most ${settings.maxOpeningBalanceMinor} (CLOUDPAY_OPENING_BALANCE_MAX_MINOR)`,
-        )
-      })
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.platformId, 'platform_id')
+          .format(request.payerAccount, 'payer_account', ACCOUNT_NUMBER)
+          .text(request.paymentPassword, 'payment_password', { min: 6, max: 128 })
+          .money(request.openingBalance, 'opening_balance')
+          // Opening balances are the only way money enters a platform: an operator mints at most this much per account.
+          .check(
+            (request.openingBalance?.amountMinor ?? 0n) <= settings.maxOpeningBalanceMinor,
+            'opening_balance.amount_minor',
+            `must be at most ${settings.maxOpeningBalanceMinor} (CLOUDPAY_OPENING_BALANCE_MAX_MINOR)`,
+          ),
+      )
       onPlatform(request.platformId)
-      const call = callOf(ctx, { ...request, paymentPassword: '' } /* secrets never enter the stored fingerprint */, CreatePayerAccountRequest, CreatePayerAccountResponse)
+      const call = callOf(ctx, request, CreatePayerAccountRequest, CreatePayerAccountResponse)
       return idempotentAfter(
         db,
         call,
@@ -149,11 +150,14 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     },
 
     createMerchantAccount: async (request, ctx) => {
-      validate((v) => {
-        v.requestId(request.requestId).id(request.platformId, 'platform_id').id(request.merchantId, 'merchant_id')
-        accountNumber(v, request.collectionAccount, 'collection_account')
-        v.check(/^[A-Z]{3}$/.test(request.currencyCode), 'currency_code', 'must be a three-letter ISO 4217 code in upper case')
-      })
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.platformId, 'platform_id')
+          .id(request.merchantId, 'merchant_id')
+          .format(request.collectionAccount, 'collection_account', ACCOUNT_NUMBER)
+          .format(request.currencyCode, 'currency_code', CURRENCY),
+      )
       onPlatform(request.platformId)
       return idempotent(db, callOf(ctx, request, CreateMerchantAccountRequest, CreateMerchantAccountResponse), async (trx) => ({
         account: toBalance(
@@ -168,22 +172,24 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     },
 
     getAccountBalance: async (request) => {
-      validate((v) => accountNumber(v.id(request.platformId, 'platform_id'), request.account, 'account'))
+      validate((v) => v.id(request.platformId, 'platform_id').format(request.account, 'account', ACCOUNT_NUMBER))
       onPlatform(request.platformId)
       return { account: toBalance(await ledger.getAccount(db, deps.sealer, request.platformId, request.account)) }
     },
 
     createPrepay: async (request, ctx) => {
-      validate((v) => {
-        v.requestId(request.requestId).id(request.platformId, 'platform_id')
-        accountNumber(v, request.payerAccount, 'payer_account')
-        accountNumber(v, request.collectionAccount, 'collection_account')
-        v.money(request.amount, 'amount', { positive: true })
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.platformId, 'platform_id')
+          .format(request.payerAccount, 'payer_account', ACCOUNT_NUMBER)
+          .format(request.collectionAccount, 'collection_account', ACCOUNT_NUMBER)
+          .money(request.amount, 'amount', { positive: true })
           .id(request.merchantId, 'merchant_id')
           .id(request.merchantOrderId, 'merchant_order_id')
-          .text(request.description, 'description', { max: 200 })
-          .id(request.terminalId, 'terminal_id')
-      })
+          .text(request.description, 'description', { max: 200, multiline: true })
+          .id(request.terminalId, 'terminal_id'),
+      )
       onPlatform(request.platformId)
       return idempotent(db, callOf(ctx, request, CreatePrepayRequest, CreatePrepayResponse), async (trx) => {
         const resultKey = await currentResultKey(trx, deps.sealer, request.platformId, settings.resultKeyRotationMs)
@@ -209,10 +215,14 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
 
     pay: async (request, ctx) => {
       validate((v) =>
-        serial(v.requestId(request.requestId).id(request.platformId, 'platform_id'), request.serialNumber).text(request.paymentPassword, 'payment_password', { min: 1, max: 128 }),
+        v
+          .requestId(request.requestId)
+          .id(request.platformId, 'platform_id')
+          .format(request.serialNumber, 'serial_number', SERIAL)
+          .text(request.paymentPassword, 'payment_password', { min: 1, max: 128 }),
       )
       onPlatform(request.platformId)
-      const call = callOf(ctx, { ...request, paymentPassword: '' } /* secrets never enter the stored fingerprint */, PayRequest, PayResponse)
+      const call = callOf(ctx, request, PayRequest, PayResponse)
       const replay = await replayOf(db, call)
       if (replay) return replay
       // Before the password is looked at: a stranger's guesses never count against the payer.
@@ -231,13 +241,13 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     },
 
     getTransaction: async (request, ctx) => {
-      validate((v) => serial(v.id(request.platformId, 'platform_id'), request.serialNumber))
+      validate((v) => v.id(request.platformId, 'platform_id').format(request.serialNumber, 'serial_number', SERIAL))
       onPlatform(request.platformId)
       return { transaction: toTransaction(await transactionFor(ctx, request.platformId, request.serialNumber)) }
     },
 
     cancelTransaction: async (request, ctx) => {
-      validate((v) => serial(v.requestId(request.requestId).id(request.platformId, 'platform_id'), request.serialNumber))
+      validate((v) => v.requestId(request.requestId).id(request.platformId, 'platform_id').format(request.serialNumber, 'serial_number', SERIAL))
       onPlatform(request.platformId)
       return idempotent(db, callOf(ctx, request, CancelTransactionRequest, CancelTransactionResponse), async (trx) => ({
         transaction: toTransaction(await ledger.cancel(trx, request.platformId, request.serialNumber)),
@@ -245,22 +255,29 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     },
 
     refundTransaction: async (request, ctx) => {
-      validate((v) => serial(v.requestId(request.requestId).id(request.platformId, 'platform_id'), request.serialNumber).text(request.reason, 'reason', { max: 200 }))
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.platformId, 'platform_id')
+          .format(request.serialNumber, 'serial_number', SERIAL)
+          .text(request.reason, 'reason', { max: 200, multiline: true }),
+      )
       onPlatform(request.platformId)
       return idempotent(db, callOf(ctx, request, RefundTransactionRequest, RefundTransactionResponse), async (trx) => ({
         transaction: toTransaction(await ledger.refund(trx, request.platformId, request.serialNumber)),
       }))
     },
 
-    listLedgerEntries: async (request) => {
-      validate((v) => accountNumber(v.id(request.platformId, 'platform_id'), request.account, 'account'))
+    listLedgerEntries: async (request, ctx) => {
+      validate((v) => v.id(request.platformId, 'platform_id').format(request.account, 'account', ACCOUNT_NUMBER).page(request))
       onPlatform(request.platformId)
       const account = await ledger.getAccount(db, deps.sealer, request.platformId, request.account)
-      const filter = { platform: request.platformId, account: account.account_ref }
-      const size = pageSize(request.pageSize)
-      const cursor = decodePageToken(request.pageToken, filter)
-      const rows = await ledger.listLedgerEntries(db, request.platformId, account.account_ref, cursor === undefined ? undefined : BigInt(cursor), size + 1)
-      const { items, nextPageToken } = page(rows, size, (row) => row.entry_id.toString(), filter)
+      const { items, nextPageToken } = await listPage(ctx, request, {
+        filter: { platform: request.platformId, account: account.account_ref },
+        cursor: SEQUENCE_CURSOR,
+        fetch: (after, limit) => ledger.listLedgerEntries(db, request.platformId, account.account_ref, after, limit),
+        cursorOf: (row) => row.entry_id,
+      })
       return {
         entries: items.map((row) => ({
           entryId: row.entry_id.toString(),

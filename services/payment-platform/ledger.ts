@@ -5,7 +5,7 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import type { Kysely, Transaction } from 'kysely'
 import type { PaymentSettings } from '../runtime/config.ts'
 import { inTransaction } from '../runtime/database.ts'
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError, PermissionDeniedError, ResourceExhaustedError } from '../runtime/errors.ts'
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, PermissionDeniedError, quote, ResourceExhaustedError } from '../runtime/errors.ts'
 import { verifyPassword } from '../runtime/passwords.ts'
 import { maskAccount, type Sealer } from '../runtime/sealing.ts'
 import * as store from './store/repository.ts'
@@ -27,7 +27,7 @@ export function effectiveState(txn: store.TransactionRow, now = new Date()): Eff
 
 export function assertPlatform(platformIds: readonly string[], platformId: string): void {
   if (!platformIds.includes(platformId))
-    throw new NotFoundError('PLATFORM_NOT_FOUND', `platform_id: this server runs platforms ${platformIds.join(', ')}, not ${JSON.stringify(platformId)}`)
+    throw new NotFoundError('PLATFORM_NOT_FOUND', `platform_id: this server runs platforms ${platformIds.join(', ')}, not ${quote(platformId)}`)
 }
 
 export const accountRef = (sealer: Sealer, platformId: string, number: string): string => sealer.fingerprint(`${platformId}\0${number}`, 'platform-account')
@@ -168,7 +168,7 @@ export function findTransaction(db: Db, platformId: string, serialNumber: string
 
 export async function getTransaction(db: Db, platformId: string, serialNumber: string): Promise<store.TransactionRow> {
   const txn = await store.findTransaction(db, platformId, serialNumber)
-  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${JSON.stringify(serialNumber)} on platform ${platformId}`)
+  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${quote(serialNumber)} on platform ${platformId}`)
   return txn
 }
 
@@ -203,7 +203,7 @@ export async function checkPaymentPassword(db: Db, txn: store.TransactionRow, pa
 /** Moves the money payer -> collection in one ledger transaction; the balance never goes below zero. */
 export async function settle(trx: Trx, platformId: string, serialNumber: string): Promise<store.TransactionRow> {
   const txn = await store.lockTransaction(trx, platformId, serialNumber)
-  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${JSON.stringify(serialNumber)}`)
+  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${quote(serialNumber)}`)
   assertPayable(txn)
   const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
   const payer = accounts.get(txn.payer_ref)!
@@ -221,7 +221,7 @@ export async function settle(trx: Trx, platformId: string, serialNumber: string)
 /** Moves a succeeded transaction's money back to the payer. */
 export async function refund(trx: Trx, platformId: string, serialNumber: string): Promise<store.TransactionRow> {
   const txn = await store.lockTransaction(trx, platformId, serialNumber)
-  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${JSON.stringify(serialNumber)}`)
+  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${quote(serialNumber)}`)
   if (txn.state === 'refunded') return txn
   if (txn.state !== 'succeeded') throw new FailedPreconditionError('NOT_PAID', `transaction ${serialNumber} is ${effectiveState(txn)}; only a paid one can be refunded`)
   const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
@@ -239,7 +239,7 @@ export async function refund(trx: Trx, platformId: string, serialNumber: string)
 /** Cancels a transaction that is not paid; a paid one cannot be cancelled (refund it). */
 export async function cancel(trx: Trx, platformId: string, serialNumber: string): Promise<store.TransactionRow> {
   const txn = await store.lockTransaction(trx, platformId, serialNumber)
-  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${JSON.stringify(serialNumber)}`)
+  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${quote(serialNumber)}`)
   if (txn.state === 'cancelled') return txn
   if (txn.state !== 'pending') throw new FailedPreconditionError('ALREADY_PAID', `transaction ${serialNumber} is ${txn.state}; it cannot be cancelled`)
   return store.setTransactionState(trx, txn.serial_number, 'cancelled', new Date())

@@ -3,7 +3,7 @@
 // for its own device id...) are checked in the handler, where the request is decoded.
 import { type Metadata, type ServerInterceptor, ServerInterceptingCall } from '@grpc/grpc-js'
 import type { PeerCertificate } from 'node:tls'
-import { PermissionDeniedError, toServiceStatus, UnauthenticatedError } from './errors.ts'
+import { PermissionDeniedError, quote, toServiceStatus, UnauthenticatedError } from './errors.ts'
 import { formatIdentity, type Identity, identityFromPeerCertificate, peerIdentityProblem, type Role } from './identity.ts'
 
 export interface Rule {
@@ -109,7 +109,7 @@ export function authorizationInterceptor(rules: ReadonlyMap<string, Rule>, event
  */
 export function assertInstanceActsForItself(caller: Identity, deviceId: string, field = 'device_id'): void {
   if (caller.role === 'instance' && caller.id !== deviceId) {
-    throw new PermissionDeniedError('NOT_OWN_DEVICE', `instance ${caller.id} may act only for its own device id, not ${field} ${JSON.stringify(deviceId)}`, {
+    throw new PermissionDeniedError('NOT_OWN_DEVICE', `instance ${caller.id} may act only for its own device id, not ${field} ${quote(deviceId)}`, {
       field,
     })
   }

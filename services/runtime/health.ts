@@ -4,6 +4,9 @@
 import { type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, status as Status } from '@grpc/grpc-js'
 import { EventEmitter } from 'node:events'
 import { type HealthCheckRequest, type HealthCheckResponse, HealthCheckResponse_ServingStatus as ServingStatus, HealthService } from '../../gen/grpc/health/v1/health.ts'
+import { quote, toServiceStatus } from './errors.ts'
+import { refusalOf } from './request-screen.ts'
+import { endWithStatus } from './streams.ts'
 
 export { ServingStatus }
 export const HEALTH_SERVICE = 'grpc.health.v1.Health'
@@ -51,11 +54,15 @@ export class HealthRegistry {
   handlers() {
     return {
       check: (call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>, callback: sendUnaryData<HealthCheckResponse>) => {
+        const refusal = refusalOf(HealthService.check.path, call.request)
+        if (refusal) return callback(toServiceStatus(refusal).status)
         const status = this.get(call.request.service)
-        if (status === undefined) callback({ code: Status.NOT_FOUND, details: `service ${JSON.stringify(call.request.service)} is not served here` })
+        if (status === undefined) callback({ code: Status.NOT_FOUND, details: `service ${quote(call.request.service)} is not served here` })
         else callback(null, { status })
       },
       watch: (call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>) => {
+        const refusal = refusalOf(HealthService.watch.path, call.request)
+        if (refusal) return endWithStatus(call, toServiceStatus(refusal).status)
         const service = call.request.service
         let last: ServingStatus | undefined
         const send = (): void => {

@@ -4,13 +4,16 @@
 //
 // Stored responses can carry bearer secrets (a login token, a session token), so the table holds
 // neither the request id nor the response in clear: the row is keyed by a hash of the request id
-// and the response is sealed (AES-256-GCM) with a key derived from it. Only a caller that still
-// knows its request id can read its replay.
+// and the response is sealed (AES-256-GCM) with a key derived from it under the data key. The
+// request's fingerprint is a MAC under the data key too, over the request with its secret fields
+// blanked (secrets.ts): a dump of the table cannot confirm a guessed account number offline.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import { type Generated, type Kysely, sql, type Transaction } from 'kysely'
 import { inTransaction } from './database.ts'
 import { InvalidArgumentError } from './errors.ts'
 import { formatIdentity, type Identity } from './identity.ts'
+import type { Fingerprinter } from './sealing.ts'
+import { withoutSecrets } from './secrets.ts'
 
 export const IDEMPOTENCY_TABLE = 'idempotency_keys'
 
@@ -19,6 +22,7 @@ export interface IdempotencyKeysTable {
   /** SHA-256 of the request id (hex). */
   request_id: string
   method: string
+  /** HMAC (data key) of the encoded request, secrets blanked. */
   request_hash: string
   response: Uint8Array
   created_at: Generated<Date>
@@ -53,19 +57,28 @@ export interface IdempotentCall<Req, Res> {
   readonly request: Req
   readonly requestCodec: Codec<Req>
   readonly responseCodec: Codec<Res>
+  readonly fingerprints: Fingerprinter
 }
 
 /**
  * The idempotency key of a handler's call: caller, method and request id, with the codecs that
- * fingerprint the request and store the response. Pass the request with any secret blanked.
+ * fingerprint the request and store the response. Secret fields never enter the fingerprint.
  */
 export function callOf<Req extends { requestId: string }, Res>(
-  ctx: { readonly caller: Identity; readonly method: string },
+  ctx: { readonly caller: Identity; readonly method: string; readonly fingerprints: Fingerprinter },
   request: Req,
   requestCodec: Codec<Req>,
   responseCodec: Codec<Res>,
 ): IdempotentCall<Req, Res> {
-  return { caller: ctx.caller, method: ctx.method, requestId: request.requestId, request, requestCodec, responseCodec }
+  return {
+    caller: ctx.caller,
+    method: ctx.method,
+    requestId: request.requestId,
+    request: withoutSecrets(request),
+    requestCodec,
+    responseCodec,
+    fingerprints: ctx.fingerprints,
+  }
 }
 
 interface KeyMaterial {
@@ -77,10 +90,13 @@ interface KeyMaterial {
 
 function keyMaterial<Req, Res>(call: IdempotentCall<Req, Res>): KeyMaterial {
   const caller = formatIdentity(call.caller)
+  const encoded = Buffer.from(call.requestCodec.encode(call.request).finish()).toString('base64')
   return {
     caller,
-    requestHash: createHash('sha256').update(call.requestCodec.encode(call.request).finish()).digest('base64url'),
-    key: createHash('sha256').update(`cloudpay-idempotency-key\0${caller}\0${call.requestId}`).digest(),
+    requestHash: call.fingerprints.fingerprint(`${call.method}\0${encoded}`, 'cloudpay-idempotency-request-v2'),
+    key: Buffer.from(call.fingerprints.fingerprint(`${caller}\0${call.requestId}`, 'cloudpay-idempotency-key-v2'), 'base64url'),
+    // Unchanged (and unkeyed): a row stored before keyed fingerprints is still found, and a retry
+    // of it is refused as REQUEST_ID_REUSED instead of running a second time.
     keyId: createHash('sha256').update(`cloudpay-idempotency-id\0${call.requestId}`).digest('hex'),
   }
 }

@@ -12,3 +12,16 @@ export const SERVER_KEEPALIVE_TIMEOUT_MS = 20_000
 
 /** A connection idle this long is closed (clients reconnect transparently). */
 export const MAX_CONNECTION_IDLE_MS = 10 * 60_000
+
+/**
+ * Hard caps on every request field, whatever the RPC (handlers declare tighter ones per field):
+ * no legitimate request string comes near 4,096 UTF-16 units (ids are <= 128, free text <= 512).
+ */
+export const MAX_REQUEST_STRING_LENGTH = 4096
+export const MAX_REQUEST_BYTES_LENGTH = 64 * 1024
+
+/**
+ * Request headers (all metadata of one call, uncompressed): HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE.
+ * 16 KiB, gRPC C-core's hard limit; our own calls send < 1 KiB (traceparent, baggage).
+ */
+export const MAX_HEADER_LIST_BYTES = 16 * 1024

@@ -1,23 +1,13 @@
 // JSON logs (pino) with the active trace and span ids, 64-bit values printed as strings, and
-// secret-bearing fields redacted wherever they appear.
+// secret-bearing fields (secrets.ts, the same list idempotency fingerprints and spans use)
+// redacted wherever they appear: at any depth in what is logged, and in child bindings.
 import { trace } from '@opentelemetry/api'
 import { pino, type DestinationStream, type Logger } from 'pino'
+import { SECRET_FIELDS, withoutSecrets } from './secrets.ts'
 
 export type { Logger }
 
-/** Field names that can hold a secret; their values are never written. */
-export const SECRET_FIELDS = [
-  'password',
-  'payment_password',
-  'paymentPassword',
-  'payer_account',
-  'payerAccount',
-  'login_token',
-  'loginToken',
-  'session_token',
-  'sessionToken',
-  'token',
-] as const
+const REDACTED = '[redacted]'
 
 export function createLogger(options: { level: string; name: string; destination?: DestinationStream }): Logger {
   return pino(
@@ -27,9 +17,10 @@ export function createLogger(options: { level: string; name: string; destination
       base: { service: options.name },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      // Bindings of child loggers do not pass logMethod; pino's redaction covers those.
       redact: {
         paths: SECRET_FIELDS.flatMap((field) => [field, `*.${field}`, `*.*.${field}`]),
-        censor: '[redacted]',
+        censor: REDACTED,
       },
       mixin() {
         const span = trace.getActiveSpan()
@@ -40,7 +31,7 @@ export function createLogger(options: { level: string; name: string; destination
       hooks: {
         // pino cannot serialize BigInt; int64 fields from the protos are BigInt.
         logMethod(args, method) {
-          method.apply(this, args.map((arg) => (typeof arg === 'object' && arg !== null ? bigintsToStrings(arg) : arg)) as Parameters<typeof method>)
+          method.apply(this, args.map((arg) => (typeof arg === 'object' && arg !== null ? bigintsToStrings(withoutSecrets(arg, REDACTED)) : arg)) as Parameters<typeof method>)
         },
       },
     },

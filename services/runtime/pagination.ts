@@ -1,10 +1,46 @@
-// AIP-158 pagination: page_size (0 means the default, capped at the maximum) and opaque page
-// tokens that encode the cursor and are bound to the request's filter.
-import { createHash } from 'node:crypto'
+// AIP-158 pagination, one way for every list RPC: page_size (0 means the default, capped at the
+// maximum, negative refused) and page tokens that are opaque and authenticated: an HMAC under a
+// key derived from the data key (so every replica accepts every replica's tokens) binds each
+// token to the caller, the method and the query's filter. An edited, foreign or re-filtered
+// token is INVALID_ARGUMENT with reason INVALID_PAGE_TOKEN, never a cursor the store trips on.
+import { timingSafeEqual } from 'node:crypto'
 import { InvalidArgumentError } from './errors.ts'
+import { formatIdentity, type Identity } from './identity.ts'
+import type { Fingerprinter } from './sealing.ts'
 
 export const DEFAULT_PAGE_SIZE = 100
 export const MAX_PAGE_SIZE = 1000
+/** Tokens we issue are well under this (a cursor of <= 128 characters and a 22-character MAC). */
+export const MAX_PAGE_TOKEN_LENGTH = 512
+/** The shape of a token we issue: base64url cursor, '.', base64url MAC. */
+export const PAGE_TOKEN_SHAPE = /^[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{22}$/
+
+const PURPOSE = 'cloudpay-page-token-v1'
+const INVALID_PAGE_TOKEN = 'INVALID_PAGE_TOKEN'
+
+export interface PageRequest {
+  readonly pageSize: number
+  readonly pageToken: string
+}
+
+/** Who lists what: the token is valid only for the same caller and method. */
+export interface PageContext {
+  readonly caller: Identity
+  readonly method: string
+  readonly fingerprints: Fingerprinter
+}
+
+/** How a list's cursor (the last row's key) is written into a token and read back. */
+export interface Cursor<C> {
+  write(cursor: C): string
+  read(text: string): C | undefined
+}
+
+export const SEQUENCE_CURSOR: Cursor<bigint> = {
+  write: (cursor) => cursor.toString(),
+  read: (text) => (/^\d{1,19}$/.test(text) && BigInt(text) < 2n ** 63n ? BigInt(text) : undefined),
+}
+export const KEY_CURSOR: Cursor<string> = { write: (cursor) => cursor, read: (text) => text }
 
 export function pageSize(value: number, field = 'page_size'): number {
   if (value < 0) throw InvalidArgumentError.field(field, 'must not be negative')
@@ -12,38 +48,50 @@ export function pageSize(value: number, field = 'page_size'): number {
   return Math.min(value, MAX_PAGE_SIZE)
 }
 
-function filterHash(filter: unknown): string {
-  return createHash('sha256')
-    .update(JSON.stringify(filter ?? null))
-    .digest('base64url')
-    .slice(0, 12)
+export interface PageSpec<Row, C> {
+  /** Everything that narrows the list; a token works only with the same filter. */
+  readonly filter: unknown
+  readonly cursor: Cursor<C>
+  /** Rows after `after` (all from the start when undefined), at most `limit`. */
+  readonly fetch: (after: C | undefined, limit: number) => Promise<Row[]>
+  /** The cursor of a row: the page after it starts behind it. (After `fetch`, so TypeScript infers Row from it.) */
+  readonly cursorOf: (row: Row) => C
 }
 
-/** A token for the page after `cursor`, valid only with the same filter. */
-export function encodePageToken(cursor: string | number, filter: unknown): string {
-  return Buffer.from(JSON.stringify({ c: cursor, f: filterHash(filter) })).toString('base64url')
-}
-
-/** The cursor in a token ('' means the first page); a foreign, corrupt or re-filtered token is refused. */
-export function decodePageToken(token: string, filter: unknown, field = 'page_token'): string | number | undefined {
-  if (token === '') return undefined
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'))
-  } catch {
-    throw InvalidArgumentError.field(field, 'is not a token returned by this method', 'INVALID_PAGE_TOKEN')
-  }
-  const { c, f } = (parsed ?? {}) as { c?: unknown; f?: unknown }
-  if ((typeof c !== 'string' && typeof c !== 'number') || typeof f !== 'string') {
-    throw InvalidArgumentError.field(field, 'is not a token returned by this method', 'INVALID_PAGE_TOKEN')
-  }
-  if (f !== filterHash(filter)) throw InvalidArgumentError.field(field, 'was issued for a request with other filters', 'INVALID_PAGE_TOKEN')
-  return c
-}
-
-/** Splits one extra fetched row off to tell whether another page follows. */
-export function page<Row>(rows: Row[], size: number, cursorOf: (row: Row) => string | number, filter: unknown): { items: Row[]; nextPageToken: string } {
+/** One page of a list RPC and the token of the next (empty on the last page). */
+export async function listPage<Row, C>(ctx: PageContext, request: PageRequest, spec: PageSpec<Row, C>): Promise<{ items: Row[]; nextPageToken: string }> {
+  const size = pageSize(request.pageSize)
+  const after = request.pageToken === '' ? undefined : readToken(ctx, request.pageToken, spec)
+  // One row more than the page tells whether another page follows.
+  const rows = await spec.fetch(after, size + 1)
   if (rows.length <= size) return { items: rows, nextPageToken: '' }
   const items = rows.slice(0, size)
-  return { items, nextPageToken: encodePageToken(cursorOf(items[items.length - 1]!), filter) }
+  return { items, nextPageToken: writeToken(ctx, spec, spec.cursorOf(items[items.length - 1]!)) }
+}
+
+function mac(ctx: PageContext, filter: unknown, payload: string): string {
+  const bound = [ctx.method, formatIdentity(ctx.caller), stableJson(filter), payload].join('\0')
+  return ctx.fingerprints.fingerprint(bound, PURPOSE).slice(0, 22)
+}
+
+function writeToken<Row, C>(ctx: PageContext, spec: PageSpec<Row, C>, cursor: C): string {
+  const payload = Buffer.from(spec.cursor.write(cursor), 'utf8').toString('base64url')
+  return `${payload}.${mac(ctx, spec.filter, payload)}`
+}
+
+function readToken<Row, C>(ctx: PageContext, token: string, spec: PageSpec<Row, C>): C {
+  const refuse = (why: string) => InvalidArgumentError.field('page_token', why, INVALID_PAGE_TOKEN)
+  if (token.length > MAX_PAGE_TOKEN_LENGTH || !PAGE_TOKEN_SHAPE.test(token)) throw refuse('is not a token returned by this method')
+  const [payload, given] = token.split('.') as [string, string]
+  const expected = mac(ctx, spec.filter, payload)
+  // Any edit, another caller, another method or another filter: the MAC does not match.
+  if (!timingSafeEqual(Buffer.from(given), Buffer.from(expected))) throw refuse('was not issued by this method to this caller for these filters; start again with an empty page_token')
+  const cursor = spec.cursor.read(Buffer.from(payload, 'base64url').toString('utf8'))
+  if (cursor === undefined) throw refuse('is not a token returned by this method')
+  return cursor
+}
+
+/** JSON with 64-bit values as strings: the filter's bytes must be the same on every replica. */
+function stableJson(value: unknown): string {
+  return JSON.stringify(value ?? null, (_key, inner: unknown) => (typeof inner === 'bigint' ? inner.toString() : inner))
 }

@@ -6,8 +6,12 @@ import { type DescriptorProto, type FileDescriptorProto, FileDescriptorProtoSche
 import { type ServerDuplexStream, status as Status } from '@grpc/grpc-js'
 import { readFileSync } from 'node:fs'
 import { type ServerReflectionRequest, type ServerReflectionResponse, ServerReflectionService as ReflectionV1 } from '../../gen/grpc/reflection/v1/reflection.ts'
+import { DESCRIPTOR_IMAGE } from './descriptor-image.ts'
+import { quote, toServiceStatus } from './errors.ts'
+import { refusalOf } from './request-screen.ts'
+import { endWithStatus } from './streams.ts'
 
-export const DESCRIPTOR_IMAGE = new URL('../../gen/cloudpay.binpb', import.meta.url)
+export { DESCRIPTOR_IMAGE }
 export const REFLECTION_SERVICES = ['grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'] as const
 
 /** The descriptor pool of the image: files by name and the file defining each symbol. */
@@ -104,15 +108,15 @@ export function answerReflection(pool: DescriptorPool, services: readonly string
     case 'listServices':
       return { ...base, messageResponse: { $case: 'listServicesResponse', value: { service: services.map((name) => ({ name })) } } }
     case 'fileByFilename':
-      return files(req.value, `file ${req.value}`)
+      return files(req.value, `file ${quote(req.value)}`)
     case 'fileContainingSymbol':
-      return files(pool.fileOfSymbol(req.value), `symbol ${req.value}`)
+      return files(pool.fileOfSymbol(req.value), `symbol ${quote(req.value)}`)
     case 'fileContainingExtension': {
       const match = pool.extensionsOf(req.value.containingType).find((e) => e.number === req.value.extensionNumber)
-      return files(match?.file, `extension ${req.value.extensionNumber} of ${req.value.containingType}`)
+      return files(match?.file, `extension ${req.value.extensionNumber} of ${quote(req.value.containingType)}`)
     }
     case 'allExtensionNumbersOfType': {
-      if (!pool.fileOfSymbol(req.value)) return notFound(`type ${req.value} not found`)
+      if (!pool.fileOfSymbol(req.value)) return notFound(`type ${quote(req.value)} not found`)
       const numbers = pool.extensionsOf(req.value).map((e) => e.number)
       return { ...base, messageResponse: { $case: 'allExtensionNumbersResponse', value: { baseTypeName: req.value, extensionNumber: numbers } } }
     }
@@ -128,7 +132,9 @@ export function answerReflection(pool: DescriptorPool, services: readonly string
 export function reflectionHandler(pool: DescriptorPool, services: readonly string[]) {
   return (call: ServerDuplexStream<ServerReflectionRequest, ServerReflectionResponse>): void => {
     call.on('data', (request: ServerReflectionRequest) => {
-      call.write(answerReflection(pool, services, request))
+      const refusal = refusalOf(ReflectionV1.serverReflectionInfo.path, request)
+      if (refusal) endWithStatus(call, toServiceStatus(refusal).status)
+      else call.write(answerReflection(pool, services, request))
     })
     call.on('end', () => call.end())
     call.on('error', () => call.end())

@@ -1,13 +1,18 @@
 // Turns plain async handler functions into grpc-js handlers: a server span continuing the caller's
 // trace, the caller's identity, cancellation as an AbortSignal, and every rejection mapped to a
-// status (grpc-js would otherwise crash the process on an async handler's rejection).
+// status (grpc-js would otherwise crash the process on an async handler's rejection). No handler
+// sees a request the root screen refuses (request-screen.ts): undecodable, or unsafe in any field.
 import { context, type Context, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, type TextMapGetter, trace, type Tracer } from '@opentelemetry/api'
 import type { Metadata, ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from '@grpc/grpc-js'
 import { status as Status } from '@grpc/grpc-js'
 import { admittedPeerOf } from './authz.ts'
-import { toServiceStatus, UnauthenticatedError, UnimplementedError } from './errors.ts'
+import { type InvalidArgumentError, toServiceStatus, UnauthenticatedError, UnimplementedError } from './errors.ts'
 import { formatIdentity, ID_PATTERN, type Identity, identityFromPeerCertificate } from './identity.ts'
 import type { Logger } from './logger.ts'
+import type { Fingerprinter } from './sealing.ts'
+import { withoutSecrets } from './secrets.ts'
+import { refusalOf, requestSchemaOf } from './request-screen.ts'
+import { endWithStatus } from './streams.ts'
 import { SERVICE_TRACER } from './telemetry.ts'
 
 export interface RpcContext {
@@ -20,6 +25,8 @@ export interface RpcContext {
   readonly signal: AbortSignal
   /** The caller's verified certificate (DER), for checking what it signed. */
   readonly peerCertificate: Buffer | undefined
+  /** Keyed hashes under the data key: page tokens and idempotency fingerprints. */
+  readonly fingerprints: Fingerprinter
 }
 
 interface MethodDefinition {
@@ -43,6 +50,8 @@ export type Handlers<Definition> = {
 export interface HandlerRuntime {
   readonly tracer: Tracer
   readonly log: Logger
+  /** The data key's keyed hashes (ServiceDeps passes its Sealer). */
+  readonly sealer: Fingerprinter
 }
 
 /** A handler for an RPC whose flow has not landed yet: answers UNIMPLEMENTED with a clear message. */
@@ -69,6 +78,7 @@ export function implement<Definition extends Record<string, MethodDefinition>>(
   for (const [key, method] of Object.entries(definition)) {
     const handler = handlers[key as keyof Definition] as unknown as (request: unknown, ctx: RpcContext, stream?: unknown) => Promise<unknown>
     if (method.requestStream) throw new Error(`${method.path}: client streaming is not supported by implement()`)
+    requestSchemaOf(method.path) // fails at start-up, not per call, if the image lacks the RPC
     implementation[key] = method.responseStream ? serverStreaming(method.path, handler, runtime) : unary(method.path, handler, runtime)
   }
   return implementation
@@ -78,6 +88,8 @@ interface Started {
   caller: Identity | null
   /** Undefined when the peer has no mesh identity (the authorization interceptor refuses those first). */
   ctx: RpcContext | undefined
+  /** Set when the request must not reach the handler. */
+  refusal: InvalidArgumentError | undefined
   activeContext: Context
   finish(error?: unknown): ReturnType<typeof toServiceStatus>['status'] | undefined
 }
@@ -99,7 +111,9 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
     },
     parent,
   )
-  const tags = tagsOfRequest(call.request)
+  const refusal = refusalOf(path, call.request)
+  // A refused request's values go nowhere: not into span attributes, not into baggage.
+  const tags = refusal ? {} : tagsOfRequest(call.request)
   for (const [attribute, value] of Object.entries(tags)) span.setAttribute(attribute, value)
   const abort = new AbortController()
   call.on('cancelled', () => abort.abort(new Error('cancelled by the client')))
@@ -107,7 +121,8 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
   const log = runtime.log.child({ rpc: name, caller: caller ? formatIdentity(caller) : undefined })
   return {
     caller,
-    ctx: caller ? { caller, method: name, log, span, signal: abort.signal, peerCertificate: peer?.raw } : undefined,
+    refusal,
+    ctx: caller ? { caller, method: name, log, span, signal: abort.signal, peerCertificate: peer?.raw, fingerprints: runtime.sealer } : undefined,
     // The ids also ride as baggage, so spans the handler causes (calls, queries, other services) carry them.
     activeContext: withBaggageEntries(trace.setSpan(parent, span), tags).setValue(SERVICE_TRACER, runtime.tracer),
     finish(error?: unknown) {
@@ -142,8 +157,10 @@ const REQUEST_TAGS: Record<string, string> = { deviceId: 'cloudpay.device_id', o
 function tagsOfRequest(request: unknown): Record<string, string> {
   const tags: Record<string, string> = {}
   if (!request || typeof request !== 'object') return tags
+  // Through the one secret list: were a secret field ever named here, its value stays blank.
+  const visible = withoutSecrets(request as Record<string, unknown>)
   for (const [field, attribute] of Object.entries(REQUEST_TAGS)) {
-    const value = (request as Record<string, unknown>)[field]
+    const value = visible[field]
     if (typeof value === 'string' && ID_PATTERN.test(value)) tags[attribute] = value
   }
   return tags
@@ -158,9 +175,10 @@ function withBaggageEntries(base: Context, entries: Record<string, string>): Con
 
 function unary(path: string, handler: (request: unknown, ctx: RpcContext) => Promise<unknown>, runtime: HandlerRuntime) {
   return (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>): void => {
-    const { ctx, activeContext, finish } = begin(path, call, runtime)
+    const started = begin(path, call, runtime)
+    const { activeContext, finish } = started
     context.with(activeContext, () => {
-      run(ctx, (verified) => handler(call.request, verified)).then(
+      run(started, (verified) => handler(call.request, verified)).then(
         (response) => {
           finish()
           callback(null, response)
@@ -173,24 +191,25 @@ function unary(path: string, handler: (request: unknown, ctx: RpcContext) => Pro
 
 function serverStreaming(path: string, handler: (request: unknown, ctx: RpcContext, stream: unknown) => Promise<unknown>, runtime: HandlerRuntime) {
   return (call: ServerWritableStream<unknown, unknown>): void => {
-    const { ctx, activeContext, finish } = begin(path, call, runtime)
+    const started = begin(path, call, runtime)
+    const { activeContext, finish } = started
     context.with(activeContext, () => {
-      run(ctx, (verified) => handler(call.request, verified, call)).then(
+      run(started, (verified) => handler(call.request, verified, call)).then(
         () => {
           finish()
           if (!call.cancelled) call.end()
         },
         (error: unknown) => {
           const status = finish(error)!
-          // grpc-js turns an 'error' event on a server stream into the call's final status.
-          if (!call.cancelled) call.emit('error', Object.assign(new Error(status.details), status))
+          if (!call.cancelled) endWithStatus(call, status)
         },
       )
     })
   }
 }
 
-async function run<T>(ctx: RpcContext | undefined, work: (ctx: RpcContext) => Promise<T>): Promise<T> {
+async function run<T>({ ctx, refusal }: Started, work: (ctx: RpcContext) => Promise<T>): Promise<T> {
   if (!ctx) throw new UnauthenticatedError('NO_MESH_IDENTITY', 'the client certificate carries no valid mesh identity')
+  if (refusal) throw refusal
   return work(ctx)
 }

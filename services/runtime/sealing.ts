@@ -6,7 +6,13 @@ import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Config } from './config.ts'
 
-export class Sealer {
+/** Keyed hashes under the data key: the same on every replica, useless to whoever lacks the key. */
+export interface Fingerprinter {
+  /** HMAC-SHA-256 of `value` for `purpose` (base64url); purposes keep one use's hashes apart from another's. */
+  fingerprint(value: string, purpose: string): string
+}
+
+export class Sealer implements Fingerprinter {
   constructor(private readonly key: Buffer) {
     if (key.length !== 32) throw new Error('the data key must be 32 bytes')
   }

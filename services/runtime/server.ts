@@ -3,8 +3,16 @@
 import { Server, type ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js'
 import { ANY_MESH_IDENTITY, authorizationInterceptor, type Rule } from './authz.ts'
 import { HEALTH_SERVICE, healthDefinition, HealthRegistry } from './health.ts'
-import { MAX_CONCURRENT_STREAMS, MAX_CONNECTION_IDLE_MS, MESSAGE_LIMIT_BYTES, SERVER_KEEPALIVE_TIME_MS, SERVER_KEEPALIVE_TIMEOUT_MS } from './limits.ts'
+import {
+  MAX_CONCURRENT_STREAMS,
+  MAX_CONNECTION_IDLE_MS,
+  MAX_HEADER_LIST_BYTES,
+  MESSAGE_LIMIT_BYTES,
+  SERVER_KEEPALIVE_TIME_MS,
+  SERVER_KEEPALIVE_TIMEOUT_MS,
+} from './limits.ts'
 import type { Logger } from './logger.ts'
+import { readableRequests } from './request-screen.ts'
 import { encodeStreamedMessagesOnce } from './streams.ts'
 import { DescriptorPool, REFLECTION_SERVICES, reflectionHandler, reflectionV1AlphaDefinition, reflectionV1Definition } from './reflection.ts'
 
@@ -63,11 +71,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }),
     ],
   })
-  for (const service of options.services) server.addService(encodeStreamedMessagesOnce(service.definition as unknown as ServiceDefinition), service.implementation)
-  server.addService(healthDefinition as unknown as ServiceDefinition, health.handlers())
+  limitRequestHeaders(server, MAX_HEADER_LIST_BYTES)
+  // Every deserializer made total: a body that does not decode reaches the handler wrapper as an
+  // UnreadableRequest, refused as INVALID_ARGUMENT (grpc-js would answer INTERNAL).
+  const add = (definition: unknown, implementation: UntypedServiceImplementation) =>
+    server.addService(readableRequests(definition as ServiceDefinition), implementation)
+  for (const service of options.services) add(encodeStreamedMessagesOnce(service.definition as unknown as ServiceDefinition), service.implementation)
+  add(healthDefinition, health.handlers())
   const reflect = reflectionHandler(pool, [...served, HEALTH_SERVICE, ...REFLECTION_SERVICES])
-  server.addService(reflectionV1Definition as unknown as ServiceDefinition, { serverReflectionInfo: reflect })
-  server.addService(reflectionV1AlphaDefinition as unknown as ServiceDefinition, { serverReflectionInfo: reflect })
+  add(reflectionV1Definition, { serverReflectionInfo: reflect })
+  add(reflectionV1AlphaDefinition, { serverReflectionInfo: reflect })
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.address, options.credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)))
@@ -89,4 +102,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       return stopping
     },
   }
+}
+
+/**
+ * Calls whose headers (metadata) exceed `bytes` are reset at once with ENHANCE_YOUR_CALM (the
+ * client sees RESOURCE_EXHAUSTED) and other streams of the connection go on; without a limit a
+ * 64 KiB value reached the handler and ~240 KB closed the whole connection. grpc-js has no
+ * option for HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE, so its http2 server options are amended
+ * (test/runtime/server.test.ts checks the behaviour).
+ */
+function limitRequestHeaders(server: Server, bytes: number): void {
+  const internals = server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } }
+  if (!internals.commonServerOptions) throw new Error('grpc-js internals changed: no commonServerOptions to limit request headers with')
+  internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, maxHeaderListSize: bytes }
 }

@@ -1,7 +1,7 @@
 // Server-streaming writes that honour backpressure: a write that the transport cannot take waits
 // for 'drain'; a subscriber that stays unwritable is cut off with RST_STREAM(ENHANCE_YOUR_CALM),
 // which its client sees as RESOURCE_EXHAUSTED, so nothing piles up in the server for it.
-import type { ServerWritableStream, ServiceDefinition } from '@grpc/grpc-js'
+import type { ServerWritableStream, ServiceDefinition, StatusObject } from '@grpc/grpc-js'
 import { constants as http2 } from 'node:http2'
 import { ResourceExhaustedError } from './errors.ts'
 
@@ -38,6 +38,11 @@ export async function awaitDrain(stream: ServerWritableStream<unknown, unknown>,
     stream.once('drain', done)
     signal.addEventListener('abort', done, { once: true })
   })
+}
+
+/** Ends a server (or bidi) stream with `status`: grpc-js turns an 'error' event on it into the call's final status. */
+export function endWithStatus(stream: { emit(event: 'error', error: Error): boolean }, status: StatusObject): void {
+  stream.emit('error', Object.assign(new Error(status.details), status))
 }
 
 /**

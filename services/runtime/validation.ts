@@ -1,10 +1,34 @@
-// Request-shape checks at the handler edge: each failure names the field (by its proto name) and
-// the problem; all failures of a request are reported together as one INVALID_ARGUMENT.
+// Request-shape checks at the handler edge, in one vocabulary every handler uses: each string
+// field has a declared maximum and a character rule (a format for ids and tokens, printable text
+// for free text), each number a range, each timestamp a bound. Each failure names the field (by
+// its proto name) and the problem without echoing the value; all failures of a request are
+// reported together as one INVALID_ARGUMENT. The root screen (request-screen.ts) is the net below.
 import { type FieldViolation, InvalidArgumentError } from './errors.ts'
 import { ID_PATTERN } from './identity.ts'
+import { MAX_PAGE_TOKEN_LENGTH, PAGE_TOKEN_SHAPE, type PageRequest } from './pagination.ts'
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-const CURRENCY = /^[A-Z]{3}$/
+/** A string format: an anchored pattern with its length bound, and how to say what it wants. */
+export interface Format {
+  readonly pattern: RegExp
+  readonly description: string
+}
+
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+/** 32 random bytes in base64url: login tokens, session tokens. */
+export const bearerToken = (issuer: string): Format => ({ pattern: /^[A-Za-z0-9_-]{43}$/, description: `must be a token returned by ${issuer}` })
+export const CURRENCY: Format = { pattern: /^[A-Z]{3}$/, description: 'must be a three-letter ISO 4217 code in upper case' }
+
+/**
+ * The largest amount any request may carry: 10^12 minor units (10 billion in a currency with
+ * cents). Far above any payment, and far enough below 2^63 that no balance sum overflows.
+ */
+export const MAX_AMOUNT_MINOR = 10n ** 12n
+/** Event sequences and other counters stay below 2^53, exact as a JavaScript number too. */
+export const MAX_SEQUENCE = 2n ** 53n - 1n
+
+/** Never in free text: C0 controls (tab and line feed only where multi-line), DEL, C1 controls, U+FFFD, lone surrogates. */
+const NOT_TEXT = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\uFFFD]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+const LINE_BREAK_OR_TAB = /[\t\n]/
 
 export interface MoneyLike {
   readonly currencyCode: string
@@ -15,42 +39,74 @@ export class Validator {
   private readonly violations: FieldViolation[] = []
 
   /** Records a violation unless `ok`. */
-  check(ok: boolean, field: string, description: string): this {
-    if (!ok) this.violations.push({ field, description })
+  check(ok: boolean, field: string, description: string, reason?: string): this {
+    if (!ok) this.violations.push({ field, description, reason })
     return this
   }
 
   /** AIP-155 request id: a UUID. */
   requestId(value: string, field = 'request_id'): this {
     if (value === '') return this.check(false, field, 'is required (a UUID that stays the same across retries)')
-    return this.check(UUID.test(value), field, 'must be a UUID')
+    return this.check(UUID_PATTERN.test(value), field, 'must be a UUID')
+  }
+
+  /** A value of a fixed format (an id we issued, a token, a code); '' only when `optional`. */
+  format(value: string, field: string, format: Format, options: { optional?: boolean } = {}): this {
+    if (value === '') return this.check(options.optional === true, field, 'is required')
+    return this.check(format.pattern.test(value), field, format.description)
   }
 
   /** An id: 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit. */
-  id(value: string, field: string): this {
-    if (value === '') return this.check(false, field, 'is required')
-    return this.check(ID_PATTERN.test(value), field, 'must be 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit')
+  id(value: string, field: string, options: { optional?: boolean } = {}): this {
+    return this.format(value, field, { pattern: ID_PATTERN, description: 'must be 1-128 characters of [A-Za-z0-9._-], starting with a letter or digit' }, options)
   }
 
   /** An opaque token-like id (login ids are base64url): 1-128 characters of [A-Za-z0-9._-]. */
   opaqueId(value: string, field: string): this {
-    if (value === '') return this.check(false, field, 'is required')
-    return this.check(/^[A-Za-z0-9._-]{1,128}$/.test(value), field, 'must be 1-128 characters of [A-Za-z0-9._-]')
+    return this.format(value, field, { pattern: /^[A-Za-z0-9._-]{1,128}$/, description: 'must be 1-128 characters of [A-Za-z0-9._-]' })
   }
 
-  text(value: string, field: string, bounds: { min?: number; max: number }): this {
+  /** Free text (a reason, a description, a password): min-max characters, printable; tab and line feed only if multi-line. */
+  text(value: string, field: string, bounds: { min?: number; max: number; multiline?: boolean }): this {
     const min = bounds.min ?? 0
     if (min > 0 && value === '') return this.check(false, field, 'is required')
-    const length = [...value].length
-    return this.check(length >= min && length <= bounds.max, field, `must be ${min}-${bounds.max} characters`)
+    // Counted in characters (code points), checked for length first: the value may be huge.
+    const length = value.length > bounds.max * 2 ? Infinity : [...value].length
+    if (!(length >= min && length <= bounds.max)) return this.check(false, field, `must be ${min}-${bounds.max} characters`)
+    if (NOT_TEXT.test(value)) return this.check(false, field, 'must be printable text (no control characters, no U+FFFD, valid UTF-8)')
+    return this.check(bounds.multiline === true || !LINE_BREAK_OR_TAB.test(value), field, 'must be one line (no tab or line feed)')
   }
 
-  /** Money: an ISO 4217 code and a non-negative (or, with `positive`, > 0) amount. */
+  /** An integer within [min, max]. */
+  integer(value: number | bigint, field: string, range: { min: number | bigint; max: number | bigint }): this {
+    const ok = (typeof value === 'bigint' || Number.isInteger(value)) && value >= range.min && value <= range.max
+    return this.check(ok, field, `must be an integer from ${range.min} to ${range.max}`)
+  }
+
+  /** Money: an ISO 4217 code and an amount from 0 (or, with `positive`, 1) to MAX_AMOUNT_MINOR. */
   money(value: MoneyLike | undefined, field: string, options: { positive?: boolean } = {}): this {
     if (!value) return this.check(false, field, 'is required')
-    this.check(CURRENCY.test(value.currencyCode), `${field}.currency_code`, 'must be a three-letter ISO 4217 code in upper case')
-    if (options.positive) return this.check(value.amountMinor > 0n, `${field}.amount_minor`, 'must be greater than 0')
-    return this.check(value.amountMinor >= 0n, `${field}.amount_minor`, 'must not be negative')
+    this.format(value.currencyCode, `${field}.currency_code`, CURRENCY)
+    return this.integer(value.amountMinor, `${field}.amount_minor`, { min: options.positive ? 1n : 0n, max: MAX_AMOUNT_MINOR })
+  }
+
+  /** A point in time between the years 1 and 9999 (the root screen refuses others too). */
+  timestamp(value: Date | undefined, field: string, options: { required?: boolean } = {}): this {
+    if (value === undefined) return this.check(options.required !== true, field, 'is required')
+    const year = value.getUTCFullYear()
+    return this.check(year >= 1 && year <= 9999, field, 'must be a valid timestamp between the years 1 and 9999')
+  }
+
+  /** An enum value among `allowed`. */
+  oneOf(value: number, field: string, allowed: readonly number[], description: string): this {
+    return this.check(allowed.includes(value), field, description)
+  }
+
+  /** AIP-158 page_size and page_token shape (whose token it is, pagination.ts checks). */
+  page(request: PageRequest): this {
+    this.check(request.pageSize >= 0, 'page_size', 'must not be negative (0 means the default)')
+    const token = request.pageToken
+    return this.check(token === '' || (token.length <= MAX_PAGE_TOKEN_LENGTH && PAGE_TOKEN_SHAPE.test(token)), 'page_token', 'is not a token returned by this method', 'INVALID_PAGE_TOKEN')
   }
 
   /** Throws INVALID_ARGUMENT listing every violation, if there are any. */

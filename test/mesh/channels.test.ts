@@ -44,7 +44,8 @@ test('operator opens a channel; the terminal finds its device in it; a service c
   assert.ok(closed.channel?.closeTime)
   const again = await expectStatus(unaryCall(operator, 'closeChannel', { requestId: newRequestId(), channelId: opened.channel!.channelId }), Status.FAILED_PRECONDITION)
   assert.equal(again.reason, 'CHANNEL_CLOSED')
-  await expectStatus(unaryCall(operator, 'closeChannel', { requestId: newRequestId(), channelId: 'no-such-channel' }), Status.NOT_FOUND)
+  await expectStatus(unaryCall(operator, 'closeChannel', { requestId: newRequestId(), channelId: newRequestId() }), Status.NOT_FOUND)
+  await expectStatus(unaryCall(operator, 'closeChannel', { requestId: newRequestId(), channelId: 'no-such-channel' }), Status.INVALID_ARGUMENT, 'channel_id')
   assert.equal((await unaryCall(service, 'checkChannel', { deviceId: 'device-42', terminalId: TERMINAL.id })).open, false)
 })
 

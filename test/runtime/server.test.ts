@@ -4,8 +4,8 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { connect } from 'node:tls'
 import { readFile, rm } from 'node:fs/promises'
-import { X509Certificate } from 'node:crypto'
-import { status as Status, type ServerWritableStream } from '@grpc/grpc-js'
+import { randomBytes, X509Certificate } from 'node:crypto'
+import { Metadata, status as Status, type ServerWritableStream, type ServiceError } from '@grpc/grpc-js'
 import { trace } from '@opentelemetry/api'
 import { AppServiceClient, AppServiceService } from '../../gen/cloudpay/app/v1/app_service.ts'
 import {
@@ -21,6 +21,7 @@ import { unaryCall } from '../../services/runtime/client.ts'
 import { NotFoundError } from '../../services/runtime/errors.ts'
 import { createLogger } from '../../services/runtime/logger.ts'
 import { implement, notImplemented } from '../../services/runtime/rpc.ts'
+import { Sealer } from '../../services/runtime/sealing.ts'
 import { type RunningServer, startServer } from '../../services/runtime/server.ts'
 import { reissueDevCertificate } from '../../services/runtime/dev-certificates.ts'
 import { devPki } from '../helpers/certs.ts'
@@ -37,7 +38,7 @@ const logLines: string[] = []
 before(async () => {
   pki = await devPki(100)
   const log = createLogger({ level: 'debug', name: 'test', destination: { write: (l: string) => void logLines.push(l) } })
-  const runtime = { tracer: trace.getTracer('test'), log }
+  const runtime = { tracer: trace.getTracer('test'), log, sealer: new Sealer(randomBytes(32)) }
   const app = implement(
     AppServiceService,
     {
@@ -49,7 +50,10 @@ before(async () => {
         throw new NotFoundError('NO_SESSION', 'session_token: no such session')
       },
       loginWithToken: notImplemented('LoginWithToken'),
-      createOrder: notImplemented('CreateOrder'),
+      // An error message no handler should write: the mapper must still send it bounded.
+      createOrder: async () => {
+        throw new NotFoundError('HUGE', `no such item ${'x'.repeat(1 << 20)}`, { item: 'y'.repeat(1 << 20) })
+      },
       fulfilOrder: notImplemented('FulfilOrder'),
       listInventory: notImplemented('ListInventory'),
     },
@@ -111,6 +115,62 @@ test('a handler that throws unexpectedly answers INTERNAL with a generic message
   } finally {
     client.close()
     health.close()
+  }
+})
+
+test('an error with a 1 MiB message reaches the client at once, bounded, and the shared connection keeps serving', async () => {
+  const client = new AppServiceClient(address(), await pki.client(CALLER))
+  try {
+    const started = Date.now()
+    const huge = expectStatus(unaryCall(client, 'createOrder', { requestId: '', deviceId: 'd', sessionToken: '', itemId: 'i', quantity: 1 }, { deadlineMs: 5000 }), Status.NOT_FOUND)
+    const neighbour = expectStatus(unaryCall(client, 'getAppAccount', { deviceId: 'd', sessionToken: 's' }, { deadlineMs: 5000 }), Status.NOT_FOUND)
+    const [{ error, reason }] = await Promise.all([huge, neighbour])
+    // Unbounded, the 1 MiB trailer never arrived: the call hung until its deadline.
+    assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`)
+    assert.equal(reason, 'HUGE')
+    assert.ok(error.details.length <= 512, `message of ${error.details.length} characters`)
+  } finally {
+    client.close()
+  }
+})
+
+test('a call with oversized metadata is refused at once while another client on the same server is served', async () => {
+  const separately = (name: string) => ({ 'grpc.primary_user_agent': name }) // its own connection
+  const neighbour = new AppServiceClient(address(), await pki.client(CALLER), separately('neighbour'))
+  const headers = (count: number, size: number): Metadata => {
+    const metadata = new Metadata()
+    for (let i = 0; i < count; i++) metadata.set(`x-big-${i}`, 'a'.repeat(size))
+    return metadata
+  }
+  // Measured before the limit: the 64 KiB value reached the handler; 17 x 60 KiB closed the
+  // connection (INTERNAL); 1 MiB in one value is past HPACK's per-field limit and always closes it.
+  const attacks: [string, Metadata, Status | undefined][] = [
+    ['one 64 KiB value', headers(1, 64 * 1024), Status.RESOURCE_EXHAUSTED],
+    ['17 values of 60 KiB', headers(17, 60 * 1024), Status.RESOURCE_EXHAUSTED],
+    ['one 1 MiB value', headers(1, 1024 * 1024), undefined],
+  ]
+  try {
+    for (const [what, metadata, expected] of attacks) {
+      const attacker = new AppServiceClient(address(), await pki.client(CALLER), separately(what))
+      try {
+        const started = Date.now()
+        const attack = unaryCall(attacker, 'getAppAccount', { deviceId: 'd', sessionToken: 's' }, { metadata, deadlineMs: 10_000 }).then(
+          () => assert.fail(`${what}: the call went through`),
+          (error: ServiceError) => error,
+        )
+        const served = expectStatus(unaryCall(neighbour, 'getAppAccount', { deviceId: 'd', sessionToken: 's' }), Status.NOT_FOUND, 'no such session')
+        const [error] = await Promise.all([attack, served])
+        assert.ok(Date.now() - started < 2000, `${what}: refused after ${Date.now() - started} ms`)
+        assert.notEqual(error.code, Status.DEADLINE_EXCEEDED, what)
+        if (expected !== undefined) assert.equal(error.code, expected, `${what}: ${Status[error.code]} ${error.details}`)
+      } finally {
+        attacker.close()
+      }
+    }
+    // Small metadata is untouched.
+    await expectStatus(unaryCall(neighbour, 'getAppAccount', { deviceId: 'd', sessionToken: 's' }, { metadata: headers(4, 1024) }), Status.NOT_FOUND)
+  } finally {
+    neighbour.close()
   }
 })
 

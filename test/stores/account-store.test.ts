@@ -1,14 +1,22 @@
 // The account_management store on PGlite, or on PostgreSQL when DATABASE_URL is set.
 import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
 import { after, before, test } from 'node:test'
 import type { Kysely } from 'kysely'
-import { RegisterCloudAccountRequest, RegisterCloudAccountResponse } from '../../gen/cloudpay/account/v1/account_management_service.ts'
+import {
+  BindPaymentAccountRequest,
+  BindPaymentAccountResponse,
+  RegisterCloudAccountRequest,
+  RegisterCloudAccountResponse,
+} from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { accountManagement } from '../../services/account-management/server.ts'
 import * as store from '../../services/account-management/store/repository.ts'
 import type { AccountDatabase } from '../../services/account-management/store/tables.ts'
-import { idempotent } from '../../services/runtime/idempotency.ts'
+import { callOf, idempotent } from '../../services/runtime/idempotency.ts'
+import { Sealer } from '../../services/runtime/sealing.ts'
 import { DATABASE_KIND, openMigrated } from '../helpers/database.ts'
 
+const fingerprints = new Sealer(randomBytes(32))
 let db: Kysely<AccountDatabase>
 let close: () => Promise<void>
 before(async () => {
@@ -49,7 +57,7 @@ test(`idempotency: concurrent calls with one request id have one effect and one 
   const attempt = () =>
     idempotent(
       db,
-      { caller, method: 'test/Register', requestId: request.requestId, request, requestCodec: RegisterCloudAccountRequest, responseCodec: RegisterCloudAccountResponse },
+      callOf({ caller, method: 'test/Register', fingerprints }, request, RegisterCloudAccountRequest, RegisterCloudAccountResponse),
       async (trx) => {
         effects += 1
         const row = await store.insertCloudAccount(trx, 'fay', 'h')
@@ -73,4 +81,20 @@ test(`idempotency rows hold neither the request id nor the response in clear (${
     assert.doesNotMatch(row.request_id, /-/, 'a hash, not the UUID')
     assert.ok(!Buffer.from(row.response).includes(Buffer.from('fay')), 'the response is sealed')
   }
+})
+
+test(`idempotency fingerprints are keyed and blind to secrets: a dump cannot confirm an account number (${DATABASE_KIND})`, async () => {
+  const caller = { role: 'terminal', id: 'phone' } as const
+  const request = { requestId: '0b7c1a52-5f0e-4a57-9d7e-31f1e2a0c9d4', deviceId: 'dev-9', platformId: 'alphapay', payerAccount: 'ACCT12345678', makeDefault: false }
+  const call = callOf({ caller, method: 'test/Bind', fingerprints }, request, BindPaymentAccountRequest, BindPaymentAccountResponse)
+  assert.equal(call.request.payerAccount, '', 'secrets are blanked by callOf itself')
+  assert.equal(request.payerAccount, 'ACCT12345678', 'the handler keeps its request')
+  await idempotent(db, call, async () => ({ binding: undefined }))
+  const row = await db.selectFrom('idempotency_keys').select('request_hash').where('caller', '=', 'terminal/phone').executeTakeFirstOrThrow()
+  // What an attacker with the dump computes for each guess: an unkeyed hash of the request.
+  for (const guess of [request, { ...request, payerAccount: '' }]) {
+    const unkeyed = createHash('sha256').update(BindPaymentAccountRequest.encode(guess).finish()).digest('base64url')
+    assert.notEqual(row.request_hash, unkeyed)
+  }
+  assert.doesNotMatch(row.request_hash, /ACCT/)
 })
