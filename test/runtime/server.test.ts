@@ -64,6 +64,7 @@ before(async () => {
       },
       openChannel: notImplemented('OpenChannel'),
       closeChannel: notImplemented('CloseChannel'),
+      closeDeviceChannels: notImplemented('CloseDeviceChannels'),
       listChannels: notImplemented('ListChannels'),
       checkChannel: notImplemented('CheckChannel'),
       publish: notImplemented('Publish'),
