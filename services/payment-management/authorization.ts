@@ -10,4 +10,5 @@ export const rules: Rules<typeof PaymentManagementServiceService> = {
   prepayOrder: allow('terminal'),
   reportPaymentResult: allowServices('payment-platform'),
   cancelOrder: allow('instance', 'terminal'),
+  cancelDeviceOrders: allowServices('account-management'),
 }
