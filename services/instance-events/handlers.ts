@@ -88,7 +88,12 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
     },
 
     closeDeviceChannels: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').check(request.openedBefore !== undefined, 'opened_before', 'is required'))
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .check(request.openedBefore !== undefined, 'opened_before', 'is required'),
+      )
       return idempotent(db, callOf(ctx, request, CloseDeviceChannelsRequest, CloseDeviceChannelsResponse), async (trx) => ({
         channels: (await channels.closeDeviceChannels(trx, request.deviceId, request.openedBefore!)).map(toChannel),
       }))

@@ -242,7 +242,10 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
 
     cancelDeviceOrders: async (request, ctx) => {
       validate((v) =>
-        v.requestId(request.requestId).id(request.deviceId, 'device_id').check(request.submittedBefore !== undefined, 'submitted_before', 'is required'),
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .check(request.submittedBefore !== undefined, 'submitted_before', 'is required'),
       )
       const reply = await tagged({ deviceId: request.deviceId }, () =>
         idempotent(db, callOf(ctx, request, CancelDeviceOrdersRequest, CancelDeviceOrdersResponse), async (trx) => ({

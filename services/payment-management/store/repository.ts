@@ -92,5 +92,11 @@ export async function lockUnpaidOfDevice(trx: Transaction<PaymentDatabase>, devi
 }
 
 export async function findExpired(db: Db, now: Date, limit: number): Promise<OrderRow[]> {
-  return db.selectFrom('orders').selectAll().where('state', 'in', [...UNPAID]).where('expires_at', '<=', now).limit(limit).execute()
+  return db
+    .selectFrom('orders')
+    .selectAll()
+    .where('state', 'in', [...UNPAID])
+    .where('expires_at', '<=', now)
+    .limit(limit)
+    .execute()
 }
