@@ -10,4 +10,5 @@ export const rules: Rules<typeof AppServiceService> = {
   getOrder: either(allow('instance'), allowServices('payment-management')),
   fulfilOrder: allowServices('payment-management'),
   listInventory: allow('instance'),
+  endDeviceSessions: allowServices('account-management'),
 }

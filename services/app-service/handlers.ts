@@ -8,6 +8,8 @@ import {
   type CatalogItem,
   CreateOrderRequest,
   CreateOrderResponse,
+  EndDeviceSessionsRequest,
+  EndDeviceSessionsResponse,
   FulfilOrderRequest,
   FulfilOrderResponse,
   LoginWithTokenRequest,
@@ -106,7 +108,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       }
       return idempotent(db, call, async (trx) => {
         const account = await accounts.getAppAccount(trx, appAccountId)
-        const session = await accounts.openSession(trx, appAccountId, request.deviceId, deps.config.login.sessionTtlMs)
+        const session = await accounts.openSession(trx, appAccountId, request.deviceId, validated.assignmentId, deps.config.login.sessionTtlMs)
         return { appAccount: toAppAccount(account), created, sessionToken: session.token, expireTime: session.expiresAt }
       })
     },
@@ -134,14 +136,13 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
           .check(request.quantity >= 1 && request.quantity <= 100, 'quantity', 'must be 1-100'),
       )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      const account = await accounts.accountOfSession(db, request.sessionToken, request.deviceId)
+      const { session, account } = await accounts.sessionOf(db, request.sessionToken, request.deviceId)
       const collection = await orders.collectionAccounts(db)
-      return idempotent(db, callOf(ctx, request, CreateOrderRequest, CreateOrderResponse), async (trx) => ({
-        order: toOrder(
-          await orders.createOrder(trx, { appAccountId: account.app_account_id, deviceId: request.deviceId, itemId: request.itemId, quantity: request.quantity }),
-          collection,
-        ),
-      }))
+      return idempotent(db, callOf(ctx, request, CreateOrderRequest, CreateOrderResponse), async (trx) => {
+        await accounts.assertSessionAssignmentLive(trx, session)
+        const input = { appAccountId: account.app_account_id, deviceId: request.deviceId, assignmentId: session.assignment_id, itemId: request.itemId, quantity: request.quantity }
+        return { order: toOrder(await orders.createOrder(trx, input), collection) }
+      })
     },
 
     getOrder: async (request, ctx) => {
@@ -196,6 +197,14 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       const rows = await orders.inventory(db, account.app_account_id, cursor === undefined ? undefined : String(cursor), size + 1)
       const { items, nextPageToken } = page(rows, size, (row) => row.item_id, filter)
       return { items: items.map((row) => ({ itemId: row.item_id, quantity: row.quantity })), nextPageToken }
+    },
+
+    endDeviceSessions: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.assignmentId, 'assignment_id'))
+      return idempotent(db, callOf(ctx, request, EndDeviceSessionsRequest, EndDeviceSessionsResponse), async (trx) => ({
+        endedSessions: await accounts.endAssignment(trx, request.deviceId, request.assignmentId),
+        rejectedOrders: await orders.rejectUnpaidOfAssignment(trx, request.deviceId, accounts.endedWith(request.assignmentId)),
+      }))
     },
   }
 }

@@ -52,6 +52,7 @@ before(async () => {
       createOrder: notImplemented('CreateOrder'),
       fulfilOrder: notImplemented('FulfilOrder'),
       listInventory: notImplemented('ListInventory'),
+      endDeviceSessions: notImplemented('EndDeviceSessions'),
     },
     runtime,
   )
