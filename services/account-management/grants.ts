@@ -35,7 +35,9 @@ export async function endAssignment(trx: Trx, assignment: store.InstanceAssignme
   const now = await store.databaseNow(trx)
   const logins = await store.endLoginsOfDevice(trx, assignment.device_id, now)
   const tokens = await store.endTokensOfDevice(trx, assignment.device_id, now)
-  const payload: EndedAssignment = { device_id: assignment.device_id, assignment_id: assignment.assignment_id, ended_at: now.toISOString() }
+  // Dates carry milliseconds, the database microseconds: rounded up, so nothing granted before the end is left out.
+  const endedAt = new Date(now.getTime() + 1)
+  const payload: EndedAssignment = { device_id: assignment.device_id, assignment_id: assignment.assignment_id, ended_at: endedAt.toISOString() }
   const ids = deliveryIdsOf(assignment.assignment_id)
   for (const [index, topic] of Object.values(TOPICS).entries()) await enqueue(trx, topic, { ...payload }, ids[index])
   return { logins, tokens }
