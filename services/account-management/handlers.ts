@@ -33,16 +33,18 @@ import {
   ReleaseInstanceResponse,
 } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
+import { startOutbox } from '../runtime/outbox.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { callOf, idempotent, idempotentAfter } from '../runtime/idempotency.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
 import { RateLimiter } from '../runtime/rate-limit.ts'
 import { KEY_CURSOR, listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
-import type { Handlers } from '../runtime/rpc.ts'
-import type { ServiceDeps } from '../runtime/service-host.ts'
+import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { bearerToken, type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import * as accounts from './accounts.ts'
+import * as grants from './grants.ts'
+import { handOffs } from './hand-offs.ts'
 import * as logins from './login.ts'
 import * as payments from './payment-accounts.ts'
 import type { CloudAccountRow, InstanceAssignmentRow, LoginRow, PaymentBindingRow } from './store/repository.ts'
@@ -55,6 +57,7 @@ const LOGIN_STATES: Record<logins.EffectiveLoginState, LoginState> = {
   rejected: LoginState.LOGIN_STATE_REJECTED,
   redeemed: LoginState.LOGIN_STATE_REDEEMED,
   expired: LoginState.LOGIN_STATE_EXPIRED,
+  ended: LoginState.LOGIN_STATE_ENDED,
 }
 
 /** The binding code goes only to the instance that shows it. */
@@ -82,14 +85,34 @@ const toBinding = (row: PaymentBindingRow): PaymentAccountBinding => ({
   bindTime: row.bound_at,
 })
 
-const toAssignment = (row: InstanceAssignmentRow): InstanceAssignment => ({ deviceId: row.device_id, accountId: row.account_id, assignTime: row.assigned_at })
+const toAssignment = (row: InstanceAssignmentRow): InstanceAssignment => ({
+  deviceId: row.device_id,
+  accountId: row.account_id,
+  assignTime: row.assigned_at,
+  assignmentId: row.assignment_id,
+})
 
-export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManagementServiceService> {
+export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountManagementServiceService> {
   const db = deps.db as Kysely<AccountDatabase>
   const settings = deps.config.login
   // GetLogin is a fallback for clients that cannot follow the pipe: 2 per second per caller.
   const getLoginLimiter = new RateLimiter(2, 5)
-  return {
+  const outbox = startOutbox({
+    db,
+    tracer: deps.tracer,
+    log: deps.log,
+    retryBaseMs: deps.config.payment.retryBaseMs,
+    retryMaxMs: deps.config.payment.retryMaxMs,
+    handlers: handOffs(deps.peers),
+  })
+  /**
+   * After a release (or re-renting) committed: waits, bounded, for AppService, InstanceEvents and
+   * PaymentManagement to acknowledge its end; a caller that sees true sees those grants gone.
+   * Computed afresh on every answer, a replayed one included.
+   */
+  const grantsEnded = (ended: InstanceAssignment | undefined): Promise<boolean> =>
+    ended ? outbox.delivered(grants.deliveryIdsOf(ended.assignmentId), settings.releaseWaitMs) : Promise.resolve(true)
+  const handlers: ServiceParts<typeof AccountManagementServiceService>['handlers'] = {
     registerCloudAccount: async (request, ctx) => {
       validate((v) =>
         v
@@ -129,16 +152,20 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           .id(request.deviceId, 'device_id')
           .format(request.accountId, 'account_id', ACCOUNT_ID),
       )
-      return idempotent(db, callOf(ctx, request, AssignInstanceRequest, AssignInstanceReply), async (trx): Promise<AssignInstanceResponse> => ({
-        assignment: toAssignment(await accounts.assignInstance(trx, request.deviceId, request.accountId)),
-      }))
+      const reply = await idempotent(db, callOf(ctx, request, AssignInstanceRequest, AssignInstanceReply), async (trx): Promise<AssignInstanceResponse> => {
+        const { assignment, replaced } = await accounts.assignInstance(trx, request.deviceId, request.accountId)
+        return { assignment: toAssignment(assignment), replaced: replaced && toAssignment(replaced), grantsEnded: false }
+      })
+      return { ...reply, grantsEnded: await grantsEnded(reply.replaced) }
     },
 
     releaseInstance: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id'))
-      return idempotent(db, callOf(ctx, request, ReleaseInstanceRequest, ReleaseInstanceResponse), async (trx) => ({
+      const reply = await idempotent(db, callOf(ctx, request, ReleaseInstanceRequest, ReleaseInstanceResponse), async (trx) => ({
         released: toAssignment(await accounts.releaseInstance(trx, request.deviceId)),
+        grantsEnded: false,
       }))
+      return { ...reply, grantsEnded: await grantsEnded(reply.released) }
     },
 
     getInstanceAssignment: async (request, ctx) => {
@@ -208,8 +235,8 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
           .id(request.deviceId, 'device_id'),
       )
       return idempotent(db, callOf(ctx, request, ValidateLoginTokenRequest, ValidateLoginTokenResponse), async (trx) => {
-        const { accountId, appAccountId } = await logins.consumeLoginToken(trx, request.loginToken, request.deviceId)
-        return { accountId, deviceId: request.deviceId, appAccountId: appAccountId ?? '' }
+        const { accountId, appAccountId, assignmentId } = await logins.consumeLoginToken(trx, request.loginToken, request.deviceId)
+        return { accountId, deviceId: request.deviceId, appAccountId: appAccountId ?? '', assignmentId }
       })
     },
 
@@ -282,6 +309,12 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AccountManage
       validate((v) => v.id(request.deviceId, 'device_id').format(request.bindingId, 'binding_id', BINDING_ID, { optional: true }))
       const { row, payerAccount } = await payments.resolve(db, deps.sealer, request.deviceId, request.bindingId)
       return { bindingId: row.binding_id, platformId: row.platform_id, payerAccount }
+    },
+  }
+  return {
+    handlers,
+    async onStop() {
+      await outbox.stop()
     },
   }
 }

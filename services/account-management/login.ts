@@ -2,7 +2,7 @@
 // verifies the credential for the device (the account is found from the device), the instance
 // redeems the login for a single-use token, and the application validates it once.
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
-import type { Kysely } from 'kysely'
+import type { Kysely, Transaction } from 'kysely'
 import type { LoginSettings } from '../runtime/config.ts'
 import { isUniqueViolation } from '../runtime/database.ts'
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, quote, ResourceExhaustedError, UnauthenticatedError } from '../runtime/errors.ts'
@@ -23,13 +23,15 @@ export function effectiveState(login: store.LoginRow, now = new Date()): Effecti
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('base64url')
 const newSecret = (bytes: number): string => randomBytes(bytes).toString('base64url')
 
-export async function startLogin(db: Db, deviceId: string, settings: LoginSettings): Promise<store.LoginRow> {
-  const assignment = await store.findInstanceAssignment(db, deviceId)
+/** Starts a login under the device's assignment, held until the transaction ends: a release waits, then ends this login too. */
+export async function startLogin(trx: Transaction<AccountDatabase>, deviceId: string, settings: LoginSettings): Promise<store.LoginRow> {
+  const assignment = await store.holdInstanceAssignment(trx, deviceId)
   if (!assignment) throw new FailedPreconditionError('INSTANCE_NOT_ASSIGNED', `device ${deviceId} is not assigned to a cloud account; the operator assigns it first`)
-  return store.insertLogin(db, {
+  return store.insertLogin(trx, {
     loginId: newSecret(16), // 128 random bits
     deviceId,
     accountId: assignment.account_id,
+    assignmentId: assignment.assignment_id,
     bindingCode: String(randomInt(0, 1_000_000)).padStart(6, '0'),
     expiresAt: new Date(Date.now() + settings.loginTtlMs),
   })
@@ -47,6 +49,7 @@ function assertState(login: store.LoginRow, expected: LoginStateColumn, action: 
   if (state === expected) return
   if (state === 'expired') throw new FailedPreconditionError('LOGIN_EXPIRED', `login ${login.login_id} expired at ${login.expires_at.toISOString()}; start a new login`)
   if (state === 'redeemed') throw new FailedPreconditionError('LOGIN_ALREADY_REDEEMED', `login ${login.login_id} was already redeemed; start a new login`)
+  if (state === 'ended') throw new FailedPreconditionError('LOGIN_ENDED', `login ${login.login_id} ended: device ${login.device_id} was released or re-rented; start a new login`)
   throw new FailedPreconditionError(`LOGIN_${state.toUpperCase()}`, `login ${login.login_id} is ${state}, so it cannot be ${action}`)
 }
 
@@ -75,7 +78,8 @@ export interface CredentialCheck {
 /**
  * Checks the binding code and password the person typed, outside any transaction (the hash is
  * slow and PGlite runs one transaction at a time). The account is the one the device is assigned
- * to now; if it is gone, a dummy hash is verified so answer and timing match a wrong password.
+ * to now, under the assignment the login was started in; if that is gone, a dummy hash is
+ * verified so answer and timing match a wrong password.
  */
 export async function checkCredentials(db: Db, input: { deviceId: string; loginId: string; bindingCode: string; password: string }): Promise<CredentialCheck> {
   const login = await getLogin(db, input.deviceId, input.loginId)
@@ -83,7 +87,8 @@ export async function checkCredentials(db: Db, input: { deviceId: string; loginI
   const checkedAt = new Date()
   await assertNotLocked(db, login.account_id, login.device_id, checkedAt)
   const assignment = await store.findInstanceAssignment(db, input.deviceId)
-  const account = assignment?.account_id === login.account_id ? await store.findCloudAccount(db, login.account_id) : undefined
+  const sameAssignment = assignment !== undefined && (login.assignment_id === null ? assignment.account_id === login.account_id : assignment.assignment_id === login.assignment_id)
+  const account = sameAssignment ? await store.findCloudAccount(db, login.account_id) : undefined
   const passwordOk = account ? await verifyPassword(account.password_hash, input.password) : await verifyAgainstDummy(input.password)
   const codeOk = constantTimeEqual(login.binding_code, input.bindingCode)
   return { login, verified: passwordOk && codeOk, checkedAt }
@@ -124,12 +129,12 @@ export async function redeemLogin(db: Db, deviceId: string, loginId: string, set
   }
   const token = newSecret(32)
   const expiresAt = new Date(Date.now() + settings.tokenTtlMs)
-  await store.insertLoginToken(db, { tokenHash: hashToken(token), loginId, deviceId, accountId: moved.account_id, expiresAt })
+  await store.insertLoginToken(db, { tokenHash: hashToken(token), loginId, deviceId, accountId: moved.account_id, assignmentId: moved.assignment_id, expiresAt })
   return { token, expiresAt }
 }
 
 /** Consumes a token presented from a device; any failure is UNAUTHENTICATED with its reason. */
-export async function consumeLoginToken(db: Db, token: string, deviceId: string): Promise<{ accountId: string; appAccountId: string | undefined }> {
+export async function consumeLoginToken(db: Db, token: string, deviceId: string): Promise<{ accountId: string; appAccountId: string | undefined; assignmentId: string }> {
   const tokenHash = hashToken(token)
   const now = new Date()
   const consumed = await store.consumeLoginToken(db, tokenHash, deviceId, now)
@@ -137,11 +142,12 @@ export async function consumeLoginToken(db: Db, token: string, deviceId: string)
     const row = await store.findLoginToken(db, tokenHash)
     if (!row) throw new UnauthenticatedError('TOKEN_INVALID', 'login_token is not a token this service issued')
     if (row.device_id !== deviceId) throw new UnauthenticatedError('TOKEN_OTHER_DEVICE', `login_token was issued to another device, not ${deviceId}`)
+    if (row.ended_at) throw new UnauthenticatedError('TOKEN_ENDED', `login_token ended unused: device ${deviceId} was released or re-rented after it was issued; log in again`)
     if (row.consumed_at) throw new UnauthenticatedError('TOKEN_USED', 'login_token was already used; log in again')
     throw new UnauthenticatedError('TOKEN_EXPIRED', `login_token expired at ${row.expires_at.toISOString()}; log in again`)
   }
   const binding = await store.findAppAccountBinding(db, consumed.account_id)
-  return { accountId: consumed.account_id, appAccountId: binding?.app_account_id }
+  return { accountId: consumed.account_id, appAccountId: binding?.app_account_id, assignmentId: consumed.assignment_id ?? '' }
 }
 
 /** The first binding of an account wins; an app account can belong to one cloud account only. */

@@ -1,7 +1,9 @@
 // Business rules of app accounts and sessions: a cloud account's first login creates its app
 // account ("cloud platform guest" + digits, fresh archive); later logins get the same one back.
+// A session belongs to the assignment (rental of the device) its login token was granted under
+// and ends with it; once an assignment has ended, nothing is opened for it again.
 import { createHash, randomBytes, randomInt } from 'node:crypto'
-import type { Kysely } from 'kysely'
+import type { Kysely, Transaction } from 'kysely'
 import { UnauthenticatedError } from '../runtime/errors.ts'
 import * as store from './store/repository.ts'
 import type { AppDatabase } from './store/tables.ts'
@@ -30,17 +32,60 @@ export function discardAppAccount(db: Db, appAccountId: string): Promise<void> {
   return store.deleteAppAccount(db, appAccountId)
 }
 
-export async function openSession(db: Db, appAccountId: string, deviceId: string, ttlMs: number): Promise<{ token: string; expiresAt: Date }> {
+/**
+ * Opens a session of the assignment the login token was granted under. The assignment's row is
+ * held until the transaction ends, so an EndDeviceSessions for it either sees this session or
+ * makes this call fail; never a session that outlives its assignment.
+ */
+export async function openSession(
+  trx: Transaction<AppDatabase>,
+  appAccountId: string,
+  deviceId: string,
+  assignmentId: string,
+  ttlMs: number,
+): Promise<{ token: string; expiresAt: Date }> {
+  if (await store.holdDeviceAssignment(trx, deviceId, assignmentId)) {
+    throw new UnauthenticatedError('ASSIGNMENT_ENDED', `device ${deviceId} was released or re-rented after this login token was issued; log in again`)
+  }
   const token = randomBytes(32).toString('base64url')
   const expiresAt = new Date(Date.now() + ttlMs)
-  await store.insertSession(db, { tokenHash: hashToken(token), appAccountId, deviceId, expiresAt })
+  await store.insertSession(trx, { tokenHash: hashToken(token), appAccountId, deviceId, assignmentId, expiresAt })
   return { token, expiresAt }
+}
+
+const SESSION_ENDED = 'session_token ended: the device was released or re-rented; log in again'
+
+/** The live session of the calling device, with its app account. */
+export async function sessionOf(db: Db, token: string, deviceId: string): Promise<{ session: store.AppSessionRow; account: store.AppAccountRow }> {
+  const session = await store.findSession(db, hashToken(token))
+  if (!session || session.device_id !== deviceId) throw new UnauthenticatedError('SESSION_INVALID', 'session_token is not a session of this device; log in again')
+  if (session.ended_at) throw new UnauthenticatedError('SESSION_ENDED', SESSION_ENDED)
+  if (session.expires_at <= new Date()) throw new UnauthenticatedError('SESSION_EXPIRED', 'session_token expired; log in again')
+  return { session, account: await getAppAccount(db, session.app_account_id) }
 }
 
 /** The session's app account; the session must be live and belong to the calling device. */
 export async function accountOfSession(db: Db, token: string, deviceId: string): Promise<store.AppAccountRow> {
-  const session = await store.findSession(db, hashToken(token))
-  if (!session || session.device_id !== deviceId) throw new UnauthenticatedError('SESSION_INVALID', 'session_token is not a session of this device; log in again')
-  if (session.expires_at <= new Date()) throw new UnauthenticatedError('SESSION_EXPIRED', 'session_token expired; log in again')
-  return getAppAccount(db, session.app_account_id)
+  return (await sessionOf(db, token, deviceId)).account
+}
+
+/**
+ * Holds a session's assignment for the rest of the transaction (something is about to be
+ * granted under it, e.g. an order); refuses if the assignment ended since the session was read.
+ */
+export async function assertSessionAssignmentLive(trx: Transaction<AppDatabase>, session: store.AppSessionRow): Promise<void> {
+  if (await store.holdDeviceAssignment(trx, session.device_id, session.assignment_id)) throw new UnauthenticatedError('SESSION_ENDED', SESSION_ENDED)
+}
+
+/** Sessions recorded before assignments were (no assignment id) end with whichever assignment of their device ends first. */
+export const endedWith = (assignmentId: string): string[] => [assignmentId, '']
+
+/**
+ * Ends a device's assignment here: records it as ended (first, so a session being opened for it
+ * waits or fails) and ends its live sessions. Returns how many sessions it ended.
+ */
+export async function endAssignment(trx: Transaction<AppDatabase>, deviceId: string, assignmentId: string): Promise<number> {
+  const now = new Date()
+  await store.endDeviceAssignment(trx, deviceId, assignmentId, now)
+  return store.endSessions(trx, deviceId, endedWith(assignmentId), now)
 }

@@ -11,4 +11,5 @@ export const rules: Rules<typeof AppServiceService> = {
   getOrder: scoped(either(allow('instance'), allowServices('payment-management')), OBJECT_RULES.ownDevice),
   fulfilOrder: allowServices('payment-management'),
   listInventory: scoped(allow('instance'), OBJECT_RULES.ownDevice),
+  endDeviceSessions: allowServices('account-management'),
 }

@@ -8,6 +8,8 @@ import {
   type CatalogItem,
   CreateOrderRequest,
   CreateOrderResponse,
+  EndDeviceSessionsRequest,
+  EndDeviceSessionsResponse,
   FulfilOrderRequest,
   FulfilOrderResponse,
   LoginWithTokenRequest,
@@ -109,7 +111,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       }
       return idempotent(db, call, async (trx) => {
         const account = await accounts.getAppAccount(trx, appAccountId)
-        const session = await accounts.openSession(trx, appAccountId, request.deviceId, deps.config.login.sessionTtlMs)
+        const session = await accounts.openSession(trx, appAccountId, request.deviceId, validated.assignmentId, deps.config.login.sessionTtlMs)
         return { appAccount: toAppAccount(account), created, sessionToken: session.token, expireTime: session.expiresAt }
       })
     },
@@ -140,14 +142,13 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
           .integer(request.quantity, 'quantity', QUANTITY),
       )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      const account = await accounts.accountOfSession(db, request.sessionToken, request.deviceId)
+      const { session, account } = await accounts.sessionOf(db, request.sessionToken, request.deviceId)
       const collection = await orders.collectionAccounts(db)
-      return idempotent(db, callOf(ctx, request, CreateOrderRequest, CreateOrderResponse), async (trx) => ({
-        order: toOrder(
-          await orders.createOrder(trx, { appAccountId: account.app_account_id, deviceId: request.deviceId, itemId: request.itemId, quantity: request.quantity }),
-          collection,
-        ),
-      }))
+      return idempotent(db, callOf(ctx, request, CreateOrderRequest, CreateOrderResponse), async (trx) => {
+        await accounts.assertSessionAssignmentLive(trx, session)
+        const input = { appAccountId: account.app_account_id, deviceId: request.deviceId, assignmentId: session.assignment_id, itemId: request.itemId, quantity: request.quantity }
+        return { order: toOrder(await orders.createOrder(trx, input), collection) }
+      })
     },
 
     getOrder: async (request, ctx) => {
@@ -203,6 +204,14 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
         cursorOf: (row) => row.item_id,
       })
       return { items: items.map((row) => ({ itemId: row.item_id, quantity: row.quantity })), nextPageToken }
+    },
+
+    endDeviceSessions: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.assignmentId, 'assignment_id'))
+      return idempotent(db, callOf(ctx, request, EndDeviceSessionsRequest, EndDeviceSessionsResponse), async (trx) => ({
+        endedSessions: await accounts.endAssignment(trx, request.deviceId, request.assignmentId),
+        rejectedOrders: await orders.rejectUnpaidOfAssignment(trx, request.deviceId, accounts.endedWith(request.assignmentId)),
+      }))
     },
   }
 }

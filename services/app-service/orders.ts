@@ -10,7 +10,7 @@ type Db = Kysely<AppDatabase>
 
 export const MERCHANT_ID = 'demo-shop'
 
-export async function createOrder(db: Db, input: { appAccountId: string; deviceId: string; itemId: string; quantity: number }): Promise<store.AppOrderRow> {
+export async function createOrder(db: Db, input: { appAccountId: string; deviceId: string; assignmentId: string; itemId: string; quantity: number }): Promise<store.AppOrderRow> {
   const item = await store.findCatalogItem(db, input.itemId)
   if (!item) throw new NotFoundError('ITEM_NOT_FOUND', `item_id: no catalog item ${quote(input.itemId)}`)
   const quantity = BigInt(input.quantity)
@@ -19,6 +19,7 @@ export async function createOrder(db: Db, input: { appAccountId: string; deviceI
     app_order_id: `ord-${randomUUID()}`,
     app_account_id: input.appAccountId,
     device_id: input.deviceId,
+    assignment_id: input.assignmentId,
     item_id: item.item_id,
     quantity: input.quantity,
     currency_code: item.currency_code,
@@ -27,6 +28,11 @@ export async function createOrder(db: Db, input: { appAccountId: string; deviceI
     amount_due_minor: item.unit_price_minor * quantity - discount,
     description: `${input.quantity} x ${item.title}`,
   })
+}
+
+/** Rejects the unpaid orders of an ended assignment (a payment that lands anyway is refunded); returns how many. */
+export function rejectUnpaidOfAssignment(db: Db, deviceId: string, assignmentIds: readonly string[]): Promise<number> {
+  return store.rejectPendingOrders(db, deviceId, assignmentIds)
 }
 
 export async function getOrder(db: Db, appOrderId: string): Promise<store.AppOrderRow> {

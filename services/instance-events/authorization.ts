@@ -5,6 +5,7 @@ import { allow, allowServices, either, OBJECT_RULES, type Rules, scoped } from '
 export const rules: Rules<typeof InstanceEventsServiceService> = {
   openChannel: allow('operator'),
   closeChannel: allow('operator'),
+  closeDeviceChannels: allowServices('account-management'),
   listChannels: scoped(allow('operator', 'terminal'), OBJECT_RULES.ownTerminal),
   // Only the services that decide what a terminal may do for a device ask.
   checkChannel: allowServices('account-management', 'payment-management'),

@@ -19,13 +19,27 @@ export async function openChannel(db: Db, deviceId: string, terminalId: string):
 export async function closeChannel(db: Db, channelId: string): Promise<store.ChannelRow> {
   const closed = await store.closeChannel(db, channelId)
   if (closed) {
-    // The terminal's streams of this device, on every replica, re-check and end.
-    await store.notifyChannelClosed(db, closed.device_id, closed.terminal_id)
+    await endStreamsOf(db, closed)
     return closed
   }
   const existing = await store.findChannel(db, channelId)
   if (!existing) throw new NotFoundError('CHANNEL_NOT_FOUND', `channel ${quote(channelId)} does not exist`, { channel_id: channelId })
   throw new FailedPreconditionError('CHANNEL_CLOSED', `channel ${channelId} is already closed`, { channel_id: channelId })
+}
+
+/** The terminal's streams of this device, on every replica, re-check and end. */
+function endStreamsOf(db: Db, channel: store.ChannelRow): Promise<void> {
+  return store.notifyChannelClosed(db, channel.device_id, channel.terminal_id)
+}
+
+/**
+ * Closes every channel of a released (or re-rented) device that was opened before the release,
+ * and ends those terminals' streams; a channel opened later, for the next renter, stays open.
+ */
+export async function closeDeviceChannels(db: Db, deviceId: string, openedBefore: Date): Promise<store.ChannelRow[]> {
+  const closed = await store.closeDeviceChannels(db, deviceId, openedBefore)
+  for (const channel of closed) await endStreamsOf(db, channel)
+  return closed
 }
 
 export async function isChannelOpen(db: Db, deviceId: string, terminalId: string): Promise<boolean> {

@@ -6,6 +6,8 @@ import {
   ChannelState,
   CloseChannelRequest,
   CloseChannelResponse,
+  CloseDeviceChannelsRequest,
+  CloseDeviceChannelsResponse,
   type Event,
   EventKind,
   type InstanceEventsServiceService,
@@ -85,6 +87,18 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
       validate((v) => v.requestId(request.requestId).format(request.channelId, 'channel_id', CHANNEL_ID))
       return idempotent(db, callOf(ctx, request, CloseChannelRequest, CloseChannelResponse), async (trx) => ({
         channel: toChannel(await channels.closeChannel(trx, request.channelId)),
+      }))
+    },
+
+    closeDeviceChannels: async (request, ctx) => {
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .check(request.openedBefore !== undefined, 'opened_before', 'is required'),
+      )
+      return idempotent(db, callOf(ctx, request, CloseDeviceChannelsRequest, CloseDeviceChannelsResponse), async (trx) => ({
+        channels: (await channels.closeDeviceChannels(trx, request.deviceId, request.openedBefore!)).map(toChannel),
       }))
     },
 

@@ -12,4 +12,5 @@ export const rules: Rules<typeof PaymentManagementServiceService> = {
   reportPaymentResult: scoped(allowServices('payment-platform'), OBJECT_RULES.prepayKey),
   authorizeTerminal: allowServices('payment-platform'),
   cancelOrder: scoped(allow('instance', 'terminal'), OBJECT_RULES.orderDevice),
+  cancelDeviceOrders: allowServices('account-management'),
 }

@@ -3,6 +3,8 @@ import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
 import { AppOrderState } from '../../gen/cloudpay/app/v1/app_service.ts'
 import {
+  CancelDeviceOrdersRequest,
+  CancelDeviceOrdersResponse,
   CancelOrderRequest,
   CancelOrderResponse,
   FetchOrderRequest,
@@ -256,6 +258,22 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       const reply = await tagged({ orderId: order.order_id, deviceId: order.device_id }, () =>
         idempotent(db, callOf(ctx, request, CancelOrderRequest, CancelOrderResponse), async (trx) => ({
           order: toOrder(await orders.cancel(trx, request.orderId, request.reason || `cancelled by ${ctx.caller.role}`)),
+        })),
+      )
+      outbox.kick()
+      return reply
+    },
+
+    cancelDeviceOrders: async (request, ctx) => {
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .check(request.submittedBefore !== undefined, 'submitted_before', 'is required'),
+      )
+      const reply = await tagged({ deviceId: request.deviceId }, () =>
+        idempotent(db, callOf(ctx, request, CancelDeviceOrdersRequest, CancelDeviceOrdersResponse), async (trx) => ({
+          orderIds: (await orders.cancelDeviceOrders(trx, request.deviceId, request.submittedBefore!)).map((order) => order.order_id),
         })),
       )
       outbox.kick()

@@ -202,6 +202,18 @@ export async function cancel(trx: Trx, orderId: string, reason: string, endState
   return ended
 }
 
+/**
+ * Cancels every unpaid order of a released (or re-rented) device submitted before the release,
+ * so neither renter's terminal can pay the other's; orders submitted later stay. Call in a transaction.
+ */
+export async function cancelDeviceOrders(trx: Trx, deviceId: string, submittedBefore: Date): Promise<store.OrderRow[]> {
+  const cancelled: store.OrderRow[] = []
+  for (const order of await store.lockUnpaidOfDevice(trx, deviceId, submittedBefore)) {
+    cancelled.push(await cancel(trx, order.order_id, 'the device was released or re-rented before the order was paid'))
+  }
+  return cancelled
+}
+
 /** Expires unpaid orders past their time, in batches; returns how many. */
 export async function expireDue(db: Db): Promise<number> {
   let count = 0

@@ -79,6 +79,11 @@ export interface LoginSettings {
   readonly maxFailures: number
   /** How long a lock lasts; failures older than this are forgotten. */
   readonly lockMs: number
+  /**
+   * How long ReleaseInstance (and AssignInstance of an assigned device) waits for the other
+   * services to acknowledge that the ended assignment's sessions, channels and orders are gone.
+   */
+  readonly releaseWaitMs: number
 }
 
 export interface EventSettings {
@@ -113,6 +118,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       sessionTtlMs: positiveInt(env, 'CLOUDPAY_SESSION_TTL_MS', 12 * 3_600_000),
       maxFailures: positiveInt(env, 'CLOUDPAY_LOGIN_MAX_FAILURES', 5),
       lockMs: positiveInt(env, 'CLOUDPAY_LOGIN_LOCK_MS', 15 * 60_000),
+      releaseWaitMs: positiveInt(env, 'CLOUDPAY_RELEASE_WAIT_MS', 5_000),
     }),
     payment: Object.freeze({
       platformIds: Object.freeze(platformIds(env)),

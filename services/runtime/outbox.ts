@@ -78,8 +78,17 @@ export interface Outbox {
   kick(): void
   /** Deliveries not yet delivered. */
   pending(): Promise<number>
+  /**
+   * Kicks, then waits until every one of these deliveries was acknowledged (by this replica or
+   * another) or `timeoutMs` passed: true when all were. A delivery not in the table counts as
+   * done. Waiting never stops the retries.
+   */
+  delivered(deliveryIds: readonly string[], timeoutMs: number): Promise<boolean>
   stop(): Promise<void>
 }
+
+/** How often a waiter re-reads the table, for deliveries another replica attempts. */
+const DELIVERED_RECHECK_MS = 250
 
 export function startOutbox(options: OutboxOptions): Outbox {
   const db = options.db as OutboxDb
@@ -87,6 +96,11 @@ export function startOutbox(options: OutboxOptions): Outbox {
   let running: Promise<void> | undefined
   let again = false
   let stopped = false
+  /** Waiters woken whenever this replica acknowledges a delivery; each re-reads its own. */
+  const waiters = new Set<() => void>()
+  const wakeWaiters = (): void => {
+    for (const wake of waiters) wake()
+  }
 
   // The query builder (not raw SQL) so the service's schema applies to the table.
   const claim = () =>
@@ -121,6 +135,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
       await context.with(otelTrace.setSpan(parent, span), () => handler(payload, row.delivery_id, row.attempts))
       await db.updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', '=', row.delivery_id).execute()
       span.end()
+      wakeWaiters()
     } catch (error) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
       span.end()
@@ -158,11 +173,47 @@ export function startOutbox(options: OutboxOptions): Outbox {
       })
   }
 
+  const undelivered = async (ids: readonly string[]): Promise<number> =>
+    ids.length === 0
+      ? 0
+      : Number(
+          (
+            await db
+              .selectFrom(OUTBOX_TABLE)
+              .select((eb) => eb.fn.countAll().as('n'))
+              .where('delivery_id', 'in', [...ids])
+              .where('delivered_at', 'is', null)
+              .executeTakeFirstOrThrow()
+          ).n,
+        )
+
+  const delivered = async (ids: readonly string[], timeoutMs: number): Promise<boolean> => {
+    const deadline = Date.now() + timeoutMs
+    run()
+    for (;;) {
+      // Registered before the read, so an acknowledgement between the read and the wait wakes it.
+      let wake!: () => void
+      const woken = new Promise<void>((resolve) => (wake = resolve))
+      waiters.add(wake)
+      try {
+        if ((await undelivered(ids)) === 0) return true
+        const left = deadline - Date.now()
+        if (left <= 0 || stopped) return false
+        let timeout: NodeJS.Timeout | undefined
+        await Promise.race([woken, new Promise<void>((resolve) => (timeout = setTimeout(resolve, Math.min(left, DELIVERED_RECHECK_MS))))])
+        clearTimeout(timeout)
+      } finally {
+        waiters.delete(wake)
+      }
+    }
+  }
+
   const timer = setInterval(run, options.intervalMs ?? 500)
   timer.unref()
   run()
   return {
     kick: run,
+    delivered,
     pending: async () =>
       Number(
         (
@@ -176,6 +227,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
     async stop() {
       stopped = true
       clearInterval(timer)
+      wakeWaiters()
       await running
     },
   }

@@ -115,12 +115,15 @@ describe('wrong credentials', () => {
     }
   })
 
-  test('an account that is gone gets the same answer as a wrong password', async () => {
+  test('a login whose device was released is ended: its terminal is disconnected, and reconnected it still cannot verify it', async () => {
     await setUp('dora', 'dora-password-123', 'cg-5', 'dora-phone')
     const login = await startLogin('cg-5')
     await unaryCall(await t.client('account-management', OPERATOR), 'releaseInstance', { requestId: newRequestId(), deviceId: 'cg-5' })
-    const gone = await verify('cg-5', 'dora-phone', login.loginId, login.bindingCode, 'dora-password-123')
-    assert.equal(gone.state, LoginState.LOGIN_STATE_REJECTED)
+    const disconnected = await expectStatus(verify('cg-5', 'dora-phone', login.loginId, login.bindingCode, 'dora-password-123'), Status.PERMISSION_DENIED)
+    assert.equal(disconnected.reason, 'NO_CHANNEL')
+    await unaryCall(await t.client('instance-events', OPERATOR), 'openChannel', { requestId: newRequestId(), deviceId: 'cg-5', terminalId: 'dora-phone' })
+    const ended = await expectStatus(verify('cg-5', 'dora-phone', login.loginId, login.bindingCode, 'dora-password-123'), Status.FAILED_PRECONDITION)
+    assert.equal(ended.reason, 'LOGIN_ENDED')
   })
 
   test('failed attempts lock the account and the device; the lock expires', async () => {

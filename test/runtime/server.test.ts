@@ -56,6 +56,7 @@ before(async () => {
       },
       fulfilOrder: notImplemented('FulfilOrder'),
       listInventory: notImplemented('ListInventory'),
+      endDeviceSessions: notImplemented('EndDeviceSessions'),
     },
     runtime,
   )
@@ -68,6 +69,7 @@ before(async () => {
       },
       openChannel: notImplemented('OpenChannel'),
       closeChannel: notImplemented('CloseChannel'),
+      closeDeviceChannels: notImplemented('CloseDeviceChannels'),
       listChannels: notImplemented('ListChannels'),
       checkChannel: notImplemented('CheckChannel'),
       publish: notImplemented('Publish'),

@@ -39,14 +39,18 @@ test(`cloud accounts: insert once, find, list in id order after a cursor (${DATA
   )
 })
 
-test(`instance assignments: upsert moves a device, delete ends it, unknown accounts are refused (${DATABASE_KIND})`, async () => {
+test(`instance assignments: insert once, replace with a new assignment id, delete ends it, unknown accounts are refused (${DATABASE_KIND})`, async () => {
   await store.insertCloudAccount(db, 'dan', 'h')
   await store.insertCloudAccount(db, 'eve', 'h')
-  assert.equal((await store.upsertInstanceAssignment(db, 'dev-1', 'dan')).account_id, 'dan')
-  assert.equal((await store.upsertInstanceAssignment(db, 'dev-1', 'eve')).account_id, 'eve')
-  assert.equal((await store.findInstanceAssignment(db, 'dev-1'))?.account_id, 'eve')
-  await assert.rejects(store.upsertInstanceAssignment(db, 'dev-2', 'nobody'), /foreign key/)
-  assert.equal((await store.deleteInstanceAssignment(db, 'dev-1'))?.device_id, 'dev-1')
+  assert.equal((await store.insertInstanceAssignment(db, 'dev-1', 'dan', 'a-1'))?.account_id, 'dan')
+  assert.equal(await store.insertInstanceAssignment(db, 'dev-1', 'eve', 'a-2'), undefined, 'an assigned device is replaced, not inserted')
+  assert.equal(await store.replaceInstanceAssignment(db, 'dev-9', 'eve', 'a-9'), undefined, 'a free device has nothing to replace')
+  const moved = await store.replaceInstanceAssignment(db, 'dev-1', 'eve', 'a-2')
+  assert.deepEqual([moved?.account_id, moved?.assignment_id], ['eve', 'a-2'])
+  assert.equal((await store.findInstanceAssignment(db, 'dev-1'))?.assignment_id, 'a-2')
+  await assert.rejects(store.insertInstanceAssignment(db, 'dev-2', 'nobody', 'a-3'), /foreign key/)
+  await assert.rejects(store.insertInstanceAssignment(db, 'dev-3', 'dan', 'a-2'), /unique|duplicate/, 'assignment ids are never reused')
+  assert.equal((await store.deleteInstanceAssignment(db, 'dev-1'))?.assignment_id, 'a-2')
   assert.equal(await store.findInstanceAssignment(db, 'dev-1'), undefined)
 })
 

@@ -1,5 +1,5 @@
 // SQL of the account_management schema. Functions take the database or a transaction.
-import { type Kysely, type Selectable, sql } from 'kysely'
+import { type Kysely, type Selectable, sql, type Transaction } from 'kysely'
 import type {
   AccountDatabase,
   AppAccountBindingsTable,
@@ -37,18 +37,47 @@ export async function listCloudAccounts(db: Db, afterAccountId: string | undefin
   return query.execute()
 }
 
-/** Records (or moves) a device's assignment to an account. */
-export async function upsertInstanceAssignment(db: Db, deviceId: string, accountId: string): Promise<InstanceAssignmentRow> {
+/** Records a free device's assignment; undefined when the device is assigned already. */
+export async function insertInstanceAssignment(db: Db, deviceId: string, accountId: string, assignmentId: string): Promise<InstanceAssignmentRow | undefined> {
   return db
     .insertInto('instance_assignments')
-    .values({ device_id: deviceId, account_id: accountId })
-    .onConflict((oc) => oc.column('device_id').doUpdateSet({ account_id: accountId, assigned_at: new Date() }))
+    .values({ device_id: deviceId, account_id: accountId, assignment_id: assignmentId })
+    .onConflict((oc) => oc.column('device_id').doNothing())
     .returningAll()
-    .executeTakeFirstOrThrow()
+    .executeTakeFirst()
+}
+
+/** Replaces an assigned device's assignment with a new one; undefined when the device is free. */
+export async function replaceInstanceAssignment(db: Db, deviceId: string, accountId: string, assignmentId: string): Promise<InstanceAssignmentRow | undefined> {
+  return db
+    .updateTable('instance_assignments')
+    .set({ account_id: accountId, assignment_id: assignmentId, assigned_at: new Date() })
+    .where('device_id', '=', deviceId)
+    .returningAll()
+    .executeTakeFirst()
 }
 
 export async function findInstanceAssignment(db: Db, deviceId: string): Promise<InstanceAssignmentRow | undefined> {
   return db.selectFrom('instance_assignments').selectAll().where('device_id', '=', deviceId).executeTakeFirst()
+}
+
+/** The device's assignment, locked against release and re-renting until the transaction ends. */
+export async function lockInstanceAssignment(trx: Transaction<AccountDatabase>, deviceId: string): Promise<InstanceAssignmentRow | undefined> {
+  return trx.selectFrom('instance_assignments').selectAll().where('device_id', '=', deviceId).forUpdate().executeTakeFirst()
+}
+
+/**
+ * The device's assignment, held (shared) until the transaction ends: a release or re-renting
+ * waits, and then ends what this transaction granted under it.
+ */
+export async function holdInstanceAssignment(trx: Transaction<AccountDatabase>, deviceId: string): Promise<InstanceAssignmentRow | undefined> {
+  return trx.selectFrom('instance_assignments').selectAll().where('device_id', '=', deviceId).forShare().executeTakeFirst()
+}
+
+/** The database's clock: the one that stamps channels and orders in every service's schema. */
+export async function databaseNow(db: Db): Promise<Date> {
+  const { rows } = await sql<{ now: Date }>`select clock_timestamp() as now`.execute(db)
+  return new Date(rows[0]!.now)
 }
 
 export async function deleteInstanceAssignment(db: Db, deviceId: string): Promise<InstanceAssignmentRow | undefined> {
@@ -59,12 +88,48 @@ export type LoginRow = Selectable<LoginsTable>
 export type LoginTokenRow = Selectable<LoginTokensTable>
 export type AppAccountBindingRow = Selectable<AppAccountBindingsTable>
 
-export async function insertLogin(db: Db, login: { loginId: string; deviceId: string; accountId: string; bindingCode: string; expiresAt: Date }): Promise<LoginRow> {
+export async function insertLogin(
+  db: Db,
+  login: { loginId: string; deviceId: string; accountId: string; assignmentId: string; bindingCode: string; expiresAt: Date },
+): Promise<LoginRow> {
   return db
     .insertInto('logins')
-    .values({ login_id: login.loginId, device_id: login.deviceId, account_id: login.accountId, binding_code: login.bindingCode, state: 'pending', expires_at: login.expiresAt })
+    .values({
+      login_id: login.loginId,
+      device_id: login.deviceId,
+      account_id: login.accountId,
+      assignment_id: login.assignmentId,
+      binding_code: login.bindingCode,
+      state: 'pending',
+      expires_at: login.expiresAt,
+    })
     .returningAll()
     .executeTakeFirstOrThrow()
+}
+
+/** Ends the device's unexpired pending and verified logins; returns how many. */
+export async function endLoginsOfDevice(db: Db, deviceId: string, now: Date): Promise<number> {
+  const result = await db
+    .updateTable('logins')
+    .set({ state: 'ended', updated_at: now })
+    .where('device_id', '=', deviceId)
+    .where('state', 'in', ['pending', 'verified'])
+    .where('expires_at', '>', now)
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows)
+}
+
+/** Ends the device's unexpired tokens not used yet; returns how many. */
+export async function endTokensOfDevice(db: Db, deviceId: string, now: Date): Promise<number> {
+  const result = await db
+    .updateTable('login_tokens')
+    .set({ ended_at: now })
+    .where('device_id', '=', deviceId)
+    .where('consumed_at', 'is', null)
+    .where('ended_at', 'is', null)
+    .where('expires_at', '>', now)
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows)
 }
 
 export async function findLogin(db: Db, loginId: string): Promise<LoginRow | undefined> {
@@ -83,14 +148,26 @@ export async function transitionLogin(db: Db, loginId: string, from: LoginStateC
     .executeTakeFirst()
 }
 
-export async function insertLoginToken(db: Db, token: { tokenHash: string; loginId: string; deviceId: string; accountId: string; expiresAt: Date }): Promise<void> {
+export async function insertLoginToken(
+  db: Db,
+  token: { tokenHash: string; loginId: string; deviceId: string; accountId: string; assignmentId: string | null; expiresAt: Date },
+): Promise<void> {
   await db
     .insertInto('login_tokens')
-    .values({ token_hash: token.tokenHash, login_id: token.loginId, device_id: token.deviceId, account_id: token.accountId, expires_at: token.expiresAt, consumed_at: null })
+    .values({
+      token_hash: token.tokenHash,
+      login_id: token.loginId,
+      device_id: token.deviceId,
+      account_id: token.accountId,
+      assignment_id: token.assignmentId,
+      expires_at: token.expiresAt,
+      consumed_at: null,
+      ended_at: null,
+    })
     .execute()
 }
 
-/** Consumes an unconsumed, unexpired token of that device; undefined when it does not qualify. */
+/** Consumes an unconsumed, unended, unexpired token of that device; undefined when it does not qualify. */
 export async function consumeLoginToken(db: Db, tokenHash: string, deviceId: string, now: Date): Promise<LoginTokenRow | undefined> {
   return db
     .updateTable('login_tokens')
@@ -98,6 +175,7 @@ export async function consumeLoginToken(db: Db, tokenHash: string, deviceId: str
     .where('token_hash', '=', tokenHash)
     .where('device_id', '=', deviceId)
     .where('consumed_at', 'is', null)
+    .where('ended_at', 'is', null)
     .where('expires_at', '>', now)
     .returningAll()
     .executeTakeFirst()

@@ -1,6 +1,7 @@
 // Row types of the account_management schema.
 import type { Generated } from 'kysely'
 import type { IdempotencyKeysTable } from '../../runtime/idempotency.ts'
+import type { OutboxTable } from '../../runtime/outbox.ts'
 
 export interface CloudAccountsTable {
   account_id: string
@@ -12,15 +13,20 @@ export interface CloudAccountsTable {
 export interface InstanceAssignmentsTable {
   device_id: string
   account_id: string
+  /** This rental of the device: new on every assignment, named by what is granted under it. */
+  assignment_id: string
   assigned_at: Generated<Date>
 }
 
-export type LoginStateColumn = 'pending' | 'verified' | 'rejected' | 'redeemed'
+/** 'ended': the device was released or re-rented before the login was redeemed. */
+export type LoginStateColumn = 'pending' | 'verified' | 'rejected' | 'redeemed' | 'ended'
 
 export interface LoginsTable {
   login_id: string
   device_id: string
   account_id: string
+  /** The assignment the login was started under; null for logins older than assignment ids. */
+  assignment_id: string | null
   /** Shown on the instance's screen; typed by the person on the terminal. */
   binding_code: string
   state: LoginStateColumn
@@ -35,9 +41,13 @@ export interface LoginTokensTable {
   login_id: string
   device_id: string
   account_id: string
+  /** The assignment of the login it was redeemed from; null for tokens older than assignment ids. */
+  assignment_id: string | null
   created_at: Generated<Date>
   expires_at: Date
   consumed_at: Date | null
+  /** Set when the device was released or re-rented before the token was used. */
+  ended_at: Date | null
 }
 
 export type ThrottleScope = 'account' | 'device'
@@ -78,4 +88,5 @@ export interface AccountDatabase {
   cloud_accounts: CloudAccountsTable
   instance_assignments: InstanceAssignmentsTable
   idempotency_keys: IdempotencyKeysTable
+  outbox: OutboxTable
 }

@@ -1,5 +1,5 @@
 // SQL of the app_service schema. Functions take the database or a transaction.
-import type { Kysely, Selectable } from 'kysely'
+import type { Kysely, Selectable, Transaction } from 'kysely'
 import { sql } from 'kysely'
 import type { AppAccountsTable, AppDatabase, AppOrdersTable, AppSessionsTable, Archive, CatalogItemsTable, CollectionAccountsTable, InventoryTable } from './tables.ts'
 
@@ -32,12 +32,55 @@ export async function deleteAppAccount(db: Db, appAccountId: string): Promise<vo
   await db.deleteFrom('app_accounts').where('app_account_id', '=', appAccountId).execute()
 }
 
-export async function insertSession(db: Db, session: { tokenHash: string; appAccountId: string; deviceId: string; expiresAt: Date }): Promise<AppSessionRow> {
+export async function insertSession(db: Db, session: { tokenHash: string; appAccountId: string; deviceId: string; assignmentId: string; expiresAt: Date }): Promise<AppSessionRow> {
   return db
     .insertInto('app_sessions')
-    .values({ token_hash: session.tokenHash, app_account_id: session.appAccountId, device_id: session.deviceId, expires_at: session.expiresAt })
+    .values({
+      token_hash: session.tokenHash,
+      app_account_id: session.appAccountId,
+      device_id: session.deviceId,
+      assignment_id: session.assignmentId,
+      expires_at: session.expiresAt,
+      ended_at: null,
+    })
     .returningAll()
     .executeTakeFirstOrThrow()
+}
+
+/**
+ * Records that a device's assignment is in use and locks its row until the transaction ends, so
+ * ending the assignment waits for it (and it for an end under way); returns when it ended, if it did.
+ */
+export async function holdDeviceAssignment(trx: Transaction<AppDatabase>, deviceId: string, assignmentId: string): Promise<Date | null> {
+  const row = await trx
+    .insertInto('device_assignments')
+    .values({ device_id: deviceId, assignment_id: assignmentId, ended_at: null })
+    .onConflict((oc) => oc.columns(['device_id', 'assignment_id']).doUpdateSet({ device_id: (eb) => eb.ref('excluded.device_id') }))
+    .returning('ended_at')
+    .executeTakeFirstOrThrow()
+  return row.ended_at
+}
+
+/** Marks a device's assignment ended (the first end's time is kept). */
+export async function endDeviceAssignment(trx: Transaction<AppDatabase>, deviceId: string, assignmentId: string, now: Date): Promise<void> {
+  await trx
+    .insertInto('device_assignments')
+    .values({ device_id: deviceId, assignment_id: assignmentId, ended_at: now })
+    .onConflict((oc) => oc.columns(['device_id', 'assignment_id']).doUpdateSet({ ended_at: sql`coalesce(device_assignments.ended_at, excluded.ended_at)` }))
+    .execute()
+}
+
+/** Ends the device's live sessions of these assignments; returns how many. */
+export async function endSessions(db: Db, deviceId: string, assignmentIds: readonly string[], now: Date): Promise<number> {
+  const result = await db
+    .updateTable('app_sessions')
+    .set({ ended_at: now })
+    .where('device_id', '=', deviceId)
+    .where('assignment_id', 'in', [...assignmentIds])
+    .where('ended_at', 'is', null)
+    .where('expires_at', '>', now)
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows)
 }
 
 export async function findSession(db: Db, tokenHash: string): Promise<AppSessionRow | undefined> {
@@ -84,6 +127,18 @@ export async function markOrderEffective(
     .where('state', '=', 'pending')
     .returningAll()
     .executeTakeFirst()
+}
+
+/** Rejects the device's pending orders placed under these assignments; returns how many. */
+export async function rejectPendingOrders(db: Db, deviceId: string, assignmentIds: readonly string[]): Promise<number> {
+  const result = await db
+    .updateTable('app_orders')
+    .set({ state: 'rejected' })
+    .where('device_id', '=', deviceId)
+    .where('assignment_id', 'in', [...assignmentIds])
+    .where('state', '=', 'pending')
+    .executeTakeFirst()
+  return Number(result.numUpdatedRows)
 }
 
 export async function markOrderRejected(db: Db, appOrderId: string): Promise<void> {

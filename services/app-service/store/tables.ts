@@ -30,8 +30,23 @@ export interface AppSessionsTable {
   token_hash: string
   app_account_id: string
   device_id: string
+  /** The assignment (rental of the device) the login token was granted under; '' before it was recorded. */
+  assignment_id: Generated<string>
   created_at: Generated<Date>
   expires_at: Date
+  /** Set when the device was released or re-rented: the session is over. */
+  ended_at: Date | null
+}
+
+/**
+ * The assignments of a device this service has seen: a row per assignment that opened a session
+ * or was ended. A set ended_at is the tombstone: no session or order is opened for it any more.
+ */
+export interface DeviceAssignmentsTable {
+  device_id: string
+  assignment_id: string
+  created_at: Generated<Date>
+  ended_at: Date | null
 }
 
 export interface CollectionAccountsTable {
@@ -46,6 +61,8 @@ export interface AppOrdersTable {
   app_order_id: string
   app_account_id: string
   device_id: string
+  /** The assignment of the session that placed it; '' before it was recorded. */
+  assignment_id: Generated<string>
   item_id: string
   quantity: number
   currency_code: string
@@ -73,6 +90,7 @@ export interface AppDatabase {
   inventory: InventoryTable
   app_accounts: AppAccountsTable
   app_sessions: AppSessionsTable
+  device_assignments: DeviceAssignmentsTable
   catalog_items: CatalogItemsTable
   idempotency_keys: IdempotencyKeysTable
 }

@@ -34,6 +34,18 @@ export async function closeChannel(db: Db, channelId: string): Promise<ChannelRo
     .executeTakeFirst()
 }
 
+/** Closes the device's open channels opened before `openedBefore`; returns those it closed. */
+export async function closeDeviceChannels(db: Db, deviceId: string, openedBefore: Date): Promise<ChannelRow[]> {
+  return db
+    .updateTable('channels')
+    .set({ state: 'closed', closed_at: new Date() })
+    .where('device_id', '=', deviceId)
+    .where('state', '=', 'open')
+    .where('opened_at', '<', openedBefore)
+    .returningAll()
+    .execute()
+}
+
 export interface ChannelFilter {
   readonly terminalId?: string
   readonly deviceId?: string

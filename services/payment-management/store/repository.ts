@@ -75,6 +75,28 @@ export async function listOrders(db: Db, deviceId: string, beforeSeq: bigint | u
   return query.execute()
 }
 
+/** States in which an order can still be paid (and so cancelled). */
+const UNPAID = ['submitted', 'fetched', 'awaiting_payment'] as const satisfies readonly OrderStateColumn[]
+
+/** Unpaid orders of a device submitted before `submittedBefore`, locked, oldest first. */
+export async function lockUnpaidOfDevice(trx: Transaction<PaymentDatabase>, deviceId: string, submittedBefore: Date): Promise<OrderRow[]> {
+  return trx
+    .selectFrom('orders')
+    .selectAll()
+    .where('device_id', '=', deviceId)
+    .where('state', 'in', [...UNPAID])
+    .where('submitted_at', '<', submittedBefore)
+    .orderBy('seq')
+    .forUpdate()
+    .execute()
+}
+
 export async function findExpired(db: Db, now: Date, limit: number): Promise<OrderRow[]> {
-  return db.selectFrom('orders').selectAll().where('state', 'in', ['submitted', 'fetched', 'awaiting_payment']).where('expires_at', '<=', now).limit(limit).execute()
+  return db
+    .selectFrom('orders')
+    .selectAll()
+    .where('state', 'in', [...UNPAID])
+    .where('expires_at', '<=', now)
+    .limit(limit)
+    .execute()
 }

@@ -38,6 +38,11 @@ export enum LoginState {
   LOGIN_STATE_REDEEMED = 4,
   /** LOGIN_STATE_EXPIRED - The login was not completed in time. */
   LOGIN_STATE_EXPIRED = 5,
+  /**
+   * LOGIN_STATE_ENDED - The instance was released or re-rented before the login was redeemed; the login is over
+   * and cannot be verified or redeemed (FAILED_PRECONDITION, reason LOGIN_ENDED).
+   */
+  LOGIN_STATE_ENDED = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -61,6 +66,9 @@ export function loginStateFromJSON(object: any): LoginState {
     case 5:
     case "LOGIN_STATE_EXPIRED":
       return LoginState.LOGIN_STATE_EXPIRED;
+    case 6:
+    case "LOGIN_STATE_ENDED":
+      return LoginState.LOGIN_STATE_ENDED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -82,6 +90,8 @@ export function loginStateToJSON(object: LoginState): string {
       return "LOGIN_STATE_REDEEMED";
     case LoginState.LOGIN_STATE_EXPIRED:
       return "LOGIN_STATE_EXPIRED";
+    case LoginState.LOGIN_STATE_ENDED:
+      return "LOGIN_STATE_ENDED";
     case LoginState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -103,7 +113,14 @@ export interface InstanceAssignment {
   /** The cloud account it serves. */
   accountId: string;
   /** When the assignment was recorded. */
-  assignTime: Date | undefined;
+  assignTime:
+    | Date
+    | undefined;
+  /**
+   * Opaque id of this assignment (one rental of the device), new on every AssignInstance.
+   * Logins, login tokens and app sessions granted on the device name the assignment they belong to.
+   */
+  assignmentId: string;
 }
 
 /** A login attempt started by an instance. */
@@ -208,7 +225,20 @@ export interface AssignInstanceRequest {
 /** Response for AssignInstance. */
 export interface AssignInstanceResponse {
   /** The assignment now in force. */
-  assignment: InstanceAssignment | undefined;
+  assignment:
+    | InstanceAssignment
+    | undefined;
+  /** The assignment this call ended (the device was assigned already); unset when it was free. */
+  replaced:
+    | InstanceAssignment
+    | undefined;
+  /**
+   * True when nothing was replaced, or when AppService, InstanceEvents and PaymentManagement
+   * acknowledged, before this reply, that the replaced assignment's app sessions, channels and
+   * unpaid orders are ended (see ReleaseInstance). False when one of them did not answer in
+   * time; its delivery keeps being retried until it does.
+   */
+  grantsEnded: boolean;
 }
 
 /** Request for ReleaseInstance. */
@@ -222,7 +252,16 @@ export interface ReleaseInstanceRequest {
 /** Response for ReleaseInstance. */
 export interface ReleaseInstanceResponse {
   /** The assignment that was ended. */
-  released: InstanceAssignment | undefined;
+  released:
+    | InstanceAssignment
+    | undefined;
+  /**
+   * True when AppService, InstanceEvents and PaymentManagement acknowledged, before this reply,
+   * that the assignment's app sessions, the device's channels and its unpaid orders are ended.
+   * False when one of them did not answer in time; its delivery keeps being retried until it
+   * does. A retry with the same request_id waits again and answers afresh.
+   */
+  grantsEnded: boolean;
 }
 
 /** Request for GetInstanceAssignment. */
@@ -324,6 +363,11 @@ export interface ValidateLoginTokenResponse {
    * and calls BindAppAccount).
    */
   appAccountId: string;
+  /**
+   * The assignment (rental of the device) the token was granted under: the application ties its
+   * session to it, and ends that session when the assignment ends (AppService.EndDeviceSessions).
+   */
+  assignmentId: string;
 }
 
 /** Request for BindAppAccount. */
@@ -524,7 +568,7 @@ export const CloudAccount: MessageFns<CloudAccount> = {
 };
 
 function createBaseInstanceAssignment(): InstanceAssignment {
-  return { deviceId: "", accountId: "", assignTime: undefined };
+  return { deviceId: "", accountId: "", assignTime: undefined, assignmentId: "" };
 }
 
 export const InstanceAssignment: MessageFns<InstanceAssignment> = {
@@ -537,6 +581,9 @@ export const InstanceAssignment: MessageFns<InstanceAssignment> = {
     }
     if (message.assignTime !== undefined) {
       Timestamp.encode(toTimestamp(message.assignTime), writer.uint32(26).fork()).join();
+    }
+    if (message.assignmentId !== "") {
+      writer.uint32(34).string(message.assignmentId);
     }
     return writer;
   },
@@ -578,6 +625,14 @@ export const InstanceAssignment: MessageFns<InstanceAssignment> = {
             message.assignTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.assignmentId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -607,6 +662,11 @@ export const InstanceAssignment: MessageFns<InstanceAssignment> = {
         : isSet(object.assign_time)
         ? fromJsonTimestamp(object.assign_time)
         : undefined,
+      assignmentId: isSet(object.assignmentId)
+        ? globalThis.String(object.assignmentId)
+        : isSet(object.assignment_id)
+        ? globalThis.String(object.assignment_id)
+        : "",
     };
   },
 
@@ -621,6 +681,9 @@ export const InstanceAssignment: MessageFns<InstanceAssignment> = {
     if (message.assignTime !== undefined) {
       obj.assignTime = message.assignTime.toISOString();
     }
+    if (message.assignmentId !== "") {
+      obj.assignmentId = message.assignmentId;
+    }
     return obj;
   },
 
@@ -632,6 +695,7 @@ export const InstanceAssignment: MessageFns<InstanceAssignment> = {
     message.deviceId = object.deviceId ?? "";
     message.accountId = object.accountId ?? "";
     message.assignTime = object.assignTime ?? undefined;
+    message.assignmentId = object.assignmentId ?? "";
     return message;
   },
 };
@@ -1703,13 +1767,19 @@ export const AssignInstanceRequest: MessageFns<AssignInstanceRequest> = {
 };
 
 function createBaseAssignInstanceResponse(): AssignInstanceResponse {
-  return { assignment: undefined };
+  return { assignment: undefined, replaced: undefined, grantsEnded: false };
 }
 
 export const AssignInstanceResponse: MessageFns<AssignInstanceResponse> = {
   encode(message: AssignInstanceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.assignment !== undefined) {
       InstanceAssignment.encode(message.assignment, writer.uint32(10).fork()).join();
+    }
+    if (message.replaced !== undefined) {
+      InstanceAssignment.encode(message.replaced, writer.uint32(18).fork()).join();
+    }
+    if (message.grantsEnded !== false) {
+      writer.uint32(24).bool(message.grantsEnded);
     }
     return writer;
   },
@@ -1735,6 +1805,22 @@ export const AssignInstanceResponse: MessageFns<AssignInstanceResponse> = {
             message.assignment = InstanceAssignment.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.replaced = InstanceAssignment.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.grantsEnded = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1748,13 +1834,27 @@ export const AssignInstanceResponse: MessageFns<AssignInstanceResponse> = {
   },
 
   fromJSON(object: any): AssignInstanceResponse {
-    return { assignment: isSet(object.assignment) ? InstanceAssignment.fromJSON(object.assignment) : undefined };
+    return {
+      assignment: isSet(object.assignment) ? InstanceAssignment.fromJSON(object.assignment) : undefined,
+      replaced: isSet(object.replaced) ? InstanceAssignment.fromJSON(object.replaced) : undefined,
+      grantsEnded: isSet(object.grantsEnded)
+        ? globalThis.Boolean(object.grantsEnded)
+        : isSet(object.grants_ended)
+        ? globalThis.Boolean(object.grants_ended)
+        : false,
+    };
   },
 
   toJSON(message: AssignInstanceResponse): unknown {
     const obj: any = {};
     if (message.assignment !== undefined) {
       obj.assignment = InstanceAssignment.toJSON(message.assignment);
+    }
+    if (message.replaced !== undefined) {
+      obj.replaced = InstanceAssignment.toJSON(message.replaced);
+    }
+    if (message.grantsEnded !== false) {
+      obj.grantsEnded = message.grantsEnded;
     }
     return obj;
   },
@@ -1767,6 +1867,10 @@ export const AssignInstanceResponse: MessageFns<AssignInstanceResponse> = {
     message.assignment = (object.assignment !== undefined && object.assignment !== null)
       ? InstanceAssignment.fromPartial(object.assignment)
       : undefined;
+    message.replaced = (object.replaced !== undefined && object.replaced !== null)
+      ? InstanceAssignment.fromPartial(object.replaced)
+      : undefined;
+    message.grantsEnded = object.grantsEnded ?? false;
     return message;
   },
 };
@@ -1865,13 +1969,16 @@ export const ReleaseInstanceRequest: MessageFns<ReleaseInstanceRequest> = {
 };
 
 function createBaseReleaseInstanceResponse(): ReleaseInstanceResponse {
-  return { released: undefined };
+  return { released: undefined, grantsEnded: false };
 }
 
 export const ReleaseInstanceResponse: MessageFns<ReleaseInstanceResponse> = {
   encode(message: ReleaseInstanceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.released !== undefined) {
       InstanceAssignment.encode(message.released, writer.uint32(10).fork()).join();
+    }
+    if (message.grantsEnded !== false) {
+      writer.uint32(16).bool(message.grantsEnded);
     }
     return writer;
   },
@@ -1897,6 +2004,14 @@ export const ReleaseInstanceResponse: MessageFns<ReleaseInstanceResponse> = {
             message.released = InstanceAssignment.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.grantsEnded = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1910,13 +2025,23 @@ export const ReleaseInstanceResponse: MessageFns<ReleaseInstanceResponse> = {
   },
 
   fromJSON(object: any): ReleaseInstanceResponse {
-    return { released: isSet(object.released) ? InstanceAssignment.fromJSON(object.released) : undefined };
+    return {
+      released: isSet(object.released) ? InstanceAssignment.fromJSON(object.released) : undefined,
+      grantsEnded: isSet(object.grantsEnded)
+        ? globalThis.Boolean(object.grantsEnded)
+        : isSet(object.grants_ended)
+        ? globalThis.Boolean(object.grants_ended)
+        : false,
+    };
   },
 
   toJSON(message: ReleaseInstanceResponse): unknown {
     const obj: any = {};
     if (message.released !== undefined) {
       obj.released = InstanceAssignment.toJSON(message.released);
+    }
+    if (message.grantsEnded !== false) {
+      obj.grantsEnded = message.grantsEnded;
     }
     return obj;
   },
@@ -1929,6 +2054,7 @@ export const ReleaseInstanceResponse: MessageFns<ReleaseInstanceResponse> = {
     message.released = (object.released !== undefined && object.released !== null)
       ? InstanceAssignment.fromPartial(object.released)
       : undefined;
+    message.grantsEnded = object.grantsEnded ?? false;
     return message;
   },
 };
@@ -2933,7 +3059,7 @@ export const ValidateLoginTokenRequest: MessageFns<ValidateLoginTokenRequest> = 
 };
 
 function createBaseValidateLoginTokenResponse(): ValidateLoginTokenResponse {
-  return { accountId: "", deviceId: "", appAccountId: "" };
+  return { accountId: "", deviceId: "", appAccountId: "", assignmentId: "" };
 }
 
 export const ValidateLoginTokenResponse: MessageFns<ValidateLoginTokenResponse> = {
@@ -2946,6 +3072,9 @@ export const ValidateLoginTokenResponse: MessageFns<ValidateLoginTokenResponse> 
     }
     if (message.appAccountId !== "") {
       writer.uint32(26).string(message.appAccountId);
+    }
+    if (message.assignmentId !== "") {
+      writer.uint32(34).string(message.assignmentId);
     }
     return writer;
   },
@@ -2987,6 +3116,14 @@ export const ValidateLoginTokenResponse: MessageFns<ValidateLoginTokenResponse> 
             message.appAccountId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.assignmentId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3016,6 +3153,11 @@ export const ValidateLoginTokenResponse: MessageFns<ValidateLoginTokenResponse> 
         : isSet(object.app_account_id)
         ? globalThis.String(object.app_account_id)
         : "",
+      assignmentId: isSet(object.assignmentId)
+        ? globalThis.String(object.assignmentId)
+        : isSet(object.assignment_id)
+        ? globalThis.String(object.assignment_id)
+        : "",
     };
   },
 
@@ -3030,6 +3172,9 @@ export const ValidateLoginTokenResponse: MessageFns<ValidateLoginTokenResponse> 
     if (message.appAccountId !== "") {
       obj.appAccountId = message.appAccountId;
     }
+    if (message.assignmentId !== "") {
+      obj.assignmentId = message.assignmentId;
+    }
     return obj;
   },
 
@@ -3041,6 +3186,7 @@ export const ValidateLoginTokenResponse: MessageFns<ValidateLoginTokenResponse> 
     message.accountId = object.accountId ?? "";
     message.deviceId = object.deviceId ?? "";
     message.appAccountId = object.appAccountId ?? "";
+    message.assignmentId = object.assignmentId ?? "";
     return message;
   },
 };
@@ -4275,7 +4421,12 @@ export const AccountManagementServiceService = {
       Buffer.from(ListCloudAccountsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListCloudAccountsResponse => ListCloudAccountsResponse.decode(value),
   },
-  /** Records that an instance (device id) now serves a cloud account (login step 0). Caller: operator. */
+  /**
+   * Records that an instance (device id) now serves a cloud account (login step 0), as a new
+   * assignment with its own assignment_id. Assigning a device that is already assigned (to any
+   * account, the same one included) re-rents it: the previous assignment ends exactly as
+   * ReleaseInstance ends it. Caller: operator.
+   */
   assignInstance: {
     path: "/cloudpay.account.v1.AccountManagementService/AssignInstance" as const,
     requestStream: false as const,
@@ -4287,7 +4438,19 @@ export const AccountManagementServiceService = {
       Buffer.from(AssignInstanceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AssignInstanceResponse => AssignInstanceResponse.decode(value),
   },
-  /** Ends an instance's assignment; its pending logins and tokens stop working. Caller: operator. */
+  /**
+   * Ends an instance's assignment and everything granted on the device under it. In the same
+   * transaction as the release, every PENDING or VERIFIED login of the device becomes ENDED (it
+   * can no longer be verified or redeemed) and every unconsumed login token is ended
+   * (ValidateLoginToken answers UNAUTHENTICATED, reason TOKEN_ENDED). Also recorded in that
+   * transaction, and delivered at least once (retried until acknowledged): AppService ends the
+   * assignment's app sessions and refuses to open new ones for it; InstanceEvents closes the
+   * device's open channels (ending those terminals' Notify streams); PaymentManagement cancels the
+   * device's unpaid orders (prepays at platforms included). The reply waits a few seconds for
+   * those three acknowledgements: grants_ended says whether they all arrived. When a service is
+   * down the release still succeeds (grants_ended false) and its delivery keeps being retried.
+   * Caller: operator.
+   */
   releaseInstance: {
     path: "/cloudpay.account.v1.AccountManagementService/ReleaseInstance" as const,
     requestStream: false as const,
@@ -4366,7 +4529,9 @@ export const AccountManagementServiceService = {
   },
   /**
    * Validates and consumes a login token presented to the application (login step 4); answers
-   * with the cloud account and its bound app account, if any. Caller: app-service.
+   * with the cloud account, its bound app account, if any, and the assignment the token belongs
+   * to. A token of a released or re-rented device is refused (UNAUTHENTICATED, TOKEN_ENDED).
+   * Caller: app-service.
    */
   validateLoginToken: {
     path: "/cloudpay.account.v1.AccountManagementService/ValidateLoginToken" as const,
@@ -4474,9 +4639,26 @@ export interface AccountManagementServiceServer extends UntypedServiceImplementa
   getCloudAccount: handleUnaryCall<GetCloudAccountRequest, GetCloudAccountResponse>;
   /** Lists cloud accounts in account id order, paginated (AIP-158). Caller: operator. */
   listCloudAccounts: handleUnaryCall<ListCloudAccountsRequest, ListCloudAccountsResponse>;
-  /** Records that an instance (device id) now serves a cloud account (login step 0). Caller: operator. */
+  /**
+   * Records that an instance (device id) now serves a cloud account (login step 0), as a new
+   * assignment with its own assignment_id. Assigning a device that is already assigned (to any
+   * account, the same one included) re-rents it: the previous assignment ends exactly as
+   * ReleaseInstance ends it. Caller: operator.
+   */
   assignInstance: handleUnaryCall<AssignInstanceRequest, AssignInstanceResponse>;
-  /** Ends an instance's assignment; its pending logins and tokens stop working. Caller: operator. */
+  /**
+   * Ends an instance's assignment and everything granted on the device under it. In the same
+   * transaction as the release, every PENDING or VERIFIED login of the device becomes ENDED (it
+   * can no longer be verified or redeemed) and every unconsumed login token is ended
+   * (ValidateLoginToken answers UNAUTHENTICATED, reason TOKEN_ENDED). Also recorded in that
+   * transaction, and delivered at least once (retried until acknowledged): AppService ends the
+   * assignment's app sessions and refuses to open new ones for it; InstanceEvents closes the
+   * device's open channels (ending those terminals' Notify streams); PaymentManagement cancels the
+   * device's unpaid orders (prepays at platforms included). The reply waits a few seconds for
+   * those three acknowledgements: grants_ended says whether they all arrived. When a service is
+   * down the release still succeeds (grants_ended false) and its delivery keeps being retried.
+   * Caller: operator.
+   */
   releaseInstance: handleUnaryCall<ReleaseInstanceRequest, ReleaseInstanceResponse>;
   /** Reads the current assignment of an instance. Caller: operator, or the instance itself. */
   getInstanceAssignment: handleUnaryCall<GetInstanceAssignmentRequest, GetInstanceAssignmentResponse>;
@@ -4503,7 +4685,9 @@ export interface AccountManagementServiceServer extends UntypedServiceImplementa
   redeemLogin: handleUnaryCall<RedeemLoginRequest, RedeemLoginResponse>;
   /**
    * Validates and consumes a login token presented to the application (login step 4); answers
-   * with the cloud account and its bound app account, if any. Caller: app-service.
+   * with the cloud account, its bound app account, if any, and the assignment the token belongs
+   * to. A token of a released or re-rented device is refused (UNAUTHENTICATED, TOKEN_ENDED).
+   * Caller: app-service.
    */
   validateLoginToken: handleUnaryCall<ValidateLoginTokenRequest, ValidateLoginTokenResponse>;
   /**
@@ -4581,7 +4765,12 @@ export interface AccountManagementServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListCloudAccountsResponse) => void,
   ): ClientUnaryCall;
-  /** Records that an instance (device id) now serves a cloud account (login step 0). Caller: operator. */
+  /**
+   * Records that an instance (device id) now serves a cloud account (login step 0), as a new
+   * assignment with its own assignment_id. Assigning a device that is already assigned (to any
+   * account, the same one included) re-rents it: the previous assignment ends exactly as
+   * ReleaseInstance ends it. Caller: operator.
+   */
   assignInstance(
     request: AssignInstanceRequest,
     callback: (error: ServiceError | null, response: AssignInstanceResponse) => void,
@@ -4597,7 +4786,19 @@ export interface AccountManagementServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AssignInstanceResponse) => void,
   ): ClientUnaryCall;
-  /** Ends an instance's assignment; its pending logins and tokens stop working. Caller: operator. */
+  /**
+   * Ends an instance's assignment and everything granted on the device under it. In the same
+   * transaction as the release, every PENDING or VERIFIED login of the device becomes ENDED (it
+   * can no longer be verified or redeemed) and every unconsumed login token is ended
+   * (ValidateLoginToken answers UNAUTHENTICATED, reason TOKEN_ENDED). Also recorded in that
+   * transaction, and delivered at least once (retried until acknowledged): AppService ends the
+   * assignment's app sessions and refuses to open new ones for it; InstanceEvents closes the
+   * device's open channels (ending those terminals' Notify streams); PaymentManagement cancels the
+   * device's unpaid orders (prepays at platforms included). The reply waits a few seconds for
+   * those three acknowledgements: grants_ended says whether they all arrived. When a service is
+   * down the release still succeeds (grants_ended false) and its delivery keeps being retried.
+   * Caller: operator.
+   */
   releaseInstance(
     request: ReleaseInstanceRequest,
     callback: (error: ServiceError | null, response: ReleaseInstanceResponse) => void,
@@ -4708,7 +4909,9 @@ export interface AccountManagementServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Validates and consumes a login token presented to the application (login step 4); answers
-   * with the cloud account and its bound app account, if any. Caller: app-service.
+   * with the cloud account, its bound app account, if any, and the assignment the token belongs
+   * to. A token of a released or re-rented device is refused (UNAUTHENTICATED, TOKEN_ENDED).
+   * Caller: app-service.
    */
   validateLoginToken(
     request: ValidateLoginTokenRequest,

@@ -33,7 +33,10 @@ export enum AppOrderState {
   APP_ORDER_STATE_PENDING = 1,
   /** APP_ORDER_STATE_EFFECTIVE - Paid and delivered. Final. */
   APP_ORDER_STATE_EFFECTIVE = 2,
-  /** APP_ORDER_STATE_REJECTED - Refused at fulfilment (amount mismatch, item withdrawn); the payment is refunded. Final. */
+  /**
+   * APP_ORDER_STATE_REJECTED - Refused at fulfilment (amount mismatch, item withdrawn), or ended unpaid because its device
+   * was released or re-rented; a payment for it is refunded. Final.
+   */
   APP_ORDER_STATE_REJECTED = 3,
   UNRECOGNIZED = -1,
 }
@@ -284,6 +287,27 @@ export interface ListInventoryResponse {
   items: InventoryItem[];
   /** Token for the next page; empty when this is the last page. */
   nextPageToken: string;
+}
+
+/** Request for EndDeviceSessions. */
+export interface EndDeviceSessionsRequest {
+  /** Idempotency key (AIP-155): AccountManagement's delivery id, the same on every retry. */
+  requestId: string;
+  /** The released or re-rented device. */
+  deviceId: string;
+  /**
+   * The assignment that ended (InstanceAssignment.assignment_id). Sessions of a later
+   * assignment of the device are left alone.
+   */
+  assignmentId: string;
+}
+
+/** Response for EndDeviceSessions. */
+export interface EndDeviceSessionsResponse {
+  /** How many live sessions this call ended. */
+  endedSessions: number;
+  /** How many unpaid orders of the assignment this call rejected. */
+  rejectedOrders: number;
 }
 
 function createBaseAppAccount(): AppAccount {
@@ -2536,6 +2560,212 @@ export const ListInventoryResponse: MessageFns<ListInventoryResponse> = {
   },
 };
 
+function createBaseEndDeviceSessionsRequest(): EndDeviceSessionsRequest {
+  return { requestId: "", deviceId: "", assignmentId: "" };
+}
+
+export const EndDeviceSessionsRequest: MessageFns<EndDeviceSessionsRequest> = {
+  encode(message: EndDeviceSessionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.deviceId !== "") {
+      writer.uint32(18).string(message.deviceId);
+    }
+    if (message.assignmentId !== "") {
+      writer.uint32(26).string(message.assignmentId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EndDeviceSessionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEndDeviceSessionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.assignmentId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EndDeviceSessionsRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
+      assignmentId: isSet(object.assignmentId)
+        ? globalThis.String(object.assignmentId)
+        : isSet(object.assignment_id)
+        ? globalThis.String(object.assignment_id)
+        : "",
+    };
+  },
+
+  toJSON(message: EndDeviceSessionsRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
+    if (message.assignmentId !== "") {
+      obj.assignmentId = message.assignmentId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EndDeviceSessionsRequest>, I>>(base?: I): EndDeviceSessionsRequest {
+    return EndDeviceSessionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EndDeviceSessionsRequest>, I>>(object: I): EndDeviceSessionsRequest {
+    const message = createBaseEndDeviceSessionsRequest();
+    message.requestId = object.requestId ?? "";
+    message.deviceId = object.deviceId ?? "";
+    message.assignmentId = object.assignmentId ?? "";
+    return message;
+  },
+};
+
+function createBaseEndDeviceSessionsResponse(): EndDeviceSessionsResponse {
+  return { endedSessions: 0, rejectedOrders: 0 };
+}
+
+export const EndDeviceSessionsResponse: MessageFns<EndDeviceSessionsResponse> = {
+  encode(message: EndDeviceSessionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.endedSessions !== 0) {
+      writer.uint32(8).int32(message.endedSessions);
+    }
+    if (message.rejectedOrders !== 0) {
+      writer.uint32(16).int32(message.rejectedOrders);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EndDeviceSessionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEndDeviceSessionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.endedSessions = reader.int32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rejectedOrders = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EndDeviceSessionsResponse {
+    return {
+      endedSessions: isSet(object.endedSessions)
+        ? globalThis.Number(object.endedSessions)
+        : isSet(object.ended_sessions)
+        ? globalThis.Number(object.ended_sessions)
+        : 0,
+      rejectedOrders: isSet(object.rejectedOrders)
+        ? globalThis.Number(object.rejectedOrders)
+        : isSet(object.rejected_orders)
+        ? globalThis.Number(object.rejected_orders)
+        : 0,
+    };
+  },
+
+  toJSON(message: EndDeviceSessionsResponse): unknown {
+    const obj: any = {};
+    if (message.endedSessions !== 0) {
+      obj.endedSessions = Math.round(message.endedSessions);
+    }
+    if (message.rejectedOrders !== 0) {
+      obj.rejectedOrders = Math.round(message.rejectedOrders);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EndDeviceSessionsResponse>, I>>(base?: I): EndDeviceSessionsResponse {
+    return EndDeviceSessionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EndDeviceSessionsResponse>, I>>(object: I): EndDeviceSessionsResponse {
+    const message = createBaseEndDeviceSessionsResponse();
+    message.endedSessions = object.endedSessions ?? 0;
+    message.rejectedOrders = object.rejectedOrders ?? 0;
+    return message;
+  },
+};
+
 /**
  * AppService is the application's own server (e.g. a game server): app accounts, the catalog,
  * orders, fulfilment and each account's inventory.
@@ -2627,6 +2857,26 @@ export const AppServiceService = {
       Buffer.from(ListInventoryResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListInventoryResponse => ListInventoryResponse.decode(value),
   },
+  /**
+   * Ends everything the application granted on a device under one assignment (one rental of
+   * the device) when AccountManagement releases or re-rents it: every session opened with a
+   * login token of that assignment is ended (later calls with it answer UNAUTHENTICATED, reason
+   * SESSION_ENDED), its unpaid orders are rejected, and the assignment is recorded as ended, so
+   * a LoginWithToken still under way for it cannot open a session afterwards
+   * (UNAUTHENTICATED, reason ASSIGNMENT_ENDED). Delivered at least once: a repeat changes
+   * nothing. Caller: account-management.
+   */
+  endDeviceSessions: {
+    path: "/cloudpay.app.v1.AppService/EndDeviceSessions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EndDeviceSessionsRequest): Buffer =>
+      Buffer.from(EndDeviceSessionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EndDeviceSessionsRequest => EndDeviceSessionsRequest.decode(value),
+    responseSerialize: (value: EndDeviceSessionsResponse): Buffer =>
+      Buffer.from(EndDeviceSessionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EndDeviceSessionsResponse => EndDeviceSessionsResponse.decode(value),
+  },
 } as const;
 
 export interface AppServiceServer extends UntypedServiceImplementation {
@@ -2653,6 +2903,16 @@ export interface AppServiceServer extends UntypedServiceImplementation {
   fulfilOrder: handleUnaryCall<FulfilOrderRequest, FulfilOrderResponse>;
   /** Lists the items a session's app account owns, paginated (AIP-158). Caller: instance. */
   listInventory: handleUnaryCall<ListInventoryRequest, ListInventoryResponse>;
+  /**
+   * Ends everything the application granted on a device under one assignment (one rental of
+   * the device) when AccountManagement releases or re-rents it: every session opened with a
+   * login token of that assignment is ended (later calls with it answer UNAUTHENTICATED, reason
+   * SESSION_ENDED), its unpaid orders are rejected, and the assignment is recorded as ended, so
+   * a LoginWithToken still under way for it cannot open a session afterwards
+   * (UNAUTHENTICATED, reason ASSIGNMENT_ENDED). Delivered at least once: a repeat changes
+   * nothing. Caller: account-management.
+   */
+  endDeviceSessions: handleUnaryCall<EndDeviceSessionsRequest, EndDeviceSessionsResponse>;
 }
 
 export interface AppServiceClient extends Client {
@@ -2776,6 +3036,30 @@ export interface AppServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListInventoryResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Ends everything the application granted on a device under one assignment (one rental of
+   * the device) when AccountManagement releases or re-rents it: every session opened with a
+   * login token of that assignment is ended (later calls with it answer UNAUTHENTICATED, reason
+   * SESSION_ENDED), its unpaid orders are rejected, and the assignment is recorded as ended, so
+   * a LoginWithToken still under way for it cannot open a session afterwards
+   * (UNAUTHENTICATED, reason ASSIGNMENT_ENDED). Delivered at least once: a repeat changes
+   * nothing. Caller: account-management.
+   */
+  endDeviceSessions(
+    request: EndDeviceSessionsRequest,
+    callback: (error: ServiceError | null, response: EndDeviceSessionsResponse) => void,
+  ): ClientUnaryCall;
+  endDeviceSessions(
+    request: EndDeviceSessionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EndDeviceSessionsResponse) => void,
+  ): ClientUnaryCall;
+  endDeviceSessions(
+    request: EndDeviceSessionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EndDeviceSessionsResponse) => void,
   ): ClientUnaryCall;
 }
 

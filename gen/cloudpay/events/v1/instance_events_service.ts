@@ -209,6 +209,22 @@ export interface CloseChannelResponse {
   channel: Channel | undefined;
 }
 
+/** Request for CloseDeviceChannels. */
+export interface CloseDeviceChannelsRequest {
+  /** Idempotency key (AIP-155): AccountManagement's delivery id, the same on every retry. */
+  requestId: string;
+  /** The released or re-rented device. */
+  deviceId: string;
+  /** When the device was released: only channels opened before it are closed. Required. */
+  openedBefore: Date | undefined;
+}
+
+/** Response for CloseDeviceChannels. */
+export interface CloseDeviceChannelsResponse {
+  /** The channels this call closed (none when they were closed already). */
+  channels: Channel[];
+}
+
 /** Request for ListChannels. */
 export interface ListChannelsRequest {
   /** Only channels of this terminal; required for a terminal caller (its own id). */
@@ -979,6 +995,188 @@ export const CloseChannelResponse: MessageFns<CloseChannelResponse> = {
     message.channel = (object.channel !== undefined && object.channel !== null)
       ? Channel.fromPartial(object.channel)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseCloseDeviceChannelsRequest(): CloseDeviceChannelsRequest {
+  return { requestId: "", deviceId: "", openedBefore: undefined };
+}
+
+export const CloseDeviceChannelsRequest: MessageFns<CloseDeviceChannelsRequest> = {
+  encode(message: CloseDeviceChannelsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.deviceId !== "") {
+      writer.uint32(18).string(message.deviceId);
+    }
+    if (message.openedBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.openedBefore), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CloseDeviceChannelsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCloseDeviceChannelsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.openedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CloseDeviceChannelsRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
+      openedBefore: isSet(object.openedBefore)
+        ? fromJsonTimestamp(object.openedBefore)
+        : isSet(object.opened_before)
+        ? fromJsonTimestamp(object.opened_before)
+        : undefined,
+    };
+  },
+
+  toJSON(message: CloseDeviceChannelsRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
+    if (message.openedBefore !== undefined) {
+      obj.openedBefore = message.openedBefore.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CloseDeviceChannelsRequest>, I>>(base?: I): CloseDeviceChannelsRequest {
+    return CloseDeviceChannelsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloseDeviceChannelsRequest>, I>>(object: I): CloseDeviceChannelsRequest {
+    const message = createBaseCloseDeviceChannelsRequest();
+    message.requestId = object.requestId ?? "";
+    message.deviceId = object.deviceId ?? "";
+    message.openedBefore = object.openedBefore ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCloseDeviceChannelsResponse(): CloseDeviceChannelsResponse {
+  return { channels: [] };
+}
+
+export const CloseDeviceChannelsResponse: MessageFns<CloseDeviceChannelsResponse> = {
+  encode(message: CloseDeviceChannelsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.channels) {
+      Channel.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CloseDeviceChannelsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCloseDeviceChannelsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.channels.push(Channel.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CloseDeviceChannelsResponse {
+    return {
+      channels: globalThis.Array.isArray(object?.channels) ? object.channels.map((e: any) => Channel.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: CloseDeviceChannelsResponse): unknown {
+    const obj: any = {};
+    if (message.channels?.length) {
+      obj.channels = message.channels.map((e) => Channel.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CloseDeviceChannelsResponse>, I>>(base?: I): CloseDeviceChannelsResponse {
+    return CloseDeviceChannelsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloseDeviceChannelsResponse>, I>>(object: I): CloseDeviceChannelsResponse {
+    const message = createBaseCloseDeviceChannelsResponse();
+    message.channels = object.channels?.map((e) => Channel.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2025,6 +2223,24 @@ export const InstanceEventsServiceService = {
     responseDeserialize: (value: Buffer): CloseChannelResponse => CloseChannelResponse.decode(value),
   },
   /**
+   * Closes every channel of a device opened before a given time, as CloseChannel does (the
+   * terminals' Notify streams of the device end with PERMISSION_DENIED, reason CHANNEL_CLOSED),
+   * when AccountManagement releases or re-rents the device. Delivered at least once: a repeat
+   * closes nothing more, and a late one leaves channels opened for the next renter alone.
+   * Caller: account-management.
+   */
+  closeDeviceChannels: {
+    path: "/cloudpay.events.v1.InstanceEventsService/CloseDeviceChannels" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CloseDeviceChannelsRequest): Buffer =>
+      Buffer.from(CloseDeviceChannelsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CloseDeviceChannelsRequest => CloseDeviceChannelsRequest.decode(value),
+    responseSerialize: (value: CloseDeviceChannelsResponse): Buffer =>
+      Buffer.from(CloseDeviceChannelsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CloseDeviceChannelsResponse => CloseDeviceChannelsResponse.decode(value),
+  },
+  /**
    * Lists channels, paginated (AIP-158); a terminal learns its device id here. Caller: operator
    * (any), terminal (its own channels only).
    */
@@ -2093,6 +2309,14 @@ export interface InstanceEventsServiceServer extends UntypedServiceImplementatio
   /** Closes a channel; the terminal can no longer subscribe to or act for the device. Caller: operator. */
   closeChannel: handleUnaryCall<CloseChannelRequest, CloseChannelResponse>;
   /**
+   * Closes every channel of a device opened before a given time, as CloseChannel does (the
+   * terminals' Notify streams of the device end with PERMISSION_DENIED, reason CHANNEL_CLOSED),
+   * when AccountManagement releases or re-rents the device. Delivered at least once: a repeat
+   * closes nothing more, and a late one leaves channels opened for the next renter alone.
+   * Caller: account-management.
+   */
+  closeDeviceChannels: handleUnaryCall<CloseDeviceChannelsRequest, CloseDeviceChannelsResponse>;
+  /**
    * Lists channels, paginated (AIP-158); a terminal learns its device id here. Caller: operator
    * (any), terminal (its own channels only).
    */
@@ -2145,6 +2369,28 @@ export interface InstanceEventsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CloseChannelResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Closes every channel of a device opened before a given time, as CloseChannel does (the
+   * terminals' Notify streams of the device end with PERMISSION_DENIED, reason CHANNEL_CLOSED),
+   * when AccountManagement releases or re-rents the device. Delivered at least once: a repeat
+   * closes nothing more, and a late one leaves channels opened for the next renter alone.
+   * Caller: account-management.
+   */
+  closeDeviceChannels(
+    request: CloseDeviceChannelsRequest,
+    callback: (error: ServiceError | null, response: CloseDeviceChannelsResponse) => void,
+  ): ClientUnaryCall;
+  closeDeviceChannels(
+    request: CloseDeviceChannelsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CloseDeviceChannelsResponse) => void,
+  ): ClientUnaryCall;
+  closeDeviceChannels(
+    request: CloseDeviceChannelsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CloseDeviceChannelsResponse) => void,
   ): ClientUnaryCall;
   /**
    * Lists channels, paginated (AIP-158); a terminal learns its device id here. Caller: operator

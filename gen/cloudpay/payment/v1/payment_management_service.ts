@@ -357,6 +357,22 @@ export interface CancelOrderResponse {
   order: Order | undefined;
 }
 
+/** Request for CancelDeviceOrders. */
+export interface CancelDeviceOrdersRequest {
+  /** Idempotency key (AIP-155): AccountManagement's delivery id, the same on every retry. */
+  requestId: string;
+  /** The released or re-rented device. */
+  deviceId: string;
+  /** When the device was released: only orders submitted before it are cancelled. Required. */
+  submittedBefore: Date | undefined;
+}
+
+/** Response for CancelDeviceOrders. */
+export interface CancelDeviceOrdersResponse {
+  /** The orders this call cancelled (none when there were no unpaid ones left). */
+  orderIds: string[];
+}
+
 function createBaseOrder(): Order {
   return {
     orderId: "",
@@ -2313,6 +2329,192 @@ export const CancelOrderResponse: MessageFns<CancelOrderResponse> = {
   },
 };
 
+function createBaseCancelDeviceOrdersRequest(): CancelDeviceOrdersRequest {
+  return { requestId: "", deviceId: "", submittedBefore: undefined };
+}
+
+export const CancelDeviceOrdersRequest: MessageFns<CancelDeviceOrdersRequest> = {
+  encode(message: CancelDeviceOrdersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.deviceId !== "") {
+      writer.uint32(18).string(message.deviceId);
+    }
+    if (message.submittedBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.submittedBefore), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelDeviceOrdersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelDeviceOrdersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.submittedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelDeviceOrdersRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
+      submittedBefore: isSet(object.submittedBefore)
+        ? fromJsonTimestamp(object.submittedBefore)
+        : isSet(object.submitted_before)
+        ? fromJsonTimestamp(object.submitted_before)
+        : undefined,
+    };
+  },
+
+  toJSON(message: CancelDeviceOrdersRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
+    if (message.submittedBefore !== undefined) {
+      obj.submittedBefore = message.submittedBefore.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelDeviceOrdersRequest>, I>>(base?: I): CancelDeviceOrdersRequest {
+    return CancelDeviceOrdersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelDeviceOrdersRequest>, I>>(object: I): CancelDeviceOrdersRequest {
+    const message = createBaseCancelDeviceOrdersRequest();
+    message.requestId = object.requestId ?? "";
+    message.deviceId = object.deviceId ?? "";
+    message.submittedBefore = object.submittedBefore ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCancelDeviceOrdersResponse(): CancelDeviceOrdersResponse {
+  return { orderIds: [] };
+}
+
+export const CancelDeviceOrdersResponse: MessageFns<CancelDeviceOrdersResponse> = {
+  encode(message: CancelDeviceOrdersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.orderIds) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CancelDeviceOrdersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCancelDeviceOrdersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.orderIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CancelDeviceOrdersResponse {
+    return {
+      orderIds: globalThis.Array.isArray(object?.orderIds)
+        ? object.orderIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.order_ids)
+        ? object.order_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: CancelDeviceOrdersResponse): unknown {
+    const obj: any = {};
+    if (message.orderIds?.length) {
+      obj.orderIds = message.orderIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CancelDeviceOrdersResponse>, I>>(base?: I): CancelDeviceOrdersResponse {
+    return CancelDeviceOrdersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CancelDeviceOrdersResponse>, I>>(object: I): CancelDeviceOrdersResponse {
+    const message = createBaseCancelDeviceOrdersResponse();
+    message.orderIds = object.orderIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * PaymentManagement keeps orders keyed by instance (device id), sends prepay info to the
  * payment platform the person picks, receives payment results, and hands paid orders to the
@@ -2418,6 +2620,25 @@ export const PaymentManagementServiceService = {
     responseSerialize: (value: CancelOrderResponse): Buffer => Buffer.from(CancelOrderResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CancelOrderResponse => CancelOrderResponse.decode(value),
   },
+  /**
+   * Cancels every order of a device that is not paid yet and was submitted before a given time,
+   * as CancelOrder does (a prepay at a platform is cancelled there too; a payment that lands
+   * anyway is refunded), when AccountManagement releases or re-rents the device: neither the
+   * previous renter's terminal nor the next one's can pay the other's orders. Delivered at least
+   * once: a repeat cancels nothing more, and a late one leaves the next renter's orders alone.
+   * Caller: account-management.
+   */
+  cancelDeviceOrders: {
+    path: "/cloudpay.payment.v1.PaymentManagementService/CancelDeviceOrders" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CancelDeviceOrdersRequest): Buffer =>
+      Buffer.from(CancelDeviceOrdersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CancelDeviceOrdersRequest => CancelDeviceOrdersRequest.decode(value),
+    responseSerialize: (value: CancelDeviceOrdersResponse): Buffer =>
+      Buffer.from(CancelDeviceOrdersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CancelDeviceOrdersResponse => CancelDeviceOrdersResponse.decode(value),
+  },
 } as const;
 
 export interface PaymentManagementServiceServer extends UntypedServiceImplementation {
@@ -2450,6 +2671,15 @@ export interface PaymentManagementServiceServer extends UntypedServiceImplementa
   authorizeTerminal: handleUnaryCall<AuthorizeTerminalRequest, AuthorizeTerminalResponse>;
   /** Cancels an order that is not paid yet. Caller: the instance of its device, a terminal with a channel. */
   cancelOrder: handleUnaryCall<CancelOrderRequest, CancelOrderResponse>;
+  /**
+   * Cancels every order of a device that is not paid yet and was submitted before a given time,
+   * as CancelOrder does (a prepay at a platform is cancelled there too; a payment that lands
+   * anyway is refunded), when AccountManagement releases or re-rents the device: neither the
+   * previous renter's terminal nor the next one's can pay the other's orders. Delivered at least
+   * once: a repeat cancels nothing more, and a late one leaves the next renter's orders alone.
+   * Caller: account-management.
+   */
+  cancelDeviceOrders: handleUnaryCall<CancelDeviceOrdersRequest, CancelDeviceOrdersResponse>;
 }
 
 export interface PaymentManagementServiceClient extends Client {
@@ -2593,6 +2823,29 @@ export interface PaymentManagementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CancelOrderResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Cancels every order of a device that is not paid yet and was submitted before a given time,
+   * as CancelOrder does (a prepay at a platform is cancelled there too; a payment that lands
+   * anyway is refunded), when AccountManagement releases or re-rents the device: neither the
+   * previous renter's terminal nor the next one's can pay the other's orders. Delivered at least
+   * once: a repeat cancels nothing more, and a late one leaves the next renter's orders alone.
+   * Caller: account-management.
+   */
+  cancelDeviceOrders(
+    request: CancelDeviceOrdersRequest,
+    callback: (error: ServiceError | null, response: CancelDeviceOrdersResponse) => void,
+  ): ClientUnaryCall;
+  cancelDeviceOrders(
+    request: CancelDeviceOrdersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CancelDeviceOrdersResponse) => void,
+  ): ClientUnaryCall;
+  cancelDeviceOrders(
+    request: CancelDeviceOrdersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CancelDeviceOrdersResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -3,9 +3,11 @@ import type { Migration } from '../../../runtime/database.ts'
 import * as initial from './2026_11_22_0001_initial.ts'
 import * as login from './2026_11_22_0002_login.ts'
 import * as paymentBindings from './2026_11_22_0003_payment_bindings.ts'
+import * as assignmentGrants from './2026_11_23_0001_assignment_grants.ts'
 
 export const migrations: Record<string, Migration> = {
   '2026_11_22_0001_initial': initial,
   '2026_11_22_0002_login': login,
   '2026_11_22_0003_payment_bindings': paymentBindings,
+  '2026_11_23_0001_assignment_grants': assignmentGrants,
 }
