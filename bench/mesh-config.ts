@@ -7,6 +7,8 @@ export function benchConfig(home: string, settings: Record<string, string> = {})
     CLOUDPAY_HOME: home,
     CLOUDPAY_TRACE_FILE: 'off',
     CLOUDPAY_LOG_LEVEL: 'warn',
+    // Each load worker pays for thousands of orders from one payer account.
+    CLOUDPAY_OPENING_BALANCE_MAX_MINOR: '1000000000',
     ...Object.fromEntries(SERVICE_NAMES.map((name) => [addressVariable(name), '127.0.0.1:0'])),
     ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
     ...settings,

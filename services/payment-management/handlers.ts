@@ -235,13 +235,15 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       validate((v) => v.id(request.platformId, 'platform_id').id(request.serialNumber, 'serial_number').id(request.terminalId, 'terminal_id'))
       const order = await orders.findBySerial(db, request.platformId, request.serialNumber)
       if (!order) return { allowed: false, reason: 'no order is paid with this transaction' }
-      try {
-        await mayActFor({ caller: { role: 'terminal', id: request.terminalId }, signal: ctx.signal }, order.device_id)
-        return { allowed: true, reason: '' }
-      } catch (error) {
-        if (error instanceof PermissionDeniedError) return { allowed: false, reason: error.message }
-        throw error
-      }
+      return tagged({ orderId: order.order_id, deviceId: order.device_id, platformId: request.platformId }, async () => {
+        try {
+          await mayActFor({ caller: { role: 'terminal', id: request.terminalId }, signal: ctx.signal }, order.device_id)
+          return { allowed: true, reason: '' }
+        } catch (error) {
+          if (error instanceof PermissionDeniedError) return { allowed: false, reason: error.message }
+          throw error
+        }
+      })
     },
 
     cancelOrder: async (request, ctx) => {

@@ -29,7 +29,7 @@ import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { tagged } from '../runtime/trace-context.ts'
-import { CURRENCY, type Format, validate } from '../runtime/validation.ts'
+import { CURRENCY, type Format, MAX_AMOUNT_MINOR, validate } from '../runtime/validation.ts'
 import * as ledger from './ledger.ts'
 import { PAYMENT_RESULT_TOPIC, paymentResultSender, queuePaymentResult } from './notifications.ts'
 import { currentResultKey } from './result-keys.ts'
@@ -115,8 +115,11 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
       throw new PermissionDeniedError('TERMINAL_NOT_ALLOWED', `terminal ${ctx.caller.id} may not act on transaction ${serialNumber}: the prepay was made for another terminal`)
     }
     if (!txn) return ledger.getTransaction(db, platformId, serialNumber)
-    await assertTerminalMayAct(ctx, txn)
-    return txn
+    // The merchant's order id is PaymentManagement's order id: what follows joins the order's trace tags.
+    return tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
+      await assertTerminalMayAct(ctx, txn)
+      return txn
+    })
   }
 
   const handlers: ServiceParts<typeof PaymentPlatformServiceService>['handlers'] = {
@@ -129,8 +132,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
           .text(request.paymentPassword, 'payment_password', { min: 6, max: 128 })
           .money(request.openingBalance, 'opening_balance')
           // Opening balances are the only way money enters a platform: an operator mints at most this much per account.
+          // (An amount beyond any amount is already refused by money(): one violation is enough.)
           .check(
-            (request.openingBalance?.amountMinor ?? 0n) <= settings.maxOpeningBalanceMinor,
+            (request.openingBalance?.amountMinor ?? 0n) > MAX_AMOUNT_MINOR || (request.openingBalance?.amountMinor ?? 0n) <= settings.maxOpeningBalanceMinor,
             'opening_balance.amount_minor',
             `must be at most ${settings.maxOpeningBalanceMinor} (CLOUDPAY_OPENING_BALANCE_MAX_MINOR)`,
           ),

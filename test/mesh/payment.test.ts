@@ -436,6 +436,15 @@ describe('exactly once', () => {
 })
 
 describe('who may do what', () => {
+  test('an operator mints no more than the declared opening balance per payer account', async () => {
+    const ops = await t.client('payment-platform', OPERATOR)
+    const open = (payerAccount: string, amountMinor: bigint) =>
+      unaryCall(ops, 'createPayerAccount', { requestId: newRequestId(), platformId: 'alphapay', payerAccount, paymentPassword: PAYMENT_PASSWORD, openingBalance: { currencyCode: 'USD', amountMinor } })
+    const refused = await expectStatus(open('MINTPAYER0001', 1_000_001n), Status.INVALID_ARGUMENT, 'CLOUDPAY_OPENING_BALANCE_MAX_MINOR')
+    assert.deepEqual(refused.violations.map((v) => v.field), ['opening_balance.amount_minor'])
+    assert.equal((await open('MINTPAYER0002', 1_000_000n)).account!.balance!.amountMinor, 1_000_000n)
+  })
+
   test('a payment result counts only under the key the platform gave for that prepay, whoever holds a platform certificate', async () => {
     const p = await person()
     const { order: submitted } = await order(p, 'gem-pack-100', 1)
