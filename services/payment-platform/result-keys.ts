@@ -37,7 +37,13 @@ export async function signingKey(db: Db, sealer: Sealer, keyId: string): Promise
   if (!key) {
     const row = await store.findResultKey(db, keyId)
     if (!row) throw new Error(`result key ${keyId} is missing`)
-    key = createPrivateKey({ key: Buffer.from(sealer.open(row.sealed_private_key, keyId), 'base64'), format: 'der', type: 'pkcs8' })
+    let pkcs8: string
+    try {
+      pkcs8 = sealer.open(row.sealed_private_key, keyId)
+    } catch {
+      throw new Error(`result key ${keyId} cannot be opened with this process's data key: every replica sharing a database must share CLOUDPAY_DATA_KEY`)
+    }
+    key = createPrivateKey({ key: Buffer.from(pkcs8, 'base64'), format: 'der', type: 'pkcs8' })
     privateKeys.set(keyId, key)
   }
   return key

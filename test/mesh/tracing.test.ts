@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createServer, type Server } from 'node:http'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { promisify } from 'node:util'
@@ -158,7 +159,8 @@ test('npm run demo -- --json acts out both flows and prints one summary', async 
   )
   const { stdout } = await run(join(ROOT, 'node_modules/.bin/tsx'), ['cli/demo.ts', '--json'], {
     cwd: ROOT,
-    env: { ...process.env, ...ports, CLOUDPAY_HOME: home, DATABASE_URL: t.fresh.location.databaseUrl ?? '' },
+    // Sharing the test mesh's database, so sharing its data key too (as every replica must).
+    env: { ...process.env, ...ports, CLOUDPAY_HOME: home, DATABASE_URL: t.fresh.location.databaseUrl ?? '', CLOUDPAY_DATA_KEY: (await readFile(join(t.config.home, 'keys', 'data.key'), 'utf8')).trim() },
     timeout: 120_000,
   })
   const demo = JSON.parse(stdout) as DemoSummary
