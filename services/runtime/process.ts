@@ -88,6 +88,12 @@ export async function runServiceProcess(specs: readonly ServiceSpec[], afterStar
   }
   process.on('SIGINT', () => shutdown('SIGINT'))
   process.on('SIGTERM', () => shutdown('SIGTERM'))
+  // `npm run` does not pass SIGTERM on (npm exits, this process would serve on, orphaned): when
+  // the process that started this one is gone, drain and stop as if signalled.
+  const parent = process.ppid
+  setInterval(() => {
+    if (process.ppid !== parent) shutdown('parent exited')
+  }, 500).unref()
   mesh.log.info({ services: mesh.services.map((s) => ({ name: s.name, address: s.address })), database: mesh.database.kind }, 'serving')
   await afterStart?.(mesh)
 }

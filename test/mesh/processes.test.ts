@@ -33,15 +33,16 @@ test('cloudpay cert issues a certificate with exactly one SPIFFE URI SAN from th
   }
 })
 
-test('npm run service -- account-management runs one service alone, healthy, and stops cleanly on SIGTERM', async () => {
+test('npm run service -- account-management runs one service alone, healthy, and drains when SIGTERM reaches npm alone', { timeout: 90_000 }, async () => {
   const fresh = await freshDatabase()
-  const port = 40000 + Math.floor(Math.random() * 20000)
-  const child = spawn(TSX, ['cli/service.ts', 'account-management'], {
+  // Its own process group, as a container's PID 1 would be: the signal goes to npm's PID only.
+  const child = spawn('npm', ['run', '-s', 'service', '--', 'account-management'], {
     cwd: ROOT,
+    detached: true,
     env: {
       ...process.env,
       CLOUDPAY_HOME: fresh.home,
-      CLOUDPAY_ACCOUNT_MANAGEMENT_ADDR: `127.0.0.1:${port}`,
+      CLOUDPAY_ACCOUNT_MANAGEMENT_ADDR: '127.0.0.1:0',
       ...(fresh.location.databaseUrl ? { DATABASE_URL: fresh.location.databaseUrl } : {}),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -49,34 +50,57 @@ test('npm run service -- account-management runs one service alone, healthy, and
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()))
-  try {
-    await new Promise<void>((resolve, reject) => {
+  const lines = () =>
+    output
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { msg: string; services?: { name: string; address: string }[] })
+  const logged = (msg: string) =>
+    new Promise<void>((resolve, reject) => {
       const check = (): void => {
-        if (output.includes('"msg":"serving"')) resolve()
+        if (lines().some((l) => l.msg === msg)) resolve()
       }
       child.stdout.on('data', check)
-      child.on('exit', (code) => reject(new Error(`exited with ${code}: ${output}`)))
+      // npm itself may exit first; the output ends when the last process writing it does.
+      child.stdout.on('close', () => (lines().some((l) => l.msg === msg) ? resolve() : reject(new Error(`output ended before ${msg}: ${output}`))))
+      check()
     })
+  try {
+    await logged('serving')
+    const serving = lines().find((l) => l.msg === 'serving')!
+    assert.deepEqual(
+      serving.services!.map((s) => s.name),
+      ['account-management'],
+    )
     const { ensureDevCertificate } = await import('../../services/runtime/dev-certificates.ts')
     const paths = await ensureDevCertificate(fresh.home, { role: 'operator', id: 'probe' })
-    const health = new HealthClient(`127.0.0.1:${port}`, channelCredentials(paths, 1000))
+    const health = new HealthClient(serving.services![0]!.address, channelCredentials(paths, 1000), { 'grpc.ssl_target_name_override': 'localhost' })
     const reply = await unaryCall(health, 'check', { service: 'cloudpay.account.v1.AccountManagementService' })
     health.close()
     assert.equal(reply.status, HealthCheckResponse_ServingStatus.SERVING)
-    const lines = output
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l))
-    assert.deepEqual(
-      lines.find((l) => l.msg === 'serving')?.services.map((s: { name: string }) => s.name),
-      ['account-management'],
-    )
-    child.kill('SIGTERM')
-    const [code] = await once(child, 'exit')
-    assert.equal(code, 0)
-    assert.match(output, /"msg":"stopped"/)
+    process.kill(child.pid!, 'SIGTERM')
+    await logged('stopped')
+    // Nothing of the group is left serving.
+    await until(() => !groupAlive(child.pid!))
   } finally {
-    child.kill('SIGKILL')
+    if (groupAlive(child.pid!)) process.kill(-child.pid!, 'SIGKILL')
     await fresh.drop()
   }
 })
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function until(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    assert.ok(Date.now() < deadline, 'timed out')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
