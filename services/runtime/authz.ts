@@ -68,7 +68,13 @@ const admittedPeers = new WeakMap<Metadata, PeerCertificate>()
 export const admittedPeerOf = (metadata: Metadata): PeerCertificate | undefined => admittedPeers.get(metadata)
 
 export interface AuthorizationEvents {
-  onDenied?(path: string, identity: Identity | null, reason: string): void
+  onDenied?(path: string, identity: Identity | null, reason: string, details: { code: 'UNAUTHENTICATED' | 'PERMISSION_DENIED'; traceId: string | undefined }): void
+}
+
+/** The trace id of the caller's traceparent header, if it sent a well-formed one. */
+function callerTraceId(metadata: Metadata): string | undefined {
+  const header = metadata.get('traceparent')[0]
+  return typeof header === 'string' ? /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(header)?.[1] : undefined
 }
 
 export function authorizationInterceptor(rules: ReadonlyMap<string, Rule>, events: AuthorizationEvents = {}): ServerInterceptor {
@@ -81,13 +87,13 @@ export function authorizationInterceptor(rules: ReadonlyMap<string, Rule>, event
             const identity = identityFromPeerCertificate(certificate)
             if (!identity) {
               const problem = peerIdentityProblem(certificate) ?? 'no mesh identity'
-              events.onDenied?.(method.path, null, problem)
+              events.onDenied?.(method.path, null, problem, { code: 'UNAUTHENTICATED', traceId: callerTraceId(metadata) })
               call.sendStatus(toServiceStatus(new UnauthenticatedError('NO_MESH_IDENTITY', `the client certificate is no mesh identity: ${problem}`)).status)
               return
             }
             const rule = rules.get(method.path)
             if (!rule || !permits(rule, identity)) {
-              events.onDenied?.(method.path, identity, rule ? 'role not allowed' : 'no rule')
+              events.onDenied?.(method.path, identity, rule ? 'role not allowed' : 'no rule', { code: 'PERMISSION_DENIED', traceId: callerTraceId(metadata) })
               const error = new PermissionDeniedError('ROLE_NOT_ALLOWED', `${formatIdentity(identity)} may not call ${method.path.slice(1)}`, {
                 caller: formatIdentity(identity),
                 method: method.path.slice(1),

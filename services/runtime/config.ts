@@ -38,6 +38,8 @@ export interface Config {
   /** Listen address of each service, and where peers reach it. */
   readonly addresses: Readonly<Record<ServiceName, string>>
   readonly logLevel: string
+  /** json, pretty, or auto: pretty when stdout is a terminal. */
+  readonly logFormat: 'json' | 'pretty' | 'auto'
   /** How long a shutdown lets in-flight calls finish before cutting them. */
   readonly shutdownGraceMs: number
   readonly login: LoginSettings
@@ -111,6 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tlsRefreshMs: positiveInt(env, 'CLOUDPAY_TLS_REFRESH_MS', 10_000),
     addresses: Object.freeze(addresses),
     logLevel: oneOf(env, 'CLOUDPAY_LOG_LEVEL', LOG_LEVELS, 'info'),
+    logFormat: oneOf(env, 'CLOUDPAY_LOG_FORMAT', ['json', 'pretty', 'auto'] as const, 'auto'),
     shutdownGraceMs: positiveInt(env, 'CLOUDPAY_SHUTDOWN_GRACE_MS', 10_000),
     login: Object.freeze({
       loginTtlMs: positiveInt(env, 'CLOUDPAY_LOGIN_TTL_MS', 5 * 60_000),

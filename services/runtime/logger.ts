@@ -1,20 +1,30 @@
-// JSON logs (pino) with the active trace and span ids, 64-bit values printed as strings, and
+// JSON logs (pino; readable lines at a terminal) with the active trace and span ids, 64-bit values printed as strings, and
 // secret-bearing fields (secrets.ts, the same list idempotency fingerprints and spans use)
 // redacted wherever they appear: at any depth in what is logged, and in child bindings.
 import { trace } from '@opentelemetry/api'
 import { pino, type DestinationStream, type Logger } from 'pino'
+import pretty from 'pino-pretty'
 import { SECRET_FIELDS, withoutSecrets } from './secrets.ts'
 
 export type { Logger }
 
 const REDACTED = '[redacted]'
 
-export function createLogger(options: { level: string; name: string; destination?: DestinationStream }): Logger {
+export interface LoggerOptions {
+  readonly level: string
+  readonly name: string
+  readonly destination?: DestinationStream
+  /** Human-readable lines (pino-pretty) instead of JSON: for a person at a terminal. */
+  readonly pretty?: boolean
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  const destination = options.destination ?? (options.pretty ? pretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }) : undefined)
   return pino(
     {
-      name: options.name,
       level: options.level,
-      base: { service: options.name },
+      // Only `name` here: services log through child loggers that bind `service`, once.
+      base: { name: options.name },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
       // Bindings of child loggers do not pass logMethod; pino's redaction covers those.
@@ -35,7 +45,7 @@ export function createLogger(options: { level: string; name: string; destination
         },
       },
     },
-    options.destination,
+    destination,
   )
 }
 

@@ -27,7 +27,8 @@ export interface StartOptions {
 /** Starts the given services in this process, sharing one database and one telemetry pipeline. */
 export async function startMesh(specs: readonly ServiceSpec[], options: StartOptions = {}): Promise<Mesh> {
   const config = options.config ?? loadConfig()
-  const log = options.log ?? createLogger({ level: config.logLevel, name: 'cloudpay' })
+  const pretty = config.logFormat === 'pretty' || (config.logFormat === 'auto' && process.stdout.isTTY === true)
+  const log = options.log ?? createLogger({ level: config.logLevel, name: 'cloudpay', pretty })
   const telemetry =
     options.telemetry ?? startTelemetry({ spanFile: config.traceFile, onExportTrouble: (message, error) => log.warn({ error: error?.message }, message) })
   const database = await openDatabase(databaseLocation(config.home, config.databaseUrl))

@@ -11,6 +11,7 @@ import {
   SERVER_KEEPALIVE_TIME_MS,
   SERVER_KEEPALIVE_TIMEOUT_MS,
 } from './limits.ts'
+import { logHandshakeFailures } from './handshake-log.ts'
 import type { Logger } from './logger.ts'
 import { readableRequests } from './request-screen.ts'
 import { encodeStreamedMessagesOnce } from './streams.ts'
@@ -67,7 +68,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     'grpc.max_connection_idle_ms': MAX_CONNECTION_IDLE_MS,
     interceptors: [
       authorizationInterceptor(rules, {
-        onDenied: (path, identity, reason) => options.log.warn({ rpc: path.slice(1), caller: identity ? `${identity.role}/${identity.id}` : null, reason }, 'call denied'),
+        onDenied: (path, identity, reason, { code, traceId }) =>
+          options.log.warn({ rpc: path.slice(1), caller: identity ? `${identity.role}/${identity.id}` : null, code, reason, trace_id: traceId }, 'call denied'),
       }),
     ],
   })
@@ -85,6 +87,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.address, options.credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)))
   })
+  logHandshakeFailures(server, options.log)
 
   let stopping: Promise<void> | undefined
   return {

@@ -138,6 +138,16 @@ describe('mutual TLS', () => {
     await expectStatus(health(grpcCredentials.createSsl(ca, await readFile(paths.keyFile), await readFile(paths.certFile))), Status.UNAVAILABLE)
   })
 
+  test('handshake failures are logged with their reason, once per reason and window', async () => {
+    const ca = await readFile(`${t.config.home}/certs/ca.crt`)
+    for (let i = 0; i < 3; i++) await expectStatus(health(grpcCredentials.createSsl(ca)), Status.UNAVAILABLE)
+    const handshakes = t.logLines.map((l) => JSON.parse(l) as { msg: string; reason?: string; peer?: string }).filter((l) => l.msg === 'TLS handshake failed')
+    assert.ok(handshakes.length >= 1, 'the refusals were logged')
+    const reasons = handshakes.map((l) => l.reason)
+    assert.equal(new Set(reasons).size, reasons.length, `one line per reason within the window: ${reasons.join(', ')}`)
+    assert.ok(reasons.includes('ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE'), `the missing certificate is named: ${reasons.join(', ')}`)
+  })
+
   test('a CA certificate signed by the mesh CA is no identity, whatever URI it carries; a separately issued leaf is', async () => {
     const ca = await readFile(`${t.config.home}/certs/ca.crt`)
     const call = async (paths: { keyFile: string; certFile: string }) => {
@@ -303,5 +313,16 @@ describe('tracing', () => {
     const line = t.logLines.map((l) => JSON.parse(l)).findLast((l) => l.rpc === 'cloudpay.account.v1.AccountManagementService/GetCloudAccount' && l.msg === 'rpc finished')
     assert.ok(line, 'an access log line for the call')
     assert.equal(line.trace_id, server.spanContext().traceId)
+    // At info, one line per failed call: code, reason, caller, trace id.
+    const failed = t.logLines.map((l) => JSON.parse(l)).findLast((l) => l.rpc === 'cloudpay.account.v1.AccountManagementService/GetCloudAccount' && l.msg === 'rpc failed')
+    assert.ok(failed, 'a failure line')
+    assert.equal(failed.level, 'info')
+    assert.deepEqual([failed.code, failed.reason, failed.caller, failed.trace_id], ['NOT_FOUND', 'ACCOUNT_NOT_FOUND', 'operator/test-operator', server.spanContext().traceId])
+  })
+
+  test('every log line names its service once (strict JSON parsers refuse duplicate keys)', async () => {
+    const duplicated = t.logLines.filter((line) => (line.match(/"service":/g) ?? []).length > 1)
+    assert.deepEqual(duplicated.slice(0, 3), [])
+    assert.ok(t.logLines.some((line) => line.includes('"service":"account-management"')))
   })
 })
