@@ -1,4 +1,5 @@
 // The benchmark harness runs (--quick, on PGlite) and writes a complete, well-formed result file.
+// A CI step of its own (.ci/run), not part of npm test: it loads the machine for minutes.
 // Its figures are not asserted: speed belongs in the benchmark, not in tests.
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
@@ -9,7 +10,7 @@ import { test } from 'node:test'
 import { promisify } from 'node:util'
 
 const run = promisify(execFile)
-const ROOT = new URL('../..', import.meta.url).pathname
+const ROOT = new URL('..', import.meta.url).pathname
 
 test('npm run bench -- --quick produces a complete result file', { timeout: 180_000 }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'cloudpay-bench-results-'))
