@@ -68,6 +68,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
   const { stallMs, pollMs, retentionMs } = deps.config.events
   const hub = new SubscriberHub(pollMs, (deviceId, after) => pipe.readEvents(db, deviceId, after, CATCH_UP_BATCH), CATCH_UP_BATCH)
   const hubReady = hub.start(deps.listen)
+  // Streams cannot be served without the database: each subscriber's loop re-reads, fails, and
+  // its stream ends UNAVAILABLE, so the client resumes from its sequence (here or on a replica).
+  const unwatchDatabase = deps.onDatabaseAvailability((available) => available || hub.notifyAll())
   hubReady.catch((error: unknown) => deps.log.error({ err: error }, 'cannot LISTEN for events; subscribers fall back to polling'))
   const sweeper = setInterval(
     () => pipe.expireEvents(db, retentionMs).catch((error: unknown) => deps.log.warn({ err: error }, 'event expiry failed')),
@@ -213,6 +216,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
     handlers,
     introspect: () => ({ subscribers: hub.count() }),
     async onStop() {
+      unwatchDatabase()
       clearInterval(sweeper)
       await hub.stop()
     },

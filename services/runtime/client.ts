@@ -17,7 +17,24 @@ import { MESSAGE_LIMIT_BYTES } from './limits.ts'
 
 export const DEFAULT_DEADLINE_MS = 10_000
 
+/**
+ * Every cloudpay RPC is safe to repeat (mutations are idempotent under their request_id, the rest
+ * only read), so every client retries UNAVAILABLE itself, as real clients do: a peer restarting,
+ * a replica gone, the database away for a moment. Reconnecting starts fast and backs off.
+ */
+export const RETRY_SERVICE_CONFIG = {
+  methodConfig: [
+    {
+      name: [{}],
+      retryPolicy: { maxAttempts: 5, initialBackoff: '0.1s', maxBackoff: '2s', backoffMultiplier: 2, retryableStatusCodes: ['UNAVAILABLE'] },
+    },
+  ],
+}
+
 export const CLIENT_CHANNEL_OPTIONS: ChannelOptions = {
+  'grpc.service_config': JSON.stringify(RETRY_SERVICE_CONFIG),
+  'grpc.initial_reconnect_backoff_ms': 250,
+  'grpc.max_reconnect_backoff_ms': 5_000,
   'grpc.max_receive_message_length': MESSAGE_LIMIT_BYTES,
   'grpc.max_send_message_length': MESSAGE_LIMIT_BYTES,
   // Detect dead peers on idle long-lived streams (Notify) within ~40 s.

@@ -25,6 +25,8 @@ export interface ServiceDeps {
   readonly peers: Peers
   /** LISTEN on a database channel (every replica sharing the database hears each NOTIFY). */
   readonly listen: SharedDatabase['listen']
+  /** Told when the database becomes unreachable or reachable again (long-lived streams end on loss). */
+  readonly onDatabaseAvailability: SharedDatabase['onAvailabilityChange']
   /** Seals account numbers at rest. */
   readonly sealer: Sealer
   /** This service's certificate files (its key signs what it vouches for, e.g. payment results). */
@@ -94,6 +96,7 @@ export async function startService(spec: ServiceSpec, host: HostContext): Promis
     tracer,
     peers,
     listen: host.database.listen,
+    onDatabaseAvailability: host.database.onAvailabilityChange,
     sealer: host.sealer,
     certificate: paths,
   })

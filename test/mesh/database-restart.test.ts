@@ -7,7 +7,9 @@ import { status as Status } from '@grpc/grpc-js'
 import { sql } from 'kysely'
 import { HealthCheckResponse_ServingStatus as Serving, HealthClient } from '../../gen/grpc/health/v1/health.ts'
 import { createClient, unaryCall } from '../../services/runtime/client.ts'
+import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { expectStatus, newRequestId } from '../helpers/grpc.ts'
+import { subscribe } from '../helpers/subscriber.ts'
 import { OPERATOR, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 import { type PostgresServer, startPostgresServer } from '../helpers/postgres-server.ts'
 
@@ -41,6 +43,11 @@ test('a PostgreSQL restart kills no service; UNAVAILABLE and NOT_SERVING while i
   const status = async () => (await unaryCall(health, 'check', { service: '' })).status
   await unaryCall(accounts, 'registerCloudAccount', { requestId: newRequestId(), accountId: 'before-restart', password: 'before restart 1' })
   assert.equal(await status(), Serving.SERVING)
+  // A Notify subscriber, caught up and waiting, when the database goes.
+  const instance = await mesh.client('instance-events', { role: 'instance', id: 'restart-device' })
+  await unaryCall(instance, 'publish', { requestId: newRequestId(), deviceId: 'restart-device', kind: EventKind.EVENT_KIND_LOGIN_REQUESTED, subjectId: 'before' })
+  const subscriber = subscribe(instance, 'restart-device')
+  await subscriber.waitFor(1)
 
   // Connections checked out of the pool when the server goes, one running a query and one idle in
   // a transaction: pg reports the idle one's loss as an 'error' event on the client itself.
@@ -75,6 +82,9 @@ test('a PostgreSQL restart kills no service; UNAVAILABLE and NOT_SERVING while i
   assert.equal(await idle, 'failed')
 
   await until('NOT_SERVING', async () => ((await status()) === Serving.NOT_SERVING ? true : undefined))
+  // The stream ends with a status a client resumes on, instead of hanging on a database that is gone.
+  const ended = await subscriber.ended
+  assert.equal(ended.code, Status.UNAVAILABLE, ended.details)
   const during = await expectStatus(
     unaryCall(accounts, 'registerCloudAccount', { requestId: newRequestId(), accountId: 'during-outage', password: 'during outage 1' }),
     Status.UNAVAILABLE,
