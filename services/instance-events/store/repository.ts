@@ -131,3 +131,14 @@ export async function deleteEventsBefore(db: Db, before: Date, limit: number): P
     .executeTakeFirst()
   return Number(result.numDeletedRows)
 }
+
+/** Deletes up to `limit` channels closed before `before`; an open channel is never taken. */
+export async function deleteChannelsClosedBefore(db: Db, before: Date, limit: number): Promise<number> {
+  const result = await db
+    .deleteFrom('channels')
+    .where('channel_id', 'in', (eb) =>
+      eb.selectFrom('channels').select('channel_id').where('state', '=', 'closed').where('closed_at', '<', before).limit(limit).forUpdate().skipLocked(),
+    )
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}
