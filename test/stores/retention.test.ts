@@ -184,9 +184,11 @@ test(`account management: logins and tokens go a window after their expiry, what
   await failures('stale-lock-over', 2 * HOUR, -HOUR)
   await failures('counting', MINUTE, null)
   await failures('locked', 2 * HOUR, 10 * MINUTE)
+  await db.insertInto('rate_limits').values({ name: 'GetLogin', subject: 'instance/idle', tokens: 0, updated_at: at(now, -11 * MINUTE) }).execute()
+  await db.insertInto('rate_limits').values({ name: 'GetLogin', subject: 'instance/busy', tokens: 0, updated_at: at(now, -MINUTE) }).execute()
 
   const counts = await purgeAll(accountPurges({ db, config }), { now })
-  assert.deepEqual(counts, { idempotency_keys: 0, outbox: 0, login_tokens: 2, logins: 3, login_failures: 2 })
+  assert.deepEqual(counts, { idempotency_keys: 0, outbox: 0, login_tokens: 2, logins: 3, login_failures: 2, rate_limits: 1 })
   assert.deepEqual((await db.selectFrom('logins').select('login_id').orderBy('login_id').execute()).map((r) => r.login_id), [
     'ended-presentable',
     'pending-live',
@@ -195,6 +197,7 @@ test(`account management: logins and tokens go a window after their expiry, what
   ])
   assert.deepEqual((await db.selectFrom('login_tokens').select('login_id').orderBy('login_id').execute()).map((r) => r.login_id), ['ended-presentable', 'redeemed-token-live'])
   assert.deepEqual((await db.selectFrom('login_failures').select('subject').orderBy('subject').execute()).map((r) => r.subject), ['counting', 'locked'])
+  assert.deepEqual((await db.selectFrom('rate_limits').select('subject').execute()).map((r) => r.subject), ['instance/busy'])
 })
 
 test(`app service: sessions go a window after expiry; tombstones of ended assignments after theirs; a live assignment stays (${DATABASE_KIND})`, async () => {
