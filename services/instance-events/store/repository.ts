@@ -125,7 +125,8 @@ export async function deleteEventsBefore(db: Db, before: Date, limit: number): P
       eb(
         eb.refTuple('device_id', 'sequence'),
         'in',
-        eb.selectFrom('events').select(['device_id', 'sequence']).where('created_at', '<', before).limit(limit).$asTuple('device_id', 'sequence'),
+        // Rows another replica's purge is deleting are skipped, not waited for.
+        eb.selectFrom('events').select(['device_id', 'sequence']).where('created_at', '<', before).limit(limit).forUpdate().skipLocked().$asTuple('device_id', 'sequence'),
       ),
     )
     .executeTakeFirst()
