@@ -37,7 +37,7 @@ import { startOutbox } from '../runtime/outbox.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { callOf, idempotent, idempotentAfter } from '../runtime/idempotency.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
-import { RateLimiter } from '../runtime/rate-limit.ts'
+import { SharedRateLimiter } from '../runtime/rate-limit.ts'
 import { KEY_CURSOR, listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
@@ -95,8 +95,9 @@ const toAssignment = (row: InstanceAssignmentRow): InstanceAssignment => ({
 export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountManagementServiceService> {
   const db = deps.db as Kysely<AccountDatabase>
   const settings = deps.config.login
-  // GetLogin is a fallback for clients that cannot follow the pipe: 2 per second per caller.
-  const getLoginLimiter = new RateLimiter(2, 5)
+  // GetLogin is a fallback for clients that cannot follow the pipe: 2 per second per caller
+  // (bursts of 5), counted in the database so that every replica takes from the same bucket.
+  const getLoginLimiter = new SharedRateLimiter(db, 'GetLogin', 2, 5)
   const outbox = startOutbox({
     db,
     tracer: deps.tracer,
@@ -184,7 +185,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
 
     getLogin: async (request, ctx) => {
       validate((v) => v.id(request.deviceId, 'device_id').format(request.loginId, 'login_id', LOGIN_ID))
-      getLoginLimiter.take(`${ctx.caller.role}/${ctx.caller.id}`, 'GetLogin')
+      await getLoginLimiter.take(`${ctx.caller.role}/${ctx.caller.id}`, 'GetLogin')
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
       return { login: toLogin(await logins.getLogin(db, request.deviceId, request.loginId), ctx.caller.role === 'instance') }
     },

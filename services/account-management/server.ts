@@ -3,6 +3,7 @@ import { AccountManagementServiceService } from '../../gen/cloudpay/account/v1/a
 import { defineService } from '../runtime/service-host.ts'
 import { rules } from './authorization.ts'
 import { createHandlers } from './handlers.ts'
+import { purges } from './retention.ts'
 import { migrations } from './store/migrations/index.ts'
 
 export const accountManagement = defineService({
@@ -13,4 +14,5 @@ export const accountManagement = defineService({
   migrations,
   rules,
   createHandlers,
+  retention: purges,
 })

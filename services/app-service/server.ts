@@ -3,6 +3,7 @@ import { AppServiceService } from '../../gen/cloudpay/app/v1/app_service.ts'
 import { defineService } from '../runtime/service-host.ts'
 import { rules } from './authorization.ts'
 import { createHandlers } from './handlers.ts'
+import { purges } from './retention.ts'
 import { migrations } from './store/migrations/index.ts'
 
 export const appService = defineService({
@@ -13,4 +14,5 @@ export const appService = defineService({
   migrations,
   rules,
   createHandlers,
+  retention: purges,
 })

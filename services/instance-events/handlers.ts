@@ -65,18 +65,14 @@ const toChannel = (row: ChannelRow): Channel => ({
 
 export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceEventsServiceService> {
   const db = deps.db as Kysely<EventsDatabase>
-  const { stallMs, pollMs, retentionMs } = deps.config.events
+  // Expired events are purged by the service's retention (retention.ts), with the rest.
+  const { stallMs, pollMs } = deps.config.events
   const hub = new SubscriberHub(pollMs, (deviceId, after) => pipe.readEvents(db, deviceId, after, CATCH_UP_BATCH), CATCH_UP_BATCH)
   const hubReady = hub.start(deps.listen)
   // Streams cannot be served without the database: each subscriber's loop re-reads, fails, and
   // its stream ends UNAVAILABLE, so the client resumes from its sequence (here or on a replica).
   const unwatchDatabase = deps.onDatabaseAvailability((available) => available || hub.notifyAll())
   hubReady.catch((error: unknown) => deps.log.error({ err: error }, 'cannot LISTEN for events; subscribers fall back to polling'))
-  const sweeper = setInterval(
-    () => pipe.expireEvents(db, retentionMs).catch((error: unknown) => deps.log.warn({ err: error }, 'event expiry failed')),
-    Math.min(Math.max(retentionMs / 10, 1_000), 3_600_000),
-  )
-  sweeper.unref()
   const isChannelOpen = (deviceId: string, terminalId: string) => channels.isChannelOpen(db, deviceId, terminalId)
   const handlers: Handlers<typeof InstanceEventsServiceService> = {
     openChannel: async (request, ctx) => {
@@ -217,7 +213,6 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
     introspect: () => ({ subscribers: hub.count() }),
     async onStop() {
       unwatchDatabase()
-      clearInterval(sweeper)
       await hub.stop()
     },
   }

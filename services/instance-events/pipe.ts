@@ -5,7 +5,9 @@ import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.
 import { inTransaction } from '../runtime/database.ts'
 import { FailedPreconditionError, PermissionDeniedError } from '../runtime/errors.ts'
 import { formatIdentity, type Identity } from '../runtime/identity.ts'
+import { purge } from '../runtime/retention.ts'
 import { traceParentOf } from '../runtime/trace-context.ts'
+import { eventsPurge } from './retention.ts'
 import * as store from './store/repository.ts'
 import type { EventsDatabase } from './store/tables.ts'
 
@@ -77,13 +79,10 @@ export function readEvents(db: Db, deviceId: string, afterSequence: bigint, limi
   return pending
 }
 
-/** Deletes events older than the retention period, in batches. */
-export async function expireEvents(db: Db, retentionMs: number, now = new Date()): Promise<number> {
-  const before = new Date(now.getTime() - retentionMs)
-  let total = 0
-  for (;;) {
-    const deleted = await store.deleteEventsBefore(db, before, 1000)
-    total += deleted
-    if (deleted < 1000) return total
-  }
+/**
+ * Deletes events older than the retention period, as the service's background retention does
+ * (services/instance-events/retention.ts): bounded batches, yielding to the event loop between them.
+ */
+export function expireEvents(db: Db, retentionMs: number, now = new Date()): Promise<number> {
+  return purge(eventsPurge(db, retentionMs), { now })
 }

@@ -3,6 +3,7 @@ import { InstanceEventsServiceService } from '../../gen/cloudpay/events/v1/insta
 import { defineService } from '../runtime/service-host.ts'
 import { rules } from './authorization.ts'
 import { createHandlers } from './handlers.ts'
+import { purges } from './retention.ts'
 import { migrations } from './store/migrations/index.ts'
 
 export const instanceEvents = defineService({
@@ -13,4 +14,5 @@ export const instanceEvents = defineService({
   migrations,
   rules,
   createHandlers,
+  retention: purges,
 })

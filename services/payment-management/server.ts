@@ -3,6 +3,7 @@ import { PaymentManagementServiceService } from '../../gen/cloudpay/payment/v1/p
 import { defineService } from '../runtime/service-host.ts'
 import { rules } from './authorization.ts'
 import { createHandlers } from './handlers.ts'
+import { purges } from './retention.ts'
 import { migrations } from './store/migrations/index.ts'
 
 export const paymentManagement = defineService({
@@ -13,4 +14,5 @@ export const paymentManagement = defineService({
   migrations,
   rules,
   createHandlers,
+  retention: purges,
 })

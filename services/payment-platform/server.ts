@@ -3,6 +3,7 @@ import { PaymentPlatformServiceService } from '../../gen/cloudpay/platform/v1/pa
 import { defineService } from '../runtime/service-host.ts'
 import { rules } from './authorization.ts'
 import { createHandlers } from './handlers.ts'
+import { purges } from './retention.ts'
 import { migrations } from './store/migrations/index.ts'
 
 export const paymentPlatform = defineService({
@@ -13,4 +14,5 @@ export const paymentPlatform = defineService({
   migrations,
   rules,
   createHandlers,
+  retention: purges,
 })

@@ -45,6 +45,7 @@ export interface Config {
   readonly login: LoginSettings
   readonly events: EventSettings
   readonly payment: PaymentSettings
+  readonly retention: RetentionSettings
   /** Base64 of 32 bytes sealing account numbers at rest; unset means a development key under <home>/keys. */
   readonly dataKey: string | undefined
   /** Where spans are kept locally for `cloudpay trace`; undefined when switched off. */
@@ -68,6 +69,28 @@ export interface PaymentSettings {
   readonly resultKeyRotationMs: number
   /** The largest opening balance an operator may give a new payer account (minor units). */
   readonly maxOpeningBalanceMinor: bigint
+}
+
+/**
+ * How long each kind of finished record is kept before the services' background purge deletes
+ * it (in bounded batches). Work still in progress is never purged, however old: an unanswered
+ * request id, an undelivered outbox row, a live login, session or channel.
+ */
+export interface RetentionSettings {
+  /** How often each replica of each service runs a purge pass. */
+  readonly intervalMs: number
+  /** Answered request ids (every service's idempotency_keys), from their first call. */
+  readonly idempotencyMs: number
+  /** Delivered outbox rows, from their delivery. */
+  readonly outboxMs: number
+  /** Logins and login tokens, from their expiry (whatever their state: redeemed, used, ended). */
+  readonly loginMs: number
+  /** Application sessions, from their expiry. */
+  readonly sessionMs: number
+  /** Closed channels, from their closing. */
+  readonly channelMs: number
+  /** AppService's ended-assignment tombstones, from the end; at least the longest token or session TTL. */
+  readonly tombstoneMs: number
 }
 
 export interface LoginSettings {
@@ -134,6 +157,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       resultKeyRotationMs: positiveInt(env, 'CLOUDPAY_RESULT_KEY_ROTATION_MS', 30 * 24 * 3_600_000),
       maxOpeningBalanceMinor: BigInt(positiveInt(env, 'CLOUDPAY_OPENING_BALANCE_MAX_MINOR', 1_000_000)),
     }),
+    retention: retentionFrom(env),
     dataKey: nonEmpty(env.CLOUDPAY_DATA_KEY),
     traceFile: env.CLOUDPAY_TRACE_FILE === 'off' ? undefined : resolve(env.CLOUDPAY_TRACE_FILE ?? join(env.CLOUDPAY_HOME ?? '.cloudpay', 'traces', 'spans.jsonl')),
     events: Object.freeze({
@@ -141,6 +165,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       stallMs: positiveInt(env, 'CLOUDPAY_SUBSCRIBER_STALL_MS', 30_000),
       pollMs: positiveInt(env, 'CLOUDPAY_SUBSCRIBER_POLL_MS', 5_000),
     }),
+  })
+}
+
+const HOUR_MS = 3_600_000
+
+function retentionFrom(env: NodeJS.ProcessEnv): RetentionSettings {
+  const tombstoneMs = positiveInt(env, 'CLOUDPAY_TOMBSTONE_RETENTION_MS', 7 * 24 * HOUR_MS)
+  // A tombstone must outlive every token and session that could still be presented for its assignment.
+  const longestGrant = Math.max(positiveInt(env, 'CLOUDPAY_LOGIN_TOKEN_TTL_MS', 2 * 60_000), positiveInt(env, 'CLOUDPAY_SESSION_TTL_MS', 12 * HOUR_MS))
+  if (tombstoneMs < longestGrant) {
+    throw new ConfigError(`CLOUDPAY_TOMBSTONE_RETENTION_MS must be at least the longest login token or session TTL (${longestGrant}), got ${tombstoneMs}`)
+  }
+  return Object.freeze({
+    intervalMs: positiveInt(env, 'CLOUDPAY_RETENTION_INTERVAL_MS', 60_000),
+    // Stripe keeps idempotency keys for 24 hours.
+    idempotencyMs: positiveInt(env, 'CLOUDPAY_IDEMPOTENCY_RETENTION_MS', 24 * HOUR_MS),
+    outboxMs: positiveInt(env, 'CLOUDPAY_OUTBOX_RETENTION_MS', 24 * HOUR_MS),
+    loginMs: positiveInt(env, 'CLOUDPAY_LOGIN_RETENTION_MS', 24 * HOUR_MS),
+    sessionMs: positiveInt(env, 'CLOUDPAY_SESSION_RETENTION_MS', 24 * HOUR_MS),
+    channelMs: positiveInt(env, 'CLOUDPAY_CHANNEL_RETENTION_MS', 7 * 24 * HOUR_MS),
+    tombstoneMs,
   })
 }
 

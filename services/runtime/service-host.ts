@@ -8,6 +8,7 @@ import { type Migration, type SharedDatabase, forSchema, migrateSchema } from '.
 import type { Identity } from './identity.ts'
 import type { Logger } from './logger.ts'
 import { Peers } from './peers.ts'
+import { type Purge, type RetentionWorker, startRetention } from './retention.ts'
 import { type Handlers, implement } from './rpc.ts'
 import { type HostedService, type RunningServer, startServer } from './server.ts'
 import type { Telemetry } from './telemetry.ts'
@@ -43,7 +44,13 @@ export interface ServiceSpec {
   readonly protoName: string
   /** Every RPC with its authorization rule (what docs/authorization.md and the matrix test read). */
   readonly methods: readonly MethodAccess[]
-  build(deps: ServiceDeps): HostedService
+  build(deps: ServiceDeps): BuiltService
+}
+
+/** A hosted service with the background work the host started for it. */
+export interface BuiltService extends HostedService {
+  /** Its retention purge (started with it, stopped in onStop), if it keeps anything that expires. */
+  readonly retention?: RetentionWorker
 }
 
 export interface MethodAccess {
@@ -75,6 +82,8 @@ export interface RunningService {
   readonly address: string
   readonly port: number
   readonly server: RunningServer
+  /** Its background retention purge, if it has one (tests run a pass with runNow). */
+  readonly retention: RetentionWorker | undefined
   /** Internal gauges of the service (e.g. open subscribers), for tests and diagnostics. */
   introspect(): Record<string, number>
   stop(): Promise<void>
@@ -114,6 +123,7 @@ export async function startService(spec: ServiceSpec, host: HostContext): Promis
     address: bound,
     port: server.port,
     server,
+    retention: hosted.retention,
     introspect: () => hosted.introspect?.() ?? {},
     async stop() {
       unwatch()
@@ -141,6 +151,8 @@ export function defineService<Definition extends Record<string, { path: string; 
   readonly migrations: Readonly<Record<string, Migration>>
   readonly rules: Rules<Definition>
   readonly createHandlers: (deps: ServiceDeps) => Handlers<Definition> | ServiceParts<Definition>
+  /** What the service forgets, and after how long (runtime/retention.ts); purged in the background. */
+  readonly retention?: (deps: ServiceDeps) => readonly Purge[]
 }): ServiceSpec {
   return {
     name: parts.name,
@@ -157,13 +169,19 @@ export function defineService<Definition extends Record<string, { path: string; 
       const created = parts.createHandlers(deps)
       const service: ServiceParts<Definition> =
         'handlers' in created && typeof created.handlers === 'object' ? (created as ServiceParts<Definition>) : { handlers: created as Handlers<Definition> }
+      const kinds = parts.retention?.(deps) ?? []
+      const retention = kinds.length > 0 ? startRetention({ kinds, intervalMs: deps.config.retention.intervalMs, log: deps.log }) : undefined
       return {
         protoName: parts.protoName,
         definition: parts.definition,
         implementation: implement(parts.definition, service.handlers, deps),
         rules: rulesByPath(parts.definition, parts.rules),
-        onStop: service.onStop,
+        async onStop() {
+          await retention?.stop()
+          await service.onStop?.()
+        },
         introspect: service.introspect,
+        retention,
       }
     },
   }

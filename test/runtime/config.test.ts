@@ -13,6 +13,9 @@ test('every variable is validated, and the error names it', () => {
     CLOUDPAY_LOGIN_TTL_MS: '12abc',
     CLOUDPAY_PLATFORM_IDS: 'alpha pay',
     CLOUDPAY_OPENING_BALANCE_MAX_MINOR: '1e3',
+    CLOUDPAY_IDEMPOTENCY_RETENTION_MS: '0',
+    CLOUDPAY_RETENTION_INTERVAL_MS: 'soon',
+    CLOUDPAY_TOMBSTONE_RETENTION_MS: '60000',
   }
   for (const [name, value] of Object.entries(bad)) {
     assert.throws(() => loadConfig({ [name]: value }), (error: unknown) => error instanceof ConfigError && error.message.startsWith(name), `${name}=${value}`)

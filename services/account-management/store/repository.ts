@@ -278,3 +278,64 @@ export async function listPaymentBindings(db: Db, accountId: string, afterSeq: b
   if (afterSeq !== undefined) query = query.where('seq', '>', afterSeq)
   return query.execute()
 }
+
+// Retention (runtime/retention.ts): one bounded statement each, finished rows only.
+
+/**
+ * Deletes up to `limit` login tokens that expired before `before`: used, ended (the tombstone of
+ * a released assignment: kept as long as the token could be presented) or never used.
+ */
+export async function deleteLoginTokensExpiredBefore(db: Db, before: Date, limit: number): Promise<number> {
+  const result = await db
+    .deleteFrom('login_tokens')
+    .where('token_hash', 'in', (eb) => eb.selectFrom('login_tokens').select('token_hash').where('expires_at', '<', before).limit(limit).forUpdate().skipLocked())
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}
+
+/**
+ * Deletes up to `limit` logins that expired before `before`, whatever their state (a pending or
+ * verified one is live until it expires); one whose token is still kept stays with it.
+ */
+export async function deleteLoginsExpiredBefore(db: Db, before: Date, limit: number): Promise<number> {
+  const result = await db
+    .deleteFrom('logins')
+    .where('login_id', 'in', (eb) =>
+      eb
+        .selectFrom('logins')
+        .select('login_id')
+        .where('expires_at', '<', before)
+        .where(({ not, exists, selectFrom }) => not(exists(selectFrom('login_tokens').select('token_hash').whereRef('login_tokens.login_id', '=', 'logins.login_id'))))
+        .limit(limit)
+        .forUpdate()
+        .skipLocked(),
+    )
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}
+
+/**
+ * Deletes up to `limit` failure counts that no longer count: first failure before `before` (the
+ * window) and no lock after it. Such a row means what no row means.
+ */
+export async function deleteLoginFailuresBefore(db: Db, before: Date, limit: number): Promise<number> {
+  const result = await db
+    .deleteFrom('login_failures')
+    .where((eb) =>
+      eb(
+        eb.refTuple('scope', 'subject'),
+        'in',
+        eb
+          .selectFrom('login_failures')
+          .select(['scope', 'subject'])
+          .where('first_failure_at', '<', before)
+          .where((w) => w.or([w('locked_until', 'is', null), w('locked_until', '<', before)]))
+          .limit(limit)
+          .forUpdate()
+          .skipLocked()
+          .$asTuple('scope', 'subject'),
+      ),
+    )
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}

@@ -2,6 +2,7 @@
 import type { Generated } from 'kysely'
 import type { IdempotencyKeysTable } from '../../runtime/idempotency.ts'
 import type { OutboxTable } from '../../runtime/outbox.ts'
+import type { RateLimitsTable } from '../../runtime/rate-limit.ts'
 
 export interface CloudAccountsTable {
   account_id: string
@@ -89,4 +90,5 @@ export interface AccountDatabase {
   instance_assignments: InstanceAssignmentsTable
   idempotency_keys: IdempotencyKeysTable
   outbox: OutboxTable
+  rate_limits: RateLimitsTable
 }

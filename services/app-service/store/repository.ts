@@ -158,3 +158,37 @@ export async function listInventory(db: Db, appAccountId: string, afterItemId: s
   if (afterItemId !== undefined) query = query.where('item_id', '>', afterItemId)
   return query.execute()
 }
+
+// Retention (runtime/retention.ts): one bounded statement each, finished rows only.
+
+/** Deletes up to `limit` sessions that expired before `before` (ended ones included: they expire too). */
+export async function deleteSessionsExpiredBefore(db: Db, before: Date, limit: number): Promise<number> {
+  const result = await db
+    .deleteFrom('app_sessions')
+    .where('token_hash', 'in', (eb) => eb.selectFrom('app_sessions').select('token_hash').where('expires_at', '<', before).limit(limit).forUpdate().skipLocked())
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}
+
+/** Deletes up to `limit` ended-assignment tombstones that ended before `before`; a live assignment's row stays. */
+export async function deleteAssignmentsEndedBefore(db: Db, before: Date, limit: number): Promise<number> {
+  const result = await db
+    .deleteFrom('device_assignments')
+    .where((eb) =>
+      eb(
+        eb.refTuple('device_id', 'assignment_id'),
+        'in',
+        eb
+          .selectFrom('device_assignments')
+          .select(['device_id', 'assignment_id'])
+          .where('ended_at', 'is not', null)
+          .where('ended_at', '<', before)
+          .limit(limit)
+          .forUpdate()
+          .skipLocked()
+          .$asTuple('device_id', 'assignment_id'),
+      ),
+    )
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}

@@ -125,8 +125,20 @@ export async function deleteEventsBefore(db: Db, before: Date, limit: number): P
       eb(
         eb.refTuple('device_id', 'sequence'),
         'in',
-        eb.selectFrom('events').select(['device_id', 'sequence']).where('created_at', '<', before).limit(limit).$asTuple('device_id', 'sequence'),
+        // Rows another replica's purge is deleting are skipped, not waited for.
+        eb.selectFrom('events').select(['device_id', 'sequence']).where('created_at', '<', before).limit(limit).forUpdate().skipLocked().$asTuple('device_id', 'sequence'),
       ),
+    )
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}
+
+/** Deletes up to `limit` channels closed before `before`; an open channel is never taken. */
+export async function deleteChannelsClosedBefore(db: Db, before: Date, limit: number): Promise<number> {
+  const result = await db
+    .deleteFrom('channels')
+    .where('channel_id', 'in', (eb) =>
+      eb.selectFrom('channels').select('channel_id').where('state', '=', 'closed').where('closed_at', '<', before).limit(limit).forUpdate().skipLocked(),
     )
     .executeTakeFirst()
   return Number(result.numDeletedRows)

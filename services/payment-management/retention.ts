@@ -1,0 +1,8 @@
+// What this service forgets, and after how long (config.retention; runtime/retention.ts): answered
+// request ids and delivered outbox rows. Orders are kept: with the platforms' transactions they are the payment record.
+import { deliveredOutboxPurge, idempotencyPurge, type Purge } from '../runtime/retention.ts'
+import type { ServiceDeps } from '../runtime/service-host.ts'
+
+export function purges({ db, config }: Pick<ServiceDeps, 'db' | 'config'>): Purge[] {
+  return [idempotencyPurge(db, config.retention.idempotencyMs), deliveredOutboxPurge(db, config.retention.outboxMs)]
+}
