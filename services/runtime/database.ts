@@ -293,6 +293,9 @@ export async function migrateSchema(shared: SharedDatabase, schema: string, migr
     db: shared.db.withSchema(schema),
     provider: { getMigrations: async () => ({ ...migrations }) },
     migrationTableSchema: schema,
+    // Work developed side by side lands migrations whose names interleave with ones a database
+    // already applied; each is independent and applied once, so order among new ones is enough.
+    allowUnorderedMigrations: true,
   })
   const { error, results } = await migrator.migrateToLatest()
   if (error) throw new Error(`migrating schema ${schema} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
