@@ -27,7 +27,7 @@ import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, replayOf } from '../runtime/idempotency.ts'
 import { channelCheckVia } from '../runtime/mesh-calls.ts'
-import { startOutbox } from '../runtime/outbox.ts'
+import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
@@ -76,7 +76,7 @@ const BINDING_ID: Format = { pattern: UUID_PATTERN, description: 'must be a bind
 export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentManagementServiceService> {
   const db = deps.db as Kysely<PaymentDatabase>
   const settings = deps.config.payment
-  const outbox = startOutbox({ db, tracer: deps.tracer, log: deps.log, retryBaseMs: settings.retryBaseMs, retryMaxMs: settings.retryMaxMs, handlers: handOffs(db, deps.peers) })
+  const outbox = startOutbox({ db, tracer: deps.tracer, log: deps.log, ...outboxSettings(deps.config), handlers: handOffs(db, deps.peers) })
   const sweeper = setInterval(
     () =>
       orders
@@ -284,7 +284,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
   }
   return {
     handlers,
-    introspect: () => ({}),
+    introspect: () => ({ outbox_dead_letters: outbox.deadLetters() }),
     async onStop() {
       clearInterval(sweeper)
       await outbox.stop()

@@ -24,7 +24,7 @@ import { PermissionDeniedError, UnavailableError } from '../runtime/errors.ts'
 import { callOf, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { RpcContext } from '../runtime/rpc.ts'
-import { startOutbox } from '../runtime/outbox.ts'
+import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
@@ -77,8 +77,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     db,
     tracer: deps.tracer,
     log: deps.log,
-    retryBaseMs: settings.retryBaseMs,
-    retryMaxMs: settings.retryMaxMs,
+    ...outboxSettings(deps.config),
     handlers: { [PAYMENT_RESULT_TOPIC]: paymentResultSender(deps.peers) },
   })
   const onPlatform = (platformId: string) => ledger.assertPlatform(platforms, platformId)
@@ -295,5 +294,5 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
       }
     },
   }
-  return { handlers, introspect: () => ({}), onStop: () => outbox.stop() }
+  return { handlers, introspect: () => ({ outbox_dead_letters: outbox.deadLetters() }), onStop: () => outbox.stop() }
 }

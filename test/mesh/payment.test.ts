@@ -567,3 +567,46 @@ describe('who may do what', () => {
     assert.equal(stolen.reason, 'NOT_OWN_ORDER')
   })
 })
+
+describe('deliveries that can never succeed', () => {
+  test('a payment result PaymentManagement refuses for good ends as a dead letter with its reason: logged once, counted, not retried', async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    // PaymentManagement holds another key for this prepay than the one the platform signs with:
+    // every delivery of this result is refused (BAD_SIGNATURE), and no retry can change that.
+    const pmDb = t.mesh.database.db.withSchema('payment_management')
+    await pmDb
+      .updateTable('orders')
+      .set({ result_public_key: generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' }) })
+      .where('order_id', '=', submitted.orderId)
+      .execute()
+    await pay(p, platformId, serialNumber)
+    const outbox = t.mesh.database.db.withSchema('payment_platform').selectFrom('outbox').selectAll().where('topic', '=', 'payment-result')
+    const deadline = Date.now() + 15_000
+    let dead
+    while (!(dead = await outbox.where('payload', '@>', JSON.stringify({ serial_number: serialNumber })).where('dead_at', 'is not', null).executeTakeFirst())) {
+      assert.ok(Date.now() < deadline, 'the refused result was dead-lettered')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    assert.match(dead.dead_reason, /PERMISSION_DENIED: signature does not verify/)
+    assert.equal(dead.delivered_at, null)
+    assert.equal(dead.attempts, 1, 'a permanent refusal is not retried')
+    const platformService = t.mesh.services.find((s) => s.name === 'payment-platform')!
+    assert.ok(platformService.introspect().outbox_dead_letters! >= 1, 'counted where an alert can see it')
+    const lines = t.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.level === 'error' && line.delivery_id === dead.delivery_id)
+    assert.equal(lines.length, 1, 'logged at error level once')
+    assert.equal(lines[0]!.topic, 'payment-result')
+    assert.match(String(lines[0]!.reason), /signature/)
+
+    // Later results are delivered (the outbox kept working) while the dead one stays as it was.
+    const other = await person()
+    const { order: next } = await order(other, 'gem-pack-100', 1)
+    const prepaid = await fetchAndPrepay(other)
+    await pay(other, prepaid.platformId, prepaid.serialNumber)
+    await waitForState(next.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+    const after = await outbox.where('delivery_id', '=', dead.delivery_id).executeTakeFirstOrThrow()
+    assert.equal(after.attempts, 1, 'never attempted again')
+    assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT, 'nothing was applied for the refused result')
+  })
+})
