@@ -67,6 +67,7 @@ const toTransaction = (row: TransactionRow): Transaction => ({
   createTime: row.created_at,
   completeTime: row.completed_at ?? undefined,
   expireTime: row.expires_at,
+  refundTime: row.refunded_at ?? undefined,
 })
 
 export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPlatformServiceService> {

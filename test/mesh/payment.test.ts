@@ -427,9 +427,15 @@ describe('exactly once', () => {
     // The same order then paid through PaymentManagement: refused at hand-off, refunded in full.
     const alphaBefore = await balance('alphapay', p.alpha)
     const { fetched, platformId, serialNumber } = await fetchAndPrepay(p)
-    await pay(p, platformId, serialNumber)
+    const { transaction: paid } = await pay(p, platformId, serialNumber)
     await waitForState(fetched.orderId, OrderState.ORDER_STATE_REFUNDED)
     assert.equal(await balance('alphapay', p.alpha), alphaBefore)
+    // The platform keeps both times: when it was paid, and when it was refunded.
+    const { transaction: refunded } = await unaryCall(await t.client('payment-platform', OPERATOR), 'getTransaction', { platformId, serialNumber })
+    assert.equal(refunded!.state, TransactionState.TRANSACTION_STATE_REFUNDED)
+    assert.deepEqual(refunded!.completeTime, paid!.completeTime, 'the refund keeps the payment time')
+    assert.ok(refunded!.refundTime && refunded!.refundTime >= paid!.completeTime!, 'and records its own')
+    assert.equal(paid!.refundTime, undefined)
     assert.deepEqual(await inventory(p), {})
     await assertMoneyConserved()
   })

@@ -170,12 +170,16 @@ export interface Transaction {
   createTime:
     | Date
     | undefined;
-  /** When it reached a final state; unset before. */
+  /** When it was paid (or cancelled); unset before. A refund keeps it: see refund_time. */
   completeTime:
     | Date
     | undefined;
   /** When a pending transaction expires. */
-  expireTime: Date | undefined;
+  expireTime:
+    | Date
+    | undefined;
+  /** When a paid transaction was refunded; unset unless REFUNDED. */
+  refundTime: Date | undefined;
 }
 
 /** One line of the double-entry ledger: every transfer writes a debit and a credit of equal size. */
@@ -529,6 +533,7 @@ function createBaseTransaction(): Transaction {
     createTime: undefined,
     completeTime: undefined,
     expireTime: undefined,
+    refundTime: undefined,
   };
 }
 
@@ -569,6 +574,9 @@ export const Transaction: MessageFns<Transaction> = {
     }
     if (message.expireTime !== undefined) {
       Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(98).fork()).join();
+    }
+    if (message.refundTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.refundTime), writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -682,6 +690,14 @@ export const Transaction: MessageFns<Transaction> = {
             message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.refundTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -744,6 +760,11 @@ export const Transaction: MessageFns<Transaction> = {
         : isSet(object.expire_time)
         ? fromJsonTimestamp(object.expire_time)
         : undefined,
+      refundTime: isSet(object.refundTime)
+        ? fromJsonTimestamp(object.refundTime)
+        : isSet(object.refund_time)
+        ? fromJsonTimestamp(object.refund_time)
+        : undefined,
     };
   },
 
@@ -785,6 +806,9 @@ export const Transaction: MessageFns<Transaction> = {
     if (message.expireTime !== undefined) {
       obj.expireTime = message.expireTime.toISOString();
     }
+    if (message.refundTime !== undefined) {
+      obj.refundTime = message.refundTime.toISOString();
+    }
     return obj;
   },
 
@@ -807,6 +831,7 @@ export const Transaction: MessageFns<Transaction> = {
     message.createTime = object.createTime ?? undefined;
     message.completeTime = object.completeTime ?? undefined;
     message.expireTime = object.expireTime ?? undefined;
+    message.refundTime = object.refundTime ?? undefined;
     return message;
   },
 };
