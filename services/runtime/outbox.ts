@@ -173,9 +173,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
   const leaseMs = options.leaseMs ?? 30_000
   const maxAttempts = options.maxAttempts ?? Number.POSITIVE_INFINITY
   const stopWaitMs = options.stopWaitMs ?? 10_000
-  const topics = new Map(
-    Object.entries(options.handlers).map(([topic, handler]) => [topic, typeof handler === 'function' ? { deliver: handler } : handler] as const),
-  )
+  const topics = new Map(Object.entries(options.handlers).map(([topic, handler]) => [topic, typeof handler === 'function' ? { deliver: handler } : handler] as const))
   let running: Promise<void> | undefined
   let again = false
   let stopped = false

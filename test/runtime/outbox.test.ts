@@ -86,7 +86,14 @@ test(`a delivery refused permanently ends dead with its reason, is logged once a
     assert.equal(await box.pending(), 0, 'dead deliveries are not pending')
     assert.equal(box.deadLetters(), 2, 'counted')
     const errors = lines.filter((line) => line.level === 'error')
-    assert.deepEqual(errors.map((line) => [line.topic, line.delivery_id]).sort(), [['denied', denied], ['refused', refused]].sort(), 'one error line per dead letter')
+    assert.deepEqual(
+      errors.map((line) => [line.topic, line.delivery_id]).sort(),
+      [
+        ['denied', denied],
+        ['refused', refused],
+      ].sort(),
+      'one error line per dead letter',
+    )
     assert.match(String(errors[0]!.reason), /^refused: /)
   } finally {
     await box.stop()
@@ -154,11 +161,26 @@ test(`a clean stop hands the lease of an unfinished attempt back: another replic
 })
 
 test('the retry backoff doubles up to its cap and is jittered to 50-100 % of it', () => {
-  assert.equal(retryDelayMs(1, 100, 1_000, () => 1), 100)
-  assert.equal(retryDelayMs(1, 100, 1_000, () => 0), 50)
-  assert.equal(retryDelayMs(3, 100, 1_000, () => 1), 400)
-  assert.equal(retryDelayMs(30, 100, 1_000, () => 1), 1_000)
-  assert.equal(retryDelayMs(30, 100, 1_000, () => 0), 500)
+  assert.equal(
+    retryDelayMs(1, 100, 1_000, () => 1),
+    100,
+  )
+  assert.equal(
+    retryDelayMs(1, 100, 1_000, () => 0),
+    50,
+  )
+  assert.equal(
+    retryDelayMs(3, 100, 1_000, () => 1),
+    400,
+  )
+  assert.equal(
+    retryDelayMs(30, 100, 1_000, () => 1),
+    1_000,
+  )
+  assert.equal(
+    retryDelayMs(30, 100, 1_000, () => 0),
+    500,
+  )
   const seen = new Set(Array.from({ length: 50 }, () => retryDelayMs(4, 100, 10_000)))
   assert.ok(seen.size > 10, 'random jitter, not one fixed delay')
   for (const delay of seen) assert.ok(delay >= 400 && delay <= 800, `${delay} within 400-800`)

@@ -31,12 +31,31 @@ test(`refunded_at: a transaction refunded before it keeps its refund time there 
       expires_at: paidAt,
       completed_at: completedAt,
     })
-    await db.insertInto('transactions').values([txn('TXOLDREFUND', 'refunded', refundedAt), txn('TXPAID', 'succeeded', paidAt)]).execute()
-    const entry = (account: string, delta: bigint, at: Date) => ({ platform_id: 'alphapay', journal_id: `j-${at.getTime()}`, serial_number: 'TXOLDREFUND', account_ref: account, masked_number: account, delta_minor: delta, currency_code: 'USD', created_at: at })
-    await db.insertInto('ledger_entries').values([entry('p', -100n, paidAt), entry('c', 100n, paidAt), entry('c', -100n, refundedAt), entry('p', 100n, refundedAt)]).execute()
+    await db
+      .insertInto('transactions')
+      .values([txn('TXOLDREFUND', 'refunded', refundedAt), txn('TXPAID', 'succeeded', paidAt)])
+      .execute()
+    const entry = (account: string, delta: bigint, at: Date) => ({
+      platform_id: 'alphapay',
+      journal_id: `j-${at.getTime()}`,
+      serial_number: 'TXOLDREFUND',
+      account_ref: account,
+      masked_number: account,
+      delta_minor: delta,
+      currency_code: 'USD',
+      created_at: at,
+    })
+    await db
+      .insertInto('ledger_entries')
+      .values([entry('p', -100n, paidAt), entry('c', 100n, paidAt), entry('c', -100n, refundedAt), entry('p', 100n, refundedAt)])
+      .execute()
 
     assert.deepEqual((await migrateSchema(database, paymentPlatform.schema, paymentPlatform.migrations)).applied, ['2026_12_01_0005_refunded_at'])
-    const rows = await forSchema<PlatformDatabase>(database, paymentPlatform.schema).selectFrom('transactions').select(['serial_number', 'completed_at', 'refunded_at']).orderBy('serial_number').execute()
+    const rows = await forSchema<PlatformDatabase>(database, paymentPlatform.schema)
+      .selectFrom('transactions')
+      .select(['serial_number', 'completed_at', 'refunded_at'])
+      .orderBy('serial_number')
+      .execute()
     assert.deepEqual(rows, [
       { serial_number: 'TXOLDREFUND', completed_at: paidAt, refunded_at: refundedAt },
       { serial_number: 'TXPAID', completed_at: paidAt, refunded_at: null },
