@@ -1,7 +1,9 @@
 // PaymentManagementService handlers: validate the request, apply the rules, map rows to replies.
 import { randomUUID } from 'node:crypto'
+import { status as Status } from '@grpc/grpc-js'
 import type { Kysely } from 'kysely'
 import { AppOrderState } from '../../gen/cloudpay/app/v1/app_service.ts'
+import { TransactionState } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
 import {
   CancelDeviceOrdersRequest,
   CancelDeviceOrdersResponse,
@@ -22,14 +24,14 @@ import {
 } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
-import { FailedPreconditionError, PermissionDeniedError, quote } from '../runtime/errors.ts'
+import { FailedPreconditionError, PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, replayOf } from '../runtime/idempotency.ts'
 import { channelCheckVia } from '../runtime/mesh-calls.ts'
 import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
-import { callPeer } from '../runtime/peer-calls.ts'
+import { callPeer, RelayedError } from '../runtime/peer-calls.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
 import { type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
@@ -77,14 +79,42 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
   const db = deps.db as Kysely<PaymentDatabase>
   const settings = deps.config.payment
   const outbox = startOutbox({ db, tracer: deps.tracer, log: deps.log, ...outboxSettings(deps.config), handlers: handOffs(db, deps.peers) })
-  const sweeper = setInterval(
-    () =>
-      orders
-        .expireDue(db)
-        .then((n) => n > 0 && outbox.kick())
-        .catch((error: unknown) => deps.log.warn({ err: error }, 'order expiry failed')),
-    Math.min(Math.max(settings.orderTtlMs / 4, 250), 5_000),
-  )
+  const sweepMs = Math.min(Math.max(settings.orderTtlMs / 4, 250), 5_000)
+  /** Before an awaiting order expires: has its platform been paid (the report may still be on its way)? */
+  const prepayAtPlatform = async (order: OrderRow): Promise<orders.PrepayVerdict> => {
+    try {
+      const { transaction } = await callPeer(
+        'payment-platform',
+        unaryCall(deps.peers.get('payment-platform'), 'getTransaction', { platformId: order.platform_id!, serialNumber: order.serial_number! }, { deadlineMs: 2_000 }),
+      )
+      const state = transaction?.state
+      return state === TransactionState.TRANSACTION_STATE_SUCCEEDED || state === TransactionState.TRANSACTION_STATE_REFUNDED ? 'paid' : 'unpaid'
+    } catch (error) {
+      if (error instanceof RelayedError && error.code === Status.NOT_FOUND) return 'unpaid' // the platform never made it
+      if (!(error instanceof UnavailableError)) deps.log.warn({ err: error, order_id: order.order_id }, 'asking the platform about an order past its deadline failed')
+      return 'unknown'
+    }
+  }
+  let sweeping = false
+  const sweeper = setInterval(() => {
+    if (sweeping) return // the last sweep is still asking platforms
+    sweeping = true
+    orders
+      .expireDue(db, prepayAtPlatform, { paidMs: settings.retryMaxMs, unknownMs: sweepMs })
+      .then(({ expired, deferred }) => {
+        for (const { order, verdict } of deferred) {
+          deps.log.info(
+            { order_id: order.order_id, platform_id: order.platform_id, serial_number: order.serial_number },
+            verdict === 'paid'
+              ? 'order past its deadline is paid at its platform: not expired; waiting for the payment result'
+              : 'order past its deadline: its platform could not be asked whether it was paid; not expired yet',
+          )
+        }
+        if (expired > 0) outbox.kick()
+      })
+      .catch((error: unknown) => deps.log.warn({ err: error }, 'order expiry failed'))
+      .finally(() => (sweeping = false))
+  }, sweepMs)
   sweeper.unref()
   const mayActFor = (ctx: { caller: Parameters<typeof assertMayActForDevice>[0]; signal: AbortSignal }, deviceId: string) =>
     assertMayActForDevice(ctx.caller, deviceId, channelCheckVia(deps.peers, ctx.signal))
@@ -162,7 +192,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       const replay = await replayOf(db, call)
       if (replay) return replay
       const order = await orders.get(db, request.orderId)
-      if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
+      if (order.device_id !== request.deviceId)
+        throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
       return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
         // Peer calls outside any transaction; the state is re-checked by the transition after.
         const account = await callPeer(
@@ -186,6 +217,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
               description: [...order.description].slice(0, 200).join(''), // characters, not halves of one
               // Only the terminal that asked (and may act for the device) can pay this prepay.
               terminalId: ctx.caller.id,
+              // The transaction expires with the order, not on the platform's own clock.
+              expireTime: order.expires_at,
             },
             { signal: ctx.signal },
           ),
@@ -224,7 +257,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       const reply = await tagged({ orderId: paidOrder.order_id, deviceId: paidOrder.device_id, platformId: request.platformId }, () =>
         idempotent(db, callOf(ctx, request, ReportPaymentResultRequest, ReportPaymentResultResponse), async (trx) => {
           if (request.result !== PaymentResult.PAYMENT_RESULT_SUCCEEDED) return { order: toOrder(await orders.getBySerial(trx, request.platformId, request.serialNumber)) }
-          return { order: toOrder(await orders.applyPayment(trx, request.platformId, request.serialNumber, request.amount!)) }
+          return { order: toOrder(await orders.applyPayment(trx, request.platformId, request.serialNumber, request.amount!, request.completeTime!)) }
         }),
       )
       outbox.kick()
@@ -256,7 +289,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       )
       await mayActFor(ctx, request.deviceId)
       const order = await orders.get(db, request.orderId)
-      if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
+      if (order.device_id !== request.deviceId)
+        throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
       const reply = await tagged({ orderId: order.order_id, deviceId: order.device_id }, () =>
         idempotent(db, callOf(ctx, request, CancelOrderRequest, CancelOrderResponse), async (trx) => ({
           order: toOrder(await orders.cancel(trx, request.orderId, request.reason || `cancelled by ${ctx.caller.role}`)),

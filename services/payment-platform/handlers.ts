@@ -192,7 +192,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
           .id(request.merchantId, 'merchant_id')
           .id(request.merchantOrderId, 'merchant_order_id')
           .text(request.description, 'description', { max: 200, multiline: true })
-          .id(request.terminalId, 'terminal_id'),
+          .id(request.terminalId, 'terminal_id')
+          .timestamp(request.expireTime, 'expire_time'),
       )
       onPlatform(request.platformId)
       return idempotent(db, callOf(ctx, request, CreatePrepayRequest, CreatePrepayResponse), async (trx) => {
@@ -210,6 +211,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
             description: request.description,
             resultKeyId: resultKey.keyId,
             terminalId: request.terminalId,
+            orderExpiresAt: request.expireTime,
           },
           settings,
         )

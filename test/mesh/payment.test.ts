@@ -616,3 +616,71 @@ describe('deliveries that can never succeed', () => {
     assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT, 'nothing was applied for the refused result')
   })
 })
+
+describe("an order's deadline and its payment", () => {
+  test("the prepay carries the order's deadline: the platform's transaction expires with the order", async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    const { transaction } = await unaryCall(await t.client('payment-platform', OPERATOR), 'getTransaction', { platformId, serialNumber })
+    assert.deepEqual(transaction!.expireTime, submitted.expireTime, 'not the platform’s own CLOUDPAY_PREPAY_TTL_MS')
+  })
+
+  test('paid in time while PaymentManagement is down, reported after the deadline: never expired meanwhile, then applied once', async () => {
+    const p = await person()
+    const alphaBefore = await balance('alphapay', p.alpha)
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    const lines = (from: number) => t.logLines.slice(from).map((line) => JSON.parse(line) as Record<string, unknown>)
+    const waitForLog = async (from: number, message: RegExp) => {
+      const deadline = Date.now() + 20_000
+      while (!lines(from).some((line) => line.order_id === submitted.orderId && message.test(String(line.msg)))) {
+        assert.ok(Date.now() < deadline, `PaymentManagement logged ${message} for the order`)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    }
+    const report = () =>
+      t.mesh.database.db
+        .withSchema('payment_platform')
+        .updateTable('outbox')
+        .where('topic', '=', 'payment-result')
+        .where('payload', '@>', JSON.stringify({ serial_number: serialNumber }))
+    let upPm: (() => Promise<unknown>) | undefined = await t.mesh.takeDown('payment-management')
+    let upPlatform: (() => Promise<unknown>) | undefined
+    try {
+      // The platform takes the payment (the prepay's own terminal may pay while PaymentManagement is away).
+      const { transaction } = await pay(p, platformId, serialNumber)
+      assert.equal(transaction!.state, TransactionState.TRANSACTION_STATE_SUCCEEDED)
+      assert.ok(transaction!.completeTime! <= submitted.expireTime!, 'paid before the deadline')
+      // Its result is held back: first the platform is down too, then its retry is far off.
+      upPlatform = await t.mesh.takeDown('payment-platform')
+      await report()
+        .set({ next_attempt_at: new Date(Date.now() + 3_600_000) })
+        .execute()
+      while (Date.now() <= submitted.expireTime!.getTime()) await new Promise((resolve) => setTimeout(resolve, 50))
+
+      // PaymentManagement is back after the deadline; the platform cannot be asked: not expired.
+      let mark = t.logLines.length
+      await upPm()
+      upPm = undefined
+      await waitForLog(mark, /could not be asked/)
+      assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT)
+      // The platform is back and says it was paid: still not expired, the report is awaited.
+      mark = t.logLines.length
+      await upPlatform()
+      upPlatform = undefined
+      await waitForLog(mark, /is paid at its platform/)
+      assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT)
+    } finally {
+      await upPm?.()
+      await upPlatform?.()
+    }
+    // The result, signed with its completion time before the deadline, lands late and counts.
+    await report().set({ next_attempt_at: new Date() }).execute()
+    const effective = await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+    assert.equal(effective.endReason, '')
+    assert.deepEqual(await inventory(p), { 'gem-pack-100': 1n }, 'delivered once')
+    assert.equal(await balance('alphapay', p.alpha), alphaBefore - 499n, 'charged once, not refunded')
+    await assertMoneyConserved()
+  })
+})

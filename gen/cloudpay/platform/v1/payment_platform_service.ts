@@ -279,6 +279,12 @@ export interface CreatePrepayRequest {
    * no other terminal may pay or read the transaction.
    */
   terminalId: string;
+  /**
+   * When the merchant's order stops being payable. The transaction expires at the earlier of
+   * this and the platform's own prepay lifetime, so it cannot be paid after the order's deadline.
+   * Unset: the platform's lifetime alone. Already past: FAILED_PRECONDITION (ORDER_EXPIRED).
+   */
+  expireTime: Date | undefined;
 }
 
 /** Response for CreatePrepay. */
@@ -1622,6 +1628,7 @@ function createBaseCreatePrepayRequest(): CreatePrepayRequest {
     merchantOrderId: "",
     description: "",
     terminalId: "",
+    expireTime: undefined,
   };
 }
 
@@ -1653,6 +1660,9 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
     }
     if (message.terminalId !== "") {
       writer.uint32(74).string(message.terminalId);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -1742,6 +1752,14 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
             message.terminalId = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1793,6 +1811,11 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
         : isSet(object.terminal_id)
         ? globalThis.String(object.terminal_id)
         : "",
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
     };
   },
 
@@ -1825,6 +1848,9 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
     if (message.terminalId !== "") {
       obj.terminalId = message.terminalId;
     }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
     return obj;
   },
 
@@ -1844,6 +1870,7 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
     message.merchantOrderId = object.merchantOrderId ?? "";
     message.description = object.description ?? "";
     message.terminalId = object.terminalId ?? "";
+    message.expireTime = object.expireTime ?? undefined;
     return message;
   },
 };
