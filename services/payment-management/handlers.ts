@@ -27,7 +27,7 @@ import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { FailedPreconditionError, PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
-import { callOf, derivedRequestId, idempotent, replayOf } from '../runtime/idempotency.ts'
+import { callOf, derivedRequestId, idempotent, idempotentFlow } from '../runtime/idempotency.ts'
 import { channelCheckVia } from '../runtime/mesh-calls.ts'
 import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
@@ -123,29 +123,31 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
     submitOrder: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.appOrderId, 'app_order_id'))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      const call = callOf(ctx, request, SubmitOrderRequest, SubmitOrderResponse)
-      const replay = await replayOf(db, call)
-      if (replay) return replay
-      // The order's id exists from the start, so every span of the submission carries it.
-      const orderId = randomUUID()
-      return tagged({ orderId, deviceId: request.deviceId }, async () => {
-        // The amount is the application's own record of the order; the instance sends none.
-        const { order: appOrder } = await callPeer('app-service', unaryCall(deps.peers.get('app-service'), 'getOrder', { appOrderId: request.appOrderId }, { signal: ctx.signal }))
-        if (!appOrder || appOrder.deviceId !== request.deviceId)
-          throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${quote(request.appOrderId)} was not placed from device ${quote(request.deviceId)}`)
-        if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING)
-          throw new FailedPreconditionError('APP_ORDER_NOT_PENDING', `app order ${quote(request.appOrderId)} is not waiting for payment`)
-        const input = {
-          orderId,
-          deviceId: request.deviceId,
-          appOrderId: appOrder.appOrderId,
-          amountMinor: appOrder.amountDue!.amountMinor,
-          currencyCode: appOrder.amountDue!.currencyCode,
-          description: appOrder.description,
-          merchantId: appOrder.merchantId,
-          collectionAccounts: appOrder.collectionAccounts,
-        }
-        return idempotent(db, call, async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs)) }))
+      return idempotentFlow(db, callOf(ctx, request, SubmitOrderRequest, SubmitOrderResponse), (commit) => {
+        // The order's id exists from the start, so every span of the submission carries it.
+        const orderId = randomUUID()
+        return tagged({ orderId, deviceId: request.deviceId }, async () => {
+          // The amount is the application's own record of the order; the instance sends none.
+          const { order: appOrder } = await callPeer(
+            'app-service',
+            unaryCall(deps.peers.get('app-service'), 'getOrder', { appOrderId: request.appOrderId }, { signal: ctx.signal }),
+          )
+          if (!appOrder || appOrder.deviceId !== request.deviceId)
+            throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${quote(request.appOrderId)} was not placed from device ${quote(request.deviceId)}`)
+          if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING)
+            throw new FailedPreconditionError('APP_ORDER_NOT_PENDING', `app order ${quote(request.appOrderId)} is not waiting for payment`)
+          const input = {
+            orderId,
+            deviceId: request.deviceId,
+            appOrderId: appOrder.appOrderId,
+            amountMinor: appOrder.amountDue!.amountMinor,
+            currencyCode: appOrder.amountDue!.currencyCode,
+            description: appOrder.description,
+            merchantId: appOrder.merchantId,
+            collectionAccounts: appOrder.collectionAccounts,
+          }
+          return commit(async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs)) }))
+        })
       })
     },
 
@@ -188,47 +190,46 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           .format(request.bindingId, 'binding_id', BINDING_ID, { optional: true }),
       )
       await mayActFor(ctx, request.deviceId)
-      const call = callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse)
-      const replay = await replayOf(db, call)
-      if (replay) return replay
-      const order = await orders.get(db, request.orderId)
-      if (order.device_id !== request.deviceId)
-        throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
-      return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
-        // Peer calls outside any transaction; the state is re-checked by the transition after.
-        const account = await callPeer(
-          'account-management',
-          unaryCall(deps.peers.get('account-management'), 'resolvePaymentAccount', { deviceId: request.deviceId, bindingId: request.bindingId }, { signal: ctx.signal }),
-        )
-        const collectionAccount = orders.assertPrepayable(order, account.platformId)
-        const { transaction, resultKey } = await callPeer(
-          'payment-platform',
-          unaryCall(
-            deps.peers.get('payment-platform'),
-            'createPrepay',
-            {
-              requestId: derivedRequestId(formatIdentity(ctx.caller), order.order_id, 'prepay', account.bindingId),
-              platformId: account.platformId,
-              payerAccount: account.payerAccount,
-              amount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
-              collectionAccount,
-              merchantId: order.merchant_id,
-              merchantOrderId: order.order_id,
-              description: [...order.description].slice(0, 200).join(''), // characters, not halves of one
-              // Only the terminal that asked (and may act for the device) can pay this prepay.
-              terminalId: ctx.caller.id,
-              // The transaction expires with the order, not on the platform's own clock.
-              expireTime: order.expires_at,
-            },
-            { signal: ctx.signal },
-          ),
-        )
-        const prepay = { platformId: account.platformId, serialNumber: transaction!.serialNumber, resultKeyId: resultKey!.keyId, resultPublicKey: resultKey!.publicKey }
-        return idempotent(db, call, async (trx) => ({
-          order: toOrder(await orders.recordPrepay(trx, order.order_id, prepay)),
-          platformId: prepay.platformId,
-          serialNumber: prepay.serialNumber,
-        }))
+      return idempotentFlow(db, callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse), async (commit) => {
+        const order = await orders.get(db, request.orderId)
+        if (order.device_id !== request.deviceId)
+          throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
+        return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
+          // Peer calls outside any transaction; the state is re-checked by the transition after.
+          const account = await callPeer(
+            'account-management',
+            unaryCall(deps.peers.get('account-management'), 'resolvePaymentAccount', { deviceId: request.deviceId, bindingId: request.bindingId }, { signal: ctx.signal }),
+          )
+          const collectionAccount = orders.assertPrepayable(order, account.platformId)
+          const { transaction, resultKey } = await callPeer(
+            'payment-platform',
+            unaryCall(
+              deps.peers.get('payment-platform'),
+              'createPrepay',
+              {
+                requestId: derivedRequestId(formatIdentity(ctx.caller), order.order_id, 'prepay', account.bindingId),
+                platformId: account.platformId,
+                payerAccount: account.payerAccount,
+                amount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
+                collectionAccount,
+                merchantId: order.merchant_id,
+                merchantOrderId: order.order_id,
+                description: [...order.description].slice(0, 200).join(''), // characters, not halves of one
+                // Only the terminal that asked (and may act for the device) can pay this prepay.
+                terminalId: ctx.caller.id,
+                // The transaction expires with the order, not on the platform's own clock.
+                expireTime: order.expires_at,
+              },
+              { signal: ctx.signal },
+            ),
+          )
+          const prepay = { platformId: account.platformId, serialNumber: transaction!.serialNumber, resultKeyId: resultKey!.keyId, resultPublicKey: resultKey!.publicKey }
+          return commit(async (trx) => ({
+            order: toOrder(await orders.recordPrepay(trx, order.order_id, prepay)),
+            platformId: prepay.platformId,
+            serialNumber: prepay.serialNumber,
+          }))
+        })
       })
     },
 

@@ -21,7 +21,7 @@ import {
 } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { PermissionDeniedError, UnavailableError } from '../runtime/errors.ts'
-import { callOf, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
+import { callOf, idempotent, idempotentAfter, idempotentFlow } from '../runtime/idempotency.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { RpcContext } from '../runtime/rpc.ts'
 import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
@@ -228,18 +228,17 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
           .text(request.paymentPassword, 'payment_password', { min: 1, max: 128 }),
       )
       onPlatform(request.platformId)
-      const call = callOf(ctx, request, PayRequest, PayResponse)
-      const replay = await replayOf(db, call)
-      if (replay) return replay
-      // Before the password is looked at: a stranger's guesses never count against the payer.
-      const txn = await transactionFor(ctx, request.platformId, request.serialNumber)
-      // The merchant's order id is PaymentManagement's order id: the payment joins the order's trace tags.
-      const reply = await tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
-        await ledger.checkPaymentPassword(db, txn, request.paymentPassword, settings)
-        return idempotent(db, call, async (trx) => {
-          const settled = await ledger.settle(trx, request.platformId, request.serialNumber)
-          await queuePaymentResult(trx, deps.sealer, settled)
-          return { transaction: toTransaction(settled) }
+      const reply = await idempotentFlow(db, callOf(ctx, request, PayRequest, PayResponse), async (commit) => {
+        // Before the password is looked at: a stranger's guesses never count against the payer.
+        const txn = await transactionFor(ctx, request.platformId, request.serialNumber)
+        // The merchant's order id is PaymentManagement's order id: the payment joins the order's trace tags.
+        return tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
+          await ledger.checkPaymentPassword(db, txn, request.paymentPassword, settings)
+          return commit(async (trx) => {
+            const settled = await ledger.settle(trx, request.platformId, request.serialNumber)
+            await queuePaymentResult(trx, deps.sealer, settled)
+            return { transaction: toTransaction(settled) }
+          })
         })
       })
       outbox.kick()

@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { status as Status } from '@grpc/grpc-js'
+import { SpanKind } from '@opentelemetry/api'
+import { LoginState } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { AppOrderState } from '../../gen/cloudpay/app/v1/app_service.ts'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { OrderState, PaymentResult } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
@@ -681,6 +683,90 @@ describe("an order's deadline and its payment", () => {
     assert.equal(effective.endReason, '')
     assert.deepEqual(await inventory(p), { 'gem-pack-100': 1n }, 'delivered once')
     assert.equal(await balance('alphapay', p.alpha), alphaBefore - 499n, 'charged once, not refunded')
+    await assertMoneyConserved()
+  })
+})
+
+describe('retries of one request (AIP-155): the first answer, whatever state checks run first', () => {
+  /** Every outcome fulfilled and equal to the first. */
+  function assertAllSame<T>(outcomes: PromiseSettledResult<T>[], what: string): T {
+    const refused = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => `${Status[o.reason.code]}: ${o.reason.details}`)
+    assert.deepEqual(refused, [], `every ${what} got the answer`)
+    const values = outcomes.map((o) => (o as PromiseFulfilledResult<T>).value)
+    for (const value of values) assert.deepEqual(value, values[0], `every ${what} got the same answer`)
+    return values[0]!
+  }
+
+  /**
+   * `n` identical calls, started `everyMs` apart (so some arrive while the first is at each of
+   * its steps, some just as it commits), all settled.
+   */
+  async function identical<T>(n: number, everyMs: number, call: () => Promise<T>): Promise<PromiseSettledResult<T>[]> {
+    const calls: Promise<T>[] = []
+    for (let i = 0; i < n; i++) {
+      calls.push(call())
+      await new Promise((resolve) => setTimeout(resolve, everyMs))
+    }
+    return Promise.allSettled(calls)
+  }
+
+  /**
+   * How often a step of the calls ran: server spans of an RPC (or database spans of a query)
+   * tagged with the object. A duplicate that waits for the first call runs none of its steps,
+   * so none of its state checks can see the first call's effect and refuse.
+   */
+  const ran = (tag: string, value: string, span: { rpc?: string; query?: RegExp }) =>
+    t.spans
+      .getFinishedSpans()
+      .filter((s) => s.attributes[tag] === value)
+      .filter((s) => (span.rpc ? s.kind === SpanKind.SERVER && s.name === span.rpc : span.query!.test(String(s.attributes['db.query.text'] ?? '')))).length
+
+  test('identical concurrent Pays: one payment, the same successful answer to all; a retry after them too', async () => {
+    const p = await person()
+    const alphaBefore = await balance('alphapay', p.alpha)
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    const requestId = newRequestId()
+    const first = assertAllSame(await identical(16, 4, () => pay(p, platformId, serialNumber, PAYMENT_PASSWORD, requestId)), 'Pay')
+    assert.equal(first.transaction!.state, TransactionState.TRANSACTION_STATE_SUCCEEDED)
+    assert.deepEqual(await pay(p, platformId, serialNumber, PAYMENT_PASSWORD, requestId), first)
+    assert.equal(ran('cloudpay.order_id', submitted.orderId, { rpc: 'cloudpay.payment.v1.PaymentManagementService/AuthorizeTerminal' }), 1, 'the checks ran once')
+    await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+    assert.equal(await balance('alphapay', p.alpha), alphaBefore - 499n, 'charged once')
+    await assertMoneyConserved()
+  })
+
+  test('identical concurrent PrepayOrders, and identical concurrent VerifyLogins: the same successful answer to all', async () => {
+    const p = await person()
+    await order(p, 'gem-pack-100', 1)
+    const pm = await t.client('payment-management', terminal(p.phone))
+    const { order: fetched } = await unaryCall(pm, 'fetchOrder', { requestId: newRequestId(), deviceId: p.device })
+    const prepay = { requestId: newRequestId(), deviceId: p.device, orderId: fetched!.orderId, bindingId: '' }
+    const prepaid = assertAllSame(await identical(16, 2, () => unaryCall(pm, 'prepayOrder', prepay)), 'PrepayOrder')
+    assert.equal(prepaid.order!.state, OrderState.ORDER_STATE_AWAITING_PAYMENT)
+    assert.equal(ran('cloudpay.order_id', fetched!.orderId, { rpc: 'cloudpay.platform.v1.PaymentPlatformService/CreatePrepay' }), 1, 'prepaid once')
+
+    const login = await flows(t, OPERATOR).startLogin(p.device)
+    const am = await t.client('account-management', terminal(p.phone))
+    const verify = { requestId: newRequestId(), deviceId: p.device, loginId: login.loginId, bindingCode: login.bindingCode, password: `payer-${p.device.split('-').pop()}-password` }
+    const verified = assertAllSame(await identical(16, 4, () => unaryCall(am, 'verifyLogin', verify)), 'VerifyLogin')
+    assert.equal(verified.login!.state, LoginState.LOGIN_STATE_VERIFIED)
+    assert.equal(ran('cloudpay.login_id', login.loginId, { query: /from "account_management"."cloud_accounts"/ }), 1, 'the password was checked once')
+  })
+
+  test('a Pay whose client deadline expired, retried at once and again while it runs: every retry gets the first answer', async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    const requestId = newRequestId()
+    const platform = await t.client('payment-platform', terminal(p.phone))
+    // The client gives up long before the server finishes (the password hash alone takes longer).
+    await expectStatus(unaryCall(platform, 'pay', { requestId, platformId, serialNumber, paymentPassword: PAYMENT_PASSWORD }, { deadlineMs: 15 }), Status.DEADLINE_EXCEEDED)
+    const answer = assertAllSame(await identical(16, 4, () => pay(p, platformId, serialNumber, PAYMENT_PASSWORD, requestId)), 'retried Pay')
+    assert.equal(answer.transaction!.state, TransactionState.TRANSACTION_STATE_SUCCEEDED)
+    // The first call (its client gone) ran on; the retries waited for it, or found its answer.
+    assert.ok(ran('cloudpay.order_id', submitted.orderId, { rpc: 'cloudpay.payment.v1.PaymentManagementService/AuthorizeTerminal' }) <= 2, 'the retries did not run the checks again')
+    await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
     await assertMoneyConserved()
   })
 })
