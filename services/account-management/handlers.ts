@@ -33,7 +33,7 @@ import {
   ReleaseInstanceResponse,
 } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
-import { startOutbox } from '../runtime/outbox.ts'
+import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { callOf, idempotent, idempotentAfter } from '../runtime/idempotency.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
@@ -102,8 +102,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
     db,
     tracer: deps.tracer,
     log: deps.log,
-    retryBaseMs: deps.config.payment.retryBaseMs,
-    retryMaxMs: deps.config.payment.retryMaxMs,
+    ...outboxSettings(deps.config),
     handlers: handOffs(deps.peers),
   })
   /**
@@ -314,6 +313,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
   }
   return {
     handlers,
+    introspect: () => ({ outbox_dead_letters: outbox.deadLetters() }),
     async onStop() {
       await outbox.stop()
     },

@@ -22,7 +22,7 @@ import * as orders from './orders.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { unaryCall } from '../runtime/client.ts'
-import { callOf, derivedRequestId, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
+import { callOf, derivedRequestId, idempotent, idempotentAfter, idempotentFlow } from '../runtime/idempotency.ts'
 import { KEY_CURSOR, listPage } from '../runtime/pagination.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { Handlers } from '../runtime/rpc.ts'
@@ -78,41 +78,40 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
           .format(request.loginToken, 'login_token', LOGIN_TOKEN),
       )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      const call = callOf(ctx, request, LoginWithTokenRequest, LoginWithTokenResponse)
-      const replay = await replayOf(db, call)
-      if (replay) return replay
-      // Peer calls stay outside transactions (the embedded database runs one at a time). Their
-      // request ids derive from ours, so a retry of this call replays AccountManagement's answers.
-      const validated = await callPeer(
-        'account-management',
-        unaryCall(
-          accountManagement(),
-          'validateLoginToken',
-          { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'validate'), loginToken: request.loginToken, deviceId: request.deviceId },
-          { signal: ctx.signal },
-        ),
-      )
-      let appAccountId = validated.appAccountId
-      let created = false
-      if (!appAccountId) {
-        const guest = await accounts.createGuestAccount(db)
-        const bound = await callPeer(
+      return idempotentFlow(db, callOf(ctx, request, LoginWithTokenRequest, LoginWithTokenResponse), async (commit) => {
+        // Peer calls stay outside transactions (the embedded database runs one at a time). Their
+        // request ids derive from ours, so a retry of this call replays AccountManagement's answers.
+        const validated = await callPeer(
           'account-management',
           unaryCall(
             accountManagement(),
-            'bindAppAccount',
-            { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'bind'), accountId: validated.accountId, appAccountId: guest.app_account_id },
+            'validateLoginToken',
+            { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'validate'), loginToken: request.loginToken, deviceId: request.deviceId },
             { signal: ctx.signal },
           ),
         )
-        appAccountId = bound.binding!.appAccountId
-        created = appAccountId === guest.app_account_id
-        if (!created) await accounts.discardAppAccount(db, guest.app_account_id) // a concurrent first login (or our own earlier try) won
-      }
-      return idempotent(db, call, async (trx) => {
-        const account = await accounts.getAppAccount(trx, appAccountId)
-        const session = await accounts.openSession(trx, appAccountId, request.deviceId, validated.assignmentId, deps.config.login.sessionTtlMs)
-        return { appAccount: toAppAccount(account), created, sessionToken: session.token, expireTime: session.expiresAt }
+        let appAccountId = validated.appAccountId
+        let created = false
+        if (!appAccountId) {
+          const guest = await accounts.createGuestAccount(db)
+          const bound = await callPeer(
+            'account-management',
+            unaryCall(
+              accountManagement(),
+              'bindAppAccount',
+              { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'bind'), accountId: validated.accountId, appAccountId: guest.app_account_id },
+              { signal: ctx.signal },
+            ),
+          )
+          appAccountId = bound.binding!.appAccountId
+          created = appAccountId === guest.app_account_id
+          if (!created) await accounts.discardAppAccount(db, guest.app_account_id) // a concurrent first login (or our own earlier try) won
+        }
+        return commit(async (trx) => {
+          const account = await accounts.getAppAccount(trx, appAccountId)
+          const session = await accounts.openSession(trx, appAccountId, request.deviceId, validated.assignmentId, deps.config.login.sessionTtlMs)
+          return { appAccount: toAppAccount(account), created, sessionToken: session.token, expireTime: session.expiresAt }
+        })
       })
     },
 

@@ -1,7 +1,9 @@
 // PaymentManagementService handlers: validate the request, apply the rules, map rows to replies.
 import { randomUUID } from 'node:crypto'
+import { status as Status } from '@grpc/grpc-js'
 import type { Kysely } from 'kysely'
 import { AppOrderState } from '../../gen/cloudpay/app/v1/app_service.ts'
+import { TransactionState } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
 import {
   CancelDeviceOrdersRequest,
   CancelDeviceOrdersResponse,
@@ -22,14 +24,14 @@ import {
 } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
-import { FailedPreconditionError, PermissionDeniedError, quote } from '../runtime/errors.ts'
+import { FailedPreconditionError, PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
-import { callOf, derivedRequestId, idempotent, replayOf } from '../runtime/idempotency.ts'
+import { callOf, derivedRequestId, idempotent, idempotentFlow } from '../runtime/idempotency.ts'
 import { channelCheckVia } from '../runtime/mesh-calls.ts'
-import { startOutbox } from '../runtime/outbox.ts'
+import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
-import { callPeer } from '../runtime/peer-calls.ts'
+import { callPeer, RelayedError } from '../runtime/peer-calls.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
 import { type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
@@ -76,15 +78,43 @@ const BINDING_ID: Format = { pattern: UUID_PATTERN, description: 'must be a bind
 export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentManagementServiceService> {
   const db = deps.db as Kysely<PaymentDatabase>
   const settings = deps.config.payment
-  const outbox = startOutbox({ db, tracer: deps.tracer, log: deps.log, retryBaseMs: settings.retryBaseMs, retryMaxMs: settings.retryMaxMs, handlers: handOffs(db, deps.peers) })
-  const sweeper = setInterval(
-    () =>
-      orders
-        .expireDue(db)
-        .then((n) => n > 0 && outbox.kick())
-        .catch((error: unknown) => deps.log.warn({ err: error }, 'order expiry failed')),
-    Math.min(Math.max(settings.orderTtlMs / 4, 250), 5_000),
-  )
+  const outbox = startOutbox({ db, tracer: deps.tracer, log: deps.log, ...outboxSettings(deps.config), handlers: handOffs(db, deps.peers) })
+  const sweepMs = Math.min(Math.max(settings.orderTtlMs / 4, 250), 5_000)
+  /** Before an awaiting order expires: has its platform been paid (the report may still be on its way)? */
+  const prepayAtPlatform = async (order: OrderRow): Promise<orders.PrepayVerdict> => {
+    try {
+      const { transaction } = await callPeer(
+        'payment-platform',
+        unaryCall(deps.peers.get('payment-platform'), 'getTransaction', { platformId: order.platform_id!, serialNumber: order.serial_number! }, { deadlineMs: 2_000 }),
+      )
+      const state = transaction?.state
+      return state === TransactionState.TRANSACTION_STATE_SUCCEEDED || state === TransactionState.TRANSACTION_STATE_REFUNDED ? 'paid' : 'unpaid'
+    } catch (error) {
+      if (error instanceof RelayedError && error.code === Status.NOT_FOUND) return 'unpaid' // the platform never made it
+      if (!(error instanceof UnavailableError)) deps.log.warn({ err: error, order_id: order.order_id }, 'asking the platform about an order past its deadline failed')
+      return 'unknown'
+    }
+  }
+  let sweeping = false
+  const sweeper = setInterval(() => {
+    if (sweeping) return // the last sweep is still asking platforms
+    sweeping = true
+    orders
+      .expireDue(db, prepayAtPlatform, { paidMs: settings.retryMaxMs, unknownMs: sweepMs })
+      .then(({ expired, deferred }) => {
+        for (const { order, verdict } of deferred) {
+          deps.log.info(
+            { order_id: order.order_id, platform_id: order.platform_id, serial_number: order.serial_number },
+            verdict === 'paid'
+              ? 'order past its deadline is paid at its platform: not expired; waiting for the payment result'
+              : 'order past its deadline: its platform could not be asked whether it was paid; not expired yet',
+          )
+        }
+        if (expired > 0) outbox.kick()
+      })
+      .catch((error: unknown) => deps.log.warn({ err: error }, 'order expiry failed'))
+      .finally(() => (sweeping = false))
+  }, sweepMs)
   sweeper.unref()
   const mayActFor = (ctx: { caller: Parameters<typeof assertMayActForDevice>[0]; signal: AbortSignal }, deviceId: string) =>
     assertMayActForDevice(ctx.caller, deviceId, channelCheckVia(deps.peers, ctx.signal))
@@ -93,29 +123,31 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
     submitOrder: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.appOrderId, 'app_order_id'))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      const call = callOf(ctx, request, SubmitOrderRequest, SubmitOrderResponse)
-      const replay = await replayOf(db, call)
-      if (replay) return replay
-      // The order's id exists from the start, so every span of the submission carries it.
-      const orderId = randomUUID()
-      return tagged({ orderId, deviceId: request.deviceId }, async () => {
-        // The amount is the application's own record of the order; the instance sends none.
-        const { order: appOrder } = await callPeer('app-service', unaryCall(deps.peers.get('app-service'), 'getOrder', { appOrderId: request.appOrderId }, { signal: ctx.signal }))
-        if (!appOrder || appOrder.deviceId !== request.deviceId)
-          throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${quote(request.appOrderId)} was not placed from device ${quote(request.deviceId)}`)
-        if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING)
-          throw new FailedPreconditionError('APP_ORDER_NOT_PENDING', `app order ${quote(request.appOrderId)} is not waiting for payment`)
-        const input = {
-          orderId,
-          deviceId: request.deviceId,
-          appOrderId: appOrder.appOrderId,
-          amountMinor: appOrder.amountDue!.amountMinor,
-          currencyCode: appOrder.amountDue!.currencyCode,
-          description: appOrder.description,
-          merchantId: appOrder.merchantId,
-          collectionAccounts: appOrder.collectionAccounts,
-        }
-        return idempotent(db, call, async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs)) }))
+      return idempotentFlow(db, callOf(ctx, request, SubmitOrderRequest, SubmitOrderResponse), (commit) => {
+        // The order's id exists from the start, so every span of the submission carries it.
+        const orderId = randomUUID()
+        return tagged({ orderId, deviceId: request.deviceId }, async () => {
+          // The amount is the application's own record of the order; the instance sends none.
+          const { order: appOrder } = await callPeer(
+            'app-service',
+            unaryCall(deps.peers.get('app-service'), 'getOrder', { appOrderId: request.appOrderId }, { signal: ctx.signal }),
+          )
+          if (!appOrder || appOrder.deviceId !== request.deviceId)
+            throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${quote(request.appOrderId)} was not placed from device ${quote(request.deviceId)}`)
+          if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING)
+            throw new FailedPreconditionError('APP_ORDER_NOT_PENDING', `app order ${quote(request.appOrderId)} is not waiting for payment`)
+          const input = {
+            orderId,
+            deviceId: request.deviceId,
+            appOrderId: appOrder.appOrderId,
+            amountMinor: appOrder.amountDue!.amountMinor,
+            currencyCode: appOrder.amountDue!.currencyCode,
+            description: appOrder.description,
+            merchantId: appOrder.merchantId,
+            collectionAccounts: appOrder.collectionAccounts,
+          }
+          return commit(async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs)) }))
+        })
       })
     },
 
@@ -158,44 +190,46 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           .format(request.bindingId, 'binding_id', BINDING_ID, { optional: true }),
       )
       await mayActFor(ctx, request.deviceId)
-      const call = callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse)
-      const replay = await replayOf(db, call)
-      if (replay) return replay
-      const order = await orders.get(db, request.orderId)
-      if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
-      return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
-        // Peer calls outside any transaction; the state is re-checked by the transition after.
-        const account = await callPeer(
-          'account-management',
-          unaryCall(deps.peers.get('account-management'), 'resolvePaymentAccount', { deviceId: request.deviceId, bindingId: request.bindingId }, { signal: ctx.signal }),
-        )
-        const collectionAccount = orders.assertPrepayable(order, account.platformId)
-        const { transaction, resultKey } = await callPeer(
-          'payment-platform',
-          unaryCall(
-            deps.peers.get('payment-platform'),
-            'createPrepay',
-            {
-              requestId: derivedRequestId(formatIdentity(ctx.caller), order.order_id, 'prepay', account.bindingId),
-              platformId: account.platformId,
-              payerAccount: account.payerAccount,
-              amount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
-              collectionAccount,
-              merchantId: order.merchant_id,
-              merchantOrderId: order.order_id,
-              description: [...order.description].slice(0, 200).join(''), // characters, not halves of one
-              // Only the terminal that asked (and may act for the device) can pay this prepay.
-              terminalId: ctx.caller.id,
-            },
-            { signal: ctx.signal },
-          ),
-        )
-        const prepay = { platformId: account.platformId, serialNumber: transaction!.serialNumber, resultKeyId: resultKey!.keyId, resultPublicKey: resultKey!.publicKey }
-        return idempotent(db, call, async (trx) => ({
-          order: toOrder(await orders.recordPrepay(trx, order.order_id, prepay)),
-          platformId: prepay.platformId,
-          serialNumber: prepay.serialNumber,
-        }))
+      return idempotentFlow(db, callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse), async (commit) => {
+        const order = await orders.get(db, request.orderId)
+        if (order.device_id !== request.deviceId)
+          throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
+        return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
+          // Peer calls outside any transaction; the state is re-checked by the transition after.
+          const account = await callPeer(
+            'account-management',
+            unaryCall(deps.peers.get('account-management'), 'resolvePaymentAccount', { deviceId: request.deviceId, bindingId: request.bindingId }, { signal: ctx.signal }),
+          )
+          const collectionAccount = orders.assertPrepayable(order, account.platformId)
+          const { transaction, resultKey } = await callPeer(
+            'payment-platform',
+            unaryCall(
+              deps.peers.get('payment-platform'),
+              'createPrepay',
+              {
+                requestId: derivedRequestId(formatIdentity(ctx.caller), order.order_id, 'prepay', account.bindingId),
+                platformId: account.platformId,
+                payerAccount: account.payerAccount,
+                amount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
+                collectionAccount,
+                merchantId: order.merchant_id,
+                merchantOrderId: order.order_id,
+                description: [...order.description].slice(0, 200).join(''), // characters, not halves of one
+                // Only the terminal that asked (and may act for the device) can pay this prepay.
+                terminalId: ctx.caller.id,
+                // The transaction expires with the order, not on the platform's own clock.
+                expireTime: order.expires_at,
+              },
+              { signal: ctx.signal },
+            ),
+          )
+          const prepay = { platformId: account.platformId, serialNumber: transaction!.serialNumber, resultKeyId: resultKey!.keyId, resultPublicKey: resultKey!.publicKey }
+          return commit(async (trx) => ({
+            order: toOrder(await orders.recordPrepay(trx, order.order_id, prepay)),
+            platformId: prepay.platformId,
+            serialNumber: prepay.serialNumber,
+          }))
+        })
       })
     },
 
@@ -224,7 +258,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       const reply = await tagged({ orderId: paidOrder.order_id, deviceId: paidOrder.device_id, platformId: request.platformId }, () =>
         idempotent(db, callOf(ctx, request, ReportPaymentResultRequest, ReportPaymentResultResponse), async (trx) => {
           if (request.result !== PaymentResult.PAYMENT_RESULT_SUCCEEDED) return { order: toOrder(await orders.getBySerial(trx, request.platformId, request.serialNumber)) }
-          return { order: toOrder(await orders.applyPayment(trx, request.platformId, request.serialNumber, request.amount!)) }
+          return { order: toOrder(await orders.applyPayment(trx, request.platformId, request.serialNumber, request.amount!, request.completeTime!)) }
         }),
       )
       outbox.kick()
@@ -256,7 +290,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       )
       await mayActFor(ctx, request.deviceId)
       const order = await orders.get(db, request.orderId)
-      if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
+      if (order.device_id !== request.deviceId)
+        throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
       const reply = await tagged({ orderId: order.order_id, deviceId: order.device_id }, () =>
         idempotent(db, callOf(ctx, request, CancelOrderRequest, CancelOrderResponse), async (trx) => ({
           order: toOrder(await orders.cancel(trx, request.orderId, request.reason || `cancelled by ${ctx.caller.role}`)),
@@ -284,7 +319,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
   }
   return {
     handlers,
-    introspect: () => ({}),
+    introspect: () => ({ outbox_dead_letters: outbox.deadLetters() }),
     async onStop() {
       clearInterval(sweeper)
       await outbox.stop()

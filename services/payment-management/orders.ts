@@ -1,7 +1,7 @@
 // Business rules of payment orders: an explicit state machine (an illegal transition is
 // FAILED_PRECONDITION), the earliest waiting order first, and every step that must reach another
 // party written to the outbox in the same transaction as the state change that needs it.
-import { trace } from '@opentelemetry/api'
+import { context, trace } from '@opentelemetry/api'
 import type { Kysely, Transaction } from 'kysely'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { inTransaction } from '../runtime/database.ts'
@@ -9,7 +9,7 @@ import { AlreadyExistsError, FailedPreconditionError, NotFoundError, PermissionD
 import { type PaymentResultFields, verifyPaymentResult } from '../runtime/payment-signature.ts'
 import { derivedRequestId } from '../runtime/idempotency.ts'
 import { enqueue } from '../runtime/outbox.ts'
-import { captureContext } from '../runtime/trace-context.ts'
+import { captureContext, restoreContext } from '../runtime/trace-context.ts'
 import * as store from './store/repository.ts'
 import type { OrderStateColumn, PaymentDatabase } from './store/tables.ts'
 
@@ -24,9 +24,11 @@ export const TRANSITIONS: Readonly<Record<OrderState, readonly OrderState[]>> = 
   awaiting_payment: ['paid', 'failed', 'cancelled', 'expired'],
   paid: ['effective', 'failed'],
   failed: ['refunded'],
-  // A payment that lands after the order ended is refunded.
+  // A payment that lands after the order ended is refunded...
   cancelled: ['failed'],
-  expired: ['failed'],
+  // ...unless it completed at the platform by the order's deadline (the platform's signed
+  // completion time): then it counts, however late its report arrives.
+  expired: ['paid', 'failed'],
   effective: [],
   refunded: [],
 }
@@ -154,23 +156,35 @@ async function tellDevice(trx: Trx, order: store.OrderRow, kind: EventKind): Pro
 }
 
 /**
- * Applies a platform's report that the money moved. Duplicates and reordered reports change
- * nothing; a payment that matches an awaiting order makes it PAID and queues the hand-off; one
- * that does not match, or lands after the order ended, is refunded.
+ * Applies a platform's report that the money moved, completed at `completedAt` (the platform's
+ * time, covered by its signature). Duplicates and reordered reports change nothing. A payment of
+ * the amount due, completed by the order's deadline, makes an awaiting order PAID and queues the
+ * hand-off, and so it does for an order expired meanwhile (the payment was in time; its report
+ * was late). Any other payment (another amount, after the deadline, or of a cancelled order) is refunded.
  */
-export async function applyPayment(trx: Trx, platformId: string, serialNumber: string, paid: { currencyCode: string; amountMinor: bigint }): Promise<store.OrderRow> {
+export async function applyPayment(
+  trx: Trx,
+  platformId: string,
+  serialNumber: string,
+  paid: { currencyCode: string; amountMinor: bigint },
+  completedAt: Date,
+): Promise<store.OrderRow> {
   const order = await store.lockOrderBySerial(trx, platformId, serialNumber)
   if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `no order awaits payment ${serialNumber} on platform ${platformId}`)
-  if (order.state === 'awaiting_payment' && paid.currencyCode === order.currency_code && paid.amountMinor === order.amount_minor) {
-    const moved = await transition(trx, order.order_id, 'paid')
+  if (order.state !== 'awaiting_payment' && order.state !== 'cancelled' && order.state !== 'expired') return order // already handled: a duplicate or late report
+  const amountDue = paid.currencyCode === order.currency_code && paid.amountMinor === order.amount_minor
+  const inTime = completedAt.getTime() <= order.expires_at.getTime()
+  if (amountDue && inTime && order.state !== 'cancelled') {
+    const moved = await transition(trx, order.order_id, 'paid', { end_reason: '' })
     await enqueue(trx, TOPICS.fulfil, { order_id: order.order_id }, derivedRequestId(order.order_id, 'fulfil'))
     return moved
   }
-  if (order.state === 'awaiting_payment' || order.state === 'cancelled' || order.state === 'expired') {
-    const reason = order.state === 'awaiting_payment' ? `paid ${paid.amountMinor} ${paid.currencyCode}, not the amount due` : `paid after the order was ${order.state}`
-    return refundLater(trx, order, reason)
-  }
-  return order // already handled: a duplicate or late report
+  const reason = !amountDue
+    ? `paid ${paid.amountMinor} ${paid.currencyCode}, not the amount due`
+    : order.state === 'cancelled'
+      ? 'paid after the order was cancelled'
+      : `paid at ${completedAt.toISOString()}, after the order's deadline ${order.expires_at.toISOString()}`
+  return refundLater(trx, order, reason)
 }
 
 /** Ends an order as FAILED and queues the refund (and the instance is told). */
@@ -214,16 +228,53 @@ export async function cancelDeviceOrders(trx: Trx, deviceId: string, submittedBe
   return cancelled
 }
 
-/** Expires unpaid orders past their time, in batches; returns how many. */
-export async function expireDue(db: Db): Promise<number> {
-  let count = 0
+/**
+ * What the platform says about an order's prepay at the order's deadline: paid (its report is on
+ * the way), not paid (expired, cancelled, unknown there, or still pending past our deadline), or
+ * it could not be asked.
+ */
+export type PrepayVerdict = 'paid' | 'unpaid' | 'unknown'
+
+export interface ExpiryRechecks {
+  /** How long to leave an order the platform says is paid before asking again (its report should land first). */
+  readonly paidMs: number
+  /** How long to leave an order whose platform could not be asked before trying again. */
+  readonly unknownMs: number
+}
+
+export interface ExpirySweep {
+  readonly expired: number
+  /** Orders past their deadline left as they are for now, and why. */
+  readonly deferred: readonly { readonly order: store.OrderRow; readonly verdict: Exclude<PrepayVerdict, 'unpaid'> }[]
+}
+
+/**
+ * Expires unpaid orders past their deadline, earliest first. An order awaiting payment is
+ * expired only once its platform says the prepay was not paid: expiry never races a payment made
+ * in time (its report may arrive after the deadline). One the platform says is paid, or whose
+ * platform cannot be asked, is left awaiting and looked at again later. Each order's check runs
+ * in the order's own trace.
+ */
+export async function expireDue(db: Db, prepayAtPlatform: (order: store.OrderRow) => Promise<PrepayVerdict>, rechecks: ExpiryRechecks): Promise<ExpirySweep> {
+  let expired = 0
+  const deferred: ExpirySweep['deferred'][number][] = []
   for (const order of await store.findExpired(db, new Date(), 100)) {
-    try {
-      await inTransaction(db, (trx) => cancel(trx, order.order_id, 'not paid in time', 'expired'))
-      count++
-    } catch (error) {
-      if (!(error instanceof FailedPreconditionError)) throw error // moved on meanwhile
-    }
+    await context.with(restoreContext(order.trace_context), async () => {
+      if (order.state === 'awaiting_payment' && order.platform_id && order.serial_number) {
+        const verdict = await prepayAtPlatform(order)
+        if (verdict !== 'unpaid') {
+          await store.deferExpiry(db, order.order_id, new Date(Date.now() + (verdict === 'paid' ? rechecks.paidMs : rechecks.unknownMs)))
+          deferred.push({ order, verdict })
+          return
+        }
+      }
+      try {
+        await inTransaction(db, (trx) => cancel(trx, order.order_id, 'not paid in time', 'expired'))
+        expired++
+      } catch (error) {
+        if (!(error instanceof FailedPreconditionError)) throw error // moved on meanwhile (paid, cancelled)
+      }
+    })
   }
-  return count
+  return { expired, deferred }
 }

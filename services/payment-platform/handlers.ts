@@ -21,10 +21,10 @@ import {
 } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { PermissionDeniedError, UnavailableError } from '../runtime/errors.ts'
-import { callOf, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
+import { callOf, idempotent, idempotentAfter, idempotentFlow } from '../runtime/idempotency.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { RpcContext } from '../runtime/rpc.ts'
-import { startOutbox } from '../runtime/outbox.ts'
+import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
@@ -67,6 +67,7 @@ const toTransaction = (row: TransactionRow): Transaction => ({
   createTime: row.created_at,
   completeTime: row.completed_at ?? undefined,
   expireTime: row.expires_at,
+  refundTime: row.refunded_at ?? undefined,
 })
 
 export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPlatformServiceService> {
@@ -77,8 +78,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     db,
     tracer: deps.tracer,
     log: deps.log,
-    retryBaseMs: settings.retryBaseMs,
-    retryMaxMs: settings.retryMaxMs,
+    ...outboxSettings(deps.config),
     handlers: { [PAYMENT_RESULT_TOPIC]: paymentResultSender(deps.peers) },
   })
   const onPlatform = (platformId: string) => ledger.assertPlatform(platforms, platformId)
@@ -192,7 +192,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
           .id(request.merchantId, 'merchant_id')
           .id(request.merchantOrderId, 'merchant_order_id')
           .text(request.description, 'description', { max: 200, multiline: true })
-          .id(request.terminalId, 'terminal_id'),
+          .id(request.terminalId, 'terminal_id')
+          .timestamp(request.expireTime, 'expire_time'),
       )
       onPlatform(request.platformId)
       return idempotent(db, callOf(ctx, request, CreatePrepayRequest, CreatePrepayResponse), async (trx) => {
@@ -210,6 +211,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
             description: request.description,
             resultKeyId: resultKey.keyId,
             terminalId: request.terminalId,
+            orderExpiresAt: request.expireTime,
           },
           settings,
         )
@@ -226,18 +228,17 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
           .text(request.paymentPassword, 'payment_password', { min: 1, max: 128 }),
       )
       onPlatform(request.platformId)
-      const call = callOf(ctx, request, PayRequest, PayResponse)
-      const replay = await replayOf(db, call)
-      if (replay) return replay
-      // Before the password is looked at: a stranger's guesses never count against the payer.
-      const txn = await transactionFor(ctx, request.platformId, request.serialNumber)
-      // The merchant's order id is PaymentManagement's order id: the payment joins the order's trace tags.
-      const reply = await tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
-        await ledger.checkPaymentPassword(db, txn, request.paymentPassword, settings)
-        return idempotent(db, call, async (trx) => {
-          const settled = await ledger.settle(trx, request.platformId, request.serialNumber)
-          await queuePaymentResult(trx, deps.sealer, settled)
-          return { transaction: toTransaction(settled) }
+      const reply = await idempotentFlow(db, callOf(ctx, request, PayRequest, PayResponse), async (commit) => {
+        // Before the password is looked at: a stranger's guesses never count against the payer.
+        const txn = await transactionFor(ctx, request.platformId, request.serialNumber)
+        // The merchant's order id is PaymentManagement's order id: the payment joins the order's trace tags.
+        return tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
+          await ledger.checkPaymentPassword(db, txn, request.paymentPassword, settings)
+          return commit(async (trx) => {
+            const settled = await ledger.settle(trx, request.platformId, request.serialNumber)
+            await queuePaymentResult(trx, deps.sealer, settled)
+            return { transaction: toTransaction(settled) }
+          })
         })
       })
       outbox.kick()
@@ -295,5 +296,5 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
       }
     },
   }
-  return { handlers, introspect: () => ({}), onStop: () => outbox.stop() }
+  return { handlers, introspect: () => ({ outbox_dead_letters: outbox.deadLetters() }), onStop: () => outbox.stop() }
 }

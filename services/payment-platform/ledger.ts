@@ -127,9 +127,17 @@ export async function createPrepay(
     description: string
     resultKeyId: string
     terminalId: string
+    /** The merchant order's deadline: the transaction expires no later. */
+    orderExpiresAt?: Date
   },
   settings: PaymentSettings,
 ): Promise<store.TransactionRow> {
+  const now = new Date()
+  if (input.orderExpiresAt && input.orderExpiresAt <= now) {
+    throw new FailedPreconditionError('ORDER_EXPIRED', `expire_time: merchant order ${input.merchantOrderId} expired at ${input.orderExpiresAt.toISOString()}`)
+  }
+  const ownExpiry = new Date(now.getTime() + settings.prepayTtlMs)
+  const expiresAt = input.orderExpiresAt && input.orderExpiresAt < ownExpiry ? input.orderExpiresAt : ownExpiry
   const payer = await store.findAccount(db, input.platformId, accountRef(sealer, input.platformId, input.payerNumber))
   if (!payer || payer.kind !== 'payer') throw new NotFoundError('PAYER_NOT_FOUND', `payer_account: no payer account like that on platform ${input.platformId}`)
   const collection = await store.findAccount(db, input.platformId, accountRef(sealer, input.platformId, input.collectionNumber))
@@ -156,7 +164,7 @@ export async function createPrepay(
     merchant_id: input.merchantId,
     merchant_order_id: input.merchantOrderId,
     description: input.description,
-    expires_at: new Date(Date.now() + settings.prepayTtlMs),
+    expires_at: expiresAt,
     result_key_id: input.resultKeyId,
     terminal_id: input.terminalId,
   })
@@ -172,8 +180,8 @@ export async function getTransaction(db: Db, platformId: string, serialNumber: s
   return txn
 }
 
-function assertPayable(txn: store.TransactionRow): void {
-  const state = effectiveState(txn)
+function assertPayable(txn: store.TransactionRow, now = new Date()): void {
+  const state = effectiveState(txn, now)
   if (state === 'pending') return
   if (state === 'succeeded') throw new FailedPreconditionError('ALREADY_PAID', `transaction ${txn.serial_number} is already paid`)
   throw new FailedPreconditionError(`TRANSACTION_${state.toUpperCase()}`, `transaction ${txn.serial_number} is ${state} and can no longer be paid`)
@@ -204,7 +212,9 @@ export async function checkPaymentPassword(db: Db, txn: store.TransactionRow, pa
 export async function settle(trx: Trx, platformId: string, serialNumber: string): Promise<store.TransactionRow> {
   const txn = await store.lockTransaction(trx, platformId, serialNumber)
   if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${quote(serialNumber)}`)
-  assertPayable(txn)
+  // One reading of the clock: the completion time (signed in the result) is never after the expiry it was checked against.
+  const now = new Date()
+  assertPayable(txn, now)
   const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
   const payer = accounts.get(txn.payer_ref)!
   if (payer.balance_minor < txn.amount_minor) {
@@ -215,7 +225,7 @@ export async function settle(trx: Trx, platformId: string, serialNumber: string)
   }
   await transfer(trx, platformId, payer, accounts.get(txn.collection_ref)!, { currencyCode: txn.currency_code, amountMinor: txn.amount_minor }, txn.serial_number)
   await store.resetPasswordFailures(trx, platformId, txn.payer_ref)
-  return store.setTransactionState(trx, txn.serial_number, 'succeeded', new Date())
+  return store.setTransactionState(trx, txn.serial_number, 'succeeded', now)
 }
 
 /** Moves a succeeded transaction's money back to the payer. */

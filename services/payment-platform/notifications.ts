@@ -1,11 +1,12 @@
 // Payment results go to PaymentManagement through the outbox: signed once, when queued in the
 // settling transaction, with the transaction's own result key, then sent at least once under a
 // stable request id with the same bytes every time, retried with backoff until acknowledged.
+import { status as Status } from '@grpc/grpc-js'
 import type { Kysely } from 'kysely'
 import { PaymentResult } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { derivedRequestId } from '../runtime/idempotency.ts'
-import { enqueue } from '../runtime/outbox.ts'
+import { type DeliveryTopic, enqueue, isPermanentRefusal } from '../runtime/outbox.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { Peers } from '../runtime/peers.ts'
 import { signPaymentResult } from '../runtime/payment-signature.ts'
@@ -45,8 +46,13 @@ export async function queuePaymentResult(trx: Kysely<PlatformDatabase>, sealer: 
   )
 }
 
-export function paymentResultSender(peers: Peers) {
-  return async (payload: Record<string, string>, deliveryId: string): Promise<void> => {
+/**
+ * Sends a queued result. PaymentManagement refusing it (a bad signature, a malformed result, an
+ * order that cannot take it) ends it as a dead letter; NOT_FOUND is retried, up to the outbox's
+ * attempt limit: the payer can pay before PaymentManagement has recorded the prepay's serial number.
+ */
+export function paymentResultSender(peers: Peers): DeliveryTopic {
+  const deliver = async (payload: Record<string, string>, deliveryId: string): Promise<void> => {
     await callPeer(
       'payment-management',
       unaryCall(peers.get('payment-management'), 'reportPaymentResult', {
@@ -61,4 +67,5 @@ export function paymentResultSender(peers: Peers) {
       }),
     )
   }
+  return { deliver, isPermanent: (error) => isPermanentRefusal(error) && (error as { code: Status }).code !== Status.NOT_FOUND }
 }

@@ -62,9 +62,16 @@ export interface PaymentSettings {
   /** Wrong payment passwords before a payer account locks, and the lock's length. */
   readonly maxPasswordFailures: number
   readonly passwordLockMs: number
-  /** Outbox deliveries: first retry delay (doubling) and its cap. */
+  /** Outbox deliveries: first retry delay (doubling, with random jitter) and its cap. */
   readonly retryBaseMs: number
   readonly retryMaxMs: number
+  /**
+   * How long a replica holds a delivery it is attempting before another replica may attempt it
+   * (what a replica killed mid-attempt delays the delivery by); longer than a call's deadline.
+   */
+  readonly outboxLeaseMs: number
+  /** Attempts after which a delivery that never succeeded is dead-lettered (stops, logged, counted). */
+  readonly outboxMaxAttempts: number
   /** A platform's payment-result signing key is replaced when older than this. */
   readonly resultKeyRotationMs: number
   /** The largest opening balance an operator may give a new payer account (minor units). */
@@ -154,6 +161,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       passwordLockMs: positiveInt(env, 'CLOUDPAY_PAYMENT_LOCK_MS', 15 * 60_000),
       retryBaseMs: positiveInt(env, 'CLOUDPAY_RETRY_BASE_MS', 200),
       retryMaxMs: positiveInt(env, 'CLOUDPAY_RETRY_MAX_MS', 30_000),
+      outboxLeaseMs: positiveInt(env, 'CLOUDPAY_OUTBOX_LEASE_MS', 30_000),
+      outboxMaxAttempts: positiveInt(env, 'CLOUDPAY_OUTBOX_MAX_ATTEMPTS', 1_000),
       resultKeyRotationMs: positiveInt(env, 'CLOUDPAY_RESULT_KEY_ROTATION_MS', 30 * 24 * 3_600_000),
       maxOpeningBalanceMinor: BigInt(positiveInt(env, 'CLOUDPAY_OPENING_BALANCE_MAX_MINOR', 1_000_000)),
     }),

@@ -2,6 +2,12 @@
 // same transaction as its effects; a retry gets that response back, and the same id with other
 // parameters is refused. Every service keeps the table in its own schema.
 //
+// A retry gets the first answer whatever state checks it runs first: a duplicate arriving while
+// the first call is in flight in this process waits for it (bounded by its own deadline) instead
+// of running its own checks, and a call refused on purpose (a CloudpayError refusal: "already
+// paid", "login already verified"...) looks again for an answer stored meanwhile under its
+// request id (by another replica, whose effects and answer commit together) and returns that.
+//
 // Stored responses can carry bearer secrets (a login token, a session token), so the table holds
 // neither the request id nor the response in clear: the row is keyed by a hash of the request id
 // and the response is sealed (AES-256-GCM) with a key derived from it under the data key. The
@@ -10,7 +16,8 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import { type Generated, type Kysely, sql, type Transaction } from 'kysely'
 import { inTransaction } from './database.ts'
-import { InvalidArgumentError } from './errors.ts'
+import { status as Status } from '@grpc/grpc-js'
+import { AbortedError, CloudpayError, InvalidArgumentError } from './errors.ts'
 import { formatIdentity, type Identity } from './identity.ts'
 import type { Fingerprinter } from './sealing.ts'
 import { withoutSecrets } from './secrets.ts'
@@ -58,6 +65,8 @@ export interface IdempotentCall<Req, Res> {
   readonly requestCodec: Codec<Req>
   readonly responseCodec: Codec<Res>
   readonly fingerprints: Fingerprinter
+  /** The call's own cancellation (its client gone, its deadline passed): bounds how long it waits for a duplicate in flight. */
+  readonly signal?: AbortSignal
 }
 
 /**
@@ -65,7 +74,7 @@ export interface IdempotentCall<Req, Res> {
  * fingerprint the request and store the response. Secret fields never enter the fingerprint.
  */
 export function callOf<Req extends { requestId: string }, Res>(
-  ctx: { readonly caller: Identity; readonly method: string; readonly fingerprints: Fingerprinter },
+  ctx: { readonly caller: Identity; readonly method: string; readonly fingerprints: Fingerprinter; readonly signal?: AbortSignal },
   request: Req,
   requestCodec: Codec<Req>,
   responseCodec: Codec<Res>,
@@ -78,6 +87,7 @@ export function callOf<Req extends { requestId: string }, Res>(
     requestCodec,
     responseCodec,
     fingerprints: ctx.fingerprints,
+    signal: ctx.signal,
   }
 }
 
@@ -116,27 +126,46 @@ async function storedReply<Database, Req, Res>(db: Kysely<Database>, call: Idemp
 }
 
 /**
- * The stored answer of an earlier call with this request id, if there is one: lets a handler
- * skip slow preparation (a password hash) on a retry before it calls idempotent().
+ * The stored answer of an earlier call with this request id, if there is one. Handlers use
+ * idempotentAfter/idempotentFlow instead, which also cover duplicates in flight.
  */
 export function replayOf<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>): Promise<Res | undefined> {
   return storedReply(db, call, keyMaterial(call))
+}
+
+/** Stores `work`'s answer with its effects, in one transaction; the part of a flow that commits. */
+export type Commit<Database, Res> = (work: (trx: Transaction<Database>) => Promise<Res>) => Promise<Res>
+
+/**
+ * A handler's whole flow under one request id: preparation outside any transaction (state
+ * checks, peer calls, a slow hash; never a transaction held across them), then `commit(work)`,
+ * which runs `work` and stores its answer in one transaction. A retry of an answered request
+ * gets the answer without preparing again; a duplicate of one in flight in this process waits
+ * for it; a deliberate refusal gives way to an answer stored under the id meanwhile.
+ */
+export function idempotentFlow<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>, flow: (commit: Commit<Database, Res>) => Promise<Res>): Promise<Res> {
+  return once(db, call, flow, true)
 }
 
 /**
  * idempotent() with a preparation step outside the transaction (a slow hash, a peer call),
  * skipped entirely when the request id was already answered.
  */
-export async function idempotentAfter<Database, Req, Res, Prepared>(
+export function idempotentAfter<Database, Req, Res, Prepared>(
   db: Kysely<Database>,
   call: IdempotentCall<Req, Res>,
   prepare: () => Promise<Prepared>,
   work: (trx: Transaction<Database>, prepared: Prepared) => Promise<Res>,
 ): Promise<Res> {
-  const replay = await replayOf(db, call)
-  if (replay !== undefined) return replay
-  const prepared = await prepare()
-  return idempotent(db, call, (trx) => work(trx, prepared))
+  return once(
+    db,
+    call,
+    async (commit) => {
+      const prepared = await prepare()
+      return commit((trx) => work(trx, prepared))
+    },
+    true,
+  )
 }
 
 /**
@@ -144,8 +173,119 @@ export async function idempotentAfter<Database, Req, Res, Prepared>(
  * key row is claimed first: a concurrent duplicate blocks on it until the first commits, then
  * replays the first answer (or, if the first rolled back, runs the work itself).
  */
-export async function idempotent<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>, work: (trx: Transaction<Database>) => Promise<Res>): Promise<Res> {
+export function idempotent<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>, work: (trx: Transaction<Database>) => Promise<Res>): Promise<Res> {
+  // No read first: the claim in commit() finds an earlier answer as cheaply.
+  return once(db, call, (commit) => commit(work), false)
+}
+
+/** Refusals a handler makes on purpose about the request; anything else (an outage, a fault) is not an answer. */
+const REFUSAL_CODES: ReadonlySet<Status> = new Set([
+  Status.INVALID_ARGUMENT,
+  Status.NOT_FOUND,
+  Status.ALREADY_EXISTS,
+  Status.FAILED_PRECONDITION,
+  Status.PERMISSION_DENIED,
+  Status.UNAUTHENTICATED,
+  Status.RESOURCE_EXHAUSTED,
+  Status.OUT_OF_RANGE,
+])
+
+function isRefusal(error: unknown): error is CloudpayError {
+  return error instanceof CloudpayError && REFUSAL_CODES.has(error.code)
+}
+
+type Outcome<Res> = { readonly ok: true; readonly value: Res } | { readonly ok: false; readonly error: unknown }
+
+/** Calls in flight in this process, per database view (one per service replica) and key. */
+const inFlight = new WeakMap<object, Map<string, Promise<Outcome<unknown>>>>()
+
+function flightsOf(db: object): Map<string, Promise<Outcome<unknown>>> {
+  let flights = inFlight.get(db)
+  if (!flights) inFlight.set(db, (flights = new Map()))
+  return flights
+}
+
+/** Waits for a duplicate in flight, or until this call's own signal says its client is gone. */
+async function waitFor<Res>(flight: Promise<Outcome<Res>>, signal: AbortSignal | undefined): Promise<Outcome<Res>> {
+  if (!signal) return flight
+  const inProgress = () => new AbortedError('REQUEST_IN_PROGRESS', 'a call with this request_id is still in progress; retry with the same request_id')
+  if (signal.aborted) throw inProgress()
+  let onAbort!: () => void
+  const aborted = new Promise<never>((_, reject) => (onAbort = () => reject(inProgress())))
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    return await Promise.race([flight, aborted])
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}
+
+async function once<Database, Req, Res>(
+  db: Kysely<Database>,
+  call: IdempotentCall<Req, Res>,
+  flow: (commit: Commit<Database, Res>) => Promise<Res>,
+  replayFirst: boolean,
+): Promise<Res> {
   const material = keyMaterial(call)
+  // The fingerprint is part of the key: the same id with other parameters does not wait here, it is refused (REQUEST_ID_REUSED).
+  const key = `${call.method}\0${material.caller}\0${material.keyId}\0${material.requestHash}`
+  const flights = flightsOf(db)
+  for (let current = flights.get(key); current; current = flights.get(key)) {
+    const outcome = (await waitFor(current, call.signal)) as Outcome<Res>
+    if (outcome.ok) return outcome.value
+    // The same request was refused a moment ago: that is its answer too (unless one was stored since).
+    if (isRefusal(outcome.error)) return answeredInstead(db, call, material, outcome.error)
+    // The first failed for its own reasons (an outage, its client gone): this call runs itself.
+  }
+  let settle!: (outcome: Outcome<Res>) => void
+  const flight = new Promise<Outcome<Res>>((resolve) => (settle = resolve))
+  flights.set(key, flight as Promise<Outcome<unknown>>)
+  try {
+    const replay = replayFirst ? await storedReply(db, call, material) : undefined
+    const value = replay !== undefined ? replay : await flow((work) => commit(db, call, material, work))
+    settle({ ok: true, value })
+    return value
+  } catch (error) {
+    if (!isRefusal(error)) {
+      settle({ ok: false, error })
+      throw error
+    }
+    try {
+      const value = await answeredInstead(db, call, material, error)
+      settle({ ok: true, value })
+      return value
+    } catch (final) {
+      settle({ ok: false, error: final })
+      throw final
+    }
+  } finally {
+    if (flights.get(key) === flight) flights.delete(key)
+  }
+}
+
+/**
+ * A deliberate refusal of a call whose request id was answered meanwhile (by a duplicate that
+ * committed first, on another replica) gives way to that answer; otherwise it stands.
+ */
+async function answeredInstead<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>, material: KeyMaterial, refusal: CloudpayError): Promise<Res> {
+  let stored: Res | undefined
+  try {
+    stored = await storedReply(db, call, material)
+  } catch (error) {
+    if (error instanceof CloudpayError) throw error // REQUEST_ID_REUSED: the id answered another request
+    throw refusal // the database could not be read again: the refusal is still what happened
+  }
+  if (stored === undefined) throw refusal
+  return stored
+}
+
+/** Runs `work` and stores its answer in one transaction, after claiming the key (a duplicate committed first: its answer). */
+async function commit<Database, Req, Res>(
+  db: Kysely<Database>,
+  call: IdempotentCall<Req, Res>,
+  material: KeyMaterial,
+  work: (trx: Transaction<Database>) => Promise<Res>,
+): Promise<Res> {
   const { caller, keyId, key, requestHash } = material
   return inTransaction(db, async (trx) => {
     const keys = trx as unknown as Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>

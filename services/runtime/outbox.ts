@@ -1,11 +1,17 @@
 // Transactional outbox: a delivery is written in the same transaction as the state change that
-// requires it, then sent at least once, retried with backoff until its handler succeeds. Replicas
-// share the table: a delivery is leased (next_attempt_at pushed out) before it is attempted, so
-// one replica works on it at a time, and no transaction stays open across the remote call.
+// requires it, then sent at least once, retried with jittered backoff until its handler succeeds.
+// Replicas share the table: a delivery is leased (next_attempt_at pushed out) before it is
+// attempted, so one replica works on it at a time, and no transaction stays open across the
+// remote call. A delivery that can never succeed (a refusal no retry changes, or too many
+// attempts) is dead-lettered: it stops, keeps its reason, is logged at error level once and counted.
+import { status as Status } from '@grpc/grpc-js'
 import { type Generated, type Kysely, sql } from 'kysely'
 import { randomUUID } from 'node:crypto'
-import { context, SpanKind, SpanStatusCode, trace as otelTrace, type Tracer } from '@opentelemetry/api'
+import { context, metrics, SpanKind, SpanStatusCode, trace as otelTrace, type Tracer } from '@opentelemetry/api'
+import type { PaymentSettings } from './config.ts'
+import { CloudpayError } from './errors.ts'
 import type { Logger } from './logger.ts'
+import { PeerError } from './peer-calls.ts'
 import { SERVICE_TRACER } from './telemetry.ts'
 import { captureContext, restoreContext } from './trace-context.ts'
 
@@ -20,6 +26,9 @@ export interface OutboxTable {
   delivered_at: Date | null
   last_error: string | null
   created_at: Generated<Date>
+  /** Set when the delivery was given up on (dead letter); it is never attempted again. */
+  dead_at: Generated<Date | null>
+  dead_reason: Generated<string | null>
 }
 
 type OutboxDb = Kysely<{ [OUTBOX_TABLE]: OutboxTable }>
@@ -40,6 +49,22 @@ export async function createOutboxTable(db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('outbox_due').on(OUTBOX_TABLE).column('next_attempt_at').where(sql.ref('delivered_at'), 'is', null).execute()
 }
 
+/**
+ * Dead letters (migration 2026_12_01 of every schema with an outbox; frozen like it): when and
+ * why a delivery was given up on. Due deliveries are found by an index that leaves dead ones out.
+ */
+export async function addOutboxDeadLetters(db: Kysely<any>): Promise<void> {
+  await db.schema.alterTable(OUTBOX_TABLE).addColumn('dead_at', 'timestamptz').addColumn('dead_reason', 'text').execute()
+  await db.schema.dropIndex('outbox_due').execute()
+  await db.schema
+    .createIndex('outbox_due')
+    .on(OUTBOX_TABLE)
+    .column('next_attempt_at')
+    .where(sql<boolean>`delivered_at is null and dead_at is null`)
+    .execute()
+  await db.schema.createIndex('outbox_dead').on(OUTBOX_TABLE).column('dead_at').where(sql.ref('dead_at'), 'is not', null).execute()
+}
+
 /** Where the delivery's trace context rides in its payload. */
 const TRACE_FIELD = '_trace'
 
@@ -57,35 +82,88 @@ export async function enqueue(trx: Kysely<any>, topic: string, payload: Record<s
   return deliveryId
 }
 
-/** What a handler says about one attempt: done, or try again later. Throwing also retries. */
+/** One attempt: resolving means delivered; throwing means not (retried, unless the error is permanent). */
 export type DeliveryHandler = (payload: Record<string, string>, deliveryId: string, attempt: number) => Promise<void>
+
+/** A topic's handler, and which of its errors no retry can change (default: isPermanentRefusal). */
+export interface DeliveryTopic {
+  readonly deliver: DeliveryHandler
+  readonly isPermanent?: (error: unknown) => boolean
+}
+
+/** Refusals that describe the delivery itself: sending the same request again cannot change them. */
+const PERMANENT_CODES: ReadonlySet<Status> = new Set([Status.INVALID_ARGUMENT, Status.FAILED_PRECONDITION, Status.PERMISSION_DENIED, Status.NOT_FOUND])
+
+/**
+ * The default: a deliberate refusal (a peer's relayed one, or our own domain error) with
+ * INVALID_ARGUMENT, FAILED_PRECONDITION, PERMISSION_DENIED or NOT_FOUND. Outages, timeouts,
+ * RESOURCE_EXHAUSTED, ABORTED and unexpected errors are retried.
+ */
+export function isPermanentRefusal(error: unknown): boolean {
+  return (error instanceof CloudpayError || error instanceof PeerError) && PERMANENT_CODES.has(error.code)
+}
+
+/** The delay before retry number `attempt` (1-based): doubling from base up to max, then jittered to 50-100 % of it. */
+export function retryDelayMs(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(Math.max(attempt - 1, 0), 30))
+  // "Equal jitter": replicas retrying the same peer spread out, and no retry comes sooner than half the backoff.
+  return Math.round(ceiling / 2 + random() * (ceiling / 2))
+}
 
 export interface OutboxOptions {
   readonly db: Kysely<any>
   readonly tracer: Tracer
-  readonly handlers: Readonly<Record<string, DeliveryHandler>>
+  readonly handlers: Readonly<Record<string, DeliveryHandler | DeliveryTopic>>
   readonly log: Logger
   readonly retryBaseMs: number
   readonly retryMaxMs: number
   /** How often due deliveries are looked for without a kick. */
   readonly intervalMs?: number
-  /** How long an attempt may take before another replica may try again. */
+  /** How long an attempt may take before another replica may try again (CLOUDPAY_OUTBOX_LEASE_MS). */
   readonly leaseMs?: number
+  /** Attempts after which a delivery is dead-lettered (CLOUDPAY_OUTBOX_MAX_ATTEMPTS). */
+  readonly maxAttempts?: number
+  /** How long stop() lets attempts in flight finish before it hands their leases back. */
+  readonly stopWaitMs?: number
+}
+
+/** The outbox options every service takes from its configuration. */
+export function outboxSettings(config: { readonly payment: PaymentSettings; readonly shutdownGraceMs: number }) {
+  return {
+    retryBaseMs: config.payment.retryBaseMs,
+    retryMaxMs: config.payment.retryMaxMs,
+    leaseMs: config.payment.outboxLeaseMs,
+    maxAttempts: config.payment.outboxMaxAttempts,
+    stopWaitMs: config.shutdownGraceMs,
+  } satisfies Partial<OutboxOptions>
 }
 
 export interface Outbox {
   /** Looks for due deliveries now (call after committing one). */
   kick(): void
-  /** Deliveries not yet delivered. */
+  /** Deliveries not yet delivered and not dead. */
   pending(): Promise<number>
+  /** Dead-lettered deliveries in the table (all replicas'), as last counted: a gauge to alert on. */
+  deadLetters(): number
   /**
    * Kicks, then waits until every one of these deliveries was acknowledged (by this replica or
    * another) or `timeoutMs` passed: true when all were. A delivery not in the table counts as
-   * done. Waiting never stops the retries.
+   * done; a dead one ends the wait (false). Waiting never stops the retries.
    */
   delivered(deliveryIds: readonly string[], timeoutMs: number): Promise<boolean>
+  /**
+   * Stops looking for deliveries, lets attempts in flight finish for up to `stopWaitMs`, then
+   * hands the leases of the ones still unfinished back (due now), so another replica takes them
+   * at once instead of after the lease.
+   */
   stop(): Promise<void>
 }
+
+/** How often the dead-letter gauge is re-counted (dead letters of other replicas show up then). */
+const DEAD_RECOUNT_MS = 10_000
+const deadLetterCounter = metrics.getMeter('cloudpay').createCounter('cloudpay.outbox.dead_letters', {
+  description: 'Outbox deliveries given up on (refused permanently, or out of attempts)',
+})
 
 /** How often a waiter re-reads the table, for deliveries another replica attempts. */
 const DELIVERED_RECHECK_MS = 250
@@ -93,9 +171,15 @@ const DELIVERED_RECHECK_MS = 250
 export function startOutbox(options: OutboxOptions): Outbox {
   const db = options.db as OutboxDb
   const leaseMs = options.leaseMs ?? 30_000
+  const maxAttempts = options.maxAttempts ?? Number.POSITIVE_INFINITY
+  const stopWaitMs = options.stopWaitMs ?? 10_000
+  const topics = new Map(Object.entries(options.handlers).map(([topic, handler]) => [topic, typeof handler === 'function' ? { deliver: handler } : handler] as const))
   let running: Promise<void> | undefined
   let again = false
   let stopped = false
+  let deadCount = 0
+  /** Deliveries this replica claimed and has not finished (delivered, rescheduled or dead). */
+  const inFlight = new Set<string>()
   /** Waiters woken whenever this replica acknowledges a delivery; each re-reads its own. */
   const waiters = new Set<() => void>()
   const wakeWaiters = (): void => {
@@ -112,6 +196,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
           .selectFrom(OUTBOX_TABLE)
           .select('delivery_id')
           .where('delivered_at', 'is', null)
+          .where('dead_at', 'is', null)
           .where('next_attempt_at', '<=', sql<Date>`now()`)
           .orderBy('next_attempt_at')
           .limit(20)
@@ -121,9 +206,44 @@ export function startOutbox(options: OutboxOptions): Outbox {
       .returning(['delivery_id', 'topic', 'payload', 'attempts'])
       .execute()
 
+  let recounts = 0
+  /** Counts the table's dead letters; an older count finishing after a newer one started is dropped. */
+  const recountDead = async (): Promise<void> => {
+    const mine = ++recounts
+    const { n } = await db
+      .selectFrom(OUTBOX_TABLE)
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('dead_at', 'is not', null)
+      .executeTakeFirstOrThrow()
+    if (mine === recounts) deadCount = Number(n)
+  }
+
+  const recount = (): void => void recountDead().catch((error: unknown) => options.log.warn({ err: error }, 'counting dead outbox deliveries failed'))
+
+  /** Gives a delivery up: it stops, keeps its reason, and is logged (once, by whichever replica wins) and counted. */
+  const bury = async (row: { delivery_id: string; topic: string; attempts: number }, reason: string): Promise<void> => {
+    const buried = await db
+      .updateTable(OUTBOX_TABLE)
+      .set({ dead_at: sql`now()`, dead_reason: reason.slice(0, 500), last_error: reason.slice(0, 500) })
+      .where('delivery_id', '=', row.delivery_id)
+      .where('delivered_at', 'is', null)
+      .where('dead_at', 'is', null)
+      .returning('delivery_id')
+      .executeTakeFirst()
+    if (!buried) return
+    options.log.error(
+      { topic: row.topic, delivery_id: row.delivery_id, attempts: row.attempts, reason },
+      'outbox delivery dead-lettered: it will not be retried; fix the cause, then set dead_at to null to retry it',
+    )
+    deadLetterCounter.add(1, { topic: row.topic })
+    deadCount += 1
+    recount()
+    wakeWaiters()
+  }
+
   const attempt = async (row: { delivery_id: string; topic: string; payload: Record<string, string> | string; attempts: number }): Promise<void> => {
     const { [TRACE_FIELD]: trace, ...payload } = typeof row.payload === 'string' ? (JSON.parse(row.payload) as Record<string, string>) : row.payload
-    const handler = options.handlers[row.topic]
+    const topic = topics.get(row.topic)
     const parent = restoreContext(trace).setValue(SERVICE_TRACER, options.tracer)
     const span = options.tracer.startSpan(
       `outbox ${row.topic}`,
@@ -131,16 +251,22 @@ export function startOutbox(options: OutboxOptions): Outbox {
       parent,
     )
     try {
-      if (!handler) throw new Error(`no handler for outbox topic ${row.topic}`)
-      await context.with(otelTrace.setSpan(parent, span), () => handler(payload, row.delivery_id, row.attempts))
+      if (!topic) throw new Error(`no handler for outbox topic ${row.topic}`)
+      await context.with(otelTrace.setSpan(parent, span), () => topic.deliver(payload, row.delivery_id, row.attempts))
       await db.updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', '=', row.delivery_id).execute()
       span.end()
       wakeWaiters()
     } catch (error) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
       span.end()
-      const delay = Math.min(options.retryMaxMs, options.retryBaseMs * 2 ** Math.min(row.attempts - 1, 20))
       const message = error instanceof Error ? error.message : String(error)
+      const permanent = topic !== undefined && (topic.isPermanent ?? isPermanentRefusal)(error)
+      if (permanent || row.attempts >= maxAttempts) {
+        const reason = permanent ? `refused: ${message}` : `gave up after ${row.attempts} attempts; last error: ${message}`
+        await bury(row, reason).catch((failure: unknown) => options.log.warn({ err: failure, delivery_id: row.delivery_id }, 'outbox dead-lettering failed; will retry'))
+        return
+      }
+      const delay = retryDelayMs(row.attempts, options.retryBaseMs, options.retryMaxMs)
       options.log.warn({ topic: row.topic, delivery_id: row.delivery_id, attempt: row.attempts, retry_in_ms: delay, error: message }, 'outbox delivery failed; will retry')
       await db
         .updateTable(OUTBOX_TABLE)
@@ -148,6 +274,8 @@ export function startOutbox(options: OutboxOptions): Outbox {
         .where('delivery_id', '=', row.delivery_id)
         .execute()
         .catch(() => undefined)
+    } finally {
+      inFlight.delete(row.delivery_id)
     }
   }
 
@@ -155,6 +283,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
     do {
       again = false
       const rows = await claim()
+      for (const row of rows) inFlight.add(row.delivery_id)
       await Promise.all(rows.map(attempt))
       if (rows.length === 20) again = true
     } while (again && !stopped)
@@ -173,19 +302,17 @@ export function startOutbox(options: OutboxOptions): Outbox {
       })
   }
 
-  const undelivered = async (ids: readonly string[]): Promise<number> =>
-    ids.length === 0
-      ? 0
-      : Number(
-          (
-            await db
-              .selectFrom(OUTBOX_TABLE)
-              .select((eb) => eb.fn.countAll().as('n'))
-              .where('delivery_id', 'in', [...ids])
-              .where('delivered_at', 'is', null)
-              .executeTakeFirstOrThrow()
-          ).n,
-        )
+  /** How many of these deliveries are still to come, and whether any of them is dead (never coming). */
+  const outstanding = async (ids: readonly string[]): Promise<{ undelivered: number; dead: number }> => {
+    if (ids.length === 0) return { undelivered: 0, dead: 0 }
+    const row = await db
+      .selectFrom(OUTBOX_TABLE)
+      .select((eb) => [eb.fn.countAll().as('n'), eb.fn.count('dead_at').as('dead')])
+      .where('delivery_id', 'in', [...ids])
+      .where('delivered_at', 'is', null)
+      .executeTakeFirstOrThrow()
+    return { undelivered: Number(row.n), dead: Number(row.dead) }
+  }
 
   const delivered = async (ids: readonly string[], timeoutMs: number): Promise<boolean> => {
     const deadline = Date.now() + timeoutMs
@@ -196,7 +323,9 @@ export function startOutbox(options: OutboxOptions): Outbox {
       const woken = new Promise<void>((resolve) => (wake = resolve))
       waiters.add(wake)
       try {
-        if ((await undelivered(ids)) === 0) return true
+        const { undelivered, dead } = await outstanding(ids)
+        if (undelivered === 0) return true
+        if (dead > 0) return false
         const left = deadline - Date.now()
         if (left <= 0 || stopped) return false
         let timeout: NodeJS.Timeout | undefined
@@ -210,10 +339,14 @@ export function startOutbox(options: OutboxOptions): Outbox {
 
   const timer = setInterval(run, options.intervalMs ?? 500)
   timer.unref()
+  const recountTimer = setInterval(recount, DEAD_RECOUNT_MS)
+  recountTimer.unref()
+  recount()
   run()
   return {
     kick: run,
     delivered,
+    deadLetters: () => deadCount,
     pending: async () =>
       Number(
         (
@@ -221,14 +354,33 @@ export function startOutbox(options: OutboxOptions): Outbox {
             .selectFrom(OUTBOX_TABLE)
             .select((eb) => eb.fn.countAll().as('n'))
             .where('delivered_at', 'is', null)
+            .where('dead_at', 'is', null)
             .executeTakeFirstOrThrow()
         ).n,
       ),
     async stop() {
       stopped = true
       clearInterval(timer)
+      clearInterval(recountTimer)
       wakeWaiters()
-      await running
+      let timeout: NodeJS.Timeout | undefined
+      await Promise.race([running, new Promise<void>((resolve) => (timeout = setTimeout(resolve, stopWaitMs)))])
+      clearTimeout(timeout)
+      if (inFlight.size === 0) return
+      // Still attempting (a peer slow to answer): hand the leases back, so another replica (or
+      // this service after its restart) takes them now rather than when the lease runs out.
+      const unfinished = [...inFlight]
+      await db
+        .updateTable(OUTBOX_TABLE)
+        .set({ next_attempt_at: sql`now()` })
+        .where('delivery_id', 'in', unfinished)
+        .where('delivered_at', 'is', null)
+        .where('dead_at', 'is', null)
+        .execute()
+        .then(
+          () => options.log.info({ deliveries: unfinished.length }, 'outbox stopped with attempts in flight; their leases were handed back'),
+          (error: unknown) => options.log.warn({ err: error }, 'handing outbox leases back failed; they expire after CLOUDPAY_OUTBOX_LEASE_MS'),
+        )
     },
   }
 }

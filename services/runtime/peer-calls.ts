@@ -25,6 +25,22 @@ export class RelayedError extends CloudpayError {
   }
 }
 
+/**
+ * A peer's answer that is not about the original caller's request (PERMISSION_DENIED: this
+ * service may not do that; INTERNAL...): an internal fault to the caller, but with the peer's code
+ * kept, so a retrying loop (the outbox) can tell a refusal no retry will change from an outage.
+ */
+export class PeerError extends Error {
+  constructor(
+    readonly peer: string,
+    readonly code: Status,
+    details: string,
+  ) {
+    super(`${peer} answered ${Status[code]}: ${details}`)
+    this.name = 'PeerError'
+  }
+}
+
 function isServiceError(error: unknown): error is ServiceError {
   return typeof (error as ServiceError)?.code === 'number' && 'details' in (error as object)
 }
@@ -41,6 +57,6 @@ export async function callPeer<T>(peer: string, call: Promise<T>): Promise<T> {
     if (error.code === Status.UNAVAILABLE || error.code === Status.DEADLINE_EXCEEDED || error.code === Status.CANCELLED) {
       throw new UnavailableError('PEER_UNAVAILABLE', `${peer} did not answer (${Status[error.code]}); retry with the same request_id`)
     }
-    throw new Error(`${peer} answered ${Status[error.code]}: ${error.details}`)
+    throw new PeerError(peer, error.code, error.details)
   }
 }

@@ -15,6 +15,8 @@ export interface Mesh {
   readonly telemetry: Telemetry
   /** Stops one service and starts it again on the same address and database; `whileDown` runs in between. */
   restart(name: ServiceSpec['name'], whileDown?: () => Promise<void>): Promise<RunningService>
+  /** Stops one service; the returned function starts it again (so outages of several services can overlap). */
+  takeDown(name: ServiceSpec['name']): Promise<() => Promise<RunningService>>
   stop(): Promise<void>
 }
 
@@ -47,17 +49,23 @@ export async function startMesh(specs: readonly ServiceSpec[], options: StartOpt
     await stop()
     throw error
   }
-  const restart = async (name: ServiceSpec['name'], whileDown?: () => Promise<void>): Promise<RunningService> => {
+  const takeDown = async (name: ServiceSpec['name']): Promise<() => Promise<RunningService>> => {
     const index = services.findIndex((s) => s.name === name)
     const spec = specs.find((s) => s.name === name)
     if (index < 0 || !spec) throw new Error(`${name} is not running here`)
     await services[index]!.stop()
-    await whileDown?.()
-    const again = await startService(spec, { config, database, telemetry, log, addresses, sealer })
-    services[index] = again
-    return again
+    return async () => {
+      const again = await startService(spec, { config, database, telemetry, log, addresses, sealer })
+      services[index] = again
+      return again
+    }
   }
-  return { config, services, log, database, telemetry, restart, stop }
+  const restart = async (name: ServiceSpec['name'], whileDown?: () => Promise<void>): Promise<RunningService> => {
+    const bringUp = await takeDown(name)
+    await whileDown?.()
+    return bringUp()
+  }
+  return { config, services, log, database, telemetry, restart, takeDown, stop }
 }
 
 /** The entry point of `npm start` and of each service's main.ts. */

@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { status as Status } from '@grpc/grpc-js'
+import { SpanKind } from '@opentelemetry/api'
+import { LoginState } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { AppOrderState } from '../../gen/cloudpay/app/v1/app_service.ts'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { OrderState, PaymentResult } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
@@ -427,9 +429,15 @@ describe('exactly once', () => {
     // The same order then paid through PaymentManagement: refused at hand-off, refunded in full.
     const alphaBefore = await balance('alphapay', p.alpha)
     const { fetched, platformId, serialNumber } = await fetchAndPrepay(p)
-    await pay(p, platformId, serialNumber)
+    const { transaction: paid } = await pay(p, platformId, serialNumber)
     await waitForState(fetched.orderId, OrderState.ORDER_STATE_REFUNDED)
     assert.equal(await balance('alphapay', p.alpha), alphaBefore)
+    // The platform keeps both times: when it was paid, and when it was refunded.
+    const { transaction: refunded } = await unaryCall(await t.client('payment-platform', OPERATOR), 'getTransaction', { platformId, serialNumber })
+    assert.equal(refunded!.state, TransactionState.TRANSACTION_STATE_REFUNDED)
+    assert.deepEqual(refunded!.completeTime, paid!.completeTime, 'the refund keeps the payment time')
+    assert.ok(refunded!.refundTime && refunded!.refundTime >= paid!.completeTime!, 'and records its own')
+    assert.equal(paid!.refundTime, undefined)
     assert.deepEqual(await inventory(p), {})
     await assertMoneyConserved()
   })
@@ -565,5 +573,200 @@ describe('who may do what', () => {
       Status.PERMISSION_DENIED,
     )
     assert.equal(stolen.reason, 'NOT_OWN_ORDER')
+  })
+})
+
+describe('deliveries that can never succeed', () => {
+  test('a payment result PaymentManagement refuses for good ends as a dead letter with its reason: logged once, counted, not retried', async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    // PaymentManagement holds another key for this prepay than the one the platform signs with:
+    // every delivery of this result is refused (BAD_SIGNATURE), and no retry can change that.
+    const pmDb = t.mesh.database.db.withSchema('payment_management')
+    await pmDb
+      .updateTable('orders')
+      .set({ result_public_key: generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'der' }) })
+      .where('order_id', '=', submitted.orderId)
+      .execute()
+    await pay(p, platformId, serialNumber)
+    const outbox = t.mesh.database.db.withSchema('payment_platform').selectFrom('outbox').selectAll().where('topic', '=', 'payment-result')
+    const deadline = Date.now() + 15_000
+    let dead
+    while (!(dead = await outbox.where('payload', '@>', JSON.stringify({ serial_number: serialNumber })).where('dead_at', 'is not', null).executeTakeFirst())) {
+      assert.ok(Date.now() < deadline, 'the refused result was dead-lettered')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    assert.match(dead.dead_reason, /PERMISSION_DENIED: signature does not verify/)
+    assert.equal(dead.delivered_at, null)
+    assert.equal(dead.attempts, 1, 'a permanent refusal is not retried')
+    const platformService = t.mesh.services.find((s) => s.name === 'payment-platform')!
+    assert.ok(platformService.introspect().outbox_dead_letters! >= 1, 'counted where an alert can see it')
+    const lines = t.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.level === 'error' && line.delivery_id === dead.delivery_id)
+    assert.equal(lines.length, 1, 'logged at error level once')
+    assert.equal(lines[0]!.topic, 'payment-result')
+    assert.match(String(lines[0]!.reason), /signature/)
+
+    // Later results are delivered (the outbox kept working) while the dead one stays as it was.
+    const other = await person()
+    const { order: next } = await order(other, 'gem-pack-100', 1)
+    const prepaid = await fetchAndPrepay(other)
+    await pay(other, prepaid.platformId, prepaid.serialNumber)
+    await waitForState(next.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+    const after = await outbox.where('delivery_id', '=', dead.delivery_id).executeTakeFirstOrThrow()
+    assert.equal(after.attempts, 1, 'never attempted again')
+    assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT, 'nothing was applied for the refused result')
+  })
+})
+
+describe("an order's deadline and its payment", () => {
+  test("the prepay carries the order's deadline: the platform's transaction expires with the order", async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    const { transaction } = await unaryCall(await t.client('payment-platform', OPERATOR), 'getTransaction', { platformId, serialNumber })
+    assert.deepEqual(transaction!.expireTime, submitted.expireTime, 'not the platform’s own CLOUDPAY_PREPAY_TTL_MS')
+  })
+
+  test('paid in time while PaymentManagement is down, reported after the deadline: never expired meanwhile, then applied once', async () => {
+    const p = await person()
+    const alphaBefore = await balance('alphapay', p.alpha)
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    const lines = (from: number) => t.logLines.slice(from).map((line) => JSON.parse(line) as Record<string, unknown>)
+    const waitForLog = async (from: number, message: RegExp) => {
+      const deadline = Date.now() + 20_000
+      while (!lines(from).some((line) => line.order_id === submitted.orderId && message.test(String(line.msg)))) {
+        assert.ok(Date.now() < deadline, `PaymentManagement logged ${message} for the order`)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    }
+    const report = () =>
+      t.mesh.database.db
+        .withSchema('payment_platform')
+        .updateTable('outbox')
+        .where('topic', '=', 'payment-result')
+        .where('payload', '@>', JSON.stringify({ serial_number: serialNumber }))
+    let upPm: (() => Promise<unknown>) | undefined = await t.mesh.takeDown('payment-management')
+    let upPlatform: (() => Promise<unknown>) | undefined
+    try {
+      // The platform takes the payment (the prepay's own terminal may pay while PaymentManagement is away).
+      const { transaction } = await pay(p, platformId, serialNumber)
+      assert.equal(transaction!.state, TransactionState.TRANSACTION_STATE_SUCCEEDED)
+      assert.ok(transaction!.completeTime! <= submitted.expireTime!, 'paid before the deadline')
+      // Its result is held back: first the platform is down too, then its retry is far off.
+      upPlatform = await t.mesh.takeDown('payment-platform')
+      await report()
+        .set({ next_attempt_at: new Date(Date.now() + 3_600_000) })
+        .execute()
+      while (Date.now() <= submitted.expireTime!.getTime()) await new Promise((resolve) => setTimeout(resolve, 50))
+
+      // PaymentManagement is back after the deadline; the platform cannot be asked: not expired.
+      let mark = t.logLines.length
+      await upPm()
+      upPm = undefined
+      await waitForLog(mark, /could not be asked/)
+      assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT)
+      // The platform is back and says it was paid: still not expired, the report is awaited.
+      mark = t.logLines.length
+      await upPlatform()
+      upPlatform = undefined
+      await waitForLog(mark, /is paid at its platform/)
+      assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT)
+    } finally {
+      await upPm?.()
+      await upPlatform?.()
+    }
+    // The result, signed with its completion time before the deadline, lands late and counts.
+    await report().set({ next_attempt_at: new Date() }).execute()
+    const effective = await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+    assert.equal(effective.endReason, '')
+    assert.deepEqual(await inventory(p), { 'gem-pack-100': 1n }, 'delivered once')
+    assert.equal(await balance('alphapay', p.alpha), alphaBefore - 499n, 'charged once, not refunded')
+    await assertMoneyConserved()
+  })
+})
+
+describe('retries of one request (AIP-155): the first answer, whatever state checks run first', () => {
+  /** Every outcome fulfilled and equal to the first. */
+  function assertAllSame<T>(outcomes: PromiseSettledResult<T>[], what: string): T {
+    const refused = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => `${Status[o.reason.code]}: ${o.reason.details}`)
+    assert.deepEqual(refused, [], `every ${what} got the answer`)
+    const values = outcomes.map((o) => (o as PromiseFulfilledResult<T>).value)
+    for (const value of values) assert.deepEqual(value, values[0], `every ${what} got the same answer`)
+    return values[0]!
+  }
+
+  /**
+   * `n` identical calls, started `everyMs` apart (so some arrive while the first is at each of
+   * its steps, some just as it commits), all settled.
+   */
+  async function identical<T>(n: number, everyMs: number, call: () => Promise<T>): Promise<PromiseSettledResult<T>[]> {
+    const calls: Promise<T>[] = []
+    for (let i = 0; i < n; i++) {
+      calls.push(call())
+      await new Promise((resolve) => setTimeout(resolve, everyMs))
+    }
+    return Promise.allSettled(calls)
+  }
+
+  /**
+   * How often a step of the calls ran: server spans of an RPC (or database spans of a query)
+   * tagged with the object. A duplicate that waits for the first call runs none of its steps,
+   * so none of its state checks can see the first call's effect and refuse.
+   */
+  const ran = (tag: string, value: string, span: { rpc?: string; query?: RegExp }) =>
+    t.spans
+      .getFinishedSpans()
+      .filter((s) => s.attributes[tag] === value)
+      .filter((s) => (span.rpc ? s.kind === SpanKind.SERVER && s.name === span.rpc : span.query!.test(String(s.attributes['db.query.text'] ?? '')))).length
+
+  test('identical concurrent Pays: one payment, the same successful answer to all; a retry after them too', async () => {
+    const p = await person()
+    const alphaBefore = await balance('alphapay', p.alpha)
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    const requestId = newRequestId()
+    const first = assertAllSame(await identical(16, 4, () => pay(p, platformId, serialNumber, PAYMENT_PASSWORD, requestId)), 'Pay')
+    assert.equal(first.transaction!.state, TransactionState.TRANSACTION_STATE_SUCCEEDED)
+    assert.deepEqual(await pay(p, platformId, serialNumber, PAYMENT_PASSWORD, requestId), first)
+    assert.equal(ran('cloudpay.order_id', submitted.orderId, { rpc: 'cloudpay.payment.v1.PaymentManagementService/AuthorizeTerminal' }), 1, 'the checks ran once')
+    await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+    assert.equal(await balance('alphapay', p.alpha), alphaBefore - 499n, 'charged once')
+    await assertMoneyConserved()
+  })
+
+  test('identical concurrent PrepayOrders, and identical concurrent VerifyLogins: the same successful answer to all', async () => {
+    const p = await person()
+    await order(p, 'gem-pack-100', 1)
+    const pm = await t.client('payment-management', terminal(p.phone))
+    const { order: fetched } = await unaryCall(pm, 'fetchOrder', { requestId: newRequestId(), deviceId: p.device })
+    const prepay = { requestId: newRequestId(), deviceId: p.device, orderId: fetched!.orderId, bindingId: '' }
+    const prepaid = assertAllSame(await identical(16, 2, () => unaryCall(pm, 'prepayOrder', prepay)), 'PrepayOrder')
+    assert.equal(prepaid.order!.state, OrderState.ORDER_STATE_AWAITING_PAYMENT)
+    assert.equal(ran('cloudpay.order_id', fetched!.orderId, { rpc: 'cloudpay.platform.v1.PaymentPlatformService/CreatePrepay' }), 1, 'prepaid once')
+
+    const login = await flows(t, OPERATOR).startLogin(p.device)
+    const am = await t.client('account-management', terminal(p.phone))
+    const verify = { requestId: newRequestId(), deviceId: p.device, loginId: login.loginId, bindingCode: login.bindingCode, password: `payer-${p.device.split('-').pop()}-password` }
+    const verified = assertAllSame(await identical(16, 4, () => unaryCall(am, 'verifyLogin', verify)), 'VerifyLogin')
+    assert.equal(verified.login!.state, LoginState.LOGIN_STATE_VERIFIED)
+    assert.equal(ran('cloudpay.login_id', login.loginId, { query: /from "account_management"."cloud_accounts"/ }), 1, 'the password was checked once')
+  })
+
+  test('a Pay whose client deadline expired, retried at once and again while it runs: every retry gets the first answer', async () => {
+    const p = await person()
+    const { order: submitted } = await order(p, 'gem-pack-100', 1)
+    const { platformId, serialNumber } = await fetchAndPrepay(p)
+    const requestId = newRequestId()
+    const platform = await t.client('payment-platform', terminal(p.phone))
+    // The client gives up long before the server finishes (the password hash alone takes longer).
+    await expectStatus(unaryCall(platform, 'pay', { requestId, platformId, serialNumber, paymentPassword: PAYMENT_PASSWORD }, { deadlineMs: 15 }), Status.DEADLINE_EXCEEDED)
+    const answer = assertAllSame(await identical(16, 4, () => pay(p, platformId, serialNumber, PAYMENT_PASSWORD, requestId)), 'retried Pay')
+    assert.equal(answer.transaction!.state, TransactionState.TRANSACTION_STATE_SUCCEEDED)
+    // The first call (its client gone) ran on; the retries waited for it, or found its answer.
+    assert.ok(ran('cloudpay.order_id', submitted.orderId, { rpc: 'cloudpay.payment.v1.PaymentManagementService/AuthorizeTerminal' }) <= 2, 'the retries did not run the checks again')
+    await waitForState(submitted.orderId, OrderState.ORDER_STATE_EFFECTIVE)
+    await assertMoneyConserved()
   })
 })

@@ -16,6 +16,8 @@ test('every variable is validated, and the error names it', () => {
     CLOUDPAY_IDEMPOTENCY_RETENTION_MS: '0',
     CLOUDPAY_RETENTION_INTERVAL_MS: 'soon',
     CLOUDPAY_TOMBSTONE_RETENTION_MS: '60000',
+    CLOUDPAY_OUTBOX_LEASE_MS: '0',
+    CLOUDPAY_OUTBOX_MAX_ATTEMPTS: 'many',
   }
   for (const [name, value] of Object.entries(bad)) {
     assert.throws(() => loadConfig({ [name]: value }), (error: unknown) => error instanceof ConfigError && error.message.startsWith(name), `${name}=${value}`)
@@ -29,4 +31,6 @@ test('the defaults and good values load', () => {
   assert.equal(config.addresses['app-service'], '[::1]:0')
   assert.equal(config.logLevel, 'debug')
   assert.deepEqual(config.payment.platformIds, ['alphapay', 'betapay'])
+  assert.equal(config.payment.outboxLeaseMs, 30_000)
+  assert.equal(loadConfig({ CLOUDPAY_OUTBOX_LEASE_MS: '5000' }).payment.outboxLeaseMs, 5_000)
 })

@@ -91,12 +91,20 @@ export async function lockUnpaidOfDevice(trx: Transaction<PaymentDatabase>, devi
     .execute()
 }
 
+/** Unpaid orders past their deadline, earliest first, leaving out those deferred past `now`. */
 export async function findExpired(db: Db, now: Date, limit: number): Promise<OrderRow[]> {
   return db
     .selectFrom('orders')
     .selectAll()
     .where('state', 'in', [...UNPAID])
     .where('expires_at', '<=', now)
+    .where((eb) => eb.or([eb('expiry_recheck_at', 'is', null), eb('expiry_recheck_at', '<=', now)]))
+    .orderBy('expires_at')
     .limit(limit)
     .execute()
+}
+
+/** Looks at an order for expiry again no sooner than `until`. */
+export async function deferExpiry(db: Db, orderId: string, until: Date): Promise<void> {
+  await db.updateTable('orders').set({ expiry_recheck_at: until }).where('order_id', '=', orderId).execute()
 }

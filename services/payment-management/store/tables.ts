@@ -30,6 +30,8 @@ export interface OrdersTable {
   /** The platform's result key for this order's prepay (id and DER public key); null before prepay. */
   result_key_id: string | null
   result_public_key: Uint8Array | null
+  /** Past its deadline but paid at the platform (or the platform out of reach): not looked at for expiry again before this. */
+  expiry_recheck_at: Generated<Date | null>
 }
 
 export interface PaymentDatabase {

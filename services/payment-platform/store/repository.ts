@@ -86,7 +86,7 @@ export async function resetPasswordFailures(db: Db, platformId: string, accountR
   await db.updateTable('accounts').set({ failed_attempts: 0, locked_until: null }).where('platform_id', '=', platformId).where('account_ref', '=', accountRef).execute()
 }
 
-export async function insertTransaction(db: Db, row: Omit<TransactionRow, 'created_at' | 'completed_at' | 'state'>): Promise<TransactionRow> {
+export async function insertTransaction(db: Db, row: Omit<TransactionRow, 'created_at' | 'completed_at' | 'refunded_at' | 'state'>): Promise<TransactionRow> {
   return db
     .insertInto('transactions')
     .values({ ...row, state: 'pending', completed_at: null })
@@ -102,13 +102,14 @@ export async function lockTransaction(trx: Transaction<PlatformDatabase>, platfo
   return trx.selectFrom('transactions').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).forUpdate().executeTakeFirst()
 }
 
-export async function setTransactionState(
-  trx: Transaction<PlatformDatabase>,
-  serialNumber: string,
-  state: TransactionStateColumn,
-  completedAt: Date | null,
-): Promise<TransactionRow> {
-  return trx.updateTable('transactions').set({ state, completed_at: completedAt }).where('serial_number', '=', serialNumber).returningAll().executeTakeFirstOrThrow()
+/** Moves a transaction to its next state at `at`: a refund records refunded_at and keeps the payment's completed_at. */
+export async function setTransactionState(trx: Transaction<PlatformDatabase>, serialNumber: string, state: Exclude<TransactionStateColumn, 'pending'>, at: Date): Promise<TransactionRow> {
+  return trx
+    .updateTable('transactions')
+    .set(state === 'refunded' ? { state, refunded_at: at } : { state, completed_at: at })
+    .where('serial_number', '=', serialNumber)
+    .returningAll()
+    .executeTakeFirstOrThrow()
 }
 
 export async function listLedgerEntries(db: Db, platformId: string, accountRef: string, beforeEntryId: bigint | undefined, limit: number): Promise<LedgerEntryRow[]> {

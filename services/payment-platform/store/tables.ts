@@ -38,7 +38,10 @@ export interface TransactionsTable {
   description: string
   created_at: Generated<Date>
   expires_at: Date
+  /** When it was paid (or cancelled); a refund keeps it. */
   completed_at: Date | null
+  /** When a paid transaction was refunded. */
+  refunded_at: Generated<Date | null>
   /** The result key this transaction's payment result is signed with (null only for rows from before keys). */
   result_key_id: string | null
   /** The terminal the prepay was made for: the only terminal that may pay or read it. */

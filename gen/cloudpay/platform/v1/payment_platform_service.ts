@@ -170,12 +170,16 @@ export interface Transaction {
   createTime:
     | Date
     | undefined;
-  /** When it reached a final state; unset before. */
+  /** When it was paid (or cancelled); unset before. A refund keeps it: see refund_time. */
   completeTime:
     | Date
     | undefined;
   /** When a pending transaction expires. */
-  expireTime: Date | undefined;
+  expireTime:
+    | Date
+    | undefined;
+  /** When a paid transaction was refunded; unset unless REFUNDED. */
+  refundTime: Date | undefined;
 }
 
 /** One line of the double-entry ledger: every transfer writes a debit and a credit of equal size. */
@@ -275,6 +279,12 @@ export interface CreatePrepayRequest {
    * no other terminal may pay or read the transaction.
    */
   terminalId: string;
+  /**
+   * When the merchant's order stops being payable. The transaction expires at the earlier of
+   * this and the platform's own prepay lifetime, so it cannot be paid after the order's deadline.
+   * Unset: the platform's lifetime alone. Already past: FAILED_PRECONDITION (ORDER_EXPIRED).
+   */
+  expireTime: Date | undefined;
 }
 
 /** Response for CreatePrepay. */
@@ -529,6 +539,7 @@ function createBaseTransaction(): Transaction {
     createTime: undefined,
     completeTime: undefined,
     expireTime: undefined,
+    refundTime: undefined,
   };
 }
 
@@ -569,6 +580,9 @@ export const Transaction: MessageFns<Transaction> = {
     }
     if (message.expireTime !== undefined) {
       Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(98).fork()).join();
+    }
+    if (message.refundTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.refundTime), writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -682,6 +696,14 @@ export const Transaction: MessageFns<Transaction> = {
             message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.refundTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -744,6 +766,11 @@ export const Transaction: MessageFns<Transaction> = {
         : isSet(object.expire_time)
         ? fromJsonTimestamp(object.expire_time)
         : undefined,
+      refundTime: isSet(object.refundTime)
+        ? fromJsonTimestamp(object.refundTime)
+        : isSet(object.refund_time)
+        ? fromJsonTimestamp(object.refund_time)
+        : undefined,
     };
   },
 
@@ -785,6 +812,9 @@ export const Transaction: MessageFns<Transaction> = {
     if (message.expireTime !== undefined) {
       obj.expireTime = message.expireTime.toISOString();
     }
+    if (message.refundTime !== undefined) {
+      obj.refundTime = message.refundTime.toISOString();
+    }
     return obj;
   },
 
@@ -807,6 +837,7 @@ export const Transaction: MessageFns<Transaction> = {
     message.createTime = object.createTime ?? undefined;
     message.completeTime = object.completeTime ?? undefined;
     message.expireTime = object.expireTime ?? undefined;
+    message.refundTime = object.refundTime ?? undefined;
     return message;
   },
 };
@@ -1597,6 +1628,7 @@ function createBaseCreatePrepayRequest(): CreatePrepayRequest {
     merchantOrderId: "",
     description: "",
     terminalId: "",
+    expireTime: undefined,
   };
 }
 
@@ -1628,6 +1660,9 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
     }
     if (message.terminalId !== "") {
       writer.uint32(74).string(message.terminalId);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -1717,6 +1752,14 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
             message.terminalId = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1768,6 +1811,11 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
         : isSet(object.terminal_id)
         ? globalThis.String(object.terminal_id)
         : "",
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
     };
   },
 
@@ -1800,6 +1848,9 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
     if (message.terminalId !== "") {
       obj.terminalId = message.terminalId;
     }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
     return obj;
   },
 
@@ -1819,6 +1870,7 @@ export const CreatePrepayRequest: MessageFns<CreatePrepayRequest> = {
     message.merchantOrderId = object.merchantOrderId ?? "";
     message.description = object.description ?? "";
     message.terminalId = object.terminalId ?? "";
+    message.expireTime = object.expireTime ?? undefined;
     return message;
   },
 };

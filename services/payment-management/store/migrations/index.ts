@@ -4,6 +4,8 @@ import * as initial from './2026_11_22_0001_initial.ts'
 import * as orders from './2026_11_22_0002_orders.ts'
 import * as orderTrace from './2026_11_22_0003_order_trace.ts'
 import * as resultKeys from './2026_12_01_0004_result_keys.ts'
+import * as outboxDeadLetters from './2026_12_01_0005_outbox_dead_letters.ts'
+import * as expiryRecheck from './2026_12_01_0006_expiry_recheck.ts'
 import * as retention from './2026_12_01_0901_retention.ts'
 
 export const migrations: Record<string, Migration> = {
@@ -11,5 +13,7 @@ export const migrations: Record<string, Migration> = {
   '2026_11_22_0002_orders': orders,
   '2026_11_22_0003_order_trace': orderTrace,
   '2026_12_01_0004_result_keys': resultKeys,
+  '2026_12_01_0005_outbox_dead_letters': outboxDeadLetters,
+  '2026_12_01_0006_expiry_recheck': expiryRecheck,
   '2026_12_01_0901_retention': retention,
 }

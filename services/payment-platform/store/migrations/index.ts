@@ -3,11 +3,15 @@ import type { Migration } from '../../../runtime/database.ts'
 import * as initial from './2026_11_22_0001_initial.ts'
 import * as ledger from './2026_11_22_0002_ledger.ts'
 import * as resultKeys from './2026_12_01_0003_result_keys.ts'
+import * as outboxDeadLetters from './2026_12_01_0004_outbox_dead_letters.ts'
+import * as refundedAt from './2026_12_01_0005_refunded_at.ts'
 import * as retention from './2026_12_01_0901_retention.ts'
 
 export const migrations: Record<string, Migration> = {
   '2026_11_22_0001_initial': initial,
   '2026_11_22_0002_ledger': ledger,
   '2026_12_01_0003_result_keys': resultKeys,
+  '2026_12_01_0004_outbox_dead_letters': outboxDeadLetters,
+  '2026_12_01_0005_refunded_at': refundedAt,
   '2026_12_01_0901_retention': retention,
 }

@@ -1,0 +1,187 @@
+// The transactional outbox on a real database (PGlite, or PostgreSQL when DATABASE_URL is set):
+// a delivery no retry can change ends as a dead letter with its reason (logged once, counted) and
+// is not attempted again; one out of attempts too; a clean stop hands unfinished leases back; the
+// backoff is jittered.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { status as Status } from '@grpc/grpc-js'
+import { trace } from '@opentelemetry/api'
+import type { Kysely } from 'kysely'
+import { paymentManagement } from '../../services/payment-management/server.ts'
+import type { PaymentDatabase } from '../../services/payment-management/store/tables.ts'
+import { inTransaction } from '../../services/runtime/database.ts'
+import { createLogger } from '../../services/runtime/logger.ts'
+import { type DeliveryHandler, type DeliveryTopic, enqueue, type OutboxOptions, retryDelayMs, startOutbox } from '../../services/runtime/outbox.ts'
+import { PeerError, RelayedError } from '../../services/runtime/peer-calls.ts'
+import { DATABASE_KIND, openMigrated } from '../helpers/database.ts'
+
+let db: Kysely<PaymentDatabase>
+let close: () => Promise<void>
+before(async () => {
+  ;({ db, close } = await openMigrated<PaymentDatabase>(paymentManagement))
+})
+after(async () => close?.())
+
+function capture() {
+  const lines: Record<string, unknown>[] = []
+  const log = createLogger({ level: 'debug', name: 'outbox-test', destination: { write: (line: string) => void lines.push(JSON.parse(line)) } })
+  return { log, lines }
+}
+
+function outbox(handlers: Record<string, DeliveryHandler | DeliveryTopic>, extra: Partial<OutboxOptions> = {}) {
+  const { log, lines } = capture()
+  const box = startOutbox({ db, tracer: trace.getTracer('outbox-test'), log, retryBaseMs: 20, retryMaxMs: 50, intervalMs: 50, handlers, ...extra })
+  return { box, lines }
+}
+
+const row = (id: string) => db.selectFrom('outbox').selectAll().where('delivery_id', '=', id).executeTakeFirstOrThrow()
+
+/** Resolves when `check` holds, polling the table; fails after `timeoutMs`. */
+async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value) return value
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+const queue = (topic: string, payload: Record<string, string> = {}) => inTransaction(db, (trx) => enqueue(trx, topic, payload))
+
+test(`a delivery refused permanently ends dead with its reason, is logged once and counted, and is not attempted again (${DATABASE_KIND})`, async () => {
+  let refusals = 0
+  const delivered: string[] = []
+  const { box, lines } = outbox({
+    refused: async () => {
+      refusals++
+      throw new RelayedError(Status.FAILED_PRECONDITION, 'ORDER_ENDED', 'order x ended; it cannot take this')
+    },
+    denied: async () => {
+      refusals++
+      throw new PeerError('payment-management', Status.PERMISSION_DENIED, 'signature does not verify')
+    },
+    fine: async (_payload, id) => void delivered.push(id),
+  })
+  try {
+    const refused = await queue('refused')
+    const denied = await queue('denied')
+    box.kick()
+    const dead = await until('the refused delivery to be dead', async () => ((await row(refused)).dead_at ? row(refused) : undefined))
+    assert.match(dead.dead_reason ?? '', /^refused: order x ended/)
+    assert.equal(dead.delivered_at, null)
+    assert.equal(dead.attempts, 1, 'no retry after a permanent refusal')
+    assert.match((await until('the denied delivery to be dead', async () => ((await row(denied)).dead_at ? row(denied) : undefined))).dead_reason ?? '', /PERMISSION_DENIED/)
+    assert.equal(await box.delivered([refused], 5_000), false, 'a dead delivery ends the wait: it will never come')
+
+    // Later passes (here: a good delivery queued after) do not touch the dead ones.
+    const good = await queue('fine')
+    assert.equal(await box.delivered([good], 5_000), true)
+    for (let i = 0; i < 3; i++) {
+      box.kick()
+      assert.equal(await box.delivered([await queue('fine')], 5_000), true)
+    }
+    assert.equal(refusals, 2, 'each refused delivery was attempted exactly once')
+    assert.equal((await row(refused)).attempts, 1)
+    assert.equal(await box.pending(), 0, 'dead deliveries are not pending')
+    assert.equal(box.deadLetters(), 2, 'counted')
+    const errors = lines.filter((line) => line.level === 'error')
+    assert.deepEqual(
+      errors.map((line) => [line.topic, line.delivery_id]).sort(),
+      [
+        ['denied', denied],
+        ['refused', refused],
+      ].sort(),
+      'one error line per dead letter',
+    )
+    assert.match(String(errors[0]!.reason), /^refused: /)
+  } finally {
+    await box.stop()
+  }
+})
+
+test(`outages are retried with backoff; a delivery out of attempts ends dead; a topic decides which errors are permanent (${DATABASE_KIND})`, async () => {
+  let attempts = 0
+  const { box, lines } = outbox(
+    {
+      // NOT_FOUND is permanent by default; this topic says it may still change.
+      flaky: {
+        deliver: async () => {
+          attempts++
+          throw new RelayedError(Status.NOT_FOUND, 'ORDER_NOT_FOUND', 'not yet')
+        },
+        isPermanent: () => false,
+      },
+    },
+    { maxAttempts: 3 },
+  )
+  try {
+    const id = await queue('flaky')
+    box.kick()
+    const dead = await until('the delivery to run out of attempts', async () => ((await row(id)).dead_at ? row(id) : undefined))
+    assert.equal(dead.attempts, 3)
+    assert.equal(attempts, 3)
+    assert.match(dead.dead_reason ?? '', /^gave up after 3 attempts; last error: not yet/)
+    assert.equal(lines.filter((line) => line.msg === 'outbox delivery failed; will retry').length, 2, 'two retries were scheduled')
+    assert.equal(lines.filter((line) => line.level === 'error').length, 1)
+  } finally {
+    await box.stop()
+  }
+})
+
+test(`a clean stop hands the lease of an unfinished attempt back: another replica delivers it at once, not after the lease (${DATABASE_KIND})`, async () => {
+  let release!: () => void
+  const hung = new Promise<void>((resolve) => (release = resolve))
+  let started!: () => void
+  const attemptStarted = new Promise<void>((resolve) => (started = resolve))
+  const leaseMs = 120_000
+  const first = outbox(
+    {
+      slow: async () => {
+        started()
+        await hung
+        throw new Error('the peer went away')
+      },
+    },
+    { leaseMs, stopWaitMs: 50 },
+  )
+  const id = await queue('slow')
+  first.box.kick()
+  await attemptStarted
+  assert.ok((await row(id)).next_attempt_at.getTime() > Date.now() + leaseMs / 2, 'leased while attempted')
+  await first.box.stop()
+  assert.ok((await row(id)).next_attempt_at.getTime() <= Date.now(), 'due again once the replica stopped')
+  const second = outbox({ slow: async () => undefined }, { leaseMs })
+  try {
+    assert.equal(await second.box.delivered([id], 5_000), true, 'the other replica took it without waiting for the lease')
+  } finally {
+    release()
+    await second.box.stop()
+  }
+})
+
+test('the retry backoff doubles up to its cap and is jittered to 50-100 % of it', () => {
+  assert.equal(
+    retryDelayMs(1, 100, 1_000, () => 1),
+    100,
+  )
+  assert.equal(
+    retryDelayMs(1, 100, 1_000, () => 0),
+    50,
+  )
+  assert.equal(
+    retryDelayMs(3, 100, 1_000, () => 1),
+    400,
+  )
+  assert.equal(
+    retryDelayMs(30, 100, 1_000, () => 1),
+    1_000,
+  )
+  assert.equal(
+    retryDelayMs(30, 100, 1_000, () => 0),
+    500,
+  )
+  const seen = new Set(Array.from({ length: 50 }, () => retryDelayMs(4, 100, 10_000)))
+  assert.ok(seen.size > 10, 'random jitter, not one fixed delay')
+  for (const delay of seen) assert.ok(delay >= 400 && delay <= 800, `${delay} within 400-800`)
+})

@@ -1,0 +1,137 @@
+// Request ids (AIP-155) on PGlite, or on PostgreSQL when DATABASE_URL is set: a retry of the same
+// request gets the first answer whatever state checks it runs first. Two views of one schema
+// stand for two replicas (each has its own calls in flight).
+import assert from 'node:assert/strict'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { after, before, test } from 'node:test'
+import { status as Status } from '@grpc/grpc-js'
+import type { Kysely } from 'kysely'
+import { BindAppAccountRequest, BindAppAccountResponse } from '../../gen/cloudpay/account/v1/account_management_service.ts'
+import { accountManagement } from '../../services/account-management/server.ts'
+import type { AccountDatabase } from '../../services/account-management/store/tables.ts'
+import { forSchema, migrateSchema, type SharedDatabase } from '../../services/runtime/database.ts'
+import { FailedPreconditionError, UnavailableError } from '../../services/runtime/errors.ts'
+import { callOf, idempotent, idempotentAfter, idempotentFlow } from '../../services/runtime/idempotency.ts'
+import { Sealer } from '../../services/runtime/sealing.ts'
+import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
+
+const fingerprints = new Sealer(randomBytes(32))
+const caller = { role: 'terminal', id: 'phone-i' } as const
+let database: SharedDatabase
+let close: () => Promise<void>
+before(async () => {
+  ;({ database, close } = await openFresh())
+  await migrateSchema(database, accountManagement.schema, accountManagement.migrations)
+})
+after(async () => close?.())
+
+/** A replica's own view of the schema. */
+const replica = () => forSchema<AccountDatabase>(database, accountManagement.schema)
+const request = (requestId = randomUUID(), appAccountId = 'app-1') => ({ requestId, accountId: 'acct', appAccountId })
+const callFor = (req: ReturnType<typeof request>, signal?: AbortSignal) =>
+  callOf({ caller, method: 'test/Bind', fingerprints, signal }, req, BindAppAccountRequest, BindAppAccountResponse)
+const answer = (appAccountId: string) => ({ binding: { accountId: 'acct', appAccountId, bindTime: new Date('2026-12-01T00:00:00Z') } })
+const alreadyDone = () => new FailedPreconditionError('ALREADY_DONE', 'the state check saw the first call’s effect')
+
+function gate() {
+  let open!: () => void
+  const opened = new Promise<void>((resolve) => (open = resolve))
+  return { open, opened }
+}
+
+test(`a refusal gives way to the answer another replica stored meanwhile under the same request id (${DATABASE_KIND})`, async () => {
+  const req = request()
+  const checked = gate()
+  const answered = gate()
+  // Replica B: its state check runs after replica A committed, and refuses.
+  const onB = idempotentFlow(replica(), callFor(req), async () => {
+    checked.open()
+    await answered.opened
+    throw alreadyDone()
+  })
+  await checked.opened
+  const first = await idempotentFlow(replica(), callFor(req), (commit) => commit(async () => answer('app-1')))
+  answered.open()
+  assert.deepEqual(await onB, first, 'the first answer, not ALREADY_DONE')
+
+  // Nothing answered: a refusal stands. A different request under a used id: REQUEST_ID_REUSED.
+  await assert.rejects(
+    idempotentAfter(
+      replica(),
+      callFor(request()),
+      async () => {
+        throw alreadyDone()
+      },
+      async () => answer('x'),
+    ),
+    (error: unknown) => error instanceof FailedPreconditionError && error.reason === 'ALREADY_DONE',
+  )
+  await assert.rejects(
+    idempotentFlow(replica(), callFor(request(req.requestId, 'app-2')), async () => {
+      throw alreadyDone()
+    }),
+    (error: unknown) => (error as { reason?: string }).reason === 'REQUEST_ID_REUSED',
+  )
+})
+
+test(`duplicates in flight on one replica wait for the first call and get its answer; its preparation runs once (${DATABASE_KIND})`, async () => {
+  const db = replica()
+  const req = request()
+  const release = gate()
+  let preparations = 0
+  const calls = Array.from({ length: 8 }, () =>
+    idempotentAfter(
+      db,
+      callFor(req),
+      async () => {
+        preparations++
+        await release.opened
+        // What a duplicate's own state check would say once the first committed.
+        if (preparations > 1) throw alreadyDone()
+        return 'prepared'
+      },
+      async () => answer('app-1'),
+    ),
+  )
+  release.open()
+  const answers = await Promise.all(calls)
+  assert.equal(preparations, 1)
+  for (const each of answers) assert.deepEqual(each, answers[0])
+  // Plain idempotent() calls too.
+  let runs = 0
+  const plain = request()
+  const more = await Promise.all(Array.from({ length: 4 }, () => idempotent(db, callFor(plain), async () => (runs++, answer('p')))))
+  assert.equal(runs, 1)
+  for (const each of more) assert.deepEqual(each, more[0])
+})
+
+test(`a duplicate runs itself when the first failed for its own reasons, and stops waiting when its own client is gone (${DATABASE_KIND})`, async () => {
+  const db = replica()
+  const req = request()
+  const release = gate()
+  let runs = 0
+  const first = idempotentFlow(db, callFor(req), async () => {
+    runs++
+    await release.opened
+    throw new UnavailableError('PEER_UNAVAILABLE', 'its peer call was cut with its client')
+  })
+  const second = idempotentFlow(db, callFor(req), async (commit) => (runs++, commit(async () => answer('app-1'))))
+  release.open()
+  await assert.rejects(first, UnavailableError)
+  assert.deepEqual(await second, answer('app-1'))
+  assert.equal(runs, 2)
+
+  const hold = gate()
+  const slowReq = request()
+  const owner = idempotentFlow(db, callFor(slowReq), async () => {
+    await hold.opened
+    return answer('owner')
+  })
+  assert.deepEqual(await idempotentFlow(db, callFor(request()), async () => answer('other')), answer('other'), 'another request id does not wait')
+  const gone = new AbortController()
+  const waiter = idempotentFlow(db, callFor(slowReq, gone.signal), async () => answer('never'))
+  gone.abort()
+  await assert.rejects(waiter, (error: unknown) => (error as { code?: number }).code === Status.ABORTED && (error as { reason?: string }).reason === 'REQUEST_IN_PROGRESS')
+  hold.open()
+  assert.deepEqual(await owner, answer('owner'))
+})

@@ -1,0 +1,66 @@
+// The payment_platform schema's migrations on PGlite, or on PostgreSQL when DATABASE_URL is set:
+// a transaction refunded before refunded_at existed gets its payment time back from the ledger.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { forSchema, migrateSchema } from '../../services/runtime/database.ts'
+import { paymentPlatform } from '../../services/payment-platform/server.ts'
+import type { PlatformDatabase } from '../../services/payment-platform/store/tables.ts'
+import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
+
+test(`refunded_at: a transaction refunded before it keeps its refund time there and gets its payment time back (${DATABASE_KIND})`, async () => {
+  const { database, close } = await openFresh()
+  try {
+    const before = Object.fromEntries(Object.entries(paymentPlatform.migrations).filter(([name]) => name < '2026_12_01_0005'))
+    await migrateSchema(database, paymentPlatform.schema, before)
+    const db = forSchema<any>(database, paymentPlatform.schema)
+    const paidAt = new Date('2026-11-30T10:00:00Z')
+    const refundedAt = new Date('2026-11-30T11:00:00Z')
+    const txn = (serial: string, state: string, completedAt: Date | null) => ({
+      serial_number: serial,
+      platform_id: 'alphapay',
+      state,
+      amount_minor: 100n,
+      currency_code: 'USD',
+      payer_ref: 'p',
+      masked_payer: '****1234',
+      collection_ref: 'c',
+      collection_account: 'SHOP',
+      merchant_id: 'm',
+      merchant_order_id: 'o',
+      description: '',
+      expires_at: paidAt,
+      completed_at: completedAt,
+    })
+    await db
+      .insertInto('transactions')
+      .values([txn('TXOLDREFUND', 'refunded', refundedAt), txn('TXPAID', 'succeeded', paidAt)])
+      .execute()
+    const entry = (account: string, delta: bigint, at: Date) => ({
+      platform_id: 'alphapay',
+      journal_id: `j-${at.getTime()}`,
+      serial_number: 'TXOLDREFUND',
+      account_ref: account,
+      masked_number: account,
+      delta_minor: delta,
+      currency_code: 'USD',
+      created_at: at,
+    })
+    await db
+      .insertInto('ledger_entries')
+      .values([entry('p', -100n, paidAt), entry('c', 100n, paidAt), entry('c', -100n, refundedAt), entry('p', 100n, refundedAt)])
+      .execute()
+
+    assert.deepEqual((await migrateSchema(database, paymentPlatform.schema, paymentPlatform.migrations)).applied, ['2026_12_01_0005_refunded_at'])
+    const rows = await forSchema<PlatformDatabase>(database, paymentPlatform.schema)
+      .selectFrom('transactions')
+      .select(['serial_number', 'completed_at', 'refunded_at'])
+      .orderBy('serial_number')
+      .execute()
+    assert.deepEqual(rows, [
+      { serial_number: 'TXOLDREFUND', completed_at: paidAt, refunded_at: refundedAt },
+      { serial_number: 'TXPAID', completed_at: paidAt, refunded_at: null },
+    ])
+  } finally {
+    await close()
+  }
+})
