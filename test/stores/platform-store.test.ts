@@ -50,7 +50,7 @@ test(`refunded_at: a transaction refunded before it keeps its refund time there 
       .values([entry('p', -100n, paidAt), entry('c', 100n, paidAt), entry('c', -100n, refundedAt), entry('p', 100n, refundedAt)])
       .execute()
 
-    assert.deepEqual((await migrateSchema(database, paymentPlatform.schema, paymentPlatform.migrations)).applied, ['2026_12_01_0005_refunded_at'])
+    assert.ok((await migrateSchema(database, paymentPlatform.schema, paymentPlatform.migrations)).applied.includes('2026_12_01_0005_refunded_at'))
     const rows = await forSchema<PlatformDatabase>(database, paymentPlatform.schema)
       .selectFrom('transactions')
       .select(['serial_number', 'completed_at', 'refunded_at'])
