@@ -125,12 +125,13 @@ async function assertEverythingEnded(p: Renter, g: Grants, instanceEvents: Retur
   // App sessions and the assignment's unpaid app orders.
   const app = await t.client('app-service', instance(p.device))
   const sessionToken = g.session.sessionToken
+  // One call at a time: a refusal must never be left unawaited while another is checked.
   for (const refused of [
-    unaryCall(app, 'getAppAccount', { deviceId: p.device, sessionToken }),
-    unaryCall(app, 'createOrder', { requestId: newRequestId(), deviceId: p.device, sessionToken, itemId: 'gem-pack-100', quantity: 1 }),
-    unaryCall(app, 'listInventory', { deviceId: p.device, sessionToken, pageSize: 0, pageToken: '' }),
+    () => unaryCall(app, 'getAppAccount', { deviceId: p.device, sessionToken }),
+    () => unaryCall(app, 'createOrder', { requestId: newRequestId(), deviceId: p.device, sessionToken, itemId: 'gem-pack-100', quantity: 1 }),
+    () => unaryCall(app, 'listInventory', { deviceId: p.device, sessionToken, pageSize: 0, pageToken: '' }),
   ]) {
-    assert.equal((await expectStatus(refused, Status.UNAUTHENTICATED)).reason, 'SESSION_ENDED')
+    assert.equal((await expectStatus(refused(), Status.UNAUTHENTICATED)).reason, 'SESSION_ENDED')
   }
   assert.equal((await unaryCall(app, 'getOrder', { appOrderId: g.submitted.appOrder.appOrderId })).order!.state, AppOrderState.APP_ORDER_STATE_REJECTED)
 
