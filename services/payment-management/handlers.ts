@@ -30,6 +30,7 @@ import { channelCheckVia } from '../runtime/mesh-calls.ts'
 import { startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
+import { notImplemented } from '../runtime/rpc.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
 import { type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
@@ -198,6 +199,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
         }))
       })
     },
+
+    payThroughRelay: notImplemented('PaymentManagementService/PayThroughRelay'),
 
     reportPaymentResult: async (request, ctx) => {
       validate((v) =>

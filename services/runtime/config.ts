@@ -66,6 +66,10 @@ export interface PaymentSettings {
   readonly retryMaxMs: number
   /** A platform's payment-result signing key is replaced when older than this. */
   readonly resultKeyRotationMs: number
+  /** A platform's sealing key (HPKE, for relayed credentials) is replaced when older than this... */
+  readonly sealingKeyRotationMs: number
+  /** ...and a replaced one is still accepted this long after (blobs sealed just before the rotation). */
+  readonly sealingKeyGraceMs: number
   /** The largest opening balance an operator may give a new payer account (minor units). */
   readonly maxOpeningBalanceMinor: bigint
 }
@@ -132,6 +136,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       retryBaseMs: positiveInt(env, 'CLOUDPAY_RETRY_BASE_MS', 200),
       retryMaxMs: positiveInt(env, 'CLOUDPAY_RETRY_MAX_MS', 30_000),
       resultKeyRotationMs: positiveInt(env, 'CLOUDPAY_RESULT_KEY_ROTATION_MS', 30 * 24 * 3_600_000),
+      sealingKeyRotationMs: positiveInt(env, 'CLOUDPAY_SEALING_KEY_ROTATION_MS', 24 * 3_600_000),
+      sealingKeyGraceMs: positiveInt(env, 'CLOUDPAY_SEALING_KEY_GRACE_MS', 3_600_000),
       maxOpeningBalanceMinor: BigInt(positiveInt(env, 'CLOUDPAY_OPENING_BALANCE_MAX_MINOR', 1_000_000)),
     }),
     dataKey: nonEmpty(env.CLOUDPAY_DATA_KEY),

@@ -13,6 +13,8 @@ test('every variable is validated, and the error names it', () => {
     CLOUDPAY_LOGIN_TTL_MS: '12abc',
     CLOUDPAY_PLATFORM_IDS: 'alpha pay',
     CLOUDPAY_OPENING_BALANCE_MAX_MINOR: '1e3',
+    CLOUDPAY_SEALING_KEY_ROTATION_MS: '0',
+    CLOUDPAY_SEALING_KEY_GRACE_MS: '-1',
   }
   for (const [name, value] of Object.entries(bad)) {
     assert.throws(() => loadConfig({ [name]: value }), (error: unknown) => error instanceof ConfigError && error.message.startsWith(name), `${name}=${value}`)
@@ -26,4 +28,6 @@ test('the defaults and good values load', () => {
   assert.equal(config.addresses['app-service'], '[::1]:0')
   assert.equal(config.logLevel, 'debug')
   assert.deepEqual(config.payment.platformIds, ['alphapay', 'betapay'])
+  assert.equal(config.payment.sealingKeyRotationMs, 24 * 3_600_000)
+  assert.equal(config.payment.sealingKeyGraceMs, 3_600_000)
 })
