@@ -104,8 +104,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
   const onPlatform = (platformId: string) => ledger.assertPlatform(platforms, platformId)
   /**
    * A terminal acts on a transaction only if the prepay was made for it, and only while
-   * PaymentManagement says it may still act for the order. When PaymentManagement cannot answer,
-   * the prepay's own terminal may still pay (the payment is reported once it is back).
+   * PaymentManagement says it may still act for the order (asked when the terminal calls itself;
+   * when PaymentManagement relays for it, it has just checked that). When PaymentManagement cannot
+   * answer, the prepay's own terminal may still pay (the payment is reported once it is back).
    */
   const assertTerminalMayAct = async (ctx: RpcContext, actor: TerminalActor, txn: TransactionRow): Promise<void> => {
     const refuse = (why: string) => new PermissionDeniedError('TERMINAL_NOT_ALLOWED', `terminal ${actor.terminalId} may not act on transaction ${txn.serial_number}: ${why}`)
