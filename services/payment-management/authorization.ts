@@ -13,4 +13,6 @@ export const rules: Rules<typeof PaymentManagementServiceService> = {
   authorizeTerminal: allowServices('payment-platform'),
   cancelOrder: scoped(allow('instance', 'terminal'), OBJECT_RULES.orderDevice),
   cancelDeviceOrders: allowServices('account-management'),
+  // The same object rule as PrepayOrder (one check in the handlers: orderActedOnBy).
+  payThroughRelay: scoped(allow('terminal'), OBJECT_RULES.orderDevice),
 }

@@ -15,6 +15,8 @@ import {
   OrderState,
   type PaymentManagementServiceService,
   PaymentResult,
+  PayThroughRelayRequest,
+  PayThroughRelayResponse,
   PrepayOrderRequest,
   PrepayOrderResponse,
   ReportPaymentResultRequest,
@@ -32,6 +34,8 @@ import { channelCheckVia } from '../runtime/mesh-calls.ts'
 import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { callPeer, RelayedError } from '../runtime/peer-calls.ts'
+import { MAX_SEALED_BYTES } from '../runtime/sealed-credentials.ts'
+import type { RpcContext } from '../runtime/rpc.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
 import { type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
@@ -118,6 +122,20 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
   sweeper.unref()
   const mayActFor = (ctx: { caller: Parameters<typeof assertMayActForDevice>[0]; signal: AbortSignal }, deviceId: string) =>
     assertMayActForDevice(ctx.caller, deviceId, channelCheckVia(deps.peers, ctx.signal))
+  /**
+   * Who may act on an order (prepay, pay through the relay, cancel; and AuthorizeTerminal's
+   * answer to a platform): as for the order's device, its own instance or a terminal with an
+   * open channel to it. The one place this object rule is checked, so another way for a terminal
+   * to hold an order extends it here.
+   */
+  const assertMayActForOrder = (ctx: { caller: Parameters<typeof assertMayActForDevice>[0]; signal: AbortSignal }, order: OrderRow) => mayActFor(ctx, order.device_id)
+  /** The order a request names, if it is the named device's and the caller may act on it. */
+  const orderActedOnBy = async (ctx: RpcContext, deviceId: string, orderId: string): Promise<OrderRow> => {
+    const order = await orders.get(db, orderId)
+    if (order.device_id !== deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(orderId)} does not belong to device ${quote(deviceId)}`)
+    await assertMayActForOrder(ctx, order)
+    return order
+  }
 
   const handlers: ServiceParts<typeof PaymentManagementServiceService>['handlers'] = {
     submitOrder: async (request, ctx) => {
@@ -189,11 +207,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           .format(request.orderId, 'order_id', ORDER_ID)
           .format(request.bindingId, 'binding_id', BINDING_ID, { optional: true }),
       )
-      await mayActFor(ctx, request.deviceId)
+      const order = await orderActedOnBy(ctx, request.deviceId, request.orderId)
       return idempotentFlow(db, callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse), async (commit) => {
-        const order = await orders.get(db, request.orderId)
-        if (order.device_id !== request.deviceId)
-          throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
         return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
           // Peer calls outside any transaction; the state is re-checked by the transition after.
           const account = await callPeer(
@@ -231,6 +246,55 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           }))
         })
       })
+    },
+
+    payThroughRelay: async (request, ctx) => {
+      // The sealed credentials go to the platform as they came; their size is all that is kept of
+      // them anywhere here (this span attribute): not in a table, a log line or another span.
+      ctx.span.setAttribute('cloudpay.sealed_bytes', request.sealed.length)
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.deviceId, 'device_id')
+          .format(request.orderId, 'order_id', ORDER_ID)
+          .id(request.platformId, 'platform_id')
+          .id(request.serialNumber, 'serial_number')
+          .opaqueId(request.keyId, 'key_id')
+          .bytes(request.sealed, 'sealed', { min: 1, max: MAX_SEALED_BYTES }),
+      )
+      const order = await orderActedOnBy(ctx, request.deviceId, request.orderId)
+      // Only the order's own prepay: the relay never carries a payment for another transaction.
+      // Whether it can still be paid is the platform's to say (it holds the transaction).
+      if (order.platform_id !== request.platformId || order.serial_number !== request.serialNumber) {
+        throw new FailedPreconditionError(
+          'NOT_ORDER_PREPAY',
+          `order ${order.order_id} was not prepaid as transaction ${quote(request.serialNumber)} on platform ${quote(request.platformId)}`,
+        )
+      }
+      return idempotentFlow(db, callOf(ctx, request, PayThroughRelayRequest, PayThroughRelayResponse), (commit) =>
+        tagged({ orderId: order.order_id, deviceId: order.device_id, platformId: request.platformId }, async () => {
+          const { transaction } = await callPeer(
+            'payment-platform',
+            unaryCall(
+              deps.peers.get('payment-platform'),
+              'paySealed',
+              {
+                requestId: derivedRequestId(formatIdentity(ctx.caller), 'pay-through-relay', request.requestId),
+                platformId: request.platformId,
+                serialNumber: request.serialNumber,
+                keyId: request.keyId,
+                sealed: request.sealed,
+                // The terminal this service just checked may act for the order: the prepay must be its own.
+                terminalId: ctx.caller.id,
+              },
+              { signal: ctx.signal },
+            ),
+            // The platform's verdict on the credentials is the terminal's to see.
+            { relayDenials: ['PAYMENT_PASSWORD_WRONG', 'TERMINAL_NOT_ALLOWED'] },
+          )
+          return commit(async (trx) => ({ order: toOrder(await orders.get(trx, order.order_id)), completeTime: transaction?.completeTime }))
+        }),
+      )
     },
 
     reportPaymentResult: async (request, ctx) => {
@@ -271,7 +335,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       if (!order) return { allowed: false, reason: 'no order is paid with this transaction' }
       return tagged({ orderId: order.order_id, deviceId: order.device_id, platformId: request.platformId }, async () => {
         try {
-          await mayActFor({ caller: { role: 'terminal', id: request.terminalId }, signal: ctx.signal }, order.device_id)
+          await assertMayActForOrder({ caller: { role: 'terminal', id: request.terminalId }, signal: ctx.signal }, order)
           return { allowed: true, reason: '' }
         } catch (error) {
           if (error instanceof PermissionDeniedError) return { allowed: false, reason: error.message }
@@ -288,10 +352,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           .format(request.orderId, 'order_id', ORDER_ID)
           .text(request.reason, 'reason', { max: 200, multiline: true }),
       )
-      await mayActFor(ctx, request.deviceId)
-      const order = await orders.get(db, request.orderId)
-      if (order.device_id !== request.deviceId)
-        throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
+      const order = await orderActedOnBy(ctx, request.deviceId, request.orderId)
       const reply = await tagged({ orderId: order.order_id, deviceId: order.device_id }, () =>
         idempotent(db, callOf(ctx, request, CancelOrderRequest, CancelOrderResponse), async (trx) => ({
           order: toOrder(await orders.cancel(trx, request.orderId, request.reason || `cancelled by ${ctx.caller.role}`)),

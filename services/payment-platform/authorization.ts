@@ -13,4 +13,7 @@ export const rules: Rules<typeof PaymentPlatformServiceService> = {
   cancelTransaction: allowServices('payment-management'),
   refundTransaction: allowServices('payment-management'),
   listLedgerEntries: allow('operator'),
+  // Public keys, signed: anyone in the mesh who seals to the platform (or relays for it) may read them.
+  getSealingKeys: either(allowServices('payment-management'), allow('terminal', 'operator')),
+  paySealed: scoped(allowServices('payment-management'), OBJECT_RULES.relayedTerminal),
 }

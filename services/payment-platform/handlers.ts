@@ -1,5 +1,5 @@
 // PaymentPlatformService handlers: validate the request, apply the rules, map rows to replies.
-import type { Kysely } from 'kysely'
+import type { Kysely, Transaction as Trx } from 'kysely'
 import {
   AccountKind,
   type AccountBalance,
@@ -14,30 +14,50 @@ import {
   type PaymentPlatformServiceService,
   PayRequest,
   PayResponse,
+  PaySealedRequest,
+  PaySealedResponse,
   RefundTransactionRequest,
   RefundTransactionResponse,
   type Transaction,
   TransactionState,
 } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
 import { unaryCall } from '../runtime/client.ts'
-import { PermissionDeniedError, UnavailableError } from '../runtime/errors.ts'
-import { callOf, idempotent, idempotentAfter, idempotentFlow } from '../runtime/idempotency.ts'
+import { FailedPreconditionError, PermissionDeniedError, UnavailableError } from '../runtime/errors.ts'
+import { createHash } from 'node:crypto'
+import { callOf, type Commit, idempotent, idempotentAfter, idempotentFlow } from '../runtime/idempotency.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { RpcContext } from '../runtime/rpc.ts'
 import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
+import { type Credentials, MAX_SEALED_BYTES, openCredentials, sealingAad, signSealingKey } from '../runtime/sealed-credentials.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { tagged } from '../runtime/trace-context.ts'
 import { CURRENCY, type Format, MAX_AMOUNT_MINOR, validate } from '../runtime/validation.ts'
 import * as ledger from './ledger.ts'
 import { PAYMENT_RESULT_TOPIC, paymentResultSender, queuePaymentResult } from './notifications.ts'
 import { currentResultKey } from './result-keys.ts'
+import { acceptedSealingKeys, openingKey, publishingIdentity } from './sealing-keys.ts'
+import * as store from './store/repository.ts'
 import type { AccountRow, TransactionRow } from './store/repository.ts'
 import type { PlatformDatabase } from './store/tables.ts'
 
 const ACCOUNT_NUMBER: Format = { pattern: /^[A-Za-z0-9]{6,34}$/, description: 'must be 6-34 letters and digits' }
 const SERIAL: Format = { pattern: /^TX[0-9A-F]{20}$/, description: 'must be a serial number returned by CreatePrepay' }
+
+/** Who wants to act on a transaction as its terminal: the calling terminal, or one PaymentManagement relays for. */
+interface TerminalActor {
+  readonly terminalId: string
+  /**
+   * Whether to ask PaymentManagement (AuthorizeTerminal) if the terminal may still act for the
+   * order: a terminal calling directly, yes; PaymentManagement relaying checked that itself.
+   */
+  readonly askPaymentManagement: boolean
+}
+const actorOf = (ctx: RpcContext): TerminalActor | undefined => (ctx.caller.role === 'terminal' ? { terminalId: ctx.caller.id, askPaymentManagement: true } : undefined)
+
+/** The digest a used sealed blob is remembered by. */
+const sealedDigest = (sealed: Uint8Array): string => createHash('sha256').update(sealed).digest('base64url')
 
 const KINDS = { payer: AccountKind.ACCOUNT_KIND_PAYER, collection: AccountKind.ACCOUNT_KIND_COLLECTION, issuance: AccountKind.ACCOUNT_KIND_UNSPECIFIED } as const
 const toBalance = (row: AccountRow): AccountBalance => ({
@@ -84,13 +104,14 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
   const onPlatform = (platformId: string) => ledger.assertPlatform(platforms, platformId)
   /**
    * A terminal acts on a transaction only if the prepay was made for it, and only while
-   * PaymentManagement says it may still act for the order. When PaymentManagement cannot answer,
-   * the prepay's own terminal may still pay (the payment is reported once it is back).
+   * PaymentManagement says it may still act for the order (asked when the terminal calls itself;
+   * when PaymentManagement relays for it, it has just checked that). When PaymentManagement cannot
+   * answer, the prepay's own terminal may still pay (the payment is reported once it is back).
    */
-  const assertTerminalMayAct = async (ctx: RpcContext, txn: TransactionRow): Promise<void> => {
-    if (ctx.caller.role !== 'terminal') return
-    const refuse = (why: string) => new PermissionDeniedError('TERMINAL_NOT_ALLOWED', `terminal ${ctx.caller.id} may not act on transaction ${txn.serial_number}: ${why}`)
-    if (txn.terminal_id !== ctx.caller.id) throw refuse('the prepay was made for another terminal')
+  const assertTerminalMayAct = async (ctx: RpcContext, actor: TerminalActor, txn: TransactionRow): Promise<void> => {
+    const refuse = (why: string) => new PermissionDeniedError('TERMINAL_NOT_ALLOWED', `terminal ${actor.terminalId} may not act on transaction ${txn.serial_number}: ${why}`)
+    if (txn.terminal_id !== actor.terminalId) throw refuse('the prepay was made for another terminal')
+    if (!actor.askPaymentManagement) return
     let verdict
     try {
       verdict = await callPeer(
@@ -98,7 +119,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
         unaryCall(
           deps.peers.get('payment-management'),
           'authorizeTerminal',
-          { platformId: txn.platform_id, serialNumber: txn.serial_number, terminalId: ctx.caller.id },
+          { platformId: txn.platform_id, serialNumber: txn.serial_number, terminalId: actor.terminalId },
           { signal: ctx.signal, deadlineMs: 2_000 },
         ),
       )
@@ -108,19 +129,51 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     }
     if (!verdict.allowed) throw refuse(verdict.reason.slice(0, 200))
   }
-  /** The transaction, as the caller may see it: a terminal that may not act on it learns nothing, not even that it exists. */
-  const transactionFor = async (ctx: RpcContext, platformId: string, serialNumber: string): Promise<TransactionRow> => {
+  /**
+   * The transaction, as the caller may see it: a terminal (calling, or relayed for) that may not
+   * act on it learns nothing, not even that it exists.
+   */
+  const transactionFor = async (ctx: RpcContext, platformId: string, serialNumber: string, actor = actorOf(ctx)): Promise<TransactionRow> => {
     const txn = await ledger.findTransaction(db, platformId, serialNumber)
-    if (!txn && ctx.caller.role === 'terminal') {
-      throw new PermissionDeniedError('TERMINAL_NOT_ALLOWED', `terminal ${ctx.caller.id} may not act on transaction ${serialNumber}: the prepay was made for another terminal`)
+    if (!txn && actor) {
+      throw new PermissionDeniedError('TERMINAL_NOT_ALLOWED', `terminal ${actor.terminalId} may not act on transaction ${serialNumber}: the prepay was made for another terminal`)
     }
     if (!txn) return ledger.getTransaction(db, platformId, serialNumber)
     // The merchant's order id is PaymentManagement's order id: what follows joins the order's trace tags.
     return tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
-      await assertTerminalMayAct(ctx, txn)
+      if (actor) await assertTerminalMayAct(ctx, actor, txn)
       return txn
     })
   }
+
+  /**
+   * Pay and PaySealed from the credentials on, one path: the payment password checked (counted,
+   * locking the payer after too many), the payer account the credentials name (if any) held to the
+   * transaction's, then one ledger transaction settles and queues the signed payment result. A
+   * sealed blob (`sealed`, its digest) is used up with the outcome: with the count of a wrong
+   * password, or with the payment; a blob used up by a concurrent call is refused, never counted.
+   */
+  /** Pay's own path, for Pay and for PaySealed: password (counted, locks), then one ledger transaction committed with the answer. */
+  const payTransaction = async (commit: Commit<PlatformDatabase, PayResponse>, txn: TransactionRow, credentials: Credentials, sealed?: string): Promise<PayResponse> => {
+    const useUp = (outcome: 'paid' | 'wrong_password') => async (trx: Trx<PlatformDatabase>) => {
+      if (sealed === undefined) return
+      if (!(await store.useSealedBlob(trx, { digest: sealed, platform_id: txn.platform_id, serial_number: txn.serial_number, outcome }))) throw sealedReplayed()
+    }
+    // The merchant's order id is PaymentManagement's order id: the payment joins the order's trace tags.
+    const reply = await tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
+      await ledger.checkPaymentPassword(db, txn, credentials.paymentPassword, settings, useUp('wrong_password'))
+      if (credentials.payerAccount) ledger.assertPaysFrom(deps.sealer, txn, credentials.payerAccount)
+      return commit(async (trx) => {
+        await useUp('paid')(trx)
+        const settled = await ledger.settle(trx, txn.platform_id, txn.serial_number)
+        await queuePaymentResult(trx, deps.sealer, settled)
+        return { transaction: toTransaction(settled) }
+      })
+    })
+    outbox.kick()
+    return reply
+  }
+  const sealedReplayed = () => new FailedPreconditionError('SEALED_REPLAYED', 'these sealed credentials were used before; seal them anew for this payment')
 
   const handlers: ServiceParts<typeof PaymentPlatformServiceService>['handlers'] = {
     createPayerAccount: async (request, ctx) => {
@@ -228,21 +281,54 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
           .text(request.paymentPassword, 'payment_password', { min: 1, max: 128 }),
       )
       onPlatform(request.platformId)
-      const reply = await idempotentFlow(db, callOf(ctx, request, PayRequest, PayResponse), async (commit) => {
+      return idempotentFlow(db, callOf(ctx, request, PayRequest, PayResponse), async (commit) => {
         // Before the password is looked at: a stranger's guesses never count against the payer.
         const txn = await transactionFor(ctx, request.platformId, request.serialNumber)
-        // The merchant's order id is PaymentManagement's order id: the payment joins the order's trace tags.
+        return payTransaction(commit, txn, { paymentPassword: request.paymentPassword })
+      })
+    },
+
+    getSealingKeys: async (request) => {
+      validate((v) => v.id(request.platformId, 'platform_id'))
+      onPlatform(request.platformId)
+      const keys = await acceptedSealingKeys(db, deps.sealer, request.platformId, settings)
+      const identity = await publishingIdentity(deps.certificate)
+      return {
+        platformId: request.platformId,
+        keys: keys.map((key) => ({ ...key, publicKey: Buffer.from(key.publicKey), signature: signSealingKey(identity.privateKey, request.platformId, key) })),
+        certificateChain: identity.chain,
+      }
+    },
+
+    paySealed: async (request, ctx) => {
+      // The blob's size is all anyone sees of it (spans, logs, storage keep nothing else).
+      ctx.span.setAttribute('cloudpay.sealed_bytes', request.sealed.length)
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.platformId, 'platform_id')
+          .format(request.serialNumber, 'serial_number', SERIAL)
+          .opaqueId(request.keyId, 'key_id')
+          .bytes(request.sealed, 'sealed', { min: 1, max: MAX_SEALED_BYTES })
+          .id(request.terminalId, 'terminal_id'),
+      )
+      onPlatform(request.platformId)
+      return idempotentFlow(db, callOf(ctx, request, PaySealedRequest, PaySealedResponse), async (commit) => {
+        // PaymentManagement checked that the terminal may act for the order; the prepay must be the terminal's.
+        const txn = await transactionFor(ctx, request.platformId, request.serialNumber, { terminalId: request.terminalId, askPaymentManagement: false })
         return tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
-          await ledger.checkPaymentPassword(db, txn, request.paymentPassword, settings)
-          return commit(async (trx) => {
-            const settled = await ledger.settle(trx, request.platformId, request.serialNumber)
-            await queuePaymentResult(trx, deps.sealer, settled)
-            return { transaction: toTransaction(settled) }
-          })
+          // None of these refusals is a password attempt: they come before the password is looked at.
+          const key = await openingKey(db, deps.sealer, txn.platform_id, request.keyId, settings)
+          const aad = sealingAad({ serialNumber: txn.serial_number, amountMinor: txn.amount_minor, currencyCode: txn.currency_code, platformId: txn.platform_id })
+          const opened = await openCredentials(key, request.sealed, aad)
+          validate((v) =>
+            v.text(opened.paymentPassword, 'sealed.payment_password', { min: 1, max: 128 }).format(opened.payerAccount, 'sealed.payer_account', ACCOUNT_NUMBER, { optional: true }),
+          )
+          const digest = sealedDigest(request.sealed)
+          if (await store.isSealedBlobUsed(db, digest)) throw sealedReplayed()
+          return payTransaction(commit, txn, { paymentPassword: opened.paymentPassword, payerAccount: opened.payerAccount || undefined }, digest)
         })
       })
-      outbox.kick()
-      return reply
     },
 
     getTransaction: async (request, ctx) => {

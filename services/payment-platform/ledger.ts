@@ -189,9 +189,17 @@ function assertPayable(txn: store.TransactionRow, now = new Date()): void {
 
 /**
  * Checks the payment password outside any transaction (the hash is slow). A wrong password is
- * counted (and may lock the account) before the refusal is thrown.
+ * counted (and may lock the account) before the refusal is thrown; `beforeCounting` runs in the
+ * same database transaction as the count (a sealed blob is used up with it), and a throw from it
+ * leaves the count alone.
  */
-export async function checkPaymentPassword(db: Db, txn: store.TransactionRow, password: string, settings: PaymentSettings): Promise<void> {
+export async function checkPaymentPassword(
+  db: Db,
+  txn: store.TransactionRow,
+  password: string,
+  settings: PaymentSettings,
+  beforeCounting?: (trx: Trx) => Promise<void>,
+): Promise<void> {
   assertPayable(txn)
   const payer = await store.findAccount(db, txn.platform_id, txn.payer_ref)
   if (!payer?.password_hash) throw new NotFoundError('PAYER_NOT_FOUND', 'the payer account of this transaction no longer exists')
@@ -203,9 +211,25 @@ export async function checkPaymentPassword(db: Db, txn: store.TransactionRow, pa
     )
   }
   if (await verifyPassword(payer.password_hash, password)) return
-  const after = await store.recordPasswordFailure(db, txn.platform_id, txn.payer_ref, settings.maxPasswordFailures, settings.passwordLockMs)
+  const after = await inTransaction(db, async (trx) => {
+    await beforeCounting?.(trx)
+    return store.recordPasswordFailure(trx, txn.platform_id, txn.payer_ref, settings.maxPasswordFailures, settings.passwordLockMs)
+  })
   const left = Math.max(0, settings.maxPasswordFailures - (after?.failed_attempts ?? 0))
   throw new PermissionDeniedError('PAYMENT_PASSWORD_WRONG', `payment_password is wrong; ${left} attempt(s) left before the account locks`, { attempts_left: String(left) })
+}
+
+/**
+ * When the payer names the account it pays from (sealed credentials may), it must be the
+ * transaction's payer: compared by keyed account ref, never in clear.
+ */
+export function assertPaysFrom(sealer: Sealer, txn: store.TransactionRow, payerNumber: string): void {
+  if (accountRef(sealer, txn.platform_id, payerNumber) !== txn.payer_ref) {
+    throw new FailedPreconditionError(
+      'SEALED_PAYER_MISMATCH',
+      `the sealed payer_account is not the payer account of transaction ${txn.serial_number} (${txn.masked_payer}); prepay with that account's binding`,
+    )
+  }
 }
 
 /** Moves the money payer -> collection in one ledger transaction; the balance never goes below zero. */

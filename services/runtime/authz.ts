@@ -26,6 +26,7 @@ export const OBJECT_RULES = {
   orderDevice: "as for the order's device: its own instance, a terminal with an open channel to it",
   ownTerminal: 'a terminal only its own channels',
   prepayTerminal: 'a terminal only for a transaction prepaid for it, while PaymentManagement says it may act for the order',
+  relayedTerminal: 'only for a transaction prepaid for the terminal_id relayed for, with credentials sealed for that transaction, each blob once',
   prepayKey: "only a result signed with the result key the platform gave for that order's prepay",
   boundedIssuance: 'opening balances at most CLOUDPAY_OPENING_BALANCE_MAX_MINOR',
   publishableKinds: 'an instance for its own device, LOGIN_REQUESTED and PAYMENT_REQUESTED only; each service only the kinds it answers with',

@@ -74,6 +74,10 @@ export interface PaymentSettings {
   readonly outboxMaxAttempts: number
   /** A platform's payment-result signing key is replaced when older than this. */
   readonly resultKeyRotationMs: number
+  /** A platform's sealing key (HPKE, for relayed credentials) is replaced when older than this... */
+  readonly sealingKeyRotationMs: number
+  /** ...and a replaced one is still accepted this long after (blobs sealed just before the rotation). */
+  readonly sealingKeyGraceMs: number
   /** The largest opening balance an operator may give a new payer account (minor units). */
   readonly maxOpeningBalanceMinor: bigint
 }
@@ -164,6 +168,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       outboxLeaseMs: positiveInt(env, 'CLOUDPAY_OUTBOX_LEASE_MS', 30_000),
       outboxMaxAttempts: positiveInt(env, 'CLOUDPAY_OUTBOX_MAX_ATTEMPTS', 1_000),
       resultKeyRotationMs: positiveInt(env, 'CLOUDPAY_RESULT_KEY_ROTATION_MS', 30 * 24 * 3_600_000),
+      sealingKeyRotationMs: positiveInt(env, 'CLOUDPAY_SEALING_KEY_ROTATION_MS', 24 * 3_600_000),
+      sealingKeyGraceMs: positiveInt(env, 'CLOUDPAY_SEALING_KEY_GRACE_MS', 3_600_000),
       maxOpeningBalanceMinor: BigInt(positiveInt(env, 'CLOUDPAY_OPENING_BALANCE_MAX_MINOR', 1_000_000)),
     }),
     retention: retentionFrom(env),

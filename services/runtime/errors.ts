@@ -169,18 +169,19 @@ function encodeDetails(code: Status, message: string, details: Any[]): Metadata 
   return metadata
 }
 
-/** Client side: reads the ErrorInfo reason and field violations from a failed call's trailers. */
-export function statusDetailsOf(metadata: Metadata | undefined): { reason?: string; violations: FieldViolation[] } {
+/** Client side: reads the ErrorInfo reason (and its metadata) and field violations from a failed call's trailers. */
+export function statusDetailsOf(metadata: Metadata | undefined): { reason?: string; violations: FieldViolation[]; info?: Record<string, string> } {
   const raw = metadata?.get(STATUS_DETAILS_KEY)[0]
   if (!raw || typeof raw === 'string') return { violations: [] }
   const rpcStatus = RpcStatus.decode(raw)
   let reason: string | undefined
+  let info: Record<string, string> | undefined
   const violations: FieldViolation[] = []
   for (const any of rpcStatus.details) {
-    if (any.typeUrl.endsWith('/google.rpc.ErrorInfo')) reason = ErrorInfo.decode(any.value).reason
+    if (any.typeUrl.endsWith('/google.rpc.ErrorInfo')) ({ reason, metadata: info } = ErrorInfo.decode(any.value))
     if (any.typeUrl.endsWith('/google.rpc.BadRequest')) {
       for (const v of BadRequest.decode(any.value).fieldViolations) violations.push({ field: v.field, description: v.description })
     }
   }
-  return { reason, violations }
+  return { reason, violations, info }
 }

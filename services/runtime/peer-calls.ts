@@ -20,8 +20,9 @@ export class RelayedError extends CloudpayError {
     readonly code: Status,
     reason: string,
     message: string,
+    metadata: Readonly<Record<string, string>> = {},
   ) {
-    super(reason, message)
+    super(reason, message, metadata)
   }
 }
 
@@ -41,18 +42,26 @@ export class PeerError extends Error {
   }
 }
 
+export interface PeerCallOptions {
+  /**
+   * PERMISSION_DENIED reasons that are about the request, not about who called (a wrong payment
+   * password the peer checked for the original caller): relayed like the codes above.
+   */
+  readonly relayDenials?: readonly string[]
+}
+
 function isServiceError(error: unknown): error is ServiceError {
   return typeof (error as ServiceError)?.code === 'number' && 'details' in (error as object)
 }
 
-export async function callPeer<T>(peer: string, call: Promise<T>): Promise<T> {
+export async function callPeer<T>(peer: string, call: Promise<T>, options: PeerCallOptions = {}): Promise<T> {
   try {
     return await call
   } catch (error) {
     if (!isServiceError(error)) throw error
-    if (RELAYED.has(error.code)) {
-      const { reason } = statusDetailsOf(error.metadata)
-      throw new RelayedError(error.code, reason ?? Status[error.code], error.details)
+    const { reason, info } = statusDetailsOf(error.metadata)
+    if (RELAYED.has(error.code) || (error.code === Status.PERMISSION_DENIED && reason !== undefined && options.relayDenials?.includes(reason))) {
+      throw new RelayedError(error.code, reason ?? Status[error.code], error.details, info)
     }
     if (error.code === Status.UNAVAILABLE || error.code === Status.DEADLINE_EXCEEDED || error.code === Status.CANCELLED) {
       throw new UnavailableError('PEER_UNAVAILABLE', `${peer} did not answer (${Status[error.code]}); retry with the same request_id`)

@@ -77,6 +77,13 @@ export class Validator {
     return this.check(bounds.multiline === true || !LINE_BREAK_OR_TAB.test(value), field, 'must be one line (no tab or line feed)')
   }
 
+  /** Opaque bytes (a sealed blob, a key): min-max bytes; the bytes are never described. */
+  bytes(value: Uint8Array, field: string, bounds: { min?: number; max: number }): this {
+    const min = bounds.min ?? 0
+    if (min > 0 && value.length === 0) return this.check(false, field, 'is required')
+    return this.check(value.length >= min && value.length <= bounds.max, field, `must be ${min}-${bounds.max} bytes`)
+  }
+
   /** An integer within [min, max]. */
   integer(value: number | bigint, field: string, range: { min: number | bigint; max: number | bigint }): this {
     const ok = (typeof value === 'bigint' || Number.isInteger(value)) && value >= range.min && value <= range.max

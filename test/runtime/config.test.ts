@@ -18,6 +18,8 @@ test('every variable is validated, and the error names it', () => {
     CLOUDPAY_TOMBSTONE_RETENTION_MS: '60000',
     CLOUDPAY_OUTBOX_LEASE_MS: '0',
     CLOUDPAY_OUTBOX_MAX_ATTEMPTS: 'many',
+    CLOUDPAY_SEALING_KEY_ROTATION_MS: '0',
+    CLOUDPAY_SEALING_KEY_GRACE_MS: '-1',
   }
   for (const [name, value] of Object.entries(bad)) {
     assert.throws(() => loadConfig({ [name]: value }), (error: unknown) => error instanceof ConfigError && error.message.startsWith(name), `${name}=${value}`)
@@ -33,4 +35,6 @@ test('the defaults and good values load', () => {
   assert.deepEqual(config.payment.platformIds, ['alphapay', 'betapay'])
   assert.equal(config.payment.outboxLeaseMs, 30_000)
   assert.equal(loadConfig({ CLOUDPAY_OUTBOX_LEASE_MS: '5000' }).payment.outboxLeaseMs, 5_000)
+  assert.equal(config.payment.sealingKeyRotationMs, 24 * 3_600_000)
+  assert.equal(config.payment.sealingKeyGraceMs, 3_600_000)
 })

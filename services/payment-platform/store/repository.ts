@@ -1,7 +1,17 @@
 // SQL of the payment_platform schema. Functions take the database or a transaction; the ones
 // that lock rows take only a transaction.
 import { type Kysely, type Selectable, sql, type Transaction } from 'kysely'
-import type { AccountKindColumn, AccountsTable, LedgerEntriesTable, PlatformDatabase, ResultKeysTable, TransactionStateColumn, TransactionsTable } from './tables.ts'
+import type {
+  AccountKindColumn,
+  AccountsTable,
+  LedgerEntriesTable,
+  PlatformDatabase,
+  ResultKeysTable,
+  SealedBlobOutcome,
+  SealingKeysTable,
+  TransactionStateColumn,
+  TransactionsTable,
+} from './tables.ts'
 
 type Db = Kysely<PlatformDatabase>
 export type AccountRow = Selectable<AccountsTable>
@@ -142,4 +152,42 @@ export async function findResultKey(db: Db, keyId: string): Promise<ResultKeyRow
 
 export async function insertResultKey(db: Db, row: Omit<ResultKeyRow, 'created_at'>): Promise<ResultKeyRow> {
   return db.insertInto('result_keys').values(row).returningAll().executeTakeFirstOrThrow()
+}
+
+export type SealingKeyRow = Selectable<SealingKeysTable>
+
+/** The platform's newest sealing key, if any. */
+export async function findNewestSealingKey(db: Db, platformId: string): Promise<SealingKeyRow | undefined> {
+  return db.selectFrom('sealing_keys').selectAll().where('platform_id', '=', platformId).orderBy('created_at', 'desc').limit(1).executeTakeFirst()
+}
+
+/** The platform's sealing keys made after `since`, newest first. */
+export async function listSealingKeysSince(db: Db, platformId: string, since: Date): Promise<SealingKeyRow[]> {
+  return db.selectFrom('sealing_keys').selectAll().where('platform_id', '=', platformId).where('created_at', '>', since).orderBy('created_at', 'desc').execute()
+}
+
+export async function findSealingKey(db: Db, platformId: string, keyId: string): Promise<SealingKeyRow | undefined> {
+  return db.selectFrom('sealing_keys').selectAll().where('platform_id', '=', platformId).where('key_id', '=', keyId).executeTakeFirst()
+}
+
+export async function insertSealingKey(db: Db, row: Omit<SealingKeyRow, 'created_at'>): Promise<SealingKeyRow> {
+  return db.insertInto('sealing_keys').values(row).returningAll().executeTakeFirstOrThrow()
+}
+
+export async function isSealedBlobUsed(db: Db, digest: string): Promise<boolean> {
+  return (await db.selectFrom('sealed_blobs').select('digest').where('digest', '=', digest).executeTakeFirst()) !== undefined
+}
+
+/** Records a sealed blob as used; false when it already was (the unique digest decides, across replicas). */
+export async function useSealedBlob(
+  trx: Transaction<PlatformDatabase>,
+  row: { digest: string; platform_id: string; serial_number: string; outcome: SealedBlobOutcome },
+): Promise<boolean> {
+  const inserted = await trx
+    .insertInto('sealed_blobs')
+    .values(row)
+    .onConflict((oc) => oc.column('digest').doNothing())
+    .returning('digest')
+    .executeTakeFirst()
+  return inserted !== undefined
 }

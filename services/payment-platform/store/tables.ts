@@ -58,6 +58,28 @@ export interface ResultKeysTable {
   created_at: Generated<Date>
 }
 
+export interface SealingKeysTable {
+  key_id: string
+  platform_id: string
+  /** HPKE-serialized X25519 public key (32 bytes). */
+  public_key: Uint8Array
+  /** The HPKE-serialized private key, sealed with the data key (the key id as associated data). */
+  sealed_private_key: Uint8Array
+  /** Replaced after CLOUDPAY_SEALING_KEY_ROTATION_MS, accepted CLOUDPAY_SEALING_KEY_GRACE_MS longer. */
+  created_at: Generated<Date>
+}
+
+export type SealedBlobOutcome = 'paid' | 'wrong_password'
+
+export interface SealedBlobsTable {
+  /** SHA-256 (base64url) of a sealed blob that paid or was counted as a wrong password: never used again. */
+  digest: string
+  platform_id: string
+  serial_number: string
+  outcome: SealedBlobOutcome
+  created_at: Generated<Date>
+}
+
 export interface LedgerEntriesTable {
   entry_id: Generated<bigint>
   platform_id: string
@@ -75,6 +97,8 @@ export interface PlatformDatabase {
   transactions: TransactionsTable
   ledger_entries: LedgerEntriesTable
   result_keys: ResultKeysTable
+  sealing_keys: SealingKeysTable
+  sealed_blobs: SealedBlobsTable
   outbox: OutboxTable
   idempotency_keys: IdempotencyKeysTable
 }

@@ -373,6 +373,40 @@ export interface CancelDeviceOrdersResponse {
   orderIds: string[];
 }
 
+/** Request for PayThroughRelay. */
+export interface PayThroughRelayRequest {
+  /** Idempotency key (AIP-155): a retry returns the first outcome and never pays twice. */
+  requestId: string;
+  /** The device the order belongs to. */
+  deviceId: string;
+  /** The prepaid order to pay. */
+  orderId: string;
+  /** The platform the order was prepaid at (PrepayOrderResponse.platform_id). */
+  platformId: string;
+  /** The platform's transaction serial number (PrepayOrderResponse.serial_number). */
+  serialNumber: string;
+  /** The platform's sealing key the credentials are sealed to. */
+  keyId: string;
+  /**
+   * The sealed credentials (PaymentPlatformService.PaySealed describes the format), at most
+   * 4096 bytes. PaymentManagement cannot read them and keeps nothing of them but their size.
+   */
+  sealed: Buffer;
+}
+
+/** Response for PayThroughRelay. */
+export interface PayThroughRelayResponse {
+  /**
+   * The order as PaymentManagement records it now: AWAITING_PAYMENT until the platform's signed
+   * payment result arrives (moments later), then PAID and EFFECTIVE.
+   */
+  order:
+    | Order
+    | undefined;
+  /** When the platform completed the payment. */
+  completeTime: Date | undefined;
+}
+
 function createBaseOrder(): Order {
   return {
     orderId: "",
@@ -2515,6 +2549,292 @@ export const CancelDeviceOrdersResponse: MessageFns<CancelDeviceOrdersResponse> 
   },
 };
 
+function createBasePayThroughRelayRequest(): PayThroughRelayRequest {
+  return {
+    requestId: "",
+    deviceId: "",
+    orderId: "",
+    platformId: "",
+    serialNumber: "",
+    keyId: "",
+    sealed: Buffer.alloc(0),
+  };
+}
+
+export const PayThroughRelayRequest: MessageFns<PayThroughRelayRequest> = {
+  encode(message: PayThroughRelayRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.deviceId !== "") {
+      writer.uint32(18).string(message.deviceId);
+    }
+    if (message.orderId !== "") {
+      writer.uint32(26).string(message.orderId);
+    }
+    if (message.platformId !== "") {
+      writer.uint32(34).string(message.platformId);
+    }
+    if (message.serialNumber !== "") {
+      writer.uint32(42).string(message.serialNumber);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(50).string(message.keyId);
+    }
+    if (message.sealed.length !== 0) {
+      writer.uint32(58).bytes(message.sealed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PayThroughRelayRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePayThroughRelayRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.orderId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.serialNumber = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.sealed = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PayThroughRelayRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
+      orderId: isSet(object.orderId)
+        ? globalThis.String(object.orderId)
+        : isSet(object.order_id)
+        ? globalThis.String(object.order_id)
+        : "",
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      serialNumber: isSet(object.serialNumber)
+        ? globalThis.String(object.serialNumber)
+        : isSet(object.serial_number)
+        ? globalThis.String(object.serial_number)
+        : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      sealed: isSet(object.sealed) ? Buffer.from(bytesFromBase64(object.sealed)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: PayThroughRelayRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
+    if (message.orderId !== "") {
+      obj.orderId = message.orderId;
+    }
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.serialNumber !== "") {
+      obj.serialNumber = message.serialNumber;
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.sealed.length !== 0) {
+      obj.sealed = base64FromBytes(message.sealed);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PayThroughRelayRequest>, I>>(base?: I): PayThroughRelayRequest {
+    return PayThroughRelayRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PayThroughRelayRequest>, I>>(object: I): PayThroughRelayRequest {
+    const message = createBasePayThroughRelayRequest();
+    message.requestId = object.requestId ?? "";
+    message.deviceId = object.deviceId ?? "";
+    message.orderId = object.orderId ?? "";
+    message.platformId = object.platformId ?? "";
+    message.serialNumber = object.serialNumber ?? "";
+    message.keyId = object.keyId ?? "";
+    message.sealed = object.sealed ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBasePayThroughRelayResponse(): PayThroughRelayResponse {
+  return { order: undefined, completeTime: undefined };
+}
+
+export const PayThroughRelayResponse: MessageFns<PayThroughRelayResponse> = {
+  encode(message: PayThroughRelayResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.order !== undefined) {
+      Order.encode(message.order, writer.uint32(10).fork()).join();
+    }
+    if (message.completeTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.completeTime), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PayThroughRelayResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePayThroughRelayResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.order = Order.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.completeTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PayThroughRelayResponse {
+    return {
+      order: isSet(object.order) ? Order.fromJSON(object.order) : undefined,
+      completeTime: isSet(object.completeTime)
+        ? fromJsonTimestamp(object.completeTime)
+        : isSet(object.complete_time)
+        ? fromJsonTimestamp(object.complete_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: PayThroughRelayResponse): unknown {
+    const obj: any = {};
+    if (message.order !== undefined) {
+      obj.order = Order.toJSON(message.order);
+    }
+    if (message.completeTime !== undefined) {
+      obj.completeTime = message.completeTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PayThroughRelayResponse>, I>>(base?: I): PayThroughRelayResponse {
+    return PayThroughRelayResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PayThroughRelayResponse>, I>>(object: I): PayThroughRelayResponse {
+    const message = createBasePayThroughRelayResponse();
+    message.order = (object.order !== undefined && object.order !== null) ? Order.fromPartial(object.order) : undefined;
+    message.completeTime = object.completeTime ?? undefined;
+    return message;
+  },
+};
+
 /**
  * PaymentManagement keeps orders keyed by instance (device id), sends prepay info to the
  * payment platform the person picks, receives payment results, and hands paid orders to the
@@ -2639,6 +2959,27 @@ export const PaymentManagementServiceService = {
       Buffer.from(CancelDeviceOrdersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CancelDeviceOrdersResponse => CancelDeviceOrdersResponse.decode(value),
   },
+  /**
+   * Pays a prepaid order with credentials sealed to the platform (for terminals that reach only
+   * PaymentManagement): the terminal seals its payment password (and the payer account when it
+   * is not the bound default) to a key from PaymentPlatformService.GetSealingKeys, with the
+   * order's serial number, amount, currency and platform as associated data; PaymentManagement
+   * relays the bytes to the platform's PaySealed, unable to read them, and keeps, logs and traces
+   * nothing of them but their size. The platform's refusals (wrong password, locked, sealed for
+   * another transaction, used before) come back as they are. Caller: a terminal that may act for
+   * the order (as PrepayOrder).
+   */
+  payThroughRelay: {
+    path: "/cloudpay.payment.v1.PaymentManagementService/PayThroughRelay" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PayThroughRelayRequest): Buffer =>
+      Buffer.from(PayThroughRelayRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PayThroughRelayRequest => PayThroughRelayRequest.decode(value),
+    responseSerialize: (value: PayThroughRelayResponse): Buffer =>
+      Buffer.from(PayThroughRelayResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PayThroughRelayResponse => PayThroughRelayResponse.decode(value),
+  },
 } as const;
 
 export interface PaymentManagementServiceServer extends UntypedServiceImplementation {
@@ -2680,6 +3021,17 @@ export interface PaymentManagementServiceServer extends UntypedServiceImplementa
    * Caller: account-management.
    */
   cancelDeviceOrders: handleUnaryCall<CancelDeviceOrdersRequest, CancelDeviceOrdersResponse>;
+  /**
+   * Pays a prepaid order with credentials sealed to the platform (for terminals that reach only
+   * PaymentManagement): the terminal seals its payment password (and the payer account when it
+   * is not the bound default) to a key from PaymentPlatformService.GetSealingKeys, with the
+   * order's serial number, amount, currency and platform as associated data; PaymentManagement
+   * relays the bytes to the platform's PaySealed, unable to read them, and keeps, logs and traces
+   * nothing of them but their size. The platform's refusals (wrong password, locked, sealed for
+   * another transaction, used before) come back as they are. Caller: a terminal that may act for
+   * the order (as PrepayOrder).
+   */
+  payThroughRelay: handleUnaryCall<PayThroughRelayRequest, PayThroughRelayResponse>;
 }
 
 export interface PaymentManagementServiceClient extends Client {
@@ -2847,6 +3199,31 @@ export interface PaymentManagementServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CancelDeviceOrdersResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Pays a prepaid order with credentials sealed to the platform (for terminals that reach only
+   * PaymentManagement): the terminal seals its payment password (and the payer account when it
+   * is not the bound default) to a key from PaymentPlatformService.GetSealingKeys, with the
+   * order's serial number, amount, currency and platform as associated data; PaymentManagement
+   * relays the bytes to the platform's PaySealed, unable to read them, and keeps, logs and traces
+   * nothing of them but their size. The platform's refusals (wrong password, locked, sealed for
+   * another transaction, used before) come back as they are. Caller: a terminal that may act for
+   * the order (as PrepayOrder).
+   */
+  payThroughRelay(
+    request: PayThroughRelayRequest,
+    callback: (error: ServiceError | null, response: PayThroughRelayResponse) => void,
+  ): ClientUnaryCall;
+  payThroughRelay(
+    request: PayThroughRelayRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PayThroughRelayResponse) => void,
+  ): ClientUnaryCall;
+  payThroughRelay(
+    request: PayThroughRelayRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PayThroughRelayResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const PaymentManagementServiceClient = makeGenericClientConstructor(
@@ -2861,6 +3238,14 @@ export const PaymentManagementServiceClient = makeGenericClientConstructor(
   service: typeof PaymentManagementServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | bigint | undefined;
 

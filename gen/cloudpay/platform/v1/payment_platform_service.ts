@@ -398,6 +398,95 @@ export interface ListLedgerEntriesResponse {
   nextPageToken: string;
 }
 
+/** Request for GetSealingKeys. */
+export interface GetSealingKeysRequest {
+  /** The platform whose keys to publish. */
+  platformId: string;
+}
+
+/**
+ * One public sealing key of a platform (HPKE, DHKEM(X25519, HKDF-SHA256)). The private half
+ * never leaves the platform's storage (sealed with its data key).
+ */
+export interface SealingKey {
+  /** The key's id: PaySealed names it (key_id) so the platform knows which private key opens the blob. */
+  keyId: string;
+  /** The public key as HPKE serializes it (32 bytes, X25519). */
+  publicKey: Buffer;
+  /** After this time the platform no longer opens blobs sealed to the key. */
+  notAfter:
+    | Date
+    | undefined;
+  /**
+   * Signature with the platform service's TLS key (the first certificate of certificate_chain)
+   * over the lines "cloudpay-sealing-key-v1", the suite
+   * "DHKEM(X25519, HKDF-SHA256)/HKDF-SHA256/AES-128-GCM", platform_id, key_id, public_key in
+   * base64url and not_after in ISO 8601 (UTC, milliseconds), joined by line feeds; ECDSA or RSA
+   * with SHA-256 (Ed25519 as is), DER-encoded.
+   */
+  signature: Buffer;
+}
+
+/** Response for GetSealingKeys. */
+export interface GetSealingKeysResponse {
+  /** The platform the keys belong to (inside every signature too). */
+  platformId: string;
+  /** The keys still accepted, newest first: seal to the first. */
+  keys: SealingKey[];
+  /**
+   * The platform service's certificate (DER) that made the signatures, then any intermediate
+   * certificates up to (not including) the mesh CA.
+   */
+  certificateChain: Buffer[];
+}
+
+/**
+ * What a terminal seals for PaySealed: the protobuf encoding of this message is the HPKE
+ * plaintext. Never sent in clear; PaymentManagement relays it unreadable.
+ */
+export interface SealedPaymentCredentials {
+  /** The payer's payment password (1-128 characters). */
+  paymentPassword: string;
+  /**
+   * The payer account the person means to pay from, when it is not the bound default; empty
+   * otherwise. When set it must be the transaction's payer account.
+   */
+  payerAccount: string;
+}
+
+/** Request for PaySealed. */
+export interface PaySealedRequest {
+  /**
+   * Idempotency key (AIP-155), derived by PaymentManagement from the terminal's identity and
+   * the terminal's own request id: a retried PaySealed returns the first outcome.
+   */
+  requestId: string;
+  /** The platform. */
+  platformId: string;
+  /** The transaction to pay. */
+  serialNumber: string;
+  /** The sealing key the terminal sealed to (a key_id from GetSealingKeys). */
+  keyId: string;
+  /**
+   * The sealed credentials, at most 4096 bytes: a version byte (1), the HPKE encapsulated key
+   * (32 bytes), the associated data's length (2 bytes, big-endian) and the associated data
+   * ("<serial_number>|<amount_minor>|<currency_code>|<platform_id>"), then the HPKE ciphertext
+   * of a SealedPaymentCredentials (HPKE info "cloudpay-sealed-payment-credentials-v1").
+   */
+  sealed: Buffer;
+  /**
+   * The terminal PaymentManagement relays for (it checked the terminal may act for the order):
+   * the transaction must have been prepaid for it.
+   */
+  terminalId: string;
+}
+
+/** Response for PaySealed. */
+export interface PaySealedResponse {
+  /** The transaction, SUCCEEDED. */
+  transaction: Transaction | undefined;
+}
+
 function createBaseAccountBalance(): AccountBalance {
   return { platformId: "", maskedAccount: "", kind: 0, balance: undefined };
 }
@@ -3023,6 +3112,648 @@ export const ListLedgerEntriesResponse: MessageFns<ListLedgerEntriesResponse> = 
   },
 };
 
+function createBaseGetSealingKeysRequest(): GetSealingKeysRequest {
+  return { platformId: "" };
+}
+
+export const GetSealingKeysRequest: MessageFns<GetSealingKeysRequest> = {
+  encode(message: GetSealingKeysRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platformId !== "") {
+      writer.uint32(10).string(message.platformId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetSealingKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetSealingKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetSealingKeysRequest {
+    return {
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetSealingKeysRequest): unknown {
+    const obj: any = {};
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetSealingKeysRequest>, I>>(base?: I): GetSealingKeysRequest {
+    return GetSealingKeysRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSealingKeysRequest>, I>>(object: I): GetSealingKeysRequest {
+    const message = createBaseGetSealingKeysRequest();
+    message.platformId = object.platformId ?? "";
+    return message;
+  },
+};
+
+function createBaseSealingKey(): SealingKey {
+  return { keyId: "", publicKey: Buffer.alloc(0), notAfter: undefined, signature: Buffer.alloc(0) };
+}
+
+export const SealingKey: MessageFns<SealingKey> = {
+  encode(message: SealingKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
+    }
+    if (message.publicKey.length !== 0) {
+      writer.uint32(18).bytes(message.publicKey);
+    }
+    if (message.notAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.notAfter), writer.uint32(26).fork()).join();
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(34).bytes(message.signature);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SealingKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSealingKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.publicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.notAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SealingKey {
+    return {
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      publicKey: isSet(object.publicKey)
+        ? Buffer.from(bytesFromBase64(object.publicKey))
+        : isSet(object.public_key)
+        ? Buffer.from(bytesFromBase64(object.public_key))
+        : Buffer.alloc(0),
+      notAfter: isSet(object.notAfter)
+        ? fromJsonTimestamp(object.notAfter)
+        : isSet(object.not_after)
+        ? fromJsonTimestamp(object.not_after)
+        : undefined,
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: SealingKey): unknown {
+    const obj: any = {};
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.publicKey.length !== 0) {
+      obj.publicKey = base64FromBytes(message.publicKey);
+    }
+    if (message.notAfter !== undefined) {
+      obj.notAfter = message.notAfter.toISOString();
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SealingKey>, I>>(base?: I): SealingKey {
+    return SealingKey.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SealingKey>, I>>(object: I): SealingKey {
+    const message = createBaseSealingKey();
+    message.keyId = object.keyId ?? "";
+    message.publicKey = object.publicKey ?? Buffer.alloc(0);
+    message.notAfter = object.notAfter ?? undefined;
+    message.signature = object.signature ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseGetSealingKeysResponse(): GetSealingKeysResponse {
+  return { platformId: "", keys: [], certificateChain: [] };
+}
+
+export const GetSealingKeysResponse: MessageFns<GetSealingKeysResponse> = {
+  encode(message: GetSealingKeysResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platformId !== "") {
+      writer.uint32(10).string(message.platformId);
+    }
+    for (const v of message.keys) {
+      SealingKey.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.certificateChain) {
+      writer.uint32(26).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetSealingKeysResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetSealingKeysResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.keys.push(SealingKey.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.certificateChain.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetSealingKeysResponse {
+    return {
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => SealingKey.fromJSON(e)) : [],
+      certificateChain: globalThis.Array.isArray(object?.certificateChain)
+        ? object.certificateChain.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.certificate_chain)
+        ? object.certificate_chain.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: GetSealingKeysResponse): unknown {
+    const obj: any = {};
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.keys?.length) {
+      obj.keys = message.keys.map((e) => SealingKey.toJSON(e));
+    }
+    if (message.certificateChain?.length) {
+      obj.certificateChain = message.certificateChain.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetSealingKeysResponse>, I>>(base?: I): GetSealingKeysResponse {
+    return GetSealingKeysResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSealingKeysResponse>, I>>(object: I): GetSealingKeysResponse {
+    const message = createBaseGetSealingKeysResponse();
+    message.platformId = object.platformId ?? "";
+    message.keys = object.keys?.map((e) => SealingKey.fromPartial(e)) || [];
+    message.certificateChain = object.certificateChain?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSealedPaymentCredentials(): SealedPaymentCredentials {
+  return { paymentPassword: "", payerAccount: "" };
+}
+
+export const SealedPaymentCredentials: MessageFns<SealedPaymentCredentials> = {
+  encode(message: SealedPaymentCredentials, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.paymentPassword !== "") {
+      writer.uint32(10).string(message.paymentPassword);
+    }
+    if (message.payerAccount !== "") {
+      writer.uint32(18).string(message.payerAccount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SealedPaymentCredentials {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSealedPaymentCredentials();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.paymentPassword = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payerAccount = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SealedPaymentCredentials {
+    return {
+      paymentPassword: isSet(object.paymentPassword)
+        ? globalThis.String(object.paymentPassword)
+        : isSet(object.payment_password)
+        ? globalThis.String(object.payment_password)
+        : "",
+      payerAccount: isSet(object.payerAccount)
+        ? globalThis.String(object.payerAccount)
+        : isSet(object.payer_account)
+        ? globalThis.String(object.payer_account)
+        : "",
+    };
+  },
+
+  toJSON(message: SealedPaymentCredentials): unknown {
+    const obj: any = {};
+    if (message.paymentPassword !== "") {
+      obj.paymentPassword = message.paymentPassword;
+    }
+    if (message.payerAccount !== "") {
+      obj.payerAccount = message.payerAccount;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SealedPaymentCredentials>, I>>(base?: I): SealedPaymentCredentials {
+    return SealedPaymentCredentials.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SealedPaymentCredentials>, I>>(object: I): SealedPaymentCredentials {
+    const message = createBaseSealedPaymentCredentials();
+    message.paymentPassword = object.paymentPassword ?? "";
+    message.payerAccount = object.payerAccount ?? "";
+    return message;
+  },
+};
+
+function createBasePaySealedRequest(): PaySealedRequest {
+  return { requestId: "", platformId: "", serialNumber: "", keyId: "", sealed: Buffer.alloc(0), terminalId: "" };
+}
+
+export const PaySealedRequest: MessageFns<PaySealedRequest> = {
+  encode(message: PaySealedRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.platformId !== "") {
+      writer.uint32(18).string(message.platformId);
+    }
+    if (message.serialNumber !== "") {
+      writer.uint32(26).string(message.serialNumber);
+    }
+    if (message.keyId !== "") {
+      writer.uint32(34).string(message.keyId);
+    }
+    if (message.sealed.length !== 0) {
+      writer.uint32(42).bytes(message.sealed);
+    }
+    if (message.terminalId !== "") {
+      writer.uint32(50).string(message.terminalId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PaySealedRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePaySealedRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.serialNumber = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sealed = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PaySealedRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      serialNumber: isSet(object.serialNumber)
+        ? globalThis.String(object.serialNumber)
+        : isSet(object.serial_number)
+        ? globalThis.String(object.serial_number)
+        : "",
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      sealed: isSet(object.sealed) ? Buffer.from(bytesFromBase64(object.sealed)) : Buffer.alloc(0),
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+    };
+  },
+
+  toJSON(message: PaySealedRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.serialNumber !== "") {
+      obj.serialNumber = message.serialNumber;
+    }
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.sealed.length !== 0) {
+      obj.sealed = base64FromBytes(message.sealed);
+    }
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PaySealedRequest>, I>>(base?: I): PaySealedRequest {
+    return PaySealedRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PaySealedRequest>, I>>(object: I): PaySealedRequest {
+    const message = createBasePaySealedRequest();
+    message.requestId = object.requestId ?? "";
+    message.platformId = object.platformId ?? "";
+    message.serialNumber = object.serialNumber ?? "";
+    message.keyId = object.keyId ?? "";
+    message.sealed = object.sealed ?? Buffer.alloc(0);
+    message.terminalId = object.terminalId ?? "";
+    return message;
+  },
+};
+
+function createBasePaySealedResponse(): PaySealedResponse {
+  return { transaction: undefined };
+}
+
+export const PaySealedResponse: MessageFns<PaySealedResponse> = {
+  encode(message: PaySealedResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.transaction !== undefined) {
+      Transaction.encode(message.transaction, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PaySealedResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePaySealedResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.transaction = Transaction.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PaySealedResponse {
+    return { transaction: isSet(object.transaction) ? Transaction.fromJSON(object.transaction) : undefined };
+  },
+
+  toJSON(message: PaySealedResponse): unknown {
+    const obj: any = {};
+    if (message.transaction !== undefined) {
+      obj.transaction = Transaction.toJSON(message.transaction);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PaySealedResponse>, I>>(base?: I): PaySealedResponse {
+    return PaySealedResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PaySealedResponse>, I>>(object: I): PaySealedResponse {
+    const message = createBasePaySealedResponse();
+    message.transaction = (object.transaction !== undefined && object.transaction !== null)
+      ? Transaction.fromPartial(object.transaction)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * PaymentPlatform is a third-party payment platform; several may run, each with its platform
  * id. It keeps payer accounts (balances, hashed payment passwords), merchant collection
@@ -3147,6 +3878,43 @@ export const PaymentPlatformServiceService = {
       Buffer.from(ListLedgerEntriesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListLedgerEntriesResponse => ListLedgerEntriesResponse.decode(value),
   },
+  /**
+   * Publishes the platform's sealing keys (HPKE, RFC 9180: DHKEM(X25519, HKDF-SHA256),
+   * HKDF-SHA256, AES-128-GCM): the current key and those rotated out but still accepted, each
+   * signed with the platform service's TLS key, whose certificate comes along. A terminal checks
+   * the certificate (it chains to the mesh CA, is a leaf, and names
+   * spiffe://cloudpay.local/service/payment-platform as its one URI SAN) and every signature
+   * before it seals credentials to a key. Caller: terminal, payment-management, operator.
+   */
+  getSealingKeys: {
+    path: "/cloudpay.platform.v1.PaymentPlatformService/GetSealingKeys" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetSealingKeysRequest): Buffer =>
+      Buffer.from(GetSealingKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetSealingKeysRequest => GetSealingKeysRequest.decode(value),
+    responseSerialize: (value: GetSealingKeysResponse): Buffer =>
+      Buffer.from(GetSealingKeysResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetSealingKeysResponse => GetSealingKeysResponse.decode(value),
+  },
+  /**
+   * Pays a pending transaction with credentials the terminal sealed to one of the platform's
+   * sealing keys and PaymentManagement relayed (PaymentManagementService.PayThroughRelay). The
+   * platform opens the blob with the associated data of its own transaction (a blob sealed for
+   * another serial number, amount or platform is refused), refuses a blob used before and a
+   * tampered one (none of which counts as a wrong password), then pays exactly as Pay does: the
+   * transaction's terminal must be terminal_id, the same password counting and locks, one ledger
+   * transaction, the signed payment result. Caller: payment-management.
+   */
+  paySealed: {
+    path: "/cloudpay.platform.v1.PaymentPlatformService/PaySealed" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PaySealedRequest): Buffer => Buffer.from(PaySealedRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PaySealedRequest => PaySealedRequest.decode(value),
+    responseSerialize: (value: PaySealedResponse): Buffer => Buffer.from(PaySealedResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PaySealedResponse => PaySealedResponse.decode(value),
+  },
 } as const;
 
 export interface PaymentPlatformServiceServer extends UntypedServiceImplementation {
@@ -3180,6 +3948,25 @@ export interface PaymentPlatformServiceServer extends UntypedServiceImplementati
   refundTransaction: handleUnaryCall<RefundTransactionRequest, RefundTransactionResponse>;
   /** Lists an account's ledger entries, newest first, paginated (AIP-158). Caller: operator. */
   listLedgerEntries: handleUnaryCall<ListLedgerEntriesRequest, ListLedgerEntriesResponse>;
+  /**
+   * Publishes the platform's sealing keys (HPKE, RFC 9180: DHKEM(X25519, HKDF-SHA256),
+   * HKDF-SHA256, AES-128-GCM): the current key and those rotated out but still accepted, each
+   * signed with the platform service's TLS key, whose certificate comes along. A terminal checks
+   * the certificate (it chains to the mesh CA, is a leaf, and names
+   * spiffe://cloudpay.local/service/payment-platform as its one URI SAN) and every signature
+   * before it seals credentials to a key. Caller: terminal, payment-management, operator.
+   */
+  getSealingKeys: handleUnaryCall<GetSealingKeysRequest, GetSealingKeysResponse>;
+  /**
+   * Pays a pending transaction with credentials the terminal sealed to one of the platform's
+   * sealing keys and PaymentManagement relayed (PaymentManagementService.PayThroughRelay). The
+   * platform opens the blob with the associated data of its own transaction (a blob sealed for
+   * another serial number, amount or platform is refused), refuses a blob used before and a
+   * tampered one (none of which counts as a wrong password), then pays exactly as Pay does: the
+   * transaction's terminal must be terminal_id, the same password counting and locks, one ledger
+   * transaction, the signed payment result. Caller: payment-management.
+   */
+  paySealed: handleUnaryCall<PaySealedRequest, PaySealedResponse>;
 }
 
 export interface PaymentPlatformServiceClient extends Client {
@@ -3335,6 +4122,53 @@ export interface PaymentPlatformServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListLedgerEntriesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Publishes the platform's sealing keys (HPKE, RFC 9180: DHKEM(X25519, HKDF-SHA256),
+   * HKDF-SHA256, AES-128-GCM): the current key and those rotated out but still accepted, each
+   * signed with the platform service's TLS key, whose certificate comes along. A terminal checks
+   * the certificate (it chains to the mesh CA, is a leaf, and names
+   * spiffe://cloudpay.local/service/payment-platform as its one URI SAN) and every signature
+   * before it seals credentials to a key. Caller: terminal, payment-management, operator.
+   */
+  getSealingKeys(
+    request: GetSealingKeysRequest,
+    callback: (error: ServiceError | null, response: GetSealingKeysResponse) => void,
+  ): ClientUnaryCall;
+  getSealingKeys(
+    request: GetSealingKeysRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetSealingKeysResponse) => void,
+  ): ClientUnaryCall;
+  getSealingKeys(
+    request: GetSealingKeysRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetSealingKeysResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Pays a pending transaction with credentials the terminal sealed to one of the platform's
+   * sealing keys and PaymentManagement relayed (PaymentManagementService.PayThroughRelay). The
+   * platform opens the blob with the associated data of its own transaction (a blob sealed for
+   * another serial number, amount or platform is refused), refuses a blob used before and a
+   * tampered one (none of which counts as a wrong password), then pays exactly as Pay does: the
+   * transaction's terminal must be terminal_id, the same password counting and locks, one ledger
+   * transaction, the signed payment result. Caller: payment-management.
+   */
+  paySealed(
+    request: PaySealedRequest,
+    callback: (error: ServiceError | null, response: PaySealedResponse) => void,
+  ): ClientUnaryCall;
+  paySealed(
+    request: PaySealedRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PaySealedResponse) => void,
+  ): ClientUnaryCall;
+  paySealed(
+    request: PaySealedRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PaySealedResponse) => void,
   ): ClientUnaryCall;
 }
 
