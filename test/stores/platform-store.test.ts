@@ -1,10 +1,14 @@
 // The payment_platform schema's migrations on PGlite, or on PostgreSQL when DATABASE_URL is set:
-// a transaction refunded before refunded_at existed gets its payment time back from the ledger.
+// a transaction refunded before refunded_at existed gets its payment time back from the ledger;
+// spent sealed credentials are purged only past every key's acceptance.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { forSchema, migrateSchema } from '../../services/runtime/database.ts'
 import { paymentPlatform } from '../../services/payment-platform/server.ts'
 import type { PlatformDatabase } from '../../services/payment-platform/store/tables.ts'
+import { purges as platformPurges } from '../../services/payment-platform/retention.ts'
+import { loadConfig } from '../../services/runtime/config.ts'
+import { purge } from '../../services/runtime/retention.ts'
 import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
 
 test(`refunded_at: a transaction refunded before it keeps its refund time there and gets its payment time back (${DATABASE_KIND})`, async () => {
@@ -60,6 +64,31 @@ test(`refunded_at: a transaction refunded before it keeps its refund time there 
       { serial_number: 'TXOLDREFUND', completed_at: paidAt, refunded_at: refundedAt },
       { serial_number: 'TXPAID', completed_at: paidAt, refunded_at: null },
     ])
+  } finally {
+    await close()
+  }
+})
+
+test(`spent sealed credentials are forgotten only once no sealing key they were made with is accepted (${DATABASE_KIND})`, async () => {
+  const { database, close } = await openFresh()
+  try {
+    await migrateSchema(database, paymentPlatform.schema, paymentPlatform.migrations)
+    const db = forSchema<any>(database, paymentPlatform.schema)
+    const config = loadConfig({})
+    const day = 24 * 3_600_000
+    const now = new Date('2026-12-01T12:00:00Z')
+    const made = (ageMs: number) => new Date(now.getTime() - ageMs)
+    await db
+      .insertInto('sealed_blobs')
+      .values([
+        { digest: 'old', platform_id: 'alphapay', serial_number: 'TX1', outcome: 'paid', created_at: made(10 * day) },
+        { digest: 'recent', platform_id: 'alphapay', serial_number: 'TX2', outcome: 'wrong_password', created_at: made(config.payment.sealingKeyRotationMs) },
+      ])
+      .execute()
+    const sealed = platformPurges({ db, config }).find((p) => p.name === 'sealed_blobs')!
+    assert.ok(sealed.windowMs >= config.payment.sealingKeyRotationMs + config.payment.sealingKeyGraceMs)
+    assert.equal(await purge(sealed, { now }), 1)
+    assert.deepEqual((await db.selectFrom('sealed_blobs').select('digest').execute()).map((r: { digest: string }) => r.digest), ['recent'])
   } finally {
     await close()
   }

@@ -65,7 +65,7 @@ test('the stated windows: request ids 24 h (as Stripe), outbox, logins and sessi
     assert.ok(names.includes('idempotency_keys'), `${name} forgets answered request ids`)
   }
   const platform = platformPurges({ db: forSchema(database, 'payment_platform'), config }).map((p) => p.name)
-  assert.deepEqual(platform, ['idempotency_keys', 'outbox'], "the platform's transactions and ledger are never purged")
+  assert.deepEqual(platform, ['idempotency_keys', 'outbox', 'sealed_blobs'], "the platform's transactions and ledger are never purged")
 })
 
 describe(`request ids (${DATABASE_KIND})`, () => {

@@ -191,3 +191,15 @@ export async function useSealedBlob(
     .executeTakeFirst()
   return inserted !== undefined
 }
+
+/**
+ * Digests of spent sealed credentials made before `before` (bounded, SKIP LOCKED). Only ever
+ * called with a cutoff past every sealing key's acceptance, when no such blob can open again.
+ */
+export async function deleteSealedBlobsBefore(db: Db, before: Date, limit: number): Promise<number> {
+  const result = await db
+    .deleteFrom('sealed_blobs')
+    .where('digest', 'in', (eb) => eb.selectFrom('sealed_blobs').select('digest').where('created_at', '<', before).limit(limit).forUpdate().skipLocked())
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}
