@@ -80,9 +80,9 @@ export function tracingInterceptor(tracer: Tracer): Interceptor {
 
 type UnaryMethod<Req, Res> = (request: Req, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: Res) => void) => ClientUnaryCall
 
-type UnaryKeys<C> = { [K in keyof C]: C[K] extends UnaryMethod<infer _Req, infer _Res> ? K : never }[keyof C]
-type RequestOf<F> = F extends UnaryMethod<infer Req, infer _Res> ? Req : never
-type ResponseOf<F> = F extends UnaryMethod<infer _Req, infer Res> ? Res : never
+export type UnaryKeys<C> = { [K in keyof C]: C[K] extends UnaryMethod<infer _Req, infer _Res> ? K : never }[keyof C]
+export type RequestOf<F> = F extends UnaryMethod<infer Req, infer _Res> ? Req : never
+export type ResponseOf<F> = F extends UnaryMethod<infer _Req, infer Res> ? Res : never
 
 export interface CallSettings {
   /** Deadline from now; defaults to DEFAULT_DEADLINE_MS. */
