@@ -17,11 +17,12 @@ import {
   PublishRequest,
   PublishResponse,
 } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import type { ServerWritableStream } from '@grpc/grpc-js'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
 import { callOf, idempotent } from '../runtime/idempotency.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
-import type { Handlers } from '../runtime/rpc.ts'
+import type { Handlers, RpcContext } from '../runtime/rpc.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { awaitDrain, writeWithBackpressure } from '../runtime/streams.ts'
 import { type Format, MAX_SEQUENCE, UUID_PATTERN, validate } from '../runtime/validation.ts'
@@ -54,6 +55,17 @@ const toNotifyResponse = (row: EventRow): NotifyResponse => {
   return reply
 }
 
+interface FollowOptions<Res> {
+  /** The stream's key (pipe.ts). */
+  readonly stream: string
+  readonly afterSequence: bigint
+  readonly toResponse: (row: EventRow) => Res
+  /** A terminal following a device's stream through a channel, and how to check it is still open. */
+  readonly channel?: { readonly terminalId: string; assertOpen(): Promise<void> }
+  /** An error to end the stream with after this event was delivered; undefined to go on (a terminal's removal, to come). */
+  readonly endsAfter?: (row: EventRow) => Error | undefined
+}
+
 const toChannel = (row: ChannelRow): Channel => ({
   channelId: row.channel_id,
   deviceId: row.device_id,
@@ -78,6 +90,59 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
   )
   sweeper.unref()
   const isChannelOpen = (deviceId: string, terminalId: string) => channels.isChannelOpen(db, deviceId, terminalId)
+
+  /**
+   * Serves one stream (a device's or a terminal's) to one subscriber until it cancels or fails:
+   * stored events after its sequence, then live ones, in order, none twice, with backpressure and
+   * the cut-off of a stalled subscriber. While the loop waits up to date (parked), the hub writes
+   * new events to the stream directly.
+   */
+  const follow = async <Res>(ctx: RpcContext, stream: ServerWritableStream<unknown, Res>, o: FollowOptions<Res>): Promise<void> => {
+    await pipe.assertResumable(db, o.stream, o.afterSequence)
+    await hubReady.catch(() => undefined)
+    /** Set when an event that ends the stream was written: the loop ends it with this. */
+    let ending: Error | undefined
+    const write = (row: EventRow): boolean => {
+      const more = stream.write(o.toResponse(row))
+      ending ??= o.endsAfter?.(row)
+      // Nothing more from the hub: the loop takes over and ends the stream.
+      return more && ending === undefined
+    }
+    // Subscribe before the first read: an event stored meanwhile marks the subscription dirty.
+    const subscription = hub.subscribe(o.stream, o.channel?.terminalId, o.afterSequence, write, ctx.signal)
+    const resumeHint = (): string => `resume with after_sequence=${subscription.cursor}`
+    try {
+      // This loop catches up and handles what the hub leaves to it.
+      while (!ctx.signal.aborted) {
+        if (hub.closing) throw new UnavailableError('SHUTTING_DOWN', `this replica is shutting down; ${resumeHint()}`)
+        if (subscription.needsDrain) {
+          subscription.needsDrain = false
+          await awaitDrain(stream, stallMs, ctx.signal, resumeHint())
+        }
+        if (ending) throw ending
+        subscription.dirty = false
+        if (subscription.recheckChannel) {
+          subscription.recheckChannel = false
+          await o.channel?.assertOpen()
+        }
+        const rows = await pipe.readEvents(db, o.stream, subscription.cursor, CATCH_UP_BATCH)
+        for (const row of rows) {
+          if (ctx.signal.aborted) return
+          await writeWithBackpressure(stream, o.toResponse(row), stallMs, ctx.signal, resumeHint())
+          subscription.cursor = row.sequence
+          const end = o.endsAfter?.(row)
+          if (end) throw end
+        }
+        if (rows.length === CATCH_UP_BATCH) {
+          await yieldToEventLoop() // a long catch-up must not starve other calls
+          continue
+        }
+        await subscription.wait()
+      }
+    } finally {
+      subscription.close()
+    }
+  }
   const handlers: Handlers<typeof InstanceEventsServiceService> = {
     openChannel: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.terminalId, 'terminal_id'))
@@ -153,49 +218,23 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
     notify: async (request, ctx, stream) => {
       validate((v) => v.id(request.deviceId, 'device_id').integer(request.afterSequence, 'after_sequence', AFTER_SEQUENCE))
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
-      await pipe.assertResumable(db, request.deviceId, request.afterSequence)
-      await hubReady.catch(() => undefined)
-      // Subscribe before the first read: an event stored meanwhile marks the subscription dirty.
-      const subscription = hub.subscribe(
-        request.deviceId,
-        ctx.caller.role === 'terminal' ? ctx.caller.id : undefined,
-        request.afterSequence,
-        (row) => stream.write(toNotifyResponse(row)),
-        ctx.signal,
-      )
-      const resumeHint = (): string => `resume with after_sequence=${subscription.cursor}`
-      try {
-        // This loop catches up and handles what the hub leaves to it; while it waits (parked),
-        // the hub writes new events to the stream directly.
-        while (!ctx.signal.aborted) {
-          if (hub.closing) throw new UnavailableError('SHUTTING_DOWN', `this replica is shutting down; ${resumeHint()}`)
-          if (subscription.needsDrain) {
-            subscription.needsDrain = false
-            await awaitDrain(stream, stallMs, ctx.signal, resumeHint())
-          }
-          subscription.dirty = false
-          // Checked once when subscribing; again only when a close (or a lost notification) says so.
-          if (subscription.recheckChannel) {
-            subscription.recheckChannel = false
-            if (!(await isChannelOpen(request.deviceId, ctx.caller.id))) {
-              throw new PermissionDeniedError('CHANNEL_CLOSED', `the channel between terminal ${ctx.caller.id} and device ${request.deviceId} was closed`)
-            }
-          }
-          const rows = await pipe.readEvents(db, request.deviceId, subscription.cursor, CATCH_UP_BATCH)
-          for (const row of rows) {
-            if (ctx.signal.aborted) return
-            await writeWithBackpressure(stream, toNotifyResponse(row), stallMs, ctx.signal, resumeHint())
-            subscription.cursor = row.sequence
-          }
-          if (rows.length === CATCH_UP_BATCH) {
-            await yieldToEventLoop() // a long catch-up must not starve other calls
-            continue
-          }
-          await subscription.wait()
-        }
-      } finally {
-        subscription.close()
-      }
+      await follow(ctx, stream, {
+        stream: pipe.deviceStream(request.deviceId),
+        afterSequence: request.afterSequence,
+        toResponse: toNotifyResponse,
+        // A terminal follows through its channel: checked once when subscribing; again only when a close (or a lost notification) says so.
+        channel:
+          ctx.caller.role === 'terminal'
+            ? {
+                terminalId: ctx.caller.id,
+                assertOpen: async () => {
+                  if (!(await isChannelOpen(request.deviceId, ctx.caller.id))) {
+                    throw new PermissionDeniedError('CHANNEL_CLOSED', `the channel between terminal ${ctx.caller.id} and device ${request.deviceId} was closed`)
+                  }
+                },
+              }
+            : undefined,
+      })
     },
 
     listEvents: async (request, ctx) => {
