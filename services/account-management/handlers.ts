@@ -38,6 +38,7 @@ import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { callOf, idempotent, idempotentAfter } from '../runtime/idempotency.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
 import { RateLimiter } from '../runtime/rate-limit.ts'
+import { notImplemented } from '../runtime/rpc.ts'
 import { KEY_CURSOR, listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
@@ -310,6 +311,11 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
       const { row, payerAccount } = await payments.resolve(db, deps.sealer, request.deviceId, request.bindingId)
       return { bindingId: row.binding_id, platformId: row.platform_id, payerAccount }
     },
+    enrollTerminal: notImplemented('EnrollTerminal'),
+    listAccountTerminals: notImplemented('ListAccountTerminals'),
+    removeTerminal: notImplemented('RemoveTerminal'),
+    listTerminalsOfDevice: notImplemented('ListTerminalsOfDevice'),
+    getTerminalEnrollment: notImplemented('GetTerminalEnrollment'),
   }
   return {
     handlers,

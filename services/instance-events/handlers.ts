@@ -22,7 +22,7 @@ import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
 import { callOf, idempotent } from '../runtime/idempotency.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
-import type { Handlers, RpcContext } from '../runtime/rpc.ts'
+import { type Handlers, notImplemented, type RpcContext } from '../runtime/rpc.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { awaitDrain, writeWithBackpressure } from '../runtime/streams.ts'
 import { type Format, MAX_SEQUENCE, UUID_PATTERN, validate } from '../runtime/validation.ts'
@@ -250,6 +250,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
       })
       return { events: items.map(toEvent), nextPageToken }
     },
+    followTerminal: notImplemented('FollowTerminal'),
+    publishToTerminals: notImplemented('PublishToTerminals'),
   }
   return {
     handlers,

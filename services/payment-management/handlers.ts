@@ -9,6 +9,7 @@ import {
   CancelOrderResponse,
   FetchOrderRequest,
   FetchOrderResponse,
+  Gesture,
   type Order,
   OrderState,
   type PaymentManagementServiceService,
@@ -30,6 +31,7 @@ import { channelCheckVia } from '../runtime/mesh-calls.ts'
 import { startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
+import { notImplemented } from '../runtime/rpc.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
 import { type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
@@ -66,6 +68,9 @@ const toOrder = (row: OrderRow): Order => ({
   expireTime: row.expires_at,
   endReason: row.end_reason,
   traceParent: traceParentOf(restoreContext(row.trace_context)),
+  claimedByTerminalId: '',
+  claimGesture: Gesture.GESTURE_UNSPECIFIED,
+  claimTime: undefined,
 })
 
 const ORDER_ID: Format = { pattern: UUID_PATTERN, description: 'must be an order id returned by SubmitOrder' }
@@ -281,6 +286,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       outbox.kick()
       return reply
     },
+    claimOrder: notImplemented('ClaimOrder'),
+    endTerminalClaims: notImplemented('EndTerminalClaims'),
   }
   return {
     handlers,

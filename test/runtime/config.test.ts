@@ -13,6 +13,9 @@ test('every variable is validated, and the error names it', () => {
     CLOUDPAY_LOGIN_TTL_MS: '12abc',
     CLOUDPAY_PLATFORM_IDS: 'alpha pay',
     CLOUDPAY_OPENING_BALANCE_MAX_MINOR: '1e3',
+    CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT: '1000',
+    CLOUDPAY_CLAIM_GESTURES: 'tap,wink',
+    CLOUDPAY_PUSH_RELAY_ADDR: 'relay',
   }
   for (const [name, value] of Object.entries(bad)) {
     assert.throws(() => loadConfig({ [name]: value }), (error: unknown) => error instanceof ConfigError && error.message.startsWith(name), `${name}=${value}`)
@@ -26,4 +29,7 @@ test('the defaults and good values load', () => {
   assert.equal(config.addresses['app-service'], '[::1]:0')
   assert.equal(config.logLevel, 'debug')
   assert.deepEqual(config.payment.platformIds, ['alphapay', 'betapay'])
+  assert.equal(config.addresses['push-relay'], '127.0.0.1:50056')
+  assert.deepEqual(config.terminals, { maxPerAccount: 10, claimGestures: ['tap', 'slide', 'lift'] })
+  assert.deepEqual(loadConfig({ CLOUDPAY_CLAIM_GESTURES: ' Tap,lift ', CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT: '3' }).terminals, { maxPerAccount: 3, claimGestures: ['tap', 'lift'] })
 })
