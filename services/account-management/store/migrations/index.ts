@@ -4,10 +4,12 @@ import * as initial from './2026_11_22_0001_initial.ts'
 import * as login from './2026_11_22_0002_login.ts'
 import * as paymentBindings from './2026_11_22_0003_payment_bindings.ts'
 import * as assignmentGrants from './2026_11_23_0001_assignment_grants.ts'
+import * as accountTerminals from './2026_12_01_2001_account_terminals.ts'
 
 export const migrations: Record<string, Migration> = {
   '2026_11_22_0001_initial': initial,
   '2026_11_22_0002_login': login,
   '2026_11_22_0003_payment_bindings': paymentBindings,
   '2026_11_23_0001_assignment_grants': assignmentGrants,
+  '2026_12_01_2001_account_terminals': accountTerminals,
 }
