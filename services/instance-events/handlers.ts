@@ -14,15 +14,20 @@ import {
   type NotifyResponse,
   OpenChannelRequest,
   OpenChannelResponse,
+  type FollowTerminalResponse,
   PublishRequest,
   PublishResponse,
+  PublishToTerminalsRequest,
+  PublishToTerminalsResponse,
+  type TerminalEvent,
 } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import type { ServerWritableStream } from '@grpc/grpc-js'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
-import { callOf, idempotent } from '../runtime/idempotency.ts'
+import { callOf, derivedRequestId, idempotent } from '../runtime/idempotency.ts'
+import { terminalEnrollment } from '../runtime/mesh-calls.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
-import { type Handlers, notImplemented, type RpcContext } from '../runtime/rpc.ts'
+import type { Handlers, RpcContext } from '../runtime/rpc.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { awaitDrain, writeWithBackpressure } from '../runtime/streams.ts'
 import { type Format, MAX_SEQUENCE, UUID_PATTERN, validate } from '../runtime/validation.ts'
@@ -55,6 +60,28 @@ const toNotifyResponse = (row: EventRow): NotifyResponse => {
   return reply
 }
 
+const toTerminalEvent = (row: EventRow): TerminalEvent => ({
+  terminalId: pipe.terminalOfStream(row.device_id),
+  sequence: row.sequence,
+  kind: pipe.kindFromName(row.kind),
+  subjectId: row.subject_id,
+  createTime: row.created_at,
+  traceParent: row.trace_parent,
+})
+
+const followReplies = new WeakMap<EventRow, FollowTerminalResponse>()
+const toFollowTerminalResponse = (row: EventRow): FollowTerminalResponse => {
+  let reply = followReplies.get(row)
+  if (!reply) followReplies.set(row, (reply = { event: toTerminalEvent(row) }))
+  return reply
+}
+
+/** The kinds terminals' own streams carry. */
+const TERMINAL_KINDS: readonly EventKind[] = [EventKind.EVENT_KIND_PAYMENT_PUSHED, EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE, EventKind.EVENT_KIND_TERMINAL_REMOVED]
+const REMOVED = pipe.kindName(EventKind.EVENT_KIND_TERMINAL_REMOVED)
+/** Far above any account's terminals (CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT is at most 100). */
+const MAX_TERMINALS_PER_PUBLISH = 100
+
 interface FollowOptions<Res> {
   /** The stream's key (pipe.ts). */
   readonly stream: string
@@ -62,7 +89,7 @@ interface FollowOptions<Res> {
   readonly toResponse: (row: EventRow) => Res
   /** A terminal following a device's stream through a channel, and how to check it is still open. */
   readonly channel?: { readonly terminalId: string; assertOpen(): Promise<void> }
-  /** An error to end the stream with after this event was delivered; undefined to go on (a terminal's removal, to come). */
+  /** An error to end the stream with after this event was delivered; undefined to go on. */
   readonly endsAfter?: (row: EventRow) => Error | undefined
 }
 
@@ -237,6 +264,46 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
       })
     },
 
+    followTerminal: async (request, ctx, stream) => {
+      validate((v) => v.integer(request.afterSequence, 'after_sequence', AFTER_SEQUENCE))
+      // The stream is the caller's own, by its certificate alone; only while it is enrolled.
+      const enrollment = await terminalEnrollment(deps.peers, ctx.caller.id, { seen: true, signal: ctx.signal })
+      if (!enrollment) throw new PermissionDeniedError('NOT_ENROLLED', `terminal ${ctx.caller.id} is not enrolled in a cloud account; EnrollTerminal first`)
+      const enrollmentId = enrollment.terminal.enrollmentId
+      await follow(ctx, stream, {
+        stream: pipe.terminalStream(ctx.caller.id),
+        afterSequence: request.afterSequence,
+        toResponse: toFollowTerminalResponse,
+        // Its removal (stored on the stream, so no replica misses it) is delivered, then ends the stream.
+        // A TERMINAL_REMOVED of an earlier enrolment is only history.
+        endsAfter: (row) =>
+          row.kind === REMOVED && row.subject_id === enrollmentId
+            ? new PermissionDeniedError('TERMINAL_REMOVED', `terminal ${ctx.caller.id} was removed from its cloud account; its stream has ended`)
+            : undefined,
+      })
+    },
+
+    publishToTerminals: async (request, ctx) => {
+      validate((v) => {
+        v.requestId(request.requestId)
+          .check(request.terminalIds.length >= 1 && request.terminalIds.length <= MAX_TERMINALS_PER_PUBLISH, 'terminal_ids', `must name 1-${MAX_TERMINALS_PER_PUBLISH} terminals`)
+          .check(new Set(request.terminalIds).size === request.terminalIds.length, 'terminal_ids', 'must not name a terminal twice')
+        request.terminalIds.slice(0, MAX_TERMINALS_PER_PUBLISH + 1).forEach((id, index) => v.id(id, `terminal_ids[${index}]`))
+        v.check(TERMINAL_KINDS.includes(request.kind), 'kind', 'must be PAYMENT_PUSHED, ORDER_CLAIMED_ELSEWHERE or TERMINAL_REMOVED').opaqueId(request.subjectId, 'subject_id')
+      })
+      pipe.assertMayPublishToTerminals(ctx.caller, request.kind)
+      // One stored event per terminal and request id: a retry naming other terminals too stores nothing twice.
+      const events: TerminalEvent[] = []
+      for (const terminalId of request.terminalIds) {
+        const one = { requestId: derivedRequestId(request.requestId, terminalId), terminalIds: [terminalId], kind: request.kind, subjectId: request.subjectId }
+        const reply = await idempotent(db, callOf(ctx, one, PublishToTerminalsRequest, PublishToTerminalsResponse), async (trx) => ({
+          events: [toTerminalEvent(await pipe.publishToTerminal(trx, { terminalId, kind: request.kind, subjectId: request.subjectId, publisher: ctx.caller }))],
+        }))
+        events.push(...reply.events)
+      }
+      return { events }
+    },
+
     listEvents: async (request, ctx) => {
       validate((v) => v.id(request.deviceId, 'device_id').integer(request.afterSequence, 'after_sequence', AFTER_SEQUENCE).page(request))
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
@@ -250,8 +317,6 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
       })
       return { events: items.map(toEvent), nextPageToken }
     },
-    followTerminal: notImplemented('FollowTerminal'),
-    publishToTerminals: notImplemented('PublishToTerminals'),
   }
   return {
     handlers,

@@ -1,8 +1,8 @@
-// Business rules of the Notify pipe: who may publish which kind of event, ordered durable
-// appends, where a resuming subscriber may start, and retention. Streams live in one store under
-// a stream key: a device's is its device id, a terminal's own stream (to come) terminal/<terminal
-// id> (no id contains '/', so the two never meet). Each has its own gapless sequence, the same
-// retention and the same subscribers' hub.
+// Business rules of the Notify pipe and of terminals' own streams: who may publish which kind of
+// event, ordered durable appends, where a resuming subscriber may start, and retention. Both kinds
+// of stream live in one store under a stream key: a device's is its device id, a terminal's is
+// terminal/<terminal id> (no id contains '/', so the two never meet). Each has its own gapless
+// sequence, the same retention and the same subscribers' hub.
 import type { Kysely } from 'kysely'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { inTransaction } from '../runtime/database.ts'
@@ -41,9 +41,35 @@ export function assertMayPublish(publisher: Identity, kind: EventKind): void {
   }
 }
 
+/** What each service may append to terminals' streams: PaymentManagement pushes orders, AccountManagement ends enrolments. */
+const TERMINAL_PUBLISHABLE: Record<string, readonly EventKind[]> = {
+  'service/payment-management': [EventKind.EVENT_KIND_PAYMENT_PUSHED, EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE],
+  'service/account-management': [EventKind.EVENT_KIND_TERMINAL_REMOVED],
+}
+
+export function assertMayPublishToTerminals(publisher: Identity, kind: EventKind): void {
+  if (!(TERMINAL_PUBLISHABLE[formatIdentity(publisher)] ?? []).includes(kind)) {
+    throw new PermissionDeniedError('KIND_NOT_ALLOWED', `${formatIdentity(publisher)} may not publish ${EventKind[kind]} to terminals`, { kind: EventKind[kind] })
+  }
+}
+
 export function publish(db: Db, event: { deviceId: string; kind: EventKind; subjectId: string; publisher: Identity }, trx?: Parameters<typeof store.appendEvent>[0]) {
   const row = { deviceId: deviceStream(event.deviceId), kind: kindName(event.kind), subjectId: event.subjectId, publisher: formatIdentity(event.publisher), traceParent: traceParentOf() }
   return trx ? store.appendEvent(trx, row) : inTransaction(db, (t) => store.appendEvent(t, row))
+}
+
+/** Appends an event to a terminal's own stream, in the caller's transaction. */
+export function publishToTerminal(
+  trx: Parameters<typeof store.appendEvent>[0],
+  event: { terminalId: string; kind: EventKind; subjectId: string; publisher: Identity },
+): Promise<store.EventRow> {
+  return store.appendEvent(trx, {
+    deviceId: terminalStream(event.terminalId),
+    kind: kindName(event.kind),
+    subjectId: event.subjectId,
+    publisher: formatIdentity(event.publisher),
+    traceParent: traceParentOf(),
+  })
 }
 
 /**
