@@ -5,11 +5,15 @@ import { AppOrderState } from '../../gen/cloudpay/app/v1/app_service.ts'
 import {
   CancelDeviceOrdersRequest,
   CancelDeviceOrdersResponse,
+  ClaimOrderRequest,
+  ClaimOrderResponse,
+  EndTerminalClaimsRequest,
+  EndTerminalClaimsResponse,
+  Gesture,
   CancelOrderRequest,
   CancelOrderResponse,
   FetchOrderRequest,
   FetchOrderResponse,
-  Gesture,
   type Order,
   OrderState,
   type PaymentManagementServiceService,
@@ -27,16 +31,18 @@ import { FailedPreconditionError, PermissionDeniedError, quote } from '../runtim
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, replayOf } from '../runtime/idempotency.ts'
-import { channelCheckVia } from '../runtime/mesh-calls.ts'
+import { channelCheckVia, terminalEnrollment } from '../runtime/mesh-calls.ts'
 import { startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
-import { notImplemented } from '../runtime/rpc.ts'
+import type { ClaimGesture } from '../runtime/config.ts'
+import type { Identity } from '../runtime/identity.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
 import { type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import { handOffs } from './hand-offs.ts'
 import * as orders from './orders.ts'
+import * as store from './store/repository.ts'
 import type { OrderRow } from './store/repository.ts'
 import type { PaymentDatabase } from './store/tables.ts'
 
@@ -68,10 +74,13 @@ const toOrder = (row: OrderRow): Order => ({
   expireTime: row.expires_at,
   endReason: row.end_reason,
   traceParent: traceParentOf(restoreContext(row.trace_context)),
-  claimedByTerminalId: '',
-  claimGesture: Gesture.GESTURE_UNSPECIFIED,
-  claimTime: undefined,
+  claimedByTerminalId: row.claimed_by ?? '',
+  claimGesture: row.claim_gesture ? GESTURES[row.claim_gesture as ClaimGesture] : Gesture.GESTURE_UNSPECIFIED,
+  claimTime: row.claimed_at ?? undefined,
 })
+
+const GESTURES: Record<ClaimGesture, Gesture> = { tap: Gesture.GESTURE_TAP, slide: Gesture.GESTURE_SLIDE, lift: Gesture.GESTURE_LIFT }
+const gestureName = (gesture: Gesture): ClaimGesture | undefined => (Object.keys(GESTURES) as ClaimGesture[]).find((name) => GESTURES[name] === gesture)
 
 const ORDER_ID: Format = { pattern: UUID_PATTERN, description: 'must be an order id returned by SubmitOrder' }
 /** Platforms sign with their service key: base64url of an ECDSA or RSA (up to 4096-bit) signature. */
@@ -91,8 +100,25 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
     Math.min(Math.max(settings.orderTtlMs / 4, 250), 5_000),
   )
   sweeper.unref()
-  const mayActFor = (ctx: { caller: Parameters<typeof assertMayActForDevice>[0]; signal: AbortSignal }, deviceId: string) =>
-    assertMayActForDevice(ctx.caller, deviceId, channelCheckVia(deps.peers, ctx.signal))
+  /**
+   * The one place that decides who may act for a device, or for one of its orders: an instance
+   * for its own device; a terminal with an open channel to the device; and, for an order, the
+   * enrolled terminal that claimed it, while it is enrolled in the account the device serves
+   * (its removal ends that at once). Operators and services pass (their rules admit them).
+   */
+  const mayActFor = async (ctx: { caller: Identity; signal: AbortSignal }, deviceId: string, order?: OrderRow | string): Promise<void> => {
+    if (ctx.caller.role === 'terminal' && order !== undefined) {
+      const row = typeof order === 'string' ? await store.findOrder(db, order) : order
+      if (row && row.device_id === deviceId && row.claimed_by === ctx.caller.id) {
+        if ((await terminalEnrollment(deps.peers, ctx.caller.id, { deviceId, signal: ctx.signal }))?.servesDevice) return
+        if (!(await channelCheckVia(deps.peers, ctx.signal)(deviceId, ctx.caller.id))) {
+          throw new PermissionDeniedError('CLAIM_ENDED', `terminal ${ctx.caller.id} claimed order ${row.order_id} but is no longer enrolled in the account device ${deviceId} serves`)
+        }
+        return
+      }
+    }
+    await assertMayActForDevice(ctx.caller, deviceId, channelCheckVia(deps.peers, ctx.signal))
+  }
 
   const handlers: ServiceParts<typeof PaymentManagementServiceService>['handlers'] = {
     submitOrder: async (request, ctx) => {
@@ -120,7 +146,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           merchantId: appOrder.merchantId,
           collectionAccounts: appOrder.collectionAccounts,
         }
-        return idempotent(db, call, async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs)) }))
+        const reply = await idempotent(db, call, async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs)) }))
+        outbox.kick() // the push to the account's terminals
+        return reply
       })
     },
 
@@ -137,7 +165,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
     getOrder: async (request, ctx) => {
       validate((v) => v.format(request.orderId, 'order_id', ORDER_ID))
       const order = await orders.get(db, request.orderId)
-      await mayActFor(ctx, order.device_id)
+      await mayActFor(ctx, order.device_id, order)
       return { order: toOrder(order) }
     },
 
@@ -162,7 +190,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           .format(request.orderId, 'order_id', ORDER_ID)
           .format(request.bindingId, 'binding_id', BINDING_ID, { optional: true }),
       )
-      await mayActFor(ctx, request.deviceId)
+      await mayActFor(ctx, request.deviceId, request.orderId)
       const call = callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse)
       const replay = await replayOf(db, call)
       if (replay) return replay
@@ -242,7 +270,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       if (!order) return { allowed: false, reason: 'no order is paid with this transaction' }
       return tagged({ orderId: order.order_id, deviceId: order.device_id, platformId: request.platformId }, async () => {
         try {
-          await mayActFor({ caller: { role: 'terminal', id: request.terminalId }, signal: ctx.signal }, order.device_id)
+          await mayActFor({ caller: { role: 'terminal', id: request.terminalId }, signal: ctx.signal }, order.device_id, order)
           return { allowed: true, reason: '' }
         } catch (error) {
           if (error instanceof PermissionDeniedError) return { allowed: false, reason: error.message }
@@ -259,7 +287,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           .format(request.orderId, 'order_id', ORDER_ID)
           .text(request.reason, 'reason', { max: 200, multiline: true }),
       )
-      await mayActFor(ctx, request.deviceId)
+      await mayActFor(ctx, request.deviceId, request.orderId)
       const order = await orders.get(db, request.orderId)
       if (order.device_id !== request.deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.orderId)} does not belong to device ${quote(request.deviceId)}`)
       const reply = await tagged({ orderId: order.order_id, deviceId: order.device_id }, () =>
@@ -286,8 +314,49 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       outbox.kick()
       return reply
     },
-    claimOrder: notImplemented('ClaimOrder'),
-    endTerminalClaims: notImplemented('EndTerminalClaims'),
+
+    claimOrder: async (request, ctx) => {
+      const accepted = deps.config.terminals.claimGestures
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .format(request.orderId, 'order_id', ORDER_ID)
+          .oneOf(
+            request.gesture,
+            'gesture',
+            accepted.map((name) => GESTURES[name]),
+            `must be one of ${accepted.map((name) => Gesture[GESTURES[name]]).join(', ')}`,
+          ),
+      )
+      const call = callOf(ctx, request, ClaimOrderRequest, ClaimOrderResponse)
+      const replay = await replayOf(db, call)
+      if (replay) return replay
+      const order = await orders.get(db, request.orderId)
+      return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
+        // Only a terminal enrolled in the account the order's device serves now; the question is asked before the transaction.
+        const enrollment = await terminalEnrollment(deps.peers, ctx.caller.id, { deviceId: order.device_id, seen: true, signal: ctx.signal })
+        if (!enrollment?.servesDevice) {
+          throw new PermissionDeniedError('NOT_ENROLLED_FOR_ORDER', `terminal ${ctx.caller.id} is not enrolled in the account of order ${order.order_id}'s device`)
+        }
+        const reply = await idempotent(db, call, async (trx) => ({ order: toOrder(await orders.claim(trx, order.order_id, ctx.caller.id, gestureName(request.gesture)!)) }))
+        outbox.kick() // the other terminals are told
+        return reply
+      })
+    },
+
+    endTerminalClaims: async (request, ctx) => {
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.terminalId, 'terminal_id')
+          .check(request.claimedBefore !== undefined, 'claimed_before', 'is required'),
+      )
+      const reply = await idempotent(db, callOf(ctx, request, EndTerminalClaimsRequest, EndTerminalClaimsResponse), async (trx) => ({
+        orderIds: (await orders.endTerminalClaims(trx, request.terminalId, request.claimedBefore!)).map((order) => order.order_id),
+      }))
+      outbox.kick()
+      return reply
+    },
   }
   return {
     handlers,

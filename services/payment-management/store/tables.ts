@@ -30,6 +30,11 @@ export interface OrdersTable {
   /** The platform's result key for this order's prepay (id and DER public key); null before prepay. */
   result_key_id: string | null
   result_public_key: Uint8Array | null
+  /** The enrolled terminal that claimed the pushed order (ClaimOrder); null unless claimed. */
+  claimed_by: Generated<string | null>
+  /** The gesture it was claimed with, for audit: tap, slide or lift. */
+  claim_gesture: Generated<string | null>
+  claimed_at: Generated<Date | null>
 }
 
 export interface PaymentDatabase {
