@@ -45,6 +45,7 @@ import { callOf, idempotent, idempotentAfter, replayOf } from '../runtime/idempo
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
 import { RateLimiter } from '../runtime/rate-limit.ts'
 import { KEY_CURSOR, listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
+import { MOST_TERMINALS_PER_ACCOUNT } from '../runtime/config.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { bearerToken, type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
@@ -380,7 +381,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
 
     listTerminalsOfDevice: async (request) => {
       validate((v) => v.id(request.deviceId, 'device_id'))
-      const { accountId, terminals: rows } = await terminals.ofDevice(db, request.deviceId, deps.config.terminals.maxPerAccount)
+      // All of them, also when the limit was lowered after some enrolled.
+      const { accountId, terminals: rows } = await terminals.ofDevice(db, request.deviceId, MOST_TERMINALS_PER_ACCOUNT)
       return { accountId, terminals: rows.map(toTerminal) }
     },
 

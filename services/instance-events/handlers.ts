@@ -22,6 +22,7 @@ import {
   type TerminalEvent,
 } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import type { ServerWritableStream } from '@grpc/grpc-js'
+import { MOST_TERMINALS_PER_ACCOUNT } from '../runtime/config.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
 import { callOf, derivedRequestId, idempotent } from '../runtime/idempotency.ts'
@@ -79,8 +80,8 @@ const toFollowTerminalResponse = (row: EventRow): FollowTerminalResponse => {
 /** The kinds terminals' own streams carry. */
 const TERMINAL_KINDS: readonly EventKind[] = [EventKind.EVENT_KIND_PAYMENT_PUSHED, EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE, EventKind.EVENT_KIND_TERMINAL_REMOVED]
 const REMOVED = pipe.kindName(EventKind.EVENT_KIND_TERMINAL_REMOVED)
-/** Far above any account's terminals (CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT is at most 100). */
-const MAX_TERMINALS_PER_PUBLISH = 100
+/** An account's terminals, however many it may have (CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT). */
+const MAX_TERMINALS_PER_PUBLISH = MOST_TERMINALS_PER_ACCOUNT
 
 interface FollowOptions<Res> {
   /** The stream's key (pipe.ts). */

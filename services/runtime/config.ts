@@ -80,6 +80,9 @@ export interface TerminalSettings {
   readonly claimGestures: readonly ClaimGesture[]
 }
 
+/** The most CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT may be (every list of an account's terminals fits in one message). */
+export const MOST_TERMINALS_PER_ACCOUNT = 100
+
 export const CLAIM_GESTURES = ['tap', 'slide', 'lift'] as const
 export type ClaimGesture = (typeof CLAIM_GESTURES)[number]
 
@@ -148,7 +151,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxOpeningBalanceMinor: BigInt(positiveInt(env, 'CLOUDPAY_OPENING_BALANCE_MAX_MINOR', 1_000_000)),
     }),
     terminals: Object.freeze({
-      maxPerAccount: boundedInt(env, 'CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT', 10, 100),
+      maxPerAccount: boundedInt(env, 'CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT', 10, MOST_TERMINALS_PER_ACCOUNT),
       claimGestures: Object.freeze(claimGestures(env)),
     }),
     dataKey: nonEmpty(env.CLOUDPAY_DATA_KEY),
