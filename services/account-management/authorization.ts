@@ -20,4 +20,10 @@ export const rules: Rules<typeof AccountManagementServiceService> = {
   setDefaultPaymentAccount: scoped(allow('terminal'), OBJECT_RULES.channelDevice),
   unbindPaymentAccount: scoped(allow('terminal'), OBJECT_RULES.channelDevice),
   resolvePaymentAccount: allowServices('payment-management'),
+  enrollTerminal: scoped(allow('terminal'), OBJECT_RULES.enrollingTerminal),
+  listAccountTerminals: scoped(allow('terminal', 'operator'), OBJECT_RULES.accountTerminals),
+  removeTerminal: scoped(allow('terminal', 'operator'), OBJECT_RULES.accountTerminals),
+  listTerminalsOfDevice: allowServices('payment-management'),
+  // InstanceEvents asks before a terminal follows its stream; PaymentManagement before a terminal claims or acts for a claimed order.
+  getTerminalEnrollment: allowServices('instance-events', 'payment-management'),
 }

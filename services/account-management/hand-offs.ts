@@ -1,13 +1,17 @@
 // What the outbox delivers for AccountManagement: the end of an assignment (a released or
-// re-rented device) to the services that granted something on the device. Each delivery's id is
-// the request id the receiver dedupes on, so a retry never acts twice.
+// re-rented device) to the services that granted something on the device, and the end of a
+// removed terminal's enrolment (its push stream, its pending claims). Each delivery's id is the
+// request id the receiver dedupes on, so a retry never acts twice.
+import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { unaryCall } from '../runtime/client.ts'
 import type { DeliveryHandler } from '../runtime/outbox.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { Peers } from '../runtime/peers.ts'
 import { type EndedAssignment, TOPICS } from './grants.ts'
+import * as terminals from './terminals.ts'
 
 const ended = (payload: Record<string, string>): EndedAssignment => payload as unknown as EndedAssignment
+const removed = (payload: Record<string, string>): terminals.RemovedTerminal => payload as unknown as terminals.RemovedTerminal
 
 export function handOffs(peers: Peers): Record<string, DeliveryHandler> {
   return {
@@ -29,6 +33,28 @@ export function handOffs(peers: Peers): Record<string, DeliveryHandler> {
       await callPeer(
         'payment-management',
         unaryCall(peers.get('payment-management'), 'cancelDeviceOrders', { requestId: deliveryId, deviceId: device_id, submittedBefore: new Date(ended_at) }),
+      )
+    },
+
+    // The removed terminal's stream tells it and ends (on whichever replica serves it).
+    [terminals.TOPICS.endStream]: async (payload, deliveryId) => {
+      const { terminal_id, enrollment_id } = removed(payload)
+      await callPeer(
+        'instance-events',
+        unaryCall(peers.get('instance-events'), 'publishToTerminals', {
+          requestId: deliveryId,
+          terminalIds: [terminal_id],
+          kind: EventKind.EVENT_KIND_TERMINAL_REMOVED,
+          subjectId: enrollment_id,
+        }),
+      )
+    },
+
+    [terminals.TOPICS.endClaims]: async (payload, deliveryId) => {
+      const { terminal_id, removed_at } = removed(payload)
+      await callPeer(
+        'payment-management',
+        unaryCall(peers.get('payment-management'), 'endTerminalClaims', { requestId: deliveryId, terminalId: terminal_id, claimedBefore: new Date(removed_at) }),
       )
     },
   }

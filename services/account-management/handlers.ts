@@ -3,6 +3,11 @@ import type { Kysely } from 'kysely'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import {
   type AccountManagementServiceService,
+  type AccountTerminal,
+  EnrollTerminalRequest,
+  EnrollTerminalResponse,
+  RemoveTerminalRequest,
+  RemoveTerminalResponse,
   type AssignInstanceResponse,
   AssignInstanceRequest,
   AssignInstanceResponse as AssignInstanceReply,
@@ -33,12 +38,14 @@ import {
   ReleaseInstanceResponse,
 } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
+import { InvalidArgumentError, PermissionDeniedError } from '../runtime/errors.ts'
 import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
-import { callOf, idempotent, idempotentAfter } from '../runtime/idempotency.ts'
+import { callOf, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
 import { SharedRateLimiter } from '../runtime/rate-limit.ts'
 import { KEY_CURSOR, listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
+import { MOST_TERMINALS_PER_ACCOUNT } from '../runtime/config.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { bearerToken, type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
@@ -47,8 +54,10 @@ import * as grants from './grants.ts'
 import { handOffs } from './hand-offs.ts'
 import * as logins from './login.ts'
 import * as payments from './payment-accounts.ts'
-import type { CloudAccountRow, InstanceAssignmentRow, LoginRow, PaymentBindingRow } from './store/repository.ts'
+import * as store from './store/repository.ts'
+import type { AccountTerminalRow, CloudAccountRow, InstanceAssignmentRow, LoginRow, PaymentBindingRow } from './store/repository.ts'
 import type { AccountDatabase } from './store/tables.ts'
+import * as terminals from './terminals.ts'
 
 const toCloudAccount = (row: CloudAccountRow): CloudAccount => ({ accountId: row.account_id, createTime: row.created_at })
 const LOGIN_STATES: Record<logins.EffectiveLoginState, LoginState> = {
@@ -83,6 +92,15 @@ const toBinding = (row: PaymentBindingRow): PaymentAccountBinding => ({
   maskedPayerAccount: row.masked_payer,
   isDefault: row.is_default,
   bindTime: row.bound_at,
+})
+
+const toTerminal = (row: AccountTerminalRow): AccountTerminal => ({
+  terminalId: row.terminal_id,
+  accountId: row.account_id,
+  enrollmentId: row.enrollment_id,
+  displayName: row.display_name,
+  enrollTime: row.enrolled_at,
+  lastSeenTime: row.last_seen_at,
 })
 
 const toAssignment = (row: InstanceAssignmentRow): InstanceAssignment => ({
@@ -309,6 +327,69 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
       validate((v) => v.id(request.deviceId, 'device_id').format(request.bindingId, 'binding_id', BINDING_ID, { optional: true }))
       const { row, payerAccount } = await payments.resolve(db, deps.sealer, request.deviceId, request.bindingId)
       return { bindingId: row.binding_id, platformId: row.platform_id, payerAccount }
+    },
+
+    enrollTerminal: async (request, ctx) => {
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .format(request.accountId, 'account_id', ACCOUNT_ID)
+          .text(request.password, 'password', { min: 1, max: 256 })
+          .text(request.displayName, 'display_name', terminals.DISPLAY_NAME_LENGTH),
+      )
+      const call = callOf(ctx, request, EnrollTerminalRequest, EnrollTerminalResponse)
+      const replay = await replayOf(db, call)
+      if (replay) return replay
+      // The terminal enrolled is the caller's certificate, never a field. Verified as VerifyLogin verifies, outside the transaction.
+      const check = await terminals.checkCredential(db, { accountId: request.accountId, terminalId: ctx.caller.id, password: request.password })
+      if (!check.verified) return terminals.refuse(db, check, settings)
+      return idempotent(db, call, async (trx) => ({
+        terminal: toTerminal(await terminals.enroll(trx, check, request.displayName, { ...settings, maxPerAccount: deps.config.terminals.maxPerAccount })),
+      }))
+    },
+
+    listAccountTerminals: async (request, ctx) => {
+      validate((v) => v.format(request.accountId, 'account_id', ACCOUNT_ID, { optional: true }).page(request))
+      let accountId = request.accountId
+      if (ctx.caller.role === 'terminal') {
+        const own = await terminals.ownEnrollment(db, ctx.caller)
+        if (accountId !== '' && accountId !== own.account_id) {
+          throw new PermissionDeniedError('NOT_OWN_ACCOUNT', `terminal ${ctx.caller.id} may list only the terminals of the account it is enrolled in`, { field: 'account_id' })
+        }
+        accountId = own.account_id
+      } else if (accountId === '') {
+        throw InvalidArgumentError.field('account_id', 'is required (the account whose terminals to list)')
+      }
+      const { items, nextPageToken } = await listPage(ctx, request, {
+        filter: { accountId },
+        cursor: SEQUENCE_CURSOR,
+        fetch: (after, limit) => store.listAccountTerminals(db, accountId, after, limit),
+        cursorOf: (row) => row.seq,
+      })
+      return { terminals: items.map(toTerminal), nextPageToken }
+    },
+
+    removeTerminal: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.terminalId, 'terminal_id'))
+      const reply = await idempotent(db, callOf(ctx, request, RemoveTerminalRequest, RemoveTerminalResponse), async (trx) => ({
+        terminal: toTerminal(await terminals.remove(trx, ctx.caller, request.terminalId)),
+        grantsEnded: false,
+      }))
+      // Computed afresh on every answer, a replayed one included.
+      return { ...reply, grantsEnded: await outbox.delivered(terminals.deliveryIdsOf(reply.terminal!.enrollmentId), settings.releaseWaitMs) }
+    },
+
+    listTerminalsOfDevice: async (request) => {
+      validate((v) => v.id(request.deviceId, 'device_id'))
+      // All of them, also when the limit was lowered after some enrolled.
+      const { accountId, terminals: rows } = await terminals.ofDevice(db, request.deviceId, MOST_TERMINALS_PER_ACCOUNT)
+      return { accountId, terminals: rows.map(toTerminal) }
+    },
+
+    getTerminalEnrollment: async (request) => {
+      validate((v) => v.id(request.terminalId, 'terminal_id').id(request.deviceId, 'device_id', { optional: true }))
+      const { row, servesDevice } = await terminals.enrollmentOf(db, request.terminalId, request.deviceId, request.seen)
+      return { terminal: toTerminal(row), servesDevice }
     },
   }
   return {

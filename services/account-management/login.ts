@@ -8,7 +8,7 @@ import { isUniqueViolation } from '../runtime/database.ts'
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, quote, ResourceExhaustedError, UnauthenticatedError } from '../runtime/errors.ts'
 import { verifyAgainstDummy, verifyPassword } from '../runtime/passwords.ts'
 import * as store from './store/repository.ts'
-import type { AccountDatabase, LoginStateColumn } from './store/tables.ts'
+import type { AccountDatabase, LoginStateColumn, ThrottleScope } from './store/tables.ts'
 
 type Db = Kysely<AccountDatabase>
 
@@ -53,11 +53,12 @@ function assertState(login: store.LoginRow, expected: LoginStateColumn, action: 
   throw new FailedPreconditionError(`LOGIN_${state.toUpperCase()}`, `login ${login.login_id} is ${state}, so it cannot be ${action}`)
 }
 
-async function assertNotLocked(db: Db, accountId: string, deviceId: string, now: Date): Promise<void> {
-  for (const [scope, subject] of [
-    ['account', accountId],
-    ['device', deviceId],
-  ] as const) {
+/** What failed credential checks are counted against: an account, and the device or terminal it was tried from. */
+export type ThrottleSubject = readonly [scope: ThrottleScope, subject: string]
+
+/** Refuses (RESOURCE_EXHAUSTED, LOGIN_LOCKED) while any of the subjects is locked. */
+export async function assertNotLocked(db: Db, subjects: readonly ThrottleSubject[], now: Date): Promise<void> {
+  for (const [scope, subject] of subjects) {
     const row = await store.findLoginFailures(db, scope, subject)
     if (row?.locked_until && row.locked_until > now) {
       throw new ResourceExhaustedError(
@@ -69,6 +70,35 @@ async function assertNotLocked(db: Db, accountId: string, deviceId: string, now:
   }
 }
 
+/**
+ * Checks a cloud account's password, outside any transaction (the hash is slow and PGlite runs
+ * one transaction at a time). Without an account (none given, or none by that id) a dummy hash
+ * is verified, so answer and timing match a wrong password.
+ */
+export async function verifyAccountPassword(db: Db, accountId: string | undefined, password: string): Promise<boolean> {
+  const account = accountId === undefined ? undefined : await store.findCloudAccount(db, accountId)
+  return account ? verifyPassword(account.password_hash, password) : verifyAgainstDummy(password)
+}
+
+/** Records a credential check's outcome: a success clears each subject's failures, a failure counts against each (and may lock it). */
+export async function recordCredentialOutcome(
+  trx: Db,
+  subjects: readonly ThrottleSubject[],
+  verified: boolean,
+  checkedAt: Date,
+  settings: Pick<LoginSettings, 'lockMs' | 'maxFailures'>,
+): Promise<void> {
+  for (const [scope, subject] of subjects) {
+    if (verified) await store.clearLoginFailures(trx, scope, subject)
+    else await store.recordLoginFailure(trx, scope, subject, checkedAt, settings.lockMs, settings.maxFailures)
+  }
+}
+
+const loginSubjects = (login: store.LoginRow): ThrottleSubject[] => [
+  ['account', login.account_id],
+  ['device', login.device_id],
+]
+
 export interface CredentialCheck {
   readonly login: store.LoginRow
   readonly verified: boolean
@@ -76,20 +106,18 @@ export interface CredentialCheck {
 }
 
 /**
- * Checks the binding code and password the person typed, outside any transaction (the hash is
- * slow and PGlite runs one transaction at a time). The account is the one the device is assigned
- * to now, under the assignment the login was started in; if that is gone, a dummy hash is
- * verified so answer and timing match a wrong password.
+ * Checks the binding code and password the person typed, outside any transaction. The account is
+ * the one the device is assigned to now, under the assignment the login was started in; if that
+ * is gone, the password is checked against no account (a dummy hash).
  */
 export async function checkCredentials(db: Db, input: { deviceId: string; loginId: string; bindingCode: string; password: string }): Promise<CredentialCheck> {
   const login = await getLogin(db, input.deviceId, input.loginId)
   assertState(login, 'pending', 'verified')
   const checkedAt = new Date()
-  await assertNotLocked(db, login.account_id, login.device_id, checkedAt)
+  await assertNotLocked(db, loginSubjects(login), checkedAt)
   const assignment = await store.findInstanceAssignment(db, input.deviceId)
   const sameAssignment = assignment !== undefined && (login.assignment_id === null ? assignment.account_id === login.account_id : assignment.assignment_id === login.assignment_id)
-  const account = sameAssignment ? await store.findCloudAccount(db, login.account_id) : undefined
-  const passwordOk = account ? await verifyPassword(account.password_hash, input.password) : await verifyAgainstDummy(input.password)
+  const passwordOk = await verifyAccountPassword(db, sameAssignment ? login.account_id : undefined, input.password)
   const codeOk = constantTimeEqual(login.binding_code, input.bindingCode)
   return { login, verified: passwordOk && codeOk, checkedAt }
 }
@@ -103,13 +131,7 @@ export async function recordVerification(trx: Db, check: CredentialCheck, settin
     assertState((await store.findLogin(trx, login.login_id))!, 'pending', 'verified')
     throw new FailedPreconditionError('LOGIN_CHANGED', `login ${login.login_id} changed while it was being verified`)
   }
-  if (verified) {
-    await store.clearLoginFailures(trx, 'account', login.account_id)
-    await store.clearLoginFailures(trx, 'device', login.device_id)
-  } else {
-    await store.recordLoginFailure(trx, 'account', login.account_id, checkedAt, settings.lockMs, settings.maxFailures)
-    await store.recordLoginFailure(trx, 'device', login.device_id, checkedAt, settings.lockMs, settings.maxFailures)
-  }
+  await recordCredentialOutcome(trx, loginSubjects(login), verified, checkedAt, settings)
   return moved
 }
 

@@ -13,4 +13,6 @@ export const rules: Rules<typeof InstanceEventsServiceService> = {
   notify: scoped(allow('instance', 'terminal'), OBJECT_RULES.deviceAccess),
   // The pipe is between an instance, its terminals and the services; operators do not read it.
   listEvents: scoped(allow('instance', 'terminal'), OBJECT_RULES.deviceAccess),
+  followTerminal: scoped(allow('terminal'), OBJECT_RULES.ownTerminalStream),
+  publishToTerminals: scoped(allowServices('payment-management', 'account-management'), OBJECT_RULES.terminalKinds),
 }

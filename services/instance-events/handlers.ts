@@ -14,14 +14,21 @@ import {
   type NotifyResponse,
   OpenChannelRequest,
   OpenChannelResponse,
+  type FollowTerminalResponse,
   PublishRequest,
   PublishResponse,
+  PublishToTerminalsRequest,
+  PublishToTerminalsResponse,
+  type TerminalEvent,
 } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import type { ServerWritableStream } from '@grpc/grpc-js'
+import { MOST_TERMINALS_PER_ACCOUNT } from '../runtime/config.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
-import { callOf, idempotent } from '../runtime/idempotency.ts'
+import { callOf, derivedRequestId, idempotent } from '../runtime/idempotency.ts'
+import { terminalEnrollment } from '../runtime/mesh-calls.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
-import type { Handlers } from '../runtime/rpc.ts'
+import type { Handlers, RpcContext } from '../runtime/rpc.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { awaitDrain, writeWithBackpressure } from '../runtime/streams.ts'
 import { type Format, MAX_SEQUENCE, UUID_PATTERN, validate } from '../runtime/validation.ts'
@@ -54,6 +61,39 @@ const toNotifyResponse = (row: EventRow): NotifyResponse => {
   return reply
 }
 
+const toTerminalEvent = (row: EventRow): TerminalEvent => ({
+  terminalId: pipe.terminalOfStream(row.device_id),
+  sequence: row.sequence,
+  kind: pipe.kindFromName(row.kind),
+  subjectId: row.subject_id,
+  createTime: row.created_at,
+  traceParent: row.trace_parent,
+})
+
+const followReplies = new WeakMap<EventRow, FollowTerminalResponse>()
+const toFollowTerminalResponse = (row: EventRow): FollowTerminalResponse => {
+  let reply = followReplies.get(row)
+  if (!reply) followReplies.set(row, (reply = { event: toTerminalEvent(row) }))
+  return reply
+}
+
+/** The kinds terminals' own streams carry. */
+const TERMINAL_KINDS: readonly EventKind[] = [EventKind.EVENT_KIND_PAYMENT_PUSHED, EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE, EventKind.EVENT_KIND_TERMINAL_REMOVED]
+const REMOVED = pipe.kindName(EventKind.EVENT_KIND_TERMINAL_REMOVED)
+/** An account's terminals, however many it may have (CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT). */
+const MAX_TERMINALS_PER_PUBLISH = MOST_TERMINALS_PER_ACCOUNT
+
+interface FollowOptions<Res> {
+  /** The stream's key (pipe.ts). */
+  readonly stream: string
+  readonly afterSequence: bigint
+  readonly toResponse: (row: EventRow) => Res
+  /** A terminal following a device's stream through a channel, and how to check it is still open. */
+  readonly channel?: { readonly terminalId: string; assertOpen(): Promise<void> }
+  /** An error to end the stream with after this event was delivered; undefined to go on. */
+  readonly endsAfter?: (row: EventRow) => Error | undefined
+}
+
 const toChannel = (row: ChannelRow): Channel => ({
   channelId: row.channel_id,
   deviceId: row.device_id,
@@ -74,6 +114,59 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
   const unwatchDatabase = deps.onDatabaseAvailability((available) => available || hub.notifyAll())
   hubReady.catch((error: unknown) => deps.log.error({ err: error }, 'cannot LISTEN for events; subscribers fall back to polling'))
   const isChannelOpen = (deviceId: string, terminalId: string) => channels.isChannelOpen(db, deviceId, terminalId)
+
+  /**
+   * Serves one stream (a device's or a terminal's) to one subscriber until it cancels or fails:
+   * stored events after its sequence, then live ones, in order, none twice, with backpressure and
+   * the cut-off of a stalled subscriber. While the loop waits up to date (parked), the hub writes
+   * new events to the stream directly.
+   */
+  const follow = async <Res>(ctx: RpcContext, stream: ServerWritableStream<unknown, Res>, o: FollowOptions<Res>): Promise<void> => {
+    await pipe.assertResumable(db, o.stream, o.afterSequence)
+    await hubReady.catch(() => undefined)
+    /** Set when an event that ends the stream was written: the loop ends it with this. */
+    let ending: Error | undefined
+    const write = (row: EventRow): boolean => {
+      const more = stream.write(o.toResponse(row))
+      ending ??= o.endsAfter?.(row)
+      // Nothing more from the hub: the loop takes over and ends the stream.
+      return more && ending === undefined
+    }
+    // Subscribe before the first read: an event stored meanwhile marks the subscription dirty.
+    const subscription = hub.subscribe(o.stream, o.channel?.terminalId, o.afterSequence, write, ctx.signal)
+    const resumeHint = (): string => `resume with after_sequence=${subscription.cursor}`
+    try {
+      // This loop catches up and handles what the hub leaves to it.
+      while (!ctx.signal.aborted) {
+        if (hub.closing) throw new UnavailableError('SHUTTING_DOWN', `this replica is shutting down; ${resumeHint()}`)
+        if (subscription.needsDrain) {
+          subscription.needsDrain = false
+          await awaitDrain(stream, stallMs, ctx.signal, resumeHint())
+        }
+        if (ending) throw ending
+        subscription.dirty = false
+        if (subscription.recheckChannel) {
+          subscription.recheckChannel = false
+          await o.channel?.assertOpen()
+        }
+        const rows = await pipe.readEvents(db, o.stream, subscription.cursor, CATCH_UP_BATCH)
+        for (const row of rows) {
+          if (ctx.signal.aborted) return
+          await writeWithBackpressure(stream, o.toResponse(row), stallMs, ctx.signal, resumeHint())
+          subscription.cursor = row.sequence
+          const end = o.endsAfter?.(row)
+          if (end) throw end
+        }
+        if (rows.length === CATCH_UP_BATCH) {
+          await yieldToEventLoop() // a long catch-up must not starve other calls
+          continue
+        }
+        await subscription.wait()
+      }
+    } finally {
+      subscription.close()
+    }
+  }
   const handlers: Handlers<typeof InstanceEventsServiceService> = {
     openChannel: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.terminalId, 'terminal_id'))
@@ -149,49 +242,63 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
     notify: async (request, ctx, stream) => {
       validate((v) => v.id(request.deviceId, 'device_id').integer(request.afterSequence, 'after_sequence', AFTER_SEQUENCE))
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
-      await pipe.assertResumable(db, request.deviceId, request.afterSequence)
-      await hubReady.catch(() => undefined)
-      // Subscribe before the first read: an event stored meanwhile marks the subscription dirty.
-      const subscription = hub.subscribe(
-        request.deviceId,
-        ctx.caller.role === 'terminal' ? ctx.caller.id : undefined,
-        request.afterSequence,
-        (row) => stream.write(toNotifyResponse(row)),
-        ctx.signal,
-      )
-      const resumeHint = (): string => `resume with after_sequence=${subscription.cursor}`
-      try {
-        // This loop catches up and handles what the hub leaves to it; while it waits (parked),
-        // the hub writes new events to the stream directly.
-        while (!ctx.signal.aborted) {
-          if (hub.closing) throw new UnavailableError('SHUTTING_DOWN', `this replica is shutting down; ${resumeHint()}`)
-          if (subscription.needsDrain) {
-            subscription.needsDrain = false
-            await awaitDrain(stream, stallMs, ctx.signal, resumeHint())
-          }
-          subscription.dirty = false
-          // Checked once when subscribing; again only when a close (or a lost notification) says so.
-          if (subscription.recheckChannel) {
-            subscription.recheckChannel = false
-            if (!(await isChannelOpen(request.deviceId, ctx.caller.id))) {
-              throw new PermissionDeniedError('CHANNEL_CLOSED', `the channel between terminal ${ctx.caller.id} and device ${request.deviceId} was closed`)
-            }
-          }
-          const rows = await pipe.readEvents(db, request.deviceId, subscription.cursor, CATCH_UP_BATCH)
-          for (const row of rows) {
-            if (ctx.signal.aborted) return
-            await writeWithBackpressure(stream, toNotifyResponse(row), stallMs, ctx.signal, resumeHint())
-            subscription.cursor = row.sequence
-          }
-          if (rows.length === CATCH_UP_BATCH) {
-            await yieldToEventLoop() // a long catch-up must not starve other calls
-            continue
-          }
-          await subscription.wait()
-        }
-      } finally {
-        subscription.close()
+      await follow(ctx, stream, {
+        stream: pipe.deviceStream(request.deviceId),
+        afterSequence: request.afterSequence,
+        toResponse: toNotifyResponse,
+        // A terminal follows through its channel: checked once when subscribing; again only when a close (or a lost notification) says so.
+        channel:
+          ctx.caller.role === 'terminal'
+            ? {
+                terminalId: ctx.caller.id,
+                assertOpen: async () => {
+                  if (!(await isChannelOpen(request.deviceId, ctx.caller.id))) {
+                    throw new PermissionDeniedError('CHANNEL_CLOSED', `the channel between terminal ${ctx.caller.id} and device ${request.deviceId} was closed`)
+                  }
+                },
+              }
+            : undefined,
+      })
+    },
+
+    followTerminal: async (request, ctx, stream) => {
+      validate((v) => v.integer(request.afterSequence, 'after_sequence', AFTER_SEQUENCE))
+      // The stream is the caller's own, by its certificate alone; only while it is enrolled.
+      const enrollment = await terminalEnrollment(deps.peers, ctx.caller.id, { seen: true, signal: ctx.signal })
+      if (!enrollment) throw new PermissionDeniedError('NOT_ENROLLED', `terminal ${ctx.caller.id} is not enrolled in a cloud account; EnrollTerminal first`)
+      const enrollmentId = enrollment.terminal.enrollmentId
+      await follow(ctx, stream, {
+        stream: pipe.terminalStream(ctx.caller.id),
+        afterSequence: request.afterSequence,
+        toResponse: toFollowTerminalResponse,
+        // Its removal (stored on the stream, so no replica misses it) is delivered, then ends the stream.
+        // A TERMINAL_REMOVED of an earlier enrolment is only history.
+        endsAfter: (row) =>
+          row.kind === REMOVED && row.subject_id === enrollmentId
+            ? new PermissionDeniedError('TERMINAL_REMOVED', `terminal ${ctx.caller.id} was removed from its cloud account; its stream has ended`)
+            : undefined,
+      })
+    },
+
+    publishToTerminals: async (request, ctx) => {
+      validate((v) => {
+        v.requestId(request.requestId)
+          .check(request.terminalIds.length >= 1 && request.terminalIds.length <= MAX_TERMINALS_PER_PUBLISH, 'terminal_ids', `must name 1-${MAX_TERMINALS_PER_PUBLISH} terminals`)
+          .check(new Set(request.terminalIds).size === request.terminalIds.length, 'terminal_ids', 'must not name a terminal twice')
+        request.terminalIds.slice(0, MAX_TERMINALS_PER_PUBLISH + 1).forEach((id, index) => v.id(id, `terminal_ids[${index}]`))
+        v.check(TERMINAL_KINDS.includes(request.kind), 'kind', 'must be PAYMENT_PUSHED, ORDER_CLAIMED_ELSEWHERE or TERMINAL_REMOVED').opaqueId(request.subjectId, 'subject_id')
+      })
+      pipe.assertMayPublishToTerminals(ctx.caller, request.kind)
+      // One stored event per terminal and request id: a retry naming other terminals too stores nothing twice.
+      const events: TerminalEvent[] = []
+      for (const terminalId of request.terminalIds) {
+        const one = { requestId: derivedRequestId(request.requestId, terminalId), terminalIds: [terminalId], kind: request.kind, subjectId: request.subjectId }
+        const reply = await idempotent(db, callOf(ctx, one, PublishToTerminalsRequest, PublishToTerminalsResponse), async (trx) => ({
+          events: [toTerminalEvent(await pipe.publishToTerminal(trx, { terminalId, kind: request.kind, subjectId: request.subjectId, publisher: ctx.caller }))],
+        }))
+        events.push(...reply.events)
       }
+      return { events }
     },
 
     listEvents: async (request, ctx) => {

@@ -1,5 +1,8 @@
-// Business rules of the Notify pipe: who may publish which kind of event, ordered durable
-// appends, where a resuming subscriber may start, and retention.
+// Business rules of the Notify pipe and of terminals' own streams: who may publish which kind of
+// event, ordered durable appends, where a resuming subscriber may start, and retention. Both kinds
+// of stream live in one store under a stream key: a device's is its device id, a terminal's is
+// terminal/<terminal id> (no id contains '/', so the two never meet). Each has its own gapless
+// sequence, the same retention and the same subscribers' hub.
 import type { Kysely } from 'kysely'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { inTransaction } from '../runtime/database.ts'
@@ -17,6 +20,13 @@ const PREFIX = 'EVENT_KIND_'
 export const kindName = (kind: EventKind): string => EventKind[kind].slice(PREFIX.length)
 export const kindFromName = (name: string): EventKind => EventKind[`${PREFIX}${name}` as keyof typeof EventKind] ?? EventKind.UNRECOGNIZED
 
+/** The stream key of a device's pipe. */
+export const deviceStream = (deviceId: string): string => deviceId
+/** The stream key of a terminal's own stream. */
+export const terminalStream = (terminalId: string): string => `terminal/${terminalId}`
+export const isTerminalStream = (stream: string): boolean => stream.startsWith('terminal/')
+export const terminalOfStream = (stream: string): string => stream.slice('terminal/'.length)
+
 /** Which kinds each publisher may append: an instance asks, the services answer. */
 const PUBLISHABLE: Record<string, readonly EventKind[]> = {
   instance: [EventKind.EVENT_KIND_LOGIN_REQUESTED, EventKind.EVENT_KIND_PAYMENT_REQUESTED],
@@ -33,20 +43,46 @@ export function assertMayPublish(publisher: Identity, kind: EventKind): void {
   }
 }
 
+/** What each service may append to terminals' streams: PaymentManagement pushes orders, AccountManagement ends enrolments. */
+const TERMINAL_PUBLISHABLE: Record<string, readonly EventKind[]> = {
+  'service/payment-management': [EventKind.EVENT_KIND_PAYMENT_PUSHED, EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE],
+  'service/account-management': [EventKind.EVENT_KIND_TERMINAL_REMOVED],
+}
+
+export function assertMayPublishToTerminals(publisher: Identity, kind: EventKind): void {
+  if (!(TERMINAL_PUBLISHABLE[formatIdentity(publisher)] ?? []).includes(kind)) {
+    throw new PermissionDeniedError('KIND_NOT_ALLOWED', `${formatIdentity(publisher)} may not publish ${EventKind[kind]} to terminals`, { kind: EventKind[kind] })
+  }
+}
+
 export function publish(db: Db, event: { deviceId: string; kind: EventKind; subjectId: string; publisher: Identity }, trx?: Parameters<typeof store.appendEvent>[0]) {
-  const row = { deviceId: event.deviceId, kind: kindName(event.kind), subjectId: event.subjectId, publisher: formatIdentity(event.publisher), traceParent: traceParentOf() }
+  const row = { deviceId: deviceStream(event.deviceId), kind: kindName(event.kind), subjectId: event.subjectId, publisher: formatIdentity(event.publisher), traceParent: traceParentOf() }
   return trx ? store.appendEvent(trx, row) : inTransaction(db, (t) => store.appendEvent(t, row))
+}
+
+/** Appends an event to a terminal's own stream, in the caller's transaction. */
+export function publishToTerminal(
+  trx: Parameters<typeof store.appendEvent>[0],
+  event: { terminalId: string; kind: EventKind; subjectId: string; publisher: Identity },
+): Promise<store.EventRow> {
+  return store.appendEvent(trx, {
+    deviceId: terminalStream(event.terminalId),
+    kind: kindName(event.kind),
+    subjectId: event.subjectId,
+    publisher: formatIdentity(event.publisher),
+    traceParent: traceParentOf(),
+  })
 }
 
 /**
  * A subscriber may resume after any sequence whose successors are all still retained. When some
  * expired, it must be told (OUT_OF_RANGE-like precondition) instead of silently missing them.
  */
-export async function assertResumable(db: Db, deviceId: string, afterSequence: bigint): Promise<void> {
-  const { lastSequence, oldestRetained } = await store.streamBounds(db, deviceId)
+export async function assertResumable(db: Db, stream: string, afterSequence: bigint): Promise<void> {
+  const { lastSequence, oldestRetained } = await store.streamBounds(db, stream)
   if (afterSequence === 0n) return // the whole retained stream, whatever has expired
   if (afterSequence > lastSequence) {
-    throw new FailedPreconditionError('SEQUENCE_AHEAD', `after_sequence ${afterSequence} is beyond the device's newest event (${lastSequence})`, {
+    throw new FailedPreconditionError('SEQUENCE_AHEAD', `after_sequence ${afterSequence} is beyond the ${isTerminalStream(stream) ? 'terminal' : 'device'}'s newest event (${lastSequence})`, {
       last_sequence: String(lastSequence),
     })
   }
@@ -55,7 +91,7 @@ export async function assertResumable(db: Db, deviceId: string, afterSequence: b
   if (firstWanted < firstAvailable) {
     throw new FailedPreconditionError(
       'EVENTS_EXPIRED',
-      `events ${firstWanted}..${firstAvailable - 1n} of device ${deviceId} expired; resume with after_sequence=${firstAvailable - 1n} after resynchronising`,
+      `events ${firstWanted}..${firstAvailable - 1n} of ${isTerminalStream(stream) ? 'terminal' : 'device'} ${isTerminalStream(stream) ? terminalOfStream(stream) : stream} expired; resume with after_sequence=${firstAvailable - 1n} after resynchronising`,
       { oldest_sequence: String(firstAvailable) },
     )
   }
@@ -67,13 +103,13 @@ const readsByDb = new WeakMap<Db, Map<string, Promise<store.EventRow[]>>>()
  * Events after a sequence. Subscribers of one device at the same cursor share one query: a
  * publish to a device followed by thousands wakes them all, and they all read the same rows.
  */
-export function readEvents(db: Db, deviceId: string, afterSequence: bigint, limit: number): Promise<store.EventRow[]> {
+export function readEvents(db: Db, stream: string, afterSequence: bigint, limit: number): Promise<store.EventRow[]> {
   let reads = readsByDb.get(db)
   if (!reads) readsByDb.set(db, (reads = new Map()))
-  const key = `${deviceId}\0${afterSequence}\0${limit}`
+  const key = `${stream}\0${afterSequence}\0${limit}`
   let pending = reads.get(key)
   if (!pending) {
-    pending = store.readEvents(db, deviceId, afterSequence, limit).finally(() => reads!.delete(key))
+    pending = store.readEvents(db, stream, afterSequence, limit).finally(() => reads!.delete(key))
     reads.set(key, pending)
   }
   return pending

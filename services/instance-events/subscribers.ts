@@ -1,9 +1,11 @@
-// Live Notify subscribers of this replica. A database NOTIFY per device (sent by whichever
-// replica stored the event) says the device's stream grew. Subscribers that are up to date and
-// idle ("parked") are served by the hub: one store read per device and cursor, then a plain write
-// of the same reply to each, as a bare fan-out would. A subscriber that is catching up, whose
-// stream is full, or whose channel must be re-checked runs its own loop (handlers.ts) instead.
-// No event payload is held in memory for a subscriber.
+// Live subscribers of this replica, to devices' streams (Notify) and terminals' own streams
+// (FollowTerminal) alike: each stream has a key (pipe.ts: a device id, or terminal/<id>). A
+// database NOTIFY per stream key (sent by whichever replica stored the event) says the stream
+// grew. Subscribers that are up to date and idle ("parked") are served by the hub: one store
+// read per stream and cursor, then a plain write of the same reply to each, as a bare fan-out
+// would. A subscriber that is catching up, whose stream is full, or whose channel must be
+// re-checked runs its own loop (handlers.ts) instead. No event payload is held in memory for a
+// subscriber.
 import type { SharedDatabase } from '../runtime/database.ts'
 import { CHANNELS_CHANNEL, EVENTS_CHANNEL, type EventRow } from './store/repository.ts'
 
@@ -26,8 +28,9 @@ export class Subscription {
   private readonly onAbort = (): void => this.resume()
 
   constructor(
-    readonly deviceId: string,
-    /** The terminal following the stream; undefined for the instance itself. */
+    /** The stream's key (pipe.ts). */
+    readonly stream: string,
+    /** The terminal following a device's stream through its channel; undefined otherwise. */
     readonly terminalId: string | undefined,
     afterSequence: bigint,
     /** Writes one event to the subscriber's stream; false when the stream is full. */
@@ -67,10 +70,10 @@ export class Subscription {
   }
 }
 
-export type ReadEvents = (deviceId: string, afterSequence: bigint) => Promise<EventRow[]>
+export type ReadEvents = (stream: string, afterSequence: bigint) => Promise<EventRow[]>
 
 export class SubscriberHub {
-  private readonly byDevice = new Map<string, Set<Subscription>>()
+  private readonly byStream = new Map<string, Set<Subscription>>()
   /** Devices whose parked subscribers are being served, and those notified again meanwhile. */
   private readonly serving = new Map<string, Promise<void>>()
   private readonly servingAgain = new Set<string>()
@@ -95,16 +98,17 @@ export class SubscriberHub {
     this.sweeper.unref()
     // After a lost connection, notifications may have been missed: everyone re-reads and re-checks.
     const missedSome = (): void => {
-      for (const set of this.byDevice.values()) for (const s of set) s.recheckChannel = s.terminalId !== undefined
+      for (const set of this.byStream.values()) for (const s of set) s.recheckChannel = s.terminalId !== undefined
       this.notifyAll()
     }
-    this.unlisten.push(await listen(EVENTS_CHANNEL, (deviceId) => this.notifyDevice(deviceId), missedSome))
+    this.unlisten.push(await listen(EVENTS_CHANNEL, (stream) => this.notifyStream(stream), missedSome))
     this.unlisten.push(
       await listen(
         CHANNELS_CHANNEL,
         (payload) => {
           const [deviceId, terminalId] = JSON.parse(payload) as [string, string]
-          for (const s of this.byDevice.get(deviceId) ?? []) {
+          // A device's stream key is its device id (pipe.ts).
+          for (const s of this.byStream.get(deviceId) ?? []) {
             if (s.terminalId !== terminalId) continue
             s.recheckChannel = true
             s.notify()
@@ -115,30 +119,30 @@ export class SubscriberHub {
     )
   }
 
-  subscribe(deviceId: string, terminalId: string | undefined, afterSequence: bigint, write: Subscription['write'], signal: AbortSignal): Subscription {
-    const subscription = new Subscription(deviceId, terminalId, afterSequence, write, signal, (s) => {
-      const set = this.byDevice.get(s.deviceId)
+  subscribe(stream: string, terminalId: string | undefined, afterSequence: bigint, write: Subscription['write'], signal: AbortSignal): Subscription {
+    const subscription = new Subscription(stream, terminalId, afterSequence, write, signal, (s) => {
+      const set = this.byStream.get(s.stream)
       set?.delete(s)
-      if (set?.size === 0) this.byDevice.delete(s.deviceId)
+      if (set?.size === 0) this.byStream.delete(s.stream)
     })
-    let set = this.byDevice.get(deviceId)
-    if (!set) this.byDevice.set(deviceId, (set = new Set()))
+    let set = this.byStream.get(stream)
+    if (!set) this.byStream.set(stream, (set = new Set()))
     set.add(subscription)
     return subscription
   }
 
-  /** The device's stream grew: busy subscribers will re-read; parked ones are served here. */
-  notifyDevice(deviceId: string): void {
-    const set = this.byDevice.get(deviceId)
+  /** The stream grew: busy subscribers will re-read; parked ones are served here. */
+  notifyStream(stream: string): void {
+    const set = this.byStream.get(stream)
     if (!set) return
     for (const s of set) if (!s.parked) s.dirty = true
-    if (this.serving.has(deviceId)) {
-      this.servingAgain.add(deviceId)
+    if (this.serving.has(stream)) {
+      this.servingAgain.add(stream)
       return
     }
     this.serving.set(
-      deviceId,
-      this.serve(deviceId).finally(() => this.serving.delete(deviceId)),
+      stream,
+      this.serve(stream).finally(() => this.serving.delete(stream)),
     )
   }
 
@@ -146,22 +150,22 @@ export class SubscriberHub {
     if (this.sweeping) return
     this.sweeping = true
     try {
-      for (const deviceId of [...this.byDevice.keys()]) {
+      for (const stream of [...this.byStream.keys()]) {
         if (this.closing) return
-        this.notifyDevice(deviceId)
-        await this.serving.get(deviceId)
+        this.notifyStream(stream)
+        await this.serving.get(stream)
       }
     } finally {
       this.sweeping = false
     }
   }
 
-  /** One read per distinct cursor among the device's parked subscribers, then a write to each. */
-  private async serve(deviceId: string): Promise<void> {
+  /** One read per distinct cursor among the stream's parked subscribers, then a write to each. */
+  private async serve(stream: string): Promise<void> {
     do {
-      this.servingAgain.delete(deviceId)
+      this.servingAgain.delete(stream)
       const byCursor = new Map<bigint, Subscription[]>()
-      for (const s of this.byDevice.get(deviceId) ?? []) {
+      for (const s of this.byStream.get(stream) ?? []) {
         if (!s.parked) continue
         if (s.recheckChannel) {
           s.notify() // its loop checks the channel before anything is written
@@ -174,7 +178,7 @@ export class SubscriberHub {
       for (const [cursor, group] of byCursor) {
         let rows: EventRow[]
         try {
-          rows = await this.read(deviceId, cursor)
+          rows = await this.read(stream, cursor)
         } catch {
           for (const s of group) s.notify() // each loop reads again and reports what fails
           continue
@@ -193,17 +197,17 @@ export class SubscriberHub {
           if (s.needsDrain || rows.length === this.batch) s.notify()
         }
       }
-    } while (this.servingAgain.has(deviceId))
+    } while (this.servingAgain.has(stream))
   }
 
   /** Hands every subscriber back to its own loop (lost notifications, shutdown). */
   notifyAll(): void {
-    for (const set of this.byDevice.values()) for (const subscription of set) subscription.notify()
+    for (const set of this.byStream.values()) for (const subscription of set) subscription.notify()
   }
 
   count(): number {
     let n = 0
-    for (const set of this.byDevice.values()) n += set.size
+    for (const set of this.byStream.values()) n += set.size
     return n
   }
 

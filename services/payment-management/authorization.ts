@@ -6,13 +6,15 @@ export const rules: Rules<typeof PaymentManagementServiceService> = {
   submitOrder: scoped(allow('instance'), OBJECT_RULES.ownDevice),
   fetchOrder: scoped(allow('terminal'), OBJECT_RULES.channelDevice),
   // Operators read orders for support (they carry no secret); they cannot act on them.
-  getOrder: scoped(allow('instance', 'terminal', 'operator'), OBJECT_RULES.orderDevice),
+  getOrder: scoped(allow('instance', 'terminal', 'operator'), OBJECT_RULES.orderOrClaim),
   listOrders: scoped(allow('instance', 'terminal', 'operator'), OBJECT_RULES.deviceAccess),
-  prepayOrder: scoped(allow('terminal'), OBJECT_RULES.orderDevice),
+  prepayOrder: scoped(allow('terminal'), OBJECT_RULES.orderOrClaim),
   reportPaymentResult: scoped(allowServices('payment-platform'), OBJECT_RULES.prepayKey),
   authorizeTerminal: allowServices('payment-platform'),
-  cancelOrder: scoped(allow('instance', 'terminal'), OBJECT_RULES.orderDevice),
+  cancelOrder: scoped(allow('instance', 'terminal'), OBJECT_RULES.orderOrClaim),
   cancelDeviceOrders: allowServices('account-management'),
   // The same object rule as PrepayOrder (one check in the handlers: orderActedOnBy).
   payThroughRelay: scoped(allow('terminal'), OBJECT_RULES.orderDevice),
+  claimOrder: scoped(allow('terminal'), OBJECT_RULES.orderAccountTerminal),
+  endTerminalClaims: allowServices('account-management'),
 }

@@ -1,11 +1,13 @@
 // What the outbox delivers for PaymentManagement: paid orders to the application (payment step
-// 6), refunds and cancellations to platforms, and events to the device's pipe. Each delivery's id
+// 6), refunds and cancellations to platforms, events to the device's pipe, and pushed and claimed
+// orders to the account's own terminals (their streams, and the push relay). Each delivery's id
 // is the request id the receiver dedupes on, so a retry never acts twice.
 import { status as Status } from '@grpc/grpc-js'
 import type { Kysely } from 'kysely'
-import type { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { inTransaction } from '../runtime/database.ts'
+import { derivedRequestId } from '../runtime/idempotency.ts'
 import { publishEvent } from '../runtime/mesh-calls.ts'
 import type { DeliveryHandler } from '../runtime/outbox.ts'
 import { callPeer, RelayedError } from '../runtime/peer-calls.ts'
@@ -14,6 +16,13 @@ import * as orders from './orders.ts'
 import type { PaymentDatabase } from './store/tables.ts'
 
 export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<string, DeliveryHandler> {
+  /** The enrolled terminals of the account the device is assigned to now. */
+  const terminalsOf = async (deviceId: string): Promise<string[]> => {
+    const { terminals } = await callPeer('account-management', unaryCall(peers.get('account-management'), 'listTerminalsOfDevice', { deviceId }))
+    return terminals.map((t) => t.terminalId)
+  }
+  const publishToTerminals = (requestId: string, terminalIds: string[], kind: EventKind, subjectId: string) =>
+    callPeer('instance-events', unaryCall(peers.get('instance-events'), 'publishToTerminals', { requestId, terminalIds, kind, subjectId }))
   return {
     [orders.TOPICS.fulfil]: async (payload, deliveryId) => {
       const order = await orders.get(db, payload.order_id!)
@@ -75,6 +84,35 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
 
     [orders.TOPICS.event]: async (payload) => {
       await publishEvent(peers, { deviceId: payload.device_id!, kind: Number(payload.kind) as EventKind, subjectId: payload.subject_id! })
+    },
+
+    // An order waiting for payment, to every enrolled terminal of the account its device serves
+    // now (terminals of other accounts get nothing): PAYMENT_PUSHED on each one's stream, and a
+    // wake through the push relay for each, under a request id stable per order and terminal.
+    [orders.TOPICS.push]: async (payload, deliveryId) => {
+      const order = await orders.get(db, payload.order_id!)
+      if (!orders.isWaiting(order)) return // fetched, claimed or ended meanwhile: nothing to push
+      const terminalIds = await terminalsOf(order.device_id)
+      if (terminalIds.length === 0) return
+      await publishToTerminals(deliveryId, terminalIds, EventKind.EVENT_KIND_PAYMENT_PUSHED, order.order_id)
+      for (const terminalId of terminalIds) {
+        await callPeer(
+          'push-relay',
+          unaryCall(peers.get('push-relay'), 'wake', {
+            requestId: derivedRequestId(order.order_id, terminalId, 'wake', String(EventKind.EVENT_KIND_PAYMENT_PUSHED)),
+            terminalId,
+            kind: EventKind.EVENT_KIND_PAYMENT_PUSHED,
+            subjectId: order.order_id,
+          }),
+        )
+      }
+    },
+
+    // A claimed order, to the account's other enrolled terminals: it is no longer theirs to claim.
+    [orders.TOPICS.claimed]: async (payload, deliveryId) => {
+      const order = await orders.get(db, payload.order_id!)
+      const others = (await terminalsOf(order.device_id)).filter((id) => id !== order.claimed_by)
+      if (others.length > 0) await publishToTerminals(deliveryId, others, EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE, order.order_id)
     },
   }
 }

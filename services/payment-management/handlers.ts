@@ -7,6 +7,11 @@ import { TransactionState } from '../../gen/cloudpay/platform/v1/payment_platfor
 import {
   CancelDeviceOrdersRequest,
   CancelDeviceOrdersResponse,
+  ClaimOrderRequest,
+  ClaimOrderResponse,
+  EndTerminalClaimsRequest,
+  EndTerminalClaimsResponse,
+  Gesture,
   CancelOrderRequest,
   CancelOrderResponse,
   FetchOrderRequest,
@@ -30,17 +35,20 @@ import { FailedPreconditionError, PermissionDeniedError, quote, UnavailableError
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, idempotentFlow } from '../runtime/idempotency.ts'
-import { channelCheckVia } from '../runtime/mesh-calls.ts'
+import { channelCheckVia, terminalEnrollment } from '../runtime/mesh-calls.ts'
 import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { callPeer, RelayedError } from '../runtime/peer-calls.ts'
 import { MAX_SEALED_BYTES } from '../runtime/sealed-credentials.ts'
 import type { RpcContext } from '../runtime/rpc.ts'
+import type { ClaimGesture } from '../runtime/config.ts'
+import type { Identity } from '../runtime/identity.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
 import { type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import { handOffs } from './hand-offs.ts'
 import * as orders from './orders.ts'
+import * as store from './store/repository.ts'
 import type { OrderRow } from './store/repository.ts'
 import type { PaymentDatabase } from './store/tables.ts'
 
@@ -72,7 +80,13 @@ const toOrder = (row: OrderRow): Order => ({
   expireTime: row.expires_at,
   endReason: row.end_reason,
   traceParent: traceParentOf(restoreContext(row.trace_context)),
+  claimedByTerminalId: row.claimed_by ?? '',
+  claimGesture: row.claim_gesture ? GESTURES[row.claim_gesture as ClaimGesture] : Gesture.GESTURE_UNSPECIFIED,
+  claimTime: row.claimed_at ?? undefined,
 })
+
+const GESTURES: Record<ClaimGesture, Gesture> = { tap: Gesture.GESTURE_TAP, slide: Gesture.GESTURE_SLIDE, lift: Gesture.GESTURE_LIFT }
+const gestureName = (gesture: Gesture): ClaimGesture | undefined => (Object.keys(GESTURES) as ClaimGesture[]).find((name) => GESTURES[name] === gesture)
 
 const ORDER_ID: Format = { pattern: UUID_PATTERN, description: 'must be an order id returned by SubmitOrder' }
 /** Platforms sign with their service key: base64url of an ECDSA or RSA (up to 4096-bit) signature. */
@@ -120,15 +134,33 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       .finally(() => (sweeping = false))
   }, sweepMs)
   sweeper.unref()
-  const mayActFor = (ctx: { caller: Parameters<typeof assertMayActForDevice>[0]; signal: AbortSignal }, deviceId: string) =>
-    assertMayActForDevice(ctx.caller, deviceId, channelCheckVia(deps.peers, ctx.signal))
+  /**
+   * The one place that decides who may act for a device, or for one of its orders: an instance
+   * for its own device; a terminal with an open channel to the device; and, for an order, the
+   * enrolled terminal that claimed it, while it is enrolled in the account the device serves
+   * (its removal ends that at once). Operators and services pass (their rules admit them).
+   */
+  const mayActFor = async (ctx: { caller: Identity; signal: AbortSignal }, deviceId: string, order?: OrderRow | string): Promise<void> => {
+    if (ctx.caller.role === 'terminal' && order !== undefined) {
+      const row = typeof order === 'string' ? await store.findOrder(db, order) : order
+      if (row && row.device_id === deviceId && row.claimed_by === ctx.caller.id) {
+        if ((await terminalEnrollment(deps.peers, ctx.caller.id, { deviceId, signal: ctx.signal }))?.servesDevice) return
+        if (!(await channelCheckVia(deps.peers, ctx.signal)(deviceId, ctx.caller.id))) {
+          throw new PermissionDeniedError(
+            'CLAIM_ENDED',
+            `terminal ${ctx.caller.id} claimed order ${row.order_id} but is no longer enrolled in the account device ${deviceId} serves`,
+          )
+        }
+        return
+      }
+    }
+    await assertMayActForDevice(ctx.caller, deviceId, channelCheckVia(deps.peers, ctx.signal))
+  }
   /**
    * Who may act on an order (prepay, pay through the relay, cancel; and AuthorizeTerminal's
-   * answer to a platform): as for the order's device, its own instance or a terminal with an
-   * open channel to it. The one place this object rule is checked, so another way for a terminal
-   * to hold an order extends it here.
+   * answer to a platform): mayActFor with the order, so its claimer is admitted too.
    */
-  const assertMayActForOrder = (ctx: { caller: Parameters<typeof assertMayActForDevice>[0]; signal: AbortSignal }, order: OrderRow) => mayActFor(ctx, order.device_id)
+  const assertMayActForOrder = (ctx: { caller: Identity; signal: AbortSignal }, order: OrderRow) => mayActFor(ctx, order.device_id, order)
   /** The order a request names, if it is the named device's and the caller may act on it. */
   const orderActedOnBy = async (ctx: RpcContext, deviceId: string, orderId: string): Promise<OrderRow> => {
     const order = await orders.get(db, orderId)
@@ -141,7 +173,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
     submitOrder: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.appOrderId, 'app_order_id'))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      return idempotentFlow(db, callOf(ctx, request, SubmitOrderRequest, SubmitOrderResponse), (commit) => {
+      const reply = await idempotentFlow(db, callOf(ctx, request, SubmitOrderRequest, SubmitOrderResponse), (commit) => {
         // The order's id exists from the start, so every span of the submission carries it.
         const orderId = randomUUID()
         return tagged({ orderId, deviceId: request.deviceId }, async () => {
@@ -167,6 +199,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           return commit(async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs)) }))
         })
       })
+      outbox.kick() // the push to the account's terminals
+      return reply
     },
 
     fetchOrder: async (request, ctx) => {
@@ -182,7 +216,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
     getOrder: async (request, ctx) => {
       validate((v) => v.format(request.orderId, 'order_id', ORDER_ID))
       const order = await orders.get(db, request.orderId)
-      await mayActFor(ctx, order.device_id)
+      await mayActFor(ctx, order.device_id, order)
       return { order: toOrder(order) }
     },
 
@@ -335,7 +369,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       if (!order) return { allowed: false, reason: 'no order is paid with this transaction' }
       return tagged({ orderId: order.order_id, deviceId: order.device_id, platformId: request.platformId }, async () => {
         try {
-          await assertMayActForOrder({ caller: { role: 'terminal', id: request.terminalId }, signal: ctx.signal }, order)
+          await mayActFor({ caller: { role: 'terminal', id: request.terminalId }, signal: ctx.signal }, order.device_id, order)
           return { allowed: true, reason: '' }
         } catch (error) {
           if (error instanceof PermissionDeniedError) return { allowed: false, reason: error.message }
@@ -374,6 +408,48 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           orderIds: (await orders.cancelDeviceOrders(trx, request.deviceId, request.submittedBefore!)).map((order) => order.order_id),
         })),
       )
+      outbox.kick()
+      return reply
+    },
+
+    claimOrder: async (request, ctx) => {
+      const accepted = deps.config.terminals.claimGestures
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .format(request.orderId, 'order_id', ORDER_ID)
+          .oneOf(
+            request.gesture,
+            'gesture',
+            accepted.map((name) => GESTURES[name]),
+            `must be one of ${accepted.map((name) => Gesture[GESTURES[name]]).join(', ')}`,
+          ),
+      )
+      const order = await orders.get(db, request.orderId)
+      const reply = await idempotentFlow(db, callOf(ctx, request, ClaimOrderRequest, ClaimOrderResponse), (commit) =>
+        tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
+          // Only a terminal enrolled in the account the order's device serves now; the question is asked before the transaction.
+          const enrollment = await terminalEnrollment(deps.peers, ctx.caller.id, { deviceId: order.device_id, seen: true, signal: ctx.signal })
+          if (!enrollment?.servesDevice) {
+            throw new PermissionDeniedError('NOT_ENROLLED_FOR_ORDER', `terminal ${ctx.caller.id} is not enrolled in the account of order ${order.order_id}'s device`)
+          }
+          return commit(async (trx) => ({ order: toOrder(await orders.claim(trx, order.order_id, ctx.caller.id, gestureName(request.gesture)!)) }))
+        }),
+      )
+      outbox.kick() // the other terminals are told
+      return reply
+    },
+
+    endTerminalClaims: async (request, ctx) => {
+      validate((v) =>
+        v
+          .requestId(request.requestId)
+          .id(request.terminalId, 'terminal_id')
+          .check(request.claimedBefore !== undefined, 'claimed_before', 'is required'),
+      )
+      const reply = await idempotent(db, callOf(ctx, request, EndTerminalClaimsRequest, EndTerminalClaimsResponse), async (trx) => ({
+        orderIds: (await orders.endTerminalClaims(trx, request.terminalId, request.claimedBefore!)).map((order) => order.order_id),
+      }))
       outbox.kick()
       return reply
     },

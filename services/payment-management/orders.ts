@@ -33,7 +33,16 @@ export const TRANSITIONS: Readonly<Record<OrderState, readonly OrderState[]>> = 
   refunded: [],
 }
 
-export const TOPICS = { fulfil: 'fulfil', refund: 'refund', cancelPrepay: 'cancel-prepay', event: 'event' } as const
+export const TOPICS = {
+  fulfil: 'fulfil',
+  refund: 'refund',
+  cancelPrepay: 'cancel-prepay',
+  event: 'event',
+  /** A submitted order to the enrolled terminals of the device's account: their streams, the push relay. */
+  push: 'push',
+  /** A claimed order to the account's other enrolled terminals. */
+  claimed: 'claimed',
+} as const
 
 const sources = (to: OrderState): OrderState[] => (Object.keys(TRANSITIONS) as OrderState[]).filter((from) => TRANSITIONS[from].includes(to))
 
@@ -81,6 +90,8 @@ export async function submit(
     trace_context: captureContext(),
   })
   if (!row) throw new AlreadyExistsError('ORDER_ALREADY_SUBMITTED', `app_order_id ${input.appOrderId} was already submitted`)
+  // Pushed to the account's own terminals, in the order's trace (the outbox keeps the context).
+  await enqueue(db, TOPICS.push, { order_id: row.order_id }, derivedRequestId(row.order_id, 'push'))
   return row
 }
 
@@ -110,6 +121,41 @@ export async function fetchNext(trx: Trx, deviceId: string): Promise<store.Order
   const next = await store.lockEarliestWaiting(trx, deviceId, now)
   if (!next) throw new NotFoundError('NO_ORDER_WAITING', `device ${deviceId} has no order waiting to be fetched`)
   return transition(trx, next.order_id, 'fetched', { fetched_at: now })
+}
+
+/**
+ * Claims a pushed order for an enrolled terminal (the caller checked it may): the first claim
+ * wins; the terminal that won already gets its order again; anyone else is refused. The
+ * account's other terminals are told through the outbox.
+ */
+export async function claim(trx: Trx, orderId: string, terminalId: string, gesture: string): Promise<store.OrderRow> {
+  const now = new Date()
+  const claimed = await store.claimOrder(trx, orderId, { terminalId, gesture, now })
+  if (claimed) {
+    trace.getActiveSpan()?.addEvent('order state', { 'cloudpay.order_id': orderId, 'cloudpay.order_state': 'fetched', 'cloudpay.claim_gesture': gesture })
+    await enqueue(trx, TOPICS.claimed, { order_id: orderId }, derivedRequestId(orderId, 'claimed'))
+    return claimed
+  }
+  const order = await get(trx, orderId)
+  if (order.claimed_by === terminalId) return order
+  if (order.claimed_by !== null) throw new FailedPreconditionError('ORDER_ALREADY_CLAIMED', `order ${orderId} was claimed by another terminal of the account`)
+  if (order.state === 'submitted') throw new FailedPreconditionError('ORDER_EXPIRED', `order ${orderId} expired at ${order.expires_at.toISOString()}`)
+  throw new FailedPreconditionError('ORDER_NOT_CLAIMABLE', `order ${orderId} is ${order.state}; only a submitted order can be claimed`, { state: order.state })
+}
+
+/** Whether a pushed order still waits for a terminal (nothing to push once it was fetched, claimed or ended). */
+export const isWaiting = (order: store.OrderRow): boolean => order.state === 'submitted' && order.claimed_by === null
+
+/**
+ * Ends the pending claims of a terminal removed from its account: its unpaid orders claimed
+ * before the removal are cancelled (prepays at platforms too). Call in a transaction.
+ */
+export async function endTerminalClaims(trx: Trx, terminalId: string, claimedBefore: Date): Promise<store.OrderRow[]> {
+  const cancelled: store.OrderRow[] = []
+  for (const order of await store.lockUnpaidClaimedBy(trx, terminalId, claimedBefore)) {
+    cancelled.push(await cancel(trx, order.order_id, 'the terminal that claimed it was removed from the account'))
+  }
+  return cancelled
 }
 
 /** Checks that an order can be sent to a platform now; returns its collection account there. */

@@ -30,6 +30,12 @@ export const OBJECT_RULES = {
   prepayKey: "only a result signed with the result key the platform gave for that order's prepay",
   boundedIssuance: 'opening balances at most CLOUDPAY_OPENING_BALANCE_MAX_MINOR',
   publishableKinds: 'an instance for its own device, LOGIN_REQUESTED and PAYMENT_REQUESTED only; each service only the kinds it answers with',
+  enrollingTerminal: 'a terminal only itself (its certificate id), after proving the account password as a login does',
+  accountTerminals: "an enrolled terminal only its own account's terminals; an operator any account's",
+  ownTerminalStream: 'a terminal only its own stream (chosen by its certificate), and only while enrolled',
+  terminalKinds: 'payment-management PAYMENT_PUSHED and ORDER_CLAIMED_ELSEWHERE only; account-management TERMINAL_REMOVED only',
+  orderOrClaim: "as for the order's device: its own instance, a terminal with an open channel to it; or the enrolled terminal that claimed the order",
+  orderAccountTerminal: "a terminal enrolled in the account the order's device is assigned to now",
 } as const
 
 /** The same rule, with the object rule its handler enforces. */

@@ -1,7 +1,7 @@
 // Configuration from the environment, read once by an entry point (main/mesh/cli) and passed down.
 import { join, resolve } from 'node:path'
 
-export const SERVICE_NAMES = ['account-management', 'payment-management', 'instance-events', 'payment-platform', 'app-service'] as const
+export const SERVICE_NAMES = ['account-management', 'payment-management', 'instance-events', 'payment-platform', 'app-service', 'push-relay'] as const
 export type ServiceName = (typeof SERVICE_NAMES)[number]
 
 export const DEFAULT_PORTS: Readonly<Record<ServiceName, number>> = {
@@ -10,6 +10,7 @@ export const DEFAULT_PORTS: Readonly<Record<ServiceName, number>> = {
   'instance-events': 50053,
   'payment-platform': 50054,
   'app-service': 50055,
+  'push-relay': 50056,
 }
 
 export function isServiceName(value: string): value is ServiceName {
@@ -46,6 +47,7 @@ export interface Config {
   readonly events: EventSettings
   readonly payment: PaymentSettings
   readonly retention: RetentionSettings
+  readonly terminals: TerminalSettings
   /** Base64 of 32 bytes sealing account numbers at rest; unset means a development key under <home>/keys. */
   readonly dataKey: string | undefined
   /** Where spans are kept locally for `cloudpay trace`; undefined when switched off. */
@@ -103,6 +105,20 @@ export interface RetentionSettings {
   /** AppService's ended-assignment tombstones, from the end; at least the longest token or session TTL. */
   readonly tombstoneMs: number
 }
+
+/** How terminals enrolled in an account claim pushed orders. */
+export interface TerminalSettings {
+  /** The most terminals one cloud account may have enrolled. */
+  readonly maxPerAccount: number
+  /** The gestures ClaimOrder accepts. */
+  readonly claimGestures: readonly ClaimGesture[]
+}
+
+/** The most CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT may be (every list of an account's terminals fits in one message). */
+export const MOST_TERMINALS_PER_ACCOUNT = 100
+
+export const CLAIM_GESTURES = ['tap', 'slide', 'lift'] as const
+export type ClaimGesture = (typeof CLAIM_GESTURES)[number]
 
 export interface LoginSettings {
   /** How long a started login waits for the person. */
@@ -173,6 +189,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxOpeningBalanceMinor: BigInt(positiveInt(env, 'CLOUDPAY_OPENING_BALANCE_MAX_MINOR', 1_000_000)),
     }),
     retention: retentionFrom(env),
+    terminals: Object.freeze({
+      maxPerAccount: boundedInt(env, 'CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT', 10, MOST_TERMINALS_PER_ACCOUNT),
+      claimGestures: Object.freeze(claimGestures(env)),
+    }),
     dataKey: nonEmpty(env.CLOUDPAY_DATA_KEY),
     traceFile: env.CLOUDPAY_TRACE_FILE === 'off' ? undefined : resolve(env.CLOUDPAY_TRACE_FILE ?? join(env.CLOUDPAY_HOME ?? '.cloudpay', 'traces', 'spans.jsonl')),
     events: Object.freeze({
@@ -239,6 +259,23 @@ function platformIds(env: NodeJS.ProcessEnv): string[] {
     throw new ConfigError(`CLOUDPAY_PLATFORM_IDS must be a comma-separated list of platform ids ([A-Za-z0-9._-], up to 64 characters each), got ${quote(env.CLOUDPAY_PLATFORM_IDS ?? '')}`)
   }
   return ids
+}
+
+function claimGestures(env: NodeJS.ProcessEnv): ClaimGesture[] {
+  const raw = nonEmpty(env.CLOUDPAY_CLAIM_GESTURES)
+  if (raw === undefined) return [...CLAIM_GESTURES]
+  const gestures = raw.split(',').map((g) => g.trim().toLowerCase())
+  if (gestures.some((g) => !(CLAIM_GESTURES as readonly string[]).includes(g))) {
+    throw new ConfigError(`CLOUDPAY_CLAIM_GESTURES must be a comma-separated list of ${CLAIM_GESTURES.join(', ')}, got ${quote(raw)}`)
+  }
+  return [...new Set(gestures as ClaimGesture[])]
+}
+
+/** A positive integer up to `max`. */
+function boundedInt(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
+  const value = positiveInt(env, name, fallback)
+  if (value > max) throw new ConfigError(`${name} must be at most ${max}, got ${quote(String(value))}`)
+  return value
 }
 
 /** A value for an error message: JSON-quoted and cut short, whatever was set. */

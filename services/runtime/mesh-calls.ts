@@ -1,10 +1,13 @@
 // Calls every service makes the same way: is a terminal connected to a device (InstanceEvents
-// knows), and telling a device something on its Notify pipe.
+// knows), telling a device something on its Notify pipe, and is a terminal enrolled in an
+// account (AccountManagement knows).
+import { status as Status } from '@grpc/grpc-js'
+import type { AccountTerminal } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import type { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { unaryCall } from './client.ts'
 import type { ChannelCheck } from './device-access.ts'
 import { derivedRequestId } from './idempotency.ts'
-import { callPeer } from './peer-calls.ts'
+import { callPeer, RelayedError } from './peer-calls.ts'
 import type { Peers } from './peers.ts'
 
 export function channelCheckVia(peers: Peers, signal?: AbortSignal): ChannelCheck {
@@ -25,4 +28,27 @@ export async function publishEvent(peers: Peers, event: { deviceId: string; kind
     unaryCall(peers.get('instance-events'), 'publish', { requestId, deviceId: event.deviceId, kind: event.kind, subjectId: event.subjectId }, { signal, deadlineMs: 5_000 }),
   )
   return reply.event?.sequence ?? 0n
+}
+
+/** A terminal's enrolment as AccountManagement records it: undefined when it is enrolled nowhere. */
+export async function terminalEnrollment(
+  peers: Peers,
+  terminalId: string,
+  options: { deviceId?: string; seen?: boolean; signal?: AbortSignal } = {},
+): Promise<{ terminal: AccountTerminal; servesDevice: boolean } | undefined> {
+  try {
+    const reply = await callPeer(
+      'account-management',
+      unaryCall(
+        peers.get('account-management'),
+        'getTerminalEnrollment',
+        { terminalId, deviceId: options.deviceId ?? '', seen: options.seen ?? false },
+        { signal: options.signal, deadlineMs: 5_000 },
+      ),
+    )
+    return { terminal: reply.terminal!, servesDevice: reply.servesDevice }
+  } catch (error) {
+    if (error instanceof RelayedError && error.code === Status.NOT_FOUND) return undefined
+    throw error
+  }
 }

@@ -6,6 +6,7 @@ import { AppServiceClient } from '../../gen/cloudpay/app/v1/app_service.ts'
 import { InstanceEventsServiceClient } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { PaymentManagementServiceClient } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { PaymentPlatformServiceClient } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
+import { PushRelayServiceClient } from '../../gen/cloudpay/push/v1/push_relay_service.ts'
 import { createClient } from './client.ts'
 import type { ServiceName } from './config.ts'
 
@@ -15,6 +16,8 @@ export const SERVICE_CLIENTS = {
   'instance-events': InstanceEventsServiceClient,
   'payment-platform': PaymentPlatformServiceClient,
   'app-service': AppServiceClient,
+  // The development relay in the mesh, or a real one at CLOUDPAY_PUSH_RELAY_ADDR.
+  'push-relay': PushRelayServiceClient,
 } as const satisfies Record<ServiceName, unknown>
 
 export type ClientOf<Name extends ServiceName> = InstanceType<(typeof SERVICE_CLIENTS)[Name]>

@@ -1,26 +1,36 @@
-// Follows a device's Notify stream from a test, waiting on events (never on sleeps).
-import { Metadata, type ServiceError, status as Status } from '@grpc/grpc-js'
-import type { Event, InstanceEventsServiceClient, NotifyResponse } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+// Follows a device's Notify stream, or a terminal's own stream, from a test, waiting on events
+// (never on sleeps).
+import { type ClientReadableStream, Metadata, type ServiceError, status as Status } from '@grpc/grpc-js'
+import type { Event, InstanceEventsServiceClient, NotifyResponse, TerminalEvent, FollowTerminalResponse } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import { statusDetailsOf } from '../../services/runtime/errors.ts'
 
-export interface Subscriber {
-  readonly events: Event[]
+export interface Subscriber<E = Event> {
+  readonly events: E[]
   /** Resolves once at least `count` events arrived (rejects if the stream ends first or after timeoutMs). */
-  waitFor(count: number, timeoutMs?: number): Promise<Event[]>
+  waitFor(count: number, timeoutMs?: number): Promise<E[]>
   /** Resolves with the first event matching `predicate` (rejects if the stream ends first or after timeoutMs). */
-  waitForEvent(predicate: (event: Event) => boolean, timeoutMs?: number): Promise<Event>
-  /** Resolves with the stream's final status code. */
-  readonly ended: Promise<{ code: Status; details: string }>
+  waitForEvent(predicate: (event: E) => boolean, timeoutMs?: number): Promise<E>
+  /** Resolves with the stream's final status code (and its ErrorInfo reason, if any). */
+  readonly ended: Promise<{ code: Status; details: string; reason?: string }>
   cancel(): void
 }
 
 export function subscribe(client: InstanceEventsServiceClient, deviceId: string, afterSequence = 0n): Subscriber {
-  const events: Event[] = []
+  return follow(client.notify({ deviceId, afterSequence }, new Metadata()), (message: NotifyResponse) => message.event)
+}
+
+/** Follows the calling terminal's own stream (FollowTerminal): the client's identity chooses it. */
+export function followTerminal(client: InstanceEventsServiceClient, afterSequence = 0n): Subscriber<TerminalEvent> {
+  return follow(client.followTerminal({ afterSequence }, new Metadata()), (message: FollowTerminalResponse) => message.event)
+}
+
+function follow<M, E>(call: ClientReadableStream<M>, eventOf: (message: M) => E | undefined): Subscriber<E> {
+  const events: E[] = []
   const waiters = new Set<() => void>()
-  const call = client.notify({ deviceId, afterSequence }, new Metadata())
-  let endedWith: { code: Status; details: string } | undefined
-  const ended = new Promise<{ code: Status; details: string }>((resolve) => {
+  let endedWith: { code: Status; details: string; reason?: string } | undefined
+  const ended = new Promise<{ code: Status; details: string; reason?: string }>((resolve) => {
     call.on('error', (error: ServiceError) => {
-      endedWith = { code: error.code, details: error.details }
+      endedWith = { code: error.code, details: error.details, reason: statusDetailsOf(error.metadata).reason }
       resolve(endedWith)
       for (const w of waiters) w()
     })
@@ -30,8 +40,9 @@ export function subscribe(client: InstanceEventsServiceClient, deviceId: string,
       for (const w of waiters) w()
     })
   })
-  call.on('data', (message: NotifyResponse) => {
-    if (message.event) events.push(message.event)
+  call.on('data', (message: M) => {
+    const event = eventOf(message)
+    if (event) events.push(event)
     for (const w of waiters) w()
   })
   return {

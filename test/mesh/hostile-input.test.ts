@@ -13,11 +13,13 @@ import { AppServiceService } from '../../gen/cloudpay/app/v1/app_service.ts'
 import { InstanceEventsServiceService } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { PaymentManagementServiceService } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { PaymentPlatformServiceService } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
+import { PushRelayServiceService } from '../../gen/cloudpay/push/v1/push_relay_service.ts'
 import { rules as accountRules } from '../../services/account-management/authorization.ts'
 import { rules as appRules } from '../../services/app-service/authorization.ts'
 import { rules as eventRules } from '../../services/instance-events/authorization.ts'
 import { rules as paymentRules } from '../../services/payment-management/authorization.ts'
 import { rules as platformRules } from '../../services/payment-platform/authorization.ts'
+import { rules as relayRules } from '../../services/push-relay/authorization.ts'
 import { type Rule, rulesByPath } from '../../services/runtime/authz.ts'
 import type { ServiceName } from '../../services/runtime/config.ts'
 import { formatIdentity, type Identity } from '../../services/runtime/identity.ts'
@@ -33,6 +35,7 @@ const HOSTS: Record<string, { name: ServiceName; rules: ReadonlyMap<string, Rule
   'cloudpay.events.v1.InstanceEventsService': { name: 'instance-events', rules: rulesByPath(InstanceEventsServiceService, eventRules) },
   'cloudpay.platform.v1.PaymentPlatformService': { name: 'payment-platform', rules: rulesByPath(PaymentPlatformServiceService, platformRules) },
   'cloudpay.app.v1.AppService': { name: 'app-service', rules: rulesByPath(AppServiceService, appRules) },
+  'cloudpay.push.v1.PushRelayService': { name: 'push-relay', rules: rulesByPath(PushRelayServiceService, relayRules) },
 }
 const SERVER_FAULTS = new Set([Status.INTERNAL, Status.UNKNOWN, Status.DEADLINE_EXCEEDED, Status.DATA_LOSS])
 

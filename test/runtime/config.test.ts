@@ -20,6 +20,9 @@ test('every variable is validated, and the error names it', () => {
     CLOUDPAY_OUTBOX_MAX_ATTEMPTS: 'many',
     CLOUDPAY_SEALING_KEY_ROTATION_MS: '0',
     CLOUDPAY_SEALING_KEY_GRACE_MS: '-1',
+    CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT: '1000',
+    CLOUDPAY_CLAIM_GESTURES: 'tap,wink',
+    CLOUDPAY_PUSH_RELAY_ADDR: 'relay',
   }
   for (const [name, value] of Object.entries(bad)) {
     assert.throws(() => loadConfig({ [name]: value }), (error: unknown) => error instanceof ConfigError && error.message.startsWith(name), `${name}=${value}`)
@@ -37,4 +40,7 @@ test('the defaults and good values load', () => {
   assert.equal(loadConfig({ CLOUDPAY_OUTBOX_LEASE_MS: '5000' }).payment.outboxLeaseMs, 5_000)
   assert.equal(config.payment.sealingKeyRotationMs, 24 * 3_600_000)
   assert.equal(config.payment.sealingKeyGraceMs, 3_600_000)
+  assert.equal(config.addresses['push-relay'], '127.0.0.1:50056')
+  assert.deepEqual(config.terminals, { maxPerAccount: 10, claimGestures: ['tap', 'slide', 'lift'] })
+  assert.deepEqual(loadConfig({ CLOUDPAY_CLAIM_GESTURES: ' Tap,lift ', CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT: '3' }).terminals, { maxPerAccount: 3, claimGestures: ['tap', 'lift'] })
 })

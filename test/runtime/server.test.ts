@@ -74,6 +74,8 @@ before(async () => {
       checkChannel: notImplemented('CheckChannel'),
       publish: notImplemented('Publish'),
       listEvents: notImplemented('ListEvents'),
+      followTerminal: notImplemented('FollowTerminal'),
+      publishToTerminals: notImplemented('PublishToTerminals'),
     },
     runtime,
   )

@@ -2,6 +2,7 @@
 import { type Kysely, type Selectable, sql, type Transaction } from 'kysely'
 import type {
   AccountDatabase,
+  AccountTerminalsTable,
   AppAccountBindingsTable,
   CloudAccountsTable,
   InstanceAssignmentsTable,
@@ -338,4 +339,63 @@ export async function deleteLoginFailuresBefore(db: Db, before: Date, limit: num
     )
     .executeTakeFirst()
   return Number(result.numDeletedRows)
+}
+
+export type AccountTerminalRow = Selectable<AccountTerminalsTable>
+
+export async function findAccountTerminal(db: Db, terminalId: string): Promise<AccountTerminalRow | undefined> {
+  return db.selectFrom('account_terminals').selectAll().where('terminal_id', '=', terminalId).executeTakeFirst()
+}
+
+export async function lockAccountTerminal(trx: Transaction<AccountDatabase>, terminalId: string): Promise<AccountTerminalRow | undefined> {
+  return trx.selectFrom('account_terminals').selectAll().where('terminal_id', '=', terminalId).forUpdate().executeTakeFirst()
+}
+
+/** The account's row, locked until the transaction ends: enrolments in one account take turns (its terminal count holds). */
+export async function lockCloudAccount(trx: Transaction<AccountDatabase>, accountId: string): Promise<CloudAccountRow | undefined> {
+  return trx.selectFrom('cloud_accounts').selectAll().where('account_id', '=', accountId).forUpdate().executeTakeFirst()
+}
+
+export async function countAccountTerminals(db: Db, accountId: string): Promise<number> {
+  const row = await db
+    .selectFrom('account_terminals')
+    .select((eb) => eb.fn.countAll<string>().as('n'))
+    .where('account_id', '=', accountId)
+    .executeTakeFirstOrThrow()
+  return Number(row.n)
+}
+
+/** Inserts an enrolment; undefined when the terminal is enrolled (anywhere) already. */
+export async function insertAccountTerminal(
+  db: Db,
+  terminal: { terminalId: string; accountId: string; enrollmentId: string; displayName: string },
+): Promise<AccountTerminalRow | undefined> {
+  return db
+    .insertInto('account_terminals')
+    .values({ terminal_id: terminal.terminalId, account_id: terminal.accountId, enrollment_id: terminal.enrollmentId, display_name: terminal.displayName })
+    .onConflict((oc) => oc.column('terminal_id').doNothing())
+    .returningAll()
+    .executeTakeFirst()
+}
+
+export async function deleteAccountTerminal(db: Db, terminalId: string): Promise<AccountTerminalRow | undefined> {
+  return db.deleteFrom('account_terminals').where('terminal_id', '=', terminalId).returningAll().executeTakeFirst()
+}
+
+/** The account's terminals in enrolment order, after `afterSeq`; `limit` rows at most. */
+export async function listAccountTerminals(db: Db, accountId: string, afterSeq: bigint | undefined, limit: number): Promise<AccountTerminalRow[]> {
+  let query = db.selectFrom('account_terminals').selectAll().where('account_id', '=', accountId).orderBy('seq').limit(limit)
+  if (afterSeq !== undefined) query = query.where('seq', '>', afterSeq)
+  return query.execute()
+}
+
+/** Moves last_seen_at to now when it is a minute old or more (one write a minute at most); the row when it moved. */
+export async function touchAccountTerminal(db: Db, terminalId: string): Promise<AccountTerminalRow | undefined> {
+  return db
+    .updateTable('account_terminals')
+    .set({ last_seen_at: sql`now()` })
+    .where('terminal_id', '=', terminalId)
+    .where('last_seen_at', '<', sql<Date>`now() - interval '1 minute'`)
+    .returningAll()
+    .executeTakeFirst()
 }

@@ -51,7 +51,8 @@ export interface LoginTokensTable {
   ended_at: Date | null
 }
 
-export type ThrottleScope = 'account' | 'device'
+/** Failed credential checks count per account, and per device (logins) or terminal (enrolments). */
+export type ThrottleScope = 'account' | 'device' | 'terminal'
 
 export interface LoginFailuresTable {
   scope: ThrottleScope
@@ -80,7 +81,23 @@ export interface PaymentBindingsTable {
   bound_at: Generated<Date>
 }
 
+/** A terminal enrolled in a cloud account: one account at a time per terminal. */
+export interface AccountTerminalsTable {
+  /** The terminal's mesh certificate id. */
+  terminal_id: string
+  account_id: string
+  /** New on each enrolment: what the end of this enrolment is told under (TERMINAL_REMOVED). */
+  enrollment_id: string
+  display_name: string
+  /** Enrolment order, for stable pages. */
+  seq: Generated<bigint>
+  enrolled_at: Generated<Date>
+  /** Kept to the minute: a terminal following its stream or claiming moves it at most once a minute. */
+  last_seen_at: Generated<Date>
+}
+
 export interface AccountDatabase {
+  account_terminals: AccountTerminalsTable
   payment_bindings: PaymentBindingsTable
   logins: LoginsTable
   login_tokens: LoginTokensTable

@@ -15,6 +15,7 @@ export interface ChannelsTable {
   closed_at: Date | null
 }
 
+/** One row per stream: `device_id` holds the stream key (a device id, or terminal/<id>; pipe.ts). */
 export interface DeviceStreamsTable {
   device_id: string
   /** The sequence number of the device's newest event (never reused, even after expiry). */
@@ -22,6 +23,7 @@ export interface DeviceStreamsTable {
 }
 
 export interface EventsTable {
+  /** The stream key: a device id, or terminal/<terminal id> for a terminal's own stream (pipe.ts). */
   device_id: string
   sequence: bigint
   /** EventKind name without its prefix, e.g. LOGIN_VERIFIED. */

@@ -44,13 +44,14 @@ export async function lockOrderBySerial(trx: Transaction<PaymentDatabase>, platf
   return trx.selectFrom('orders').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).forUpdate().executeTakeFirst()
 }
 
-/** The device's earliest unexpired order not yet fetched, locked (others fetching skip it). */
+/** The device's earliest unexpired order not yet fetched (nor claimed), locked (others fetching skip it). */
 export async function lockEarliestWaiting(trx: Transaction<PaymentDatabase>, deviceId: string, now: Date): Promise<OrderRow | undefined> {
   return trx
     .selectFrom('orders')
     .selectAll()
     .where('device_id', '=', deviceId)
     .where('state', '=', 'submitted')
+    .where('claimed_by', 'is', null)
     .where('expires_at', '>', now)
     .orderBy('seq')
     .limit(1)
@@ -107,4 +108,34 @@ export async function findExpired(db: Db, now: Date, limit: number): Promise<Ord
 /** Looks at an order for expiry again no sooner than `until`. */
 export async function deferExpiry(db: Db, orderId: string, until: Date): Promise<void> {
   await db.updateTable('orders').set({ expiry_recheck_at: until }).where('order_id', '=', orderId).execute()
+}
+
+/**
+ * The first claim of a pushed order wins, on any replica: one conditional update from SUBMITTED
+ * (unclaimed, unexpired) to FETCHED, bound to the terminal. Undefined when the order was
+ * claimed, fetched, ended or expired first.
+ */
+export async function claimOrder(db: Db, orderId: string, claim: { terminalId: string; gesture: string; now: Date }): Promise<OrderRow | undefined> {
+  return db
+    .updateTable('orders')
+    .set({ state: 'fetched', fetched_at: claim.now, claimed_by: claim.terminalId, claim_gesture: claim.gesture, claimed_at: claim.now, updated_at: claim.now })
+    .where('order_id', '=', orderId)
+    .where('state', '=', 'submitted')
+    .where('claimed_by', 'is', null)
+    .where('expires_at', '>', claim.now)
+    .returningAll()
+    .executeTakeFirst()
+}
+
+/** Unpaid orders a terminal claimed before `claimedBefore`, locked, oldest first. */
+export async function lockUnpaidClaimedBy(trx: Transaction<PaymentDatabase>, terminalId: string, claimedBefore: Date): Promise<OrderRow[]> {
+  return trx
+    .selectFrom('orders')
+    .selectAll()
+    .where('claimed_by', '=', terminalId)
+    .where('claimed_at', '<', claimedBefore)
+    .where('state', 'in', [...UNPAID])
+    .orderBy('seq')
+    .forUpdate()
+    .execute()
 }

@@ -32,6 +32,11 @@ export interface OrdersTable {
   result_public_key: Uint8Array | null
   /** Past its deadline but paid at the platform (or the platform out of reach): not looked at for expiry again before this. */
   expiry_recheck_at: Generated<Date | null>
+  /** The enrolled terminal that claimed the pushed order (ClaimOrder); null unless claimed. */
+  claimed_by: Generated<string | null>
+  /** The gesture it was claimed with, for audit: tap, slide or lift. */
+  claim_gesture: Generated<string | null>
+  claimed_at: Generated<Date | null>
 }
 
 export interface PaymentDatabase {

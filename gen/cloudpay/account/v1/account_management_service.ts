@@ -168,6 +168,24 @@ export interface PaymentAccountBinding {
   bindTime: Date | undefined;
 }
 
+/** A terminal enrolled in a cloud account (a person's own phone, tablet or watch). */
+export interface AccountTerminal {
+  /** The terminal's id: the id of its mesh certificate (spiffe://cloudpay.local/terminal/<id>). */
+  terminalId: string;
+  /** The cloud account it is enrolled in. */
+  accountId: string;
+  /** Opaque id of this enrolment: new each time the terminal enrols. */
+  enrollmentId: string;
+  /** The name the person gave it, 1-64 characters. */
+  displayName: string;
+  /** When it enrolled. */
+  enrollTime:
+    | Date
+    | undefined;
+  /** When it last followed its stream or claimed an order (kept to the minute). */
+  lastSeenTime: Date | undefined;
+}
+
 /** Request for RegisterCloudAccount. */
 export interface RegisterCloudAccountRequest {
   /** Idempotency key (AIP-155): a UUID; a retry with the same id returns the first answer. */
@@ -472,6 +490,100 @@ export interface ResolvePaymentAccountResponse {
   platformId: string;
   /** The payer account in clear, for the platform's prepay only. Never logged. */
   payerAccount: string;
+}
+
+/** Request for EnrollTerminal. */
+export interface EnrollTerminalRequest {
+  /** Idempotency key (AIP-155). */
+  requestId: string;
+  /** The cloud account to enrol in. */
+  accountId: string;
+  /** The account's password, 1-256 characters. Never stored, never logged. */
+  password: string;
+  /** A name for the terminal the person recognises ("Ada's phone"), 1-64 characters. */
+  displayName: string;
+}
+
+/** Response for EnrollTerminal. */
+export interface EnrollTerminalResponse {
+  /** The calling terminal's enrolment. */
+  terminal: AccountTerminal | undefined;
+}
+
+/** Request for ListAccountTerminals. */
+export interface ListAccountTerminalsRequest {
+  /**
+   * The account whose terminals to list: required for an operator; a terminal may leave it
+   * empty (or name its own account).
+   */
+  accountId: string;
+  /** At most this many terminals (1-1000; 0 means 100). */
+  pageSize: number;
+  /** The next_page_token of the previous page, or empty for the first page. */
+  pageToken: string;
+}
+
+/** Response for ListAccountTerminals. */
+export interface ListAccountTerminalsResponse {
+  /** One page of terminals, oldest enrolment first. */
+  terminals: AccountTerminal[];
+  /** Token for the next page; empty when this is the last page. */
+  nextPageToken: string;
+}
+
+/** Request for RemoveTerminal. */
+export interface RemoveTerminalRequest {
+  /** Idempotency key (AIP-155). */
+  requestId: string;
+  /** The terminal to remove (the caller itself included). */
+  terminalId: string;
+}
+
+/** Response for RemoveTerminal. */
+export interface RemoveTerminalResponse {
+  /** The enrolment that was removed. */
+  terminal:
+    | AccountTerminal
+    | undefined;
+  /**
+   * Whether InstanceEvents ended the terminal's stream and PaymentManagement its pending claims
+   * before this reply; when false they still happen (retried until acknowledged).
+   */
+  grantsEnded: boolean;
+}
+
+/** Request for ListTerminalsOfDevice. */
+export interface ListTerminalsOfDeviceRequest {
+  /** The device (instance) whose current account's terminals to list. */
+  deviceId: string;
+}
+
+/** Response for ListTerminalsOfDevice. */
+export interface ListTerminalsOfDeviceResponse {
+  /** The account the device is assigned to; empty when it is not assigned. */
+  accountId: string;
+  /** Its enrolled terminals, oldest enrolment first (at most CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT). */
+  terminals: AccountTerminal[];
+}
+
+/** Request for GetTerminalEnrollment. */
+export interface GetTerminalEnrollmentRequest {
+  /** The terminal. */
+  terminalId: string;
+  /** Optional: a device; the reply says whether it is assigned to the terminal's account now. */
+  deviceId: string;
+  /** Record that the terminal was seen now (it follows its stream or claims an order). */
+  seen: boolean;
+}
+
+/** Response for GetTerminalEnrollment. */
+export interface GetTerminalEnrollmentResponse {
+  /** The terminal's enrolment. */
+  terminal:
+    | AccountTerminal
+    | undefined;
+  /** Whether device_id is assigned to the terminal's account now (false when device_id is empty). */
+  servesDevice: boolean;
 }
 
 function createBaseCloudAccount(): CloudAccount {
@@ -1131,6 +1243,186 @@ export const PaymentAccountBinding: MessageFns<PaymentAccountBinding> = {
     message.maskedPayerAccount = object.maskedPayerAccount ?? "";
     message.isDefault = object.isDefault ?? false;
     message.bindTime = object.bindTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseAccountTerminal(): AccountTerminal {
+  return {
+    terminalId: "",
+    accountId: "",
+    enrollmentId: "",
+    displayName: "",
+    enrollTime: undefined,
+    lastSeenTime: undefined,
+  };
+}
+
+export const AccountTerminal: MessageFns<AccountTerminal> = {
+  encode(message: AccountTerminal, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.terminalId !== "") {
+      writer.uint32(10).string(message.terminalId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.enrollmentId !== "") {
+      writer.uint32(26).string(message.enrollmentId);
+    }
+    if (message.displayName !== "") {
+      writer.uint32(34).string(message.displayName);
+    }
+    if (message.enrollTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.enrollTime), writer.uint32(42).fork()).join();
+    }
+    if (message.lastSeenTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.lastSeenTime), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AccountTerminal {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccountTerminal();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.enrollmentId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.displayName = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.enrollTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.lastSeenTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AccountTerminal {
+    return {
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      enrollmentId: isSet(object.enrollmentId)
+        ? globalThis.String(object.enrollmentId)
+        : isSet(object.enrollment_id)
+        ? globalThis.String(object.enrollment_id)
+        : "",
+      displayName: isSet(object.displayName)
+        ? globalThis.String(object.displayName)
+        : isSet(object.display_name)
+        ? globalThis.String(object.display_name)
+        : "",
+      enrollTime: isSet(object.enrollTime)
+        ? fromJsonTimestamp(object.enrollTime)
+        : isSet(object.enroll_time)
+        ? fromJsonTimestamp(object.enroll_time)
+        : undefined,
+      lastSeenTime: isSet(object.lastSeenTime)
+        ? fromJsonTimestamp(object.lastSeenTime)
+        : isSet(object.last_seen_time)
+        ? fromJsonTimestamp(object.last_seen_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: AccountTerminal): unknown {
+    const obj: any = {};
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.enrollmentId !== "") {
+      obj.enrollmentId = message.enrollmentId;
+    }
+    if (message.displayName !== "") {
+      obj.displayName = message.displayName;
+    }
+    if (message.enrollTime !== undefined) {
+      obj.enrollTime = message.enrollTime.toISOString();
+    }
+    if (message.lastSeenTime !== undefined) {
+      obj.lastSeenTime = message.lastSeenTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AccountTerminal>, I>>(base?: I): AccountTerminal {
+    return AccountTerminal.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AccountTerminal>, I>>(object: I): AccountTerminal {
+    const message = createBaseAccountTerminal();
+    message.terminalId = object.terminalId ?? "";
+    message.accountId = object.accountId ?? "";
+    message.enrollmentId = object.enrollmentId ?? "";
+    message.displayName = object.displayName ?? "";
+    message.enrollTime = object.enrollTime ?? undefined;
+    message.lastSeenTime = object.lastSeenTime ?? undefined;
     return message;
   },
 };
@@ -4377,6 +4669,960 @@ export const ResolvePaymentAccountResponse: MessageFns<ResolvePaymentAccountResp
   },
 };
 
+function createBaseEnrollTerminalRequest(): EnrollTerminalRequest {
+  return { requestId: "", accountId: "", password: "", displayName: "" };
+}
+
+export const EnrollTerminalRequest: MessageFns<EnrollTerminalRequest> = {
+  encode(message: EnrollTerminalRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.password !== "") {
+      writer.uint32(26).string(message.password);
+    }
+    if (message.displayName !== "") {
+      writer.uint32(34).string(message.displayName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnrollTerminalRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnrollTerminalRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.password = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.displayName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnrollTerminalRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      password: isSet(object.password) ? globalThis.String(object.password) : "",
+      displayName: isSet(object.displayName)
+        ? globalThis.String(object.displayName)
+        : isSet(object.display_name)
+        ? globalThis.String(object.display_name)
+        : "",
+    };
+  },
+
+  toJSON(message: EnrollTerminalRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.password !== "") {
+      obj.password = message.password;
+    }
+    if (message.displayName !== "") {
+      obj.displayName = message.displayName;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnrollTerminalRequest>, I>>(base?: I): EnrollTerminalRequest {
+    return EnrollTerminalRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnrollTerminalRequest>, I>>(object: I): EnrollTerminalRequest {
+    const message = createBaseEnrollTerminalRequest();
+    message.requestId = object.requestId ?? "";
+    message.accountId = object.accountId ?? "";
+    message.password = object.password ?? "";
+    message.displayName = object.displayName ?? "";
+    return message;
+  },
+};
+
+function createBaseEnrollTerminalResponse(): EnrollTerminalResponse {
+  return { terminal: undefined };
+}
+
+export const EnrollTerminalResponse: MessageFns<EnrollTerminalResponse> = {
+  encode(message: EnrollTerminalResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.terminal !== undefined) {
+      AccountTerminal.encode(message.terminal, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnrollTerminalResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnrollTerminalResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.terminal = AccountTerminal.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnrollTerminalResponse {
+    return { terminal: isSet(object.terminal) ? AccountTerminal.fromJSON(object.terminal) : undefined };
+  },
+
+  toJSON(message: EnrollTerminalResponse): unknown {
+    const obj: any = {};
+    if (message.terminal !== undefined) {
+      obj.terminal = AccountTerminal.toJSON(message.terminal);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnrollTerminalResponse>, I>>(base?: I): EnrollTerminalResponse {
+    return EnrollTerminalResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnrollTerminalResponse>, I>>(object: I): EnrollTerminalResponse {
+    const message = createBaseEnrollTerminalResponse();
+    message.terminal = (object.terminal !== undefined && object.terminal !== null)
+      ? AccountTerminal.fromPartial(object.terminal)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListAccountTerminalsRequest(): ListAccountTerminalsRequest {
+  return { accountId: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListAccountTerminalsRequest: MessageFns<ListAccountTerminalsRequest> = {
+  encode(message: ListAccountTerminalsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAccountTerminalsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAccountTerminalsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAccountTerminalsRequest {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAccountTerminalsRequest): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAccountTerminalsRequest>, I>>(base?: I): ListAccountTerminalsRequest {
+    return ListAccountTerminalsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAccountTerminalsRequest>, I>>(object: I): ListAccountTerminalsRequest {
+    const message = createBaseListAccountTerminalsRequest();
+    message.accountId = object.accountId ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListAccountTerminalsResponse(): ListAccountTerminalsResponse {
+  return { terminals: [], nextPageToken: "" };
+}
+
+export const ListAccountTerminalsResponse: MessageFns<ListAccountTerminalsResponse> = {
+  encode(message: ListAccountTerminalsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.terminals) {
+      AccountTerminal.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAccountTerminalsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListAccountTerminalsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.terminals.push(AccountTerminal.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListAccountTerminalsResponse {
+    return {
+      terminals: globalThis.Array.isArray(object?.terminals)
+        ? object.terminals.map((e: any) => AccountTerminal.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListAccountTerminalsResponse): unknown {
+    const obj: any = {};
+    if (message.terminals?.length) {
+      obj.terminals = message.terminals.map((e) => AccountTerminal.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListAccountTerminalsResponse>, I>>(base?: I): ListAccountTerminalsResponse {
+    return ListAccountTerminalsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListAccountTerminalsResponse>, I>>(object: I): ListAccountTerminalsResponse {
+    const message = createBaseListAccountTerminalsResponse();
+    message.terminals = object.terminals?.map((e) => AccountTerminal.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseRemoveTerminalRequest(): RemoveTerminalRequest {
+  return { requestId: "", terminalId: "" };
+}
+
+export const RemoveTerminalRequest: MessageFns<RemoveTerminalRequest> = {
+  encode(message: RemoveTerminalRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.terminalId !== "") {
+      writer.uint32(18).string(message.terminalId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveTerminalRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveTerminalRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveTerminalRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RemoveTerminalRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveTerminalRequest>, I>>(base?: I): RemoveTerminalRequest {
+    return RemoveTerminalRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveTerminalRequest>, I>>(object: I): RemoveTerminalRequest {
+    const message = createBaseRemoveTerminalRequest();
+    message.requestId = object.requestId ?? "";
+    message.terminalId = object.terminalId ?? "";
+    return message;
+  },
+};
+
+function createBaseRemoveTerminalResponse(): RemoveTerminalResponse {
+  return { terminal: undefined, grantsEnded: false };
+}
+
+export const RemoveTerminalResponse: MessageFns<RemoveTerminalResponse> = {
+  encode(message: RemoveTerminalResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.terminal !== undefined) {
+      AccountTerminal.encode(message.terminal, writer.uint32(10).fork()).join();
+    }
+    if (message.grantsEnded !== false) {
+      writer.uint32(16).bool(message.grantsEnded);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveTerminalResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveTerminalResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.terminal = AccountTerminal.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.grantsEnded = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RemoveTerminalResponse {
+    return {
+      terminal: isSet(object.terminal) ? AccountTerminal.fromJSON(object.terminal) : undefined,
+      grantsEnded: isSet(object.grantsEnded)
+        ? globalThis.Boolean(object.grantsEnded)
+        : isSet(object.grants_ended)
+        ? globalThis.Boolean(object.grants_ended)
+        : false,
+    };
+  },
+
+  toJSON(message: RemoveTerminalResponse): unknown {
+    const obj: any = {};
+    if (message.terminal !== undefined) {
+      obj.terminal = AccountTerminal.toJSON(message.terminal);
+    }
+    if (message.grantsEnded !== false) {
+      obj.grantsEnded = message.grantsEnded;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RemoveTerminalResponse>, I>>(base?: I): RemoveTerminalResponse {
+    return RemoveTerminalResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RemoveTerminalResponse>, I>>(object: I): RemoveTerminalResponse {
+    const message = createBaseRemoveTerminalResponse();
+    message.terminal = (object.terminal !== undefined && object.terminal !== null)
+      ? AccountTerminal.fromPartial(object.terminal)
+      : undefined;
+    message.grantsEnded = object.grantsEnded ?? false;
+    return message;
+  },
+};
+
+function createBaseListTerminalsOfDeviceRequest(): ListTerminalsOfDeviceRequest {
+  return { deviceId: "" };
+}
+
+export const ListTerminalsOfDeviceRequest: MessageFns<ListTerminalsOfDeviceRequest> = {
+  encode(message: ListTerminalsOfDeviceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deviceId !== "") {
+      writer.uint32(10).string(message.deviceId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTerminalsOfDeviceRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTerminalsOfDeviceRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTerminalsOfDeviceRequest {
+    return {
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListTerminalsOfDeviceRequest): unknown {
+    const obj: any = {};
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListTerminalsOfDeviceRequest>, I>>(base?: I): ListTerminalsOfDeviceRequest {
+    return ListTerminalsOfDeviceRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListTerminalsOfDeviceRequest>, I>>(object: I): ListTerminalsOfDeviceRequest {
+    const message = createBaseListTerminalsOfDeviceRequest();
+    message.deviceId = object.deviceId ?? "";
+    return message;
+  },
+};
+
+function createBaseListTerminalsOfDeviceResponse(): ListTerminalsOfDeviceResponse {
+  return { accountId: "", terminals: [] };
+}
+
+export const ListTerminalsOfDeviceResponse: MessageFns<ListTerminalsOfDeviceResponse> = {
+  encode(message: ListTerminalsOfDeviceResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accountId !== "") {
+      writer.uint32(10).string(message.accountId);
+    }
+    for (const v of message.terminals) {
+      AccountTerminal.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListTerminalsOfDeviceResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListTerminalsOfDeviceResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.terminals.push(AccountTerminal.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListTerminalsOfDeviceResponse {
+    return {
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      terminals: globalThis.Array.isArray(object?.terminals)
+        ? object.terminals.map((e: any) => AccountTerminal.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ListTerminalsOfDeviceResponse): unknown {
+    const obj: any = {};
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.terminals?.length) {
+      obj.terminals = message.terminals.map((e) => AccountTerminal.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListTerminalsOfDeviceResponse>, I>>(base?: I): ListTerminalsOfDeviceResponse {
+    return ListTerminalsOfDeviceResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListTerminalsOfDeviceResponse>, I>>(
+    object: I,
+  ): ListTerminalsOfDeviceResponse {
+    const message = createBaseListTerminalsOfDeviceResponse();
+    message.accountId = object.accountId ?? "";
+    message.terminals = object.terminals?.map((e) => AccountTerminal.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseGetTerminalEnrollmentRequest(): GetTerminalEnrollmentRequest {
+  return { terminalId: "", deviceId: "", seen: false };
+}
+
+export const GetTerminalEnrollmentRequest: MessageFns<GetTerminalEnrollmentRequest> = {
+  encode(message: GetTerminalEnrollmentRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.terminalId !== "") {
+      writer.uint32(10).string(message.terminalId);
+    }
+    if (message.deviceId !== "") {
+      writer.uint32(18).string(message.deviceId);
+    }
+    if (message.seen !== false) {
+      writer.uint32(24).bool(message.seen);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTerminalEnrollmentRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTerminalEnrollmentRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.deviceId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.seen = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTerminalEnrollmentRequest {
+    return {
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+      deviceId: isSet(object.deviceId)
+        ? globalThis.String(object.deviceId)
+        : isSet(object.device_id)
+        ? globalThis.String(object.device_id)
+        : "",
+      seen: isSet(object.seen) ? globalThis.Boolean(object.seen) : false,
+    };
+  },
+
+  toJSON(message: GetTerminalEnrollmentRequest): unknown {
+    const obj: any = {};
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    if (message.deviceId !== "") {
+      obj.deviceId = message.deviceId;
+    }
+    if (message.seen !== false) {
+      obj.seen = message.seen;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetTerminalEnrollmentRequest>, I>>(base?: I): GetTerminalEnrollmentRequest {
+    return GetTerminalEnrollmentRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetTerminalEnrollmentRequest>, I>>(object: I): GetTerminalEnrollmentRequest {
+    const message = createBaseGetTerminalEnrollmentRequest();
+    message.terminalId = object.terminalId ?? "";
+    message.deviceId = object.deviceId ?? "";
+    message.seen = object.seen ?? false;
+    return message;
+  },
+};
+
+function createBaseGetTerminalEnrollmentResponse(): GetTerminalEnrollmentResponse {
+  return { terminal: undefined, servesDevice: false };
+}
+
+export const GetTerminalEnrollmentResponse: MessageFns<GetTerminalEnrollmentResponse> = {
+  encode(message: GetTerminalEnrollmentResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.terminal !== undefined) {
+      AccountTerminal.encode(message.terminal, writer.uint32(10).fork()).join();
+    }
+    if (message.servesDevice !== false) {
+      writer.uint32(16).bool(message.servesDevice);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetTerminalEnrollmentResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetTerminalEnrollmentResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.terminal = AccountTerminal.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.servesDevice = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetTerminalEnrollmentResponse {
+    return {
+      terminal: isSet(object.terminal) ? AccountTerminal.fromJSON(object.terminal) : undefined,
+      servesDevice: isSet(object.servesDevice)
+        ? globalThis.Boolean(object.servesDevice)
+        : isSet(object.serves_device)
+        ? globalThis.Boolean(object.serves_device)
+        : false,
+    };
+  },
+
+  toJSON(message: GetTerminalEnrollmentResponse): unknown {
+    const obj: any = {};
+    if (message.terminal !== undefined) {
+      obj.terminal = AccountTerminal.toJSON(message.terminal);
+    }
+    if (message.servesDevice !== false) {
+      obj.servesDevice = message.servesDevice;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetTerminalEnrollmentResponse>, I>>(base?: I): GetTerminalEnrollmentResponse {
+    return GetTerminalEnrollmentResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetTerminalEnrollmentResponse>, I>>(
+    object: I,
+  ): GetTerminalEnrollmentResponse {
+    const message = createBaseGetTerminalEnrollmentResponse();
+    message.terminal = (object.terminal !== undefined && object.terminal !== null)
+      ? AccountTerminal.fromPartial(object.terminal)
+      : undefined;
+    message.servesDevice = object.servesDevice ?? false;
+    return message;
+  },
+};
+
 /**
  * AccountManagement owns cloud accounts, which account each instance (device id) is rented
  * to, login verification and login tokens, and the bindings from a cloud account to its app
@@ -4630,6 +5876,91 @@ export const AccountManagementServiceService = {
       Buffer.from(ResolvePaymentAccountResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ResolvePaymentAccountResponse => ResolvePaymentAccountResponse.decode(value),
   },
+  /**
+   * Enrols the calling terminal (its certificate id) in a cloud account, once, by proving the
+   * account's password exactly as VerifyLogin does: the same slow hash, the same failure counting
+   * and locks (per account and per terminal, RESOURCE_EXHAUSTED with reason LOGIN_LOCKED), and a
+   * wrong password is PERMISSION_DENIED (reason PASSWORD_WRONG). A terminal belongs to one
+   * account at a time: enrolled elsewhere it is FAILED_PRECONDITION (TERMINAL_ENROLLED_ELSEWHERE);
+   * enrolled in this account already, the enrolment in force is returned. At most
+   * CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT terminals per account (FAILED_PRECONDITION,
+   * TERMINAL_LIMIT_REACHED). Opens no channel. Caller: terminal.
+   */
+  enrollTerminal: {
+    path: "/cloudpay.account.v1.AccountManagementService/EnrollTerminal" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EnrollTerminalRequest): Buffer =>
+      Buffer.from(EnrollTerminalRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EnrollTerminalRequest => EnrollTerminalRequest.decode(value),
+    responseSerialize: (value: EnrollTerminalResponse): Buffer =>
+      Buffer.from(EnrollTerminalResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EnrollTerminalResponse => EnrollTerminalResponse.decode(value),
+  },
+  /**
+   * Lists a cloud account's enrolled terminals, oldest first, paginated (AIP-158). Caller: an
+   * enrolled terminal (its own account's), operator (any account).
+   */
+  listAccountTerminals: {
+    path: "/cloudpay.account.v1.AccountManagementService/ListAccountTerminals" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListAccountTerminalsRequest): Buffer =>
+      Buffer.from(ListAccountTerminalsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListAccountTerminalsRequest => ListAccountTerminalsRequest.decode(value),
+    responseSerialize: (value: ListAccountTerminalsResponse): Buffer =>
+      Buffer.from(ListAccountTerminalsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListAccountTerminalsResponse => ListAccountTerminalsResponse.decode(value),
+  },
+  /**
+   * Removes a terminal from its account. In the same transaction the end of its push stream and of
+   * its pending claims is recorded and then delivered at least once: InstanceEvents appends
+   * TERMINAL_REMOVED to the terminal's stream (a FollowTerminal stream ends PERMISSION_DENIED,
+   * reason TERMINAL_REMOVED, on every replica) and PaymentManagement cancels the unpaid orders it
+   * claimed. The reply waits a few seconds for both: grants_ended says whether they arrived.
+   * Caller: an enrolled terminal of the same account, operator.
+   */
+  removeTerminal: {
+    path: "/cloudpay.account.v1.AccountManagementService/RemoveTerminal" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveTerminalRequest): Buffer =>
+      Buffer.from(RemoveTerminalRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveTerminalRequest => RemoveTerminalRequest.decode(value),
+    responseSerialize: (value: RemoveTerminalResponse): Buffer =>
+      Buffer.from(RemoveTerminalResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RemoveTerminalResponse => RemoveTerminalResponse.decode(value),
+  },
+  /**
+   * The enrolled terminals of the cloud account a device is assigned to now (none when it is
+   * not assigned): who is pushed an order of that device. Caller: payment-management.
+   */
+  listTerminalsOfDevice: {
+    path: "/cloudpay.account.v1.AccountManagementService/ListTerminalsOfDevice" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListTerminalsOfDeviceRequest): Buffer =>
+      Buffer.from(ListTerminalsOfDeviceRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListTerminalsOfDeviceRequest => ListTerminalsOfDeviceRequest.decode(value),
+    responseSerialize: (value: ListTerminalsOfDeviceResponse): Buffer =>
+      Buffer.from(ListTerminalsOfDeviceResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListTerminalsOfDeviceResponse => ListTerminalsOfDeviceResponse.decode(value),
+  },
+  /**
+   * A terminal's enrolment (NOT_FOUND, reason TERMINAL_NOT_ENROLLED, when it has none), and
+   * whether a device is assigned to its account now. Caller: instance-events, payment-management.
+   */
+  getTerminalEnrollment: {
+    path: "/cloudpay.account.v1.AccountManagementService/GetTerminalEnrollment" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetTerminalEnrollmentRequest): Buffer =>
+      Buffer.from(GetTerminalEnrollmentRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetTerminalEnrollmentRequest => GetTerminalEnrollmentRequest.decode(value),
+    responseSerialize: (value: GetTerminalEnrollmentResponse): Buffer =>
+      Buffer.from(GetTerminalEnrollmentResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetTerminalEnrollmentResponse => GetTerminalEnrollmentResponse.decode(value),
+  },
 } as const;
 
 export interface AccountManagementServiceServer extends UntypedServiceImplementation {
@@ -4714,6 +6045,41 @@ export interface AccountManagementServiceServer extends UntypedServiceImplementa
    * be sent to its platform (payment step 4). Caller: payment-management.
    */
   resolvePaymentAccount: handleUnaryCall<ResolvePaymentAccountRequest, ResolvePaymentAccountResponse>;
+  /**
+   * Enrols the calling terminal (its certificate id) in a cloud account, once, by proving the
+   * account's password exactly as VerifyLogin does: the same slow hash, the same failure counting
+   * and locks (per account and per terminal, RESOURCE_EXHAUSTED with reason LOGIN_LOCKED), and a
+   * wrong password is PERMISSION_DENIED (reason PASSWORD_WRONG). A terminal belongs to one
+   * account at a time: enrolled elsewhere it is FAILED_PRECONDITION (TERMINAL_ENROLLED_ELSEWHERE);
+   * enrolled in this account already, the enrolment in force is returned. At most
+   * CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT terminals per account (FAILED_PRECONDITION,
+   * TERMINAL_LIMIT_REACHED). Opens no channel. Caller: terminal.
+   */
+  enrollTerminal: handleUnaryCall<EnrollTerminalRequest, EnrollTerminalResponse>;
+  /**
+   * Lists a cloud account's enrolled terminals, oldest first, paginated (AIP-158). Caller: an
+   * enrolled terminal (its own account's), operator (any account).
+   */
+  listAccountTerminals: handleUnaryCall<ListAccountTerminalsRequest, ListAccountTerminalsResponse>;
+  /**
+   * Removes a terminal from its account. In the same transaction the end of its push stream and of
+   * its pending claims is recorded and then delivered at least once: InstanceEvents appends
+   * TERMINAL_REMOVED to the terminal's stream (a FollowTerminal stream ends PERMISSION_DENIED,
+   * reason TERMINAL_REMOVED, on every replica) and PaymentManagement cancels the unpaid orders it
+   * claimed. The reply waits a few seconds for both: grants_ended says whether they arrived.
+   * Caller: an enrolled terminal of the same account, operator.
+   */
+  removeTerminal: handleUnaryCall<RemoveTerminalRequest, RemoveTerminalResponse>;
+  /**
+   * The enrolled terminals of the cloud account a device is assigned to now (none when it is
+   * not assigned): who is pushed an order of that device. Caller: payment-management.
+   */
+  listTerminalsOfDevice: handleUnaryCall<ListTerminalsOfDeviceRequest, ListTerminalsOfDeviceResponse>;
+  /**
+   * A terminal's enrolment (NOT_FOUND, reason TERMINAL_NOT_ENROLLED, when it has none), and
+   * whether a device is assigned to its account now. Caller: instance-events, payment-management.
+   */
+  getTerminalEnrollment: handleUnaryCall<GetTerminalEnrollmentRequest, GetTerminalEnrollmentResponse>;
 }
 
 export interface AccountManagementServiceClient extends Client {
@@ -5035,6 +6401,111 @@ export interface AccountManagementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ResolvePaymentAccountResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Enrols the calling terminal (its certificate id) in a cloud account, once, by proving the
+   * account's password exactly as VerifyLogin does: the same slow hash, the same failure counting
+   * and locks (per account and per terminal, RESOURCE_EXHAUSTED with reason LOGIN_LOCKED), and a
+   * wrong password is PERMISSION_DENIED (reason PASSWORD_WRONG). A terminal belongs to one
+   * account at a time: enrolled elsewhere it is FAILED_PRECONDITION (TERMINAL_ENROLLED_ELSEWHERE);
+   * enrolled in this account already, the enrolment in force is returned. At most
+   * CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT terminals per account (FAILED_PRECONDITION,
+   * TERMINAL_LIMIT_REACHED). Opens no channel. Caller: terminal.
+   */
+  enrollTerminal(
+    request: EnrollTerminalRequest,
+    callback: (error: ServiceError | null, response: EnrollTerminalResponse) => void,
+  ): ClientUnaryCall;
+  enrollTerminal(
+    request: EnrollTerminalRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EnrollTerminalResponse) => void,
+  ): ClientUnaryCall;
+  enrollTerminal(
+    request: EnrollTerminalRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EnrollTerminalResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists a cloud account's enrolled terminals, oldest first, paginated (AIP-158). Caller: an
+   * enrolled terminal (its own account's), operator (any account).
+   */
+  listAccountTerminals(
+    request: ListAccountTerminalsRequest,
+    callback: (error: ServiceError | null, response: ListAccountTerminalsResponse) => void,
+  ): ClientUnaryCall;
+  listAccountTerminals(
+    request: ListAccountTerminalsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListAccountTerminalsResponse) => void,
+  ): ClientUnaryCall;
+  listAccountTerminals(
+    request: ListAccountTerminalsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListAccountTerminalsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Removes a terminal from its account. In the same transaction the end of its push stream and of
+   * its pending claims is recorded and then delivered at least once: InstanceEvents appends
+   * TERMINAL_REMOVED to the terminal's stream (a FollowTerminal stream ends PERMISSION_DENIED,
+   * reason TERMINAL_REMOVED, on every replica) and PaymentManagement cancels the unpaid orders it
+   * claimed. The reply waits a few seconds for both: grants_ended says whether they arrived.
+   * Caller: an enrolled terminal of the same account, operator.
+   */
+  removeTerminal(
+    request: RemoveTerminalRequest,
+    callback: (error: ServiceError | null, response: RemoveTerminalResponse) => void,
+  ): ClientUnaryCall;
+  removeTerminal(
+    request: RemoveTerminalRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RemoveTerminalResponse) => void,
+  ): ClientUnaryCall;
+  removeTerminal(
+    request: RemoveTerminalRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RemoveTerminalResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The enrolled terminals of the cloud account a device is assigned to now (none when it is
+   * not assigned): who is pushed an order of that device. Caller: payment-management.
+   */
+  listTerminalsOfDevice(
+    request: ListTerminalsOfDeviceRequest,
+    callback: (error: ServiceError | null, response: ListTerminalsOfDeviceResponse) => void,
+  ): ClientUnaryCall;
+  listTerminalsOfDevice(
+    request: ListTerminalsOfDeviceRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListTerminalsOfDeviceResponse) => void,
+  ): ClientUnaryCall;
+  listTerminalsOfDevice(
+    request: ListTerminalsOfDeviceRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListTerminalsOfDeviceResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * A terminal's enrolment (NOT_FOUND, reason TERMINAL_NOT_ENROLLED, when it has none), and
+   * whether a device is assigned to its account now. Caller: instance-events, payment-management.
+   */
+  getTerminalEnrollment(
+    request: GetTerminalEnrollmentRequest,
+    callback: (error: ServiceError | null, response: GetTerminalEnrollmentResponse) => void,
+  ): ClientUnaryCall;
+  getTerminalEnrollment(
+    request: GetTerminalEnrollmentRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetTerminalEnrollmentResponse) => void,
+  ): ClientUnaryCall;
+  getTerminalEnrollment(
+    request: GetTerminalEnrollmentRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetTerminalEnrollmentResponse) => void,
   ): ClientUnaryCall;
 }
 

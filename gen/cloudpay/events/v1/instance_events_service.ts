@@ -42,6 +42,18 @@ export enum EventKind {
   EVENT_KIND_ORDER_EFFECTIVE = 5,
   /** EVENT_KIND_ORDER_FAILED - The order ended without taking effect; subject: the order id. */
   EVENT_KIND_ORDER_FAILED = 6,
+  /**
+   * EVENT_KIND_PAYMENT_PUSHED - On a terminal's stream: an instance of the terminal's account asks for payment; subject:
+   * the order id (ClaimOrder claims it).
+   */
+  EVENT_KIND_PAYMENT_PUSHED = 7,
+  /** EVENT_KIND_ORDER_CLAIMED_ELSEWHERE - On a terminal's stream: another terminal of the account claimed the order; subject: the order id. */
+  EVENT_KIND_ORDER_CLAIMED_ELSEWHERE = 8,
+  /**
+   * EVENT_KIND_TERMINAL_REMOVED - On a terminal's stream: the terminal was removed from its account, and the stream ends;
+   * subject: the enrolment id that ended.
+   */
+  EVENT_KIND_TERMINAL_REMOVED = 9,
   UNRECOGNIZED = -1,
 }
 
@@ -68,6 +80,15 @@ export function eventKindFromJSON(object: any): EventKind {
     case 6:
     case "EVENT_KIND_ORDER_FAILED":
       return EventKind.EVENT_KIND_ORDER_FAILED;
+    case 7:
+    case "EVENT_KIND_PAYMENT_PUSHED":
+      return EventKind.EVENT_KIND_PAYMENT_PUSHED;
+    case 8:
+    case "EVENT_KIND_ORDER_CLAIMED_ELSEWHERE":
+      return EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE;
+    case 9:
+    case "EVENT_KIND_TERMINAL_REMOVED":
+      return EventKind.EVENT_KIND_TERMINAL_REMOVED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -91,6 +112,12 @@ export function eventKindToJSON(object: EventKind): string {
       return "EVENT_KIND_ORDER_EFFECTIVE";
     case EventKind.EVENT_KIND_ORDER_FAILED:
       return "EVENT_KIND_ORDER_FAILED";
+    case EventKind.EVENT_KIND_PAYMENT_PUSHED:
+      return "EVENT_KIND_PAYMENT_PUSHED";
+    case EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE:
+      return "EVENT_KIND_ORDER_CLAIMED_ELSEWHERE";
+    case EventKind.EVENT_KIND_TERMINAL_REMOVED:
+      return "EVENT_KIND_TERMINAL_REMOVED";
     case EventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -176,6 +203,24 @@ export interface Event {
    * W3C traceparent of the step that published the event: a subscriber acting on it continues
    * that trace (e.g. the terminal's VerifyLogin joins the instance's login trace). Empty if none.
    */
+  traceParent: string;
+}
+
+/** One event of a terminal's own stream. */
+export interface TerminalEvent {
+  /** The terminal whose stream holds the event. */
+  terminalId: string;
+  /** Position in the terminal's stream: 1, 2, 3... with no gaps. */
+  sequence: bigint;
+  /** What happened: PAYMENT_PUSHED, ORDER_CLAIMED_ELSEWHERE or TERMINAL_REMOVED. */
+  kind: EventKind;
+  /** The id the event is about (an order id, an enrolment id), never a secret. */
+  subjectId: string;
+  /** When the event was stored. */
+  createTime:
+    | Date
+    | undefined;
+  /** W3C traceparent of the step that published it (for PAYMENT_PUSHED: the order's trace). */
   traceParent: string;
 }
 
@@ -316,6 +361,39 @@ export interface ListEventsResponse {
   events: Event[];
   /** Token for the next page; empty when this is the last page. */
   nextPageToken: string;
+}
+
+/** Request for FollowTerminal. */
+export interface FollowTerminalRequest {
+  /**
+   * Deliver events with a greater sequence number; 0 for the whole retained stream. A
+   * subscriber that reconnects passes the last sequence it saw.
+   */
+  afterSequence: bigint;
+}
+
+/** One message of the FollowTerminal stream. */
+export interface FollowTerminalResponse {
+  /** The next event, in sequence order. */
+  event: TerminalEvent | undefined;
+}
+
+/** Request for PublishToTerminals. */
+export interface PublishToTerminalsRequest {
+  /** Idempotency key (AIP-155): with each terminal id, names the event stored for that terminal. */
+  requestId: string;
+  /** The terminals whose streams get the event: 1-100 distinct terminal ids. */
+  terminalIds: string[];
+  /** What happened. */
+  kind: EventKind;
+  /** The order id or enrolment id the event is about. */
+  subjectId: string;
+}
+
+/** Response for PublishToTerminals. */
+export interface PublishToTerminalsResponse {
+  /** The stored events, one per terminal, in the order of terminal_ids. */
+  events: TerminalEvent[];
 }
 
 function createBaseChannel(): Channel {
@@ -646,6 +724,174 @@ export const Event: MessageFns<Event> = {
   fromPartial<I extends Exact<DeepPartial<Event>, I>>(object: I): Event {
     const message = createBaseEvent();
     message.deviceId = object.deviceId ?? "";
+    message.sequence = (object.sequence !== undefined && object.sequence !== null) ? BigInt(object.sequence) : 0n;
+    message.kind = object.kind ?? 0;
+    message.subjectId = object.subjectId ?? "";
+    message.createTime = object.createTime ?? undefined;
+    message.traceParent = object.traceParent ?? "";
+    return message;
+  },
+};
+
+function createBaseTerminalEvent(): TerminalEvent {
+  return { terminalId: "", sequence: 0n, kind: 0, subjectId: "", createTime: undefined, traceParent: "" };
+}
+
+export const TerminalEvent: MessageFns<TerminalEvent> = {
+  encode(message: TerminalEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.terminalId !== "") {
+      writer.uint32(10).string(message.terminalId);
+    }
+    if (message.sequence !== 0n) {
+      if (BigInt.asIntN(64, message.sequence) !== message.sequence) {
+        throw new globalThis.Error("value provided for field message.sequence of type int64 too large");
+      }
+      writer.uint32(16).int64(message.sequence);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(24).int32(message.kind);
+    }
+    if (message.subjectId !== "") {
+      writer.uint32(34).string(message.subjectId);
+    }
+    if (message.createTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.createTime), writer.uint32(42).fork()).join();
+    }
+    if (message.traceParent !== "") {
+      writer.uint32(50).string(message.traceParent);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TerminalEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTerminalEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sequence = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.subjectId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.createTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.traceParent = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TerminalEvent {
+    return {
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+      sequence: isSet(object.sequence) ? BigInt(object.sequence) : 0n,
+      kind: isSet(object.kind) ? eventKindFromJSON(object.kind) : 0,
+      subjectId: isSet(object.subjectId)
+        ? globalThis.String(object.subjectId)
+        : isSet(object.subject_id)
+        ? globalThis.String(object.subject_id)
+        : "",
+      createTime: isSet(object.createTime)
+        ? fromJsonTimestamp(object.createTime)
+        : isSet(object.create_time)
+        ? fromJsonTimestamp(object.create_time)
+        : undefined,
+      traceParent: isSet(object.traceParent)
+        ? globalThis.String(object.traceParent)
+        : isSet(object.trace_parent)
+        ? globalThis.String(object.trace_parent)
+        : "",
+    };
+  },
+
+  toJSON(message: TerminalEvent): unknown {
+    const obj: any = {};
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    if (message.sequence !== 0n) {
+      obj.sequence = message.sequence.toString();
+    }
+    if (message.kind !== 0) {
+      obj.kind = eventKindToJSON(message.kind);
+    }
+    if (message.subjectId !== "") {
+      obj.subjectId = message.subjectId;
+    }
+    if (message.createTime !== undefined) {
+      obj.createTime = message.createTime.toISOString();
+    }
+    if (message.traceParent !== "") {
+      obj.traceParent = message.traceParent;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TerminalEvent>, I>>(base?: I): TerminalEvent {
+    return TerminalEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TerminalEvent>, I>>(object: I): TerminalEvent {
+    const message = createBaseTerminalEvent();
+    message.terminalId = object.terminalId ?? "";
     message.sequence = (object.sequence !== undefined && object.sequence !== null) ? BigInt(object.sequence) : 0n;
     message.kind = object.kind ?? 0;
     message.subjectId = object.subjectId ?? "";
@@ -2193,6 +2439,351 @@ export const ListEventsResponse: MessageFns<ListEventsResponse> = {
   },
 };
 
+function createBaseFollowTerminalRequest(): FollowTerminalRequest {
+  return { afterSequence: 0n };
+}
+
+export const FollowTerminalRequest: MessageFns<FollowTerminalRequest> = {
+  encode(message: FollowTerminalRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.afterSequence !== 0n) {
+      if (BigInt.asIntN(64, message.afterSequence) !== message.afterSequence) {
+        throw new globalThis.Error("value provided for field message.afterSequence of type int64 too large");
+      }
+      writer.uint32(8).int64(message.afterSequence);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FollowTerminalRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFollowTerminalRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.afterSequence = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FollowTerminalRequest {
+    return {
+      afterSequence: isSet(object.afterSequence)
+        ? BigInt(object.afterSequence)
+        : isSet(object.after_sequence)
+        ? BigInt(object.after_sequence)
+        : 0n,
+    };
+  },
+
+  toJSON(message: FollowTerminalRequest): unknown {
+    const obj: any = {};
+    if (message.afterSequence !== 0n) {
+      obj.afterSequence = message.afterSequence.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FollowTerminalRequest>, I>>(base?: I): FollowTerminalRequest {
+    return FollowTerminalRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FollowTerminalRequest>, I>>(object: I): FollowTerminalRequest {
+    const message = createBaseFollowTerminalRequest();
+    message.afterSequence = (object.afterSequence !== undefined && object.afterSequence !== null)
+      ? BigInt(object.afterSequence)
+      : 0n;
+    return message;
+  },
+};
+
+function createBaseFollowTerminalResponse(): FollowTerminalResponse {
+  return { event: undefined };
+}
+
+export const FollowTerminalResponse: MessageFns<FollowTerminalResponse> = {
+  encode(message: FollowTerminalResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.event !== undefined) {
+      TerminalEvent.encode(message.event, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FollowTerminalResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFollowTerminalResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.event = TerminalEvent.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FollowTerminalResponse {
+    return { event: isSet(object.event) ? TerminalEvent.fromJSON(object.event) : undefined };
+  },
+
+  toJSON(message: FollowTerminalResponse): unknown {
+    const obj: any = {};
+    if (message.event !== undefined) {
+      obj.event = TerminalEvent.toJSON(message.event);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FollowTerminalResponse>, I>>(base?: I): FollowTerminalResponse {
+    return FollowTerminalResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FollowTerminalResponse>, I>>(object: I): FollowTerminalResponse {
+    const message = createBaseFollowTerminalResponse();
+    message.event = (object.event !== undefined && object.event !== null)
+      ? TerminalEvent.fromPartial(object.event)
+      : undefined;
+    return message;
+  },
+};
+
+function createBasePublishToTerminalsRequest(): PublishToTerminalsRequest {
+  return { requestId: "", terminalIds: [], kind: 0, subjectId: "" };
+}
+
+export const PublishToTerminalsRequest: MessageFns<PublishToTerminalsRequest> = {
+  encode(message: PublishToTerminalsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    for (const v of message.terminalIds) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(24).int32(message.kind);
+    }
+    if (message.subjectId !== "") {
+      writer.uint32(34).string(message.subjectId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishToTerminalsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishToTerminalsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.terminalIds.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.subjectId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublishToTerminalsRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      terminalIds: globalThis.Array.isArray(object?.terminalIds)
+        ? object.terminalIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.terminal_ids)
+        ? object.terminal_ids.map((e: any) => globalThis.String(e))
+        : [],
+      kind: isSet(object.kind) ? eventKindFromJSON(object.kind) : 0,
+      subjectId: isSet(object.subjectId)
+        ? globalThis.String(object.subjectId)
+        : isSet(object.subject_id)
+        ? globalThis.String(object.subject_id)
+        : "",
+    };
+  },
+
+  toJSON(message: PublishToTerminalsRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.terminalIds?.length) {
+      obj.terminalIds = message.terminalIds;
+    }
+    if (message.kind !== 0) {
+      obj.kind = eventKindToJSON(message.kind);
+    }
+    if (message.subjectId !== "") {
+      obj.subjectId = message.subjectId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PublishToTerminalsRequest>, I>>(base?: I): PublishToTerminalsRequest {
+    return PublishToTerminalsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PublishToTerminalsRequest>, I>>(object: I): PublishToTerminalsRequest {
+    const message = createBasePublishToTerminalsRequest();
+    message.requestId = object.requestId ?? "";
+    message.terminalIds = object.terminalIds?.map((e) => e) || [];
+    message.kind = object.kind ?? 0;
+    message.subjectId = object.subjectId ?? "";
+    return message;
+  },
+};
+
+function createBasePublishToTerminalsResponse(): PublishToTerminalsResponse {
+  return { events: [] };
+}
+
+export const PublishToTerminalsResponse: MessageFns<PublishToTerminalsResponse> = {
+  encode(message: PublishToTerminalsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.events) {
+      TerminalEvent.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishToTerminalsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishToTerminalsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.events.push(TerminalEvent.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublishToTerminalsResponse {
+    return {
+      events: globalThis.Array.isArray(object?.events) ? object.events.map((e: any) => TerminalEvent.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: PublishToTerminalsResponse): unknown {
+    const obj: any = {};
+    if (message.events?.length) {
+      obj.events = message.events.map((e) => TerminalEvent.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PublishToTerminalsResponse>, I>>(base?: I): PublishToTerminalsResponse {
+    return PublishToTerminalsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PublishToTerminalsResponse>, I>>(object: I): PublishToTerminalsResponse {
+    const message = createBasePublishToTerminalsResponse();
+    message.events = object.events?.map((e) => TerminalEvent.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * InstanceEvents is the Notify pipe: durable, ordered, per-device event streams between a cloud
  * application instance, the terminal connected to it, and the services. Events are desensitized
@@ -2301,6 +2892,42 @@ export const InstanceEventsServiceService = {
     responseSerialize: (value: ListEventsResponse): Buffer => Buffer.from(ListEventsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListEventsResponse => ListEventsResponse.decode(value),
   },
+  /**
+   * Streams the calling terminal's own events (its stream is chosen by its certificate alone)
+   * after a sequence number, with Notify's guarantees: stored before delivery, in order, none
+   * twice, resumable with after_sequence, a stalled subscriber cut off (RESOURCE_EXHAUSTED).
+   * Only an enrolled terminal follows (AccountManagement is asked on subscribe; otherwise
+   * PERMISSION_DENIED, reason NOT_ENROLLED); when the terminal is removed its stream delivers
+   * TERMINAL_REMOVED and ends PERMISSION_DENIED (reason TERMINAL_REMOVED). Caller: terminal.
+   */
+  followTerminal: {
+    path: "/cloudpay.events.v1.InstanceEventsService/FollowTerminal" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: FollowTerminalRequest): Buffer =>
+      Buffer.from(FollowTerminalRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FollowTerminalRequest => FollowTerminalRequest.decode(value),
+    responseSerialize: (value: FollowTerminalResponse): Buffer =>
+      Buffer.from(FollowTerminalResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FollowTerminalResponse => FollowTerminalResponse.decode(value),
+  },
+  /**
+   * Appends one event to each of several terminals' streams, stored before it is delivered. Each
+   * terminal's event is stored once per request_id, so a retry with the same request_id stores
+   * nothing twice even when it names other terminals too. Caller: payment-management
+   * (PAYMENT_PUSHED, ORDER_CLAIMED_ELSEWHERE), account-management (TERMINAL_REMOVED).
+   */
+  publishToTerminals: {
+    path: "/cloudpay.events.v1.InstanceEventsService/PublishToTerminals" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PublishToTerminalsRequest): Buffer =>
+      Buffer.from(PublishToTerminalsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PublishToTerminalsRequest => PublishToTerminalsRequest.decode(value),
+    responseSerialize: (value: PublishToTerminalsResponse): Buffer =>
+      Buffer.from(PublishToTerminalsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PublishToTerminalsResponse => PublishToTerminalsResponse.decode(value),
+  },
 } as const;
 
 export interface InstanceEventsServiceServer extends UntypedServiceImplementation {
@@ -2335,6 +2962,22 @@ export interface InstanceEventsServiceServer extends UntypedServiceImplementatio
   notify: handleServerStreamingCall<NotifyRequest, NotifyResponse>;
   /** Lists a device's stored events after a sequence number, paginated (AIP-158). Caller: as Notify. */
   listEvents: handleUnaryCall<ListEventsRequest, ListEventsResponse>;
+  /**
+   * Streams the calling terminal's own events (its stream is chosen by its certificate alone)
+   * after a sequence number, with Notify's guarantees: stored before delivery, in order, none
+   * twice, resumable with after_sequence, a stalled subscriber cut off (RESOURCE_EXHAUSTED).
+   * Only an enrolled terminal follows (AccountManagement is asked on subscribe; otherwise
+   * PERMISSION_DENIED, reason NOT_ENROLLED); when the terminal is removed its stream delivers
+   * TERMINAL_REMOVED and ends PERMISSION_DENIED (reason TERMINAL_REMOVED). Caller: terminal.
+   */
+  followTerminal: handleServerStreamingCall<FollowTerminalRequest, FollowTerminalResponse>;
+  /**
+   * Appends one event to each of several terminals' streams, stored before it is delivered. Each
+   * terminal's event is stored once per request_id, so a retry with the same request_id stores
+   * nothing twice even when it names other terminals too. Caller: payment-management
+   * (PAYMENT_PUSHED, ORDER_CLAIMED_ELSEWHERE), account-management (TERMINAL_REMOVED).
+   */
+  publishToTerminals: handleUnaryCall<PublishToTerminalsRequest, PublishToTerminalsResponse>;
 }
 
 export interface InstanceEventsServiceClient extends Client {
@@ -2471,6 +3114,44 @@ export interface InstanceEventsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListEventsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Streams the calling terminal's own events (its stream is chosen by its certificate alone)
+   * after a sequence number, with Notify's guarantees: stored before delivery, in order, none
+   * twice, resumable with after_sequence, a stalled subscriber cut off (RESOURCE_EXHAUSTED).
+   * Only an enrolled terminal follows (AccountManagement is asked on subscribe; otherwise
+   * PERMISSION_DENIED, reason NOT_ENROLLED); when the terminal is removed its stream delivers
+   * TERMINAL_REMOVED and ends PERMISSION_DENIED (reason TERMINAL_REMOVED). Caller: terminal.
+   */
+  followTerminal(
+    request: FollowTerminalRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<FollowTerminalResponse>;
+  followTerminal(
+    request: FollowTerminalRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<FollowTerminalResponse>;
+  /**
+   * Appends one event to each of several terminals' streams, stored before it is delivered. Each
+   * terminal's event is stored once per request_id, so a retry with the same request_id stores
+   * nothing twice even when it names other terminals too. Caller: payment-management
+   * (PAYMENT_PUSHED, ORDER_CLAIMED_ELSEWHERE), account-management (TERMINAL_REMOVED).
+   */
+  publishToTerminals(
+    request: PublishToTerminalsRequest,
+    callback: (error: ServiceError | null, response: PublishToTerminalsResponse) => void,
+  ): ClientUnaryCall;
+  publishToTerminals(
+    request: PublishToTerminalsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PublishToTerminalsResponse) => void,
+  ): ClientUnaryCall;
+  publishToTerminals(
+    request: PublishToTerminalsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PublishToTerminalsResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -160,6 +160,56 @@ export function paymentResultToJSON(object: PaymentResult): string {
   }
 }
 
+/** How the person claimed a pushed order on a terminal (recorded for audit). */
+export enum Gesture {
+  /** GESTURE_UNSPECIFIED - Never used on the wire. */
+  GESTURE_UNSPECIFIED = 0,
+  /** GESTURE_TAP - A tap on the notification. */
+  GESTURE_TAP = 1,
+  /** GESTURE_SLIDE - A slide across it. */
+  GESTURE_SLIDE = 2,
+  /** GESTURE_LIFT - Lifting the device (a watch raised, a phone picked up). */
+  GESTURE_LIFT = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function gestureFromJSON(object: any): Gesture {
+  switch (object) {
+    case 0:
+    case "GESTURE_UNSPECIFIED":
+      return Gesture.GESTURE_UNSPECIFIED;
+    case 1:
+    case "GESTURE_TAP":
+      return Gesture.GESTURE_TAP;
+    case 2:
+    case "GESTURE_SLIDE":
+      return Gesture.GESTURE_SLIDE;
+    case 3:
+    case "GESTURE_LIFT":
+      return Gesture.GESTURE_LIFT;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Gesture.UNRECOGNIZED;
+  }
+}
+
+export function gestureToJSON(object: Gesture): string {
+  switch (object) {
+    case Gesture.GESTURE_UNSPECIFIED:
+      return "GESTURE_UNSPECIFIED";
+    case Gesture.GESTURE_TAP:
+      return "GESTURE_TAP";
+    case Gesture.GESTURE_SLIDE:
+      return "GESTURE_SLIDE";
+    case Gesture.GESTURE_LIFT:
+      return "GESTURE_LIFT";
+    case Gesture.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** An order as PaymentManagement keeps it. */
 export interface Order {
   /** Opaque id assigned by PaymentManagement. */
@@ -202,6 +252,12 @@ export interface Order {
   endReason: string;
   /** W3C traceparent of the order's trace: the terminal's calls about the order continue it. */
   traceParent: string;
+  /** The enrolled terminal that claimed the pushed order; empty unless claimed. */
+  claimedByTerminalId: string;
+  /** The gesture it was claimed with; unspecified unless claimed. */
+  claimGesture: Gesture;
+  /** When it was claimed; unset unless claimed. */
+  claimTime: Date | undefined;
 }
 
 /** Request for SubmitOrder. */
@@ -407,6 +463,38 @@ export interface PayThroughRelayResponse {
   completeTime: Date | undefined;
 }
 
+/** Request for ClaimOrder. */
+export interface ClaimOrderRequest {
+  /** Idempotency key (AIP-155). */
+  requestId: string;
+  /** The pushed order (the subject of PAYMENT_PUSHED). */
+  orderId: string;
+  /** The gesture the person made (CLOUDPAY_CLAIM_GESTURES may accept fewer than all). */
+  gesture: Gesture;
+}
+
+/** Response for ClaimOrder. */
+export interface ClaimOrderResponse {
+  /** The order, now FETCHED and claimed by the caller. */
+  order: Order | undefined;
+}
+
+/** Request for EndTerminalClaims. */
+export interface EndTerminalClaimsRequest {
+  /** Idempotency key (AIP-155): AccountManagement's delivery id, the same on every retry. */
+  requestId: string;
+  /** The removed terminal. */
+  terminalId: string;
+  /** When it was removed: only claims made before it end. Required. */
+  claimedBefore: Date | undefined;
+}
+
+/** Response for EndTerminalClaims. */
+export interface EndTerminalClaimsResponse {
+  /** The orders this call cancelled (none when there were no unpaid claimed ones left). */
+  orderIds: string[];
+}
+
 function createBaseOrder(): Order {
   return {
     orderId: "",
@@ -424,6 +512,9 @@ function createBaseOrder(): Order {
     expireTime: undefined,
     endReason: "",
     traceParent: "",
+    claimedByTerminalId: "",
+    claimGesture: 0,
+    claimTime: undefined,
   };
 }
 
@@ -473,6 +564,15 @@ export const Order: MessageFns<Order> = {
     }
     if (message.traceParent !== "") {
       writer.uint32(122).string(message.traceParent);
+    }
+    if (message.claimedByTerminalId !== "") {
+      writer.uint32(130).string(message.claimedByTerminalId);
+    }
+    if (message.claimGesture !== 0) {
+      writer.uint32(136).int32(message.claimGesture);
+    }
+    if (message.claimTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.claimTime), writer.uint32(146).fork()).join();
     }
     return writer;
   },
@@ -610,6 +710,30 @@ export const Order: MessageFns<Order> = {
             message.traceParent = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.claimedByTerminalId = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.claimGesture = reader.int32() as any;
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.claimTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -687,6 +811,21 @@ export const Order: MessageFns<Order> = {
         : isSet(object.trace_parent)
         ? globalThis.String(object.trace_parent)
         : "",
+      claimedByTerminalId: isSet(object.claimedByTerminalId)
+        ? globalThis.String(object.claimedByTerminalId)
+        : isSet(object.claimed_by_terminal_id)
+        ? globalThis.String(object.claimed_by_terminal_id)
+        : "",
+      claimGesture: isSet(object.claimGesture)
+        ? gestureFromJSON(object.claimGesture)
+        : isSet(object.claim_gesture)
+        ? gestureFromJSON(object.claim_gesture)
+        : 0,
+      claimTime: isSet(object.claimTime)
+        ? fromJsonTimestamp(object.claimTime)
+        : isSet(object.claim_time)
+        ? fromJsonTimestamp(object.claim_time)
+        : undefined,
     };
   },
 
@@ -737,6 +876,15 @@ export const Order: MessageFns<Order> = {
     if (message.traceParent !== "") {
       obj.traceParent = message.traceParent;
     }
+    if (message.claimedByTerminalId !== "") {
+      obj.claimedByTerminalId = message.claimedByTerminalId;
+    }
+    if (message.claimGesture !== 0) {
+      obj.claimGesture = gestureToJSON(message.claimGesture);
+    }
+    if (message.claimTime !== undefined) {
+      obj.claimTime = message.claimTime.toISOString();
+    }
     return obj;
   },
 
@@ -762,6 +910,9 @@ export const Order: MessageFns<Order> = {
     message.expireTime = object.expireTime ?? undefined;
     message.endReason = object.endReason ?? "";
     message.traceParent = object.traceParent ?? "";
+    message.claimedByTerminalId = object.claimedByTerminalId ?? "";
+    message.claimGesture = object.claimGesture ?? 0;
+    message.claimTime = object.claimTime ?? undefined;
     return message;
   },
 };
@@ -2835,6 +2986,368 @@ export const PayThroughRelayResponse: MessageFns<PayThroughRelayResponse> = {
   },
 };
 
+function createBaseClaimOrderRequest(): ClaimOrderRequest {
+  return { requestId: "", orderId: "", gesture: 0 };
+}
+
+export const ClaimOrderRequest: MessageFns<ClaimOrderRequest> = {
+  encode(message: ClaimOrderRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.orderId !== "") {
+      writer.uint32(18).string(message.orderId);
+    }
+    if (message.gesture !== 0) {
+      writer.uint32(24).int32(message.gesture);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClaimOrderRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClaimOrderRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.orderId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.gesture = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClaimOrderRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      orderId: isSet(object.orderId)
+        ? globalThis.String(object.orderId)
+        : isSet(object.order_id)
+        ? globalThis.String(object.order_id)
+        : "",
+      gesture: isSet(object.gesture) ? gestureFromJSON(object.gesture) : 0,
+    };
+  },
+
+  toJSON(message: ClaimOrderRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.orderId !== "") {
+      obj.orderId = message.orderId;
+    }
+    if (message.gesture !== 0) {
+      obj.gesture = gestureToJSON(message.gesture);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClaimOrderRequest>, I>>(base?: I): ClaimOrderRequest {
+    return ClaimOrderRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClaimOrderRequest>, I>>(object: I): ClaimOrderRequest {
+    const message = createBaseClaimOrderRequest();
+    message.requestId = object.requestId ?? "";
+    message.orderId = object.orderId ?? "";
+    message.gesture = object.gesture ?? 0;
+    return message;
+  },
+};
+
+function createBaseClaimOrderResponse(): ClaimOrderResponse {
+  return { order: undefined };
+}
+
+export const ClaimOrderResponse: MessageFns<ClaimOrderResponse> = {
+  encode(message: ClaimOrderResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.order !== undefined) {
+      Order.encode(message.order, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClaimOrderResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClaimOrderResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.order = Order.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClaimOrderResponse {
+    return { order: isSet(object.order) ? Order.fromJSON(object.order) : undefined };
+  },
+
+  toJSON(message: ClaimOrderResponse): unknown {
+    const obj: any = {};
+    if (message.order !== undefined) {
+      obj.order = Order.toJSON(message.order);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClaimOrderResponse>, I>>(base?: I): ClaimOrderResponse {
+    return ClaimOrderResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClaimOrderResponse>, I>>(object: I): ClaimOrderResponse {
+    const message = createBaseClaimOrderResponse();
+    message.order = (object.order !== undefined && object.order !== null) ? Order.fromPartial(object.order) : undefined;
+    return message;
+  },
+};
+
+function createBaseEndTerminalClaimsRequest(): EndTerminalClaimsRequest {
+  return { requestId: "", terminalId: "", claimedBefore: undefined };
+}
+
+export const EndTerminalClaimsRequest: MessageFns<EndTerminalClaimsRequest> = {
+  encode(message: EndTerminalClaimsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.terminalId !== "") {
+      writer.uint32(18).string(message.terminalId);
+    }
+    if (message.claimedBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.claimedBefore), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EndTerminalClaimsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEndTerminalClaimsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.claimedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EndTerminalClaimsRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+      claimedBefore: isSet(object.claimedBefore)
+        ? fromJsonTimestamp(object.claimedBefore)
+        : isSet(object.claimed_before)
+        ? fromJsonTimestamp(object.claimed_before)
+        : undefined,
+    };
+  },
+
+  toJSON(message: EndTerminalClaimsRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    if (message.claimedBefore !== undefined) {
+      obj.claimedBefore = message.claimedBefore.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EndTerminalClaimsRequest>, I>>(base?: I): EndTerminalClaimsRequest {
+    return EndTerminalClaimsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EndTerminalClaimsRequest>, I>>(object: I): EndTerminalClaimsRequest {
+    const message = createBaseEndTerminalClaimsRequest();
+    message.requestId = object.requestId ?? "";
+    message.terminalId = object.terminalId ?? "";
+    message.claimedBefore = object.claimedBefore ?? undefined;
+    return message;
+  },
+};
+
+function createBaseEndTerminalClaimsResponse(): EndTerminalClaimsResponse {
+  return { orderIds: [] };
+}
+
+export const EndTerminalClaimsResponse: MessageFns<EndTerminalClaimsResponse> = {
+  encode(message: EndTerminalClaimsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.orderIds) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EndTerminalClaimsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEndTerminalClaimsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.orderIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EndTerminalClaimsResponse {
+    return {
+      orderIds: globalThis.Array.isArray(object?.orderIds)
+        ? object.orderIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.order_ids)
+        ? object.order_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: EndTerminalClaimsResponse): unknown {
+    const obj: any = {};
+    if (message.orderIds?.length) {
+      obj.orderIds = message.orderIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EndTerminalClaimsResponse>, I>>(base?: I): EndTerminalClaimsResponse {
+    return EndTerminalClaimsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EndTerminalClaimsResponse>, I>>(object: I): EndTerminalClaimsResponse {
+    const message = createBaseEndTerminalClaimsResponse();
+    message.orderIds = object.orderIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * PaymentManagement keeps orders keyed by instance (device id), sends prepay info to the
  * payment platform the person picks, receives payment results, and hands paid orders to the
@@ -2980,6 +3493,41 @@ export const PaymentManagementServiceService = {
       Buffer.from(PayThroughRelayResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PayThroughRelayResponse => PayThroughRelayResponse.decode(value),
   },
+  /**
+   * Claims a pushed order for the calling terminal, by a gesture the person made on it. The
+   * first claim wins across replicas (one conditional update): the order becomes FETCHED and is
+   * bound to that terminal, which then prepays and pays it as a fetched order (PrepayOrder, the
+   * platform's Pay); the account's other enrolled terminals get ORDER_CLAIMED_ELSEWHERE. A claimed
+   * order cannot be fetched or claimed by anyone else (FAILED_PRECONDITION, reason
+   * ORDER_ALREADY_CLAIMED; ORDER_NOT_CLAIMABLE once fetched or ended). Caller: a terminal
+   * enrolled in the account the order's device is assigned to (otherwise PERMISSION_DENIED,
+   * reason NOT_ENROLLED_FOR_ORDER).
+   */
+  claimOrder: {
+    path: "/cloudpay.payment.v1.PaymentManagementService/ClaimOrder" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ClaimOrderRequest): Buffer => Buffer.from(ClaimOrderRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ClaimOrderRequest => ClaimOrderRequest.decode(value),
+    responseSerialize: (value: ClaimOrderResponse): Buffer => Buffer.from(ClaimOrderResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ClaimOrderResponse => ClaimOrderResponse.decode(value),
+  },
+  /**
+   * Ends the pending claims of a terminal removed from its account: every order it claimed
+   * before a given time that is not paid yet is cancelled as CancelOrder does. Delivered at least
+   * once: a repeat cancels nothing more. Caller: account-management.
+   */
+  endTerminalClaims: {
+    path: "/cloudpay.payment.v1.PaymentManagementService/EndTerminalClaims" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EndTerminalClaimsRequest): Buffer =>
+      Buffer.from(EndTerminalClaimsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EndTerminalClaimsRequest => EndTerminalClaimsRequest.decode(value),
+    responseSerialize: (value: EndTerminalClaimsResponse): Buffer =>
+      Buffer.from(EndTerminalClaimsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EndTerminalClaimsResponse => EndTerminalClaimsResponse.decode(value),
+  },
 } as const;
 
 export interface PaymentManagementServiceServer extends UntypedServiceImplementation {
@@ -3032,6 +3580,23 @@ export interface PaymentManagementServiceServer extends UntypedServiceImplementa
    * the order (as PrepayOrder).
    */
   payThroughRelay: handleUnaryCall<PayThroughRelayRequest, PayThroughRelayResponse>;
+  /**
+   * Claims a pushed order for the calling terminal, by a gesture the person made on it. The
+   * first claim wins across replicas (one conditional update): the order becomes FETCHED and is
+   * bound to that terminal, which then prepays and pays it as a fetched order (PrepayOrder, the
+   * platform's Pay); the account's other enrolled terminals get ORDER_CLAIMED_ELSEWHERE. A claimed
+   * order cannot be fetched or claimed by anyone else (FAILED_PRECONDITION, reason
+   * ORDER_ALREADY_CLAIMED; ORDER_NOT_CLAIMABLE once fetched or ended). Caller: a terminal
+   * enrolled in the account the order's device is assigned to (otherwise PERMISSION_DENIED,
+   * reason NOT_ENROLLED_FOR_ORDER).
+   */
+  claimOrder: handleUnaryCall<ClaimOrderRequest, ClaimOrderResponse>;
+  /**
+   * Ends the pending claims of a terminal removed from its account: every order it claimed
+   * before a given time that is not paid yet is cancelled as CancelOrder does. Delivered at least
+   * once: a repeat cancels nothing more. Caller: account-management.
+   */
+  endTerminalClaims: handleUnaryCall<EndTerminalClaimsRequest, EndTerminalClaimsResponse>;
 }
 
 export interface PaymentManagementServiceClient extends Client {
@@ -3223,6 +3788,51 @@ export interface PaymentManagementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PayThroughRelayResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Claims a pushed order for the calling terminal, by a gesture the person made on it. The
+   * first claim wins across replicas (one conditional update): the order becomes FETCHED and is
+   * bound to that terminal, which then prepays and pays it as a fetched order (PrepayOrder, the
+   * platform's Pay); the account's other enrolled terminals get ORDER_CLAIMED_ELSEWHERE. A claimed
+   * order cannot be fetched or claimed by anyone else (FAILED_PRECONDITION, reason
+   * ORDER_ALREADY_CLAIMED; ORDER_NOT_CLAIMABLE once fetched or ended). Caller: a terminal
+   * enrolled in the account the order's device is assigned to (otherwise PERMISSION_DENIED,
+   * reason NOT_ENROLLED_FOR_ORDER).
+   */
+  claimOrder(
+    request: ClaimOrderRequest,
+    callback: (error: ServiceError | null, response: ClaimOrderResponse) => void,
+  ): ClientUnaryCall;
+  claimOrder(
+    request: ClaimOrderRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ClaimOrderResponse) => void,
+  ): ClientUnaryCall;
+  claimOrder(
+    request: ClaimOrderRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ClaimOrderResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Ends the pending claims of a terminal removed from its account: every order it claimed
+   * before a given time that is not paid yet is cancelled as CancelOrder does. Delivered at least
+   * once: a repeat cancels nothing more. Caller: account-management.
+   */
+  endTerminalClaims(
+    request: EndTerminalClaimsRequest,
+    callback: (error: ServiceError | null, response: EndTerminalClaimsResponse) => void,
+  ): ClientUnaryCall;
+  endTerminalClaims(
+    request: EndTerminalClaimsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EndTerminalClaimsResponse) => void,
+  ): ClientUnaryCall;
+  endTerminalClaims(
+    request: EndTerminalClaimsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EndTerminalClaimsResponse) => void,
   ): ClientUnaryCall;
 }
 

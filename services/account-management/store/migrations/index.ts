@@ -7,6 +7,7 @@ import * as assignmentGrants from './2026_11_23_0001_assignment_grants.ts'
 import * as outboxDeadLetters from './2026_12_01_0001_outbox_dead_letters.ts'
 import * as retention from './2026_12_01_0901_retention.ts'
 import * as rateLimits from './2026_12_01_0902_rate_limits.ts'
+import * as accountTerminals from './2026_12_01_2001_account_terminals.ts'
 
 export const migrations: Record<string, Migration> = {
   '2026_11_22_0001_initial': initial,
@@ -16,4 +17,5 @@ export const migrations: Record<string, Migration> = {
   '2026_12_01_0001_outbox_dead_letters': outboxDeadLetters,
   '2026_12_01_0901_retention': retention,
   '2026_12_01_0902_rate_limits': rateLimits,
+  '2026_12_01_2001_account_terminals': accountTerminals,
 }
