@@ -4,6 +4,7 @@ import { PushRelayServiceService } from '../../gen/cloudpay/push/v1/push_relay_s
 import { defineService } from '../runtime/service-host.ts'
 import { rules } from './authorization.ts'
 import { createHandlers } from './handlers.ts'
+import { purges } from './retention.ts'
 import { migrations } from './store/migrations/index.ts'
 
 export const pushRelay = defineService({
@@ -13,5 +14,6 @@ export const pushRelay = defineService({
   definition: PushRelayServiceService,
   migrations,
   rules,
+  retention: purges,
   createHandlers,
 })

@@ -20,3 +20,12 @@ export async function listWakes(db: Db, terminalId: string, beforeSeq: bigint | 
   if (beforeSeq !== undefined) query = query.where('seq', '<', beforeSeq)
   return query.execute()
 }
+
+/** Recorded wakes made before `before` (bounded, SKIP LOCKED): the development relay's log is not kept forever. */
+export async function deleteWakesBefore(db: Kysely<PushRelayDatabase>, before: Date, limit: number): Promise<number> {
+  const result = await db
+    .deleteFrom('wakes')
+    .where('seq', 'in', (eb) => eb.selectFrom('wakes').select('seq').where('created_at', '<', before).limit(limit).forUpdate().skipLocked())
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
+}
