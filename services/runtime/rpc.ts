@@ -7,7 +7,7 @@ import type { Metadata, ServerUnaryCall, ServerWritableStream, UntypedServiceImp
 import { status as Status } from '@grpc/grpc-js'
 import { admittedPeerOf } from './authz.ts'
 import { type InvalidArgumentError, isCloudpayError, toServiceStatus, UnauthenticatedError, UnimplementedError } from './errors.ts'
-import { formatIdentity, ID_PATTERN, type Identity, identityFromPeerCertificate } from './identity.ts'
+import { formatIdentity, type Identity, identityFromPeerCertificate } from './identity.ts'
 import type { Logger } from './logger.ts'
 import type { Fingerprinter } from './sealing.ts'
 import { withoutSecrets } from './secrets.ts'
@@ -158,6 +158,8 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
  * Ids a request names (never secrets) become span attributes: the device, order, platform, login.
  * The span starts before the handler validates, so only values of an id's shape are taken.
  */
+/** The shape of every id we tag with (device ids, UUIDs, base64url login ids may start with '-' or '_'). */
+const TAG_VALUE = /^[A-Za-z0-9._-]{1,128}$/
 const REQUEST_TAGS: Record<string, string> = { deviceId: 'cloudpay.device_id', orderId: 'cloudpay.order_id', platformId: 'cloudpay.platform_id', loginId: 'cloudpay.login_id' }
 function tagsOfRequest(request: unknown): Record<string, string> {
   const tags: Record<string, string> = {}
@@ -166,7 +168,7 @@ function tagsOfRequest(request: unknown): Record<string, string> {
   const visible = withoutSecrets(request as Record<string, unknown>)
   for (const [field, attribute] of Object.entries(REQUEST_TAGS)) {
     const value = visible[field]
-    if (typeof value === 'string' && ID_PATTERN.test(value)) tags[attribute] = value
+    if (typeof value === 'string' && TAG_VALUE.test(value)) tags[attribute] = value
   }
   return tags
 }
