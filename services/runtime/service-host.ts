@@ -13,7 +13,7 @@ import { type Handlers, implement } from './rpc.ts'
 import { type HostedService, type RunningServer, startServer } from './server.ts'
 import type { Telemetry } from './telemetry.ts'
 import type { Sealer } from './sealing.ts'
-import { type CertificatePaths, certificateFiles, channelCredentials, serverCredentials } from './tls.ts'
+import { type CertificatePaths, certificateFiles, certificatesLoaded, channelCredentials, serverCredentials } from './tls.ts'
 
 /** What every service's handlers get to work with. */
 export interface ServiceDeps {
@@ -109,6 +109,7 @@ export async function startService(spec: ServiceSpec, host: HostContext): Promis
     sealer: host.sealer,
     certificate: paths,
   })
+  await certificatesLoaded(paths, host.config.tlsRefreshMs)
   const server = await startServer({ address, credentials: serverCredentials(paths, host.config.tlsRefreshMs), services: [hosted], log })
   const bound = `${address.slice(0, address.lastIndexOf(':'))}:${server.port}`
   host.addresses.set(spec.name, bound)

@@ -43,3 +43,34 @@ export function channelCredentials(paths: CertificatePaths, refreshMs: number): 
   const provider = providerFor(paths, refreshMs)
   return experimental.createCertificateProviderChannelCredentials(provider, provider)
 }
+
+/**
+ * Resolves once the files of this identity are loaded (the provider reads them asynchronously):
+ * a server that accepted connections before would reset them (grpc-js drops connections while its
+ * credentials are unloaded), and a client would see ECONNRESET instead of a served call.
+ */
+export function certificatesLoaded(paths: CertificatePaths, refreshMs: number): Promise<void> {
+  const provider = providerFor(paths, refreshMs)
+  return new Promise((resolve) => {
+    let identity = false
+    let ca = false
+    const settle = (): void => {
+      if (!identity || !ca) return
+      // Removed at once: a provider watched by no one keeps no timer (the server attaches its own
+      // listeners next and gets the files already read).
+      provider.removeIdentityCertificateListener(onIdentity)
+      provider.removeCaCertificateListener(onCa)
+      resolve()
+    }
+    const onIdentity = (update: unknown): void => {
+      identity ||= update !== null
+      settle()
+    }
+    const onCa = (update: unknown): void => {
+      ca ||= update !== null
+      settle()
+    }
+    provider.addIdentityCertificateListener(onIdentity)
+    provider.addCaCertificateListener(onCa)
+  })
+}

@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../../gen/grpc/health/v1/health.ts'
-import { unaryCall } from '../../services/runtime/client.ts'
+import { createClient, unaryCall } from '../../services/runtime/client.ts'
 import { channelCredentials } from '../../services/runtime/tls.ts'
 import { freshDatabase } from '../helpers/database.ts'
 
@@ -74,9 +74,9 @@ test('npm run service -- account-management runs one service alone, healthy, and
     )
     const { ensureDevCertificate } = await import('../../services/runtime/dev-certificates.ts')
     const paths = await ensureDevCertificate(fresh.home, { role: 'operator', id: 'probe' })
-    const health = new HealthClient(serving.services![0]!.address, channelCredentials(paths, 1000), { 'grpc.ssl_target_name_override': 'localhost' })
-    const reply = await unaryCall(health, 'check', { service: 'cloudpay.account.v1.AccountManagementService' })
-    health.close()
+    const health = createClient(HealthClient, serving.services![0]!.address, channelCredentials(paths, 1000))
+    // Closed whatever happens: an open channel's reconnect timer would keep this file's process alive.
+    const reply = await unaryCall(health, 'check', { service: 'cloudpay.account.v1.AccountManagementService' }).finally(() => health.close())
     assert.equal(reply.status, HealthCheckResponse_ServingStatus.SERVING)
     process.kill(child.pid!, 'SIGTERM')
     await logged('stopped')
