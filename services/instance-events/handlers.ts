@@ -44,38 +44,28 @@ const AFTER_SEQUENCE = { min: 0n, max: MAX_SEQUENCE }
 /** Events read from the store per round trip while a subscriber catches up. */
 const CATCH_UP_BATCH = 100
 
-const toEvent = (row: EventRow): Event => ({
-  deviceId: row.device_id,
+/** What every stored event says, whichever stream it is on. */
+const eventFields = (row: EventRow) => ({
   sequence: row.sequence,
   kind: pipe.kindFromName(row.kind),
   subjectId: row.subject_id,
   createTime: row.created_at,
   traceParent: row.trace_parent,
 })
+const toEvent = (row: EventRow): Event => ({ deviceId: row.device_id, ...eventFields(row) })
+const toTerminalEvent = (row: EventRow): TerminalEvent => ({ terminalId: pipe.terminalOfStream(row.device_id), ...eventFields(row) })
 
 /** One reply object per stored row: subscribers sharing a read share the reply, encoded once. */
-const notifyReplies = new WeakMap<EventRow, NotifyResponse>()
-const toNotifyResponse = (row: EventRow): NotifyResponse => {
-  let reply = notifyReplies.get(row)
-  if (!reply) notifyReplies.set(row, (reply = { event: toEvent(row) }))
-  return reply
+function replyPerRow<Reply extends object>(build: (row: EventRow) => Reply): (row: EventRow) => Reply {
+  const replies = new WeakMap<EventRow, Reply>()
+  return (row) => {
+    let reply = replies.get(row)
+    if (!reply) replies.set(row, (reply = build(row)))
+    return reply
+  }
 }
-
-const toTerminalEvent = (row: EventRow): TerminalEvent => ({
-  terminalId: pipe.terminalOfStream(row.device_id),
-  sequence: row.sequence,
-  kind: pipe.kindFromName(row.kind),
-  subjectId: row.subject_id,
-  createTime: row.created_at,
-  traceParent: row.trace_parent,
-})
-
-const followReplies = new WeakMap<EventRow, FollowTerminalResponse>()
-const toFollowTerminalResponse = (row: EventRow): FollowTerminalResponse => {
-  let reply = followReplies.get(row)
-  if (!reply) followReplies.set(row, (reply = { event: toTerminalEvent(row) }))
-  return reply
-}
+const toNotifyResponse = replyPerRow((row): NotifyResponse => ({ event: toEvent(row) }))
+const toFollowTerminalResponse = replyPerRow((row): FollowTerminalResponse => ({ event: toTerminalEvent(row) }))
 
 /** The kinds terminals' own streams carry. */
 const TERMINAL_KINDS: readonly EventKind[] = [EventKind.EVENT_KIND_PAYMENT_PUSHED, EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE, EventKind.EVENT_KIND_TERMINAL_REMOVED]

@@ -10,7 +10,7 @@ import { type InvalidArgumentError, isCloudpayError, toServiceStatus, Unauthenti
 import { formatIdentity, type Identity, identityFromPeerCertificate } from './identity.ts'
 import type { Logger } from './logger.ts'
 import type { Fingerprinter } from './sealing.ts'
-import { withoutSecrets } from './secrets.ts'
+import { isSecretField } from './secrets.ts'
 import { refusalOf, requestSchemaOf } from './request-screen.ts'
 import { endWithStatus } from './streams.ts'
 import { SERVICE_TRACER } from './telemetry.ts'
@@ -164,10 +164,11 @@ const REQUEST_TAGS: Record<string, string> = { deviceId: 'cloudpay.device_id', o
 function tagsOfRequest(request: unknown): Record<string, string> {
   const tags: Record<string, string> = {}
   if (!request || typeof request !== 'object') return tags
-  // Through the one secret list: were a secret field ever named here, its value stays blank.
-  const visible = withoutSecrets(request as Record<string, unknown>)
+  // The one secret list decides: were a secret field ever named here, it is never tagged (checked
+  // per tag field, not by copying the whole request on every call).
   for (const [field, attribute] of Object.entries(REQUEST_TAGS)) {
-    const value = visible[field]
+    if (isSecretField(field)) continue
+    const value = (request as Record<string, unknown>)[field]
     if (typeof value === 'string' && TAG_VALUE.test(value)) tags[attribute] = value
   }
   return tags
