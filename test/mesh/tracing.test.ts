@@ -10,6 +10,7 @@ import { promisify } from 'node:util'
 import { SpanKind } from '@opentelemetry/api'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { type DemoSummary, runDemo } from '../../cli/demo/run.ts'
+import { addressVariable, SERVICE_NAMES } from '../../services/runtime/config.ts'
 import { startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 import { findSecret } from '../helpers/secrets.ts'
 
@@ -151,12 +152,8 @@ test('cloudpay trace <order id> prints the waterfall of the order from the local
 
 test('npm run demo -- --json acts out both flows and prints one summary', async () => {
   const home = join(t.config.home, 'demo')
-  const ports = Object.fromEntries(
-    ['ACCOUNT_MANAGEMENT', 'PAYMENT_MANAGEMENT', 'INSTANCE_EVENTS', 'PAYMENT_PLATFORM', 'APP_SERVICE'].map((name, i) => [
-      `CLOUDPAY_${name}_ADDR`,
-      `127.0.0.1:${41000 + Math.floor(Math.random() * 1000) * 5 + i}`,
-    ]),
-  )
+  // Port 0 for every service of the demo's own mesh: a fixed port in the ephemeral range can be taken.
+  const ports = Object.fromEntries(SERVICE_NAMES.map((name) => [addressVariable(name), '127.0.0.1:0']))
   const { stdout } = await run(join(ROOT, 'node_modules/.bin/tsx'), ['cli/demo.ts', '--json'], {
     cwd: ROOT,
     // Sharing the test mesh's database, so sharing its data key too (as every replica must).
