@@ -15,8 +15,6 @@ import {
   LoginWithTokenRequest,
   LoginWithTokenResponse,
 } from '../../gen/cloudpay/app/v1/app_service.ts'
-import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
-import { publishEvent } from '../runtime/mesh-calls.ts'
 import { PermissionDeniedError, quote } from '../runtime/errors.ts'
 import * as orders from './orders.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
@@ -187,8 +185,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
           ),
         }),
       )
-      // The instance learns it from the pipe; a retried hand-off tells again, stored once.
-      await publishEvent(deps.peers, { deviceId: request.deviceId, kind: EventKind.EVENT_KIND_ORDER_EFFECTIVE, subjectId: request.paymentOrderId }, ctx.signal)
+      // PaymentManagement tells the instance (ORDER_EFFECTIVE) once it recorded the order effective.
       return reply
     },
 

@@ -9,7 +9,7 @@ export const rules: Rules<typeof InstanceEventsServiceService> = {
   listChannels: scoped(allow('operator', 'terminal'), OBJECT_RULES.ownTerminal),
   // Only the services that decide what a terminal may do for a device ask.
   checkChannel: allowServices('account-management', 'payment-management'),
-  publish: scoped(either(allow('instance'), allowServices('account-management', 'app-service', 'payment-management')), OBJECT_RULES.publishableKinds),
+  publish: scoped(either(allow('instance'), allowServices('account-management', 'payment-management')), OBJECT_RULES.publishableKinds),
   notify: scoped(allow('instance', 'terminal'), OBJECT_RULES.deviceAccess),
   // The pipe is between an instance, its terminals and the services; operators do not read it.
   listEvents: scoped(allow('instance', 'terminal'), OBJECT_RULES.deviceAccess),

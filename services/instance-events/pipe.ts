@@ -31,9 +31,8 @@ export const terminalOfStream = (stream: string): string => stream.slice('termin
 const PUBLISHABLE: Record<string, readonly EventKind[]> = {
   instance: [EventKind.EVENT_KIND_LOGIN_REQUESTED, EventKind.EVENT_KIND_PAYMENT_REQUESTED],
   'service/account-management': [EventKind.EVENT_KIND_LOGIN_VERIFIED, EventKind.EVENT_KIND_LOGIN_REJECTED],
-  'service/app-service': [EventKind.EVENT_KIND_ORDER_EFFECTIVE, EventKind.EVENT_KIND_ORDER_FAILED],
-  // Only AppService makes an order effective; PaymentManagement tells of orders that end otherwise.
-  'service/payment-management': [EventKind.EVENT_KIND_ORDER_FAILED],
+  // PaymentManagement tells how each order ended, once it stored that (effective: AppService delivered).
+  'service/payment-management': [EventKind.EVENT_KIND_ORDER_EFFECTIVE, EventKind.EVENT_KIND_ORDER_FAILED],
 }
 
 export function assertMayPublish(publisher: Identity, kind: EventKind): void {

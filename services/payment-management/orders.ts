@@ -244,7 +244,11 @@ export async function refundLater(trx: Trx, order: store.OrderRow, reason: strin
 export async function markEffective(trx: Trx, orderId: string): Promise<store.OrderRow | undefined> {
   const order = await store.lockOrder(trx, orderId)
   if (order?.state !== 'paid') return order
-  return transition(trx, orderId, 'effective')
+  const effective = await transition(trx, orderId, 'effective')
+  // Told after the state is stored, in the same transaction: an instance woken by ORDER_EFFECTIVE
+  // reads the order EFFECTIVE, never still PAID.
+  await tellDevice(trx, effective, EventKind.EVENT_KIND_ORDER_EFFECTIVE)
+  return effective
 }
 
 export async function markRefunded(trx: Trx, orderId: string): Promise<void> {

@@ -259,7 +259,7 @@ export interface FulfilOrderRequest {
   platformId: string;
   /** The platform's transaction serial number. */
   serialNumber: string;
-  /** The device to tell (ORDER_EFFECTIVE on its pipe). */
+  /** The device the order was placed from (PaymentManagement tells it ORDER_EFFECTIVE). */
   deviceId: string;
 }
 
@@ -2835,7 +2835,8 @@ export const AppServiceService = {
   },
   /**
    * Makes a paid order effective exactly once: checks the paid amount against the order,
-   * delivers the items and publishes ORDER_EFFECTIVE (payment step 6). Caller: payment-management.
+   * delivers the items (payment step 6); PaymentManagement then records the order effective and
+   * publishes ORDER_EFFECTIVE. Caller: payment-management.
    */
   fulfilOrder: {
     path: "/cloudpay.app.v1.AppService/FulfilOrder" as const,
@@ -2898,7 +2899,8 @@ export interface AppServiceServer extends UntypedServiceImplementation {
   getOrder: handleUnaryCall<GetOrderRequest, GetOrderResponse>;
   /**
    * Makes a paid order effective exactly once: checks the paid amount against the order,
-   * delivers the items and publishes ORDER_EFFECTIVE (payment step 6). Caller: payment-management.
+   * delivers the items (payment step 6); PaymentManagement then records the order effective and
+   * publishes ORDER_EFFECTIVE. Caller: payment-management.
    */
   fulfilOrder: handleUnaryCall<FulfilOrderRequest, FulfilOrderResponse>;
   /** Lists the items a session's app account owns, paginated (AIP-158). Caller: instance. */
@@ -3004,7 +3006,8 @@ export interface AppServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Makes a paid order effective exactly once: checks the paid amount against the order,
-   * delivers the items and publishes ORDER_EFFECTIVE (payment step 6). Caller: payment-management.
+   * delivers the items (payment step 6); PaymentManagement then records the order effective and
+   * publishes ORDER_EFFECTIVE. Caller: payment-management.
    */
   fulfilOrder(
     request: FulfilOrderRequest,
