@@ -4,7 +4,7 @@
 // one typed error carrying the gRPC code, the ErrorInfo reason and the field violations.
 import { randomUUID } from 'node:crypto'
 import { Metadata, type ServiceError, status as Status } from '@grpc/grpc-js'
-import type { Event, InstanceEventsServiceClient, NotifyResponse } from '../gen/cloudpay/events/v1/instance_events_service.ts'
+import type { Event, InstanceEventsServiceClient, TerminalEvent } from '../gen/cloudpay/events/v1/instance_events_service.ts'
 import { type RequestOf, type ResponseOf, unaryCall, type UnaryKeys } from '../services/runtime/client.ts'
 import type { ServiceName } from '../services/runtime/config.ts'
 import { type FieldViolation, statusDetailsOf } from '../services/runtime/errors.ts'
@@ -23,9 +23,16 @@ export class CloudpayCallError extends Error {
     readonly reason: string,
     message: string,
     readonly violations: readonly FieldViolation[],
+    /** The status metadata as it came (ErrorInfo, BadRequest, retry info), when the server sent it. */
+    readonly metadata: Metadata = new Metadata(),
   ) {
     super(message)
     this.name = 'CloudpayCallError'
+  }
+
+  /** The status message, named as grpc-js names it. */
+  get details(): string {
+    return this.message
   }
 }
 
@@ -43,7 +50,7 @@ function asCallError(error: unknown): unknown {
   const service = error as ServiceError
   if (typeof service?.code !== 'number' || !('details' in service)) return error
   const { reason, violations } = statusDetailsOf(service.metadata)
-  return new CloudpayCallError(service.code, reason ?? Status[service.code] ?? 'UNKNOWN', service.details, violations)
+  return new CloudpayCallError(service.code, reason ?? Status[service.code] ?? 'UNKNOWN', service.details, violations, service.metadata)
 }
 
 /**
@@ -70,42 +77,118 @@ export function callStep<C, K extends UnaryKeys<C>>(client: C, method: K, reques
   return step((requestId, signal) => unaryCall(client, method, request(requestId), { signal, deadlineMs: options.deadlineMs }), options)
 }
 
+/** A server stream of sequenced events, as Notify and FollowTerminal are. */
+export interface EventStream<E> {
+  on(event: 'data', listener: (message: { event?: E }) => void): unknown
+  on(event: 'error', listener: (error: ServiceError) => void): unknown
+  on(event: 'end', listener: () => void): unknown
+  cancel(): void
+}
+
+/** One open subscription: events arrive once, in order, across stream breaks. */
+export interface EventFollower<E> {
+  /**
+   * The earliest event received and not taken yet that `match` picks, or the first one still to
+   * come; taken, so the next call finds the one after it. Rejects on abort or when the server
+   * ends the subscription for good (a refusal: the channel closed, the terminal was removed).
+   */
+  next(match: (event: E) => boolean, options?: { signal?: AbortSignal }): Promise<E>
+  close(): void
+}
+
+/** Events kept for a later `next` at most; older unclaimed ones are dropped first. */
+const FOLLOWER_BUFFER = 1_000
+
 /**
- * Follows a device's Notify stream until `match` picks an event (resuming after the last
- * sequence seen if the stream breaks). Resolves with the event; rejects on abort or a refusal.
+ * Follows a durable event stream from `afterSequence`: it stays open until closed, and after a
+ * break (UNAVAILABLE, the server shutting down) resumes after the last sequence it saw, so no
+ * event is missed or seen twice. A refusal ends it and is what every waiting `next` gets.
  */
-export async function waitForEvent(
-  events: InstanceEventsServiceClient,
-  deviceId: string,
-  match: (event: Event) => boolean,
-  options: { signal?: AbortSignal; afterSequence?: bigint } = {},
-): Promise<Event> {
-  let after = options.afterSequence ?? 0n
-  for (let n = 1; ; n++) {
-    options.signal?.throwIfAborted()
-    try {
-      return await new Promise<Event>((resolve, reject) => {
-        const call = events.notify({ deviceId, afterSequence: after }, new Metadata())
-        const abort = (): void => call.cancel()
-        options.signal?.addEventListener('abort', abort, { once: true })
-        const done = (settle: () => void): void => {
-          options.signal?.removeEventListener('abort', abort)
-          settle()
-        }
-        call.on('data', (message: NotifyResponse) => {
-          if (!message.event) return
-          after = message.event.sequence
-          if (match(message.event)) {
-            done(() => resolve(message.event!))
-            call.cancel()
-          }
-        })
-        call.on('error', (error: ServiceError) => done(() => reject(error.code === Status.CANCELLED && options.signal?.aborted ? options.signal.reason : asCallError(error))))
-        call.on('end', () => done(() => reject(new CloudpayCallError(Status.UNAVAILABLE, 'STREAM_ENDED', 'the stream ended', []))))
-      })
-    } catch (error) {
-      if (!(error instanceof CloudpayCallError) || !RETRIED.has(error.code) || n >= 20) throw error
-      await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 100 * 2 ** (n - 1))))
-    }
+export function followEvents<E extends { sequence: bigint }>(open: (afterSequence: bigint) => EventStream<E>, afterSequence = 0n): EventFollower<E> {
+  const received: E[] = []
+  const waiters = new Set<() => void>()
+  let last = afterSequence
+  let failure: unknown
+  let closed = false
+  let current: EventStream<E> | undefined
+  let breaks = 0
+  const wake = (): void => {
+    for (const waiter of [...waiters]) waiter()
   }
+  const connect = (): void => {
+    if (closed) return
+    let stream: EventStream<E>
+    try {
+      stream = open(last)
+    } catch (error) {
+      // The client itself was closed: nothing will reconnect it.
+      failure = error
+      return wake()
+    }
+    current = stream
+    let ended = false
+    const broken = (error?: ServiceError): void => {
+      if (ended || closed) return
+      ended = true
+      const mapped = error === undefined ? undefined : asCallError(error)
+      if (mapped instanceof CloudpayCallError && !RETRIED.has(mapped.code)) {
+        failure = mapped
+        return wake()
+      }
+      breaks++
+      setTimeout(connect, Math.min(2_000, 100 * 2 ** Math.min(breaks - 1, 5)) * (0.5 + Math.random() / 2)).unref()
+    }
+    stream.on('data', (message) => {
+      const event = message.event
+      if (!event || event.sequence <= last) return
+      last = event.sequence
+      breaks = 0
+      received.push(event)
+      if (received.length > FOLLOWER_BUFFER) received.shift()
+      wake()
+    })
+    stream.on('error', (error) => broken(error))
+    stream.on('end', () => broken())
+  }
+  connect()
+  return {
+    next(match, options = {}) {
+      return new Promise<E>((resolve, reject) => {
+        const signal = options.signal
+        const settle = (): void => {
+          const index = received.findIndex(match)
+          if (index >= 0) {
+            finish()
+            return resolve(received.splice(index, 1)[0]!)
+          }
+          if (signal?.aborted) return finish(), reject(signal.reason)
+          if (failure !== undefined) return finish(), reject(failure)
+          if (closed) return finish(), reject(new CloudpayCallError(Status.CANCELLED, 'FOLLOWER_CLOSED', 'the subscription was closed', []))
+        }
+        const finish = (): void => {
+          waiters.delete(settle)
+          signal?.removeEventListener('abort', settle)
+        }
+        waiters.add(settle)
+        signal?.addEventListener('abort', settle, { once: true })
+        settle()
+      })
+    },
+    close() {
+      if (closed) return
+      closed = true
+      current?.cancel()
+      wake()
+    },
+  }
+}
+
+/** A device's pipe (Notify), followed as `followEvents` does. */
+export function followDevice(events: InstanceEventsServiceClient, deviceId: string, afterSequence = 0n): EventFollower<Event> {
+  return followEvents<Event>((after) => events.notify({ deviceId, afterSequence: after }, new Metadata()), afterSequence)
+}
+
+/** The calling terminal's own stream (FollowTerminal), followed as `followEvents` does. */
+export function followTerminal(events: InstanceEventsServiceClient, afterSequence = 0n): EventFollower<TerminalEvent> {
+  return followEvents<TerminalEvent>((after) => events.followTerminal({ afterSequence: after }, new Metadata()), afterSequence)
 }

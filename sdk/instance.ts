@@ -1,12 +1,12 @@
 // The instance side of cloudpay in one typed call per step: start a login and wait for it on the
 // pipe, log in to the application, order, submit, and wait for the outcome. The instance never
 // handles a credential, a payment account or a payment password.
-import { EventKind } from '../gen/cloudpay/events/v1/instance_events_service.ts'
+import { type Event, EventKind } from '../gen/cloudpay/events/v1/instance_events_service.ts'
 import type { Login } from '../gen/cloudpay/account/v1/account_management_service.ts'
 import type { AppOrder, LoginWithTokenResponse } from '../gen/cloudpay/app/v1/app_service.ts'
 import type { Order } from '../gen/cloudpay/payment/v1/payment_management_service.ts'
 import type { Identity } from '../services/runtime/identity.ts'
-import { callStep, CloudpayCallError, type MeshClients, type StepOptions, waitForEvent } from './calls.ts'
+import { callStep, CloudpayCallError, type EventFollower, followDevice, type MeshClients, type StepOptions } from './calls.ts'
 
 export { CloudpayCallError }
 
@@ -24,6 +24,10 @@ export interface InstanceSdk {
   order(sessionToken: string, itemId: string, quantity: number, options?: StepOptions): Promise<{ appOrder: AppOrder; order: Order }>
   /** Waits on the pipe until the order took effect (items delivered) or failed. */
   waitForOutcome(orderId: string, options?: StepOptions): Promise<OrderOutcome>
+  /** The device's pipe, followed once for every wait of this SDK (from the start of the retained stream). */
+  events(): Promise<EventFollower<Event>>
+  /** Ends the pipe subscription (an open stream keeps a process alive). */
+  close(): void
 }
 
 /** The SDK of the instance with this device id, over clients authenticated as that instance. */
@@ -33,6 +37,10 @@ export function instanceSdk(clients: MeshClients, deviceId: string): InstanceSdk
   const events = () => clients.client('instance-events', me)
   const app = () => clients.client('app-service', me)
   const payments = () => clients.client('payment-management', me)
+  let follower: Promise<EventFollower<Event>> | undefined
+  const pipe = (): Promise<EventFollower<Event>> => (follower ??= events().then((client) => followDevice(client, deviceId)))
+  const waitFor = async (subjectId: string, kinds: readonly EventKind[], options: StepOptions): Promise<Event> =>
+    (await pipe()).next((e) => e.subjectId === subjectId && kinds.includes(e.kind), options)
   return {
     async startLogin(options) {
       const { login } = await callStep(await accounts(), 'startLogin', (requestId) => ({ requestId, deviceId }), options)
@@ -40,12 +48,7 @@ export function instanceSdk(clients: MeshClients, deviceId: string): InstanceSdk
       return login!
     },
     async waitForLogin(loginId, options = {}) {
-      const event = await waitForEvent(
-        await events(),
-        deviceId,
-        (e) => e.subjectId === loginId && (e.kind === EventKind.EVENT_KIND_LOGIN_VERIFIED || e.kind === EventKind.EVENT_KIND_LOGIN_REJECTED),
-        options,
-      )
+      const event = await waitFor(loginId, [EventKind.EVENT_KIND_LOGIN_VERIFIED, EventKind.EVENT_KIND_LOGIN_REJECTED], options)
       return event.kind === EventKind.EVENT_KIND_LOGIN_VERIFIED ? 'verified' : 'rejected'
     },
     async logIn(loginId, options) {
@@ -59,13 +62,12 @@ export function instanceSdk(clients: MeshClients, deviceId: string): InstanceSdk
       return { appOrder: appOrder!, order: order! }
     },
     async waitForOutcome(orderId, options = {}) {
-      const event = await waitForEvent(
-        await events(),
-        deviceId,
-        (e) => e.subjectId === orderId && (e.kind === EventKind.EVENT_KIND_ORDER_EFFECTIVE || e.kind === EventKind.EVENT_KIND_ORDER_FAILED),
-        options,
-      )
+      const event = await waitFor(orderId, [EventKind.EVENT_KIND_ORDER_EFFECTIVE, EventKind.EVENT_KIND_ORDER_FAILED], options)
       return event.kind === EventKind.EVENT_KIND_ORDER_EFFECTIVE ? 'effective' : 'failed'
+    },
+    events: pipe,
+    close() {
+      void follower?.then((f) => f.close(), () => undefined)
     },
   }
 }

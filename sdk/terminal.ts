@@ -1,20 +1,32 @@
-// The terminal side of cloudpay in one typed call per step: follow a device, approve a login,
-// fetch an order, prepay it, and pay at the platform directly or through PaymentManagement's
-// relay (the credentials sealed on the terminal for the platform alone).
+// The terminal side of cloudpay in one typed call per step: follow a device or the terminal's own
+// stream, enrol in the person's cloud account, approve a login, fetch or claim an order, prepay
+// it, and pay at the platform directly or through PaymentManagement's relay (the credentials
+// sealed on the terminal for the platform alone, with keys it verified against the mesh CA).
 import { readFile } from 'node:fs/promises'
-import type { Login } from '../gen/cloudpay/account/v1/account_management_service.ts'
-import type { Event } from '../gen/cloudpay/events/v1/instance_events_service.ts'
-import type { Order, PrepayOrderResponse } from '../gen/cloudpay/payment/v1/payment_management_service.ts'
+import type { AccountTerminal, Login, PaymentAccountBinding } from '../gen/cloudpay/account/v1/account_management_service.ts'
+import type { Event, TerminalEvent } from '../gen/cloudpay/events/v1/instance_events_service.ts'
+import { Gesture, type Order, type PrepayOrderResponse } from '../gen/cloudpay/payment/v1/payment_management_service.ts'
 import type { Transaction } from '../gen/cloudpay/platform/v1/payment_platform_service.ts'
 import type { Identity } from '../services/runtime/identity.ts'
 import { sealCredentials, sealingAad, verifySealingKeys } from '../services/runtime/sealed-credentials.ts'
-import { callStep, CloudpayCallError, type MeshClients, type StepOptions, waitForEvent } from './calls.ts'
+import { callStep, CloudpayCallError, type EventFollower, followDevice, followTerminal, type MeshClients, type StepOptions } from './calls.ts'
 
 export { CloudpayCallError }
 
+export type ClaimGesture = 'tap' | 'slide' | 'lift'
+const GESTURES: Record<ClaimGesture, Gesture> = { tap: Gesture.GESTURE_TAP, slide: Gesture.GESTURE_SLIDE, lift: Gesture.GESTURE_LIFT }
+
 export interface TerminalSdk {
-  /** Waits on a connected device's pipe for the first event `match` picks (resuming across breaks). */
-  nextEvent(deviceId: string, match: (event: Event) => boolean, options?: StepOptions & { afterSequence?: bigint }): Promise<Event>
+  /** Enrols this terminal in a cloud account by proving its password once; opens no channel. */
+  enroll(accountId: string, password: string, displayName: string, options?: StepOptions): Promise<AccountTerminal>
+  /** Waits on a connected device's pipe for the first event `match` picks (one subscription per device, resumed across breaks). */
+  nextEvent(deviceId: string, match: (event: Event) => boolean, options?: StepOptions): Promise<Event>
+  /** Waits on the terminal's own stream (pushes: PAYMENT_PUSHED, ORDER_CLAIMED_ELSEWHERE, TERMINAL_REMOVED). */
+  nextPush(match: (event: TerminalEvent) => boolean, options?: StepOptions): Promise<TerminalEvent>
+  /** Claims a pushed order by the gesture the person made; the first claim on any terminal wins. */
+  claimOrder(orderId: string, gesture?: ClaimGesture, options?: StepOptions): Promise<Order>
+  /** Binds a payer account at a platform to the device's cloud account (the instance never sees it). */
+  bindPaymentAccount(deviceId: string, platformId: string, payerAccount: string, makeDefault: boolean, options?: StepOptions): Promise<PaymentAccountBinding>
   /** Sends what the person typed (password, binding code) to AccountManagement only. */
   approveLogin(deviceId: string, loginId: string, bindingCode: string, password: string, options?: StepOptions): Promise<Login>
   /** The device's earliest order not fetched yet. */
@@ -24,18 +36,42 @@ export interface TerminalSdk {
   /** Pays at the platform directly with the payment password. */
   pay(platformId: string, serialNumber: string, paymentPassword: string, options?: StepOptions): Promise<Transaction>
   /**
-   * Pays through PaymentManagement: the platform's sealing keys are verified against the mesh CA
-   * (`caFile`), the password sealed to the newest, and only the sealed bytes leave the terminal.
+   * Pays through PaymentManagement alone: the platform's sealing keys (relayed by
+   * PaymentManagement) are verified against the mesh CA (`caFile`), the password sealed to the
+   * newest, and only the sealed bytes leave the terminal.
    */
   payThroughRelay(prepaid: { deviceId: string; order: Order; platformId: string; serialNumber: string }, paymentPassword: string, caFile: string, options?: StepOptions): Promise<Order>
+  /** Ends the terminal's subscriptions (an open stream keeps a process alive). */
+  close(): void
 }
 
 /** The SDK of the terminal with this id, over clients authenticated as that terminal. */
 export function terminalSdk(clients: MeshClients, terminalId: string): TerminalSdk {
   const me: Identity = { role: 'terminal', id: terminalId }
+  const followers = new Map<string, Promise<{ close(): void }>>()
+  const followed = <E>(key: string, start: () => Promise<EventFollower<E>>): Promise<EventFollower<E>> => {
+    if (!followers.has(key)) followers.set(key, start())
+    return followers.get(key) as Promise<EventFollower<E>>
+  }
+  const events = () => clients.client('instance-events', me)
   return {
+    async enroll(accountId, password, displayName, options) {
+      const accounts = await clients.client('account-management', me)
+      return (await callStep(accounts, 'enrollTerminal', (requestId) => ({ requestId, accountId, password, displayName }), options)).terminal!
+    },
     async nextEvent(deviceId, match, options = {}) {
-      return waitForEvent(await clients.client('instance-events', me), deviceId, match, options)
+      return (await followed(`device/${deviceId}`, async () => followDevice(await events(), deviceId))).next(match, options)
+    },
+    async nextPush(match, options = {}) {
+      return (await followed('terminal', async () => followTerminal(await events()))).next(match, options)
+    },
+    async claimOrder(orderId, gesture = 'tap', options) {
+      const payments = await clients.client('payment-management', me)
+      return (await callStep(payments, 'claimOrder', (requestId) => ({ requestId, orderId, gesture: GESTURES[gesture] }), options)).order!
+    },
+    async bindPaymentAccount(deviceId, platformId, payerAccount, makeDefault, options) {
+      const accounts = await clients.client('account-management', me)
+      return (await callStep(accounts, 'bindPaymentAccount', (requestId) => ({ requestId, deviceId, platformId, payerAccount, makeDefault }), options)).binding!
     },
     async approveLogin(deviceId, loginId, bindingCode, password, options) {
       const accounts = await clients.client('account-management', me)
@@ -52,13 +88,12 @@ export function terminalSdk(clients: MeshClients, terminalId: string): TerminalS
       return (await callStep(platform, 'pay', (requestId) => ({ requestId, platformId, serialNumber, paymentPassword }), options)).transaction!
     },
     async payThroughRelay(prepaid, paymentPassword, caFile, options) {
-      const platform = await clients.client('payment-platform', me)
-      const published = await callStep(platform, 'getSealingKeys', () => ({ platformId: prepaid.platformId }), options)
+      const payments = await clients.client('payment-management', me)
+      const published = await callStep(payments, 'getSealingKeys', () => ({ platformId: prepaid.platformId }), options)
       const [key] = verifySealingKeys(published, { platformId: prepaid.platformId, caCertificates: await readFile(caFile, 'utf8') })
       const amount = prepaid.order.amount!
       const aad = sealingAad({ serialNumber: prepaid.serialNumber, amountMinor: amount.amountMinor, currencyCode: amount.currencyCode, platformId: prepaid.platformId })
       const sealed = await sealCredentials({ paymentPassword }, key!.publicKey, aad)
-      const payments = await clients.client('payment-management', me)
       const reply = await callStep(
         payments,
         'payThroughRelay',
@@ -66,6 +101,10 @@ export function terminalSdk(clients: MeshClients, terminalId: string): TerminalS
         options,
       )
       return reply.order!
+    },
+    close() {
+      for (const follower of followers.values()) void follower.then((f) => f.close(), () => undefined)
+      followers.clear()
     },
   }
 }

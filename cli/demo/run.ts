@@ -1,60 +1,47 @@
-// The demo: operator, instance and terminal act out both flows against a running mesh, narrating
-// who sends what to whom. The instance and the terminal follow the pipe and continue the trace
-// each event carries, so each flow is one trace across every service.
+// The demo: operator, instance and terminals act out both flows against a running mesh, narrating
+// who sends what to whom, each device through its SDK (sdk/instance.ts, sdk/terminal.ts). The
+// first payment goes through an operator-opened channel; the second is pushed to the account's
+// enrolled terminals, claimed on the phone by a tap and paid through PaymentManagement's sealed
+// relay, while the tablet is told it was claimed elsewhere. The devices continue the trace each
+// event carries, so each flow is one trace across every service.
 import { randomBytes, randomUUID } from 'node:crypto'
 import { context, type Context, SpanKind, type Tracer, trace } from '@opentelemetry/api'
 import { status as Status } from '@grpc/grpc-js'
 import { LoginState } from '../../gen/cloudpay/account/v1/account_management_service.ts'
-import { type Event, EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import { type Event, EventKind, type TerminalEvent } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { OrderState } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
+import { instanceSdk } from '../../sdk/instance.ts'
+import { terminalSdk } from '../../sdk/terminal.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
 import { contextFromTraceParent } from '../../services/runtime/trace-context.ts'
-import { flows, instance, type MeshClients, OPERATOR, terminal } from './steps.ts'
+import { flows, type MeshClients, OPERATOR } from './steps.ts'
+
+export interface DemoPayment {
+  orderId: string
+  item: string
+  state: string
+  amount: { currencyCode: string; amountMinor: string }
+  /** How the terminal got the order and paid it. */
+  path: 'channel: fetched, paid at the platform' | 'push: claimed by a tap, paid through the relay'
+  traceId: string
+  balances: { payerBefore: string; payerAfter: string; merchantBefore: string; merchantAfter: string }
+}
 
 export interface DemoSummary {
   login: { result: string; loginId: string; appAccountId: string; displayName: string; created: boolean; traceId: string }
-  order: { orderId: string; item: string; state: string; amount: { currencyCode: string; amountMinor: string }; traceId: string }
+  /** The first payment (through the channel). */
+  order: DemoPayment
+  /** The second payment: pushed to both enrolled terminals, claimed on the phone, the tablet told. */
+  pushedOrder: DemoPayment & { claimedBy: string; toldClaimedElsewhere: string[] }
   balances: { payerBefore: string; payerAfter: string; merchantBefore: string; merchantAfter: string }
   inventory: Record<string, string>
-  traceIds: { login: string; order: string }
+  traceIds: { login: string; order: string; pushedOrder: string }
 }
 
 const PLATFORM = 'alphapay'
 const MERCHANT_ACCOUNT = 'SHOPALPHA0001'
-
-/** Waits on a device's Notify stream for an event (the instance and terminal are woken this way). */
-function follow(clients: MeshClients, who: ReturnType<typeof instance>, deviceId: string) {
-  const seen: Event[] = []
-  const waiters: (() => void)[] = []
-  let stream: { cancel(): void } | undefined
-  const ready = clients.client('instance-events', who).then((pipe) => {
-    const call = pipe.notify({ deviceId, afterSequence: 0n })
-    call.on('data', (m: { event?: Event }) => {
-      if (m.event) seen.push(m.event)
-      for (const w of waiters.splice(0)) w()
-    })
-    call.on('error', (e: { code: number }) => {
-      if (e.code !== Status.CANCELLED) for (const w of waiters.splice(0)) w()
-    })
-    stream = call
-  })
-  return {
-    async next(kind: EventKind, subjectId: string, timeoutMs = 15_000): Promise<Event> {
-      await ready
-      const deadline = Date.now() + timeoutMs
-      for (;;) {
-        const found = seen.find((e) => e.kind === kind && e.subjectId === subjectId)
-        if (found) return found
-        if (Date.now() > deadline) throw new Error(`no ${EventKind[kind]} for ${subjectId} within ${timeoutMs} ms`)
-        await new Promise<void>((resolve) => {
-          waiters.push(resolve)
-          setTimeout(resolve, 250)
-        })
-      }
-    },
-    close: () => stream?.cancel(),
-  }
-}
+/** How long the demo waits for any one event before it gives up. */
+const EVENT_WAIT_MS = 20_000
 
 /** The person's secrets; fresh random ones unless a test passes its own (to search for them afterwards). */
 export interface DemoSecrets {
@@ -63,15 +50,23 @@ export interface DemoSecrets {
   readonly paymentPassword: string
 }
 
-export async function runDemo(clients: MeshClients, tracerFor: (party: string) => Tracer, say: (line: string) => void, secrets?: DemoSecrets): Promise<DemoSummary> {
+export interface DemoOptions {
+  /** The person's secrets (a test passes its own, to search for them afterwards). */
+  readonly secrets?: DemoSecrets
+  /** The mesh CA the terminals verify the platform's sealing keys against. */
+  readonly caFile: string
+}
+
+export async function runDemo(clients: MeshClients, tracerFor: (party: string) => Tracer, say: (line: string) => void, options: DemoOptions): Promise<DemoSummary> {
+  const { secrets, caFile } = options
   const suffix = randomBytes(3).toString('hex')
   const accountId = `demo-${suffix}`
   const password = secrets?.password ?? `demo-password-${randomBytes(6).toString('hex')}`
   const device = `cg-${suffix}`
-  const phone = `phone-${suffix}`
+  const phoneId = `phone-${suffix}`
+  const tabletId = `tablet-${suffix}`
   const payer = secrets?.payerAccount ?? `DEMO${randomBytes(6).toString('hex').toUpperCase()}`
   const paymentPassword = secrets?.paymentPassword ?? `pay-${randomBytes(4).toString('hex')}`
-  const step = flows(clients, OPERATOR)
   const instanceTracer = tracerFor('instance')
   const terminalTracer = tracerFor('terminal')
   const under = <T>(tracer: Tracer, name: string, parent: Context, work: () => Promise<T>): Promise<T> =>
@@ -82,9 +77,20 @@ export async function runDemo(clients: MeshClients, tracerFor: (party: string) =
         span.end()
       }
     })
+  /** A root span of the instance's: the flow's trace. */
+  const flow = async <T>(name: string, work: () => Promise<T>): Promise<{ result: T; traceId: string }> => {
+    const root = instanceTracer.startSpan(name, { attributes: { 'cloudpay.device_id': device } })
+    try {
+      return { result: await context.with(trace.setSpan(context.active(), root), work), traceId: root.spanContext().traceId }
+    } finally {
+      root.end()
+    }
+  }
+  const waiting = { signal: AbortSignal.timeout(EVENT_WAIT_MS * 6) }
+  const on = (kind: EventKind, subjectId: string) => (e: Event | TerminalEvent) => e.kind === kind && e.subjectId === subjectId
 
-  say(`── 0. The operator registers cloud account ${accountId}, rents instance ${device} to it and connects phone ${phone}.`)
-  await step.setUp(accountId, password, device, phone)
+  say(`── 0. The operator registers cloud account ${accountId}, rents instance ${device} to it and connects phone ${phoneId}.`)
+  await flows(clients, OPERATOR).setUp(accountId, password, device, phoneId)
   const platformOps = await clients.client('payment-platform', OPERATOR)
   await unaryCall(platformOps, 'createMerchantAccount', {
     requestId: randomUUID(),
@@ -102,91 +108,105 @@ export async function runDemo(clients: MeshClients, tracerFor: (party: string) =
     paymentPassword,
     openingBalance: { currencyCode: 'USD', amountMinor: 10_000n },
   })
+  const instance = instanceSdk(clients, device)
+  const phone = terminalSdk(clients, phoneId)
+  const tablet = terminalSdk(clients, tabletId)
   say(`   The person has a payer account on ${PLATFORM} (balance 100.00 USD) and binds it from the phone; the instance never sees it.`)
-  await unaryCall(await clients.client('account-management', terminal(phone)), 'bindPaymentAccount', {
-    requestId: randomUUID(),
-    deviceId: device,
-    platformId: PLATFORM,
-    payerAccount: payer,
-    makeDefault: true,
-  })
+  await phone.bindPaymentAccount(device, PLATFORM, payer, true)
+  const balanceOf = async (account: string) => (await unaryCall(platformOps, 'getAccountBalance', { platformId: PLATFORM, account })).account!.balance!.amountMinor
+  const balances = async () => ({ payer: await balanceOf(payer), merchant: await balanceOf(MERCHANT_ACCOUNT) })
+  const payment = async (orderId: string, item: string, path: DemoPayment['path'], traceId: string, before: { payer: bigint; merchant: bigint }): Promise<DemoPayment> => {
+    const final = (await unaryCall(await clients.client('payment-management', OPERATOR), 'getOrder', { orderId })).order!
+    const now = await balances()
+    say(`   Order ${OrderState[final.state]}. Payer ${Number(before.payer) / 100} -> ${Number(now.payer) / 100} USD; shop ${Number(before.merchant) / 100} -> ${Number(now.merchant) / 100} USD.`)
+    return {
+      orderId,
+      item,
+      state: OrderState[final.state],
+      amount: { currencyCode: final.amount!.currencyCode, amountMinor: final.amount!.amountMinor.toString() },
+      path,
+      traceId,
+      balances: { payerBefore: before.payer.toString(), payerAfter: now.payer.toString(), merchantBefore: before.merchant.toString(), merchantAfter: now.merchant.toString() },
+    }
+  }
 
-  const instanceEvents = follow(clients, instance(device), device)
-  const phoneEvents = follow(clients, terminal(phone), device)
   try {
     // ── Login ──
     say(`── 1. Login. The instance starts a login and publishes LOGIN_REQUESTED on the pipe (no credential in it).`)
-    const loginRoot = instanceTracer.startSpan('instance: log in', { attributes: { 'cloudpay.device_id': device } })
-    const loginContext = trace.setSpan(context.active(), loginRoot)
-    const login = await context.with(loginContext, () => step.startLogin(device))
-    say(`   The instance shows binding code ${login.bindingCode} on screen; login id ${login.loginId}.`)
-    const requested = await phoneEvents.next(EventKind.EVENT_KIND_LOGIN_REQUESTED, login.loginId)
-    say(`── 2. The phone sees LOGIN_REQUESTED, the person types the password and code; the phone sends them to AccountManagement only.`)
-    const verified = await under(terminalTracer, 'terminal: confirm login', contextFromTraceParent(requested.traceParent), () =>
-      step.verify(device, phone, login.loginId, login.bindingCode, password),
-    )
-    say(`   AccountManagement finds the account from the device, verifies: ${LoginState[verified.state]}.`)
-    const loginVerified = await instanceEvents.next(EventKind.EVENT_KIND_LOGIN_VERIFIED, login.loginId)
-    say(`── 3. The instance is woken by LOGIN_VERIFIED and redeems the login for a single-use token.`)
-    const session = await under(instanceTracer, 'instance: enter the app', contextFromTraceParent(loginVerified.traceParent), async () => {
-      const { loginToken } = await step.redeem(device, login.loginId)
-      say(`── 4. The instance presents the token to AppService, which validates it with AccountManagement.`)
-      return step.appLogin(device, loginToken)
+    const { result: loggedIn, traceId: loginTraceId } = await flow('instance: log in', async () => {
+      const login = await instance.startLogin()
+      say(`   The instance shows binding code ${login.bindingCode} on screen; login id ${login.loginId}.`)
+      const requested = await phone.nextEvent(device, on(EventKind.EVENT_KIND_LOGIN_REQUESTED, login.loginId), waiting)
+      say(`── 2. The phone sees LOGIN_REQUESTED, the person types the password and code; the phone sends them to AccountManagement only.`)
+      const verified = await under(terminalTracer, 'terminal: confirm login', contextFromTraceParent(requested.traceParent), () =>
+        phone.approveLogin(device, login.loginId, login.bindingCode, password),
+      )
+      say(`   AccountManagement finds the account from the device, verifies: ${LoginState[verified.state]}.`)
+      const outcome = await instance.waitForLogin(login.loginId, waiting)
+      if (outcome !== 'verified') throw new Error(`login ${login.loginId} was ${outcome}`)
+      say(`── 3. The instance is woken by LOGIN_VERIFIED, redeems the login for a single-use token and`)
+      say(`── 4. presents it to AppService, which validates it with AccountManagement.`)
+      const session = await instance.logIn(login.loginId)
+      return { login, verified, session }
     })
-    loginRoot.end()
+    const { login, verified, session } = loggedIn
     say(`   Logged in as "${session.appAccount!.displayName}" (${session.appAccount!.appAccountId}, ${session.created ? 'created now' : 'existing'}).`)
 
-    // ── Payment ──
-    const ops = await clients.client('payment-platform', OPERATOR)
-    const balanceOf = async (account: string) => (await unaryCall(ops, 'getAccountBalance', { platformId: PLATFORM, account })).account!.balance!.amountMinor
-    const payerBefore = await balanceOf(payer)
-    const merchantBefore = await balanceOf(MERCHANT_ACCOUNT)
+    // ── Payment through the channel ──
+    const before = await balances()
     say(`── 5. Payment. The instance orders 2 x Gem pack (550) at AppService and submits the order to PaymentManagement.`)
-    const orderRoot = instanceTracer.startSpan('instance: buy gems', { attributes: { 'cloudpay.device_id': device } })
-    const orderContext = trace.setSpan(context.active(), orderRoot)
-    const order = await context.with(orderContext, async () => {
-      const app = await clients.client('app-service', instance(device))
-      const { order: appOrder } = await unaryCall(app, 'createOrder', {
-        requestId: randomUUID(),
-        deviceId: device,
-        sessionToken: session.sessionToken,
-        itemId: 'gem-pack-550',
-        quantity: 2,
+    const first = await flow('instance: buy gems', async () => {
+      const { order } = await instance.order(session.sessionToken, 'gem-pack-550', 2)
+      say(`   Order ${order.orderId}: ${Number(order.amount!.amountMinor) / 100} ${order.amount!.currencyCode} (AppService's price, not the instance's). PAYMENT_REQUESTED carries only the order id.`)
+      const requested = await phone.nextEvent(device, on(EventKind.EVENT_KIND_PAYMENT_REQUESTED, order.orderId), waiting)
+      say(`── 6. The phone fetches the order, the person confirms and pays with the payment password at ${PLATFORM} directly.`)
+      await under(terminalTracer, 'terminal: pay', contextFromTraceParent(requested.traceParent), async () => {
+        const fetched = await phone.fetchOrder(device)
+        const { serialNumber } = await phone.prepay(device, fetched.orderId)
+        say(`   Prepay sent to ${PLATFORM}: transaction ${serialNumber}.`)
+        await phone.pay(PLATFORM, serialNumber, paymentPassword)
       })
-      const pm = await clients.client('payment-management', instance(device))
-      const { order: submitted } = await unaryCall(pm, 'submitOrder', { requestId: randomUUID(), deviceId: device, appOrderId: appOrder!.appOrderId })
-      const pipe = await clients.client('instance-events', instance(device))
-      await unaryCall(pipe, 'publish', { requestId: randomUUID(), deviceId: device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId: submitted!.orderId })
-      return submitted!
+      say(`── 7. The platform moves the money and notifies PaymentManagement, which hands the order to AppService.`)
+      const outcome = await instance.waitForOutcome(order.orderId, waiting)
+      if (outcome !== 'effective') throw new Error(`order ${order.orderId} ${outcome}`)
+      await under(instanceTracer, 'instance: show the gems', context.active(), async () => undefined)
+      return order.orderId
     })
-    orderRoot.end()
-    say(
-      `   Order ${order.orderId}: ${Number(order.amount!.amountMinor) / 100} ${order.amount!.currencyCode} (AppService's price, not the instance's). PAYMENT_REQUESTED carries only the order id.`,
-    )
-    const paymentRequested = await phoneEvents.next(EventKind.EVENT_KIND_PAYMENT_REQUESTED, order.orderId)
-    say(`── 6. The phone fetches the order, the person confirms and pays with the payment password at ${PLATFORM} directly.`)
-    await under(terminalTracer, 'terminal: pay', contextFromTraceParent(paymentRequested.traceParent), async () => {
-      const pm = await clients.client('payment-management', terminal(phone))
-      const { order: fetched } = await unaryCall(pm, 'fetchOrder', { requestId: randomUUID(), deviceId: device })
-      const { serialNumber } = await unaryCall(pm, 'prepayOrder', { requestId: randomUUID(), deviceId: device, orderId: fetched!.orderId, bindingId: '' })
-      say(`   Prepay sent to ${PLATFORM}: transaction ${serialNumber}.`)
-      const platform = await clients.client('payment-platform', terminal(phone))
-      await unaryCall(platform, 'pay', { requestId: randomUUID(), platformId: PLATFORM, serialNumber, paymentPassword })
+    say(`   The instance sees ORDER_EFFECTIVE.`)
+    const channelPayment = await payment(first.result, 'gem-pack-550 x 2', 'channel: fetched, paid at the platform', first.traceId, before)
+
+    // ── Payment pushed to the account's terminals ──
+    say(`── 8. The person enrols the phone and a tablet in ${accountId} (the account password, once each; no channel).`)
+    await phone.enroll(accountId, password, 'the phone')
+    await tablet.enroll(accountId, password, 'the tablet')
+    const beforePush = await balances()
+    say(`── 9. The instance orders 1 x Gem pack (100); PaymentManagement pushes PAYMENT_PUSHED to both terminals' own streams.`)
+    const pushed = await flow('instance: buy more gems', async () => {
+      const { order } = await instance.order(session.sessionToken, 'gem-pack-100', 1)
+      const [onPhone] = await Promise.all([
+        phone.nextPush(on(EventKind.EVENT_KIND_PAYMENT_PUSHED, order.orderId), waiting),
+        tablet.nextPush(on(EventKind.EVENT_KIND_PAYMENT_PUSHED, order.orderId), waiting),
+      ])
+      say(`   Both terminals got PAYMENT_PUSHED for ${order.orderId} (ids only, no channel needed).`)
+      say(`── 10. The person taps the notification on the phone: ClaimOrder wins it; the tablet is told ORDER_CLAIMED_ELSEWHERE.`)
+      await under(terminalTracer, 'terminal: pay pushed order', contextFromTraceParent(onPhone.traceParent), async () => {
+        const claimed = await phone.claimOrder(order.orderId, 'tap')
+        const prepaid = await phone.prepay(device, claimed.orderId)
+        say(`── 11. The phone seals the payment password to ${PLATFORM}'s key (verified against the mesh CA) and pays through PaymentManagement, which cannot read it.`)
+        await phone.payThroughRelay({ deviceId: device, order: claimed, platformId: prepaid.platformId, serialNumber: prepaid.serialNumber }, paymentPassword, caFile)
+      })
+      await tablet.nextPush(on(EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE, order.orderId), waiting)
+      const outcome = await instance.waitForOutcome(order.orderId, waiting)
+      if (outcome !== 'effective') throw new Error(`order ${order.orderId} ${outcome}`)
+      return order.orderId
     })
-    say(`── 7. The platform moves the money and notifies PaymentManagement, which hands the order to AppService.`)
-    const effective = await instanceEvents.next(EventKind.EVENT_KIND_ORDER_EFFECTIVE, order.orderId)
-    await under(instanceTracer, 'instance: show the gems', contextFromTraceParent(effective.traceParent), async () => undefined)
-    const pmOps = await clients.client('payment-management', OPERATOR)
-    const final = (await unaryCall(pmOps, 'getOrder', { orderId: order.orderId })).order!
-    const app = await clients.client('app-service', instance(device))
+    say(`   The tablet saw ORDER_CLAIMED_ELSEWHERE; the instance sees ORDER_EFFECTIVE.`)
+    const pushedPayment = await payment(pushed.result, 'gem-pack-100 x 1', 'push: claimed by a tap, paid through the relay', pushed.traceId, beforePush)
+
+    const app = await clients.client('app-service', { role: 'instance', id: device })
     const { items } = await unaryCall(app, 'listInventory', { deviceId: device, sessionToken: session.sessionToken, pageSize: 0, pageToken: '' })
-    const payerAfter = await balanceOf(payer)
-    const merchantAfter = await balanceOf(MERCHANT_ACCOUNT)
-    say(`   The instance sees ORDER_EFFECTIVE. Order ${OrderState[final.state]}; inventory: ${items.map((i) => `${i.quantity} x ${i.itemId}`).join(', ')}.`)
-    say(`   Payer ${Number(payerBefore) / 100} -> ${Number(payerAfter) / 100} USD; shop ${Number(merchantBefore) / 100} -> ${Number(merchantAfter) / 100} USD.`)
+    say(`   Inventory: ${items.map((i) => `${i.quantity} x ${i.itemId}`).join(', ')}.`)
     say(`   Never left the phone: the password, the payment password, the payer account.`)
-    const loginTraceId = loginRoot.spanContext().traceId
-    const orderTraceId = orderRoot.spanContext().traceId
     return {
       login: {
         result: LoginState[verified.state],
@@ -196,19 +216,20 @@ export async function runDemo(clients: MeshClients, tracerFor: (party: string) =
         created: session.created,
         traceId: loginTraceId,
       },
-      order: {
-        orderId: order.orderId,
-        item: 'gem-pack-550 x 2',
-        state: OrderState[final.state],
-        amount: { currencyCode: final.amount!.currencyCode, amountMinor: final.amount!.amountMinor.toString() },
-        traceId: orderTraceId,
+      order: channelPayment,
+      pushedOrder: { ...pushedPayment, claimedBy: phoneId, toldClaimedElsewhere: [tabletId] },
+      balances: {
+        payerBefore: before.payer.toString(),
+        payerAfter: pushedPayment.balances.payerAfter,
+        merchantBefore: before.merchant.toString(),
+        merchantAfter: pushedPayment.balances.merchantAfter,
       },
-      balances: { payerBefore: payerBefore.toString(), payerAfter: payerAfter.toString(), merchantBefore: merchantBefore.toString(), merchantAfter: merchantAfter.toString() },
       inventory: Object.fromEntries(items.map((i) => [i.itemId, i.quantity.toString()])),
-      traceIds: { login: loginTraceId, order: orderTraceId },
+      traceIds: { login: loginTraceId, order: first.traceId, pushedOrder: pushed.traceId },
     }
   } finally {
-    instanceEvents.close()
-    phoneEvents.close()
+    instance.close()
+    phone.close()
+    tablet.close()
   }
 }

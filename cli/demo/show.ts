@@ -4,15 +4,18 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Config, ServiceName } from '../../services/runtime/config.ts'
 import { readStoredSpans } from '../../services/runtime/span-file.ts'
 import type { Telemetry } from '../../services/runtime/telemetry.ts'
+import { certificateFiles } from '../../services/runtime/tls.ts'
 import { waterfall } from '../waterfall.ts'
 import { demoClients } from './clients.ts'
 import { type DemoSummary, runDemo } from './run.ts'
+import { OPERATOR } from './steps.ts'
 
 export async function showDemo(config: Config, addresses: ReadonlyMap<ServiceName, string>, telemetry: Telemetry, json: boolean): Promise<DemoSummary> {
   const clients = demoClients(config, addresses, telemetry)
   try {
     const say = json ? () => undefined : (line: string) => process.stdout.write(`${line}\n`)
-    const summary = await runDemo(clients, (party) => telemetry.tracer(party), say)
+    const { caFile } = await certificateFiles(config, OPERATOR)
+    const summary = await runDemo(clients, (party) => telemetry.tracer(party), say, { caFile })
     await telemetry.forceFlush()
     if (json) {
       process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`)
@@ -26,7 +29,7 @@ export async function showDemo(config: Config, addresses: ReadonlyMap<ServiceNam
         spans = readStoredSpans(config.traceFile)
       }
       process.stdout.write(`\nThe order as one trace (${summary.order.traceId}):\n\n${waterfall(spans, summary.order.traceId)}\n`)
-      process.stdout.write(`Again any time: npm run cloudpay -- trace ${summary.order.orderId}   (the login: npm run cloudpay -- trace ${summary.traceIds.login})\n`)
+      process.stdout.write(`Again any time: npm run cloudpay -- trace ${summary.order.orderId}   (the login: npm run cloudpay -- trace ${summary.traceIds.login}; the pushed order: npm run cloudpay -- trace ${summary.pushedOrder.orderId})\n`)
     }
     return summary
   } finally {

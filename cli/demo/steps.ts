@@ -1,17 +1,18 @@
 // The login flow as operator, instance and terminal act it out (DESIGN login steps 0-4): used by
-// the demo and by tests that need a logged-in instance.
+// the demo, the bench and tests that need a logged-in instance. The instance's and the terminal's
+// steps are the SDK's (sdk/); only the operator's set-up and the steps a test makes as some other
+// party (`as`) are raw calls.
 import { randomUUID } from 'node:crypto'
 import { LoginState } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
 import type { ServiceName } from '../../services/runtime/config.ts'
 import type { Identity } from '../../services/runtime/identity.ts'
-import type { ClientOf } from '../../services/runtime/peers.ts'
+import type { MeshClients } from '../../sdk/calls.ts'
+import { instanceSdk } from '../../sdk/instance.ts'
+import { terminalSdk } from '../../sdk/terminal.ts'
 
-/** Generated clients of the mesh, each authenticated as some party. */
-export interface MeshClients {
-  client<Name extends ServiceName>(name: Name, identity: Identity): Promise<ClientOf<Name>>
-}
+export type { MeshClients }
 
 export const OPERATOR: Identity = { role: 'operator', id: 'demo-operator' }
 const newRequestId = (): string => randomUUID()
@@ -29,18 +30,10 @@ export function flows(t: MeshClients, operator: Identity = OPERATOR) {
     await unaryCall(events, 'openChannel', { requestId: newRequestId(), deviceId, terminalId })
   }
 
-  async function startLogin(deviceId: string) {
-    const am = await t.client('account-management', instance(deviceId))
-    const { login } = await unaryCall(am, 'startLogin', { requestId: newRequestId(), deviceId })
-    const pipe = await t.client('instance-events', instance(deviceId))
-    await unaryCall(pipe, 'publish', { requestId: newRequestId(), deviceId, kind: EventKind.EVENT_KIND_LOGIN_REQUESTED, subjectId: login!.loginId })
-    return login!
-  }
+  const startLogin = (deviceId: string) => instanceSdk(t, deviceId).startLogin()
 
-  async function verify(deviceId: string, terminalId: string, loginId: string, bindingCode: string, password: string) {
-    const am = await t.client('account-management', terminal(terminalId))
-    return (await unaryCall(am, 'verifyLogin', { requestId: newRequestId(), deviceId, loginId, bindingCode, password })).login!
-  }
+  const verify = (deviceId: string, terminalId: string, loginId: string, bindingCode: string, password: string) =>
+    terminalSdk(t, terminalId).approveLogin(deviceId, loginId, bindingCode, password)
 
   async function redeem(deviceId: string, loginId: string, as = instance(deviceId)) {
     const am = await t.client('account-management', as)
@@ -54,11 +47,11 @@ export function flows(t: MeshClients, operator: Identity = OPERATOR) {
 
   /** Steps 1-4 for a set-up device; returns the app session. */
   async function logIn(deviceId: string, terminalId: string, password: string) {
-    const login = await startLogin(deviceId)
-    const verified = await verify(deviceId, terminalId, login.loginId, login.bindingCode, password)
+    const device = instanceSdk(t, deviceId)
+    const login = await device.startLogin()
+    const verified = await terminalSdk(t, terminalId).approveLogin(deviceId, login.loginId, login.bindingCode, password)
     if (verified.state !== LoginState.LOGIN_STATE_VERIFIED) throw new Error(`login ${login.loginId} was not verified: ${LoginState[verified.state]}`)
-    const { loginToken } = await redeem(deviceId, login.loginId)
-    return appLogin(deviceId, loginToken)
+    return device.logIn(login.loginId)
   }
 
   return { setUp, startLogin, verify, redeem, appLogin, logIn }

@@ -14,7 +14,9 @@ export const rules: Rules<typeof PaymentManagementServiceService> = {
   cancelOrder: scoped(allow('instance', 'terminal'), OBJECT_RULES.orderOrClaim),
   cancelDeviceOrders: allowServices('account-management'),
   // The same object rule as PrepayOrder (one check in the handlers: orderActedOnBy).
-  payThroughRelay: scoped(allow('terminal'), OBJECT_RULES.orderDevice),
+  payThroughRelay: scoped(allow('terminal'), OBJECT_RULES.orderOrClaim),
+  // Public keys, relayed as the platform signed them.
+  getSealingKeys: allow('terminal', 'operator'),
   claimOrder: scoped(allow('terminal'), OBJECT_RULES.orderAccountTerminal),
   endTerminalClaims: allowServices('account-management'),
 }

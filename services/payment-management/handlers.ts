@@ -282,6 +282,12 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       })
     },
 
+    getSealingKeys: async (request, ctx) => {
+      validate((v) => v.id(request.platformId, 'platform_id'))
+      // Relayed as published: the signatures are the platform's, so nothing here could swap a key.
+      return callPeer('payment-platform', unaryCall(deps.peers.get('payment-platform'), 'getSealingKeys', { platformId: request.platformId }, { signal: ctx.signal }))
+    },
+
     payThroughRelay: async (request, ctx) => {
       // The sealed credentials go to the platform as they came; their size is all that is kept of
       // them anywhere here (this span attribute): not in a table, a log line or another span.

@@ -23,7 +23,6 @@ export const OBJECT_RULES = {
   ownDevice: 'an instance only for its own device_id',
   deviceAccess: 'an instance only for its own device_id; a terminal only for a device it has an open channel to',
   channelDevice: 'a terminal only for a device it has an open channel to',
-  orderDevice: "as for the order's device: its own instance, a terminal with an open channel to it",
   ownTerminal: 'a terminal only its own channels',
   prepayTerminal: 'a terminal only for a transaction prepaid for it, while PaymentManagement says it may act for the order',
   relayedTerminal: 'only for a transaction prepaid for the terminal_id relayed for, with credentials sealed for that transaction, each blob once',

@@ -4,6 +4,8 @@ import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
 import { after, before, test } from 'node:test'
 import { runDemo } from '../../cli/demo/run.ts'
+import { OPERATOR } from '../../cli/demo/steps.ts'
+import { certificateFiles } from '../../services/runtime/tls.ts'
 import { startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 
 let t: TestMesh
@@ -22,10 +24,10 @@ before(async () => {
 after(async () => t?.stop())
 
 test('with the OTLP endpoint down, the demo completes, flushing does not fail, and the trouble is logged once', async () => {
-  const summary = await runDemo(t, (party) => t.telemetry.tracer(party), () => undefined)
+  const summary = await runDemo(t, (party) => t.telemetry.tracer(party), () => undefined, { caFile: (await certificateFiles(t.config, OPERATOR)).caFile })
   assert.ok(summary.order.orderId)
   await t.telemetry.forceFlush()
-  await runDemo(t, (party) => t.telemetry.tracer(party), () => undefined)
+  await runDemo(t, (party) => t.telemetry.tracer(party), () => undefined, { caFile: (await certificateFiles(t.config, OPERATOR)).caFile })
   await t.telemetry.forceFlush()
   const warnings = t.logLines.map((line) => JSON.parse(line) as { msg: string }).filter((line) => line.msg.startsWith('span export is failing'))
   assert.equal(warnings.length, 1, 'one warning, not one per batch')

@@ -10,7 +10,9 @@ import { promisify } from 'node:util'
 import { SpanKind } from '@opentelemetry/api'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { type DemoSummary, runDemo } from '../../cli/demo/run.ts'
+import { OPERATOR } from '../../cli/demo/steps.ts'
 import { addressVariable, SERVICE_NAMES } from '../../services/runtime/config.ts'
+import { certificateFiles } from '../../services/runtime/tls.ts'
 import { startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 import { findSecret } from '../helpers/secrets.ts'
 
@@ -54,7 +56,7 @@ before(async () => {
     t,
     (party) => t.telemetry.tracer(party),
     () => undefined,
-    SECRETS,
+    { secrets: SECRETS, caFile: (await certificateFiles(t.config, OPERATOR)).caFile },
   )
   await t.telemetry.forceFlush()
 })
@@ -121,6 +123,28 @@ test('an order is one trace across all five services, parent to child through th
   )
 })
 
+test('a pushed order is one trace: the push to both terminals, the claim, the relay, the sealed payment, the fulfilment', () => {
+  const spans = spansOf(summary.traceIds.pushedOrder)
+  const names = new Set(spans.filter((s) => s.kind === SpanKind.SERVER).map((s) => `${serviceOf(s)} ${s.name}`))
+  for (const step of [
+    'cloudpay-payment-management cloudpay.payment.v1.PaymentManagementService/SubmitOrder',
+    'cloudpay-instance-events cloudpay.events.v1.InstanceEventsService/PublishToTerminals',
+    'cloudpay-payment-management cloudpay.payment.v1.PaymentManagementService/ClaimOrder',
+    'cloudpay-payment-management cloudpay.payment.v1.PaymentManagementService/GetSealingKeys',
+    'cloudpay-payment-management cloudpay.payment.v1.PaymentManagementService/PayThroughRelay',
+    'cloudpay-payment-platform cloudpay.platform.v1.PaymentPlatformService/PaySealed',
+    'cloudpay-app-service cloudpay.app.v1.AppService/FulfilOrder',
+  ]) {
+    assert.ok(names.has(step), `${step} is in the pushed order's trace`)
+  }
+  assert.ok(spans.some((s) => serviceOf(s) === 'cloudpay-terminal' && s.name === 'terminal: pay pushed order'), 'the phone continued the trace from PAYMENT_PUSHED')
+  assert.equal(summary.pushedOrder.state, 'ORDER_STATE_EFFECTIVE')
+  assert.deepEqual(summary.pushedOrder.toldClaimedElsewhere.length, 1)
+  const paid = BigInt(summary.pushedOrder.amount.amountMinor)
+  assert.equal(BigInt(summary.pushedOrder.balances.payerBefore) - BigInt(summary.pushedOrder.balances.payerAfter), paid, 'the payer paid the order once')
+  assert.equal(BigInt(summary.pushedOrder.balances.merchantAfter) - BigInt(summary.pushedOrder.balances.merchantBefore), paid, 'the shop got it once')
+})
+
 test('no secret is in any exported span, table or log', async () => {
   for (const secret of Object.values(SECRETS)) assert.deepEqual(await findSecret(t, secret), [], secret)
   assert.ok(!JSON.stringify(received).includes(SECRETS.payerAccount))
@@ -164,11 +188,19 @@ test('npm run demo -- --json acts out both flows and prints one summary', async 
   assert.equal(demo.login.result, 'LOGIN_STATE_VERIFIED')
   assert.match(demo.login.displayName, /^cloud platform guest \d{6}$/)
   assert.equal(demo.order.state, 'ORDER_STATE_EFFECTIVE')
+  assert.equal(demo.pushedOrder.state, 'ORDER_STATE_EFFECTIVE')
+  assert.match(demo.pushedOrder.path, /^push/)
   const amount = BigInt(demo.order.amount.amountMinor)
   assert.equal(amount, 2n * (1999n - 200n))
-  assert.equal(BigInt(demo.balances.payerBefore) - BigInt(demo.balances.payerAfter), amount)
-  assert.equal(BigInt(demo.balances.merchantAfter) - BigInt(demo.balances.merchantBefore), amount)
-  assert.deepEqual(demo.inventory, { 'gem-pack-550': '2' })
+  const pushed = BigInt(demo.pushedOrder.amount.amountMinor)
+  assert.ok(pushed > 0n)
+  for (const payment of [demo.order, demo.pushedOrder]) {
+    const paid = BigInt(payment.amount.amountMinor)
+    assert.equal(BigInt(payment.balances.payerBefore) - BigInt(payment.balances.payerAfter), paid, `${payment.path}: the payer paid once`)
+    assert.equal(BigInt(payment.balances.merchantAfter) - BigInt(payment.balances.merchantBefore), paid, `${payment.path}: the shop got it once`)
+  }
+  assert.equal(BigInt(demo.balances.payerBefore) - BigInt(demo.balances.payerAfter), amount + pushed)
+  assert.deepEqual(demo.inventory, { 'gem-pack-550': '2', 'gem-pack-100': '1' })
   assert.match(demo.traceIds.login, /^[0-9a-f]{32}$/)
-  assert.notEqual(demo.traceIds.login, demo.traceIds.order)
+  assert.equal(new Set([demo.traceIds.login, demo.traceIds.order, demo.traceIds.pushedOrder]).size, 3, 'one trace per flow')
 })

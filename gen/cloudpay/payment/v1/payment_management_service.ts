@@ -20,6 +20,7 @@ import {
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../../google/protobuf/timestamp.js";
 import { Money } from "../../common/v1/money.js";
+import { SealingKey } from "../../platform/v1/payment_platform_service.js";
 
 export const protobufPackage = "cloudpay.payment.v1";
 
@@ -461,6 +462,22 @@ export interface PayThroughRelayResponse {
     | undefined;
   /** When the platform completed the payment. */
   completeTime: Date | undefined;
+}
+
+/** Request for GetSealingKeys. */
+export interface GetSealingKeysRequest {
+  /** The platform whose keys to relay (PrepayOrderResponse.platform_id). */
+  platformId: string;
+}
+
+/** Response for GetSealingKeys: the platform's own answer, unchanged. */
+export interface GetSealingKeysResponse {
+  /** The platform the keys belong to (inside every signature too). */
+  platformId: string;
+  /** The keys still accepted, newest first: seal to the first. */
+  keys: SealingKey[];
+  /** The platform service's certificate (DER) that made the signatures, then any intermediates. */
+  certificateChain: Buffer[];
 }
 
 /** Request for ClaimOrder. */
@@ -2986,6 +3003,188 @@ export const PayThroughRelayResponse: MessageFns<PayThroughRelayResponse> = {
   },
 };
 
+function createBaseGetSealingKeysRequest(): GetSealingKeysRequest {
+  return { platformId: "" };
+}
+
+export const GetSealingKeysRequest: MessageFns<GetSealingKeysRequest> = {
+  encode(message: GetSealingKeysRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platformId !== "") {
+      writer.uint32(10).string(message.platformId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetSealingKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetSealingKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetSealingKeysRequest {
+    return {
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetSealingKeysRequest): unknown {
+    const obj: any = {};
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetSealingKeysRequest>, I>>(base?: I): GetSealingKeysRequest {
+    return GetSealingKeysRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSealingKeysRequest>, I>>(object: I): GetSealingKeysRequest {
+    const message = createBaseGetSealingKeysRequest();
+    message.platformId = object.platformId ?? "";
+    return message;
+  },
+};
+
+function createBaseGetSealingKeysResponse(): GetSealingKeysResponse {
+  return { platformId: "", keys: [], certificateChain: [] };
+}
+
+export const GetSealingKeysResponse: MessageFns<GetSealingKeysResponse> = {
+  encode(message: GetSealingKeysResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platformId !== "") {
+      writer.uint32(10).string(message.platformId);
+    }
+    for (const v of message.keys) {
+      SealingKey.encode(v!, writer.uint32(18).fork()).join();
+    }
+    for (const v of message.certificateChain) {
+      writer.uint32(26).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetSealingKeysResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetSealingKeysResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.keys.push(SealingKey.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.certificateChain.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetSealingKeysResponse {
+    return {
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => SealingKey.fromJSON(e)) : [],
+      certificateChain: globalThis.Array.isArray(object?.certificateChain)
+        ? object.certificateChain.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.certificate_chain)
+        ? object.certificate_chain.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: GetSealingKeysResponse): unknown {
+    const obj: any = {};
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.keys?.length) {
+      obj.keys = message.keys.map((e) => SealingKey.toJSON(e));
+    }
+    if (message.certificateChain?.length) {
+      obj.certificateChain = message.certificateChain.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetSealingKeysResponse>, I>>(base?: I): GetSealingKeysResponse {
+    return GetSealingKeysResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSealingKeysResponse>, I>>(object: I): GetSealingKeysResponse {
+    const message = createBaseGetSealingKeysResponse();
+    message.platformId = object.platformId ?? "";
+    message.keys = object.keys?.map((e) => SealingKey.fromPartial(e)) || [];
+    message.certificateChain = object.certificateChain?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseClaimOrderRequest(): ClaimOrderRequest {
   return { requestId: "", orderId: "", gesture: 0 };
 }
@@ -3494,6 +3693,24 @@ export const PaymentManagementServiceService = {
     responseDeserialize: (value: Buffer): PayThroughRelayResponse => PayThroughRelayResponse.decode(value),
   },
   /**
+   * The sealing keys of a platform exactly as the platform published them (keys, signatures,
+   * certificate chain), for terminals that reach only PaymentManagement. PaymentManagement
+   * relays them unchanged and cannot substitute a key of its own: the terminal verifies every
+   * signature against the mesh CA (see PaymentPlatformService.GetSealingKeys) before sealing.
+   * Caller: terminal, operator.
+   */
+  getSealingKeys: {
+    path: "/cloudpay.payment.v1.PaymentManagementService/GetSealingKeys" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetSealingKeysRequest): Buffer =>
+      Buffer.from(GetSealingKeysRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetSealingKeysRequest => GetSealingKeysRequest.decode(value),
+    responseSerialize: (value: GetSealingKeysResponse): Buffer =>
+      Buffer.from(GetSealingKeysResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetSealingKeysResponse => GetSealingKeysResponse.decode(value),
+  },
+  /**
    * Claims a pushed order for the calling terminal, by a gesture the person made on it. The
    * first claim wins across replicas (one conditional update): the order becomes FETCHED and is
    * bound to that terminal, which then prepays and pays it as a fetched order (PrepayOrder, the
@@ -3580,6 +3797,14 @@ export interface PaymentManagementServiceServer extends UntypedServiceImplementa
    * the order (as PrepayOrder).
    */
   payThroughRelay: handleUnaryCall<PayThroughRelayRequest, PayThroughRelayResponse>;
+  /**
+   * The sealing keys of a platform exactly as the platform published them (keys, signatures,
+   * certificate chain), for terminals that reach only PaymentManagement. PaymentManagement
+   * relays them unchanged and cannot substitute a key of its own: the terminal verifies every
+   * signature against the mesh CA (see PaymentPlatformService.GetSealingKeys) before sealing.
+   * Caller: terminal, operator.
+   */
+  getSealingKeys: handleUnaryCall<GetSealingKeysRequest, GetSealingKeysResponse>;
   /**
    * Claims a pushed order for the calling terminal, by a gesture the person made on it. The
    * first claim wins across replicas (one conditional update): the order becomes FETCHED and is
@@ -3788,6 +4013,28 @@ export interface PaymentManagementServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PayThroughRelayResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The sealing keys of a platform exactly as the platform published them (keys, signatures,
+   * certificate chain), for terminals that reach only PaymentManagement. PaymentManagement
+   * relays them unchanged and cannot substitute a key of its own: the terminal verifies every
+   * signature against the mesh CA (see PaymentPlatformService.GetSealingKeys) before sealing.
+   * Caller: terminal, operator.
+   */
+  getSealingKeys(
+    request: GetSealingKeysRequest,
+    callback: (error: ServiceError | null, response: GetSealingKeysResponse) => void,
+  ): ClientUnaryCall;
+  getSealingKeys(
+    request: GetSealingKeysRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetSealingKeysResponse) => void,
+  ): ClientUnaryCall;
+  getSealingKeys(
+    request: GetSealingKeysRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetSealingKeysResponse) => void,
   ): ClientUnaryCall;
   /**
    * Claims a pushed order for the calling terminal, by a gesture the person made on it. The
