@@ -1,9 +1,10 @@
-// The two flows as clients drive them, for load: each worker owns a device, a terminal and a
-// payer account, and follows its device's pipe to learn when its order took effect.
+// The two flows as clients drive them, for load, through the SDK: each worker owns a device, a
+// terminal and a payer account, and follows its device's pipe to learn when its order took effect.
 import { randomUUID } from 'node:crypto'
-import { EventKind, type Event } from '../gen/cloudpay/events/v1/instance_events_service.ts'
 import { unaryCall } from '../services/runtime/client.ts'
-import { flows, instance, type MeshClients, OPERATOR, terminal } from '../cli/demo/steps.ts'
+import { flows, type MeshClients, OPERATOR } from '../cli/demo/steps.ts'
+import { instanceSdk } from '../sdk/instance.ts'
+import { terminalSdk } from '../sdk/terminal.ts'
 
 export interface Worker {
   login(): Promise<void>
@@ -41,54 +42,27 @@ export async function worker(clients: MeshClients, index: number): Promise<Worke
     paymentPassword: PAYMENT_PASSWORD,
     openingBalance: { currencyCode: 'USD', amountMinor: 1_000_000_000n },
   })
-  await unaryCall(await clients.client('account-management', terminal(phone)), 'bindPaymentAccount', {
-    requestId: randomUUID(),
-    deviceId: device,
-    platformId: 'alphapay',
-    payerAccount: payer,
-    makeDefault: true,
-  })
-
-  // The instance's pipe: order completions arrive here.
-  const waiting = new Map<string, () => void>()
-  const pipe = await clients.client('instance-events', instance(device))
-  const stream = pipe.notify({ deviceId: device, afterSequence: 0n })
-  stream.on('data', (m: { event?: Event }) => {
-    if (m.event?.kind === EventKind.EVENT_KIND_ORDER_EFFECTIVE) waiting.get(m.event.subjectId)?.()
-  })
-  stream.on('error', () => undefined)
-
-  const app = await clients.client('app-service', instance(device))
-  const pmInstance = await clients.client('payment-management', instance(device))
-  const pmTerminal = await clients.client('payment-management', terminal(phone))
-  const platform = await clients.client('payment-platform', terminal(phone))
+  // Each device and terminal acts through the SDK, as an integrating app would.
+  const instance = instanceSdk(clients, device)
+  const terminal = terminalSdk(clients, phone)
+  await terminal.bindPaymentAccount(device, 'alphapay', payer, true)
+  // The instance's pipe, followed once: order completions arrive there.
+  await instance.events()
   return {
     login: async () => {
       await step.logIn(device, phone, password)
     },
     order: async () => {
-      const { order: appOrder } = await unaryCall(app, 'createOrder', {
-        requestId: randomUUID(),
-        deviceId: device,
-        sessionToken: session.sessionToken,
-        itemId: 'gem-pack-100',
-        quantity: 1,
-      })
-      const { order } = await unaryCall(pmInstance, 'submitOrder', { requestId: randomUUID(), deviceId: device, appOrderId: appOrder!.appOrderId })
-      const effective = new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`order ${order!.orderId} did not take effect in 30 s`)), 30_000)
-        waiting.set(order!.orderId, () => {
-          clearTimeout(timer)
-          waiting.delete(order!.orderId)
-          resolve()
-        })
-      })
-      await unaryCall(pipe, 'publish', { requestId: randomUUID(), deviceId: device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId: order!.orderId })
-      const { order: fetched } = await unaryCall(pmTerminal, 'fetchOrder', { requestId: randomUUID(), deviceId: device })
-      const { serialNumber } = await unaryCall(pmTerminal, 'prepayOrder', { requestId: randomUUID(), deviceId: device, orderId: fetched!.orderId, bindingId: '' })
-      await unaryCall(platform, 'pay', { requestId: randomUUID(), platformId: 'alphapay', serialNumber, paymentPassword: PAYMENT_PASSWORD })
-      await effective
+      const { order } = await instance.order(session.sessionToken, 'gem-pack-100', 1)
+      const fetched = await terminal.fetchOrder(device)
+      const { serialNumber } = await terminal.prepay(device, fetched.orderId)
+      await terminal.pay('alphapay', serialNumber, PAYMENT_PASSWORD)
+      const outcome = await instance.waitForOutcome(order.orderId, { signal: AbortSignal.timeout(30_000) })
+      if (outcome !== 'effective') throw new Error(`order ${order.orderId} ${outcome}`)
     },
-    close: () => stream.cancel(),
+    close: () => {
+      instance.close()
+      terminal.close()
+    },
   }
 }
