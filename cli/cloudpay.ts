@@ -1,15 +1,18 @@
 // `npm run cloudpay -- <command>`: operator tooling.
 //   cert <role> <id>                      issue a development certificate for a mesh identity and print its paths
 //   trace <order-id|login-id|trace-id>    print a stored trace as a waterfall (add --db for query spans)
+//   seal --device ... --order ...         seal a payment password for PayThroughRelay (cli/seal.ts)
 import { randomBytes } from 'node:crypto'
 import { loadConfig } from '../services/runtime/config.ts'
-import { issueSeparateDevCertificate } from '../services/runtime/dev-certificates.ts'
+import { join } from 'node:path'
+import { certsDir, issueSeparateDevCertificate } from '../services/runtime/dev-certificates.ts'
 import { ID_PATTERN, isRole, ROLES, spiffeUri } from '../services/runtime/identity.ts'
 import { readStoredSpans } from '../services/runtime/span-file.ts'
 import { certificateFiles } from '../services/runtime/tls.ts'
+import { seal, SEAL_USAGE } from './seal.ts'
 import { findTraceIds, waterfall } from './waterfall.ts'
 
-const USAGE = `usage: npm run cloudpay -- cert <${ROLES.join('|')}> <id>\n       npm run cloudpay -- trace <order-id|login-id|trace-id> [--db]\n`
+const USAGE = `usage: npm run cloudpay -- cert <${ROLES.join('|')}> <id>\n       npm run cloudpay -- trace <order-id|login-id|trace-id> [--db]\n       ${SEAL_USAGE}`
 
 async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args
@@ -59,6 +62,13 @@ async function main(args: string[]): Promise<number> {
     }
     for (const traceId of traceIds) process.stdout.write(waterfall(spans, traceId, { db: rest.includes('--db') }) + '\n')
     return 0
+  }
+  if (command === 'seal') {
+    // The mesh CA: the one CLOUDPAY_TLS_CA names, or the development CA.
+    return seal(rest, async () => {
+      const { tls, home } = loadConfig()
+      return tls.kind === 'files' ? tls.caFile : join(certsDir(home), 'ca.crt')
+    })
   }
   process.stderr.write(`unknown command ${JSON.stringify(command.slice(0, 40))}\n${USAGE}`)
   return 2

@@ -8,7 +8,7 @@ import type { Event, TerminalEvent } from '../gen/cloudpay/events/v1/instance_ev
 import { Gesture, type Order, type PrepayOrderResponse } from '../gen/cloudpay/payment/v1/payment_management_service.ts'
 import type { Transaction } from '../gen/cloudpay/platform/v1/payment_platform_service.ts'
 import type { Identity } from '../services/runtime/identity.ts'
-import { sealCredentials, sealingAad, verifySealingKeys } from '../services/runtime/sealed-credentials.ts'
+import { type PublishedSealingKeys, type SealedFor, SealingKeysRefused, sealCredentials, sealingAad, verifySealingKeys } from '../services/runtime/sealed-credentials.ts'
 import { callStep, CloudpayCallError, type EventFollower, followDevice, followTerminal, type MeshClients, type StepOptions } from './calls.ts'
 
 export { CloudpayCallError }
@@ -90,14 +90,13 @@ export function terminalSdk(clients: MeshClients, terminalId: string): TerminalS
     async payThroughRelay(prepaid, paymentPassword, caFile, options) {
       const payments = await clients.client('payment-management', me)
       const published = await callStep(payments, 'getSealingKeys', () => ({ platformId: prepaid.platformId }), options)
-      const [key] = verifySealingKeys(published, { platformId: prepaid.platformId, caCertificates: await readFile(caFile, 'utf8') })
       const amount = prepaid.order.amount!
-      const aad = sealingAad({ serialNumber: prepaid.serialNumber, amountMinor: amount.amountMinor, currencyCode: amount.currencyCode, platformId: prepaid.platformId })
-      const sealed = await sealCredentials({ paymentPassword }, key!.publicKey, aad)
+      const target = { serialNumber: prepaid.serialNumber, amountMinor: amount.amountMinor, currencyCode: amount.currencyCode, platformId: prepaid.platformId }
+      const { keyId, sealed } = await sealForTransaction(published, target, paymentPassword, await readFile(caFile, 'utf8'))
       const reply = await callStep(
         payments,
         'payThroughRelay',
-        (requestId) => ({ requestId, deviceId: prepaid.deviceId, orderId: prepaid.order.orderId, platformId: prepaid.platformId, serialNumber: prepaid.serialNumber, keyId: key!.keyId, sealed }),
+        (requestId) => ({ requestId, deviceId: prepaid.deviceId, orderId: prepaid.order.orderId, platformId: prepaid.platformId, serialNumber: prepaid.serialNumber, keyId, sealed }),
         options,
       )
       return reply.order!
@@ -107,4 +106,14 @@ export function terminalSdk(clients: MeshClients, terminalId: string): TerminalS
       followers.clear()
     },
   }
+}
+
+/**
+ * Offline, on the terminal: seals the payment password for one prepaid transaction to the newest
+ * of the platform's published keys that verifies against the mesh CA (`caCertificates`, PEM).
+ */
+export async function sealForTransaction(published: PublishedSealingKeys, target: SealedFor, paymentPassword: string, caCertificates: string | Buffer): Promise<{ keyId: string; sealed: Buffer }> {
+  const [key] = verifySealingKeys(published, { platformId: target.platformId, caCertificates })
+  if (!key) throw new SealingKeysRefused(`${target.platformId} published no sealing key that is valid now: fetch its keys again`)
+  return { keyId: key.keyId, sealed: await sealCredentials({ paymentPassword }, key.publicKey, sealingAad(target)) }
 }

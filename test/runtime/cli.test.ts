@@ -1,6 +1,6 @@
 // The operator CLI: --help succeeds, an unknown command says so and fails.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, execFile as execFileCb } from 'node:child_process'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
 
@@ -16,4 +16,24 @@ test('cloudpay --help exits 0 with the usage; an unknown command names itself an
   )
   assert.equal(unknown.code, 2)
   assert.match(unknown.stderr, /unknown command "frobnicate"/)
+})
+
+test('cloudpay seal names what is missing, refuses a password on no variable, and refuses stdin that is not a GetSealingKeys answer', async () => {
+  const seal = (args: string[], env: Record<string, string> = {}, input = '') =>
+    new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = execFileCb(process.execPath, ['--import', 'tsx', CLI, 'seal', ...args], { env: { ...process.env, ...env } }, (error, _stdout, stderr) =>
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stderr }),
+      )
+      child.stdin!.end(input)
+    })
+  const args = ['--device', 'd', '--order', 'o', '--platform', 'alphapay', '--serial', 'TX1', '--amount', '499', '--currency', 'USD']
+  const missing = await seal(['--device', 'd'])
+  assert.equal(missing.code, 2)
+  assert.match(missing.stderr, /missing --order, --platform, --serial, --amount, --currency/)
+  assert.match((await seal(args.map((a) => (a === '499' ? '4.99' : a)), { CLOUDPAY_PAYMENT_PASSWORD: 'x' })).stderr, /--amount must be a positive whole number/)
+  const { CLOUDPAY_PAYMENT_PASSWORD: _, ...without } = process.env
+  assert.match((await seal(args, without as Record<string, string>)).stderr, /CLOUDPAY_PAYMENT_PASSWORD must hold/)
+  const garbage = await seal(args, { CLOUDPAY_PAYMENT_PASSWORD: 'pay-1' }, 'not json')
+  assert.equal(garbage.code, 2)
+  assert.match(garbage.stderr, /stdin must be the JSON of a GetSealingKeys answer/)
 })
