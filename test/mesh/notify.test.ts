@@ -147,10 +147,10 @@ describe('who may follow and publish', () => {
       Status.PERMISSION_DENIED,
     )
     assert.equal(forged.reason, 'KIND_NOT_ALLOWED')
-    // Only AppService makes an order effective: PaymentManagement may not say so.
-    const asPaymentManagement = await t.client('instance-events', { role: 'service', id: 'payment-management' })
+    // Only PaymentManagement tells how an order ended: AccountManagement may not say it took effect.
+    const asAccountManagement = await t.client('instance-events', { role: 'service', id: 'account-management' })
     const notEffective = await expectStatus(
-      unaryCall(asPaymentManagement, 'publish', { requestId: newRequestId(), deviceId: DEVICE.id, kind: EventKind.EVENT_KIND_ORDER_EFFECTIVE, subjectId: 'x' }),
+      unaryCall(asAccountManagement, 'publish', { requestId: newRequestId(), deviceId: DEVICE.id, kind: EventKind.EVENT_KIND_ORDER_EFFECTIVE, subjectId: 'x' }),
       Status.PERMISSION_DENIED,
     )
     assert.equal(notEffective.reason, 'KIND_NOT_ALLOWED')
