@@ -9,6 +9,7 @@ import { type Event, EventKind } from '../../gen/cloudpay/events/v1/instance_eve
 import { OrderState } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
 import { contextFromTraceParent } from '../../services/runtime/trace-context.ts'
+import type { ClientOf } from '../../services/runtime/peers.ts'
 import { flows, instance, type MeshClients, OPERATOR, terminal } from './steps.ts'
 
 export interface DemoSummary {
@@ -22,22 +23,39 @@ export interface DemoSummary {
 const PLATFORM = 'alphapay'
 const MERCHANT_ACCOUNT = 'SHOPALPHA0001'
 
-/** Waits on a device's Notify stream for an event (the instance and terminal are woken this way). */
+/**
+ * Waits on a device's Notify stream for an event (the instance and terminal are woken this way).
+ * A stream that breaks (its InstanceEvents replica gone) is opened again after the last event
+ * seen, as a real device does: nothing is missed, nothing repeats.
+ */
 function follow(clients: MeshClients, who: ReturnType<typeof instance>, deviceId: string) {
   const seen: Event[] = []
   const waiters: (() => void)[] = []
   let stream: { cancel(): void } | undefined
-  const ready = clients.client('instance-events', who).then((pipe) => {
-    const call = pipe.notify({ deviceId, afterSequence: 0n })
+  let closed = false
+  const wake = (): void => {
+    for (const w of waiters.splice(0)) w()
+  }
+  const subscribe = (pipe: ClientOf<'instance-events'>, attempt: number): void => {
+    const afterSequence = seen.length > 0 ? seen[seen.length - 1]!.sequence : 0n
+    const call = pipe.notify({ deviceId, afterSequence })
     call.on('data', (m: { event?: Event }) => {
-      if (m.event) seen.push(m.event)
-      for (const w of waiters.splice(0)) w()
+      attempt = 0
+      if (m.event && m.event.sequence > (seen[seen.length - 1]?.sequence ?? 0n)) seen.push(m.event)
+      wake()
     })
-    call.on('error', (e: { code: number }) => {
-      if (e.code !== Status.CANCELLED) for (const w of waiters.splice(0)) w()
+    // 'status' ends every stream (an error, or a server that stopped and said OK); 'error' is its echo.
+    call.on('error', () => undefined)
+    call.on('status', (e: { code: number }) => {
+      if (closed || e.code === Status.CANCELLED) return
+      wake()
+      // Back off with jitter, so a failover does not bring every follower back at once.
+      const delay = Math.min(2_000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2)
+      setTimeout(() => closed || subscribe(pipe, attempt + 1), delay)
     })
     stream = call
-  })
+  }
+  const ready = clients.client('instance-events', who).then((pipe) => subscribe(pipe, 0))
   return {
     async next(kind: EventKind, subjectId: string, timeoutMs = 15_000): Promise<Event> {
       await ready
@@ -52,7 +70,10 @@ function follow(clients: MeshClients, who: ReturnType<typeof instance>, deviceId
         })
       }
     },
-    close: () => stream?.cancel(),
+    close: () => {
+      closed = true
+      stream?.cancel()
+    },
   }
 }
 
