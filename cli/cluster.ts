@@ -78,3 +78,8 @@ const shutdown = (signal: string): void => {
 }
 process.on('SIGINT', () => shutdown('SIGINT'))
 process.on('SIGTERM', () => shutdown('SIGTERM'))
+// `npm run cluster` does not pass SIGTERM on: when npm is gone, stop as if signalled.
+const parent = process.ppid
+setInterval(() => {
+  if (process.ppid !== parent) shutdown('parent exited')
+}, 500).unref()

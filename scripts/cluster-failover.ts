@@ -62,7 +62,9 @@ try {
     assert.ok(killing, `round ${round}: the demo never reached ${atStep}`)
     await killing
     nothingLost(summary, round)
-    console.log(`round ${round}: demo completed with ${victims.length} replicas killed mid-way; order ${summary.order.orderId} ${summary.order.state}, money and items moved exactly once`)
+    console.log(
+      `round ${round}: demo completed with ${victims.length} replicas killed mid-way; order ${summary.order.orderId} ${summary.order.state}, money and items moved exactly once`,
+    )
     for (const victim of victims) {
       await cluster.start(victim)
       console.log(`  ${victim.service}#${victim.index} back: healthy ${victim.readyMs} ms after spawn`)
@@ -85,7 +87,8 @@ try {
 } catch (error) {
   failed = true
   console.error(`cluster failover FAILED: ${error instanceof Error ? error.stack : String(error)}`)
-  if (cluster) for (const r of cluster.replicas) console.error(`--- ${r.logFile} (last lines)\n${(await readFile(r.logFile, 'utf8').catch(() => '')).split('\n').slice(-6).join('\n')}`)
+  if (cluster)
+    for (const r of cluster.replicas) console.error(`--- ${r.logFile} (last lines)\n${(await readFile(r.logFile, 'utf8').catch(() => '')).split('\n').slice(-6).join('\n')}`)
 } finally {
   await cluster?.stop()
   await telemetry.shutdown()

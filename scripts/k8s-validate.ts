@@ -85,7 +85,8 @@ function render(dir: string): Doc[] {
   for (const { path } of k.patches ?? []) {
     for (const patch of readDocs(join(dir, path))) {
       const target = docs.find((d) => d.kind === patch.kind && d.metadata.name === patch.metadata.name)
-      if (!target || patch.kind !== 'ConfigMap') problem(show(file), `patch ${path}: only ConfigMap data patches of existing ConfigMaps are rendered (${patch.kind} ${patch.metadata.name})`)
+      if (!target || patch.kind !== 'ConfigMap')
+        problem(show(file), `patch ${path}: only ConfigMap data patches of existing ConfigMaps are rendered (${patch.kind} ${patch.metadata.name})`)
       else target.data = { ...target.data, ...patch.data }
     }
   }
@@ -96,7 +97,8 @@ function render(dir: string): Doc[] {
   }
   for (const image of k.images ?? []) {
     for (const doc of docs.filter((d) => d.kind === 'Deployment')) {
-      for (const container of doc.spec.template.spec.containers) if (container.image === image.name) container.image = `${image.newName ?? image.name}${image.newTag ? `:${image.newTag}` : ''}`
+      for (const container of doc.spec.template.spec.containers)
+        if (container.image === image.name) container.image = `${image.newName ?? image.name}${image.newTag ? `:${image.newTag}` : ''}`
     }
   }
   if (k.namespace) docs = docs.map((d) => ({ ...d, metadata: { ...d.metadata, namespace: k.namespace } }))
@@ -130,15 +132,18 @@ for (const file of kustomizations) {
         else if (!ports.has(c[probe].grpc?.port)) problem(where, `Deployment ${d.metadata.name}: ${probe} port is not a container port`)
       }
       if (!c.resources?.requests || !c.resources?.limits?.memory) problem(where, `Deployment ${d.metadata.name}: requests and a memory limit are required`)
-      for (const from of c.envFrom ?? []) if (!configMaps.has(from.configMapRef?.name)) problem(where, `Deployment ${d.metadata.name}: ConfigMap ${from.configMapRef?.name} is not defined`)
+      for (const from of c.envFrom ?? [])
+        if (!configMaps.has(from.configMapRef?.name)) problem(where, `Deployment ${d.metadata.name}: ConfigMap ${from.configMapRef?.name} is not defined`)
     }
     for (const v of pod.spec.volumes ?? []) {
       if (overlay && v.secret && !certificateSecrets.has(v.secret.secretName)) problem(where, `Deployment ${d.metadata.name}: no Certificate writes Secret ${v.secret.secretName}`)
     }
     if (!byKind('Service').some((s) => matches(s.spec.selector, pod.metadata.labels))) problem(where, `Deployment ${d.metadata.name}: no Service selects its pods`)
-    if (!byKind('PodDisruptionBudget').some((p) => matches(p.spec.selector.matchLabels, pod.metadata.labels))) problem(where, `Deployment ${d.metadata.name}: no PodDisruptionBudget covers it`)
+    if (!byKind('PodDisruptionBudget').some((p) => matches(p.spec.selector.matchLabels, pod.metadata.labels)))
+      problem(where, `Deployment ${d.metadata.name}: no PodDisruptionBudget covers it`)
   }
-  for (const s of byKind('Service')) if (s.spec.clusterIP !== 'None') problem(where, `Service ${s.metadata.name}: must be headless (clusterIP: None) so peers balance over every pod`)
+  for (const s of byKind('Service'))
+    if (s.spec.clusterIP !== 'None') problem(where, `Service ${s.metadata.name}: must be headless (clusterIP: None) so peers balance over every pod`)
   // Every peer target names a headless Service and one of its ports.
   for (const [variable, target] of Object.entries<string>(configMaps.get('cloudpay-peers')?.data ?? {})) {
     const [, host, port] = /^dns:\/\/\/([^:]+):(\d+)$/.exec(target) ?? []

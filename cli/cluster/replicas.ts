@@ -56,7 +56,15 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const replicas: Replica[] = []
   for (const service of SERVICE_NAMES) {
     for (let index = 0; index < options.replicas; index++) {
-      replicas.push({ service, index, port: await freePort(), healthPort: await freePort(), logFile: join(home, 'logs', `${service}-${index}.log`), process: undefined, readyMs: 0 })
+      replicas.push({
+        service,
+        index,
+        port: await freePort(),
+        healthPort: await freePort(),
+        logFile: join(home, 'logs', `${service}-${index}.log`),
+        process: undefined,
+        readyMs: 0,
+      })
     }
   }
   const targets = Object.fromEntries(
@@ -140,7 +148,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     throw error
   }
   const envFile = join(home, 'cluster.env')
-  await writeFile(envFile, Object.entries(clientEnv).map(([k, v]) => `export ${k}='${v}'\n`).join(''))
+  await writeFile(
+    envFile,
+    Object.entries(clientEnv)
+      .map(([k, v]) => `export ${k}='${v}'\n`)
+      .join(''),
+  )
   return { replicas, clientEnv, envFile, kill, start, stop }
 }
 
