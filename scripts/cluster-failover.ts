@@ -27,13 +27,16 @@ const START_LIMIT_MS = 10_000
 const restartMs: number[] = []
 
 execFileSync('sh', [resolve(import.meta.dirname, 'build.sh')], { stdio: 'inherit' })
-const database = await clusterDatabase(process.env.DATABASE_URL || undefined)
+// A database of its own on that server: nothing another step left there (data sealed under another key).
+const database = await clusterDatabase(process.env.DATABASE_URL || undefined, { fresh: true })
 const home = await mkdtemp(join(tmpdir(), 'cloudpay-cluster-'))
 let cluster: Cluster | undefined
 const telemetry = startTelemetry({ env: {} })
 let failed = false
 try {
-  cluster = await startCluster({ replicas: 2, databaseUrl: database.url, home })
+  // A delivery a killed replica had claimed waits out its lease before a survivor takes it: keep
+  // the lease (above a call's 10 s deadline) under the demo's 15 s wait for each event.
+  cluster = await startCluster({ replicas: 2, databaseUrl: database.url, home, env: { CLOUDPAY_OUTBOX_LEASE_MS: '12000' } })
   console.log(`cluster up: ${cluster.replicas.length} replicas (${cluster.replicas.map((r) => `${r.service}#${r.index} ${r.readyMs} ms`).join(', ')})`)
   const config = loadConfig({ ...cluster.clientEnv, CLOUDPAY_TRACE_FILE: 'off' })
 

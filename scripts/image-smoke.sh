@@ -10,7 +10,13 @@ cd "$(dirname "$0")/.."
 sh scripts/build.sh
 node --import tsx scripts/check-runtime-imports.ts
 image=$(mktemp -d)
-trap 'rm -rf "$image"' EXIT
+# A database of its own on that server, dropped after (later steps share the server).
+server=$DATABASE_URL
+sql() { node --input-type=module -e 'import pg from "pg"; const c = new pg.Client({ connectionString: process.argv[1] }); await c.connect(); await c.query(process.argv[2]); await c.end()' "$server" "$1"; }
+db=cloudpay_image_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+sql "CREATE DATABASE $db"
+trap 'sql "DROP DATABASE IF EXISTS $db WITH (FORCE)"; rm -rf "$image"' EXIT
+DATABASE_URL=$(node -e 'const u = new URL(process.argv[1]); u.pathname = "/" + process.argv[2]; console.log(u.toString())' "$server" "$db")
 cp package.json package-lock.json "$image/"
 cp -r dist "$image/dist"
 (cd "$image" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)

@@ -6,7 +6,7 @@
 // files laid out as cert-manager writes a Secret (ca.crt, tls.crt, tls.key) and shares the data key.
 import { type ChildProcess, spawn } from 'node:child_process'
 import { copyFile, mkdir, open, readFile, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
+import { createServer, type Server } from 'node:net'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { credentials as grpcCredentials } from '@grpc/grpc-js'
@@ -54,17 +54,10 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const home = resolve(options.home)
   await mkdir(join(home, 'logs'), { recursive: true })
   const replicas: Replica[] = []
+  const ports = await reservePorts(SERVICE_NAMES.length * options.replicas * 2)
   for (const service of SERVICE_NAMES) {
     for (let index = 0; index < options.replicas; index++) {
-      replicas.push({
-        service,
-        index,
-        port: await freePort(),
-        healthPort: await freePort(),
-        logFile: join(home, 'logs', `${service}-${index}.log`),
-        process: undefined,
-        readyMs: 0,
-      })
+      replicas.push({ service, index, port: ports.pop()!, healthPort: ports.pop()!, logFile: join(home, 'logs', `${service}-${index}.log`), process: undefined, readyMs: 0 })
     }
   }
   const targets = Object.fromEntries(
@@ -186,15 +179,27 @@ async function untilServing(port: number): Promise<void> {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
+/**
+ * `count` distinct free ports below the kernel's ephemeral range (32768-60999), so no outgoing
+ * connection (a replica's database pool) can hold one by the time its replica binds it: each is
+ * held open until all are found, then released.
+ */
+async function reservePorts(count: number): Promise<number[]> {
+  const held: Server[] = []
+  let port = 20_000 + Math.floor(Math.random() * 10_000)
+  while (held.length < count && port < 32_768) {
+    const server = await new Promise<Server | undefined>((resolve) => {
+      const candidate = createServer()
+      candidate.once('error', () => resolve(undefined))
+      candidate.listen(port, '127.0.0.1', () => resolve(candidate))
     })
-  })
+    if (server) held.push(server)
+    port++
+  }
+  if (held.length < count) throw new Error(`found only ${held.length} of ${count} free ports below 32768`)
+  const found = held.map((s) => (s.address() as { port: number }).port)
+  await Promise.all(held.map((s) => new Promise((resolve) => s.close(resolve))))
+  return found
 }
 
 /** Resident memory (MiB) and CPU time (s) of a live replica, from /proc. */
