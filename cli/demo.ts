@@ -2,7 +2,7 @@
 // against the running mesh, or starts one in this process when none answers.
 import { HealthClient } from '../gen/grpc/health/v1/health.ts'
 import { ALL_SERVICES } from '../services/registry.ts'
-import { unaryCall } from '../services/runtime/client.ts'
+import { createClient, unaryCall } from '../services/runtime/client.ts'
 import { loadConfig } from '../services/runtime/config.ts'
 import { createLogger } from '../services/runtime/logger.ts'
 import { startMesh } from '../services/runtime/process.ts'
@@ -17,7 +17,8 @@ const telemetry = startTelemetry({ spanFile: config.traceFile })
 
 async function meshAnswers(): Promise<boolean> {
   const paths = await certificateFiles(config, { role: 'operator', id: 'demo-operator' })
-  const health = new HealthClient(config.addresses['account-management'], channelCredentials(paths, config.tlsRefreshMs))
+  // The configured target as every client dials it (a replica list or dns:/// name included).
+  const health = createClient(HealthClient, config.addresses['account-management'], channelCredentials(paths, config.tlsRefreshMs))
   try {
     await unaryCall(health, 'check', { service: '' }, { deadlineMs: 1500 })
     return true

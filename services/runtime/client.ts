@@ -21,8 +21,11 @@ export const DEFAULT_DEADLINE_MS = 10_000
  * Every cloudpay RPC is safe to repeat (mutations are idempotent under their request_id, the rest
  * only read), so every client retries UNAVAILABLE itself, as real clients do: a peer restarting,
  * a replica gone, the database away for a moment. Reconnecting starts fast and backs off.
+ * round_robin: a target naming every replica (dns:///name:port, ipv4:a,b) spreads calls over all
+ * of them and skips one that is down (grpc-js's default pick_first pins everything to one).
  */
 export const RETRY_SERVICE_CONFIG = {
+  loadBalancingConfig: [{ round_robin: {} }],
   methodConfig: [
     {
       name: [{}],
@@ -40,6 +43,8 @@ export const CLIENT_CHANNEL_OPTIONS: ChannelOptions = {
   // Detect dead peers on idle long-lived streams (Notify) within ~40 s.
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,
+  // dns:/// targets: replicas that come up are found within seconds (grpc-js waits 30 s by default).
+  'grpc.dns_min_time_between_resolutions_ms': 5_000,
   // HTTP/2's default 64 KiB connection window stalls a channel that multiplexes many streams
   // (thousands of Notify subscribers share a few channels): one event to 1,000 of them is
   // ~170 KB, and the server would wait a round trip per 64 KiB for WINDOW_UPDATE.
@@ -51,8 +56,14 @@ type ClientConstructor<T> = new (address: string, credentials: ChannelCredential
 export function createClient<T>(Client: ClientConstructor<T>, address: string, credentials: ChannelCredentials, tracer?: Tracer, options: ChannelOptions = {}): T {
   const interceptors = tracer ? [tracingInterceptor(tracer)] : []
   // A loopback IP as TLS server name draws Node's RFC 6066 warning; the dev certificates name it localhost.
-  const loopback = /^(127\.\d+\.\d+\.\d+|\[::1\]):\d+$/.test(address) ? { 'grpc.ssl_target_name_override': 'localhost' } : {}
+  const loopback = isLoopbackTarget(address) ? { 'grpc.ssl_target_name_override': 'localhost' } : {}
   return new Client(address, credentials, { ...CLIENT_CHANNEL_OPTIONS, ...loopback, ...options, interceptors })
+}
+
+/** 127.0.0.1:1, or a static replica list of loopback addresses (ipv4:127.0.0.1:1,127.0.0.1:2). */
+function isLoopbackTarget(target: string): boolean {
+  const addresses = target.replace(/^ipv[46]:/, '').split(',')
+  return addresses.every((address) => /^(127\.\d+\.\d+\.\d+|\[::1\]):\d+$/.test(address))
 }
 
 /** A client span per call; its context travels to the server as `traceparent` metadata. */

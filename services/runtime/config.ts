@@ -17,9 +17,28 @@ export function isServiceName(value: string): value is ServiceName {
   return (SERVICE_NAMES as readonly string[]).includes(value)
 }
 
-/** `account-management` -> `CLOUDPAY_ACCOUNT_MANAGEMENT_ADDR` */
+/** `account-management` -> `CLOUDPAY_ACCOUNT_MANAGEMENT_ADDR` (where peers reach it) */
 export function addressVariable(name: ServiceName): string {
-  return `CLOUDPAY_${name.toUpperCase().replaceAll('-', '_')}_ADDR`
+  return serviceVariable(name, 'ADDR')
+}
+
+/** `account-management` -> `CLOUDPAY_ACCOUNT_MANAGEMENT_LISTEN` (where its own replica binds) */
+export function listenVariable(name: ServiceName): string {
+  return serviceVariable(name, 'LISTEN')
+}
+
+/** `account-management` -> `CLOUDPAY_ACCOUNT_MANAGEMENT_HEALTH_LISTEN` (plaintext health-only port for probes) */
+export function healthListenVariable(name: ServiceName): string {
+  return serviceVariable(name, 'HEALTH_LISTEN')
+}
+
+function serviceVariable(name: ServiceName, suffix: string): string {
+  return `CLOUDPAY_${name.toUpperCase().replaceAll('-', '_')}_${suffix}`
+}
+
+/** A gRPC target naming one address or every replica: host:port, dns:///host:port, ipv4:a:p,b:p, ipv6:[a]:p,… */
+export function isPlainAddress(target: string): boolean {
+  return validHostPort(target)
 }
 
 export type TlsSource =
@@ -36,8 +55,24 @@ export interface Config {
   readonly tls: TlsSource
   /** How often certificate files are re-read, so replaced files apply without a restart. */
   readonly tlsRefreshMs: number
-  /** Listen address of each service, and where peers reach it. */
+  /**
+   * Where peers reach each service: a gRPC target, one address or a name resolving to every
+   * replica (dns:///account-management:50051, or a static list ipv4:127.0.0.1:1,127.0.0.1:2).
+   */
   readonly addresses: Readonly<Record<ServiceName, string>>
+  /**
+   * Where this process's replica of each service binds (CLOUDPAY_<SVC>_LISTEN); when unset, its
+   * address, which must then be a plain host:port (one machine, no separate advertise address).
+   */
+  readonly listen: Readonly<Record<ServiceName, string | undefined>>
+  /** A plaintext port serving only grpc.health.v1 Check, for Kubernetes' gRPC probes; undefined: none. */
+  readonly healthListen: Readonly<Record<ServiceName, string | undefined>>
+  /**
+   * On shutdown, how long health says NOT_SERVING while the server still accepts calls, so
+   * balancers and readiness probes move traffic away before connections are refused.
+   */
+  readonly drainDelayMs: number
+  readonly database: DatabaseSettings
   readonly logLevel: string
   /** json, pretty, or auto: pretty when stdout is a terminal. */
   readonly logFormat: 'json' | 'pretty' | 'auto'
@@ -53,6 +88,26 @@ export interface Config {
   /** Where spans are kept locally for `cloudpay trace`; undefined when switched off. */
   readonly traceFile: string | undefined
 }
+
+/** PostgreSQL pool and timeouts (ignored by the embedded PGlite, a single connection). */
+export interface DatabaseSettings {
+  /** Connections per process (max_connections must cover processes x (poolSize + 1 LISTEN)). */
+  readonly poolSize: number
+  /** Giving up on opening a connection (the call fails UNAVAILABLE and is retried). */
+  readonly connectTimeoutMs: number
+  /** PostgreSQL statement_timeout: no statement runs longer (a call's deadline is 10 s). */
+  readonly statementTimeoutMs: number
+  /** PostgreSQL idle_in_transaction_session_timeout: a transaction left open is ended by the server. */
+  readonly idleInTransactionTimeoutMs: number
+}
+
+/** README "Production" has the arithmetic: max_connections >= processes x (poolSize + 1). */
+export const DEFAULT_DATABASE_SETTINGS: DatabaseSettings = Object.freeze({
+  poolSize: 10,
+  connectTimeoutMs: 5_000,
+  statementTimeoutMs: 30_000,
+  idleInTransactionTimeoutMs: 60_000,
+})
 
 export interface PaymentSettings {
   /** Platform ids this payment-platform process serves. */
@@ -152,16 +207,24 @@ export class ConfigError extends Error {}
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const addresses = Object.fromEntries(SERVICE_NAMES.map((name) => [name, address(env, addressVariable(name), `127.0.0.1:${DEFAULT_PORTS[name]}`)])) as Record<
-    ServiceName,
-    string
-  >
+  const addresses = perService((name) => target(env, addressVariable(name), `127.0.0.1:${DEFAULT_PORTS[name]}`))
+  const listen = perService((name) => optionalAddress(env, listenVariable(name)))
+  const healthListen = perService((name) => optionalAddress(env, healthListenVariable(name)))
   return Object.freeze({
     home: resolve(env.CLOUDPAY_HOME ?? '.cloudpay'),
     databaseUrl: nonEmpty(env.DATABASE_URL),
     tls: tlsFrom(env),
     tlsRefreshMs: positiveInt(env, 'CLOUDPAY_TLS_REFRESH_MS', 10_000),
     addresses: Object.freeze(addresses),
+    listen: Object.freeze(listen),
+    healthListen: Object.freeze(healthListen),
+    drainDelayMs: nonNegativeInt(env, 'CLOUDPAY_DRAIN_DELAY_MS', 0),
+    database: Object.freeze({
+      poolSize: boundedInt(env, 'CLOUDPAY_DB_POOL_SIZE', DEFAULT_DATABASE_SETTINGS.poolSize, 1_000),
+      connectTimeoutMs: positiveInt(env, 'CLOUDPAY_DB_CONNECT_TIMEOUT_MS', DEFAULT_DATABASE_SETTINGS.connectTimeoutMs),
+      statementTimeoutMs: positiveInt(env, 'CLOUDPAY_DB_STATEMENT_TIMEOUT_MS', DEFAULT_DATABASE_SETTINGS.statementTimeoutMs),
+      idleInTransactionTimeoutMs: positiveInt(env, 'CLOUDPAY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS', DEFAULT_DATABASE_SETTINGS.idleInTransactionTimeoutMs),
+    }),
     logLevel: oneOf(env, 'CLOUDPAY_LOG_LEVEL', LOG_LEVELS, 'info'),
     logFormat: oneOf(env, 'CLOUDPAY_LOG_FORMAT', ['json', 'pretty', 'auto'] as const, 'auto'),
     shutdownGraceMs: positiveInt(env, 'CLOUDPAY_SHUTDOWN_GRACE_MS', 10_000),
@@ -235,11 +298,35 @@ function tlsFrom(env: NodeJS.ProcessEnv): TlsSource {
   return { kind: 'files', caFile: resolve(caFile), certFile: resolve(certFile), keyFile: resolve(keyFile) }
 }
 
-/** host:port with a port of 0-65535 (0: any free port, for tests). */
-function address(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
+function perService<T>(value: (name: ServiceName) => T): Record<ServiceName, T> {
+  return Object.fromEntries(SERVICE_NAMES.map((name) => [name, value(name)])) as Record<ServiceName, T>
+}
+
+const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/
+const IP_LIST = /^(ipv4|ipv6):(.+)$/
+
+function validHostPort(value: string): boolean {
+  const match = HOST_PORT.exec(value)
+  return match !== null && Number(match[2]) <= 65535
+}
+
+/** host:port with a port of 0-65535 (0: any free port, for tests); undefined when unset. */
+function optionalAddress(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const value = nonEmpty(env[name])
+  if (value !== undefined && !validHostPort(value)) throw new ConfigError(`${name} must be host:port with a port of 0-65535, got ${quote(value)}`)
+  return value
+}
+
+/**
+ * A peer target grpc-js resolves: host:port, dns:///host:port (every address the name resolves
+ * to, re-resolved as replicas come and go), or a static list ipv4:h:p,h:p / ipv6:[h]:p,[h]:p.
+ */
+function target(env: NodeJS.ProcessEnv, name: string, fallback: string): string {
   const value = nonEmpty(env[name]) ?? fallback
-  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value)
-  if (!match || Number(match[2]) > 65535) throw new ConfigError(`${name} must be host:port with a port of 0-65535, got ${quote(value)}`)
+  const dns = /^dns:\/\/\/(.+)$/.exec(value)
+  const list = IP_LIST.exec(value)
+  const valid = dns ? validHostPort(dns[1]!) : list ? list[2]!.split(',').every(validHostPort) : validHostPort(value)
+  if (!valid) throw new ConfigError(`${name} must be host:port, dns:///host:port or ipv4:host:port,host:port (ports 0-65535), got ${quote(value)}`)
   return value
 }
 
@@ -287,10 +374,17 @@ function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value
 }
 
-function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+function nonNegativeInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = nonEmpty(env[name])
+  if (raw === undefined) return fallback
+  if (raw.trim() === '0') return 0
+  return positiveInt(env, name, fallback, 'a non-negative integer')
+}
+
+function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number, rule = 'a positive integer'): number {
   const raw = nonEmpty(env[name])
   if (raw === undefined) return fallback
   const value = Number(raw)
-  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value <= 0) throw new ConfigError(`${name} must be a positive integer, got ${quote(raw)}`)
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value) || value <= 0) throw new ConfigError(`${name} must be ${rule}, got ${quote(raw)}`)
   return value
 }

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path'
 import pg from 'pg'
 import { lockDataDirectory } from './data-dir-lock.ts'
 import { tracedDialect } from './database-tracing.ts'
+import { DEFAULT_DATABASE_SETTINGS, type DatabaseSettings } from './config.ts'
 
 export type { Migration }
 
@@ -19,6 +20,8 @@ export interface DatabaseLocation {
   /** PostgreSQL connection string; unset means embedded PGlite in `dataDir`. */
   readonly databaseUrl: string | undefined
   readonly dataDir: string
+  /** PostgreSQL pool size and timeouts; the CLOUDPAY_DB_* defaults when omitted. */
+  readonly pool?: DatabaseSettings
 }
 
 /** Called with each NOTIFY payload on a channel; delivered on every replica sharing the database. */
@@ -99,8 +102,8 @@ class Availability {
 }
 const open = new Map<string, Promise<Entry>>()
 
-export function databaseLocation(home: string, databaseUrl: string | undefined): DatabaseLocation {
-  return { databaseUrl, dataDir: join(home, 'db') }
+export function databaseLocation(home: string, databaseUrl: string | undefined, pool?: DatabaseSettings): DatabaseLocation {
+  return { databaseUrl, dataDir: join(home, 'db'), pool }
 }
 
 /**
@@ -145,9 +148,15 @@ export async function openDatabase(location: DatabaseLocation): Promise<SharedDa
 
 async function create(location: DatabaseLocation): Promise<Entry> {
   if (location.databaseUrl) {
+    const settings = location.pool ?? DEFAULT_DATABASE_SETTINGS
     const pool = new pg.Pool({
       connectionString: location.databaseUrl,
-      max: 16,
+      max: settings.poolSize,
+      connectionTimeoutMillis: settings.connectTimeoutMs,
+      // Set by the server on each session: a runaway statement, or a transaction a bug left open
+      // (holding row locks), ends there instead of stalling every replica behind it.
+      statement_timeout: settings.statementTimeoutMs,
+      idle_in_transaction_session_timeout: settings.idleInTransactionTimeoutMs,
       types: { getTypeParser: (oid: number, format?: 'text' | 'binary') => (oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format)) } as pg.CustomTypesConfig,
     })
     // A connection can be closed by the server at any time (restart, failover: 57P01). An idle
@@ -160,7 +169,8 @@ async function create(location: DatabaseLocation): Promise<Entry> {
     pool.on('error', lost)
     pool.on('connect', (client) => client.on('error', lost))
     const db = new Kysely<any>({ dialect: tracedDialect(new PostgresDialect({ pool })) })
-    const listener = new PostgresListener(location.databaseUrl)
+    // LISTEN needs a session of its own that stays open (not a PgBouncer transaction-mode pool).
+    const listener = new PostgresListener(location.databaseUrl, settings.connectTimeoutMs)
     return { kind: 'postgres', db, users: 0, listen: (c, h, r) => listener.listen(c, h, r), closeListeners: () => listener.close(), availability }
   }
   // PGlite fails with ENOENT when the data directory's parent is missing.
@@ -205,7 +215,10 @@ class PostgresListener {
   private closed = false
   private readonly channels = new Map<string, Set<{ handler: NotificationHandler; onReconnect?: () => void }>>()
 
-  constructor(private readonly url: string) {}
+  constructor(
+    private readonly url: string,
+    private readonly connectTimeoutMs: number,
+  ) {}
 
   async listen(channel: string, handler: NotificationHandler, onReconnect?: () => void): Promise<() => Promise<void>> {
     if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`invalid channel name ${channel}`)
@@ -234,7 +247,7 @@ class PostgresListener {
   private async connect(): Promise<pg.Client> {
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new Error('listener closed')
-      const client = new pg.Client({ connectionString: this.url })
+      const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: this.connectTimeoutMs })
       try {
         await client.connect()
         client.on('notification', (message) => {

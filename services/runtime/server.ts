@@ -12,6 +12,7 @@ import {
   SERVER_KEEPALIVE_TIMEOUT_MS,
 } from './limits.ts'
 import { logHandshakeFailures } from './handshake-log.ts'
+import { startProbeServer } from './probe-server.ts'
 import type { Logger } from './logger.ts'
 import { readableRequests } from './request-screen.ts'
 import { encodeStreamedMessagesOnce } from './streams.ts'
@@ -36,11 +37,20 @@ export interface ServerOptions {
   readonly services: readonly HostedService[]
   readonly log: Logger
   readonly descriptors?: DescriptorPool
+  /** A plaintext health-only port for Kubernetes probes (probe-server.ts); none when undefined. */
+  readonly healthAddress?: string
 }
 
 export interface RunningServer {
   readonly port: number
   readonly health: HealthRegistry
+  /** The health-only probe port, when one was asked for. */
+  readonly probePort: number | undefined
+  /**
+   * Health says NOT_SERVING for good, then waits `delayMs` while calls are still accepted, so
+   * readiness probes and balancers move traffic away before connections are refused.
+   */
+  drain(delayMs: number): Promise<void>
   /** Stops accepting calls, lets in-flight ones finish for up to graceMs, then cuts the rest. */
   shutdown(graceMs: number): Promise<void>
 }
@@ -88,11 +98,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     server.bindAsync(options.address, options.credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)))
   })
   logHandshakeFailures(server, options.log)
+  const probe = options.healthAddress ? await startProbeServer(options.healthAddress, health) : undefined
 
+  let draining: Promise<void> | undefined
   let stopping: Promise<void> | undefined
   return {
     port,
     health,
+    probePort: probe?.port,
+    drain(delayMs) {
+      draining ??= new Promise<void>((resolve) => {
+        health.setAllNotServing()
+        if (delayMs > 0) options.log.info({ drain_ms: delayMs }, 'draining: not serving, still accepting calls')
+        setTimeout(resolve, delayMs)
+      })
+      return draining
+    },
     shutdown(graceMs) {
       stopping ??= new Promise<void>((resolve) => {
         health.setAllNotServing()
@@ -101,7 +122,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           clearTimeout(timer)
           resolve()
         })
-      })
+      }).then(() => probe?.close())
       return stopping
     },
   }

@@ -3,7 +3,7 @@
 import type { Tracer } from '@opentelemetry/api'
 import type { Kysely } from 'kysely'
 import { type Rule, type Rules, rulesByPath } from './authz.ts'
-import type { Config, ServiceName } from './config.ts'
+import { type Config, ConfigError, isPlainAddress, listenVariable, type ServiceName } from './config.ts'
 import { type Migration, type SharedDatabase, forSchema, migrateSchema } from './database.ts'
 import type { Identity } from './identity.ts'
 import type { Logger } from './logger.ts'
@@ -90,7 +90,8 @@ export interface RunningService {
 }
 
 export async function startService(spec: ServiceSpec, host: HostContext): Promise<RunningService> {
-  const address = host.addresses.get(spec.name) ?? host.config.addresses[spec.name]
+  const advertised = host.addresses.get(spec.name) ?? host.config.addresses[spec.name]
+  const address = listenAddress(spec.name, advertised, host.config)
   const identity: Identity = { role: 'service', id: spec.name }
   const paths = await certificateFiles(host.config, identity)
   const log = host.log.child({ service: spec.name })
@@ -110,9 +111,17 @@ export async function startService(spec: ServiceSpec, host: HostContext): Promis
     certificate: paths,
   })
   await certificatesLoaded(paths, host.config.tlsRefreshMs)
-  const server = await startServer({ address, credentials: serverCredentials(paths, host.config.tlsRefreshMs), services: [hosted], log })
+  const server = await startServer({
+    address,
+    credentials: serverCredentials(paths, host.config.tlsRefreshMs),
+    services: [hosted],
+    log,
+    healthAddress: host.config.healthListen[spec.name],
+  })
   const bound = `${address.slice(0, address.lastIndexOf(':'))}:${server.port}`
-  host.addresses.set(spec.name, bound)
+  // Listening where peers reach it (one machine): peers in this process use the port bound (port 0
+  // in tests). A separately advertised target (dns:///, a replica list) stays as configured.
+  if (address === advertised) host.addresses.set(spec.name, bound)
   // A service cannot work without its database: health says so while it is away.
   server.health.setAllServing(host.database.available())
   const unwatch = host.database.onAvailabilityChange((available) => {
@@ -128,12 +137,22 @@ export async function startService(spec: ServiceSpec, host: HostContext): Promis
     introspect: () => hosted.introspect?.() ?? {},
     async stop() {
       unwatch()
+      // Readiness first: balancers and probes see NOT_SERVING while calls are still accepted.
+      await server.drain(host.config.drainDelayMs)
       // Background work first: long-lived streams end, so in-flight unary calls are all that remain.
       await hosted.onStop?.()
       await server.shutdown(host.config.shutdownGraceMs)
       peers.close()
     },
   }
+}
+
+/** Where a replica binds: its LISTEN setting, else its own address when that is a plain host:port. */
+function listenAddress(name: ServiceName, advertised: string, config: Config): string {
+  const listen = config.listen[name]
+  if (listen) return listen
+  if (isPlainAddress(advertised)) return advertised
+  throw new ConfigError(`${listenVariable(name)} must be set: the service's address ${JSON.stringify(advertised)} names its peers, not where this replica listens`)
 }
 
 /** Handlers plus what a service runs beside them (background work to stop, gauges to read). */

@@ -23,10 +23,22 @@ test('every variable is validated, and the error names it', () => {
     CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT: '1000',
     CLOUDPAY_CLAIM_GESTURES: 'tap,wink',
     CLOUDPAY_PUSH_RELAY_ADDR: 'relay',
+    CLOUDPAY_PAYMENT_MANAGEMENT_ADDR: 'dns:///payment-management',
+    CLOUDPAY_INSTANCE_EVENTS_ADDR: 'ipv4:127.0.0.1:1,127.0.0.1',
+    CLOUDPAY_PAYMENT_PLATFORM_ADDR: 'dns://resolver/payment-platform:50054',
+    CLOUDPAY_APP_SERVICE_LISTEN: 'dns:///app-service:50055',
+    CLOUDPAY_ACCOUNT_MANAGEMENT_LISTEN: '0.0.0.0:70000',
+    CLOUDPAY_PUSH_RELAY_HEALTH_LISTEN: '8081',
+    CLOUDPAY_DRAIN_DELAY_MS: '-1',
+    CLOUDPAY_DB_POOL_SIZE: '0',
+    CLOUDPAY_DB_CONNECT_TIMEOUT_MS: '5s',
+    CLOUDPAY_DB_STATEMENT_TIMEOUT_MS: '0',
+    CLOUDPAY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: '1.5',
   }
   for (const [name, value] of Object.entries(bad)) {
     assert.throws(() => loadConfig({ [name]: value }), (error: unknown) => error instanceof ConfigError && error.message.startsWith(name), `${name}=${value}`)
   }
+  assert.throws(() => loadConfig({ CLOUDPAY_DB_POOL_SIZE: '5000' }), /CLOUDPAY_DB_POOL_SIZE must be at most 1000/)
   const long = 'x'.repeat(10_000)
   assert.throws(() => loadConfig({ CLOUDPAY_LOG_LEVEL: long }), (error: unknown) => error instanceof ConfigError && error.message.length < 300)
 })
@@ -43,4 +55,29 @@ test('the defaults and good values load', () => {
   assert.equal(config.addresses['push-relay'], '127.0.0.1:50056')
   assert.deepEqual(config.terminals, { maxPerAccount: 10, claimGestures: ['tap', 'slide', 'lift'] })
   assert.deepEqual(loadConfig({ CLOUDPAY_CLAIM_GESTURES: ' Tap,lift ', CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT: '3' }).terminals, { maxPerAccount: 3, claimGestures: ['tap', 'lift'] })
+})
+
+test('peers are addressed by a name or a list naming every replica; each replica listens on its own address', () => {
+  const config = loadConfig({
+    CLOUDPAY_ACCOUNT_MANAGEMENT_ADDR: 'dns:///account-management:50051',
+    CLOUDPAY_ACCOUNT_MANAGEMENT_LISTEN: '0.0.0.0:50051',
+    CLOUDPAY_ACCOUNT_MANAGEMENT_HEALTH_LISTEN: '0.0.0.0:8081',
+    CLOUDPAY_PAYMENT_MANAGEMENT_ADDR: 'ipv4:127.0.0.1:41001,127.0.0.1:41002',
+    CLOUDPAY_INSTANCE_EVENTS_ADDR: 'ipv6:[::1]:41003,[::1]:41004',
+    CLOUDPAY_DRAIN_DELAY_MS: '0',
+    CLOUDPAY_DB_POOL_SIZE: '4',
+    CLOUDPAY_DB_STATEMENT_TIMEOUT_MS: '5000',
+  })
+  assert.equal(config.addresses['account-management'], 'dns:///account-management:50051')
+  assert.equal(config.listen['account-management'], '0.0.0.0:50051')
+  assert.equal(config.healthListen['account-management'], '0.0.0.0:8081')
+  assert.equal(config.addresses['payment-management'], 'ipv4:127.0.0.1:41001,127.0.0.1:41002')
+  assert.equal(config.addresses['instance-events'], 'ipv6:[::1]:41003,[::1]:41004')
+  // Unset: the service listens on its address (checked when it starts), and has no probe port.
+  assert.equal(config.listen['app-service'], undefined)
+  assert.equal(config.healthListen['app-service'], undefined)
+  assert.equal(config.drainDelayMs, 0)
+  assert.deepEqual(config.database, { poolSize: 4, connectTimeoutMs: 5_000, statementTimeoutMs: 5_000, idleInTransactionTimeoutMs: 60_000 })
+  assert.equal(loadConfig({}).database.poolSize, 10)
+  assert.equal(loadConfig({ CLOUDPAY_DRAIN_DELAY_MS: '5000' }).drainDelayMs, 5_000)
 })

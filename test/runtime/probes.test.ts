@@ -1,0 +1,107 @@
+// Kubernetes' probes: a plaintext health-only port (readiness follows the service, liveness only
+// the process), and a drain in which health says NOT_SERVING while calls are still accepted.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { rm } from 'node:fs/promises'
+import { credentials as grpcCredentials, type ClientReadableStream, status as Status } from '@grpc/grpc-js'
+import { type HealthCheckResponse, HealthCheckResponse_ServingStatus as Serving, HealthClient } from '../../gen/grpc/health/v1/health.ts'
+import { unaryCall } from '../../services/runtime/client.ts'
+import { createLogger } from '../../services/runtime/logger.ts'
+import { type RunningServer, startServer } from '../../services/runtime/server.ts'
+import { devPki } from '../helpers/certs.ts'
+import { expectStatus } from '../helpers/grpc.ts'
+
+const SERVICE = { role: 'service', id: 'probed' } as const
+const CALLER = { role: 'operator', id: 'tester' } as const
+
+let pki: Awaited<ReturnType<typeof devPki>>
+const log = createLogger({ level: 'silent', name: 'test' })
+
+before(async () => {
+  pki = await devPki(100)
+})
+after(async () => {
+  await rm(pki.home, { recursive: true, force: true })
+})
+
+async function probedServer(): Promise<RunningServer> {
+  return startServer({ address: '127.0.0.1:0', credentials: await pki.server(SERVICE), log, services: [], healthAddress: '127.0.0.1:0' })
+}
+
+test('the probe port answers Check without a certificate: readiness follows the service, liveness only the process', async () => {
+  const server = await probedServer()
+  assert.ok(server.probePort)
+  const probe = new HealthClient(`127.0.0.1:${server.probePort}`, grpcCredentials.createInsecure())
+  try {
+    assert.equal((await unaryCall(probe, 'check', { service: '' })).status, Serving.SERVING)
+    assert.equal((await unaryCall(probe, 'check', { service: 'liveness' })).status, Serving.SERVING)
+    // The database away: not ready, but alive (restarting the replica would not bring it back).
+    server.health.setAllServing(false)
+    assert.equal((await unaryCall(probe, 'check', { service: '' })).status, Serving.NOT_SERVING)
+    assert.equal((await unaryCall(probe, 'check', { service: 'liveness' })).status, Serving.SERVING)
+    await expectStatus(unaryCall(probe, 'check', { service: 'cloudpay.nope.v1.Nope' }), Status.NOT_FOUND)
+    // Only Check: no long-lived stream for anyone on the network, and nothing else is served there.
+    const watch = probe.watch({ service: '' })
+    const code = await new Promise<number>((resolve) => watch.on('error', (e: { code: number }) => resolve(e.code)).on('data', () => undefined))
+    assert.equal(code, Status.UNIMPLEMENTED)
+  } finally {
+    probe.close()
+    await server.shutdown(1000)
+  }
+  // The probe port closes with the server.
+  const gone = new HealthClient(`127.0.0.1:${server.probePort}`, grpcCredentials.createInsecure())
+  try {
+    await expectStatus(unaryCall(gone, 'check', { service: 'liveness' }, { deadlineMs: 2000 }), Status.UNAVAILABLE)
+  } finally {
+    gone.close()
+  }
+})
+
+test('draining: health goes NOT_SERVING while calls are still accepted, then the server stops', async () => {
+  const server = await probedServer()
+  const address = `127.0.0.1:${server.port}`
+  const watcher = new HealthClient(address, await pki.client(CALLER), { 'grpc.ssl_target_name_override': 'localhost' })
+  const probe = new HealthClient(`127.0.0.1:${server.probePort}`, grpcCredentials.createInsecure())
+  let watch: ClientReadableStream<HealthCheckResponse> | undefined
+  try {
+    watch = watcher.watch({ service: '' })
+    const statuses: Serving[] = []
+    let serving!: () => void
+    const watching = new Promise<void>((resolve) => (serving = resolve))
+    const notServing = new Promise<void>((resolve) =>
+      watch!.on('data', (m: HealthCheckResponse) => {
+        statuses.push(m.status)
+        if (m.status === Serving.SERVING) serving()
+        if (m.status === Serving.NOT_SERVING) resolve()
+      }),
+    )
+    watch.on('error', () => undefined)
+    await watching
+    const drained = server.drain(3_000)
+    await notServing
+    assert.deepEqual(statuses, [Serving.SERVING, Serving.NOT_SERVING])
+    // Told, and still accepting: a call on a new connection during the drain is answered.
+    const late = new HealthClient(address, await pki.client(CALLER), { 'grpc.ssl_target_name_override': 'localhost' })
+    try {
+      assert.equal((await unaryCall(late, 'check', { service: '' })).status, Serving.NOT_SERVING)
+    } finally {
+      late.close()
+    }
+    assert.equal((await unaryCall(probe, 'check', { service: '' })).status, Serving.NOT_SERVING)
+    assert.equal((await unaryCall(probe, 'check', { service: 'liveness' })).status, Serving.SERVING)
+    await drained
+    watch.cancel()
+    await server.shutdown(1000)
+    const after = new HealthClient(address, await pki.client(CALLER), { 'grpc.ssl_target_name_override': 'localhost' })
+    try {
+      await expectStatus(unaryCall(after, 'check', { service: '' }, { deadlineMs: 2000 }), Status.UNAVAILABLE)
+    } finally {
+      after.close()
+    }
+  } finally {
+    watch?.cancel()
+    watcher.close()
+    probe.close()
+    await server.shutdown(1000)
+  }
+})
