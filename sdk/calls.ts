@@ -25,6 +25,8 @@ export class CloudpayCallError extends Error {
     readonly violations: readonly FieldViolation[],
     /** The status metadata as it came (ErrorInfo, BadRequest, retry info), when the server sent it. */
     readonly metadata: Metadata = new Metadata(),
+    /** When the server asked to be tried again (RetryInfo), if it did. */
+    readonly retryAfterMs?: number,
   ) {
     super(message)
     this.name = 'CloudpayCallError'
@@ -49,8 +51,8 @@ const RETRIED = new Set([Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED])
 function asCallError(error: unknown): unknown {
   const service = error as ServiceError
   if (typeof service?.code !== 'number' || !('details' in service)) return error
-  const { reason, violations } = statusDetailsOf(service.metadata)
-  return new CloudpayCallError(service.code, reason ?? Status[service.code] ?? 'UNKNOWN', service.details, violations, service.metadata)
+  const { reason, violations, retryAfterMs } = statusDetailsOf(service.metadata)
+  return new CloudpayCallError(service.code, reason ?? Status[service.code] ?? 'UNKNOWN', service.details, violations, service.metadata, retryAfterMs)
 }
 
 /**
@@ -136,7 +138,9 @@ export function followEvents<E extends { sequence: bigint }>(open: (afterSequenc
         return wake()
       }
       breaks++
-      setTimeout(connect, Math.min(2_000, 100 * 2 ** Math.min(breaks - 1, 5)) * (0.5 + Math.random() / 2)).unref()
+      // A stopping replica says when to come back (spread across its subscribers); else back off with jitter.
+      const asked = mapped instanceof CloudpayCallError ? mapped.retryAfterMs : undefined
+      setTimeout(connect, asked ?? Math.min(2_000, 100 * 2 ** Math.min(breaks - 1, 5)) * (0.5 + Math.random() / 2)).unref()
     }
     stream.on('data', (message) => {
       const event = message.event

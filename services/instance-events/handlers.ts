@@ -30,7 +30,7 @@ import { terminalEnrollment } from '../runtime/mesh-calls.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import type { Handlers, RpcContext } from '../runtime/rpc.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
-import { awaitDrain, writeWithBackpressure } from '../runtime/streams.ts'
+import { awaitDrain, resubscribeDelayMs, writeWithBackpressure } from '../runtime/streams.ts'
 import { type Format, MAX_SEQUENCE, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import * as channels from './channels.ts'
 import * as pipe from './pipe.ts'
@@ -128,7 +128,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
     try {
       // This loop catches up and handles what the hub leaves to it.
       while (!ctx.signal.aborted) {
-        if (hub.closing) throw new UnavailableError('SHUTTING_DOWN', `this replica is shutting down; ${resumeHint()}`)
+        if (hub.closing) throw new UnavailableError('SHUTTING_DOWN', `this replica is shutting down; ${resumeHint()}`, resubscribeDelayMs())
         if (subscription.needsDrain) {
           subscription.needsDrain = false
           await awaitDrain(stream, stallMs, ctx.signal, resumeHint())

@@ -90,6 +90,14 @@ export class AbortedError extends CloudpayError {
 }
 export class UnavailableError extends CloudpayError {
   readonly code = Status.UNAVAILABLE
+  constructor(
+    reason: string,
+    message: string,
+    /** When to come back (RetryInfo): a draining replica spreads its subscribers' returns. */
+    readonly retryAfterMs?: number,
+  ) {
+    super(reason, message)
+  }
 }
 export class UnimplementedError extends CloudpayError {
   readonly code = Status.UNIMPLEMENTED
@@ -147,7 +155,7 @@ function statusOf(error: CloudpayError): ServiceStatus {
     })
     anys.push(Any.fromPartial({ typeUrl: 'type.googleapis.com/google.rpc.BadRequest', value: Buffer.from(BadRequest.encode(badRequest).finish()) }))
   }
-  if (error instanceof ResourceExhaustedError && error.retryAfterMs !== undefined) {
+  if ((error instanceof ResourceExhaustedError || error instanceof UnavailableError) && error.retryAfterMs !== undefined) {
     const ms = Math.max(0, Math.ceil(error.retryAfterMs))
     const retry = RetryInfo.fromPartial({ retryDelay: { seconds: BigInt(Math.floor(ms / 1000)), nanos: (ms % 1000) * 1_000_000 } })
     anys.push(Any.fromPartial({ typeUrl: 'type.googleapis.com/google.rpc.RetryInfo', value: Buffer.from(RetryInfo.encode(retry).finish()) }))
@@ -170,18 +178,23 @@ function encodeDetails(code: Status, message: string, details: Any[]): Metadata 
 }
 
 /** Client side: reads the ErrorInfo reason (and its metadata) and field violations from a failed call's trailers. */
-export function statusDetailsOf(metadata: Metadata | undefined): { reason?: string; violations: FieldViolation[]; info?: Record<string, string> } {
+export function statusDetailsOf(metadata: Metadata | undefined): { reason?: string; violations: FieldViolation[]; info?: Record<string, string>; retryAfterMs?: number } {
   const raw = metadata?.get(STATUS_DETAILS_KEY)[0]
   if (!raw || typeof raw === 'string') return { violations: [] }
   const rpcStatus = RpcStatus.decode(raw)
   let reason: string | undefined
   let info: Record<string, string> | undefined
+  let retryAfterMs: number | undefined
   const violations: FieldViolation[] = []
   for (const any of rpcStatus.details) {
     if (any.typeUrl.endsWith('/google.rpc.ErrorInfo')) ({ reason, metadata: info } = ErrorInfo.decode(any.value))
     if (any.typeUrl.endsWith('/google.rpc.BadRequest')) {
       for (const v of BadRequest.decode(any.value).fieldViolations) violations.push({ field: v.field, description: v.description })
     }
+    if (any.typeUrl.endsWith('/google.rpc.RetryInfo')) {
+      const delay = RetryInfo.decode(any.value).retryDelay
+      if (delay) retryAfterMs = Number(delay.seconds) * 1000 + Math.round(delay.nanos / 1_000_000)
+    }
   }
-  return { reason, violations, info }
+  return { reason, violations, info, retryAfterMs }
 }

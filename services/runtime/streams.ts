@@ -87,3 +87,12 @@ export function encodeStreamedMessagesOnce(definition: ServiceDefinition): Servi
   }
   return shared
 }
+
+/** How widely a stopping replica spreads its subscribers' returns (RetryInfo on SHUTTING_DOWN). */
+export const RESUBSCRIBE_SPREAD_MS = 2_000
+
+/**
+ * When one subscriber of a stopping replica should come back: uniformly within the spread, so a
+ * failover of thousands of subscribers reaches the surviving replicas as a trickle, not at once.
+ */
+export const resubscribeDelayMs = (random: () => number = Math.random): number => 100 + Math.floor(random() * RESUBSCRIBE_SPREAD_MS)

@@ -10,9 +10,16 @@ export interface Subscriber<E = Event> {
   waitFor(count: number, timeoutMs?: number): Promise<E[]>
   /** Resolves with the first event matching `predicate` (rejects if the stream ends first or after timeoutMs). */
   waitForEvent(predicate: (event: E) => boolean, timeoutMs?: number): Promise<E>
-  /** Resolves with the stream's final status code (and its ErrorInfo reason, if any). */
-  readonly ended: Promise<{ code: Status; details: string; reason?: string }>
+  /** Resolves with the stream's final status code (and its ErrorInfo reason and RetryInfo delay, if any). */
+  readonly ended: Promise<Ended>
   cancel(): void
+}
+
+export interface Ended {
+  readonly code: Status
+  readonly details: string
+  readonly reason?: string
+  readonly retryAfterMs?: number
 }
 
 export function subscribe(client: InstanceEventsServiceClient, deviceId: string, afterSequence = 0n): Subscriber {
@@ -27,10 +34,11 @@ export function followTerminal(client: InstanceEventsServiceClient, afterSequenc
 function follow<M, E>(call: ClientReadableStream<M>, eventOf: (message: M) => E | undefined): Subscriber<E> {
   const events: E[] = []
   const waiters = new Set<() => void>()
-  let endedWith: { code: Status; details: string; reason?: string } | undefined
-  const ended = new Promise<{ code: Status; details: string; reason?: string }>((resolve) => {
+  let endedWith: Ended | undefined
+  const ended = new Promise<Ended>((resolve) => {
     call.on('error', (error: ServiceError) => {
-      endedWith = { code: error.code, details: error.details, reason: statusDetailsOf(error.metadata).reason }
+      const { reason, retryAfterMs } = statusDetailsOf(error.metadata)
+      endedWith = { code: error.code, details: error.details, reason, retryAfterMs }
       resolve(endedWith)
       for (const w of waiters) w()
     })

@@ -10,6 +10,7 @@ import { EventKind, NotifyRequest } from '../../gen/cloudpay/events/v1/instance_
 import { instanceEvents } from '../../services/instance-events/server.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
 import { certificateFiles } from '../../services/runtime/tls.ts'
+import { RESUBSCRIBE_SPREAD_MS } from '../../services/runtime/streams.ts'
 import { expectStatus, newRequestId } from '../helpers/grpc.ts'
 import { OPERATOR, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 import { subscribe } from '../helpers/subscriber.ts'
@@ -112,6 +113,23 @@ describe('publishing and following', () => {
       )
     } finally {
       sub.cancel()
+    }
+  })
+
+  test('a stopping replica ends its streams UNAVAILABLE (SHUTTING_DOWN) with a RetryInfo delay spread across its subscribers', async () => {
+    const subs = await Promise.all(Array.from({ length: 8 }, async () => subscribe(await t.client('instance-events', PHONE), DEVICE.id, 0n)))
+    try {
+      await Promise.all(subs.map((sub) => sub.waitFor(1)))
+      await t.mesh.restart('instance-events')
+      const ends = await Promise.all(subs.map((sub) => sub.ended))
+      for (const end of ends) {
+        assert.equal(end.code, Status.UNAVAILABLE, end.details)
+        assert.equal(end.reason, 'SHUTTING_DOWN')
+        assert.ok(end.retryAfterMs !== undefined && end.retryAfterMs >= 100 && end.retryAfterMs <= 100 + RESUBSCRIBE_SPREAD_MS, `retry after ${end.retryAfterMs} ms`)
+      }
+      assert.ok(new Set(ends.map((e) => e.retryAfterMs)).size > 1, 'the returns are spread, not all at once')
+    } finally {
+      for (const sub of subs) sub.cancel()
     }
   })
 
