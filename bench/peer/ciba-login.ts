@@ -33,13 +33,16 @@ export async function peerClient(config: Config, port: number): Promise<PeerClie
   const [client, device, operator] = await Promise.all([agentFor(PEER_CLIENT_IDENTITY), agentFor(PEER_DEVICE_IDENTITY), agentFor(PEER_OPERATOR_IDENTITY)])
   const post = (agent: Agent, path: string, body: string, type: string): Promise<Reply> =>
     new Promise((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', servername: 'localhost', port, path, method: 'POST', agent, headers: { 'content-type': type, 'content-length': Buffer.byteLength(body) } }, (res) => {
-        let text = ''
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => (text += chunk))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
-        res.on('error', reject)
-      })
+      const req = request(
+        { host: '127.0.0.1', servername: 'localhost', port, path, method: 'POST', agent, headers: { 'content-type': type, 'content-length': Buffer.byteLength(body) } },
+        (res) => {
+          let text = ''
+          res.setEncoding('utf8')
+          res.on('data', (chunk: string) => (text += chunk))
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
+          res.on('error', reject)
+        },
+      )
       req.on('error', reject)
       req.end(body)
     })
