@@ -133,7 +133,7 @@ async function main(): Promise<void> {
     echo!.close()
     await bare.stop()
   } else {
-    const bareFanout: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerStream: number }> = {}
+    const bareFanout: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerStream: number; roundsMs: readonly number[] }> = {}
     for (const n of FANOUT) {
       const run = await fanOut({
         open: { kind: 'bare', address: bare.address, certificates: clientPaths, n },
@@ -144,7 +144,7 @@ async function main(): Promise<void> {
         publish: (r) => bare.publish(Buffer.from([r])),
         rounds: ROUNDS,
       })
-      bareFanout[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerStream: run.serverBytesPerStream }
+      bareFanout[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerStream: run.serverBytesPerStream, roundsMs: run.roundsMs }
       rows.push([
         `bare stream fan-out`,
         `n=${n}`,
@@ -220,7 +220,7 @@ async function main(): Promise<void> {
     results.flows = flowResults
 
     // ── The Notify pipe: one publish to N durable subscribers of a device ──
-    const pipeResults: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerSubscriber: number; ratioP99: number }> = {}
+    const pipeResults: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerSubscriber: number; ratioP99: number; roundsMs: readonly number[] }> = {}
     const device = 'bench-pipe'
     const instanceCertificates = await ensureDevCertificate(home, { role: 'instance', id: device })
     const publisher = createClient(InstanceEventsServiceClient, addresses.get('instance-events')!, channelCredentials(instanceCertificates, 60_000))
@@ -240,7 +240,7 @@ async function main(): Promise<void> {
       })
       const bytesPerSubscriber = run.serverBytesPerStream
       const ratioP99 = run.p99Ms / bareFanout[n]!.p99Ms
-      pipeResults[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerSubscriber, ratioP99 }
+      pipeResults[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerSubscriber, ratioP99, roundsMs: run.roundsMs }
       rows.push([
         `pipe fan-out (durable)`,
         `n=${n}`,

@@ -23,8 +23,13 @@ export interface Samples {
   readonly completed: number
 }
 
-/** Runs `operation` from `concurrency` workers for `durationMs` (after a short warm-up). */
-export async function sample(operation: () => Promise<unknown>, concurrency: number, durationMs: number, warmupMs = Math.min(500, durationMs / 4)): Promise<Samples> {
+/**
+ * Runs `operation` from `concurrency` workers for `durationMs` (after a short warm-up), then lets
+ * the operations in flight finish. An operation counts where it finishes: those finishing inside
+ * the window give the latencies and the throughput, whenever they started (a flow slower than the
+ * window would otherwise never be counted at high concurrency).
+ */
+export async function sample(operation: () => Promise<unknown>, concurrency: number, durationMs: number, warmupMs = Math.min(2000, durationMs / 4)): Promise<Samples> {
   const warmupEnd = performance.now() + warmupMs
   const end = warmupEnd + durationMs
   const latencies: number[] = []
@@ -33,11 +38,13 @@ export async function sample(operation: () => Promise<unknown>, concurrency: num
   const worker = async (): Promise<void> => {
     while (performance.now() < end) {
       const start = performance.now()
+      const inWindow = (finished: number) => finished > warmupEnd && finished <= end
       try {
         await operation()
-        if (start >= warmupEnd) latencies.push(performance.now() - start)
+        const finished = performance.now()
+        if (inWindow(finished)) latencies.push(finished - start)
       } catch {
-        if (start >= warmupEnd) errors++
+        if (inWindow(performance.now())) errors++
       }
       completed++
     }
