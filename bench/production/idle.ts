@@ -2,6 +2,7 @@
 // tsx alone, or (with the argument `libraries`) with the libraries every service loads imported.
 // Tells the benchmark it is ready over IPC, then waits to be stopped.
 if (process.argv.includes('libraries')) {
+  await import('reflect-metadata') // as the services' entry does: @peculiar/x509 needs it first
   await Promise.all([
     import('@grpc/grpc-js'),
     import('kysely'),

@@ -96,6 +96,15 @@ function launched(child: ChildProcess, group: boolean): Launched {
   }
 }
 
+/** The first IPC message of a launched process; rejects (with its output) if it exits first. */
+export async function firstMessage<T>(launched: Launched): Promise<T> {
+  const [message] = (await Promise.race([
+    once(launched.child, 'message'),
+    once(launched.child, 'exit').then(() => Promise.reject(new Error(`process ${launched.pid} exited:\n${launched.output()}`))),
+  ])) as [T]
+  return message
+}
+
 /** A free loopback port (bound and released: the services bind it right after). */
 export async function freePort(): Promise<number> {
   const { createServer } = await import('node:net')

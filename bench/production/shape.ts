@@ -5,7 +5,6 @@
 // oidc-provider peer's login interleaved with cloudpay's; the memory of each service idle and under
 // load; start-up times of one service and of `npm start`.
 import { execFile } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,7 +18,7 @@ import { certificateFiles } from '../../services/runtime/tls.ts'
 import { PEER_SERVER_IDENTITY } from '../peer/identities.ts'
 import { POLL_INTERVAL_MS } from '../peer/ciba-login.ts'
 import { figuresOf, round, sample, type Figures, type Samples } from '../stats.ts'
-import { type Counters, freePort, type Launched, launchNpmStart, launchScript, launchService, untilHealthy } from './launch.ts'
+import { type Counters, firstMessage, freePort, type Launched, launchNpmStart, launchScript, launchService, untilHealthy } from './launch.ts'
 import type { LoadCommand, LoadFlow, LoadReport } from './load-process.ts'
 import { clusterCpuMs, postmasterPid, processCpuMs, residentBytes } from './proc.ts'
 
@@ -85,12 +84,15 @@ async function postgres(say: (line: string) => void): Promise<Postgres> {
 function loadGenerator(process_: Launched) {
   return (command: LoadCommand): Promise<LoadReport> =>
     new Promise((resolve, reject) => {
+      const exited = () => reject(new Error(`load generator exited:\n${process_.output()}`))
       const answer = (report: LoadReport) => {
         process_.child.off('message', answer)
+        process_.child.off('exit', exited)
         if ('failed' in report) reject(new Error(`load generator: ${report.failed}`))
         else resolve(report)
       }
       process_.child.on('message', answer)
+      process_.child.once('exit', exited)
       process_.child.send(command)
     })
 }
@@ -146,7 +148,7 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
       ["node + tsx + the services' libraries", ['libraries']],
     ] as const) {
       const idle = launchScript('bench/production/idle.ts', [...args], env)
-      await once(idle.child, 'message')
+      await firstMessage(idle)
       await new Promise((resolve) => setTimeout(resolve, 1000))
       runtimeRss[label] = residentBytes(idle.pid)
       await idle.stop()
@@ -176,7 +178,7 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
     // ── The peer and the load generator, each in its own process ──
     const peer = launchScript('bench/peer/provider.ts', [], { ...env, NODE_NO_WARNINGS: '1' })
     others.push(peer)
-    const [{ listening: peerPort }] = (await once(peer.child, 'message')) as [{ listening: number }]
+    const { listening: peerPort } = await firstMessage<{ listening: number }>(peer)
     const load = launchScript('bench/production/load-process.ts', [], env)
     others.push(load)
     const exchange = loadGenerator(load)
