@@ -155,7 +155,7 @@ async function main(): Promise<void> {
         `${round(run.serverBytesPerStream / 1024, 1)} KB/stream (server)`,
       ])
     }
-    results.baseline = { unary: baseline, fanOut: bareFanout }
+    results.baseline = { ...(results.baseline as object), fanOut: bareFanout }
     echo!.close()
     await bare.stop()
 
