@@ -386,7 +386,8 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
         value: worstIdle / MB,
         limit: 100,
         atLeast: false,
-        reachable: (runtimeRss["node + tsx + the services' libraries"] ?? 0) <= 100 * MB,
+        // The floor measured is tsx's: with a compiled entry it proves nothing.
+        reachable: process.env.CLOUDPAY_BENCH_SERVICE_ENTRY ? undefined : (runtimeRss["node + tsx + the services' libraries"] ?? 0) <= 100 * MB,
         why: `a process that only imports the services' libraries under tsx already holds ${round((runtimeRss["node + tsx + the services' libraries"] ?? Number.NaN) / MB, 0)} MB (node + tsx alone ${round((runtimeRss['node + tsx'] ?? Number.NaN) / MB, 0)} MB)`,
       },
       { target: '`npm start` healthy on PGlite (fresh home) <= 5 s', value: npmStart.freshMs / 1000, limit: 5, atLeast: false },
