@@ -81,7 +81,7 @@ export function echoClients(address: string, credentials: ChannelCredentials, ch
   )
 }
 
-export async function unaryBaseline(clients: EchoClientType[], concurrency: number, durationMs: number): Promise<Figures> {
+export async function unaryBaseline(clients: EchoClientType[], concurrency: number, durationMs: number): Promise<Figures & { completed: number }> {
   const payload = Buffer.alloc(64, 1)
   let next = 0
   return load(

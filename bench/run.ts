@@ -25,15 +25,22 @@ import { demoClients } from '../cli/demo/clients.ts'
 import { echoClients, startBareServer, unaryBaseline } from './baseline.ts'
 import { fanOut } from './fan-out.ts'
 import { benchConfig } from './mesh-config.ts'
+import { productionShape } from './production/shape.ts'
 import { setUpMerchant, worker } from './flows.ts'
 import { type Figures, load, round } from './stats.ts'
 
 const quick = process.argv.includes('--quick')
+// The production shape (processes on PostgreSQL) runs in a full run; --production adds it to a
+// quick one, --production-only skips the in-process mesh, --no-production skips the shape.
+const productionOnly = process.argv.includes('--production-only')
+const production = productionOnly || process.argv.includes('--production') || (!quick && !process.argv.includes('--no-production'))
 const LEVELS = quick ? [1, 16] : [1, 16, 64]
+const PEER_LEVELS = [1, 16]
 const UNARY_MS = quick ? 1500 : 5000
 const FLOW_MS = quick ? 2500 : 8000
 const FANOUT = quick ? [1000] : [1000, 10_000]
-const ROUNDS = quick ? 5 : 20
+// A p99 judged over 50 rounds at least (issue #14); a quick run only checks that the pipe works.
+const ROUNDS = quick ? 5 : 50
 const ROOT = new URL('..', import.meta.url).pathname
 
 /** Counts server spans: the RPCs a flow makes, internal ones included. */
@@ -52,7 +59,7 @@ const pkgVersion = async (name: string) => (JSON.parse(await readFile(join(ROOT,
 async function main(): Promise<void> {
   const home = await mkdtemp(join(tmpdir(), 'cloudpay-bench-'))
   const config = benchConfig(home)
-  const database = config.databaseUrl ? 'postgres' : 'pglite'
+  const database = productionOnly || config.databaseUrl ? 'postgres' : 'pglite'
   const results: Record<string, unknown> = {}
   const rows: string[][] = []
   const say = (line: string) => process.stderr.write(`${line}\n`)
@@ -64,9 +71,13 @@ async function main(): Promise<void> {
   const bare = await startBareServer(serverCredentials(serverPaths, 60_000))
   const clientCredentials: ChannelCredentials = channelCredentials(clientPaths, 60_000)
   const [echo] = echoClients(bare.address, clientCredentials, 1)
-  const baseline: Record<number, Figures> = {}
+  const baseline: Record<number, Figures & { cpuMsPerRpc: number }> = {}
   for (const c of LEVELS) {
-    baseline[c] = await unaryBaseline([echo!], c, UNARY_MS)
+    // CPU of this process per RPC: the client's side and the server's, both in here.
+    const before = process.cpuUsage()
+    const figures = await unaryBaseline([echo!], c, UNARY_MS)
+    const used = process.cpuUsage(before)
+    baseline[c] = { ...figures, cpuMsPerRpc: (used.user + used.system) / 1000 / figures.completed }
     rows.push([
       `bare unary echo`,
       `c=${c}`,
@@ -74,61 +85,10 @@ async function main(): Promise<void> {
       `${round(baseline[c]!.p50Ms)} ms`,
       `${round(baseline[c]!.p99Ms)} ms`,
       `${baseline[c]!.errors}`,
-      '',
+      `${round(baseline[c]!.cpuMsPerRpc, 3)} ms CPU per RPC (both ends)`,
     ])
   }
   results.baseline = { unary: baseline }
-
-  const bareFanout: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerStream: number }> = {}
-  for (const n of FANOUT) {
-    const run = await fanOut({
-      open: { kind: 'bare', address: bare.address, certificates: clientPaths, n },
-      ready: async () => {
-        while (bare.subscribers() < n) await new Promise((resolve) => setTimeout(resolve, 20))
-      },
-      subjectOf: () => '',
-      publish: (r) => bare.publish(Buffer.from([r])),
-      rounds: ROUNDS,
-    })
-    bareFanout[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerStream: run.serverBytesPerStream }
-    rows.push([
-      `bare stream fan-out`,
-      `n=${n}`,
-      '',
-      `${round(run.p50Ms)} ms`,
-      `${round(run.p99Ms)} ms`,
-      `${run.errors}`,
-      `${round(run.serverBytesPerStream / 1024, 1)} KB/stream (server)`,
-    ])
-  }
-  results.baseline = { unary: baseline, fanOut: bareFanout }
-  echo!.close()
-  await bare.stop()
-
-  // ── The mesh ──
-  say(`mesh: all five services in this process on ${database}`)
-  const counter = new RpcCounter()
-  const telemetry = startTelemetry({ env: {}, spanProcessors: [counter] })
-  const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log: createLogger({ level: 'warn', name: 'bench' }) })
-  const addresses = new Map(mesh.services.map((s) => [s.name, s.address]))
-  const clients = demoClients(config, addresses, telemetry)
-  await setUpMerchant(clients)
-
-  // The database's own floor: one single-row commit, in the same run, on the same database.
-  const db = mesh.database.db
-  await sql`create schema if not exists bench`.execute(db)
-  await sql`create table if not exists bench.commits (id bigserial primary key, at timestamptz not null default now())`.execute(db)
-  const commitFloor = await load(() => db.transaction().execute((trx) => sql`insert into bench.commits default values`.execute(trx)), 1, quick ? 1000 : 3000)
-  rows.push([
-    `single-row commit`,
-    `c=1`,
-    `${round(commitFloor.perSecond, 0)} commits/s`,
-    `${round(commitFloor.p50Ms)} ms`,
-    `${round(commitFloor.p99Ms)} ms`,
-    `${commitFloor.errors}`,
-    database,
-  ])
-  results.baseline = { ...(results.baseline as object), commit: commitFloor }
 
   // The deliberate cost inside each flow: one Argon2id verification (login password, payment
   // password) at the parameters the services use. Alone on this machine, in the same run.
@@ -152,111 +112,198 @@ async function main(): Promise<void> {
   ])
   results.baseline = { ...(results.baseline as object), passwordHash }
 
-  const flowResults: Record<string, Record<number, Figures & { rpcsPerFlow: number; commitsPerFlow: number; ratioThroughput: number; ratioLatency?: number }>> = {
-    login: {},
-    order: {},
+  // The production shape: every service its own process, on PostgreSQL.
+  const shape = production
+    ? await productionShape({
+        levels: LEVELS,
+        peerLevels: PEER_LEVELS,
+        flowMs: FLOW_MS,
+        bareRpc: { cpuMs: baseline[16]!.cpuMsPerRpc, p50Ms: baseline[1]!.p50Ms },
+        hash: { cpuMs: verifyCpuMs, p50Ms: verifySerial.p50Ms },
+        say,
+      })
+    : undefined
+  if (shape) {
+    rows.push(...shape.rows)
+    results.production = shape.results
   }
-  const workers = await Promise.all(Array.from({ length: Math.max(...LEVELS) }, (_, i) => worker(clients, i)))
-  for (const flow of ['login', 'order'] as const) {
-    // Cost of one flow (RPCs incl. internal ones, database commits), measured alone.
-    const rpcs0 = counter.rpcs
-    const commits0 = databaseCounters.transactions + databaseCounters.statementsOutsideTransactions
-    const samples = 20
-    for (let i = 0; i < samples; i++) await workers[0]![flow]()
-    await new Promise((resolve) => setTimeout(resolve, 300)) // outbox deliveries after the flow ends are part of it
-    const rpcsPerFlow = (counter.rpcs - rpcs0) / samples
-    const commitsPerFlow = (databaseCounters.transactions + databaseCounters.statementsOutsideTransactions - commits0) / samples
-    for (const c of LEVELS) {
-      let next = 0
-      const figures = await load(() => workers[next++ % c]![flow](), c, FLOW_MS)
-      const ratioThroughput = figures.perSecond / (baseline[c]!.perSecond / rpcsPerFlow)
-      // Target: p50 at c=1 <= 1.5 x (RPCs x bare p50 + commits x commit p50).
-      const ratioLatency = c === 1 ? figures.p50Ms / (rpcsPerFlow * baseline[1]!.p50Ms + commitsPerFlow * commitFloor.p50Ms) : undefined
-      flowResults[flow]![c] = { ...figures, rpcsPerFlow, commitsPerFlow, ratioThroughput, ...(ratioLatency !== undefined ? { ratioLatency } : {}) }
+
+  const inProcessTargets: { target: string; value: number; limit: number; atLeast: boolean; met: boolean; reachable?: boolean; why?: string }[] = []
+  if (productionOnly) {
+    echo!.close()
+    await bare.stop()
+  } else {
+    const bareFanout: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerStream: number; roundsMs: readonly number[] }> = {}
+    for (const n of FANOUT) {
+      const run = await fanOut({
+        open: { kind: 'bare', address: bare.address, certificates: clientPaths, n },
+        ready: async () => {
+          while (bare.subscribers() < n) await new Promise((resolve) => setTimeout(resolve, 20))
+        },
+        subjectOf: () => '',
+        publish: (r) => bare.publish(Buffer.from([r])),
+        rounds: ROUNDS,
+      })
+      bareFanout[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerStream: run.serverBytesPerStream, roundsMs: run.roundsMs }
       rows.push([
-        `${flow} flow`,
-        `c=${c}`,
-        `${round(figures.perSecond, 1)} flows/s`,
-        `${round(figures.p50Ms)} ms`,
-        `${round(figures.p99Ms)} ms`,
-        `${figures.errors}`,
-        `${round(rpcsPerFlow, 1)} RPCs, ${round(commitsPerFlow, 1)} commits/flow; x${round(ratioThroughput)} of bare RPC/s per flow${ratioLatency !== undefined ? `; p50 x${round(ratioLatency)} of (RPCs x bare p50 + commits x commit p50)` : ''}`,
+        `bare stream fan-out`,
+        `n=${n}`,
+        '',
+        `${round(run.p50Ms)} ms`,
+        `${round(run.p99Ms)} ms`,
+        `${run.errors}`,
+        `${round(run.serverBytesPerStream / 1024, 1)} KB/stream (server)`,
       ])
     }
-  }
-  for (const w of workers) w.close()
-  results.flows = flowResults
+    results.baseline = { ...(results.baseline as object), fanOut: bareFanout }
+    echo!.close()
+    await bare.stop()
 
-  // ── The Notify pipe: one publish to N durable subscribers of a device ──
-  const pipeResults: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerSubscriber: number; ratioP99: number }> = {}
-  const device = 'bench-pipe'
-  const instanceCertificates = await ensureDevCertificate(home, { role: 'instance', id: device })
-  const publisher = createClient(InstanceEventsServiceClient, addresses.get('instance-events')!, channelCredentials(instanceCertificates, 60_000))
-  const publish = async (subjectId: string) =>
-    (await unaryCall(publisher, 'publish', { requestId: crypto.randomUUID(), deviceId: device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId })).event!.sequence
-  let last = await publish('warm-up')
-  const pipeService = mesh.services.find((s) => s.name === 'instance-events')!
-  for (const n of FANOUT) {
-    const run = await fanOut({
-      open: { kind: 'pipe', address: addresses.get('instance-events')!, certificates: instanceCertificates, n, deviceId: device, afterSequence: String(last) },
-      ready: async () => {
-        while (pipeService.introspect().subscribers! < n) await new Promise((resolve) => setTimeout(resolve, 20))
-      },
-      subjectOf: (r) => `round-${n}-${r}`,
-      publish: async (r) => void (last = await publish(`round-${n}-${r}`)),
-      rounds: ROUNDS,
-    })
-    const bytesPerSubscriber = run.serverBytesPerStream
-    const ratioP99 = run.p99Ms / bareFanout[n]!.p99Ms
-    pipeResults[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerSubscriber, ratioP99 }
+    // ── The mesh ──
+    say(`mesh: all five services in this process on ${database}`)
+    const counter = new RpcCounter()
+    const telemetry = startTelemetry({ env: {}, spanProcessors: [counter] })
+    const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log: createLogger({ level: 'warn', name: 'bench' }) })
+    const addresses = new Map(mesh.services.map((s) => [s.name, s.address]))
+    const clients = demoClients(config, addresses, telemetry)
+    await setUpMerchant(clients)
+
+    // The database's own floor: one single-row commit, in the same run, on the same database.
+    const db = mesh.database.db
+    await sql`create schema if not exists bench`.execute(db)
+    await sql`create table if not exists bench.commits (id bigserial primary key, at timestamptz not null default now())`.execute(db)
+    const commitFloor = await load(() => db.transaction().execute((trx) => sql`insert into bench.commits default values`.execute(trx)), 1, quick ? 1000 : 3000)
     rows.push([
-      `pipe fan-out (durable)`,
-      `n=${n}`,
-      '',
-      `${round(run.p50Ms)} ms`,
-      `${round(run.p99Ms)} ms`,
-      `${run.errors}`,
-      `${round(bytesPerSubscriber / 1024, 1)} KB/subscriber (server); p99 x${round(ratioP99)} of bare`,
+      `single-row commit`,
+      `c=1`,
+      `${round(commitFloor.perSecond, 0)} commits/s`,
+      `${round(commitFloor.p50Ms)} ms`,
+      `${round(commitFloor.p99Ms)} ms`,
+      `${commitFloor.errors}`,
+      database,
     ])
-  }
-  publisher.close()
-  results.pipe = pipeResults
-  clients.close()
-  await mesh.stop()
-  await telemetry.shutdown()
+    results.baseline = { ...(results.baseline as object), commit: commitFloor }
 
-  // ── Targets (issue #6): met or missed, never asserted in tests ──
-  const top = Math.max(...LEVELS)
-  const widest = Math.max(...FANOUT)
-  // What the machine allows at all, whatever the implementation: a flow verifies one Argon2id
-  // password, and its RPCs and commits cost at least their bare floors measured above.
-  const floorOf = (flow: 'login' | 'order') => flowResults[flow]![1]!.rpcsPerFlow * baseline[1]!.p50Ms + flowResults[flow]![1]!.commitsPerFlow * commitFloor.p50Ms
-  const reachLatency = (flow: 'login' | 'order') => {
-    const lowest = passwordHash.p50Ms + floorOf(flow)
-    const allowed = 1.5 * floorOf(flow)
-    const reachable = lowest <= allowed
-    return {
-      reachable,
-      why: `one Argon2id verify (${round(passwordHash.p50Ms)} ms) + the bare floor (${round(floorOf(flow))} ms) = ${round(lowest)} ms ${reachable ? '<=' : '>'} ${round(allowed)} ms allowed`,
+    const flowResults: Record<string, Record<number, Figures & { rpcsPerFlow: number; commitsPerFlow: number; ratioThroughput: number; ratioLatency?: number }>> = {
+      login: {},
+      order: {},
     }
+    const workers = await Promise.all(Array.from({ length: Math.max(...LEVELS) }, (_, i) => worker(clients, i)))
+    for (const flow of ['login', 'order'] as const) {
+      // Cost of one flow (RPCs incl. internal ones, database commits), measured alone.
+      const rpcs0 = counter.rpcs
+      const commits0 = databaseCounters.transactions + databaseCounters.statementsOutsideTransactions
+      const samples = 20
+      for (let i = 0; i < samples; i++) await workers[0]![flow]()
+      await new Promise((resolve) => setTimeout(resolve, 300)) // outbox deliveries after the flow ends are part of it
+      const rpcsPerFlow = (counter.rpcs - rpcs0) / samples
+      const commitsPerFlow = (databaseCounters.transactions + databaseCounters.statementsOutsideTransactions - commits0) / samples
+      for (const c of LEVELS) {
+        let next = 0
+        const figures = await load(() => workers[next++ % c]![flow](), c, FLOW_MS)
+        const ratioThroughput = figures.perSecond / (baseline[c]!.perSecond / rpcsPerFlow)
+        // Target: p50 at c=1 <= 1.5 x (RPCs x bare p50 + commits x commit p50).
+        const ratioLatency = c === 1 ? figures.p50Ms / (rpcsPerFlow * baseline[1]!.p50Ms + commitsPerFlow * commitFloor.p50Ms) : undefined
+        flowResults[flow]![c] = { ...figures, rpcsPerFlow, commitsPerFlow, ratioThroughput, ...(ratioLatency !== undefined ? { ratioLatency } : {}) }
+        rows.push([
+          `${flow} flow`,
+          `c=${c}`,
+          `${round(figures.perSecond, 1)} flows/s`,
+          `${round(figures.p50Ms)} ms`,
+          `${round(figures.p99Ms)} ms`,
+          `${figures.errors}`,
+          `${round(rpcsPerFlow, 1)} RPCs, ${round(commitsPerFlow, 1)} commits/flow; x${round(ratioThroughput)} of bare RPC/s per flow${ratioLatency !== undefined ? `; p50 x${round(ratioLatency)} of (RPCs x bare p50 + commits x commit p50)` : ''}`,
+        ])
+      }
+    }
+    for (const w of workers) w.close()
+    results.flows = flowResults
+
+    // ── The Notify pipe: one publish to N durable subscribers of a device ──
+    const pipeResults: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerSubscriber: number; ratioP99: number; roundsMs: readonly number[] }> = {}
+    const device = 'bench-pipe'
+    const instanceCertificates = await ensureDevCertificate(home, { role: 'instance', id: device })
+    const publisher = createClient(InstanceEventsServiceClient, addresses.get('instance-events')!, channelCredentials(instanceCertificates, 60_000))
+    const publish = async (subjectId: string) =>
+      (await unaryCall(publisher, 'publish', { requestId: crypto.randomUUID(), deviceId: device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId })).event!.sequence
+    let last = await publish('warm-up')
+    const pipeService = mesh.services.find((s) => s.name === 'instance-events')!
+    for (const n of FANOUT) {
+      const run = await fanOut({
+        open: { kind: 'pipe', address: addresses.get('instance-events')!, certificates: instanceCertificates, n, deviceId: device, afterSequence: String(last) },
+        ready: async () => {
+          while (pipeService.introspect().subscribers! < n) await new Promise((resolve) => setTimeout(resolve, 20))
+        },
+        subjectOf: (r) => `round-${n}-${r}`,
+        publish: async (r) => void (last = await publish(`round-${n}-${r}`)),
+        rounds: ROUNDS,
+      })
+      const bytesPerSubscriber = run.serverBytesPerStream
+      const ratioP99 = run.p99Ms / bareFanout[n]!.p99Ms
+      pipeResults[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerSubscriber, ratioP99, roundsMs: run.roundsMs }
+      rows.push([
+        `pipe fan-out (durable)`,
+        `n=${n}`,
+        '',
+        `${round(run.p50Ms)} ms`,
+        `${round(run.p99Ms)} ms`,
+        `${run.errors}`,
+        `${round(bytesPerSubscriber / 1024, 1)} KB/subscriber (server); p99 x${round(ratioP99)} of bare`,
+      ])
+    }
+    publisher.close()
+    results.pipe = pipeResults
+    clients.close()
+    await mesh.stop()
+    await telemetry.shutdown()
+
+    // ── Targets (issue #6): met or missed, never asserted in tests ──
+    const top = Math.max(...LEVELS)
+    const widest = Math.max(...FANOUT)
+    // What the machine allows at all, whatever the implementation: a flow verifies one Argon2id
+    // password, and its RPCs and commits cost at least their bare floors measured above.
+    const floorOf = (flow: 'login' | 'order') => flowResults[flow]![1]!.rpcsPerFlow * baseline[1]!.p50Ms + flowResults[flow]![1]!.commitsPerFlow * commitFloor.p50Ms
+    const reachLatency = (flow: 'login' | 'order') => {
+      const lowest = passwordHash.p50Ms + floorOf(flow)
+      const allowed = 1.5 * floorOf(flow)
+      const reachable = lowest <= allowed
+      return {
+        reachable,
+        why: `one Argon2id verify (${round(passwordHash.p50Ms)} ms) + the bare floor (${round(floorOf(flow))} ms) = ${round(lowest)} ms ${reachable ? '<=' : '>'} ${round(allowed)} ms allowed`,
+      }
+    }
+    const order = flowResults.order![top]!
+    const neededFlows = (0.6 * baseline[top]!.perSecond) / order.rpcsPerFlow
+    const coresNeeded = neededFlows * (passwordHash.cpuMsPerVerify / 1000 + order.rpcsPerFlow / baseline[top]!.perSecond)
+    const reachThroughput = {
+      reachable: coresNeeded <= cpus().length,
+      why: `${round(neededFlows, 0)} flows/s x (${round(passwordHash.cpuMsPerVerify)} ms Argon2id CPU + ${round(order.rpcsPerFlow, 0)} bare RPCs) needs ${round(coresNeeded)} cores before any database work; this machine has ${cpus().length}`,
+    }
+    const targets = [
+      { target: `order flows/s at c=${top} >= 0.6 x (bare RPC/s / RPCs per flow) [PostgreSQL]`, value: order.ratioThroughput, limit: 0.6, atLeast: true, ...reachThroughput },
+      {
+        target: 'login p50 at c=1 <= 1.5 x (RPCs x bare p50 + commits x commit p50)',
+        value: flowResults.login![1]!.ratioLatency!,
+        limit: 1.5,
+        atLeast: false,
+        ...reachLatency('login'),
+      },
+      {
+        target: 'order p50 at c=1 <= 1.5 x (RPCs x bare p50 + commits x commit p50)',
+        value: flowResults.order![1]!.ratioLatency!,
+        limit: 1.5,
+        atLeast: false,
+        ...reachLatency('order'),
+      },
+      // The issue sets these at 10,000 subscribers; a quick run's largest fan-out stands in.
+      { target: `pipe fan-out n=${widest}: p99 <= 1.2 x bare p99 (${ROUNDS} rounds)`, value: pipeResults[widest]!.ratioP99, limit: 1.2, atLeast: false },
+      { target: `pipe n=${widest}: <= 16 KB server memory per subscriber`, value: pipeResults[widest]!.bytesPerSubscriber / 1024, limit: 16, atLeast: false },
+      { target: `pipe n=${widest}: 0 errors`, value: pipeResults[widest]!.errors, limit: 0, atLeast: false },
+      { target: `0 errors at c=${top}`, value: flowResults.login![top]!.errors + flowResults.order![top]!.errors, limit: 0, atLeast: false },
+    ].map((t) => ({ ...t, met: t.atLeast ? t.value >= t.limit : t.value <= t.limit }))
+    inProcessTargets.push(...targets)
   }
-  const order = flowResults.order![top]!
-  const neededFlows = (0.6 * baseline[top]!.perSecond) / order.rpcsPerFlow
-  const coresNeeded = neededFlows * (passwordHash.cpuMsPerVerify / 1000 + order.rpcsPerFlow / baseline[top]!.perSecond)
-  const reachThroughput = {
-    reachable: coresNeeded <= cpus().length,
-    why: `${round(neededFlows, 0)} flows/s x (${round(passwordHash.cpuMsPerVerify)} ms Argon2id CPU + ${round(order.rpcsPerFlow, 0)} bare RPCs) needs ${round(coresNeeded)} cores before any database work; this machine has ${cpus().length}`,
-  }
-  const targets = [
-    { target: `order flows/s at c=${top} >= 0.6 x (bare RPC/s / RPCs per flow) [PostgreSQL]`, value: order.ratioThroughput, limit: 0.6, atLeast: true, ...reachThroughput },
-    { target: 'login p50 at c=1 <= 1.5 x (RPCs x bare p50 + commits x commit p50)', value: flowResults.login![1]!.ratioLatency!, limit: 1.5, atLeast: false, ...reachLatency('login') },
-    { target: 'order p50 at c=1 <= 1.5 x (RPCs x bare p50 + commits x commit p50)', value: flowResults.order![1]!.ratioLatency!, limit: 1.5, atLeast: false, ...reachLatency('order') },
-    // The issue sets these at 10,000 subscribers; a quick run's largest fan-out stands in.
-    { target: `pipe fan-out n=${widest}: p99 <= 1.2 x bare p99`, value: pipeResults[widest]!.ratioP99, limit: 1.2, atLeast: false },
-    { target: `pipe n=${widest}: <= 16 KB server memory per subscriber`, value: pipeResults[widest]!.bytesPerSubscriber / 1024, limit: 16, atLeast: false },
-    { target: `pipe n=${widest}: 0 errors`, value: pipeResults[widest]!.errors, limit: 0, atLeast: false },
-    { target: `0 errors at c=${top}`, value: flowResults.login![top]!.errors + flowResults.order![top]!.errors, limit: 0, atLeast: false },
-  ].map((t) => ({ ...t, met: t.atLeast ? t.value >= t.limit : t.value <= t.limit }))
+  const targets = [...inProcessTargets, ...(shape?.targets ?? []).map((t) => ({ ...t, met: t.atLeast ? t.value >= t.limit : t.value <= t.limit }))]
   results.targets = targets
 
   // ── Report ──
@@ -264,7 +311,7 @@ async function main(): Promise<void> {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ')
   process.stdout.write(
-    `\ncloudpay bench · ${database} · ${cpus().length} cores · node ${process.version}${quick ? ' · quick' : ''}\n${line(header)}\n${line(widths.map((w) => '-'.repeat(w)))}\n${rows.map(line).join('\n')}\n`,
+    `\ncloudpay bench · ${productionOnly ? 'processes on postgres' : `${database}${production ? ' in-process + processes on postgres' : ''}`} · ${cpus().length} cores · node ${process.version}${quick ? ' · quick' : ''}\n${line(header)}\n${line(widths.map((w) => '-'.repeat(w)))}\n${rows.map(line).join('\n')}\n`,
   )
   const verdict = (t: (typeof targets)[number] & { reachable?: boolean; why?: string }) =>
     `  ${t.met ? 'met   ' : 'MISSED'}  ${t.target}: ${round(t.value)}${!t.met && t.reachable === false ? `\n          out of reach on this machine: ${t.why}` : ''}`
