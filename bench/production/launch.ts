@@ -1,8 +1,8 @@
 // Starting the production shape's processes: each service on its own (as `npm run service -- <name>`
 // does), or the whole mesh as `npm start`. One place decides the command line, so a compiled build
-// (`node dist/...`) needs a change here only: CLOUDPAY_BENCH_SERVICE_ENTRY names the entry file
-// (default: cli/service.ts through tsx).
-import { type ChildProcess, spawn } from 'node:child_process'
+// (`node dist/...`, the default) or tsx (CLOUDPAY_BENCH_SERVICE_ENTRY=tsx) is chosen here only.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { join } from 'node:path'
 import { once } from 'node:events'
 import { connect } from 'node:net'
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../../gen/grpc/health/v1/health.ts'
@@ -32,10 +32,26 @@ export interface Launched {
   stop(): Promise<void>
 }
 
+const COMPILED_ENTRY = join(ROOT, 'dist/cli/service.js')
+
+/**
+ * What each service process runs: the compiled build, as the image and `npm run cluster` run it
+ * (the default), `CLOUDPAY_BENCH_SERVICE_ENTRY=tsx` for cli/service.ts through tsx as
+ * `npm run service` does, or another entry file it names.
+ */
+export function serviceEntry(): string {
+  return process.env.CLOUDPAY_BENCH_SERVICE_ENTRY || COMPILED_ENTRY
+}
+export const runsThroughTsx = (): boolean => serviceEntry() === 'tsx'
+
+/** Compiles dist/ once when the shape runs the compiled build (it must be the code under test). */
+export function buildIfCompiled(): void {
+  if (serviceEntry() === COMPILED_ENTRY) execFileSync('sh', ['scripts/build.sh'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] })
+}
+
 /** The command line of one service process. */
 export function serviceCommand(name: ServiceName): { command: string; args: string[] } {
-  const entry = process.env.CLOUDPAY_BENCH_SERVICE_ENTRY
-  if (entry) return { command: process.execPath, args: ['--import', COUNTERS, entry, name] }
+  if (!runsThroughTsx()) return { command: process.execPath, args: ['--import', COUNTERS, serviceEntry(), name] }
   return { command: process.execPath, args: ['--import', 'tsx', '--import', COUNTERS, 'cli/service.ts', name] }
 }
 
