@@ -10,6 +10,9 @@ import { purges as platformPurges } from '../../services/payment-platform/retent
 import { loadConfig } from '../../services/runtime/config.ts'
 import { purge } from '../../services/runtime/retention.ts'
 import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
+import { Sealer } from '../../services/runtime/sealing.ts'
+
+const TEST_SEALER = new Sealer(Buffer.alloc(32, 7))
 
 test(`refunded_at: a transaction refunded before it keeps its refund time there and gets its payment time back (${DATABASE_KIND})`, async () => {
   const { database, close } = await openFresh()
@@ -85,7 +88,7 @@ test(`spent sealed credentials are forgotten only once no sealing key they were 
         { digest: 'recent', platform_id: 'alphapay', serial_number: 'TX2', outcome: 'wrong_password', created_at: made(config.payment.sealingKeyRotationMs) },
       ])
       .execute()
-    const sealed = platformPurges({ db, config }).find((p) => p.name === 'sealed_blobs')!
+    const sealed = platformPurges({ db, config, sealer: TEST_SEALER }).find((p) => p.name === 'sealed_blobs')!
     assert.ok(sealed.windowMs >= config.payment.sealingKeyRotationMs + config.payment.sealingKeyGraceMs)
     assert.equal(await purge(sealed, { now }), 1)
     assert.deepEqual((await db.selectFrom('sealed_blobs').select('digest').execute()).map((r: { digest: string }) => r.digest), ['recent'])
