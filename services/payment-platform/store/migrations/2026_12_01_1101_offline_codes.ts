@@ -4,8 +4,7 @@
 import { type Kysely, sql } from 'kysely'
 
 export async function up(db: Kysely<any>): Promise<void> {
-  await sql`alter table accounts drop constraint accounts_kind_check`.execute(db)
-  await sql`alter table accounts add constraint accounts_kind_check check (kind in ('payer', 'collection', 'issuance', 'reserve'))`.execute(db)
+  await allowKinds(db, ['payer', 'collection', 'issuance', 'reserve'])
   await db.schema
     .createTable('payees')
     .addColumn('platform_id', 'text', (c) => c.notNull())
@@ -65,6 +64,14 @@ export async function up(db: Kysely<any>): Promise<void> {
 
 export async function down(db: Kysely<any>): Promise<void> {
   for (const table of ['offline_redemptions', 'offline_credentials', 'payee_keys', 'payees']) await db.schema.dropTable(table).execute()
-  await sql`alter table accounts drop constraint accounts_kind_check`.execute(db)
-  await sql`alter table accounts add constraint accounts_kind_check check (kind in ('payer', 'collection', 'issuance'))`.execute(db)
+  await allowKinds(db, ['payer', 'collection', 'issuance'])
+}
+
+/** Replaces the accounts' kind check (PostgreSQL named the first one accounts_kind_check). */
+async function allowKinds(db: Kysely<any>, kinds: string[]): Promise<void> {
+  await db.schema.alterTable('accounts').dropConstraint('accounts_kind_check').execute()
+  await db.schema
+    .alterTable('accounts')
+    .addCheckConstraint('accounts_kind_check', sql`kind in (${sql.join(kinds.map((kind) => sql.lit(kind)))})`)
+    .execute()
 }
