@@ -139,7 +139,9 @@ export async function offlineCode(args: string[], out: (text: string) => void): 
       try {
         const stored = await phone.provisionOffline(id(platformId, 'platform'), payerAccount, await paymentPassword(), limits)
         await writePrivate(credentialFile(config, terminalId!), stored)
-        out(`credential ${stored.credentialId}: ${allowance} ${currency} reserved, at most ${cap} a code, until ${stored.notAfter.toISOString()}; stored in ${credentialFile(config, terminalId!)}\n`)
+        out(
+          `credential ${stored.credentialId}: ${allowance} ${currency} reserved, at most ${cap} a code, until ${stored.notAfter.toISOString()}; stored in ${credentialFile(config, terminalId!)}\n`,
+        )
       } finally {
         phone.close()
       }
@@ -162,7 +164,8 @@ export async function offlineCode(args: string[], out: (text: string) => void): 
     const phone = terminalSdk(clients, terminalId!)
     try {
       const listed = await phone.listOfflineRedemptions(stored.platformId, stored.credentialId)
-      for (const r of listed.redemptions) out(`${r.redeemTime!.toISOString()}  ${r.redemptionId}  counter ${r.counter}  ${r.payeeId}  ${r.amount!.amountMinor} ${r.amount!.currencyCode}\n`)
+      for (const r of listed.redemptions)
+        out(`${r.redeemTime!.toISOString()}  ${r.redemptionId}  counter ${r.counter}  ${r.payeeId}  ${r.amount!.amountMinor} ${r.amount!.currencyCode}\n`)
       out(`left: ${listed.credential!.remaining!.amountMinor} ${listed.credential!.remaining!.currencyCode}\n`)
     } finally {
       phone.close()

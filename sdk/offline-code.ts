@@ -68,8 +68,10 @@ export async function generateOfflineCode(
   if (amount.currencyCode !== credential.currencyCode || payee.currencyCode !== credential.currencyCode) {
     throw new OfflineCodeRefused(`the credential pays in ${credential.currencyCode}; the amount is in ${amount.currencyCode} and the payee takes ${payee.currencyCode}`)
   }
-  if (amount.amountMinor < 1n || amount.amountMinor > credential.perCodeCapMinor) throw new OfflineCodeRefused(`the amount must be 1-${credential.perCodeCapMinor} (the per-code cap)`)
-  if (now < credential.notBefore || now >= credential.notAfter) throw new OfflineCodeRefused(`the credential is valid ${credential.notBefore.toISOString()} - ${credential.notAfter.toISOString()}; provision a new one online`)
+  if (amount.amountMinor < 1n || amount.amountMinor > credential.perCodeCapMinor)
+    throw new OfflineCodeRefused(`the amount must be 1-${credential.perCodeCapMinor} (the per-code cap)`)
+  if (now < credential.notBefore || now >= credential.notAfter)
+    throw new OfflineCodeRefused(`the credential is valid ${credential.notBefore.toISOString()} - ${credential.notAfter.toISOString()}; provision a new one online`)
   const counter = credential.nextCounter
   const text = await sealPaymentCode(
     { credentialId: credential.credentialId, counter, amount, platformId: payee.platformId, payeeId: payee.payeeId, payeeKeyId: payee.key.keyId, generateTime: now },

@@ -55,11 +55,15 @@ export async function runOfflineDemo(
     shop: await balanceOf(MERCHANTS.shop),
     cafe: await balanceOf(MERCHANTS.cafe),
   })
-  await unaryCall(ops, 'createMerchantAccount', { requestId: randomUUID(), platformId: PLATFORM, merchantId: 'demo-cafe', collectionAccount: MERCHANTS.cafe, currencyCode: 'USD' }).catch(
-    (error: { code?: number }) => {
-      if (error.code !== Status.ALREADY_EXISTS) throw error
-    },
-  )
+  await unaryCall(ops, 'createMerchantAccount', {
+    requestId: randomUUID(),
+    platformId: PLATFORM,
+    merchantId: 'demo-cafe',
+    collectionAccount: MERCHANTS.cafe,
+    currencyCode: 'USD',
+  }).catch((error: { code?: number }) => {
+    if (error.code !== Status.ALREADY_EXISTS) throw error
+  })
   /** A merchant's counter, holding a payee of its collection account, with a published key. */
   const counter = async (name: keyof typeof MERCHANTS) => {
     const holder: Identity = { role: 'terminal', id: `counter-${name}-${suffix}` }
@@ -90,7 +94,9 @@ export async function runOfflineDemo(
     for (const line of (await qrForTerminal(generated.text)).split('\n')) say(`   ${line}`)
     const redemption = await shop.redeem(generated.text, amount)
     const redeemed = await balances()
-    say(`── 15. The shop's counter opens it (only it can) and redeems it: ${redemption.redemptionId}, reserve ${provisioned.reserve} -> ${redeemed.reserve}, shop ${provisioned.shop} -> ${redeemed.shop}.`)
+    say(
+      `── 15. The shop's counter opens it (only it can) and redeems it: ${redemption.redemptionId}, reserve ${provisioned.reserve} -> ${redeemed.reserve}, shop ${provisioned.shop} -> ${redeemed.shop}.`,
+    )
 
     say(`── 16. The café got the same picture. It cannot open it; the shop's opened plaintext forwarded to it is refused too.`)
     let couldOpen = true
@@ -116,7 +122,9 @@ export async function runOfflineDemo(
     const listed = await phone.listOfflineRedemptions(PLATFORM, credential.credentialId)
     await phone.revokeOffline(PLATFORM, credential.credentialId)
     const revoked = await balances()
-    say(`   ${listed.redemptions.length} redemption(s), ${listed.credential!.remaining!.amountMinor} left; payer ${redeemed.payer} -> ${revoked.payer}, reserve ${redeemed.reserve} -> ${revoked.reserve}.`)
+    say(
+      `   ${listed.redemptions.length} redemption(s), ${listed.credential!.remaining!.amountMinor} left; payer ${redeemed.payer} -> ${revoked.payer}, reserve ${redeemed.reserve} -> ${revoked.reserve}.`,
+    )
     return {
       credentialId: credential.credentialId,
       allowance: { currencyCode: allowance.currencyCode, amountMinor: allowance.amountMinor.toString() },

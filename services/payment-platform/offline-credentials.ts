@@ -40,7 +40,10 @@ export async function provision(
   const locked = await store.lockAccounts(trx, input.platformId, [input.payer.account_ref, reserve.account_ref])
   const payer = locked.get(input.payer.account_ref)!
   if (payer.balance_minor < input.allowance.amountMinor) {
-    throw new FailedPreconditionError('INSUFFICIENT_BALANCE', `the payer account ${payer.masked_number} lacks funds to reserve ${input.allowance.amountMinor} ${input.allowance.currencyCode}`)
+    throw new FailedPreconditionError(
+      'INSUFFICIENT_BALANCE',
+      `the payer account ${payer.masked_number} lacks funds to reserve ${input.allowance.amountMinor} ${input.allowance.currencyCode}`,
+    )
   }
   await transfer(trx, input.platformId, payer, locked.get(reserve.account_ref)!, input.allowance, credentialId)
   return offline.insertCredential(trx, {
@@ -82,7 +85,14 @@ async function end(trx: Trx, sealer: Sealer, credential: OfflineCredentialRow, s
   if (returnedMinor > 0n) {
     const reserve = await ensureInternalAccount(trx, sealer, credential.platform_id, 'reserve', credential.currency_code)
     const locked = await store.lockAccounts(trx, credential.platform_id, [credential.payer_ref, reserve.account_ref])
-    await transfer(trx, credential.platform_id, locked.get(reserve.account_ref)!, locked.get(credential.payer_ref)!, { currencyCode: credential.currency_code, amountMinor: returnedMinor }, credential.credential_id)
+    await transfer(
+      trx,
+      credential.platform_id,
+      locked.get(reserve.account_ref)!,
+      locked.get(credential.payer_ref)!,
+      { currencyCode: credential.currency_code, amountMinor: returnedMinor },
+      credential.credential_id,
+    )
   }
   return { credential: await offline.endCredential(trx, credential.credential_id, state, new Date()), returnedMinor }
 }
@@ -136,12 +146,16 @@ export async function authenticate(db: Db, sealer: Sealer, ask: RedemptionAsk, s
   }
   if (!body.amount || !body.generateTime || body.credentialId === '' || body.credentialId.length > 64) throw unreadable('a field is missing')
   const credential = await offline.findCredential(db, ask.payee.platform_id, body.credentialId)
-  if (!credential) throw new NotFoundError('OFFLINE_CREDENTIAL_NOT_FOUND', `the code's credential ${quote(body.credentialId)} is not an offline credential of platform ${ask.payee.platform_id}`)
+  if (!credential)
+    throw new NotFoundError('OFFLINE_CREDENTIAL_NOT_FOUND', `the code's credential ${quote(body.credentialId)} is not an offline credential of platform ${ask.payee.platform_id}`)
   if (!macMatches(credentialSecret(sealer, credential.credential_id), bodyBytes, mac)) {
     throw InvalidArgumentError.field('code', 'fails its MAC: it was altered, or not made with the credential it names', 'OFFLINE_CODE_FORGED')
   }
   if (body.platformId !== ask.payee.platform_id || body.payeeId !== ask.payee.payee_id) {
-    throw new PermissionDeniedError('OFFLINE_PAYEE_MISMATCH', `the code was made for payee ${quote(body.payeeId)} at ${quote(body.platformId)}, not for ${ask.payee.payee_id}; only that payee can redeem it`)
+    throw new PermissionDeniedError(
+      'OFFLINE_PAYEE_MISMATCH',
+      `the code was made for payee ${quote(body.payeeId)} at ${quote(body.platformId)}, not for ${ask.payee.payee_id}; only that payee can redeem it`,
+    )
   }
   await acceptedPayeeKey(db, ask.payee, body.payeeKeyId, settings, now)
   assertLive(credential, now)
@@ -157,10 +171,14 @@ export async function authenticate(db: Db, sealer: Sealer, ask: RedemptionAsk, s
     ['the charge', ask.charge.currencyCode],
     ["the payee's collection account", ask.payee.currency_code],
   ] as const) {
-    if (currency !== credential.currency_code) throw new FailedPreconditionError('CURRENCY_MISMATCH', `${what} is in ${quote(currency, 8)} but the credential is in ${credential.currency_code}`)
+    if (currency !== credential.currency_code)
+      throw new FailedPreconditionError('CURRENCY_MISMATCH', `${what} is in ${quote(currency, 8)} but the credential is in ${credential.currency_code}`)
   }
   if (body.amount.amountMinor > credential.per_code_cap_minor) {
-    throw new FailedPreconditionError('OFFLINE_CAP_EXCEEDED', `the code carries ${body.amount.amountMinor}, above the credential's per-code cap of ${credential.per_code_cap_minor}`)
+    throw new FailedPreconditionError(
+      'OFFLINE_CAP_EXCEEDED',
+      `the code carries ${body.amount.amountMinor}, above the credential's per-code cap of ${credential.per_code_cap_minor}`,
+    )
   }
   if (ask.charge.amountMinor > body.amount.amountMinor) {
     throw new FailedPreconditionError('OFFLINE_AMOUNT_ABOVE_CODE', `amount: ${ask.charge.amountMinor} is more than the code's ${body.amount.amountMinor}`)
@@ -171,7 +189,8 @@ export async function authenticate(db: Db, sealer: Sealer, ask: RedemptionAsk, s
 function assertLive(credential: OfflineCredentialRow, now: Date): void {
   const state = effectiveCredentialState(credential, now)
   if (state === 'revoked') throw new FailedPreconditionError('OFFLINE_CREDENTIAL_REVOKED', `offline credential ${credential.credential_id} was revoked`)
-  if (state === 'expired') throw new FailedPreconditionError('OFFLINE_CREDENTIAL_EXPIRED', `offline credential ${credential.credential_id} expired at ${credential.not_after.toISOString()}`)
+  if (state === 'expired')
+    throw new FailedPreconditionError('OFFLINE_CREDENTIAL_EXPIRED', `offline credential ${credential.credential_id} expired at ${credential.not_after.toISOString()}`)
 }
 
 /**
@@ -194,7 +213,10 @@ export async function redeem(trx: Trx, sealer: Sealer, ask: RedemptionAsk, code:
     throw new FailedPreconditionError('OFFLINE_CODE_REPLAYED', `a code with counter ${counter} of this credential was redeemed before`)
   }
   if (ask.charge.amountMinor > credential.remaining_minor) {
-    throw new FailedPreconditionError('OFFLINE_ALLOWANCE_EXCEEDED', `amount: ${ask.charge.amountMinor} is more than the ${credential.remaining_minor} left of the credential's allowance`)
+    throw new FailedPreconditionError(
+      'OFFLINE_ALLOWANCE_EXCEEDED',
+      `amount: ${ask.charge.amountMinor} is more than the ${credential.remaining_minor} left of the credential's allowance`,
+    )
   }
   const redemptionId = newId('OR')
   const reserve = await ensureInternalAccount(trx, sealer, credential.platform_id, 'reserve', credential.currency_code)

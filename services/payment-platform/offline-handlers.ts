@@ -148,7 +148,10 @@ export function offlineHandlers(deps: ServiceDeps, parts: { readonly onPlatform:
             'allowance.amount_minor',
             `must be at most ${limits.allowanceMaxMinor} (CLOUDPAY_OFFLINE_ALLOWANCE_MAX_MINOR)`,
           )
-          .integer(request.perCodeCapMinor, 'per_code_cap_minor', { min: 1n, max: request.allowance?.amountMinor && request.allowance.amountMinor > 0n ? request.allowance.amountMinor : 1n })
+          .integer(request.perCodeCapMinor, 'per_code_cap_minor', {
+            min: 1n,
+            max: request.allowance?.amountMinor && request.allowance.amountMinor > 0n ? request.allowance.amountMinor : 1n,
+          })
           .timestamp(request.expireTime, 'expire_time')
           .check(
             !request.expireTime || (request.expireTime.getTime() > now && request.expireTime.getTime() <= now + limits.credentialMaxTtlMs),

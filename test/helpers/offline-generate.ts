@@ -29,5 +29,10 @@ const credential = {
   notAfter: new Date(given.credential.notAfter),
   certificateChain: given.credential.certificateChain.map(b),
 }
-const generated = await generateOfflineCode(credential, given.payeeCode, { currencyCode: given.currencyCode, amountMinor: BigInt(given.amountMinor) }, { caCertificates: given.meshCa })
+const generated = await generateOfflineCode(
+  credential,
+  given.payeeCode,
+  { currencyCode: given.currencyCode, amountMinor: BigInt(given.amountMinor) },
+  { caCertificates: given.meshCa },
+)
 process.stdout.write(generated.text)

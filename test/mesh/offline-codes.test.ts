@@ -116,7 +116,8 @@ async function merchant(name: string) {
       return openPaymentCode(text, { platformId: PLATFORM, payeeId, keys })
     },
     async redeem(opened: Uint8Array, amountMinor: bigint, requestId = newRequestId()) {
-      return (await unaryCall(await platformAs(counter), 'redeemOfflineCode', { requestId, platformId: PLATFORM, payeeId, code: Buffer.from(opened), amount: USD(amountMinor) })).redemption!
+      return (await unaryCall(await platformAs(counter), 'redeemOfflineCode', { requestId, platformId: PLATFORM, payeeId, code: Buffer.from(opened), amount: USD(amountMinor) }))
+        .redemption!
     },
   }
   await payee.publishKey()
@@ -201,7 +202,6 @@ async function platformTotal(): Promise<bigint> {
 const listing = async (p: Payer) =>
   unaryCall(await platformAs(p.phone), 'listOfflineRedemptions', { platformId: PLATFORM, credentialId: p.credential.credentialId, pageSize: 0, pageToken: '' })
 
-
 describe('provisioning, generation offline, redemption', () => {
   test('the allowance is reserved at once; a code made with no network redeems at its payee only, once; the payer lists it and is pushed', async () => {
     const totalBefore = await platformTotal()
@@ -256,7 +256,7 @@ describe('provisioning, generation offline, redemption', () => {
     }
   })
 
-  test("the terminal refuses a payee code the platform did not sign, of another platform, or altered, before sealing anything", async () => {
+  test('the terminal refuses a payee code the platform did not sign, of another platform, or altered, before sealing anything', async () => {
     const p = await payer()
     const good = await shop.code()
     const trust = { platformId: PLATFORM, certificateChain: p.credential.certificateChain, caCertificates: meshCa }
@@ -389,7 +389,11 @@ describe('attacks, each refused without moving money', () => {
     const p = await payer({ balance: 10_000n, allowance: 3_000n })
     const [spent, leftOver] = await codes(p, shop, [1_000n, 500n])
     await shop.redeem(await shop.open(spent!), 1_000n)
-    const revoked = await unaryCall(await platformAs(p.phone), 'revokeOfflineCredential', { requestId: newRequestId(), platformId: PLATFORM, credentialId: p.credential.credentialId })
+    const revoked = await unaryCall(await platformAs(p.phone), 'revokeOfflineCredential', {
+      requestId: newRequestId(),
+      platformId: PLATFORM,
+      credentialId: p.credential.credentialId,
+    })
     assert.equal(revoked.returned!.amountMinor, 2_000n)
     assert.equal(revoked.credential!.state, OfflineCredentialState.OFFLINE_CREDENTIAL_STATE_REVOKED)
     assert.equal(await balance(p.payerAccount), 9_000n)
@@ -471,10 +475,24 @@ describe('attacks, each refused without moving money', () => {
 describe('the payment password at provisioning', () => {
   test('a wrong one is counted and locks the payer as Pay does; nothing is reserved', async () => {
     const payerAccount = 'OFFLOCKED0001'
-    await unaryCall(await platformAs(OPERATOR), 'createPayerAccount', { requestId: newRequestId(), platformId: PLATFORM, payerAccount, paymentPassword: PASSWORD, openingBalance: USD(5_000n) })
+    await unaryCall(await platformAs(OPERATOR), 'createPayerAccount', {
+      requestId: newRequestId(),
+      platformId: PLATFORM,
+      payerAccount,
+      paymentPassword: PASSWORD,
+      openingBalance: USD(5_000n),
+    })
     const phone = await platformAs(terminal('offline-guesser'))
     const provision = (paymentPassword: string) =>
-      unaryCall(phone, 'provisionOfflineCredential', { requestId: newRequestId(), platformId: PLATFORM, payerAccount, paymentPassword, allowance: USD(1_000n), perCodeCapMinor: 100n, expireTime: undefined })
+      unaryCall(phone, 'provisionOfflineCredential', {
+        requestId: newRequestId(),
+        platformId: PLATFORM,
+        payerAccount,
+        paymentPassword,
+        allowance: USD(1_000n),
+        perCodeCapMinor: 100n,
+        expireTime: undefined,
+      })
     const first = await expectStatus(provision('wrong-guess-1'), Status.PERMISSION_DENIED)
     assert.equal(first.reason, 'PAYMENT_PASSWORD_WRONG')
     assert.equal(first.info?.attempts_left, '2')

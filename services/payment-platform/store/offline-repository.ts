@@ -75,17 +75,14 @@ export async function recordRedemption(trx: Trx, credential: OfflineCredentialRo
 }
 
 export async function isCounterRedeemed(trx: Trx, credentialId: string, counter: bigint): Promise<boolean> {
-  return (await trx.selectFrom('offline_redemptions').select('redemption_id').where('credential_id', '=', credentialId).where('counter', '=', counter).executeTakeFirst()) !== undefined
+  return (
+    (await trx.selectFrom('offline_redemptions').select('redemption_id').where('credential_id', '=', credentialId).where('counter', '=', counter).executeTakeFirst()) !== undefined
+  )
 }
 
 /** Ends a credential: nothing left, the state given, ended now. */
 export async function endCredential(trx: Trx, credentialId: string, state: 'revoked' | 'expired', at: Date): Promise<OfflineCredentialRow> {
-  return trx
-    .updateTable('offline_credentials')
-    .set({ state, remaining_minor: 0n, ended_at: at })
-    .where('credential_id', '=', credentialId)
-    .returningAll()
-    .executeTakeFirstOrThrow()
+  return trx.updateTable('offline_credentials').set({ state, remaining_minor: 0n, ended_at: at }).where('credential_id', '=', credentialId).returningAll().executeTakeFirstOrThrow()
 }
 
 /** Active credentials past their window (a bounded batch, SKIP LOCKED: replicas sweep side by side). */
@@ -113,9 +110,7 @@ export async function listRedemptions(db: Db, credentialId: string, beforeCounte
 export async function deleteCredentialsEndedBefore(db: Db, before: Date, limit: number): Promise<number> {
   const result = await db
     .deleteFrom('offline_credentials')
-    .where('credential_id', 'in', (eb) =>
-      eb.selectFrom('offline_credentials').select('credential_id').where('ended_at', '<', before).limit(limit).forUpdate().skipLocked(),
-    )
+    .where('credential_id', 'in', (eb) => eb.selectFrom('offline_credentials').select('credential_id').where('ended_at', '<', before).limit(limit).forUpdate().skipLocked())
     .executeTakeFirst()
   return Number(result.numDeletedRows)
 }
