@@ -145,6 +145,7 @@ export async function authenticate(db: Db, sealer: Sealer, ask: RedemptionAsk, s
     throw unreadable('it does not parse')
   }
   if (!body.amount || !body.generateTime || body.credentialId === '' || body.credentialId.length > 64) throw unreadable('a field is missing')
+  if (Number.isNaN(body.generateTime.getTime())) throw unreadable('its generate_time is no time')
   const credential = await offline.findCredential(db, ask.payee.platform_id, body.credentialId)
   if (!credential)
     throw new NotFoundError('OFFLINE_CREDENTIAL_NOT_FOUND', `the code's credential ${quote(body.credentialId)} is not an offline credential of platform ${ask.payee.platform_id}`)
@@ -160,7 +161,10 @@ export async function authenticate(db: Db, sealer: Sealer, ask: RedemptionAsk, s
   await acceptedPayeeKey(db, ask.payee, body.payeeKeyId, settings, now)
   assertLive(credential, now)
   const generatedAt = body.generateTime
-  if (generatedAt < credential.not_before || generatedAt > credential.not_after || generatedAt.getTime() > now.getTime() + settings.clockSkewMs) {
+  // The terminal's clock may be a little off the platform's either way: allowed the skew at both ends.
+  const skew = settings.clockSkewMs
+  const made = generatedAt.getTime()
+  if (made < credential.not_before.getTime() - skew || made > credential.not_after.getTime() || made > now.getTime() + skew) {
     throw new FailedPreconditionError(
       'OFFLINE_CODE_OUTSIDE_WINDOW',
       `the code was made at ${generatedAt.toISOString()}, outside the credential's window ${credential.not_before.toISOString()} - ${credential.not_after.toISOString()} (or ahead of the platform's clock)`,

@@ -356,6 +356,30 @@ describe('attacks, each refused without moving money', () => {
     assert.equal((await listing(p)).credential!.remaining!.amountMinor, 0n)
   })
 
+  test("time: a code made outside the credential's window, or ahead of the platform's clock beyond the skew, is refused", async () => {
+    const p = await payer()
+    const payee = verifyPayeeCode(await shop.code(), { platformId: PLATFORM, certificateChain: p.credential.certificateChain, caCertificates: meshCa })
+    const madeAt = (counter: bigint, generateTime: Date) =>
+      sealPaymentCode(
+        { credentialId: p.credential.credentialId, counter, amount: USD(100n), platformId: PLATFORM, payeeId: shop.payeeId, payeeKeyId: payee.key.keyId, generateTime },
+        p.credential.secret,
+        payee,
+      )
+    const skew = t.config.payment.offline.clockSkewMs
+    const before = await balances(p, shop)
+    for (const [counter, at] of [
+      [1n, new Date(Date.now() + skew + 60_000)],
+      [2n, new Date(p.credential.notBefore.getTime() - skew - 60_000)],
+      [3n, new Date(p.credential.notAfter.getTime() + 1_000)],
+    ] as const) {
+      const refused = await expectStatus(shop.redeem(await shop.open(await madeAt(counter, at)), 100n), Status.FAILED_PRECONDITION)
+      assert.equal(refused.reason, 'OFFLINE_CODE_OUTSIDE_WINDOW', at.toISOString())
+    }
+    assert.deepEqual(await balances(p, shop), before)
+    // A phone clock a little ahead is allowed for.
+    await shop.redeem(await shop.open(await madeAt(4n, new Date(Date.now() + skew / 2))), 100n)
+  })
+
   test('any tampered byte: of the sealed code, the payee cannot open it; of the opened code, the platform refuses it', async () => {
     const p = await payer()
     const [text] = await codes(p, shop, [300n])
