@@ -2,17 +2,22 @@
 //   cert <role> <id>                      issue a development certificate for a mesh identity and print its paths
 //   trace <order-id|login-id|trace-id>    print a stored trace as a waterfall (add --db for query spans)
 //   seal --device ... --order ...         seal a payment password for PayThroughRelay (cli/seal.ts)
+//   offline-code <payee|provision|generate|redeem|list> ...   offline payment codes by hand (cli/offline-code.ts)
 import { randomBytes } from 'node:crypto'
+import { status as Status } from '@grpc/grpc-js'
+import { OfflineCodeRefused } from '../sdk/offline-code.ts'
+import { CloudpayCallError } from '../sdk/terminal.ts'
 import { loadConfig } from '../services/runtime/config.ts'
 import { join } from 'node:path'
 import { certsDir, issueSeparateDevCertificate } from '../services/runtime/dev-certificates.ts'
 import { ID_PATTERN, isRole, ROLES, spiffeUri } from '../services/runtime/identity.ts'
 import { readStoredSpans } from '../services/runtime/span-file.ts'
 import { certificateFiles } from '../services/runtime/tls.ts'
+import { OFFLINE_USAGE, offlineCode, OfflineUsageError } from './offline-code.ts'
 import { seal, SEAL_USAGE } from './seal.ts'
 import { findTraceIds, waterfall } from './waterfall.ts'
 
-const USAGE = `usage: npm run cloudpay -- cert <${ROLES.join('|')}> <id>\n       npm run cloudpay -- trace <order-id|login-id|trace-id> [--db]\n       ${SEAL_USAGE}`
+const USAGE = `usage: npm run cloudpay -- cert <${ROLES.join('|')}> <id>\n       npm run cloudpay -- trace <order-id|login-id|trace-id> [--db]\n       ${SEAL_USAGE}${OFFLINE_USAGE}`
 
 async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args
@@ -69,6 +74,21 @@ async function main(args: string[]): Promise<number> {
       const { tls, home } = loadConfig()
       return tls.kind === 'files' ? tls.caFile : join(certsDir(home), 'ca.crt')
     })
+  }
+  if (command === 'offline-code') {
+    try {
+      return await offlineCode(rest, (text) => process.stdout.write(text))
+    } catch (error) {
+      if (error instanceof OfflineUsageError) {
+        process.stderr.write(`${error.message}\n${USAGE}`)
+        return 2
+      }
+      // A refusal (the SDK's CloudpayCallError) or a code the terminal or payee will not use (OfflineCodeRefused).
+      if (error instanceof CloudpayCallError) process.stderr.write(`refused: ${Status[error.code]} ${error.reason}: ${error.message}\n`)
+      else if (error instanceof OfflineCodeRefused) process.stderr.write(`${error.message}\n`)
+      else throw error
+      return 1
+    }
   }
   process.stderr.write(`unknown command ${JSON.stringify(command.slice(0, 40))}\n${USAGE}`)
   return 2

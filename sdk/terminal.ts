@@ -1,15 +1,19 @@
 // The terminal side of cloudpay in one typed call per step: follow a device or the terminal's own
 // stream, enrol in the person's cloud account, approve a login, fetch or claim an order, prepay
 // it, and pay at the platform directly or through PaymentManagement's relay (the credentials
-// sealed on the terminal for the platform alone, with keys it verified against the mesh CA).
+// sealed on the terminal for the platform alone, with keys it verified against the mesh CA);
+// provision an offline credential and see what was redeemed with it (generation itself is
+// offline: sdk/offline-code.ts).
 import { readFile } from 'node:fs/promises'
 import type { AccountTerminal, Login, PaymentAccountBinding } from '../gen/cloudpay/account/v1/account_management_service.ts'
 import type { Event, TerminalEvent } from '../gen/cloudpay/events/v1/instance_events_service.ts'
 import { Gesture, type Order, type PrepayOrderResponse } from '../gen/cloudpay/payment/v1/payment_management_service.ts'
-import type { Transaction } from '../gen/cloudpay/platform/v1/payment_platform_service.ts'
+import type { Money } from '../gen/cloudpay/common/v1/money.ts'
+import type { ListOfflineRedemptionsResponse, RevokeOfflineCredentialResponse, Transaction } from '../gen/cloudpay/platform/v1/payment_platform_service.ts'
 import type { Identity } from '../services/runtime/identity.ts'
 import { type PublishedSealingKeys, type SealedFor, SealingKeysRefused, sealCredentials, sealingAad, verifySealingKeys } from '../services/runtime/sealed-credentials.ts'
 import { callStep, CloudpayCallError, type EventFollower, followDevice, followTerminal, type MeshClients, type StepOptions } from './calls.ts'
+import { type StoredCredential, storedCredential } from './offline-code.ts'
 
 export { CloudpayCallError }
 
@@ -41,6 +45,21 @@ export interface TerminalSdk {
    * newest, and only the sealed bytes leave the terminal.
    */
   payThroughRelay(prepaid: { deviceId: string; order: Order; platformId: string; serialNumber: string }, paymentPassword: string, caFile: string, options?: StepOptions): Promise<Order>
+  /**
+   * Online, beforehand: an offline credential for a payer account (the payment password checked
+   * as Pay checks it; `allowance` reserved at once). Store what it returns on the terminal only.
+   */
+  provisionOffline(
+    platformId: string,
+    payerAccount: string,
+    paymentPassword: string,
+    limits: { allowance: Money; perCodeCapMinor: bigint; expireTime?: Date },
+    options?: StepOptions,
+  ): Promise<StoredCredential>
+  /** What payees redeemed with a credential (newest first) and what is left of its allowance. */
+  listOfflineRedemptions(platformId: string, credentialId: string, page?: { pageSize?: number; pageToken?: string }, options?: StepOptions): Promise<ListOfflineRedemptionsResponse>
+  /** Ends a credential: what is left of the allowance goes back to the payer account. */
+  revokeOffline(platformId: string, credentialId: string, options?: StepOptions): Promise<RevokeOfflineCredentialResponse>
   /** Ends the terminal's subscriptions (an open stream keeps a process alive). */
   close(): void
 }
@@ -100,6 +119,23 @@ export function terminalSdk(clients: MeshClients, terminalId: string): TerminalS
         options,
       )
       return reply.order!
+    },
+    async provisionOffline(platformId, payerAccount, paymentPassword, limits, options) {
+      const platform = await clients.client('payment-platform', me)
+      const reply = await callStep(
+        platform,
+        'provisionOfflineCredential',
+        (requestId) => ({ requestId, platformId, payerAccount, paymentPassword, allowance: limits.allowance, perCodeCapMinor: limits.perCodeCapMinor, expireTime: limits.expireTime }),
+        options,
+      )
+      return storedCredential(reply)
+    },
+    async listOfflineRedemptions(platformId, credentialId, page = {}, options) {
+      const platform = await clients.client('payment-platform', me)
+      return callStep(platform, 'listOfflineRedemptions', () => ({ platformId, credentialId, pageSize: page.pageSize ?? 0, pageToken: page.pageToken ?? '' }), options)
+    },
+    async revokeOffline(platformId, credentialId, options) {
+      return callStep(await clients.client('payment-platform', me), 'revokeOfflineCredential', (requestId) => ({ requestId, platformId, credentialId }), options)
     },
     close() {
       for (const follower of followers.values()) void follower.then((f) => f.close(), () => undefined)

@@ -14,6 +14,7 @@ import { instanceSdk } from '../../sdk/instance.ts'
 import { terminalSdk } from '../../sdk/terminal.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
 import { contextFromTraceParent } from '../../services/runtime/trace-context.ts'
+import { type OfflineDemo, runOfflineDemo } from './offline.ts'
 import { flows, type MeshClients, OPERATOR } from './steps.ts'
 
 export interface DemoPayment {
@@ -36,6 +37,8 @@ export interface DemoSummary {
   balances: { payerBefore: string; payerAfter: string; merchantBefore: string; merchantAfter: string }
   inventory: Record<string, string>
   traceIds: { login: string; order: string; pushedOrder: string }
+  /** The third payment: an offline code sealed to the shop's counter; the café refused (cli/demo/offline.ts). */
+  offline: OfflineDemo
 }
 
 const PLATFORM = 'alphapay'
@@ -203,6 +206,7 @@ export async function runDemo(clients: MeshClients, tracerFor: (party: string) =
     say(`   The tablet saw ORDER_CLAIMED_ELSEWHERE; the instance sees ORDER_EFFECTIVE.`)
     const pushedPayment = await payment(pushed.result, 'gem-pack-100 x 1', 'push: claimed by a tap, paid through the relay', pushed.traceId, beforePush)
 
+    const offline = await runOfflineDemo(clients, say, { phoneId, payerAccount: payer, paymentPassword, caFile })
     const app = await clients.client('app-service', { role: 'instance', id: device })
     const { items } = await unaryCall(app, 'listInventory', { deviceId: device, sessionToken: session.sessionToken, pageSize: 0, pageToken: '' })
     say(`   Inventory: ${items.map((i) => `${i.quantity} x ${i.itemId}`).join(', ')}.`)
@@ -226,6 +230,7 @@ export async function runDemo(clients: MeshClients, tracerFor: (party: string) =
       },
       inventory: Object.fromEntries(items.map((i) => [i.itemId, i.quantity.toString()])),
       traceIds: { login: loginTraceId, order: first.traceId, pushedOrder: pushed.traceId },
+      offline,
     }
   } finally {
     instance.close()

@@ -14,5 +14,5 @@ export const rules: Rules<typeof InstanceEventsServiceService> = {
   // The pipe is between an instance, its terminals and the services; operators do not read it.
   listEvents: scoped(allow('instance', 'terminal'), OBJECT_RULES.deviceAccess),
   followTerminal: scoped(allow('terminal'), OBJECT_RULES.ownTerminalStream),
-  publishToTerminals: scoped(allowServices('payment-management', 'account-management'), OBJECT_RULES.terminalKinds),
+  publishToTerminals: scoped(allowServices('payment-management', 'account-management', 'payment-platform'), OBJECT_RULES.terminalKinds),
 }

@@ -68,7 +68,12 @@ const toNotifyResponse = replyPerRow((row): NotifyResponse => ({ event: toEvent(
 const toFollowTerminalResponse = replyPerRow((row): FollowTerminalResponse => ({ event: toTerminalEvent(row) }))
 
 /** The kinds terminals' own streams carry. */
-const TERMINAL_KINDS: readonly EventKind[] = [EventKind.EVENT_KIND_PAYMENT_PUSHED, EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE, EventKind.EVENT_KIND_TERMINAL_REMOVED]
+const TERMINAL_KINDS: readonly EventKind[] = [
+  EventKind.EVENT_KIND_PAYMENT_PUSHED,
+  EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE,
+  EventKind.EVENT_KIND_TERMINAL_REMOVED,
+  EventKind.EVENT_KIND_OFFLINE_CODE_REDEEMED,
+]
 const REMOVED = pipe.kindName(EventKind.EVENT_KIND_TERMINAL_REMOVED)
 /** An account's terminals, however many it may have (CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT). */
 const MAX_TERMINALS_PER_PUBLISH = MOST_TERMINALS_PER_ACCOUNT
@@ -276,7 +281,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
           .check(request.terminalIds.length >= 1 && request.terminalIds.length <= MAX_TERMINALS_PER_PUBLISH, 'terminal_ids', `must name 1-${MAX_TERMINALS_PER_PUBLISH} terminals`)
           .check(new Set(request.terminalIds).size === request.terminalIds.length, 'terminal_ids', 'must not name a terminal twice')
         request.terminalIds.slice(0, MAX_TERMINALS_PER_PUBLISH + 1).forEach((id, index) => v.id(id, `terminal_ids[${index}]`))
-        v.check(TERMINAL_KINDS.includes(request.kind), 'kind', 'must be PAYMENT_PUSHED, ORDER_CLAIMED_ELSEWHERE or TERMINAL_REMOVED').opaqueId(request.subjectId, 'subject_id')
+        v.check(TERMINAL_KINDS.includes(request.kind), 'kind', 'must be PAYMENT_PUSHED, ORDER_CLAIMED_ELSEWHERE, TERMINAL_REMOVED or OFFLINE_CODE_REDEEMED').opaqueId(request.subjectId, 'subject_id')
       })
       pipe.assertMayPublishToTerminals(ctx.caller, request.kind)
       // One stored event per terminal and request id: a retry naming other terminals too stores nothing twice.

@@ -42,10 +42,11 @@ export function assertMayPublish(publisher: Identity, kind: EventKind): void {
   }
 }
 
-/** What each service may append to terminals' streams: PaymentManagement pushes orders, AccountManagement ends enrolments. */
+/** What each service may append to terminals' streams: PaymentManagement pushes orders, AccountManagement ends enrolments, a platform tells of offline redemptions. */
 const TERMINAL_PUBLISHABLE: Record<string, readonly EventKind[]> = {
   'service/payment-management': [EventKind.EVENT_KIND_PAYMENT_PUSHED, EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE],
   'service/account-management': [EventKind.EVENT_KIND_TERMINAL_REMOVED],
+  'service/payment-platform': [EventKind.EVENT_KIND_OFFLINE_CODE_REDEEMED],
 }
 
 export function assertMayPublishToTerminals(publisher: Identity, kind: EventKind): void {

@@ -1,6 +1,6 @@
 // Who may call each PaymentPlatformService RPC (default deny: every RPC is listed).
 import { PaymentPlatformServiceService } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
-import { allow, allowServices, either, OBJECT_RULES, type Rules, scoped } from '../runtime/authz.ts'
+import { allow, allowServices, ANY_MESH_IDENTITY, either, OBJECT_RULES, type Rules, scoped } from '../runtime/authz.ts'
 
 export const rules: Rules<typeof PaymentPlatformServiceService> = {
   // Operators are the platform's back office here: they open accounts and read; they never move money.
@@ -16,4 +16,13 @@ export const rules: Rules<typeof PaymentPlatformServiceService> = {
   // Public keys, signed: anyone in the mesh who seals to the platform (or relays for it) may read them.
   getSealingKeys: either(allowServices('payment-management'), allow('terminal', 'operator')),
   paySealed: scoped(allowServices('payment-management'), OBJECT_RULES.relayedTerminal),
+  // Offline payment codes: the back office registers payees; a payee's holder (a counter: terminal;
+  // a merchant server: service) publishes its keys and redeems; anyone may read a payee code.
+  registerPayee: allow('operator'),
+  publishPayeeKey: scoped(allow('terminal', 'service'), OBJECT_RULES.payeeHolder),
+  getPayeeCode: ANY_MESH_IDENTITY,
+  provisionOfflineCredential: scoped(allow('terminal'), OBJECT_RULES.offlineProvisioner),
+  revokeOfflineCredential: scoped(allow('terminal', 'operator'), OBJECT_RULES.ownCredential),
+  redeemOfflineCode: scoped(allow('terminal', 'service'), OBJECT_RULES.payeeHolder),
+  listOfflineRedemptions: scoped(allow('terminal'), OBJECT_RULES.ownCredential),
 }

@@ -35,7 +35,8 @@ import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { tagged } from '../runtime/trace-context.ts'
 import { CURRENCY, type Format, MAX_AMOUNT_MINOR, validate } from '../runtime/validation.ts'
 import * as ledger from './ledger.ts'
-import { PAYMENT_RESULT_TOPIC, paymentResultSender, queuePaymentResult } from './notifications.ts'
+import { OFFLINE_REDEEMED_TOPIC, offlineRedeemedSender, PAYMENT_RESULT_TOPIC, paymentResultSender, queuePaymentResult } from './notifications.ts'
+import { offlineHandlers } from './offline-handlers.ts'
 import { currentResultKey } from './result-keys.ts'
 import { acceptedSealingKeys, openingKey, publishingIdentity } from './sealing-keys.ts'
 import * as store from './store/repository.ts'
@@ -59,7 +60,12 @@ const actorOf = (ctx: RpcContext): TerminalActor | undefined => (ctx.caller.role
 /** The digest a used sealed blob is remembered by. */
 const sealedDigest = (sealed: Uint8Array): string => createHash('sha256').update(sealed).digest('base64url')
 
-const KINDS = { payer: AccountKind.ACCOUNT_KIND_PAYER, collection: AccountKind.ACCOUNT_KIND_COLLECTION, issuance: AccountKind.ACCOUNT_KIND_UNSPECIFIED } as const
+const KINDS = {
+  payer: AccountKind.ACCOUNT_KIND_PAYER,
+  collection: AccountKind.ACCOUNT_KIND_COLLECTION,
+  issuance: AccountKind.ACCOUNT_KIND_UNSPECIFIED,
+  reserve: AccountKind.ACCOUNT_KIND_OFFLINE_RESERVE,
+} as const
 const toBalance = (row: AccountRow): AccountBalance => ({
   platformId: row.platform_id,
   maskedAccount: row.masked_number,
@@ -99,7 +105,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     tracer: deps.tracer,
     log: deps.log,
     ...outboxSettings(deps.config),
-    handlers: { [PAYMENT_RESULT_TOPIC]: paymentResultSender(deps.peers) },
+    handlers: { [PAYMENT_RESULT_TOPIC]: paymentResultSender(deps.peers), [OFFLINE_REDEEMED_TOPIC]: offlineRedeemedSender(deps.peers) },
   })
   const onPlatform = (platformId: string) => ledger.assertPlatform(platforms, platformId)
   /**
@@ -176,6 +182,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
   const sealedReplayed = () => new FailedPreconditionError('SEALED_REPLAYED', 'these sealed credentials were used before; seal them anew for this payment')
 
   const handlers: ServiceParts<typeof PaymentPlatformServiceService>['handlers'] = {
+    ...offlineHandlers(deps, { onPlatform, kickOutbox: () => outbox.kick() }),
     createPayerAccount: async (request, ctx) => {
       validate((v) =>
         v

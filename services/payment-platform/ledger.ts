@@ -32,8 +32,12 @@ export function assertPlatform(platformIds: readonly string[], platformId: strin
 
 export const accountRef = (sealer: Sealer, platformId: string, number: string): string => sealer.fingerprint(`${platformId}\0${number}`, 'platform-account')
 
-async function ensureIssuanceAccount(trx: Trx, sealer: Sealer, platformId: string, currencyCode: string): Promise<store.AccountRow> {
-  const number = `ISSUANCE${currencyCode}`
+/** The platform's own accounts: where opening balances come from, and where offline allowances wait. */
+const INTERNAL_ACCOUNTS = { issuance: 'ISSUANCE', reserve: 'OFFLINERESERVE' } as const
+
+/** The platform's internal account of `kind` for a currency ("ISSUANCEUSD", "OFFLINERESERVEUSD"), made on first use. */
+export async function ensureInternalAccount(trx: Trx, sealer: Sealer, platformId: string, kind: keyof typeof INTERNAL_ACCOUNTS, currencyCode: string): Promise<store.AccountRow> {
+  const number = `${INTERNAL_ACCOUNTS[kind]}${currencyCode}`
   const ref = accountRef(sealer, platformId, number)
   return (
     (await store.insertAccount(trx, {
@@ -41,7 +45,7 @@ async function ensureIssuanceAccount(trx: Trx, sealer: Sealer, platformId: strin
       accountRef: ref,
       sealedNumber: sealer.seal(number, ref),
       maskedNumber: number,
-      kind: 'issuance',
+      kind,
       merchantId: null,
       currencyCode,
       passwordHash: null,
@@ -49,7 +53,8 @@ async function ensureIssuanceAccount(trx: Trx, sealer: Sealer, platformId: strin
   )
 }
 
-async function transfer(trx: Trx, platformId: string, from: store.AccountRow, to: store.AccountRow, money: Money, serialNumber: string | null): Promise<void> {
+/** One ledger journal: `from` debited, `to` credited by the same amount (both rows locked by the caller). */
+export async function transfer(trx: Trx, platformId: string, from: store.AccountRow, to: store.AccountRow, money: Money, serialNumber: string | null): Promise<void> {
   const journalId = randomUUID()
   await store.addToBalance(trx, platformId, from.account_ref, -money.amountMinor)
   await store.addToBalance(trx, platformId, to.account_ref, money.amountMinor)
@@ -80,7 +85,7 @@ export async function createPayerAccount(db: Db, sealer: Sealer, input: { platfo
     })
     if (!payer) throw new AlreadyExistsError('ACCOUNT_EXISTS', `payer_account already exists on platform ${input.platformId}`)
     if (input.opening.amountMinor > 0n) {
-      const issuance = await ensureIssuanceAccount(trx, sealer, input.platformId, input.opening.currencyCode)
+      const issuance = await ensureInternalAccount(trx, sealer, input.platformId, 'issuance', input.opening.currencyCode)
       const locked = await store.lockAccounts(trx, input.platformId, [issuance.account_ref, ref])
       await transfer(trx, input.platformId, locked.get(issuance.account_ref)!, locked.get(ref)!, input.opening, null)
     }
@@ -188,10 +193,7 @@ function assertPayable(txn: store.TransactionRow, now = new Date()): void {
 }
 
 /**
- * Checks the payment password outside any transaction (the hash is slow). A wrong password is
- * counted (and may lock the account) before the refusal is thrown; `beforeCounting` runs in the
- * same database transaction as the count (a sealed blob is used up with it), and a throw from it
- * leaves the count alone.
+ * Checks the payment password of a transaction's payer (Pay, PaySealed); see checkPayerPassword.
  */
 export async function checkPaymentPassword(
   db: Db,
@@ -201,7 +203,25 @@ export async function checkPaymentPassword(
   beforeCounting?: (trx: Trx) => Promise<void>,
 ): Promise<void> {
   assertPayable(txn)
-  const payer = await store.findAccount(db, txn.platform_id, txn.payer_ref)
+  await checkPayerPassword(db, txn.platform_id, txn.payer_ref, password, settings, beforeCounting)
+}
+
+/**
+ * Checks a payer account's payment password outside any transaction (the hash is slow), for
+ * every use of it (Pay, PaySealed, offline provisioning): refused while locked; a wrong password
+ * is counted (and may lock the account) before the refusal is thrown; `beforeCounting` runs in
+ * the same database transaction as the count (a sealed blob is used up with it), and a throw from
+ * it leaves the count alone.
+ */
+export async function checkPayerPassword(
+  db: Db,
+  platformId: string,
+  payerRef: string,
+  password: string,
+  settings: PaymentSettings,
+  beforeCounting?: (trx: Trx) => Promise<void>,
+): Promise<store.AccountRow> {
+  const payer = await store.findAccount(db, platformId, payerRef)
   if (!payer?.password_hash) throw new NotFoundError('PAYER_NOT_FOUND', 'the payer account of this transaction no longer exists')
   if (payer.locked_until && payer.locked_until > new Date()) {
     throw new ResourceExhaustedError(
@@ -210,10 +230,10 @@ export async function checkPaymentPassword(
       payer.locked_until.getTime() - Date.now(),
     )
   }
-  if (await verifyPassword(payer.password_hash, password)) return
+  if (await verifyPassword(payer.password_hash, password)) return payer
   const after = await inTransaction(db, async (trx) => {
     await beforeCounting?.(trx)
-    return store.recordPasswordFailure(trx, txn.platform_id, txn.payer_ref, settings.maxPasswordFailures, settings.passwordLockMs)
+    return store.recordPasswordFailure(trx, platformId, payerRef, settings.maxPasswordFailures, settings.passwordLockMs)
   })
   const left = Math.max(0, settings.maxPasswordFailures - (after?.failed_attempts ?? 0))
   throw new PermissionDeniedError('PAYMENT_PASSWORD_WRONG', `payment_password is wrong; ${left} attempt(s) left before the account locks`, { attempts_left: String(left) })

@@ -3,6 +3,7 @@
 // stable request id with the same bytes every time, retried with backoff until acknowledged.
 import { status as Status } from '@grpc/grpc-js'
 import type { Kysely } from 'kysely'
+import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { PaymentResult } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { derivedRequestId } from '../runtime/idempotency.ts'
@@ -68,4 +69,28 @@ export function paymentResultSender(peers: Peers): DeliveryTopic {
     )
   }
   return { deliver, isPermanent: (error) => isPermanentRefusal(error) && (error as { code: Status }).code !== Status.NOT_FOUND }
+}
+
+export const OFFLINE_REDEEMED_TOPIC = 'offline-redeemed'
+
+/** Queues, in the redeeming transaction, the push of a redemption to the credential's terminal stream. */
+export function queueOfflineRedeemed(trx: Kysely<PlatformDatabase>, terminalId: string, redemptionId: string): Promise<string> {
+  return enqueue(trx, OFFLINE_REDEEMED_TOPIC, { terminal_id: terminalId, redemption_id: redemptionId }, derivedRequestId('offline-redeemed', redemptionId))
+}
+
+/** Appends OFFLINE_CODE_REDEEMED {redemption id} to the terminal's own stream (InstanceEvents stores each request id once). */
+export function offlineRedeemedSender(peers: Peers): DeliveryTopic {
+  return {
+    deliver: async (payload, deliveryId) => {
+      await callPeer(
+        'instance-events',
+        unaryCall(peers.get('instance-events'), 'publishToTerminals', {
+          requestId: deliveryId,
+          terminalIds: [payload.terminal_id!],
+          kind: EventKind.EVENT_KIND_OFFLINE_CODE_REDEEMED,
+          subjectId: payload.redemption_id!,
+        }),
+      )
+    },
+  }
 }

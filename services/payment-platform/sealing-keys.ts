@@ -22,7 +22,9 @@ export interface SealingPeriods {
   readonly sealingKeyGraceMs: number
 }
 
-const notAfterOf = (row: store.SealingKeyRow, periods: SealingPeriods): Date => new Date(row.created_at.getTime() + periods.sealingKeyRotationMs + periods.sealingKeyGraceMs)
+/** Until when a published key (a sealing key, a payee key) is accepted: made at `created`, replaced after `rotationMs`, accepted `graceMs` longer. */
+export const keyNotAfter = (created: Date, rotationMs: number, graceMs: number): Date => new Date(created.getTime() + rotationMs + graceMs)
+const notAfterOf = (row: store.SealingKeyRow, periods: SealingPeriods): Date => keyNotAfter(row.created_at, periods.sealingKeyRotationMs, periods.sealingKeyGraceMs)
 
 /** The keys a terminal may seal to now, newest first; a new key is made on first use and on rotation. */
 export async function acceptedSealingKeys(db: Db, sealer: Sealer, platformId: string, periods: SealingPeriods, now = new Date()): Promise<PublicSealingKey[]> {

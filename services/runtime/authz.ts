@@ -32,9 +32,12 @@ export const OBJECT_RULES = {
   enrollingTerminal: 'a terminal only itself (its certificate id), after proving the account password as a login does',
   accountTerminals: "an enrolled terminal only its own account's terminals; an operator any account's",
   ownTerminalStream: 'a terminal only its own stream (chosen by its certificate), and only while enrolled',
-  terminalKinds: 'payment-management PAYMENT_PUSHED and ORDER_CLAIMED_ELSEWHERE only; account-management TERMINAL_REMOVED only',
+  terminalKinds: 'payment-management PAYMENT_PUSHED and ORDER_CLAIMED_ELSEWHERE only; account-management TERMINAL_REMOVED only; payment-platform OFFLINE_CODE_REDEEMED only',
   orderOrClaim: "as for the order's device: its own instance, a terminal with an open channel to it; or the enrolled terminal that claimed the order",
   orderAccountTerminal: "a terminal enrolled in the account the order's device is assigned to now",
+  payeeHolder: "only the payee's registered holder (its terminal/<id> or service/<name>)",
+  offlineProvisioner: "a terminal for itself (it becomes the credential's terminal), with the payer account's payment password, counted and locking as Pay",
+  ownCredential: "a terminal only the offline credentials it provisioned; an operator any",
 } as const
 
 /** The same rule, with the object rule its handler enforces. */

@@ -137,6 +137,25 @@ export interface PaymentSettings {
   readonly sealingKeyGraceMs: number
   /** The largest opening balance an operator may give a new payer account (minor units). */
   readonly maxOpeningBalanceMinor: bigint
+  /** Offline payment codes (docs/design.md): payee keys, credentials, redemption checks. */
+  readonly offline: OfflineSettings
+}
+
+export interface OfflineSettings {
+  /** A payee key is meant to be replaced after this... */
+  readonly payeeKeyRotationMs: number
+  /** ...and codes sealed to it still redeem this long after (then PAYEE_KEY_EXPIRED). */
+  readonly payeeKeyGraceMs: number
+  /** The longest window an offline credential may have. */
+  readonly credentialMaxTtlMs: number
+  /** The largest allowance one credential may reserve (minor units). */
+  readonly allowanceMaxMinor: bigint
+  /** Counters this far below the highest redeemed may still arrive (out of order). */
+  readonly counterWindow: number
+  /** How far ahead of the platform's clock a code's generate time may be. */
+  readonly clockSkewMs: number
+  /** Ended credentials (and their redemptions) and expired payee keys are purged this long after. */
+  readonly retentionMs: number
 }
 
 /**
@@ -250,6 +269,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       sealingKeyRotationMs: positiveInt(env, 'CLOUDPAY_SEALING_KEY_ROTATION_MS', 24 * 3_600_000),
       sealingKeyGraceMs: positiveInt(env, 'CLOUDPAY_SEALING_KEY_GRACE_MS', 3_600_000),
       maxOpeningBalanceMinor: BigInt(positiveInt(env, 'CLOUDPAY_OPENING_BALANCE_MAX_MINOR', 1_000_000)),
+      offline: Object.freeze({
+        payeeKeyRotationMs: positiveInt(env, 'CLOUDPAY_PAYEE_KEY_ROTATION_MS', 30 * 24 * 3_600_000),
+        payeeKeyGraceMs: positiveInt(env, 'CLOUDPAY_PAYEE_KEY_GRACE_MS', 7 * 24 * 3_600_000),
+        credentialMaxTtlMs: positiveInt(env, 'CLOUDPAY_OFFLINE_CREDENTIAL_MAX_TTL_MS', 7 * 24 * 3_600_000),
+        allowanceMaxMinor: BigInt(positiveInt(env, 'CLOUDPAY_OFFLINE_ALLOWANCE_MAX_MINOR', 50_000)),
+        counterWindow: boundedInt(env, 'CLOUDPAY_OFFLINE_COUNTER_WINDOW', 32, 10_000),
+        clockSkewMs: positiveInt(env, 'CLOUDPAY_OFFLINE_CLOCK_SKEW_MS', 5 * 60_000),
+        retentionMs: positiveInt(env, 'CLOUDPAY_OFFLINE_RETENTION_MS', 30 * 24 * 3_600_000),
+      }),
     }),
     retention: retentionFrom(env),
     terminals: Object.freeze({

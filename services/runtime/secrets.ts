@@ -3,7 +3,7 @@
 // all go through withoutSecrets(), so no call site blanks a field by hand.
 
 /** Secret-bearing fields by proto name; each is matched in snake_case and in ts-proto's camelCase. */
-const SECRET_PROTO_NAMES = ['password', 'payment_password', 'payer_account', 'login_token', 'session_token', 'token'] as const
+const SECRET_PROTO_NAMES = ['password', 'payment_password', 'payer_account', 'login_token', 'session_token', 'token', 'credential_secret'] as const
 
 const camelCase = (name: string) => name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase())
 

@@ -80,6 +80,13 @@ test('the trust rules of the design, cell by cell: who may not ask about channel
     ['/cloudpay.account.v1.AccountManagementService/RegisterCloudAccount', { role: 'service', id: 'app-service' }, false],
     ['/cloudpay.platform.v1.PaymentPlatformService/Pay', { role: 'operator', id: 'o' }, false],
     ['/cloudpay.platform.v1.PaymentPlatformService/RefundTransaction', { role: 'operator', id: 'o' }, false],
+    // Offline codes: the back office registers payees but never redeems; only terminals provision.
+    ['/cloudpay.platform.v1.PaymentPlatformService/RegisterPayee', { role: 'terminal', id: 'p' }, false],
+    ['/cloudpay.platform.v1.PaymentPlatformService/RedeemOfflineCode', { role: 'operator', id: 'o' }, false],
+    ['/cloudpay.platform.v1.PaymentPlatformService/RedeemOfflineCode', { role: 'instance', id: 'd' }, false],
+    ['/cloudpay.platform.v1.PaymentPlatformService/ProvisionOfflineCredential', { role: 'service', id: 'payment-management' }, false],
+    ['/cloudpay.platform.v1.PaymentPlatformService/ListOfflineRedemptions', { role: 'operator', id: 'o' }, false],
+    ['/cloudpay.events.v1.InstanceEventsService/PublishToTerminals', { role: 'service', id: 'payment-platform' }, true],
   ]
   const cells = matrixCells()
   for (const [path, caller, allowed] of expectations) {

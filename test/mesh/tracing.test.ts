@@ -203,4 +203,15 @@ test('npm run demo -- --json acts out both flows and prints one summary', async 
   assert.deepEqual(demo.inventory, { 'gem-pack-550': '2', 'gem-pack-100': '1' })
   assert.match(demo.traceIds.login, /^[0-9a-f]{32}$/)
   assert.equal(new Set([demo.traceIds.login, demo.traceIds.order, demo.traceIds.pushedOrder]).size, 3, 'one trace per flow')
+  // The offline payment: reserved at provisioning, redeemed once by the shop, refused to the café, the rest returned.
+  const offline = demo.offline
+  const [allowance, charged] = [BigInt(offline.allowance.amountMinor), BigInt(offline.amount.amountMinor)]
+  const { before, provisioned, redeemed, revoked } = offline.balances
+  assert.equal(BigInt(before.payer) - BigInt(provisioned.payer), allowance, 'the allowance left the payer at provisioning')
+  assert.equal(BigInt(provisioned.reserve) - BigInt(before.reserve), allowance, 'into the offline reserve')
+  assert.equal(BigInt(redeemed.shop) - BigInt(provisioned.shop), charged, 'the shop got the code once')
+  assert.equal(BigInt(provisioned.reserve) - BigInt(redeemed.reserve), charged, 'out of the reserve')
+  assert.deepEqual([redeemed.cafe, offline.refused.couldOpen, offline.refused.forwardedPlaintext], [provisioned.cafe, false, 'PERMISSION_DENIED OFFLINE_PAYEE_MISMATCH'])
+  assert.equal(BigInt(revoked.payer) - BigInt(redeemed.payer), allowance - charged, 'the rest went back to the payer')
+  assert.equal(revoked.reserve, before.reserve)
 })

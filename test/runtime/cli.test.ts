@@ -1,6 +1,9 @@
-// The operator CLI: --help succeeds, an unknown command says so and fails.
+// The operator CLI: --help succeeds, an unknown command says so and fails; offline-code refuses bad arguments.
 import assert from 'node:assert/strict'
 import { execFile, execFile as execFileCb } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { test } from 'node:test'
 import { promisify } from 'node:util'
 
@@ -36,4 +39,28 @@ test('cloudpay seal names what is missing, refuses a password on no variable, an
   const garbage = await seal(args, { CLOUDPAY_PAYMENT_PASSWORD: 'pay-1' }, 'not json')
   assert.equal(garbage.code, 2)
   assert.match(garbage.stderr, /stdin must be the JSON of a GetSealingKeys answer/)
+})
+
+test('cloudpay offline-code: --help lists its commands; a bad argument or a missing credential is a usage error (exit 2)', async () => {
+  const help = await run(process.execPath, ['--import', 'tsx', CLI, '--help'])
+  for (const command of ['payee', 'provision', 'generate', 'redeem', 'list']) assert.match(help.stdout, new RegExp(`offline-code ${command} `))
+  const home = await mkdtemp(join(tmpdir(), 'cloudpay-cli-'))
+  try {
+    const refused = async (args: string[]) =>
+      run(process.execPath, ['--import', 'tsx', CLI, 'offline-code', ...args], { env: { ...process.env, CLOUDPAY_HOME: home } }).then(
+        () => assert.fail(`offline-code ${args.join(' ')} succeeded`),
+        (error: { code: number; stderr: string }) => error,
+      )
+    const noCredential = await refused(['generate', 'phone-cli', 'cppayee1.AAAA', '100'])
+    assert.equal(noCredential.code, 2)
+    assert.match(noCredential.stderr, /no offline credential .*provision one first/)
+    const badAmount = await refused(['provision', 'phone-cli', 'alphapay', 'PAYER0001', 'lots', '100'])
+    assert.equal(badAmount.code, 2)
+    assert.match(badAmount.stderr, /allowance-minor must be a whole number/)
+    const unknown = await refused(['frobnicate'])
+    assert.equal(unknown.code, 2)
+    assert.match(unknown.stderr, /unknown offline-code command "frobnicate"/)
+  } finally {
+    await rm(home, { recursive: true, force: true })
+  }
 })

@@ -25,6 +25,8 @@ import { idempotencyPurge, purgeAll } from '../../services/runtime/retention.ts'
 import { Sealer } from '../../services/runtime/sealing.ts'
 import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
 
+const TEST_SEALER = new Sealer(Buffer.alloc(32, 7))
+
 const MINUTE = 60_000
 const HOUR = 60 * MINUTE
 const DAY = 24 * HOUR
@@ -61,11 +63,15 @@ test('the stated windows: request ids 24 h (as Stripe), outbox, logins and sessi
     ['payment-platform', platformPurges],
   ] as const) {
     const spec = ALL_SERVICES.find((s) => s.name === name)!
-    const names = purges({ db: forSchema(database, spec.schema), config }).map((p) => p.name)
+    const names = purges({ db: forSchema(database, spec.schema), config, sealer: TEST_SEALER }).map((p) => p.name)
     assert.ok(names.includes('idempotency_keys'), `${name} forgets answered request ids`)
   }
-  const platform = platformPurges({ db: forSchema(database, 'payment_platform'), config }).map((p) => p.name)
-  assert.deepEqual(platform, ['idempotency_keys', 'outbox', 'sealed_blobs'], "the platform's transactions and ledger are never purged")
+  const platform = platformPurges({ db: forSchema(database, 'payment_platform'), config, sealer: TEST_SEALER }).map((p) => p.name)
+  assert.deepEqual(
+    platform,
+    ['idempotency_keys', 'outbox', 'sealed_blobs', 'offline_credentials_expired', 'offline_credentials', 'payee_keys'],
+    "the platform's transactions and ledger are never purged",
+  )
 })
 
 describe(`request ids (${DATABASE_KIND})`, () => {

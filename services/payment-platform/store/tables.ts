@@ -3,7 +3,7 @@ import type { Generated } from 'kysely'
 import type { IdempotencyKeysTable } from '../../runtime/idempotency.ts'
 import type { OutboxTable } from '../../runtime/outbox.ts'
 
-export type AccountKindColumn = 'payer' | 'collection' | 'issuance'
+export type AccountKindColumn = 'payer' | 'collection' | 'issuance' | 'reserve'
 export type TransactionStateColumn = 'pending' | 'succeeded' | 'cancelled' | 'refunded'
 
 export interface AccountsTable {
@@ -92,7 +92,71 @@ export interface LedgerEntriesTable {
   created_at: Generated<Date>
 }
 
+/** A merchant collection account at a platform, held by one mesh identity (docs/design.md, offline codes). */
+export interface PayeesTable {
+  platform_id: string
+  payee_id: string
+  collection_ref: string
+  collection_account: string
+  /** "terminal/<id>" or "service/<name>": the only caller that publishes its keys and redeems for it. */
+  holder: string
+  currency_code: string
+  created_at: Generated<Date>
+}
+
+export interface PayeeKeysTable {
+  key_id: string
+  platform_id: string
+  payee_id: string
+  /** HPKE-serialized X25519 public key (32 bytes); the private half never reaches the platform. */
+  public_key: Uint8Array
+  /** Accepted until created + CLOUDPAY_PAYEE_KEY_ROTATION_MS + CLOUDPAY_PAYEE_KEY_GRACE_MS. */
+  created_at: Generated<Date>
+}
+
+export type OfflineCredentialStateColumn = 'active' | 'revoked' | 'expired'
+
+/** An offline credential; its secret is derived from the data key and the id, never stored. */
+export interface OfflineCredentialsTable {
+  credential_id: string
+  platform_id: string
+  /** The terminal that provisioned it: the only one that lists or revokes it. */
+  terminal_id: string
+  payer_ref: string
+  masked_payer: string
+  currency_code: string
+  per_code_cap_minor: bigint
+  allowance_minor: bigint
+  /** What is left in the reserve for it; zero once ended. */
+  remaining_minor: bigint
+  /** The highest counter redeemed (0 before any). */
+  highest_counter: Generated<bigint>
+  counter_window: number
+  not_before: Date
+  not_after: Date
+  state: OfflineCredentialStateColumn
+  /** When it was revoked or its rest released after expiry. */
+  ended_at: Date | null
+  created_at: Generated<Date>
+}
+
+export interface OfflineRedemptionsTable {
+  redemption_id: string
+  credential_id: string
+  counter: bigint
+  platform_id: string
+  payee_id: string
+  amount_minor: bigint
+  currency_code: string
+  generated_at: Date
+  redeemed_at: Generated<Date>
+}
+
 export interface PlatformDatabase {
+  payees: PayeesTable
+  payee_keys: PayeeKeysTable
+  offline_credentials: OfflineCredentialsTable
+  offline_redemptions: OfflineRedemptionsTable
   accounts: AccountsTable
   transactions: TransactionsTable
   ledger_entries: LedgerEntriesTable

@@ -54,6 +54,11 @@ export enum EventKind {
    * subject: the enrolment id that ended.
    */
   EVENT_KIND_TERMINAL_REMOVED = 9,
+  /**
+   * EVENT_KIND_OFFLINE_CODE_REDEEMED - On a terminal's stream: a payee redeemed an offline code of the terminal's credential;
+   * subject: the redemption id (ListOfflineRedemptions lists it).
+   */
+  EVENT_KIND_OFFLINE_CODE_REDEEMED = 10,
   UNRECOGNIZED = -1,
 }
 
@@ -89,6 +94,9 @@ export function eventKindFromJSON(object: any): EventKind {
     case 9:
     case "EVENT_KIND_TERMINAL_REMOVED":
       return EventKind.EVENT_KIND_TERMINAL_REMOVED;
+    case 10:
+    case "EVENT_KIND_OFFLINE_CODE_REDEEMED":
+      return EventKind.EVENT_KIND_OFFLINE_CODE_REDEEMED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -118,6 +126,8 @@ export function eventKindToJSON(object: EventKind): string {
       return "EVENT_KIND_ORDER_CLAIMED_ELSEWHERE";
     case EventKind.EVENT_KIND_TERMINAL_REMOVED:
       return "EVENT_KIND_TERMINAL_REMOVED";
+    case EventKind.EVENT_KIND_OFFLINE_CODE_REDEEMED:
+      return "EVENT_KIND_OFFLINE_CODE_REDEEMED";
     case EventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";

@@ -97,6 +97,8 @@ export enum AccountKind {
   ACCOUNT_KIND_PAYER = 1,
   /** ACCOUNT_KIND_COLLECTION - A merchant's account that collects. */
   ACCOUNT_KIND_COLLECTION = 2,
+  /** ACCOUNT_KIND_OFFLINE_RESERVE - The platform's offline reserve: allowances of offline credentials ("OFFLINERESERVE<currency>"). */
+  ACCOUNT_KIND_OFFLINE_RESERVE = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -111,6 +113,9 @@ export function accountKindFromJSON(object: any): AccountKind {
     case 2:
     case "ACCOUNT_KIND_COLLECTION":
       return AccountKind.ACCOUNT_KIND_COLLECTION;
+    case 3:
+    case "ACCOUNT_KIND_OFFLINE_RESERVE":
+      return AccountKind.ACCOUNT_KIND_OFFLINE_RESERVE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -126,7 +131,59 @@ export function accountKindToJSON(object: AccountKind): string {
       return "ACCOUNT_KIND_PAYER";
     case AccountKind.ACCOUNT_KIND_COLLECTION:
       return "ACCOUNT_KIND_COLLECTION";
+    case AccountKind.ACCOUNT_KIND_OFFLINE_RESERVE:
+      return "ACCOUNT_KIND_OFFLINE_RESERVE";
     case AccountKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** The state of an offline credential. */
+export enum OfflineCredentialState {
+  /** OFFLINE_CREDENTIAL_STATE_UNSPECIFIED - Never used on the wire. */
+  OFFLINE_CREDENTIAL_STATE_UNSPECIFIED = 0,
+  /** OFFLINE_CREDENTIAL_STATE_ACTIVE - Codes made with it redeem. */
+  OFFLINE_CREDENTIAL_STATE_ACTIVE = 1,
+  /** OFFLINE_CREDENTIAL_STATE_REVOKED - Revoked; the rest of the reserve went back to the payer. */
+  OFFLINE_CREDENTIAL_STATE_REVOKED = 2,
+  /** OFFLINE_CREDENTIAL_STATE_EXPIRED - Past its window; the rest of the reserve went (or goes, at the next sweep) back to the payer. */
+  OFFLINE_CREDENTIAL_STATE_EXPIRED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function offlineCredentialStateFromJSON(object: any): OfflineCredentialState {
+  switch (object) {
+    case 0:
+    case "OFFLINE_CREDENTIAL_STATE_UNSPECIFIED":
+      return OfflineCredentialState.OFFLINE_CREDENTIAL_STATE_UNSPECIFIED;
+    case 1:
+    case "OFFLINE_CREDENTIAL_STATE_ACTIVE":
+      return OfflineCredentialState.OFFLINE_CREDENTIAL_STATE_ACTIVE;
+    case 2:
+    case "OFFLINE_CREDENTIAL_STATE_REVOKED":
+      return OfflineCredentialState.OFFLINE_CREDENTIAL_STATE_REVOKED;
+    case 3:
+    case "OFFLINE_CREDENTIAL_STATE_EXPIRED":
+      return OfflineCredentialState.OFFLINE_CREDENTIAL_STATE_EXPIRED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return OfflineCredentialState.UNRECOGNIZED;
+  }
+}
+
+export function offlineCredentialStateToJSON(object: OfflineCredentialState): string {
+  switch (object) {
+    case OfflineCredentialState.OFFLINE_CREDENTIAL_STATE_UNSPECIFIED:
+      return "OFFLINE_CREDENTIAL_STATE_UNSPECIFIED";
+    case OfflineCredentialState.OFFLINE_CREDENTIAL_STATE_ACTIVE:
+      return "OFFLINE_CREDENTIAL_STATE_ACTIVE";
+    case OfflineCredentialState.OFFLINE_CREDENTIAL_STATE_REVOKED:
+      return "OFFLINE_CREDENTIAL_STATE_REVOKED";
+    case OfflineCredentialState.OFFLINE_CREDENTIAL_STATE_EXPIRED:
+      return "OFFLINE_CREDENTIAL_STATE_EXPIRED";
+    case OfflineCredentialState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
   }
@@ -485,6 +542,292 @@ export interface PaySealedRequest {
 export interface PaySealedResponse {
   /** The transaction, SUCCEEDED. */
   transaction: Transaction | undefined;
+}
+
+/** Request for RegisterPayee. */
+export interface RegisterPayeeRequest {
+  /** Idempotency key (AIP-155). */
+  requestId: string;
+  /** The platform. */
+  platformId: string;
+  /** The payee's id at the platform (1-128 characters of [A-Za-z0-9._-]). */
+  payeeId: string;
+  /** The payee's collection account (opened with CreateMerchantAccount). */
+  collectionAccount: string;
+  /** The mesh identity that holds the payee: "terminal/<id>" or "service/<name>". */
+  holder: string;
+}
+
+/** A payee: a collection account at a platform and the mesh identity that holds it. */
+export interface Payee {
+  /** The platform. */
+  platformId: string;
+  /** The payee's id. */
+  payeeId: string;
+  /** Its collection account. */
+  collectionAccount: string;
+  /** Its holder ("terminal/<id>" or "service/<name>"). */
+  holder: string;
+  /** The collection account's currency: offline codes paid to it are in this currency. */
+  currencyCode: string;
+}
+
+/** Response for RegisterPayee. */
+export interface RegisterPayeeResponse {
+  /** The payee. */
+  payee: Payee | undefined;
+}
+
+/** Request for PublishPayeeKey. */
+export interface PublishPayeeKeyRequest {
+  /** Idempotency key (AIP-155). */
+  requestId: string;
+  /** The platform. */
+  platformId: string;
+  /** The payee. */
+  payeeId: string;
+  /** The public key as HPKE serializes it (32 bytes, X25519). */
+  publicKey: Buffer;
+}
+
+/** A public key of a payee, as published. */
+export interface PayeeKey {
+  /** The key's id (the code names it, so the payee knows which private key opens it). */
+  keyId: string;
+  /** The public key (32 bytes, X25519). */
+  publicKey: Buffer;
+  /** After this time codes for the key are refused (PAYEE_KEY_EXPIRED). */
+  notAfter: Date | undefined;
+}
+
+/** Response for PublishPayeeKey. */
+export interface PublishPayeeKeyResponse {
+  /** The key as accepted. */
+  key: PayeeKey | undefined;
+}
+
+/** Request for GetPayeeCode. */
+export interface GetPayeeCodeRequest {
+  /** The platform. */
+  platformId: string;
+  /** The payee. */
+  payeeId: string;
+}
+
+/** What a payee code carries (its string form is "cppayee1." and the base64url of this message). */
+export interface PayeeCode {
+  /** The platform. */
+  platformId: string;
+  /** The payee. */
+  payeeId: string;
+  /** The currency codes paid to it must be in. */
+  currencyCode: string;
+  /** The newest accepted key of the payee. */
+  key:
+    | PayeeKey
+    | undefined;
+  /**
+   * Signature with the platform service's TLS key over the lines "cloudpay-payee-key-v1", the
+   * suite "DHKEM(X25519, HKDF-SHA256)/HKDF-SHA256/AES-128-GCM", platform_id, payee_id,
+   * currency_code, key_id, public_key in base64url and not_after in ISO 8601 (UTC,
+   * milliseconds), joined by line feeds; as GetSealingKeys signs.
+   */
+  signature: Buffer;
+}
+
+/** Response for GetPayeeCode. */
+export interface GetPayeeCodeResponse {
+  /** The payee code. */
+  payeeCode:
+    | PayeeCode
+    | undefined;
+  /** Its compact string form, for display and QR. */
+  code: string;
+  /** The platform service's certificate (DER) that signed it, then any intermediates. */
+  certificateChain: Buffer[];
+}
+
+/** An offline credential, as its terminal and the platform see it (never with its secret). */
+export interface OfflineCredential {
+  /** Opaque id, inside every code made with it. */
+  credentialId: string;
+  /** The platform. */
+  platformId: string;
+  /** The payer account, masked. */
+  maskedPayerAccount: string;
+  /** Where it stands. */
+  state: OfflineCredentialState;
+  /** Codes generated before this are refused. */
+  notBefore:
+    | Date
+    | undefined;
+  /** Codes generated after this, and any redemption after it, are refused. */
+  notAfter:
+    | Date
+    | undefined;
+  /** The most one code may carry. */
+  perCodeCap:
+    | Money
+    | undefined;
+  /** The allowance reserved at provisioning. */
+  allowance:
+    | Money
+    | undefined;
+  /** What is left of it. */
+  remaining:
+    | Money
+    | undefined;
+  /** Codes within this many counters below the highest redeemed may still arrive (out of order). */
+  counterWindow: number;
+}
+
+/** Request for ProvisionOfflineCredential. */
+export interface ProvisionOfflineCredentialRequest {
+  /** Idempotency key (AIP-155): a retry returns the same credential (and secret), reserving once. */
+  requestId: string;
+  /** The platform. */
+  platformId: string;
+  /** The payer account to reserve from. Never stored in clear. */
+  payerAccount: string;
+  /** The payer's payment password, checked and counted as Pay does. Never stored or logged. */
+  paymentPassword: string;
+  /** The total offline allowance (> 0), reserved at once. */
+  allowance:
+    | Money
+    | undefined;
+  /** The most one code may carry (> 0, at most the allowance), in minor units of the allowance's currency. */
+  perCodeCapMinor: bigint;
+  /** When the credential ends; unset: the longest the platform allows. */
+  expireTime: Date | undefined;
+}
+
+/** Response for ProvisionOfflineCredential. */
+export interface ProvisionOfflineCredentialResponse {
+  /** The credential. */
+  credential:
+    | OfflineCredential
+    | undefined;
+  /** The credential secret (32 bytes) that authenticates every code: keep it on the terminal only. */
+  credentialSecret: Buffer;
+  /**
+   * The platform service's certificate chain (DER): check it against the mesh CA, then payee
+   * codes against it, offline.
+   */
+  certificateChain: Buffer[];
+}
+
+/** Request for RevokeOfflineCredential. */
+export interface RevokeOfflineCredentialRequest {
+  /** Idempotency key (AIP-155). */
+  requestId: string;
+  /** The platform. */
+  platformId: string;
+  /** The credential. */
+  credentialId: string;
+}
+
+/** Response for RevokeOfflineCredential. */
+export interface RevokeOfflineCredentialResponse {
+  /** The credential, REVOKED (or EXPIRED when it had already ended), remaining zero. */
+  credential:
+    | OfflineCredential
+    | undefined;
+  /** What went back to the payer by this call. */
+  returned: Money | undefined;
+}
+
+/** The body of an offline payment code; its encoded bytes are what the MAC covers. */
+export interface OfflinePaymentCodeBody {
+  /** The credential. */
+  credentialId: string;
+  /** Strictly increasing per credential, from 1. */
+  counter: bigint;
+  /** The most the payee may charge with this code. */
+  amount:
+    | Money
+    | undefined;
+  /** The payee's platform. */
+  platformId: string;
+  /** The payee. */
+  payeeId: string;
+  /** The payee key the code is sealed to. */
+  payeeKeyId: string;
+  /** When the terminal made it. */
+  generateTime: Date | undefined;
+}
+
+/** An offline payment code as the payee holds it once opened (the HPKE plaintext). */
+export interface OfflinePaymentCode {
+  /** An encoded OfflinePaymentCodeBody. */
+  body: Buffer;
+  /** HMAC-SHA-256 with the credential secret over "cloudpay-offline-code-v1", a zero byte, then body. */
+  mac: Buffer;
+}
+
+/** Request for RedeemOfflineCode. */
+export interface RedeemOfflineCodeRequest {
+  /** Idempotency key (AIP-155): a retry returns the first outcome and never charges twice. */
+  requestId: string;
+  /** The platform. */
+  platformId: string;
+  /** The payee redeeming (the caller must hold it). */
+  payeeId: string;
+  /** The opened code: an encoded OfflinePaymentCode, at most 1024 bytes. */
+  code: Buffer;
+  /** What the payee charges (> 0, at most the code's amount). */
+  amount: Money | undefined;
+}
+
+/** One redemption of an offline code. */
+export interface OfflineRedemption {
+  /** Opaque id (also the ledger journal's serial number). */
+  redemptionId: string;
+  /** The credential. */
+  credentialId: string;
+  /** The code's counter. */
+  counter: bigint;
+  /** The payee paid. */
+  payeeId: string;
+  /** What moved from the reserve to the payee. */
+  amount:
+    | Money
+    | undefined;
+  /** When the code was made (terminal's clock). */
+  generateTime:
+    | Date
+    | undefined;
+  /** When it was redeemed. */
+  redeemTime: Date | undefined;
+}
+
+/** Response for RedeemOfflineCode. */
+export interface RedeemOfflineCodeResponse {
+  /** The redemption. */
+  redemption: OfflineRedemption | undefined;
+}
+
+/** Request for ListOfflineRedemptions. */
+export interface ListOfflineRedemptionsRequest {
+  /** The platform. */
+  platformId: string;
+  /** The credential. */
+  credentialId: string;
+  /** At most this many redemptions (1-1000; 0 means 100). */
+  pageSize: number;
+  /** The next_page_token of the previous page, or empty for the first page. */
+  pageToken: string;
+}
+
+/** Response for ListOfflineRedemptions. */
+export interface ListOfflineRedemptionsResponse {
+  /** The credential now (remaining allowance, state). */
+  credential:
+    | OfflineCredential
+    | undefined;
+  /** One page of redemptions, newest first. */
+  redemptions: OfflineRedemption[];
+  /** Token for the next page; empty when this is the last page. */
+  nextPageToken: string;
 }
 
 function createBaseAccountBalance(): AccountBalance {
@@ -3754,6 +4097,2763 @@ export const PaySealedResponse: MessageFns<PaySealedResponse> = {
   },
 };
 
+function createBaseRegisterPayeeRequest(): RegisterPayeeRequest {
+  return { requestId: "", platformId: "", payeeId: "", collectionAccount: "", holder: "" };
+}
+
+export const RegisterPayeeRequest: MessageFns<RegisterPayeeRequest> = {
+  encode(message: RegisterPayeeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.platformId !== "") {
+      writer.uint32(18).string(message.platformId);
+    }
+    if (message.payeeId !== "") {
+      writer.uint32(26).string(message.payeeId);
+    }
+    if (message.collectionAccount !== "") {
+      writer.uint32(34).string(message.collectionAccount);
+    }
+    if (message.holder !== "") {
+      writer.uint32(42).string(message.holder);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterPayeeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterPayeeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.payeeId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.collectionAccount = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.holder = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterPayeeRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      payeeId: isSet(object.payeeId)
+        ? globalThis.String(object.payeeId)
+        : isSet(object.payee_id)
+        ? globalThis.String(object.payee_id)
+        : "",
+      collectionAccount: isSet(object.collectionAccount)
+        ? globalThis.String(object.collectionAccount)
+        : isSet(object.collection_account)
+        ? globalThis.String(object.collection_account)
+        : "",
+      holder: isSet(object.holder) ? globalThis.String(object.holder) : "",
+    };
+  },
+
+  toJSON(message: RegisterPayeeRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.payeeId !== "") {
+      obj.payeeId = message.payeeId;
+    }
+    if (message.collectionAccount !== "") {
+      obj.collectionAccount = message.collectionAccount;
+    }
+    if (message.holder !== "") {
+      obj.holder = message.holder;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegisterPayeeRequest>, I>>(base?: I): RegisterPayeeRequest {
+    return RegisterPayeeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegisterPayeeRequest>, I>>(object: I): RegisterPayeeRequest {
+    const message = createBaseRegisterPayeeRequest();
+    message.requestId = object.requestId ?? "";
+    message.platformId = object.platformId ?? "";
+    message.payeeId = object.payeeId ?? "";
+    message.collectionAccount = object.collectionAccount ?? "";
+    message.holder = object.holder ?? "";
+    return message;
+  },
+};
+
+function createBasePayee(): Payee {
+  return { platformId: "", payeeId: "", collectionAccount: "", holder: "", currencyCode: "" };
+}
+
+export const Payee: MessageFns<Payee> = {
+  encode(message: Payee, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platformId !== "") {
+      writer.uint32(10).string(message.platformId);
+    }
+    if (message.payeeId !== "") {
+      writer.uint32(18).string(message.payeeId);
+    }
+    if (message.collectionAccount !== "") {
+      writer.uint32(26).string(message.collectionAccount);
+    }
+    if (message.holder !== "") {
+      writer.uint32(34).string(message.holder);
+    }
+    if (message.currencyCode !== "") {
+      writer.uint32(42).string(message.currencyCode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Payee {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePayee();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payeeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.collectionAccount = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.holder = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Payee {
+    return {
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      payeeId: isSet(object.payeeId)
+        ? globalThis.String(object.payeeId)
+        : isSet(object.payee_id)
+        ? globalThis.String(object.payee_id)
+        : "",
+      collectionAccount: isSet(object.collectionAccount)
+        ? globalThis.String(object.collectionAccount)
+        : isSet(object.collection_account)
+        ? globalThis.String(object.collection_account)
+        : "",
+      holder: isSet(object.holder) ? globalThis.String(object.holder) : "",
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+    };
+  },
+
+  toJSON(message: Payee): unknown {
+    const obj: any = {};
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.payeeId !== "") {
+      obj.payeeId = message.payeeId;
+    }
+    if (message.collectionAccount !== "") {
+      obj.collectionAccount = message.collectionAccount;
+    }
+    if (message.holder !== "") {
+      obj.holder = message.holder;
+    }
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Payee>, I>>(base?: I): Payee {
+    return Payee.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Payee>, I>>(object: I): Payee {
+    const message = createBasePayee();
+    message.platformId = object.platformId ?? "";
+    message.payeeId = object.payeeId ?? "";
+    message.collectionAccount = object.collectionAccount ?? "";
+    message.holder = object.holder ?? "";
+    message.currencyCode = object.currencyCode ?? "";
+    return message;
+  },
+};
+
+function createBaseRegisterPayeeResponse(): RegisterPayeeResponse {
+  return { payee: undefined };
+}
+
+export const RegisterPayeeResponse: MessageFns<RegisterPayeeResponse> = {
+  encode(message: RegisterPayeeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.payee !== undefined) {
+      Payee.encode(message.payee, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterPayeeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRegisterPayeeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.payee = Payee.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RegisterPayeeResponse {
+    return { payee: isSet(object.payee) ? Payee.fromJSON(object.payee) : undefined };
+  },
+
+  toJSON(message: RegisterPayeeResponse): unknown {
+    const obj: any = {};
+    if (message.payee !== undefined) {
+      obj.payee = Payee.toJSON(message.payee);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RegisterPayeeResponse>, I>>(base?: I): RegisterPayeeResponse {
+    return RegisterPayeeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RegisterPayeeResponse>, I>>(object: I): RegisterPayeeResponse {
+    const message = createBaseRegisterPayeeResponse();
+    message.payee = (object.payee !== undefined && object.payee !== null) ? Payee.fromPartial(object.payee) : undefined;
+    return message;
+  },
+};
+
+function createBasePublishPayeeKeyRequest(): PublishPayeeKeyRequest {
+  return { requestId: "", platformId: "", payeeId: "", publicKey: Buffer.alloc(0) };
+}
+
+export const PublishPayeeKeyRequest: MessageFns<PublishPayeeKeyRequest> = {
+  encode(message: PublishPayeeKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.platformId !== "") {
+      writer.uint32(18).string(message.platformId);
+    }
+    if (message.payeeId !== "") {
+      writer.uint32(26).string(message.payeeId);
+    }
+    if (message.publicKey.length !== 0) {
+      writer.uint32(34).bytes(message.publicKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishPayeeKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishPayeeKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.payeeId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.publicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublishPayeeKeyRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      payeeId: isSet(object.payeeId)
+        ? globalThis.String(object.payeeId)
+        : isSet(object.payee_id)
+        ? globalThis.String(object.payee_id)
+        : "",
+      publicKey: isSet(object.publicKey)
+        ? Buffer.from(bytesFromBase64(object.publicKey))
+        : isSet(object.public_key)
+        ? Buffer.from(bytesFromBase64(object.public_key))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: PublishPayeeKeyRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.payeeId !== "") {
+      obj.payeeId = message.payeeId;
+    }
+    if (message.publicKey.length !== 0) {
+      obj.publicKey = base64FromBytes(message.publicKey);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PublishPayeeKeyRequest>, I>>(base?: I): PublishPayeeKeyRequest {
+    return PublishPayeeKeyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PublishPayeeKeyRequest>, I>>(object: I): PublishPayeeKeyRequest {
+    const message = createBasePublishPayeeKeyRequest();
+    message.requestId = object.requestId ?? "";
+    message.platformId = object.platformId ?? "";
+    message.payeeId = object.payeeId ?? "";
+    message.publicKey = object.publicKey ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBasePayeeKey(): PayeeKey {
+  return { keyId: "", publicKey: Buffer.alloc(0), notAfter: undefined };
+}
+
+export const PayeeKey: MessageFns<PayeeKey> = {
+  encode(message: PayeeKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyId !== "") {
+      writer.uint32(10).string(message.keyId);
+    }
+    if (message.publicKey.length !== 0) {
+      writer.uint32(18).bytes(message.publicKey);
+    }
+    if (message.notAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.notAfter), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PayeeKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePayeeKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.publicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.notAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PayeeKey {
+    return {
+      keyId: isSet(object.keyId)
+        ? globalThis.String(object.keyId)
+        : isSet(object.key_id)
+        ? globalThis.String(object.key_id)
+        : "",
+      publicKey: isSet(object.publicKey)
+        ? Buffer.from(bytesFromBase64(object.publicKey))
+        : isSet(object.public_key)
+        ? Buffer.from(bytesFromBase64(object.public_key))
+        : Buffer.alloc(0),
+      notAfter: isSet(object.notAfter)
+        ? fromJsonTimestamp(object.notAfter)
+        : isSet(object.not_after)
+        ? fromJsonTimestamp(object.not_after)
+        : undefined,
+    };
+  },
+
+  toJSON(message: PayeeKey): unknown {
+    const obj: any = {};
+    if (message.keyId !== "") {
+      obj.keyId = message.keyId;
+    }
+    if (message.publicKey.length !== 0) {
+      obj.publicKey = base64FromBytes(message.publicKey);
+    }
+    if (message.notAfter !== undefined) {
+      obj.notAfter = message.notAfter.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PayeeKey>, I>>(base?: I): PayeeKey {
+    return PayeeKey.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PayeeKey>, I>>(object: I): PayeeKey {
+    const message = createBasePayeeKey();
+    message.keyId = object.keyId ?? "";
+    message.publicKey = object.publicKey ?? Buffer.alloc(0);
+    message.notAfter = object.notAfter ?? undefined;
+    return message;
+  },
+};
+
+function createBasePublishPayeeKeyResponse(): PublishPayeeKeyResponse {
+  return { key: undefined };
+}
+
+export const PublishPayeeKeyResponse: MessageFns<PublishPayeeKeyResponse> = {
+  encode(message: PublishPayeeKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== undefined) {
+      PayeeKey.encode(message.key, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PublishPayeeKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePublishPayeeKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = PayeeKey.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PublishPayeeKeyResponse {
+    return { key: isSet(object.key) ? PayeeKey.fromJSON(object.key) : undefined };
+  },
+
+  toJSON(message: PublishPayeeKeyResponse): unknown {
+    const obj: any = {};
+    if (message.key !== undefined) {
+      obj.key = PayeeKey.toJSON(message.key);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PublishPayeeKeyResponse>, I>>(base?: I): PublishPayeeKeyResponse {
+    return PublishPayeeKeyResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PublishPayeeKeyResponse>, I>>(object: I): PublishPayeeKeyResponse {
+    const message = createBasePublishPayeeKeyResponse();
+    message.key = (object.key !== undefined && object.key !== null) ? PayeeKey.fromPartial(object.key) : undefined;
+    return message;
+  },
+};
+
+function createBaseGetPayeeCodeRequest(): GetPayeeCodeRequest {
+  return { platformId: "", payeeId: "" };
+}
+
+export const GetPayeeCodeRequest: MessageFns<GetPayeeCodeRequest> = {
+  encode(message: GetPayeeCodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platformId !== "") {
+      writer.uint32(10).string(message.platformId);
+    }
+    if (message.payeeId !== "") {
+      writer.uint32(18).string(message.payeeId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPayeeCodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPayeeCodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payeeId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPayeeCodeRequest {
+    return {
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      payeeId: isSet(object.payeeId)
+        ? globalThis.String(object.payeeId)
+        : isSet(object.payee_id)
+        ? globalThis.String(object.payee_id)
+        : "",
+    };
+  },
+
+  toJSON(message: GetPayeeCodeRequest): unknown {
+    const obj: any = {};
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.payeeId !== "") {
+      obj.payeeId = message.payeeId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPayeeCodeRequest>, I>>(base?: I): GetPayeeCodeRequest {
+    return GetPayeeCodeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPayeeCodeRequest>, I>>(object: I): GetPayeeCodeRequest {
+    const message = createBaseGetPayeeCodeRequest();
+    message.platformId = object.platformId ?? "";
+    message.payeeId = object.payeeId ?? "";
+    return message;
+  },
+};
+
+function createBasePayeeCode(): PayeeCode {
+  return { platformId: "", payeeId: "", currencyCode: "", key: undefined, signature: Buffer.alloc(0) };
+}
+
+export const PayeeCode: MessageFns<PayeeCode> = {
+  encode(message: PayeeCode, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platformId !== "") {
+      writer.uint32(10).string(message.platformId);
+    }
+    if (message.payeeId !== "") {
+      writer.uint32(18).string(message.payeeId);
+    }
+    if (message.currencyCode !== "") {
+      writer.uint32(26).string(message.currencyCode);
+    }
+    if (message.key !== undefined) {
+      PayeeKey.encode(message.key, writer.uint32(34).fork()).join();
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(42).bytes(message.signature);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PayeeCode {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePayeeCode();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.payeeId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.currencyCode = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.key = PayeeKey.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PayeeCode {
+    return {
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      payeeId: isSet(object.payeeId)
+        ? globalThis.String(object.payeeId)
+        : isSet(object.payee_id)
+        ? globalThis.String(object.payee_id)
+        : "",
+      currencyCode: isSet(object.currencyCode)
+        ? globalThis.String(object.currencyCode)
+        : isSet(object.currency_code)
+        ? globalThis.String(object.currency_code)
+        : "",
+      key: isSet(object.key) ? PayeeKey.fromJSON(object.key) : undefined,
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: PayeeCode): unknown {
+    const obj: any = {};
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.payeeId !== "") {
+      obj.payeeId = message.payeeId;
+    }
+    if (message.currencyCode !== "") {
+      obj.currencyCode = message.currencyCode;
+    }
+    if (message.key !== undefined) {
+      obj.key = PayeeKey.toJSON(message.key);
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PayeeCode>, I>>(base?: I): PayeeCode {
+    return PayeeCode.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PayeeCode>, I>>(object: I): PayeeCode {
+    const message = createBasePayeeCode();
+    message.platformId = object.platformId ?? "";
+    message.payeeId = object.payeeId ?? "";
+    message.currencyCode = object.currencyCode ?? "";
+    message.key = (object.key !== undefined && object.key !== null) ? PayeeKey.fromPartial(object.key) : undefined;
+    message.signature = object.signature ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseGetPayeeCodeResponse(): GetPayeeCodeResponse {
+  return { payeeCode: undefined, code: "", certificateChain: [] };
+}
+
+export const GetPayeeCodeResponse: MessageFns<GetPayeeCodeResponse> = {
+  encode(message: GetPayeeCodeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.payeeCode !== undefined) {
+      PayeeCode.encode(message.payeeCode, writer.uint32(10).fork()).join();
+    }
+    if (message.code !== "") {
+      writer.uint32(18).string(message.code);
+    }
+    for (const v of message.certificateChain) {
+      writer.uint32(26).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPayeeCodeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPayeeCodeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.payeeCode = PayeeCode.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.certificateChain.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPayeeCodeResponse {
+    return {
+      payeeCode: isSet(object.payeeCode)
+        ? PayeeCode.fromJSON(object.payeeCode)
+        : isSet(object.payee_code)
+        ? PayeeCode.fromJSON(object.payee_code)
+        : undefined,
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      certificateChain: globalThis.Array.isArray(object?.certificateChain)
+        ? object.certificateChain.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.certificate_chain)
+        ? object.certificate_chain.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: GetPayeeCodeResponse): unknown {
+    const obj: any = {};
+    if (message.payeeCode !== undefined) {
+      obj.payeeCode = PayeeCode.toJSON(message.payeeCode);
+    }
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.certificateChain?.length) {
+      obj.certificateChain = message.certificateChain.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPayeeCodeResponse>, I>>(base?: I): GetPayeeCodeResponse {
+    return GetPayeeCodeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPayeeCodeResponse>, I>>(object: I): GetPayeeCodeResponse {
+    const message = createBaseGetPayeeCodeResponse();
+    message.payeeCode = (object.payeeCode !== undefined && object.payeeCode !== null)
+      ? PayeeCode.fromPartial(object.payeeCode)
+      : undefined;
+    message.code = object.code ?? "";
+    message.certificateChain = object.certificateChain?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseOfflineCredential(): OfflineCredential {
+  return {
+    credentialId: "",
+    platformId: "",
+    maskedPayerAccount: "",
+    state: 0,
+    notBefore: undefined,
+    notAfter: undefined,
+    perCodeCap: undefined,
+    allowance: undefined,
+    remaining: undefined,
+    counterWindow: 0,
+  };
+}
+
+export const OfflineCredential: MessageFns<OfflineCredential> = {
+  encode(message: OfflineCredential, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.credentialId !== "") {
+      writer.uint32(10).string(message.credentialId);
+    }
+    if (message.platformId !== "") {
+      writer.uint32(18).string(message.platformId);
+    }
+    if (message.maskedPayerAccount !== "") {
+      writer.uint32(26).string(message.maskedPayerAccount);
+    }
+    if (message.state !== 0) {
+      writer.uint32(32).int32(message.state);
+    }
+    if (message.notBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.notBefore), writer.uint32(42).fork()).join();
+    }
+    if (message.notAfter !== undefined) {
+      Timestamp.encode(toTimestamp(message.notAfter), writer.uint32(50).fork()).join();
+    }
+    if (message.perCodeCap !== undefined) {
+      Money.encode(message.perCodeCap, writer.uint32(58).fork()).join();
+    }
+    if (message.allowance !== undefined) {
+      Money.encode(message.allowance, writer.uint32(66).fork()).join();
+    }
+    if (message.remaining !== undefined) {
+      Money.encode(message.remaining, writer.uint32(74).fork()).join();
+    }
+    if (message.counterWindow !== 0) {
+      writer.uint32(80).uint32(message.counterWindow);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OfflineCredential {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOfflineCredential();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.credentialId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.maskedPayerAccount = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.notBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.notAfter = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.perCodeCap = Money.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.allowance = Money.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.remaining = Money.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.counterWindow = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OfflineCredential {
+    return {
+      credentialId: isSet(object.credentialId)
+        ? globalThis.String(object.credentialId)
+        : isSet(object.credential_id)
+        ? globalThis.String(object.credential_id)
+        : "",
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      maskedPayerAccount: isSet(object.maskedPayerAccount)
+        ? globalThis.String(object.maskedPayerAccount)
+        : isSet(object.masked_payer_account)
+        ? globalThis.String(object.masked_payer_account)
+        : "",
+      state: isSet(object.state) ? offlineCredentialStateFromJSON(object.state) : 0,
+      notBefore: isSet(object.notBefore)
+        ? fromJsonTimestamp(object.notBefore)
+        : isSet(object.not_before)
+        ? fromJsonTimestamp(object.not_before)
+        : undefined,
+      notAfter: isSet(object.notAfter)
+        ? fromJsonTimestamp(object.notAfter)
+        : isSet(object.not_after)
+        ? fromJsonTimestamp(object.not_after)
+        : undefined,
+      perCodeCap: isSet(object.perCodeCap)
+        ? Money.fromJSON(object.perCodeCap)
+        : isSet(object.per_code_cap)
+        ? Money.fromJSON(object.per_code_cap)
+        : undefined,
+      allowance: isSet(object.allowance) ? Money.fromJSON(object.allowance) : undefined,
+      remaining: isSet(object.remaining) ? Money.fromJSON(object.remaining) : undefined,
+      counterWindow: isSet(object.counterWindow)
+        ? globalThis.Number(object.counterWindow)
+        : isSet(object.counter_window)
+        ? globalThis.Number(object.counter_window)
+        : 0,
+    };
+  },
+
+  toJSON(message: OfflineCredential): unknown {
+    const obj: any = {};
+    if (message.credentialId !== "") {
+      obj.credentialId = message.credentialId;
+    }
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.maskedPayerAccount !== "") {
+      obj.maskedPayerAccount = message.maskedPayerAccount;
+    }
+    if (message.state !== 0) {
+      obj.state = offlineCredentialStateToJSON(message.state);
+    }
+    if (message.notBefore !== undefined) {
+      obj.notBefore = message.notBefore.toISOString();
+    }
+    if (message.notAfter !== undefined) {
+      obj.notAfter = message.notAfter.toISOString();
+    }
+    if (message.perCodeCap !== undefined) {
+      obj.perCodeCap = Money.toJSON(message.perCodeCap);
+    }
+    if (message.allowance !== undefined) {
+      obj.allowance = Money.toJSON(message.allowance);
+    }
+    if (message.remaining !== undefined) {
+      obj.remaining = Money.toJSON(message.remaining);
+    }
+    if (message.counterWindow !== 0) {
+      obj.counterWindow = Math.round(message.counterWindow);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OfflineCredential>, I>>(base?: I): OfflineCredential {
+    return OfflineCredential.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OfflineCredential>, I>>(object: I): OfflineCredential {
+    const message = createBaseOfflineCredential();
+    message.credentialId = object.credentialId ?? "";
+    message.platformId = object.platformId ?? "";
+    message.maskedPayerAccount = object.maskedPayerAccount ?? "";
+    message.state = object.state ?? 0;
+    message.notBefore = object.notBefore ?? undefined;
+    message.notAfter = object.notAfter ?? undefined;
+    message.perCodeCap = (object.perCodeCap !== undefined && object.perCodeCap !== null)
+      ? Money.fromPartial(object.perCodeCap)
+      : undefined;
+    message.allowance = (object.allowance !== undefined && object.allowance !== null)
+      ? Money.fromPartial(object.allowance)
+      : undefined;
+    message.remaining = (object.remaining !== undefined && object.remaining !== null)
+      ? Money.fromPartial(object.remaining)
+      : undefined;
+    message.counterWindow = object.counterWindow ?? 0;
+    return message;
+  },
+};
+
+function createBaseProvisionOfflineCredentialRequest(): ProvisionOfflineCredentialRequest {
+  return {
+    requestId: "",
+    platformId: "",
+    payerAccount: "",
+    paymentPassword: "",
+    allowance: undefined,
+    perCodeCapMinor: 0n,
+    expireTime: undefined,
+  };
+}
+
+export const ProvisionOfflineCredentialRequest: MessageFns<ProvisionOfflineCredentialRequest> = {
+  encode(message: ProvisionOfflineCredentialRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.platformId !== "") {
+      writer.uint32(18).string(message.platformId);
+    }
+    if (message.payerAccount !== "") {
+      writer.uint32(26).string(message.payerAccount);
+    }
+    if (message.paymentPassword !== "") {
+      writer.uint32(34).string(message.paymentPassword);
+    }
+    if (message.allowance !== undefined) {
+      Money.encode(message.allowance, writer.uint32(42).fork()).join();
+    }
+    if (message.perCodeCapMinor !== 0n) {
+      if (BigInt.asIntN(64, message.perCodeCapMinor) !== message.perCodeCapMinor) {
+        throw new globalThis.Error("value provided for field message.perCodeCapMinor of type int64 too large");
+      }
+      writer.uint32(48).int64(message.perCodeCapMinor);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProvisionOfflineCredentialRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProvisionOfflineCredentialRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.payerAccount = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.paymentPassword = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.allowance = Money.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.perCodeCapMinor = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProvisionOfflineCredentialRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      payerAccount: isSet(object.payerAccount)
+        ? globalThis.String(object.payerAccount)
+        : isSet(object.payer_account)
+        ? globalThis.String(object.payer_account)
+        : "",
+      paymentPassword: isSet(object.paymentPassword)
+        ? globalThis.String(object.paymentPassword)
+        : isSet(object.payment_password)
+        ? globalThis.String(object.payment_password)
+        : "",
+      allowance: isSet(object.allowance) ? Money.fromJSON(object.allowance) : undefined,
+      perCodeCapMinor: isSet(object.perCodeCapMinor)
+        ? BigInt(object.perCodeCapMinor)
+        : isSet(object.per_code_cap_minor)
+        ? BigInt(object.per_code_cap_minor)
+        : 0n,
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ProvisionOfflineCredentialRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.payerAccount !== "") {
+      obj.payerAccount = message.payerAccount;
+    }
+    if (message.paymentPassword !== "") {
+      obj.paymentPassword = message.paymentPassword;
+    }
+    if (message.allowance !== undefined) {
+      obj.allowance = Money.toJSON(message.allowance);
+    }
+    if (message.perCodeCapMinor !== 0n) {
+      obj.perCodeCapMinor = message.perCodeCapMinor.toString();
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ProvisionOfflineCredentialRequest>, I>>(
+    base?: I,
+  ): ProvisionOfflineCredentialRequest {
+    return ProvisionOfflineCredentialRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ProvisionOfflineCredentialRequest>, I>>(
+    object: I,
+  ): ProvisionOfflineCredentialRequest {
+    const message = createBaseProvisionOfflineCredentialRequest();
+    message.requestId = object.requestId ?? "";
+    message.platformId = object.platformId ?? "";
+    message.payerAccount = object.payerAccount ?? "";
+    message.paymentPassword = object.paymentPassword ?? "";
+    message.allowance = (object.allowance !== undefined && object.allowance !== null)
+      ? Money.fromPartial(object.allowance)
+      : undefined;
+    message.perCodeCapMinor = (object.perCodeCapMinor !== undefined && object.perCodeCapMinor !== null)
+      ? BigInt(object.perCodeCapMinor)
+      : 0n;
+    message.expireTime = object.expireTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseProvisionOfflineCredentialResponse(): ProvisionOfflineCredentialResponse {
+  return { credential: undefined, credentialSecret: Buffer.alloc(0), certificateChain: [] };
+}
+
+export const ProvisionOfflineCredentialResponse: MessageFns<ProvisionOfflineCredentialResponse> = {
+  encode(message: ProvisionOfflineCredentialResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.credential !== undefined) {
+      OfflineCredential.encode(message.credential, writer.uint32(10).fork()).join();
+    }
+    if (message.credentialSecret.length !== 0) {
+      writer.uint32(18).bytes(message.credentialSecret);
+    }
+    for (const v of message.certificateChain) {
+      writer.uint32(26).bytes(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProvisionOfflineCredentialResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProvisionOfflineCredentialResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.credential = OfflineCredential.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.credentialSecret = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.certificateChain.push(Buffer.from(reader.bytes()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProvisionOfflineCredentialResponse {
+    return {
+      credential: isSet(object.credential) ? OfflineCredential.fromJSON(object.credential) : undefined,
+      credentialSecret: isSet(object.credentialSecret)
+        ? Buffer.from(bytesFromBase64(object.credentialSecret))
+        : isSet(object.credential_secret)
+        ? Buffer.from(bytesFromBase64(object.credential_secret))
+        : Buffer.alloc(0),
+      certificateChain: globalThis.Array.isArray(object?.certificateChain)
+        ? object.certificateChain.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : globalThis.Array.isArray(object?.certificate_chain)
+        ? object.certificate_chain.map((e: any) => Buffer.from(bytesFromBase64(e)))
+        : [],
+    };
+  },
+
+  toJSON(message: ProvisionOfflineCredentialResponse): unknown {
+    const obj: any = {};
+    if (message.credential !== undefined) {
+      obj.credential = OfflineCredential.toJSON(message.credential);
+    }
+    if (message.credentialSecret.length !== 0) {
+      obj.credentialSecret = base64FromBytes(message.credentialSecret);
+    }
+    if (message.certificateChain?.length) {
+      obj.certificateChain = message.certificateChain.map((e) => base64FromBytes(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ProvisionOfflineCredentialResponse>, I>>(
+    base?: I,
+  ): ProvisionOfflineCredentialResponse {
+    return ProvisionOfflineCredentialResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ProvisionOfflineCredentialResponse>, I>>(
+    object: I,
+  ): ProvisionOfflineCredentialResponse {
+    const message = createBaseProvisionOfflineCredentialResponse();
+    message.credential = (object.credential !== undefined && object.credential !== null)
+      ? OfflineCredential.fromPartial(object.credential)
+      : undefined;
+    message.credentialSecret = object.credentialSecret ?? Buffer.alloc(0);
+    message.certificateChain = object.certificateChain?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRevokeOfflineCredentialRequest(): RevokeOfflineCredentialRequest {
+  return { requestId: "", platformId: "", credentialId: "" };
+}
+
+export const RevokeOfflineCredentialRequest: MessageFns<RevokeOfflineCredentialRequest> = {
+  encode(message: RevokeOfflineCredentialRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.platformId !== "") {
+      writer.uint32(18).string(message.platformId);
+    }
+    if (message.credentialId !== "") {
+      writer.uint32(26).string(message.credentialId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeOfflineCredentialRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeOfflineCredentialRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.credentialId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeOfflineCredentialRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      credentialId: isSet(object.credentialId)
+        ? globalThis.String(object.credentialId)
+        : isSet(object.credential_id)
+        ? globalThis.String(object.credential_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RevokeOfflineCredentialRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.credentialId !== "") {
+      obj.credentialId = message.credentialId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeOfflineCredentialRequest>, I>>(base?: I): RevokeOfflineCredentialRequest {
+    return RevokeOfflineCredentialRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeOfflineCredentialRequest>, I>>(
+    object: I,
+  ): RevokeOfflineCredentialRequest {
+    const message = createBaseRevokeOfflineCredentialRequest();
+    message.requestId = object.requestId ?? "";
+    message.platformId = object.platformId ?? "";
+    message.credentialId = object.credentialId ?? "";
+    return message;
+  },
+};
+
+function createBaseRevokeOfflineCredentialResponse(): RevokeOfflineCredentialResponse {
+  return { credential: undefined, returned: undefined };
+}
+
+export const RevokeOfflineCredentialResponse: MessageFns<RevokeOfflineCredentialResponse> = {
+  encode(message: RevokeOfflineCredentialResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.credential !== undefined) {
+      OfflineCredential.encode(message.credential, writer.uint32(10).fork()).join();
+    }
+    if (message.returned !== undefined) {
+      Money.encode(message.returned, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokeOfflineCredentialResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokeOfflineCredentialResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.credential = OfflineCredential.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.returned = Money.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RevokeOfflineCredentialResponse {
+    return {
+      credential: isSet(object.credential) ? OfflineCredential.fromJSON(object.credential) : undefined,
+      returned: isSet(object.returned) ? Money.fromJSON(object.returned) : undefined,
+    };
+  },
+
+  toJSON(message: RevokeOfflineCredentialResponse): unknown {
+    const obj: any = {};
+    if (message.credential !== undefined) {
+      obj.credential = OfflineCredential.toJSON(message.credential);
+    }
+    if (message.returned !== undefined) {
+      obj.returned = Money.toJSON(message.returned);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RevokeOfflineCredentialResponse>, I>>(base?: I): RevokeOfflineCredentialResponse {
+    return RevokeOfflineCredentialResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RevokeOfflineCredentialResponse>, I>>(
+    object: I,
+  ): RevokeOfflineCredentialResponse {
+    const message = createBaseRevokeOfflineCredentialResponse();
+    message.credential = (object.credential !== undefined && object.credential !== null)
+      ? OfflineCredential.fromPartial(object.credential)
+      : undefined;
+    message.returned = (object.returned !== undefined && object.returned !== null)
+      ? Money.fromPartial(object.returned)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseOfflinePaymentCodeBody(): OfflinePaymentCodeBody {
+  return {
+    credentialId: "",
+    counter: 0n,
+    amount: undefined,
+    platformId: "",
+    payeeId: "",
+    payeeKeyId: "",
+    generateTime: undefined,
+  };
+}
+
+export const OfflinePaymentCodeBody: MessageFns<OfflinePaymentCodeBody> = {
+  encode(message: OfflinePaymentCodeBody, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.credentialId !== "") {
+      writer.uint32(10).string(message.credentialId);
+    }
+    if (message.counter !== 0n) {
+      if (BigInt.asUintN(64, message.counter) !== message.counter) {
+        throw new globalThis.Error("value provided for field message.counter of type uint64 too large");
+      }
+      writer.uint32(16).uint64(message.counter);
+    }
+    if (message.amount !== undefined) {
+      Money.encode(message.amount, writer.uint32(26).fork()).join();
+    }
+    if (message.platformId !== "") {
+      writer.uint32(34).string(message.platformId);
+    }
+    if (message.payeeId !== "") {
+      writer.uint32(42).string(message.payeeId);
+    }
+    if (message.payeeKeyId !== "") {
+      writer.uint32(50).string(message.payeeKeyId);
+    }
+    if (message.generateTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.generateTime), writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OfflinePaymentCodeBody {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOfflinePaymentCodeBody();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.credentialId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.counter = reader.uint64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.amount = Money.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.payeeId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.payeeKeyId = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.generateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OfflinePaymentCodeBody {
+    return {
+      credentialId: isSet(object.credentialId)
+        ? globalThis.String(object.credentialId)
+        : isSet(object.credential_id)
+        ? globalThis.String(object.credential_id)
+        : "",
+      counter: isSet(object.counter) ? BigInt(object.counter) : 0n,
+      amount: isSet(object.amount) ? Money.fromJSON(object.amount) : undefined,
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      payeeId: isSet(object.payeeId)
+        ? globalThis.String(object.payeeId)
+        : isSet(object.payee_id)
+        ? globalThis.String(object.payee_id)
+        : "",
+      payeeKeyId: isSet(object.payeeKeyId)
+        ? globalThis.String(object.payeeKeyId)
+        : isSet(object.payee_key_id)
+        ? globalThis.String(object.payee_key_id)
+        : "",
+      generateTime: isSet(object.generateTime)
+        ? fromJsonTimestamp(object.generateTime)
+        : isSet(object.generate_time)
+        ? fromJsonTimestamp(object.generate_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: OfflinePaymentCodeBody): unknown {
+    const obj: any = {};
+    if (message.credentialId !== "") {
+      obj.credentialId = message.credentialId;
+    }
+    if (message.counter !== 0n) {
+      obj.counter = message.counter.toString();
+    }
+    if (message.amount !== undefined) {
+      obj.amount = Money.toJSON(message.amount);
+    }
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.payeeId !== "") {
+      obj.payeeId = message.payeeId;
+    }
+    if (message.payeeKeyId !== "") {
+      obj.payeeKeyId = message.payeeKeyId;
+    }
+    if (message.generateTime !== undefined) {
+      obj.generateTime = message.generateTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OfflinePaymentCodeBody>, I>>(base?: I): OfflinePaymentCodeBody {
+    return OfflinePaymentCodeBody.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OfflinePaymentCodeBody>, I>>(object: I): OfflinePaymentCodeBody {
+    const message = createBaseOfflinePaymentCodeBody();
+    message.credentialId = object.credentialId ?? "";
+    message.counter = (object.counter !== undefined && object.counter !== null) ? BigInt(object.counter) : 0n;
+    message.amount = (object.amount !== undefined && object.amount !== null)
+      ? Money.fromPartial(object.amount)
+      : undefined;
+    message.platformId = object.platformId ?? "";
+    message.payeeId = object.payeeId ?? "";
+    message.payeeKeyId = object.payeeKeyId ?? "";
+    message.generateTime = object.generateTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseOfflinePaymentCode(): OfflinePaymentCode {
+  return { body: Buffer.alloc(0), mac: Buffer.alloc(0) };
+}
+
+export const OfflinePaymentCode: MessageFns<OfflinePaymentCode> = {
+  encode(message: OfflinePaymentCode, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.body.length !== 0) {
+      writer.uint32(10).bytes(message.body);
+    }
+    if (message.mac.length !== 0) {
+      writer.uint32(18).bytes(message.mac);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OfflinePaymentCode {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOfflinePaymentCode();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.mac = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OfflinePaymentCode {
+    return {
+      body: isSet(object.body) ? Buffer.from(bytesFromBase64(object.body)) : Buffer.alloc(0),
+      mac: isSet(object.mac) ? Buffer.from(bytesFromBase64(object.mac)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: OfflinePaymentCode): unknown {
+    const obj: any = {};
+    if (message.body.length !== 0) {
+      obj.body = base64FromBytes(message.body);
+    }
+    if (message.mac.length !== 0) {
+      obj.mac = base64FromBytes(message.mac);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OfflinePaymentCode>, I>>(base?: I): OfflinePaymentCode {
+    return OfflinePaymentCode.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OfflinePaymentCode>, I>>(object: I): OfflinePaymentCode {
+    const message = createBaseOfflinePaymentCode();
+    message.body = object.body ?? Buffer.alloc(0);
+    message.mac = object.mac ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseRedeemOfflineCodeRequest(): RedeemOfflineCodeRequest {
+  return { requestId: "", platformId: "", payeeId: "", code: Buffer.alloc(0), amount: undefined };
+}
+
+export const RedeemOfflineCodeRequest: MessageFns<RedeemOfflineCodeRequest> = {
+  encode(message: RedeemOfflineCodeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.platformId !== "") {
+      writer.uint32(18).string(message.platformId);
+    }
+    if (message.payeeId !== "") {
+      writer.uint32(26).string(message.payeeId);
+    }
+    if (message.code.length !== 0) {
+      writer.uint32(34).bytes(message.code);
+    }
+    if (message.amount !== undefined) {
+      Money.encode(message.amount, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedeemOfflineCodeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedeemOfflineCodeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.payeeId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.code = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.amount = Money.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedeemOfflineCodeRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      payeeId: isSet(object.payeeId)
+        ? globalThis.String(object.payeeId)
+        : isSet(object.payee_id)
+        ? globalThis.String(object.payee_id)
+        : "",
+      code: isSet(object.code) ? Buffer.from(bytesFromBase64(object.code)) : Buffer.alloc(0),
+      amount: isSet(object.amount) ? Money.fromJSON(object.amount) : undefined,
+    };
+  },
+
+  toJSON(message: RedeemOfflineCodeRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.payeeId !== "") {
+      obj.payeeId = message.payeeId;
+    }
+    if (message.code.length !== 0) {
+      obj.code = base64FromBytes(message.code);
+    }
+    if (message.amount !== undefined) {
+      obj.amount = Money.toJSON(message.amount);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedeemOfflineCodeRequest>, I>>(base?: I): RedeemOfflineCodeRequest {
+    return RedeemOfflineCodeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedeemOfflineCodeRequest>, I>>(object: I): RedeemOfflineCodeRequest {
+    const message = createBaseRedeemOfflineCodeRequest();
+    message.requestId = object.requestId ?? "";
+    message.platformId = object.platformId ?? "";
+    message.payeeId = object.payeeId ?? "";
+    message.code = object.code ?? Buffer.alloc(0);
+    message.amount = (object.amount !== undefined && object.amount !== null)
+      ? Money.fromPartial(object.amount)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseOfflineRedemption(): OfflineRedemption {
+  return {
+    redemptionId: "",
+    credentialId: "",
+    counter: 0n,
+    payeeId: "",
+    amount: undefined,
+    generateTime: undefined,
+    redeemTime: undefined,
+  };
+}
+
+export const OfflineRedemption: MessageFns<OfflineRedemption> = {
+  encode(message: OfflineRedemption, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.redemptionId !== "") {
+      writer.uint32(10).string(message.redemptionId);
+    }
+    if (message.credentialId !== "") {
+      writer.uint32(18).string(message.credentialId);
+    }
+    if (message.counter !== 0n) {
+      if (BigInt.asUintN(64, message.counter) !== message.counter) {
+        throw new globalThis.Error("value provided for field message.counter of type uint64 too large");
+      }
+      writer.uint32(24).uint64(message.counter);
+    }
+    if (message.payeeId !== "") {
+      writer.uint32(34).string(message.payeeId);
+    }
+    if (message.amount !== undefined) {
+      Money.encode(message.amount, writer.uint32(42).fork()).join();
+    }
+    if (message.generateTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.generateTime), writer.uint32(50).fork()).join();
+    }
+    if (message.redeemTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.redeemTime), writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OfflineRedemption {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOfflineRedemption();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.redemptionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.credentialId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.counter = reader.uint64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.payeeId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.amount = Money.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.generateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.redeemTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OfflineRedemption {
+    return {
+      redemptionId: isSet(object.redemptionId)
+        ? globalThis.String(object.redemptionId)
+        : isSet(object.redemption_id)
+        ? globalThis.String(object.redemption_id)
+        : "",
+      credentialId: isSet(object.credentialId)
+        ? globalThis.String(object.credentialId)
+        : isSet(object.credential_id)
+        ? globalThis.String(object.credential_id)
+        : "",
+      counter: isSet(object.counter) ? BigInt(object.counter) : 0n,
+      payeeId: isSet(object.payeeId)
+        ? globalThis.String(object.payeeId)
+        : isSet(object.payee_id)
+        ? globalThis.String(object.payee_id)
+        : "",
+      amount: isSet(object.amount) ? Money.fromJSON(object.amount) : undefined,
+      generateTime: isSet(object.generateTime)
+        ? fromJsonTimestamp(object.generateTime)
+        : isSet(object.generate_time)
+        ? fromJsonTimestamp(object.generate_time)
+        : undefined,
+      redeemTime: isSet(object.redeemTime)
+        ? fromJsonTimestamp(object.redeemTime)
+        : isSet(object.redeem_time)
+        ? fromJsonTimestamp(object.redeem_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: OfflineRedemption): unknown {
+    const obj: any = {};
+    if (message.redemptionId !== "") {
+      obj.redemptionId = message.redemptionId;
+    }
+    if (message.credentialId !== "") {
+      obj.credentialId = message.credentialId;
+    }
+    if (message.counter !== 0n) {
+      obj.counter = message.counter.toString();
+    }
+    if (message.payeeId !== "") {
+      obj.payeeId = message.payeeId;
+    }
+    if (message.amount !== undefined) {
+      obj.amount = Money.toJSON(message.amount);
+    }
+    if (message.generateTime !== undefined) {
+      obj.generateTime = message.generateTime.toISOString();
+    }
+    if (message.redeemTime !== undefined) {
+      obj.redeemTime = message.redeemTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OfflineRedemption>, I>>(base?: I): OfflineRedemption {
+    return OfflineRedemption.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OfflineRedemption>, I>>(object: I): OfflineRedemption {
+    const message = createBaseOfflineRedemption();
+    message.redemptionId = object.redemptionId ?? "";
+    message.credentialId = object.credentialId ?? "";
+    message.counter = (object.counter !== undefined && object.counter !== null) ? BigInt(object.counter) : 0n;
+    message.payeeId = object.payeeId ?? "";
+    message.amount = (object.amount !== undefined && object.amount !== null)
+      ? Money.fromPartial(object.amount)
+      : undefined;
+    message.generateTime = object.generateTime ?? undefined;
+    message.redeemTime = object.redeemTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseRedeemOfflineCodeResponse(): RedeemOfflineCodeResponse {
+  return { redemption: undefined };
+}
+
+export const RedeemOfflineCodeResponse: MessageFns<RedeemOfflineCodeResponse> = {
+  encode(message: RedeemOfflineCodeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.redemption !== undefined) {
+      OfflineRedemption.encode(message.redemption, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RedeemOfflineCodeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRedeemOfflineCodeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.redemption = OfflineRedemption.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RedeemOfflineCodeResponse {
+    return { redemption: isSet(object.redemption) ? OfflineRedemption.fromJSON(object.redemption) : undefined };
+  },
+
+  toJSON(message: RedeemOfflineCodeResponse): unknown {
+    const obj: any = {};
+    if (message.redemption !== undefined) {
+      obj.redemption = OfflineRedemption.toJSON(message.redemption);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RedeemOfflineCodeResponse>, I>>(base?: I): RedeemOfflineCodeResponse {
+    return RedeemOfflineCodeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RedeemOfflineCodeResponse>, I>>(object: I): RedeemOfflineCodeResponse {
+    const message = createBaseRedeemOfflineCodeResponse();
+    message.redemption = (object.redemption !== undefined && object.redemption !== null)
+      ? OfflineRedemption.fromPartial(object.redemption)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListOfflineRedemptionsRequest(): ListOfflineRedemptionsRequest {
+  return { platformId: "", credentialId: "", pageSize: 0, pageToken: "" };
+}
+
+export const ListOfflineRedemptionsRequest: MessageFns<ListOfflineRedemptionsRequest> = {
+  encode(message: ListOfflineRedemptionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.platformId !== "") {
+      writer.uint32(10).string(message.platformId);
+    }
+    if (message.credentialId !== "") {
+      writer.uint32(18).string(message.credentialId);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(24).int32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(34).string(message.pageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListOfflineRedemptionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListOfflineRedemptionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.platformId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.credentialId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.pageSize = reader.int32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListOfflineRedemptionsRequest {
+    return {
+      platformId: isSet(object.platformId)
+        ? globalThis.String(object.platformId)
+        : isSet(object.platform_id)
+        ? globalThis.String(object.platform_id)
+        : "",
+      credentialId: isSet(object.credentialId)
+        ? globalThis.String(object.credentialId)
+        : isSet(object.credential_id)
+        ? globalThis.String(object.credential_id)
+        : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListOfflineRedemptionsRequest): unknown {
+    const obj: any = {};
+    if (message.platformId !== "") {
+      obj.platformId = message.platformId;
+    }
+    if (message.credentialId !== "") {
+      obj.credentialId = message.credentialId;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListOfflineRedemptionsRequest>, I>>(base?: I): ListOfflineRedemptionsRequest {
+    return ListOfflineRedemptionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListOfflineRedemptionsRequest>, I>>(
+    object: I,
+  ): ListOfflineRedemptionsRequest {
+    const message = createBaseListOfflineRedemptionsRequest();
+    message.platformId = object.platformId ?? "";
+    message.credentialId = object.credentialId ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
+    return message;
+  },
+};
+
+function createBaseListOfflineRedemptionsResponse(): ListOfflineRedemptionsResponse {
+  return { credential: undefined, redemptions: [], nextPageToken: "" };
+}
+
+export const ListOfflineRedemptionsResponse: MessageFns<ListOfflineRedemptionsResponse> = {
+  encode(message: ListOfflineRedemptionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.credential !== undefined) {
+      OfflineCredential.encode(message.credential, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.redemptions) {
+      OfflineRedemption.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(26).string(message.nextPageToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListOfflineRedemptionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListOfflineRedemptionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.credential = OfflineCredential.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.redemptions.push(OfflineRedemption.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListOfflineRedemptionsResponse {
+    return {
+      credential: isSet(object.credential) ? OfflineCredential.fromJSON(object.credential) : undefined,
+      redemptions: globalThis.Array.isArray(object?.redemptions)
+        ? object.redemptions.map((e: any) => OfflineRedemption.fromJSON(e))
+        : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
+    };
+  },
+
+  toJSON(message: ListOfflineRedemptionsResponse): unknown {
+    const obj: any = {};
+    if (message.credential !== undefined) {
+      obj.credential = OfflineCredential.toJSON(message.credential);
+    }
+    if (message.redemptions?.length) {
+      obj.redemptions = message.redemptions.map((e) => OfflineRedemption.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListOfflineRedemptionsResponse>, I>>(base?: I): ListOfflineRedemptionsResponse {
+    return ListOfflineRedemptionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListOfflineRedemptionsResponse>, I>>(
+    object: I,
+  ): ListOfflineRedemptionsResponse {
+    const message = createBaseListOfflineRedemptionsResponse();
+    message.credential = (object.credential !== undefined && object.credential !== null)
+      ? OfflineCredential.fromPartial(object.credential)
+      : undefined;
+    message.redemptions = object.redemptions?.map((e) => OfflineRedemption.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
+    return message;
+  },
+};
+
 /**
  * PaymentPlatform is a third-party payment platform; several may run, each with its platform
  * id. It keeps payer accounts (balances, hashed payment passwords), merchant collection
@@ -3915,6 +7015,119 @@ export const PaymentPlatformServiceService = {
     responseSerialize: (value: PaySealedResponse): Buffer => Buffer.from(PaySealedResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PaySealedResponse => PaySealedResponse.decode(value),
   },
+  /**
+   * Registers a payee: a merchant collection account at this platform, held by one mesh identity
+   * (holder: "terminal/<id>", a counter or POS, or "service/<name>", a merchant's server) that alone
+   * publishes its keys and redeems offline codes paid to it. Caller: operator.
+   */
+  registerPayee: {
+    path: "/cloudpay.platform.v1.PaymentPlatformService/RegisterPayee" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RegisterPayeeRequest): Buffer => Buffer.from(RegisterPayeeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RegisterPayeeRequest => RegisterPayeeRequest.decode(value),
+    responseSerialize: (value: RegisterPayeeResponse): Buffer =>
+      Buffer.from(RegisterPayeeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RegisterPayeeResponse => RegisterPayeeResponse.decode(value),
+  },
+  /**
+   * Publishes a public key of the payee (HPKE, the sealing keys' suite) that the holder generated;
+   * the private half never leaves the holder. Accepted until its not_after (created + payee key
+   * rotation + grace). Caller: the payee's holder.
+   */
+  publishPayeeKey: {
+    path: "/cloudpay.platform.v1.PaymentPlatformService/PublishPayeeKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PublishPayeeKeyRequest): Buffer =>
+      Buffer.from(PublishPayeeKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PublishPayeeKeyRequest => PublishPayeeKeyRequest.decode(value),
+    responseSerialize: (value: PublishPayeeKeyResponse): Buffer =>
+      Buffer.from(PublishPayeeKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PublishPayeeKeyResponse => PublishPayeeKeyResponse.decode(value),
+  },
+  /**
+   * The payee code the payee shows (a string and a QR): its newest accepted key, signed by the
+   * platform's service TLS key. Caller: any mesh identity.
+   */
+  getPayeeCode: {
+    path: "/cloudpay.platform.v1.PaymentPlatformService/GetPayeeCode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetPayeeCodeRequest): Buffer => Buffer.from(GetPayeeCodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetPayeeCodeRequest => GetPayeeCodeRequest.decode(value),
+    responseSerialize: (value: GetPayeeCodeResponse): Buffer =>
+      Buffer.from(GetPayeeCodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetPayeeCodeResponse => GetPayeeCodeResponse.decode(value),
+  },
+  /**
+   * Provisions an offline credential for a payer account (online, beforehand): the payment
+   * password is checked as Pay checks it (counted, locking), and the allowance moves at once from
+   * the payer to the platform's offline reserve. The credential secret is in this reply only.
+   * Caller: terminal (the credential's terminal from then on).
+   */
+  provisionOfflineCredential: {
+    path: "/cloudpay.platform.v1.PaymentPlatformService/ProvisionOfflineCredential" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ProvisionOfflineCredentialRequest): Buffer =>
+      Buffer.from(ProvisionOfflineCredentialRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ProvisionOfflineCredentialRequest =>
+      ProvisionOfflineCredentialRequest.decode(value),
+    responseSerialize: (value: ProvisionOfflineCredentialResponse): Buffer =>
+      Buffer.from(ProvisionOfflineCredentialResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ProvisionOfflineCredentialResponse =>
+      ProvisionOfflineCredentialResponse.decode(value),
+  },
+  /**
+   * Revokes an offline credential: nothing redeems any more and what is left of the reserve goes
+   * back to the payer. Caller: the credential's terminal, operator.
+   */
+  revokeOfflineCredential: {
+    path: "/cloudpay.platform.v1.PaymentPlatformService/RevokeOfflineCredential" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RevokeOfflineCredentialRequest): Buffer =>
+      Buffer.from(RevokeOfflineCredentialRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RevokeOfflineCredentialRequest => RevokeOfflineCredentialRequest.decode(value),
+    responseSerialize: (value: RevokeOfflineCredentialResponse): Buffer =>
+      Buffer.from(RevokeOfflineCredentialResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RevokeOfflineCredentialResponse =>
+      RevokeOfflineCredentialResponse.decode(value),
+  },
+  /**
+   * Redeems an offline payment code the payee opened with its private key, for the amount it
+   * charges: MAC, payee binding, payee key, credential live, time window, currency, cap, counter
+   * (each once, out of order within a window) and allowance are checked, then the money moves
+   * from the reserve to the payee's collection account exactly once. Caller: the payee's holder.
+   */
+  redeemOfflineCode: {
+    path: "/cloudpay.platform.v1.PaymentPlatformService/RedeemOfflineCode" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RedeemOfflineCodeRequest): Buffer =>
+      Buffer.from(RedeemOfflineCodeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RedeemOfflineCodeRequest => RedeemOfflineCodeRequest.decode(value),
+    responseSerialize: (value: RedeemOfflineCodeResponse): Buffer =>
+      Buffer.from(RedeemOfflineCodeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RedeemOfflineCodeResponse => RedeemOfflineCodeResponse.decode(value),
+  },
+  /**
+   * Lists a credential's redemptions, newest first (AIP-158), with its remaining allowance.
+   * Caller: the credential's terminal.
+   */
+  listOfflineRedemptions: {
+    path: "/cloudpay.platform.v1.PaymentPlatformService/ListOfflineRedemptions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListOfflineRedemptionsRequest): Buffer =>
+      Buffer.from(ListOfflineRedemptionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListOfflineRedemptionsRequest => ListOfflineRedemptionsRequest.decode(value),
+    responseSerialize: (value: ListOfflineRedemptionsResponse): Buffer =>
+      Buffer.from(ListOfflineRedemptionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListOfflineRedemptionsResponse =>
+      ListOfflineRedemptionsResponse.decode(value),
+  },
 } as const;
 
 export interface PaymentPlatformServiceServer extends UntypedServiceImplementation {
@@ -3967,6 +7180,47 @@ export interface PaymentPlatformServiceServer extends UntypedServiceImplementati
    * transaction, the signed payment result. Caller: payment-management.
    */
   paySealed: handleUnaryCall<PaySealedRequest, PaySealedResponse>;
+  /**
+   * Registers a payee: a merchant collection account at this platform, held by one mesh identity
+   * (holder: "terminal/<id>", a counter or POS, or "service/<name>", a merchant's server) that alone
+   * publishes its keys and redeems offline codes paid to it. Caller: operator.
+   */
+  registerPayee: handleUnaryCall<RegisterPayeeRequest, RegisterPayeeResponse>;
+  /**
+   * Publishes a public key of the payee (HPKE, the sealing keys' suite) that the holder generated;
+   * the private half never leaves the holder. Accepted until its not_after (created + payee key
+   * rotation + grace). Caller: the payee's holder.
+   */
+  publishPayeeKey: handleUnaryCall<PublishPayeeKeyRequest, PublishPayeeKeyResponse>;
+  /**
+   * The payee code the payee shows (a string and a QR): its newest accepted key, signed by the
+   * platform's service TLS key. Caller: any mesh identity.
+   */
+  getPayeeCode: handleUnaryCall<GetPayeeCodeRequest, GetPayeeCodeResponse>;
+  /**
+   * Provisions an offline credential for a payer account (online, beforehand): the payment
+   * password is checked as Pay checks it (counted, locking), and the allowance moves at once from
+   * the payer to the platform's offline reserve. The credential secret is in this reply only.
+   * Caller: terminal (the credential's terminal from then on).
+   */
+  provisionOfflineCredential: handleUnaryCall<ProvisionOfflineCredentialRequest, ProvisionOfflineCredentialResponse>;
+  /**
+   * Revokes an offline credential: nothing redeems any more and what is left of the reserve goes
+   * back to the payer. Caller: the credential's terminal, operator.
+   */
+  revokeOfflineCredential: handleUnaryCall<RevokeOfflineCredentialRequest, RevokeOfflineCredentialResponse>;
+  /**
+   * Redeems an offline payment code the payee opened with its private key, for the amount it
+   * charges: MAC, payee binding, payee key, credential live, time window, currency, cap, counter
+   * (each once, out of order within a window) and allowance are checked, then the money moves
+   * from the reserve to the payee's collection account exactly once. Caller: the payee's holder.
+   */
+  redeemOfflineCode: handleUnaryCall<RedeemOfflineCodeRequest, RedeemOfflineCodeResponse>;
+  /**
+   * Lists a credential's redemptions, newest first (AIP-158), with its remaining allowance.
+   * Caller: the credential's terminal.
+   */
+  listOfflineRedemptions: handleUnaryCall<ListOfflineRedemptionsRequest, ListOfflineRedemptionsResponse>;
 }
 
 export interface PaymentPlatformServiceClient extends Client {
@@ -4169,6 +7423,145 @@ export interface PaymentPlatformServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PaySealedResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Registers a payee: a merchant collection account at this platform, held by one mesh identity
+   * (holder: "terminal/<id>", a counter or POS, or "service/<name>", a merchant's server) that alone
+   * publishes its keys and redeems offline codes paid to it. Caller: operator.
+   */
+  registerPayee(
+    request: RegisterPayeeRequest,
+    callback: (error: ServiceError | null, response: RegisterPayeeResponse) => void,
+  ): ClientUnaryCall;
+  registerPayee(
+    request: RegisterPayeeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RegisterPayeeResponse) => void,
+  ): ClientUnaryCall;
+  registerPayee(
+    request: RegisterPayeeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RegisterPayeeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Publishes a public key of the payee (HPKE, the sealing keys' suite) that the holder generated;
+   * the private half never leaves the holder. Accepted until its not_after (created + payee key
+   * rotation + grace). Caller: the payee's holder.
+   */
+  publishPayeeKey(
+    request: PublishPayeeKeyRequest,
+    callback: (error: ServiceError | null, response: PublishPayeeKeyResponse) => void,
+  ): ClientUnaryCall;
+  publishPayeeKey(
+    request: PublishPayeeKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PublishPayeeKeyResponse) => void,
+  ): ClientUnaryCall;
+  publishPayeeKey(
+    request: PublishPayeeKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PublishPayeeKeyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The payee code the payee shows (a string and a QR): its newest accepted key, signed by the
+   * platform's service TLS key. Caller: any mesh identity.
+   */
+  getPayeeCode(
+    request: GetPayeeCodeRequest,
+    callback: (error: ServiceError | null, response: GetPayeeCodeResponse) => void,
+  ): ClientUnaryCall;
+  getPayeeCode(
+    request: GetPayeeCodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetPayeeCodeResponse) => void,
+  ): ClientUnaryCall;
+  getPayeeCode(
+    request: GetPayeeCodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetPayeeCodeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Provisions an offline credential for a payer account (online, beforehand): the payment
+   * password is checked as Pay checks it (counted, locking), and the allowance moves at once from
+   * the payer to the platform's offline reserve. The credential secret is in this reply only.
+   * Caller: terminal (the credential's terminal from then on).
+   */
+  provisionOfflineCredential(
+    request: ProvisionOfflineCredentialRequest,
+    callback: (error: ServiceError | null, response: ProvisionOfflineCredentialResponse) => void,
+  ): ClientUnaryCall;
+  provisionOfflineCredential(
+    request: ProvisionOfflineCredentialRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ProvisionOfflineCredentialResponse) => void,
+  ): ClientUnaryCall;
+  provisionOfflineCredential(
+    request: ProvisionOfflineCredentialRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ProvisionOfflineCredentialResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Revokes an offline credential: nothing redeems any more and what is left of the reserve goes
+   * back to the payer. Caller: the credential's terminal, operator.
+   */
+  revokeOfflineCredential(
+    request: RevokeOfflineCredentialRequest,
+    callback: (error: ServiceError | null, response: RevokeOfflineCredentialResponse) => void,
+  ): ClientUnaryCall;
+  revokeOfflineCredential(
+    request: RevokeOfflineCredentialRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RevokeOfflineCredentialResponse) => void,
+  ): ClientUnaryCall;
+  revokeOfflineCredential(
+    request: RevokeOfflineCredentialRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RevokeOfflineCredentialResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Redeems an offline payment code the payee opened with its private key, for the amount it
+   * charges: MAC, payee binding, payee key, credential live, time window, currency, cap, counter
+   * (each once, out of order within a window) and allowance are checked, then the money moves
+   * from the reserve to the payee's collection account exactly once. Caller: the payee's holder.
+   */
+  redeemOfflineCode(
+    request: RedeemOfflineCodeRequest,
+    callback: (error: ServiceError | null, response: RedeemOfflineCodeResponse) => void,
+  ): ClientUnaryCall;
+  redeemOfflineCode(
+    request: RedeemOfflineCodeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RedeemOfflineCodeResponse) => void,
+  ): ClientUnaryCall;
+  redeemOfflineCode(
+    request: RedeemOfflineCodeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RedeemOfflineCodeResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Lists a credential's redemptions, newest first (AIP-158), with its remaining allowance.
+   * Caller: the credential's terminal.
+   */
+  listOfflineRedemptions(
+    request: ListOfflineRedemptionsRequest,
+    callback: (error: ServiceError | null, response: ListOfflineRedemptionsResponse) => void,
+  ): ClientUnaryCall;
+  listOfflineRedemptions(
+    request: ListOfflineRedemptionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListOfflineRedemptionsResponse) => void,
+  ): ClientUnaryCall;
+  listOfflineRedemptions(
+    request: ListOfflineRedemptionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListOfflineRedemptionsResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -8,6 +8,7 @@ import * as refundedAt from './2026_12_01_0005_refunded_at.ts'
 import * as retention from './2026_12_01_0901_retention.ts'
 import * as sealedRelay from './2026_12_01_1001_sealed_relay.ts'
 import * as sealedBlobsAge from './2026_12_01_1002_sealed_blobs_age.ts'
+import * as offlineCodes from './2026_12_01_1101_offline_codes.ts'
 
 export const migrations: Record<string, Migration> = {
   '2026_11_22_0001_initial': initial,
@@ -18,4 +19,5 @@ export const migrations: Record<string, Migration> = {
   '2026_12_01_0901_retention': retention,
   '2026_12_01_1001_sealed_relay': sealedRelay,
   '2026_12_01_1002_sealed_blobs_age': sealedBlobsAge,
+  '2026_12_01_1101_offline_codes': offlineCodes,
 }
