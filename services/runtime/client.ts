@@ -21,11 +21,8 @@ export const DEFAULT_DEADLINE_MS = 10_000
  * Every cloudpay RPC is safe to repeat (mutations are idempotent under their request_id, the rest
  * only read), so every client retries UNAVAILABLE itself, as real clients do: a peer restarting,
  * a replica gone, the database away for a moment. Reconnecting starts fast and backs off.
- * round_robin: a target naming every replica (dns:///name:port, ipv4:a,b) spreads calls over all
- * of them and skips one that is down (grpc-js's default pick_first pins everything to one).
  */
 export const RETRY_SERVICE_CONFIG = {
-  loadBalancingConfig: [{ round_robin: {} }],
   methodConfig: [
     {
       name: [{}],
@@ -33,6 +30,19 @@ export const RETRY_SERVICE_CONFIG = {
     },
   ],
 }
+
+/**
+ * round_robin for a target naming every replica (dns:///name:port, ipv4:a,b): calls spread over
+ * all of them and skip one that is down (grpc-js's default pick_first pins everything to one). A
+ * single host:port has nothing to balance and keeps pick_first, because grpc-js 1.14.7's
+ * round_robin leaks a connection when it drops its children (on close or a new address list):
+ * resetSubchannelList destroys each child while still iterating them, the destroyed child reports
+ * IDLE and is told to exitIdle, so it reconnects; its certificate watcher then keeps the process alive.
+ */
+export const BALANCED_SERVICE_CONFIG = { loadBalancingConfig: [{ round_robin: {} }], ...RETRY_SERVICE_CONFIG }
+
+/** Whether a target names replicas to balance over, rather than one host:port. */
+export const namesReplicas = (target: string): boolean => /^(dns|ipv4|ipv6):/.test(target)
 
 export const CLIENT_CHANNEL_OPTIONS: ChannelOptions = {
   'grpc.service_config': JSON.stringify(RETRY_SERVICE_CONFIG),
@@ -57,7 +67,8 @@ export function createClient<T>(Client: ClientConstructor<T>, address: string, c
   const interceptors = tracer ? [tracingInterceptor(tracer)] : []
   // A loopback IP as TLS server name draws Node's RFC 6066 warning; the dev certificates name it localhost.
   const loopback = isLoopbackTarget(address) ? { 'grpc.ssl_target_name_override': 'localhost' } : {}
-  return new Client(address, credentials, { ...CLIENT_CHANNEL_OPTIONS, ...loopback, ...options, interceptors })
+  const balanced = namesReplicas(address) ? { 'grpc.service_config': JSON.stringify(BALANCED_SERVICE_CONFIG) } : {}
+  return new Client(address, credentials, { ...CLIENT_CHANNEL_OPTIONS, ...balanced, ...loopback, ...options, interceptors })
 }
 
 /** 127.0.0.1:1, or a static replica list of loopback addresses (ipv4:127.0.0.1:1,127.0.0.1:2). */
