@@ -139,20 +139,17 @@ export type Commit<Database, Res> = (work: (trx: Transaction<Database>) => Promi
 /**
  * A handler's whole flow under one request id: preparation outside any transaction (state
  * checks, peer calls, a slow hash; never a transaction held across them), then `commit(work)`,
- * which runs `work` and stores its answer in one transaction. A duplicate of a call in flight in
- * this process waits for it. No read comes first (one round trip and one commit fewer on every
- * first call, which is nearly every call): a retry of an answered request prepares again, and
- * then either its claim in `commit` finds the stored answer, or its preparation fails (a state
- * check seeing the first call's effect, a peer down) and gives way to the stored answer. So
- * preparation must be safe to repeat: reads, and peer calls under derived request ids.
+ * which runs `work` and stores its answer in one transaction. A retry of an answered request
+ * gets the answer without preparing again; a duplicate of one in flight in this process waits
+ * for it; a deliberate refusal gives way to an answer stored under the id meanwhile.
  */
 export function idempotentFlow<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>, flow: (commit: Commit<Database, Res>) => Promise<Res>): Promise<Res> {
-  return once(db, call, flow)
+  return once(db, call, flow, true)
 }
 
 /**
- * idempotent() with a preparation step outside the transaction (a slow hash, a peer call); as
- * idempotentFlow, a retry of an answered request prepares again and gets the stored answer.
+ * idempotent() with a preparation step outside the transaction (a slow hash, a peer call),
+ * skipped entirely when the request id was already answered.
  */
 export function idempotentAfter<Database, Req, Res, Prepared>(
   db: Kysely<Database>,
@@ -167,6 +164,7 @@ export function idempotentAfter<Database, Req, Res, Prepared>(
       const prepared = await prepare()
       return commit((trx) => work(trx, prepared))
     },
+    true,
   )
 }
 
@@ -176,7 +174,8 @@ export function idempotentAfter<Database, Req, Res, Prepared>(
  * replays the first answer (or, if the first rolled back, runs the work itself).
  */
 export function idempotent<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>, work: (trx: Transaction<Database>) => Promise<Res>): Promise<Res> {
-  return once(db, call, (commit) => commit(work))
+  // No read first: the claim in commit() finds an earlier answer as cheaply.
+  return once(db, call, (commit) => commit(work), false)
 }
 
 /** Refusals a handler makes on purpose about the request; anything else (an outage, a fault) is not an answer. */
@@ -225,6 +224,7 @@ async function once<Database, Req, Res>(
   db: Kysely<Database>,
   call: IdempotentCall<Req, Res>,
   flow: (commit: Commit<Database, Res>) => Promise<Res>,
+  replayFirst: boolean,
 ): Promise<Res> {
   const material = keyMaterial(call)
   // The fingerprint is part of the key: the same id with other parameters does not wait here, it is refused (REQUEST_ID_REUSED).
@@ -241,18 +241,12 @@ async function once<Database, Req, Res>(
   const flight = new Promise<Outcome<Res>>((resolve) => (settle = resolve))
   flights.set(key, flight as Promise<Outcome<unknown>>)
   try {
-    const value = await flow((work) => commit(db, call, material, work))
+    const replay = replayFirst ? await storedReply(db, call, material) : undefined
+    const value = replay !== undefined ? replay : await flow((work) => commit(db, call, material, work))
     settle({ ok: true, value })
     return value
   } catch (error) {
     if (!isRefusal(error)) {
-      // A retry of an answered request whose preparation failed for its own reasons (a peer down):
-      // the stored answer is still its answer. Looked up only on this failure path.
-      const stored = await storedReply(db, call, material).catch(() => undefined)
-      if (stored !== undefined) {
-        settle({ ok: true, value: stored })
-        return stored
-      }
       settle({ ok: false, error })
       throw error
     }
