@@ -24,7 +24,7 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
   const publishToTerminals = (requestId: string, terminalIds: string[], kind: EventKind, subjectId: string) =>
     callPeer('instance-events', unaryCall(peers.get('instance-events'), 'publishToTerminals', { requestId, terminalIds, kind, subjectId }))
   return {
-    [orders.TOPICS.fulfil]: async (payload, deliveryId) => {
+    [orders.TOPICS.fulfil]: async (payload, deliveryId, _attempt, acknowledge) => {
       const order = await orders.get(db, payload.order_id!)
       if (order.state !== 'paid') return // already effective, or refunded meanwhile
       try {
@@ -51,10 +51,13 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
         }
         throw error
       }
-      await inTransaction(db, (trx) => orders.markEffective(trx, order.order_id))
+      await inTransaction(db, async (trx) => {
+        await orders.markEffective(trx, order.order_id)
+        await acknowledge(trx)
+      })
     },
 
-    [orders.TOPICS.refund]: async (payload, deliveryId) => {
+    [orders.TOPICS.refund]: async (payload, deliveryId, _attempt, acknowledge) => {
       const order = await orders.get(db, payload.order_id!)
       await callPeer(
         'payment-platform',
@@ -65,7 +68,10 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
           reason: order.end_reason.slice(0, 200),
         }),
       )
-      await inTransaction(db, (trx) => orders.markRefunded(trx, order.order_id))
+      await inTransaction(db, async (trx) => {
+        await orders.markRefunded(trx, order.order_id)
+        await acknowledge(trx)
+      })
     },
 
     [orders.TOPICS.cancelPrepay]: async (payload, deliveryId) => {

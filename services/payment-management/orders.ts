@@ -241,15 +241,21 @@ export async function refundLater(trx: Trx, order: store.OrderRow, reason: strin
   return failed
 }
 
-export async function markEffective(trx: Trx, orderId: string): Promise<store.OrderRow | undefined> {
-  const order = await store.lockOrder(trx, orderId)
-  if (order?.state !== 'paid') return order
-  return transition(trx, orderId, 'effective')
+/** A paid order becomes effective; in any other state (refunded meanwhile, a duplicate) it is left as it is. */
+export function markEffective(trx: Trx, orderId: string): Promise<store.OrderRow | undefined> {
+  return moveIf(trx, orderId, 'paid', 'effective')
 }
 
+/** A failed order becomes refunded; in any other state it is left as it is. */
 export async function markRefunded(trx: Trx, orderId: string): Promise<void> {
-  const order = await store.lockOrder(trx, orderId)
-  if (order?.state === 'failed') await transition(trx, orderId, 'refunded')
+  await moveIf(trx, orderId, 'failed', 'refunded')
+}
+
+/** One conditional statement, no lock read first: the row moves only if it is still in `from`. */
+async function moveIf(trx: Trx, orderId: string, from: OrderState, to: OrderState): Promise<store.OrderRow | undefined> {
+  const moved = await store.updateOrder(trx, orderId, [from], { state: to })
+  if (moved) trace.getActiveSpan()?.addEvent('order state', { 'cloudpay.order_id': orderId, 'cloudpay.order_state': to })
+  return moved
 }
 
 /** Cancels an unpaid order; a prepay already at a platform is cancelled there too. */

@@ -304,6 +304,33 @@ export async function migrateSchema(shared: SharedDatabase, schema: string, migr
 
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']) // serialization failure, deadlock
 
+/** Each open transaction made by inTransaction: the Kysely it was begun on, and what waits for its commit. */
+const openTransactions = new WeakMap<object, { readonly origin: Kysely<any>; readonly afterCommit: (() => void)[] }>()
+
+/**
+ * The Kysely a transaction was begun on (a service's own schema view), or `db` itself when it is
+ * no transaction: how work written inside a transaction finds the service it belongs to.
+ */
+export function originOf(db: Kysely<any>): Kysely<any> | undefined {
+  return db.isTransaction ? openTransactions.get(db)?.origin : db
+}
+
+/**
+ * Runs `hook` once `db`'s transaction has committed (never when it rolls back); at once when `db`
+ * is no transaction (its statements are already committed). False when `db` is a transaction not
+ * begun by inTransaction, whose commit cannot be seen.
+ */
+export function afterCommit(db: Kysely<any>, hook: () => void): boolean {
+  if (!db.isTransaction) {
+    hook()
+    return true
+  }
+  const open = openTransactions.get(db)
+  if (!open) return false
+  open.afterCommit.push(hook)
+  return true
+}
+
 /** Runs `work` in a transaction (or the caller's, if it is one), retrying serialization failures and deadlocks a few times. */
 export async function inTransaction<Database, T>(
   db: Kysely<Database>,
@@ -317,7 +344,14 @@ export async function inTransaction<Database, T>(
     try {
       let builder = db.transaction()
       if (options.isolation) builder = builder.setIsolationLevel(options.isolation)
-      return await builder.execute(work)
+      // Hooks of an attempt that rolled back are dropped with its transaction object.
+      const hooks: (() => void)[] = []
+      const result = await builder.execute((trx) => {
+        openTransactions.set(trx, { origin: db as Kysely<any>, afterCommit: hooks })
+        return work(trx)
+      })
+      for (const hook of hooks) hook()
+      return result
     } catch (error) {
       const code = (error as { code?: unknown }).code
       if (attempt >= attempts || typeof code !== 'string' || !RETRYABLE_SQLSTATES.has(code)) throw error

@@ -160,6 +160,84 @@ test(`a clean stop hands the lease of an unfinished attempt back: another replic
   }
 })
 
+test(`a delivery written in a transaction is attempted once it commits, held by its replica, with no pass over the table; a rolled-back one never is (${DATABASE_KIND})`, async () => {
+  const attempts: { id: string; attempt: number }[] = []
+  let attempted!: () => void
+  const firstAttempt = new Promise<void>((resolve) => (attempted = resolve))
+  // No poll (an hour) and no kick: only the commit can start the attempt.
+  const { box } = outbox(
+    {
+      held: async (_payload, id, attempt) => {
+        attempts.push({ id, attempt })
+        attempted()
+      },
+    },
+    { intervalMs: 3_600_000, leaseMs: 120_000 },
+  )
+  try {
+    await assert.rejects(
+      inTransaction(db, async (trx) => {
+        await enqueue(trx, 'held', {}, 'rolled-back-delivery')
+        throw new Error('the state change failed')
+      }),
+      /the state change failed/,
+    )
+    const id = await inTransaction(db, async (trx) => {
+      const queued = await enqueue(trx, 'held', {})
+      // Written leased to this replica, so no other replica's pass takes it meanwhile.
+      const written = await trx.selectFrom('outbox').selectAll().where('delivery_id', '=', queued).executeTakeFirstOrThrow()
+      assert.ok(written.next_attempt_at.getTime() > Date.now() + 60_000, 'held for the lease')
+      assert.equal(written.attempts, 1)
+      assert.deepEqual(attempts, [], 'not attempted before the commit')
+      return queued
+    })
+    await firstAttempt
+    assert.equal(await box.delivered([id], 5_000), true)
+    assert.deepEqual(attempts, [{ id, attempt: 1 }])
+    assert.equal(await db.selectFrom('outbox').select('delivery_id').where('delivery_id', '=', 'rolled-back-delivery').executeTakeFirst(), undefined)
+  } finally {
+    await box.stop()
+  }
+})
+
+test(`a held delivery whose replica dies mid-attempt is taken by another replica after the lease; a handler may acknowledge in its own transaction (${DATABASE_KIND})`, async () => {
+  let started!: () => void
+  const attemptStarted = new Promise<void>((resolve) => (started = resolve))
+  const dying = outbox({ handoff: () => (started(), new Promise<void>(() => undefined)) }, { intervalMs: 3_600_000, leaseMs: 300, stopWaitMs: 0 })
+  const id = await queue('handoff', { order_id: 'o-1' })
+  await attemptStarted
+  // Another replica: its own view of the schema, polling as every replica does.
+  const effects: string[] = []
+  const other = startOutbox({
+    db: db.withSchema('payment_management') as Kysely<PaymentDatabase>,
+    tracer: trace.getTracer('outbox-test'),
+    log: capture().log,
+    retryBaseMs: 20,
+    retryMaxMs: 50,
+    intervalMs: 50,
+    leaseMs: 300,
+    handlers: {
+      handoff: async (payload, deliveryId, attempt, acknowledge) => {
+        await inTransaction(db, async (trx) => {
+          effects.push(`${payload.order_id} attempt ${attempt}`)
+          await acknowledge(trx)
+          const inside = await trx.selectFrom('outbox').select('delivered_at').where('delivery_id', '=', deliveryId).executeTakeFirstOrThrow()
+          assert.ok(inside.delivered_at, 'marked delivered inside the handler’s transaction')
+        })
+      },
+    },
+  })
+  try {
+    assert.equal(await other.delivered([id], 10_000), true, 'delivered by the other replica once the lease ran out')
+    assert.deepEqual(effects, ['o-1 attempt 2'])
+  } finally {
+    await other.stop()
+    // The dying replica never finishes its attempt; with stopWaitMs 0 its stop hands the lease back at once (already delivered: nothing changes).
+    await dying.box.stop()
+  }
+  assert.ok((await row(id)).delivered_at)
+})
+
 test('the retry backoff doubles up to its cap and is jittered to 50-100 % of it', () => {
   assert.equal(
     retryDelayMs(1, 100, 1_000, () => 1),
