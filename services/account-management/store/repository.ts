@@ -137,6 +137,33 @@ export async function findLogin(db: Db, loginId: string): Promise<LoginRow | und
   return db.selectFrom('logins').selectAll().where('login_id', '=', loginId).executeTakeFirst()
 }
 
+/**
+ * What verifying a login needs before the password hash, in one statement: the login, the lock
+ * of its account and of its device, the device's current assignment, and the account's hash.
+ */
+export async function findLoginToVerify(db: Db, loginId: string) {
+  const row = await db
+    .selectFrom('logins')
+    .leftJoin('instance_assignments', 'instance_assignments.device_id', 'logins.device_id')
+    .selectAll('logins')
+    .select(['instance_assignments.assignment_id as current_assignment_id', 'instance_assignments.account_id as current_account_id'])
+    .select((eb) => [
+      eb.selectFrom('login_failures').select('locked_until').where('scope', '=', 'account').whereRef('subject', '=', 'logins.account_id').as('account_locked_until'),
+      eb.selectFrom('login_failures').select('locked_until').where('scope', '=', 'device').whereRef('subject', '=', 'logins.device_id').as('device_locked_until'),
+      eb.selectFrom('cloud_accounts').select('password_hash').whereRef('cloud_accounts.account_id', '=', 'logins.account_id').as('password_hash'),
+    ])
+    .where('logins.login_id', '=', loginId)
+    .executeTakeFirst()
+  if (!row) return undefined
+  const { current_assignment_id, current_account_id, account_locked_until, device_locked_until, password_hash, ...login } = row
+  return {
+    login: login as LoginRow,
+    assignment: current_assignment_id && current_account_id ? { assignment_id: current_assignment_id, account_id: current_account_id } : undefined,
+    lockedUntil: { account: account_locked_until ?? null, device: device_locked_until ?? null },
+    passwordHash: password_hash ?? undefined,
+  }
+}
+
 /** Moves a login from one state to another if it is still in `from` (and unexpired); undefined otherwise. */
 export async function transitionLogin(db: Db, loginId: string, from: LoginStateColumn, to: LoginStateColumn, now: Date): Promise<LoginRow | undefined> {
   return db
