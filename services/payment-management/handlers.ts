@@ -343,7 +343,6 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           .format(request.signature, 'signature', SIGNATURE)
           .opaqueId(request.keyId, 'key_id'),
       )
-      const paidOrder = await orders.getBySerial(db, request.platformId, request.serialNumber)
       const fields = {
         platformId: request.platformId,
         serialNumber: request.serialNumber,
@@ -352,13 +351,16 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
         amountMinor: request.amount!.amountMinor,
         completeTime: request.completeTime!.toISOString(),
       }
-      orders.assertResultSignedByPrepayKey(paidOrder, request.keyId, fields, request.signature)
-      const reply = await tagged({ orderId: paidOrder.order_id, deviceId: paidOrder.device_id, platformId: request.platformId }, () =>
-        idempotent(db, callOf(ctx, request, ReportPaymentResultRequest, ReportPaymentResultResponse), async (trx) => {
-          if (request.result !== PaymentResult.PAYMENT_RESULT_SUCCEEDED) return { order: toOrder(await orders.getBySerial(trx, request.platformId, request.serialNumber)) }
-          return { order: toOrder(await orders.applyPayment(trx, request.platformId, request.serialNumber, request.amount!, request.completeTime!)) }
-        }),
-      )
+      // The order is read once, locked, in the transaction that applies the result; the signature
+      // is checked there against the key the platform gave for its prepay, before anything changes.
+      const reply = await idempotent(db, callOf(ctx, request, ReportPaymentResultRequest, ReportPaymentResultResponse), async (trx) => {
+        const order = await orders.lockBySerial(trx, request.platformId, request.serialNumber)
+        return tagged({ orderId: order.order_id, deviceId: order.device_id, platformId: request.platformId }, async () => {
+          orders.assertResultSignedByPrepayKey(order, request.keyId, fields, request.signature)
+          if (request.result !== PaymentResult.PAYMENT_RESULT_SUCCEEDED) return { order: toOrder(order) }
+          return { order: toOrder(await orders.applyPaymentTo(trx, order, request.amount!, request.completeTime!)) }
+        })
+      })
       outbox.kick()
       return reply
     },

@@ -101,12 +101,6 @@ export async function get(db: Db, orderId: string): Promise<store.OrderRow> {
   return order
 }
 
-export async function getBySerial(db: Db, platformId: string, serialNumber: string): Promise<store.OrderRow> {
-  const order = await store.findOrderBySerial(db, platformId, serialNumber)
-  if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `no order for payment ${serialNumber} on platform ${platformId}`)
-  return order
-}
-
 export function findBySerial(db: Db, platformId: string, serialNumber: string): Promise<store.OrderRow | undefined> {
   return store.findOrderBySerial(db, platformId, serialNumber)
 }
@@ -215,8 +209,18 @@ export async function applyPayment(
   paid: { currencyCode: string; amountMinor: bigint },
   completedAt: Date,
 ): Promise<store.OrderRow> {
+  return applyPaymentTo(trx, await lockBySerial(trx, platformId, serialNumber), paid, completedAt)
+}
+
+/** The order paid with this platform transaction, locked for the rest of the transaction. */
+export async function lockBySerial(trx: Trx, platformId: string, serialNumber: string): Promise<store.OrderRow> {
   const order = await store.lockOrderBySerial(trx, platformId, serialNumber)
   if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `no order awaits payment ${serialNumber} on platform ${platformId}`)
+  return order
+}
+
+/** applyPayment() to an order the caller locked (lockBySerial). */
+export async function applyPaymentTo(trx: Trx, order: store.OrderRow, paid: { currencyCode: string; amountMinor: bigint }, completedAt: Date): Promise<store.OrderRow> {
   if (order.state !== 'awaiting_payment' && order.state !== 'cancelled' && order.state !== 'expired') return order // already handled: a duplicate or late report
   const amountDue = paid.currencyCode === order.currency_code && paid.amountMinor === order.amount_minor
   const inTime = completedAt.getTime() <= order.expires_at.getTime()
