@@ -278,6 +278,43 @@ export async function findPaymentBinding(db: Db, accountId: string, bindingId: s
   return db.selectFrom('payment_bindings').selectAll().where('account_id', '=', accountId).where('binding_id', '=', bindingId).executeTakeFirst()
 }
 
+/**
+ * The account a device is assigned to and that account's binding (the one named, or the default
+ * when none is), in one statement: undefined when the device is not assigned; `binding` undefined
+ * when there is no such binding.
+ */
+export async function findDeviceBinding(db: Db, deviceId: string, bindingId: string | undefined): Promise<{ accountId: string; binding: PaymentBindingRow | undefined } | undefined> {
+  const row = await db
+    .selectFrom('instance_assignments')
+    .leftJoin('payment_bindings', (join) => {
+      const sameAccount = join.onRef('payment_bindings.account_id', '=', 'instance_assignments.account_id')
+      return bindingId === undefined ? sameAccount.on('payment_bindings.is_default', '=', true) : sameAccount.on('payment_bindings.binding_id', '=', bindingId)
+    })
+    .selectAll('payment_bindings')
+    .select('instance_assignments.account_id as assigned_account_id')
+    .where('instance_assignments.device_id', '=', deviceId)
+    .executeTakeFirst()
+  if (!row) return undefined
+  const { assigned_account_id, ...binding } = row
+  return { accountId: assigned_account_id, binding: binding.binding_id === null ? undefined : (binding as PaymentBindingRow) }
+}
+
+/** The account a device is assigned to and up to `limit` of its enrolled terminals in enrolment order, in one statement; undefined when not assigned. */
+export async function findTerminalsOfDevice(db: Db, deviceId: string, limit: number): Promise<{ accountId: string; terminals: AccountTerminalRow[] } | undefined> {
+  const rows = await db
+    .selectFrom('instance_assignments')
+    .leftJoin('account_terminals', 'account_terminals.account_id', 'instance_assignments.account_id')
+    .selectAll('account_terminals')
+    .select('instance_assignments.account_id as assigned_account_id')
+    .where('instance_assignments.device_id', '=', deviceId)
+    .orderBy('account_terminals.seq')
+    .limit(limit)
+    .execute()
+  if (rows.length === 0) return undefined
+  const terminals = rows.filter((row) => row.terminal_id !== null).map(({ assigned_account_id: _, ...terminal }) => terminal as AccountTerminalRow)
+  return { accountId: rows[0]!.assigned_account_id, terminals }
+}
+
 export async function findDefaultPaymentBinding(db: Db, accountId: string): Promise<PaymentBindingRow | undefined> {
   return db.selectFrom('payment_bindings').selectAll().where('account_id', '=', accountId).where('is_default', '=', true).executeTakeFirst()
 }
