@@ -304,8 +304,14 @@ export async function migrateSchema(shared: SharedDatabase, schema: string, migr
 
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']) // serialization failure, deadlock
 
-/** Each open transaction made by inTransaction: the Kysely it was begun on, and what waits for its commit. */
-const openTransactions = new WeakMap<object, { readonly origin: Kysely<any>; readonly afterCommit: (() => void)[] }>()
+/** Work waiting for a transaction's outcome. */
+interface SettleHook {
+  readonly committed: () => void
+  readonly rolledBack?: () => void
+}
+
+/** Each open transaction made by inTransaction: the Kysely it was begun on, and what waits for its outcome. */
+const openTransactions = new WeakMap<object, { readonly origin: Kysely<any>; readonly hooks: SettleHook[] }>()
 
 /**
  * The Kysely a transaction was begun on (a service's own schema view), or `db` itself when it is
@@ -321,13 +327,18 @@ export function originOf(db: Kysely<any>): Kysely<any> | undefined {
  * begun by inTransaction, whose commit cannot be seen.
  */
 export function afterCommit(db: Kysely<any>, hook: () => void): boolean {
+  return whenSettled(db, hook)
+}
+
+/** afterCommit(), and `rolledBack` when the transaction rolls back instead. */
+export function whenSettled(db: Kysely<any>, committed: () => void, rolledBack?: () => void): boolean {
   if (!db.isTransaction) {
-    hook()
+    committed()
     return true
   }
   const open = openTransactions.get(db)
   if (!open) return false
-  open.afterCommit.push(hook)
+  open.hooks.push({ committed, rolledBack })
   return true
 }
 
@@ -344,13 +355,19 @@ export async function inTransaction<Database, T>(
     try {
       let builder = db.transaction()
       if (options.isolation) builder = builder.setIsolationLevel(options.isolation)
-      // Hooks of an attempt that rolled back are dropped with its transaction object.
-      const hooks: (() => void)[] = []
-      const result = await builder.execute((trx) => {
-        openTransactions.set(trx, { origin: db as Kysely<any>, afterCommit: hooks })
-        return work(trx)
-      })
-      for (const hook of hooks) hook()
+      // Each attempt has its own transaction object and hooks: a rolled-back attempt's are told so.
+      const hooks: SettleHook[] = []
+      let result: T
+      try {
+        result = await builder.execute((trx) => {
+          openTransactions.set(trx, { origin: db as Kysely<any>, hooks })
+          return work(trx)
+        })
+      } catch (error) {
+        for (const hook of hooks) hook.rolledBack?.()
+        throw error
+      }
+      for (const hook of hooks) hook.committed()
       return result
     } catch (error) {
       const code = (error as { code?: unknown }).code
