@@ -112,7 +112,8 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
           const session = await accounts.openSession(trx, appAccountId, request.deviceId, validated.assignmentId, deps.config.login.sessionTtlMs)
           return { appAccount: toAppAccount(account), created, sessionToken: session.token, expireTime: session.expiresAt }
         })
-      })
+        // AccountManagement replays its answers to the derived request ids; a spare guest account is discarded.
+      }, { repeatablePreparation: true })
     },
 
     getAppAccount: async (request, ctx) => {
@@ -177,16 +178,13 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       const payment = { paymentOrderId: request.paymentOrderId, platformId: request.platformId, serialNumber: request.serialNumber, paid: request.paidAmount! }
       // Checked and applied in the one transaction that stores the answer; only a refused amount
       // leaves a mark outside it (the order is rejected).
-      const reply = await idempotentFlow(db, call, async (commit) => {
-        try {
-          return await commit(async (trx) => {
-            const fulfilled = await orders.fulfil(trx, request.appOrderId, payment)
-            return { order: toOrder(fulfilled, await orders.collectionAccounts(trx)) }
-          })
-        } catch (error) {
-          await orders.rejectMismatched(db, request.appOrderId, error)
-          throw error
-        }
+      // No preparation, so no read first: the claim finds an earlier answer.
+      const reply = await idempotent(db, call, async (trx) => {
+        const fulfilled = await orders.fulfil(trx, request.appOrderId, payment)
+        return { order: toOrder(fulfilled, await orders.collectionAccounts(trx)) }
+      }).catch(async (error: unknown) => {
+        await orders.rejectMismatched(db, request.appOrderId, error)
+        throw error
       })
       // The instance learns it from the pipe; a retried hand-off tells again, stored once.
       await publishEvent(deps.peers, { deviceId: request.deviceId, kind: EventKind.EVENT_KIND_ORDER_EFFECTIVE, subjectId: request.paymentOrderId }, ctx.signal)

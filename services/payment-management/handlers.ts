@@ -198,7 +198,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           }
           return commit(async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs)) }))
         })
-      })
+        // Its preparation is one read at AppService: a retry may repeat it.
+      }, { repeatablePreparation: true })
       outbox.kick() // the push to the account's terminals
       return reply
     },

@@ -91,7 +91,8 @@ export async function submit(
   })
   if (!row) throw new AlreadyExistsError('ORDER_ALREADY_SUBMITTED', `app_order_id ${input.appOrderId} was already submitted`)
   // Pushed to the account's own terminals, in the order's trace (the outbox keeps the context).
-  await enqueue(db, TOPICS.push, { order_id: row.order_id }, derivedRequestId(row.order_id, 'push'))
+  // The device goes with it (an order's device never changes): the hand-off asks for terminals first.
+  await enqueue(db, TOPICS.push, { order_id: row.order_id, device_id: row.device_id }, derivedRequestId(row.order_id, 'push'))
   return row
 }
 
@@ -226,7 +227,7 @@ export async function applyPaymentTo(trx: Trx, order: store.OrderRow, paid: { cu
   const inTime = completedAt.getTime() <= order.expires_at.getTime()
   if (amountDue && inTime && order.state !== 'cancelled') {
     const moved = await transition(trx, order.order_id, 'paid', { end_reason: '' })
-    await enqueue(trx, TOPICS.fulfil, { order_id: order.order_id }, derivedRequestId(order.order_id, 'fulfil'))
+    await enqueue(trx, TOPICS.fulfil, fulfilPayload(moved), derivedRequestId(order.order_id, 'fulfil'))
     return moved
   }
   const reason = !amountDue
@@ -235,6 +236,29 @@ export async function applyPaymentTo(trx: Trx, order: store.OrderRow, paid: { cu
       ? 'paid after the order was cancelled'
       : `paid at ${completedAt.toISOString()}, after the order's deadline ${order.expires_at.toISOString()}`
   return refundLater(trx, order, reason)
+}
+
+/**
+ * What the fulfil hand-off tells AppService, fixed once the order is paid (none of it changes
+ * after), so the hand-off need not read the order back. Only the hand-off itself moves a paid order on.
+ */
+function fulfilPayload(order: store.OrderRow): Record<string, string> {
+  return {
+    order_id: order.order_id,
+    app_order_id: order.app_order_id,
+    device_id: order.device_id,
+    currency_code: order.currency_code,
+    amount_minor: String(order.amount_minor),
+    platform_id: order.platform_id!,
+    serial_number: order.serial_number!,
+  }
+}
+
+/** The paid order a fulfil hand-off carries; undefined for one queued before hand-offs carried it. */
+export function paidOrderOf(payload: Record<string, string>) {
+  const { order_id, app_order_id, device_id, currency_code, amount_minor, platform_id, serial_number } = payload
+  if (!order_id || !app_order_id || !device_id || !currency_code || !amount_minor || !platform_id || !serial_number) return undefined
+  return { order_id, app_order_id, device_id, currency_code, amount_minor: BigInt(amount_minor), platform_id, serial_number }
 }
 
 /** Ends an order as FAILED and queues the refund (and the instance is told). */

@@ -143,8 +143,24 @@ export type Commit<Database, Res> = (work: (trx: Transaction<Database>) => Promi
  * gets the answer without preparing again; a duplicate of one in flight in this process waits
  * for it; a deliberate refusal gives way to an answer stored under the id meanwhile.
  */
-export function idempotentFlow<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>, flow: (commit: Commit<Database, Res>) => Promise<Res>): Promise<Res> {
-  return once(db, call, flow, true)
+export function idempotentFlow<Database, Req, Res>(
+  db: Kysely<Database>,
+  call: IdempotentCall<Req, Res>,
+  flow: (commit: Commit<Database, Res>) => Promise<Res>,
+  options: FlowOptions = {},
+): Promise<Res> {
+  return once(db, call, flow, !options.repeatablePreparation)
+}
+
+export interface FlowOptions {
+  /**
+   * The preparation only reads (here, or from peers under request ids derived from this one, so
+   * they replay their answers): then no read comes first, saving a round trip and a commit on
+   * every first call, and a retry of an answered request prepares again before its claim finds
+   * the stored answer (or its preparation fails and gives way to it). Leave it unset where a
+   * repeat would count, cost or show: a password hash, a check the caller relies on running once.
+   */
+  readonly repeatablePreparation?: boolean
 }
 
 /**
@@ -247,6 +263,13 @@ async function once<Database, Req, Res>(
     return value
   } catch (error) {
     if (!isRefusal(error)) {
+      // A retry of an answered request whose preparation ran again and failed for its own reasons
+      // (a peer down): the stored answer is still its answer. Looked for only on this failure path.
+      const stored = replayFirst ? undefined : await storedReply(db, call, material).catch(() => undefined)
+      if (stored !== undefined) {
+        settle({ ok: true, value: stored })
+        return stored
+      }
       settle({ ok: false, error })
       throw error
     }
