@@ -285,8 +285,31 @@ export function startOutbox(options: OutboxOptions): Outbox {
     wakeWaiters()
   }
 
-  const markDelivered = (on: OutboxDb, deliveryId: string) =>
-    on.updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', '=', deliveryId).execute()
+  const markDelivered = (on: OutboxDb, deliveryIds: readonly string[]) =>
+    on.updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', 'in', [...deliveryIds]).execute()
+
+  /**
+   * Acknowledgements finishing in the same turn of the event loop are written in one UPDATE (under
+   * load, many deliveries finish together); each attempt waits for its own write. A crash before
+   * it only redelivers, which receivers dedupe, as a crash between delivery and mark always did.
+   */
+  let batch: { ids: string[]; written: Promise<void> } | undefined
+  const acknowledged = (deliveryId: string): Promise<void> => {
+    if (!batch) {
+      const ids: string[] = []
+      // Written under the first delivery's span, as each mark was (its query span, its count).
+      const active = context.active()
+      const written = new Promise<void>((resolve, reject) =>
+        setImmediate(() => {
+          batch = undefined
+          context.with(active, () => markDelivered(db, ids)).then(() => resolve(), reject)
+        }),
+      )
+      batch = { ids, written }
+    }
+    batch.ids.push(deliveryId)
+    return batch.written
+  }
 
   const attempt = async (row: DueRow): Promise<void> => {
     const { [TRACE_FIELD]: trace, ...payload } = typeof row.payload === 'string' ? (JSON.parse(row.payload) as Record<string, string>) : row.payload
@@ -299,13 +322,13 @@ export function startOutbox(options: OutboxOptions): Outbox {
     )
     try {
       if (!topic) throw new Error(`no handler for outbox topic ${row.topic}`)
-      let acknowledged = false
+      let acknowledgedInHandler = false
       const acknowledge = async (trx: Kysely<any>): Promise<void> => {
-        await markDelivered(trx as OutboxDb, row.delivery_id)
-        acknowledged = true
+        await markDelivered(trx as OutboxDb, [row.delivery_id])
+        acknowledgedInHandler = true
       }
       await context.with(otelTrace.setSpan(parent, span), () => topic.deliver(payload, row.delivery_id, row.attempts, acknowledge))
-      if (!acknowledged) await markDelivered(db, row.delivery_id)
+      if (!acknowledgedInHandler) await acknowledged(row.delivery_id)
       span.end()
       wakeWaiters()
     } catch (error) {

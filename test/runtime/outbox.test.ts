@@ -5,11 +5,13 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { status as Status } from '@grpc/grpc-js'
-import { trace } from '@opentelemetry/api'
+import { context, trace } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import type { Kysely } from 'kysely'
 import { paymentManagement } from '../../services/payment-management/server.ts'
 import type { PaymentDatabase } from '../../services/payment-management/store/tables.ts'
 import { inTransaction } from '../../services/runtime/database.ts'
+import { databaseCounters } from '../../services/runtime/database-tracing.ts'
 import { createLogger } from '../../services/runtime/logger.ts'
 import { type DeliveryHandler, type DeliveryTopic, enqueue, type OutboxOptions, retryDelayMs, startOutbox } from '../../services/runtime/outbox.ts'
 import { PeerError, RelayedError } from '../../services/runtime/peer-calls.ts'
@@ -236,6 +238,28 @@ test(`a held delivery whose replica dies mid-attempt is taken by another replica
     await dying.box.stop()
   }
   assert.ok((await row(id)).delivered_at)
+})
+
+test(`deliveries acknowledged in the same turn are marked delivered in one statement (${DATABASE_KIND})`, async () => {
+  // Contexts carried across awaits, as the services' telemetry sets up.
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
+  const { box } = outbox({ quick: async () => undefined }, { intervalMs: 3_600_000 })
+  try {
+    // Under a span, as a handler's work is: its statements are counted.
+    const tracer = trace.getTracer('outbox-test')
+    const span = tracer.startSpan('queue three')
+    const before = databaseCounters.statementsOutsideTransactions
+    const ids = await context.with(trace.setSpan(context.active(), span), () =>
+      inTransaction(db, async (trx) => [await enqueue(trx, 'quick', {}), await enqueue(trx, 'quick', {}), await enqueue(trx, 'quick', {})]),
+    )
+    assert.equal(await box.delivered(ids, 5_000), true)
+    span.end()
+    // delivered() itself reads once with no span; the three marks are one UPDATE.
+    assert.equal(databaseCounters.statementsOutsideTransactions - before, 1, 'one UPDATE for three acknowledgements')
+  } finally {
+    await box.stop()
+    context.disable()
+  }
 })
 
 test('the retry backoff doubles up to its cap and is jittered to 50-100 % of it', () => {
