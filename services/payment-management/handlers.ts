@@ -34,7 +34,7 @@ import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { FailedPreconditionError, PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
-import { callOf, derivedRequestId, idempotent, idempotentFlow } from '../runtime/idempotency.ts'
+import { callOf, derivedRequestId, idempotent, idempotentFlow, idempotentFlowReadingAnswer } from '../runtime/idempotency.ts'
 import { channelCheckVia, terminalEnrollment } from '../runtime/mesh-calls.ts'
 import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
@@ -162,8 +162,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
    */
   const assertMayActForOrder = (ctx: { caller: Identity; signal: AbortSignal }, order: OrderRow) => mayActFor(ctx, order.device_id, order)
   /** The order a request names, if it is the named device's and the caller may act on it. */
-  const orderActedOnBy = async (ctx: RpcContext, deviceId: string, orderId: string): Promise<OrderRow> => {
-    const order = await orders.get(db, orderId)
+  const orderActedOnBy = async (ctx: RpcContext, deviceId: string, orderId: string, known?: OrderRow | null): Promise<OrderRow> => {
+    // `known`: the row if the caller read it already (null: read, and there is none).
+    const order = known ? known : known === null ? orders.notFound(orderId) : await orders.get(db, orderId)
     if (order.device_id !== deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(orderId)} does not belong to device ${quote(deviceId)}`)
     await assertMayActForOrder(ctx, order)
     return order
@@ -242,8 +243,13 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           .format(request.orderId, 'order_id', ORDER_ID)
           .format(request.bindingId, 'binding_id', BINDING_ID, { optional: true }),
       )
-      const order = await orderActedOnBy(ctx, request.deviceId, request.orderId)
-      return idempotentFlow(db, callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse), async (commit) => {
+      return idempotentFlowReadingAnswer(db, callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse), async (commit, stored) => {
+        // One read: the order, and an answer stored under this request id (a retry of an answered
+        // prepay returns it here, its own earlier answer, having asked no one again).
+        const found = await store.findOrderWith(db, request.orderId, stored.column)
+        const previous = stored.answer(found?.extra)
+        if (previous) return previous
+        const order = await orderActedOnBy(ctx, request.deviceId, request.orderId, found?.order ?? null)
         return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
           // Peer calls outside any transaction; the state is re-checked by the transition after.
           const account = await callPeer(

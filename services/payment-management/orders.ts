@@ -97,9 +97,11 @@ export async function submit(
 }
 
 export async function get(db: Db, orderId: string): Promise<store.OrderRow> {
-  const order = await store.findOrder(db, orderId)
-  if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${quote(orderId)}`)
-  return order
+  return (await store.findOrder(db, orderId)) ?? notFound(orderId)
+}
+
+export function notFound(orderId: string): never {
+  throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${quote(orderId)}`)
 }
 
 export function findBySerial(db: Db, platformId: string, serialNumber: string): Promise<store.OrderRow | undefined> {

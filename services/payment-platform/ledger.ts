@@ -199,9 +199,11 @@ export async function checkPaymentPassword(
   password: string,
   settings: PaymentSettings,
   beforeCounting?: (trx: Trx) => Promise<void>,
+  /** The payer's hash and lock, when the caller read them with the transaction (store.findTransactionToPay). */
+  known?: { password_hash: string | null; locked_until: Date | null },
 ): Promise<void> {
   assertPayable(txn)
-  const payer = await store.findAccount(db, txn.platform_id, txn.payer_ref)
+  const payer = known ?? (await store.findAccount(db, txn.platform_id, txn.payer_ref))
   if (!payer?.password_hash) throw new NotFoundError('PAYER_NOT_FOUND', 'the payer account of this transaction no longer exists')
   if (payer.locked_until && payer.locked_until > new Date()) {
     throw new ResourceExhaustedError(
