@@ -40,9 +40,11 @@ export async function startLogin(trx: Transaction<AccountDatabase>, deviceId: st
 /** The login of that device; another device's login is reported as missing, not as forbidden. */
 export async function getLogin(db: Db, deviceId: string, loginId: string): Promise<store.LoginRow> {
   const login = await store.findLogin(db, loginId)
-  if (!login || login.device_id !== deviceId) throw new NotFoundError('LOGIN_NOT_FOUND', `login_id: no login ${quote(loginId)} for device ${deviceId}`)
+  if (!login || login.device_id !== deviceId) throw loginNotFound(deviceId, loginId)
   return login
 }
+
+const loginNotFound = (deviceId: string, loginId: string) => new NotFoundError('LOGIN_NOT_FOUND', `login_id: no login ${quote(loginId)} for device ${deviceId}`)
 
 function assertState(login: store.LoginRow, expected: LoginStateColumn, action: string): void {
   const state = effectiveState(login)
@@ -58,15 +60,12 @@ export type ThrottleSubject = readonly [scope: ThrottleScope, subject: string]
 
 /** Refuses (RESOURCE_EXHAUSTED, LOGIN_LOCKED) while any of the subjects is locked. */
 export async function assertNotLocked(db: Db, subjects: readonly ThrottleSubject[], now: Date): Promise<void> {
-  for (const [scope, subject] of subjects) {
-    const row = await store.findLoginFailures(db, scope, subject)
-    if (row?.locked_until && row.locked_until > now) {
-      throw new ResourceExhaustedError(
-        'LOGIN_LOCKED',
-        `too many failed logins for this ${scope}; try again after ${row.locked_until.toISOString()}`,
-        row.locked_until.getTime() - now.getTime(),
-      )
-    }
+  for (const [scope, subject] of subjects) assertUnlocked(scope, (await store.findLoginFailures(db, scope, subject))?.locked_until ?? null, now)
+}
+
+function assertUnlocked(scope: ThrottleScope, lockedUntil: Date | null, now: Date): void {
+  if (lockedUntil && lockedUntil > now) {
+    throw new ResourceExhaustedError('LOGIN_LOCKED', `too many failed logins for this ${scope}; try again after ${lockedUntil.toISOString()}`, lockedUntil.getTime() - now.getTime())
   }
 }
 
@@ -111,13 +110,17 @@ export interface CredentialCheck {
  * is gone, the password is checked against no account (a dummy hash).
  */
 export async function checkCredentials(db: Db, input: { deviceId: string; loginId: string; bindingCode: string; password: string }): Promise<CredentialCheck> {
-  const login = await getLogin(db, input.deviceId, input.loginId)
+  // One read (login, locks, assignment, hash), then the slow hash with no transaction open.
+  const found = await store.findLoginToVerify(db, input.loginId)
+  if (!found || found.login.device_id !== input.deviceId) throw loginNotFound(input.deviceId, input.loginId)
+  const { login, assignment } = found
   assertState(login, 'pending', 'verified')
   const checkedAt = new Date()
-  await assertNotLocked(db, loginSubjects(login), checkedAt)
-  const assignment = await store.findInstanceAssignment(db, input.deviceId)
+  assertUnlocked('account', found.lockedUntil.account, checkedAt)
+  assertUnlocked('device', found.lockedUntil.device, checkedAt)
   const sameAssignment = assignment !== undefined && (login.assignment_id === null ? assignment.account_id === login.account_id : assignment.assignment_id === login.assignment_id)
-  const passwordOk = await verifyAccountPassword(db, sameAssignment ? login.account_id : undefined, input.password)
+  // Without the assignment the login was started under (or the account), a dummy hash: same answer, same time.
+  const passwordOk = sameAssignment && found.passwordHash !== undefined ? await verifyPassword(found.passwordHash, input.password) : await verifyAgainstDummy(input.password)
   const codeOk = constantTimeEqual(login.binding_code, input.bindingCode)
   return { login, verified: passwordOk && codeOk, checkedAt }
 }

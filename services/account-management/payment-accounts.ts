@@ -14,9 +14,12 @@ const payerRef = (sealer: Sealer, platformId: string, payer: string) => sealer.f
 
 async function accountOfDevice(db: Db, deviceId: string): Promise<string> {
   const assignment = await store.findInstanceAssignment(db, deviceId)
-  if (!assignment) throw new FailedPreconditionError('INSTANCE_NOT_ASSIGNED', `device ${deviceId} is not assigned to a cloud account`)
+  if (!assignment) throw notAssigned(deviceId)
   return assignment.account_id
 }
+
+const notAssigned = (deviceId: string) => new FailedPreconditionError('INSTANCE_NOT_ASSIGNED', `device ${deviceId} is not assigned to a cloud account`)
+const bindingNotFound = (bindingId: string) => new NotFoundError('BINDING_NOT_FOUND', `binding_id: no binding ${quote(bindingId)} for this device's account`)
 
 export async function bind(db: Db, sealer: Sealer, input: { deviceId: string; platformId: string; payerAccount: string; makeDefault: boolean }): Promise<store.PaymentBindingRow> {
   const accountId = await accountOfDevice(db, input.deviceId)
@@ -37,7 +40,7 @@ export async function bind(db: Db, sealer: Sealer, input: { deviceId: string; pl
 
 async function binding(db: Db, accountId: string, bindingId: string): Promise<store.PaymentBindingRow> {
   const row = await store.findPaymentBinding(db, accountId, bindingId)
-  if (!row) throw new NotFoundError('BINDING_NOT_FOUND', `binding_id: no binding ${quote(bindingId)} for this device's account`)
+  if (!row) throw bindingNotFound(bindingId)
   return row
 }
 
@@ -59,8 +62,11 @@ export async function list(db: Db, deviceId: string, afterSeq: bigint | undefine
 
 /** The binding the person picked (or the default) with its payer account in clear. */
 export async function resolve(db: Db, sealer: Sealer, deviceId: string, bindingId: string): Promise<{ row: store.PaymentBindingRow; payerAccount: string }> {
-  const accountId = await accountOfDevice(db, deviceId)
-  const row = bindingId ? await binding(db, accountId, bindingId) : await store.findDefaultPaymentBinding(db, accountId)
+  // The device's account and the binding in one read; the refusals are those of the two steps.
+  const found = await store.findDeviceBinding(db, deviceId, bindingId || undefined)
+  if (!found) throw notAssigned(deviceId)
+  const row = found.binding
+  if (!row && bindingId) throw bindingNotFound(bindingId)
   if (!row) throw new FailedPreconditionError('NO_DEFAULT_PAYMENT_ACCOUNT', 'binding_id is empty and the account has no default payment account; bind one or pick one')
   return { row, payerAccount: sealer.open(row.sealed_payer, row.binding_id) }
 }

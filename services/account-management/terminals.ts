@@ -134,9 +134,7 @@ export async function remove(trx: Trx, caller: Identity, terminalId: string): Pr
 
 /** The enrolled terminals of the account a device is assigned to now (none when it is free). */
 export async function ofDevice(db: Db, deviceId: string, limit: number): Promise<{ accountId: string; terminals: store.AccountTerminalRow[] }> {
-  const assignment = await store.findInstanceAssignment(db, deviceId)
-  if (!assignment) return { accountId: '', terminals: [] }
-  return { accountId: assignment.account_id, terminals: await store.listAccountTerminals(db, assignment.account_id, undefined, limit) }
+  return (await store.findTerminalsOfDevice(db, deviceId, limit)) ?? { accountId: '', terminals: [] }
 }
 
 /** A terminal's enrolment, seen now when `seen` (a cheap write, at most once a minute), and whether a device serves its account. */

@@ -20,7 +20,7 @@ import * as orders from './orders.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { unaryCall } from '../runtime/client.ts'
-import { callOf, derivedRequestId, idempotent, idempotentAfter, idempotentFlow } from '../runtime/idempotency.ts'
+import { callOf, derivedRequestId, idempotent, idempotentFlow } from '../runtime/idempotency.ts'
 import { KEY_CURSOR, listPage } from '../runtime/pagination.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { Handlers } from '../runtime/rpc.ts'
@@ -110,7 +110,8 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
           const session = await accounts.openSession(trx, appAccountId, request.deviceId, validated.assignmentId, deps.config.login.sessionTtlMs)
           return { appAccount: toAppAccount(account), created, sessionToken: session.token, expireTime: session.expiresAt }
         })
-      })
+        // AccountManagement replays its answers to the derived request ids; a spare guest account is discarded.
+      }, { repeatablePreparation: true })
     },
 
     getAppAccount: async (request, ctx) => {
@@ -139,22 +140,24 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
           .integer(request.quantity, 'quantity', QUANTITY),
       )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      const { session, account } = await accounts.sessionOf(db, request.sessionToken, request.deviceId)
-      const collection = await orders.collectionAccounts(db)
+      // Everything in the one transaction that claims the request id: one commit, and a retry
+      // gets its first answer even after the session ended.
       return idempotent(db, callOf(ctx, request, CreateOrderRequest, CreateOrderResponse), async (trx) => {
+        const { session, account } = await accounts.sessionOf(trx, request.sessionToken, request.deviceId)
         await accounts.assertSessionAssignmentLive(trx, session)
         const input = { appAccountId: account.app_account_id, deviceId: request.deviceId, assignmentId: session.assignment_id, itemId: request.itemId, quantity: request.quantity }
-        return { order: toOrder(await orders.createOrder(trx, input), collection) }
+        const created = await orders.createOrder(trx, input)
+        return { order: toOrder(created, await orders.collectionAccounts(trx)) }
       })
     },
 
     getOrder: async (request, ctx) => {
       validate((v) => v.id(request.appOrderId, 'app_order_id'))
-      const order = await orders.getOrder(db, request.appOrderId)
+      const { order, collection } = await orders.getOrderWithCollection(db, request.appOrderId)
       if (ctx.caller.role === 'instance' && order.device_id !== ctx.caller.id) {
         throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.appOrderId)} was not placed from device ${ctx.caller.id}`)
       }
-      return { order: toOrder(order, await orders.collectionAccounts(db)) }
+      return { order: toOrder(order, collection) }
     },
 
     fulfilOrder: async (request, ctx) => {
@@ -170,21 +173,17 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       )
       ctx.span.setAttribute('cloudpay.order_id', request.paymentOrderId)
       const call = callOf(ctx, request, FulfilOrderRequest, FulfilOrderResponse)
-      const reply = await idempotentAfter(
-        db,
-        call,
-        async () => {
-          const order = await orders.getOrder(db, request.appOrderId)
-          await orders.assertPaymentMatches(db, order, request.paidAmount!)
-          return { order, collection: await orders.collectionAccounts(db) }
-        },
-        async (trx, { order, collection }) => ({
-          order: toOrder(
-            await orders.fulfil(trx, order, { paymentOrderId: request.paymentOrderId, platformId: request.platformId, serialNumber: request.serialNumber }),
-            collection,
-          ),
-        }),
-      )
+      const payment = { paymentOrderId: request.paymentOrderId, platformId: request.platformId, serialNumber: request.serialNumber, paid: request.paidAmount! }
+      // Checked and applied in the one transaction that stores the answer; only a refused amount
+      // leaves a mark outside it (the order is rejected).
+      // No preparation, so no read first: the claim finds an earlier answer.
+      const reply = await idempotent(db, call, async (trx) => {
+        const fulfilled = await orders.fulfil(trx, request.appOrderId, payment)
+        return { order: toOrder(fulfilled, await orders.collectionAccounts(trx)) }
+      }).catch(async (error: unknown) => {
+        await orders.rejectMismatched(db, request.appOrderId, error)
+        throw error
+      })
       // PaymentManagement tells the instance (ORDER_EFFECTIVE) once it recorded the order effective.
       return reply
     },

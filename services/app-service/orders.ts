@@ -41,34 +41,48 @@ export async function getOrder(db: Db, appOrderId: string): Promise<store.AppOrd
   return order
 }
 
+/** An order with the merchant's collection accounts, read in one statement. */
+export async function getOrderWithCollection(db: Db, appOrderId: string): Promise<{ order: store.AppOrderRow; collection: store.CollectionAccountRow[] }> {
+  const found = await store.findOrderWithCollection(db, appOrderId)
+  if (!found) throw new NotFoundError('ORDER_NOT_FOUND', `app_order_id: no order ${quote(appOrderId)}`)
+  return found
+}
+
 export function collectionAccounts(db: Db) {
   return store.listCollectionAccounts(db)
 }
 
 /**
- * Refuses a payment that does not match the order (the order is rejected; the payer is refunded
- * by PaymentManagement). Checked before the fulfilling transaction so the rejection is kept.
+ * pending -> effective and the items delivered, in the caller's transaction, only when the
+ * payment matches the amount due (one conditional UPDATE, no read first). An effective order is
+ * returned as is (delivered by an earlier hand-off: never twice). A payment that does not match
+ * is refused with AMOUNT_MISMATCH: the caller rejects the order outside the rolled-back
+ * transaction (rejectMismatched), and PaymentManagement refunds the payer.
  */
-export async function assertPaymentMatches(db: Db, order: store.AppOrderRow, paid: { currencyCode: string; amountMinor: bigint }): Promise<void> {
-  if (order.state === 'rejected') throw new FailedPreconditionError('ORDER_REJECTED', `order ${order.app_order_id} was rejected`)
-  if (paid.currencyCode === order.currency_code && paid.amountMinor === order.amount_due_minor) return
-  await store.markOrderRejected(db, order.app_order_id)
+export async function fulfil(
+  trx: Db,
+  appOrderId: string,
+  payment: { paymentOrderId: string; platformId: string; serialNumber: string; paid: { currencyCode: string; amountMinor: bigint } },
+): Promise<store.AppOrderRow> {
+  const effective = await store.markOrderEffective(trx, appOrderId, payment)
+  if (effective) {
+    await store.addToInventory(trx, effective.app_account_id, effective.item_id, BigInt(effective.quantity))
+    return effective
+  }
+  const now = await getOrder(trx, appOrderId)
+  if (now.state === 'effective') return now
+  if (now.state === 'rejected') throw new FailedPreconditionError('ORDER_REJECTED', `order ${appOrderId} was rejected`)
   throw new FailedPreconditionError(
-    'AMOUNT_MISMATCH',
-    `paid_amount ${paid.amountMinor} ${paid.currencyCode} does not match the order's amount due ${order.amount_due_minor} ${order.currency_code}; the order is rejected`,
+    AMOUNT_MISMATCH,
+    `paid_amount ${payment.paid.amountMinor} ${payment.paid.currencyCode} does not match the order's amount due ${now.amount_due_minor} ${now.currency_code}; the order is rejected`,
   )
 }
 
-/** pending -> effective and the items delivered, in one transaction; an effective order is returned as is. */
-export async function fulfil(trx: Db, order: store.AppOrderRow, payment: { paymentOrderId: string; platformId: string; serialNumber: string }): Promise<store.AppOrderRow> {
-  const effective = await store.markOrderEffective(trx, order.app_order_id, payment)
-  if (!effective) {
-    const now = await getOrder(trx, order.app_order_id)
-    if (now.state === 'effective') return now // delivered by an earlier hand-off: never twice
-    throw new FailedPreconditionError('ORDER_REJECTED', `order ${order.app_order_id} was rejected`)
-  }
-  await store.addToInventory(trx, effective.app_account_id, effective.item_id, BigInt(effective.quantity))
-  return effective
+const AMOUNT_MISMATCH = 'AMOUNT_MISMATCH'
+
+/** After fulfil() refused a payment that does not match: the order is rejected (kept, unlike the fulfilling transaction). */
+export async function rejectMismatched(db: Db, appOrderId: string, error: unknown): Promise<void> {
+  if (error instanceof FailedPreconditionError && error.reason === AMOUNT_MISMATCH) await store.markOrderRejected(db, appOrderId)
 }
 
 export function inventory(db: Db, appAccountId: string, afterItemId: string | undefined, limit: number) {

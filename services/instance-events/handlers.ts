@@ -103,6 +103,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
   // Expired events are purged by the service's retention (retention.ts), with the rest.
   const { stallMs, pollMs } = deps.config.events
   const hub = new SubscriberHub(pollMs, (deviceId, after) => pipe.readEvents(db, deviceId, after, CATCH_UP_BATCH), CATCH_UP_BATCH)
+  hub.servesAppendsOf(db)
   const hubReady = hub.start(deps.listen)
   // Streams cannot be served without the database: each subscriber's loop re-reads, fails, and
   // its stream ends UNAVAILABLE, so the client resumes from its sequence (here or on a replica).

@@ -12,6 +12,7 @@ import { purge } from '../runtime/retention.ts'
 import { traceParentOf } from '../runtime/trace-context.ts'
 import { eventsPurge } from './retention.ts'
 import * as store from './store/repository.ts'
+import { trackAppend } from './subscribers.ts'
 import type { EventsDatabase } from './store/tables.ts'
 
 type Db = Kysely<EventsDatabase>
@@ -57,7 +58,14 @@ export function assertMayPublishToTerminals(publisher: Identity, kind: EventKind
 
 export function publish(db: Db, event: { deviceId: string; kind: EventKind; subjectId: string; publisher: Identity }, trx?: Parameters<typeof store.appendEvent>[0]) {
   const row = { deviceId: deviceStream(event.deviceId), kind: kindName(event.kind), subjectId: event.subjectId, publisher: formatIdentity(event.publisher), traceParent: traceParentOf() }
-  return trx ? store.appendEvent(trx, row) : inTransaction(db, (t) => store.appendEvent(t, row))
+  return trx ? append(trx, row) : inTransaction(db, (t) => append(t, row))
+}
+
+/** Stores an event, and lets this replica's hub serve it once committed (subscribers.ts). */
+async function append(trx: Parameters<typeof store.appendEvent>[0], event: Parameters<typeof store.appendEvent>[1]): Promise<store.EventRow> {
+  const row = await store.appendEvent(trx, event)
+  trackAppend(trx, row)
+  return row
 }
 
 /** Appends an event to a terminal's own stream, in the caller's transaction. */
@@ -65,7 +73,7 @@ export function publishToTerminal(
   trx: Parameters<typeof store.appendEvent>[0],
   event: { terminalId: string; kind: EventKind; subjectId: string; publisher: Identity },
 ): Promise<store.EventRow> {
-  return store.appendEvent(trx, {
+  return append(trx, {
     deviceId: terminalStream(event.terminalId),
     kind: kindName(event.kind),
     subjectId: event.subjectId,

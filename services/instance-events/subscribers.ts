@@ -6,8 +6,9 @@
 // would. A subscriber that is catching up, whose stream is full, or whose channel must be
 // re-checked runs its own loop (handlers.ts) instead. No event payload is held in memory for a
 // subscriber.
-import type { SharedDatabase } from '../runtime/database.ts'
-import { CHANNELS_CHANNEL, EVENTS_CHANNEL, type EventRow } from './store/repository.ts'
+import type { Kysely } from 'kysely'
+import { originOf, type SharedDatabase, whenSettled } from '../runtime/database.ts'
+import { CHANNELS_CHANNEL, EVENTS_CHANNEL, type EventRow, parseEventsNotification } from './store/repository.ts'
 
 export class Subscription {
   /** The last sequence written to this subscriber. */
@@ -72,6 +73,26 @@ export class Subscription {
 
 export type ReadEvents = (stream: string, afterSequence: bigint) => Promise<EventRow[]>
 
+/** The hub of each running service, by the database view its handlers begin transactions on. */
+const hubs = new WeakMap<Kysely<any>, SubscriberHub>()
+
+/**
+ * Tells the local hub about an event appended in `trx`, so that once it commits the hub writes it
+ * to the subscribers right behind it without reading it back (its NOTIFY then asks nothing more).
+ * Without a local hub, or in a transaction whose outcome cannot be seen, the NOTIFY serves alone.
+ */
+export function trackAppend(trx: Kysely<any>, row: EventRow): void {
+  const origin = originOf(trx)
+  const hub = origin ? hubs.get(origin) : undefined
+  if (!hub) return
+  const settled = whenSettled(
+    trx,
+    () => hub.appended(row.device_id, row.sequence, row),
+    () => hub.appended(row.device_id, row.sequence, undefined),
+  )
+  if (settled) hub.appendingEvent(row.device_id, row.sequence)
+}
+
 export class SubscriberHub {
   private readonly byStream = new Map<string, Set<Subscription>>()
   /** Devices whose parked subscribers are being served, and those notified again meanwhile. */
@@ -91,6 +112,11 @@ export class SubscriberHub {
     private readonly batch: number,
   ) {}
 
+  /** Serves, without a read, the events appended through transactions begun on `db` (trackAppend). */
+  servesAppendsOf(db: Kysely<any>): void {
+    hubs.set(db, this)
+  }
+
   async start(listen: SharedDatabase['listen']): Promise<void> {
     // The safety net is one sweep for the hub, serving each device in turn (one read per device
     // and cursor), not a timer per subscriber: 10,000 subscribers would otherwise poll 2,000 times a second.
@@ -101,7 +127,7 @@ export class SubscriberHub {
       for (const set of this.byStream.values()) for (const s of set) s.recheckChannel = s.terminalId !== undefined
       this.notifyAll()
     }
-    this.unlisten.push(await listen(EVENTS_CHANNEL, (stream) => this.notifyStream(stream), missedSome))
+    this.unlisten.push(await listen(EVENTS_CHANNEL, (payload) => this.notified(payload), missedSome))
     this.unlisten.push(
       await listen(
         CHANNELS_CHANNEL,
@@ -129,6 +155,65 @@ export class SubscriberHub {
     if (!set) this.byStream.set(stream, (set = new Set()))
     set.add(subscription)
     return subscription
+  }
+
+  /**
+   * A NOTIFY from whichever replica stored an event. Nothing to do when this replica stores that
+   * very event itself and serves it on commit (appended), or when every subscriber has it already.
+   */
+  private notified(payload: string): void {
+    const { stream, sequence } = parseEventsNotification(payload)
+    if (sequence !== undefined) {
+      if ((this.appending.get(stream) ?? 0n) >= sequence) return
+      const set = this.byStream.get(stream)
+      if (set && [...set].every((s) => s.cursor >= sequence)) return
+    }
+    this.notifyStream(stream)
+  }
+
+  /**
+   * Events this replica is appending, per stream: the highest sequence whose transaction has not
+   * settled. Their notifications are left to appended(), which needs no read for them.
+   */
+  private readonly appending = new Map<string, bigint>()
+
+  /** An event this replica is storing (its transaction still open): served by appended() once committed. */
+  appendingEvent(stream: string, sequence: bigint): void {
+    if ((this.appending.get(stream) ?? 0n) < sequence) this.appending.set(stream, sequence)
+  }
+
+  /**
+   * The event this replica stored committed (or, `row` undefined, its transaction rolled back):
+   * parked subscribers right behind it get the row as it was written, without a read; everyone
+   * else is served as on a notification.
+   */
+  appended(stream: string, sequence: bigint, row: EventRow | undefined): void {
+    if (this.appending.get(stream) === sequence) this.appending.delete(stream)
+    const set = this.byStream.get(stream)
+    if (!set) return
+    if (row && !this.serving.has(stream)) {
+      let others = false
+      for (const s of set) {
+        if (s.cursor >= row.sequence) continue
+        if (s.parked && !s.recheckChannel && !s.needsDrain && s.cursor === row.sequence - 1n) this.writeTo(s, [row])
+        else others = true
+      }
+      if (!others) return
+    }
+    this.notifyStream(stream)
+  }
+
+  /** Writes rows to a parked subscriber, as far as its stream takes them; a full stream hands it to its loop. */
+  private writeTo(s: Subscription, rows: readonly EventRow[]): void {
+    for (const row of rows) {
+      const more = s.write(row)
+      s.cursor = row.sequence
+      if (!more) {
+        s.needsDrain = true
+        break
+      }
+    }
+    if (s.needsDrain || rows.length === this.batch) s.notify()
   }
 
   /** The stream grew: busy subscribers will re-read; parked ones are served here. */
@@ -186,15 +271,7 @@ export class SubscriberHub {
         for (const s of group) {
           // Only a subscriber still parked where this read started may take its rows.
           if (!s.parked || s.cursor !== cursor) continue
-          for (const row of rows) {
-            const more = s.write(row)
-            s.cursor = row.sequence
-            if (!more) {
-              s.needsDrain = true
-              break
-            }
-          }
-          if (s.needsDrain || rows.length === this.batch) s.notify()
+          this.writeTo(s, rows)
         }
       }
     } while (this.servingAgain.has(stream))

@@ -24,9 +24,15 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
   const publishToTerminals = (requestId: string, terminalIds: string[], kind: EventKind, subjectId: string) =>
     callPeer('instance-events', unaryCall(peers.get('instance-events'), 'publishToTerminals', { requestId, terminalIds, kind, subjectId }))
   return {
-    [orders.TOPICS.fulfil]: async (payload, deliveryId) => {
-      const order = await orders.get(db, payload.order_id!)
-      if (order.state !== 'paid') return // already effective, or refunded meanwhile
+    [orders.TOPICS.fulfil]: async (payload, deliveryId, _attempt, acknowledge) => {
+      // A paid order moves on only here, and the hand-off carries what it needs: no read first.
+      // (FulfilOrder is idempotent under the delivery id, and every step below is conditional.)
+      let order = orders.paidOrderOf(payload)
+      if (!order) {
+        const row = await orders.get(db, payload.order_id!)
+        if (row.state !== 'paid') return // already effective, or refunded meanwhile
+        order = row as typeof row & { platform_id: string; serial_number: string }
+      }
       try {
         await callPeer(
           'app-service',
@@ -35,8 +41,8 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
             appOrderId: order.app_order_id,
             paidAmount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
             paymentOrderId: order.order_id,
-            platformId: order.platform_id!,
-            serialNumber: order.serial_number!,
+            platformId: order.platform_id,
+            serialNumber: order.serial_number,
             deviceId: order.device_id,
           }),
         )
@@ -46,15 +52,19 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
           await inTransaction(db, async (trx) => {
             const locked = await orders.get(trx, order.order_id)
             if (locked.state === 'paid') await orders.refundLater(trx, locked, `the application refused it: ${error.message}`)
+            await acknowledge(trx)
           })
           return
         }
         throw error
       }
-      await inTransaction(db, (trx) => orders.markEffective(trx, order.order_id))
+      await inTransaction(db, async (trx) => {
+        await orders.markEffective(trx, order.order_id)
+        await acknowledge(trx)
+      })
     },
 
-    [orders.TOPICS.refund]: async (payload, deliveryId) => {
+    [orders.TOPICS.refund]: async (payload, deliveryId, _attempt, acknowledge) => {
       const order = await orders.get(db, payload.order_id!)
       await callPeer(
         'payment-platform',
@@ -65,7 +75,10 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
           reason: order.end_reason.slice(0, 200),
         }),
       )
-      await inTransaction(db, (trx) => orders.markRefunded(trx, order.order_id))
+      await inTransaction(db, async (trx) => {
+        await orders.markRefunded(trx, order.order_id)
+        await acknowledge(trx)
+      })
     },
 
     [orders.TOPICS.cancelPrepay]: async (payload, deliveryId) => {
@@ -90,22 +103,13 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
     // now (terminals of other accounts get nothing): PAYMENT_PUSHED on each one's stream, and a
     // wake through the push relay for each, under a request id stable per order and terminal.
     [orders.TOPICS.push]: async (payload, deliveryId) => {
+      // Terminals first (most accounts have none): the order is read only when there is someone to push to.
+      const terminalIds = payload.device_id ? await terminalsOf(payload.device_id) : undefined
+      if (terminalIds?.length === 0) return
       const order = await orders.get(db, payload.order_id!)
       if (!orders.isWaiting(order)) return // fetched, claimed or ended meanwhile: nothing to push
-      const terminalIds = await terminalsOf(order.device_id)
-      if (terminalIds.length === 0) return
-      await publishToTerminals(deliveryId, terminalIds, EventKind.EVENT_KIND_PAYMENT_PUSHED, order.order_id)
-      for (const terminalId of terminalIds) {
-        await callPeer(
-          'push-relay',
-          unaryCall(peers.get('push-relay'), 'wake', {
-            requestId: derivedRequestId(order.order_id, terminalId, 'wake', String(EventKind.EVENT_KIND_PAYMENT_PUSHED)),
-            terminalId,
-            kind: EventKind.EVENT_KIND_PAYMENT_PUSHED,
-            subjectId: order.order_id,
-          }),
-        )
-      }
+      if (terminalIds === undefined) return pushTo(await terminalsOf(order.device_id), deliveryId, order.order_id)
+      return pushTo(terminalIds, deliveryId, order.order_id)
     },
 
     // A claimed order, to the account's other enrolled terminals: it is no longer theirs to claim.
@@ -114,5 +118,22 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
       const others = (await terminalsOf(order.device_id)).filter((id) => id !== order.claimed_by)
       if (others.length > 0) await publishToTerminals(deliveryId, others, EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE, order.order_id)
     },
+  }
+
+  /** PAYMENT_PUSHED on each terminal's stream, and a wake through the push relay for each. */
+  async function pushTo(terminalIds: string[], deliveryId: string, orderId: string): Promise<void> {
+    if (terminalIds.length === 0) return
+    await publishToTerminals(deliveryId, terminalIds, EventKind.EVENT_KIND_PAYMENT_PUSHED, orderId)
+    for (const terminalId of terminalIds) {
+      await callPeer(
+        'push-relay',
+        unaryCall(peers.get('push-relay'), 'wake', {
+          requestId: derivedRequestId(orderId, terminalId, 'wake', String(EventKind.EVENT_KIND_PAYMENT_PUSHED)),
+          terminalId,
+          kind: EventKind.EVENT_KIND_PAYMENT_PUSHED,
+          subjectId: orderId,
+        }),
+      )
+    }
   }
 }

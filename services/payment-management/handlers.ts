@@ -34,7 +34,7 @@ import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { FailedPreconditionError, PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
-import { callOf, derivedRequestId, idempotent, idempotentFlow } from '../runtime/idempotency.ts'
+import { callOf, derivedRequestId, idempotent, idempotentFlow, idempotentFlowReadingAnswer } from '../runtime/idempotency.ts'
 import { channelCheckVia, terminalEnrollment } from '../runtime/mesh-calls.ts'
 import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
@@ -162,8 +162,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
    */
   const assertMayActForOrder = (ctx: { caller: Identity; signal: AbortSignal }, order: OrderRow) => mayActFor(ctx, order.device_id, order)
   /** The order a request names, if it is the named device's and the caller may act on it. */
-  const orderActedOnBy = async (ctx: RpcContext, deviceId: string, orderId: string): Promise<OrderRow> => {
-    const order = await orders.get(db, orderId)
+  const orderActedOnBy = async (ctx: RpcContext, deviceId: string, orderId: string, known?: OrderRow | null): Promise<OrderRow> => {
+    // `known`: the row if the caller read it already (null: read, and there is none).
+    const order = known ? known : known === null ? orders.notFound(orderId) : await orders.get(db, orderId)
     if (order.device_id !== deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(orderId)} does not belong to device ${quote(deviceId)}`)
     await assertMayActForOrder(ctx, order)
     return order
@@ -198,7 +199,8 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           }
           return commit(async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs)) }))
         })
-      })
+        // Its preparation is one read at AppService: a retry may repeat it.
+      }, { repeatablePreparation: true })
       outbox.kick() // the push to the account's terminals
       return reply
     },
@@ -241,8 +243,13 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           .format(request.orderId, 'order_id', ORDER_ID)
           .format(request.bindingId, 'binding_id', BINDING_ID, { optional: true }),
       )
-      const order = await orderActedOnBy(ctx, request.deviceId, request.orderId)
-      return idempotentFlow(db, callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse), async (commit) => {
+      return idempotentFlowReadingAnswer(db, callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse), async (commit, stored) => {
+        // One read: the order, and an answer stored under this request id (a retry of an answered
+        // prepay returns it here, its own earlier answer, having asked no one again).
+        const found = await store.findOrderWith(db, request.orderId, stored.column)
+        const previous = stored.answer(found?.extra)
+        if (previous) return previous
+        const order = await orderActedOnBy(ctx, request.deviceId, request.orderId, found?.order ?? null)
         return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
           // Peer calls outside any transaction; the state is re-checked by the transition after.
           const account = await callPeer(
@@ -349,7 +356,6 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           .format(request.signature, 'signature', SIGNATURE)
           .opaqueId(request.keyId, 'key_id'),
       )
-      const paidOrder = await orders.getBySerial(db, request.platformId, request.serialNumber)
       const fields = {
         platformId: request.platformId,
         serialNumber: request.serialNumber,
@@ -358,13 +364,16 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
         amountMinor: request.amount!.amountMinor,
         completeTime: request.completeTime!.toISOString(),
       }
-      orders.assertResultSignedByPrepayKey(paidOrder, request.keyId, fields, request.signature)
-      const reply = await tagged({ orderId: paidOrder.order_id, deviceId: paidOrder.device_id, platformId: request.platformId }, () =>
-        idempotent(db, callOf(ctx, request, ReportPaymentResultRequest, ReportPaymentResultResponse), async (trx) => {
-          if (request.result !== PaymentResult.PAYMENT_RESULT_SUCCEEDED) return { order: toOrder(await orders.getBySerial(trx, request.platformId, request.serialNumber)) }
-          return { order: toOrder(await orders.applyPayment(trx, request.platformId, request.serialNumber, request.amount!, request.completeTime!)) }
-        }),
-      )
+      // The order is read once, locked, in the transaction that applies the result; the signature
+      // is checked there against the key the platform gave for its prepay, before anything changes.
+      const reply = await idempotent(db, callOf(ctx, request, ReportPaymentResultRequest, ReportPaymentResultResponse), async (trx) => {
+        const order = await orders.lockBySerial(trx, request.platformId, request.serialNumber)
+        return tagged({ orderId: order.order_id, deviceId: order.device_id, platformId: request.platformId }, async () => {
+          orders.assertResultSignedByPrepayKey(order, request.keyId, fields, request.signature)
+          if (request.result !== PaymentResult.PAYMENT_RESULT_SUCCEEDED) return { order: toOrder(order) }
+          return { order: toOrder(await orders.applyPaymentTo(trx, order, request.amount!, request.completeTime!)) }
+        })
+      })
       outbox.kick()
       return reply
     },

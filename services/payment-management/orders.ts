@@ -91,20 +91,17 @@ export async function submit(
   })
   if (!row) throw new AlreadyExistsError('ORDER_ALREADY_SUBMITTED', `app_order_id ${input.appOrderId} was already submitted`)
   // Pushed to the account's own terminals, in the order's trace (the outbox keeps the context).
-  await enqueue(db, TOPICS.push, { order_id: row.order_id }, derivedRequestId(row.order_id, 'push'))
+  // The device goes with it (an order's device never changes): the hand-off asks for terminals first.
+  await enqueue(db, TOPICS.push, { order_id: row.order_id, device_id: row.device_id }, derivedRequestId(row.order_id, 'push'))
   return row
 }
 
 export async function get(db: Db, orderId: string): Promise<store.OrderRow> {
-  const order = await store.findOrder(db, orderId)
-  if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${quote(orderId)}`)
-  return order
+  return (await store.findOrder(db, orderId)) ?? notFound(orderId)
 }
 
-export async function getBySerial(db: Db, platformId: string, serialNumber: string): Promise<store.OrderRow> {
-  const order = await store.findOrderBySerial(db, platformId, serialNumber)
-  if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `no order for payment ${serialNumber} on platform ${platformId}`)
-  return order
+export function notFound(orderId: string): never {
+  throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${quote(orderId)}`)
 }
 
 export function findBySerial(db: Db, platformId: string, serialNumber: string): Promise<store.OrderRow | undefined> {
@@ -215,14 +212,24 @@ export async function applyPayment(
   paid: { currencyCode: string; amountMinor: bigint },
   completedAt: Date,
 ): Promise<store.OrderRow> {
+  return applyPaymentTo(trx, await lockBySerial(trx, platformId, serialNumber), paid, completedAt)
+}
+
+/** The order paid with this platform transaction, locked for the rest of the transaction. */
+export async function lockBySerial(trx: Trx, platformId: string, serialNumber: string): Promise<store.OrderRow> {
   const order = await store.lockOrderBySerial(trx, platformId, serialNumber)
   if (!order) throw new NotFoundError('ORDER_NOT_FOUND', `no order awaits payment ${serialNumber} on platform ${platformId}`)
+  return order
+}
+
+/** applyPayment() to an order the caller locked (lockBySerial). */
+export async function applyPaymentTo(trx: Trx, order: store.OrderRow, paid: { currencyCode: string; amountMinor: bigint }, completedAt: Date): Promise<store.OrderRow> {
   if (order.state !== 'awaiting_payment' && order.state !== 'cancelled' && order.state !== 'expired') return order // already handled: a duplicate or late report
   const amountDue = paid.currencyCode === order.currency_code && paid.amountMinor === order.amount_minor
   const inTime = completedAt.getTime() <= order.expires_at.getTime()
   if (amountDue && inTime && order.state !== 'cancelled') {
     const moved = await transition(trx, order.order_id, 'paid', { end_reason: '' })
-    await enqueue(trx, TOPICS.fulfil, { order_id: order.order_id }, derivedRequestId(order.order_id, 'fulfil'))
+    await enqueue(trx, TOPICS.fulfil, fulfilPayload(moved), derivedRequestId(order.order_id, 'fulfil'))
     return moved
   }
   const reason = !amountDue
@@ -233,6 +240,29 @@ export async function applyPayment(
   return refundLater(trx, order, reason)
 }
 
+/**
+ * What the fulfil hand-off tells AppService, fixed once the order is paid (none of it changes
+ * after), so the hand-off need not read the order back. Only the hand-off itself moves a paid order on.
+ */
+function fulfilPayload(order: store.OrderRow): Record<string, string> {
+  return {
+    order_id: order.order_id,
+    app_order_id: order.app_order_id,
+    device_id: order.device_id,
+    currency_code: order.currency_code,
+    amount_minor: String(order.amount_minor),
+    platform_id: order.platform_id!,
+    serial_number: order.serial_number!,
+  }
+}
+
+/** The paid order a fulfil hand-off carries; undefined for one queued before hand-offs carried it. */
+export function paidOrderOf(payload: Record<string, string>) {
+  const { order_id, app_order_id, device_id, currency_code, amount_minor, platform_id, serial_number } = payload
+  if (!order_id || !app_order_id || !device_id || !currency_code || !amount_minor || !platform_id || !serial_number) return undefined
+  return { order_id, app_order_id, device_id, currency_code, amount_minor: BigInt(amount_minor), platform_id, serial_number }
+}
+
 /** Ends an order as FAILED and queues the refund (and the instance is told). */
 export async function refundLater(trx: Trx, order: store.OrderRow, reason: string): Promise<store.OrderRow> {
   const failed = await transition(trx, order.order_id, 'failed', { end_reason: reason })
@@ -241,19 +271,27 @@ export async function refundLater(trx: Trx, order: store.OrderRow, reason: strin
   return failed
 }
 
+/**
+ * A paid order becomes effective, and the device is told in the same transaction (an instance
+ * woken by ORDER_EFFECTIVE reads the order EFFECTIVE, never still PAID); in any other state
+ * (refunded meanwhile, a duplicate) it is left as it is.
+ */
 export async function markEffective(trx: Trx, orderId: string): Promise<store.OrderRow | undefined> {
-  const order = await store.lockOrder(trx, orderId)
-  if (order?.state !== 'paid') return order
-  const effective = await transition(trx, orderId, 'effective')
-  // Told after the state is stored, in the same transaction: an instance woken by ORDER_EFFECTIVE
-  // reads the order EFFECTIVE, never still PAID.
-  await tellDevice(trx, effective, EventKind.EVENT_KIND_ORDER_EFFECTIVE)
+  const effective = await moveIf(trx, orderId, 'paid', 'effective')
+  if (effective) await tellDevice(trx, effective, EventKind.EVENT_KIND_ORDER_EFFECTIVE)
   return effective
 }
 
+/** A failed order becomes refunded; in any other state it is left as it is. */
 export async function markRefunded(trx: Trx, orderId: string): Promise<void> {
-  const order = await store.lockOrder(trx, orderId)
-  if (order?.state === 'failed') await transition(trx, orderId, 'refunded')
+  await moveIf(trx, orderId, 'failed', 'refunded')
+}
+
+/** One conditional statement, no lock read first: the row moves only if it is still in `from`. */
+async function moveIf(trx: Trx, orderId: string, from: OrderState, to: OrderState): Promise<store.OrderRow | undefined> {
+  const moved = await store.updateOrder(trx, orderId, [from], { state: to })
+  if (moved) trace.getActiveSpan()?.addEvent('order state', { 'cloudpay.order_id': orderId, 'cloudpay.order_state': to })
+  return moved
 }
 
 /** Cancels an unpaid order; a prepay already at a platform is cancelled there too. */

@@ -24,7 +24,7 @@ import {
 import { unaryCall } from '../runtime/client.ts'
 import { FailedPreconditionError, PermissionDeniedError, UnavailableError } from '../runtime/errors.ts'
 import { createHash } from 'node:crypto'
-import { callOf, type Commit, idempotent, idempotentAfter, idempotentFlow } from '../runtime/idempotency.ts'
+import { callOf, type Commit, idempotent, idempotentAfter, idempotentFlow, idempotentFlowReadingAnswer } from '../runtime/idempotency.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 import type { RpcContext } from '../runtime/rpc.ts'
 import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
@@ -139,8 +139,15 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
    * The transaction, as the caller may see it: a terminal (calling, or relayed for) that may not
    * act on it learns nothing, not even that it exists.
    */
-  const transactionFor = async (ctx: RpcContext, platformId: string, serialNumber: string, actor = actorOf(ctx)): Promise<TransactionRow> => {
-    const txn = await ledger.findTransaction(db, platformId, serialNumber)
+  const transactionFor = async (
+    ctx: RpcContext,
+    platformId: string,
+    serialNumber: string,
+    actor = actorOf(ctx),
+    /** The row if the caller read it already (null: read, and there is none). */
+    known?: TransactionRow | null,
+  ): Promise<TransactionRow> => {
+    const txn = known !== undefined ? (known ?? undefined) : await ledger.findTransaction(db, platformId, serialNumber)
     if (!txn && actor) {
       throw new PermissionDeniedError('TERMINAL_NOT_ALLOWED', `terminal ${actor.terminalId} may not act on transaction ${serialNumber}: the prepay was made for another terminal`)
     }
@@ -160,14 +167,20 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
    * password, or with the payment; a blob used up by a concurrent call is refused, never counted.
    */
   /** Pay's own path, for Pay and for PaySealed: password (counted, locks), then one ledger transaction committed with the answer. */
-  const payTransaction = async (commit: Commit<PlatformDatabase, PayResponse>, txn: TransactionRow, credentials: Credentials, sealed?: string): Promise<PayResponse> => {
+  const payTransaction = async (
+    commit: Commit<PlatformDatabase, PayResponse>,
+    txn: TransactionRow,
+    credentials: Credentials,
+    sealed?: string,
+    payer?: Parameters<typeof ledger.checkPaymentPassword>[5],
+  ): Promise<PayResponse> => {
     const useUp = (outcome: 'paid' | 'wrong_password') => async (trx: Trx<PlatformDatabase>) => {
       if (sealed === undefined) return
       if (!(await store.useSealedBlob(trx, { digest: sealed, platform_id: txn.platform_id, serial_number: txn.serial_number, outcome }))) throw sealedReplayed()
     }
     // The merchant's order id is PaymentManagement's order id: the payment joins the order's trace tags.
     const reply = await tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
-      await ledger.checkPaymentPassword(db, txn, credentials.paymentPassword, settings, useUp('wrong_password'))
+      await ledger.checkPaymentPassword(db, txn, credentials.paymentPassword, settings, useUp('wrong_password'), payer)
       if (credentials.payerAccount) ledger.assertPaysFrom(deps.sealer, txn, credentials.payerAccount)
       return commit(async (trx) => {
         await useUp('paid')(trx)
@@ -288,10 +301,15 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
           .text(request.paymentPassword, 'payment_password', { min: 1, max: 128 }),
       )
       onPlatform(request.platformId)
-      return idempotentFlow(db, callOf(ctx, request, PayRequest, PayResponse), async (commit) => {
+      return idempotentFlowReadingAnswer(db, callOf(ctx, request, PayRequest, PayResponse), async (commit, stored) => {
+        // One read: the transaction, its payer's hash and lock, and an answer stored under this
+        // request id (a retry of an answered Pay returns here, having checked nothing again).
+        const found = await store.findTransactionToPay(db, request.platformId, request.serialNumber, stored.column)
+        const previous = stored.answer(found?.extra)
+        if (previous) return previous
         // Before the password is looked at: a stranger's guesses never count against the payer.
-        const txn = await transactionFor(ctx, request.platformId, request.serialNumber)
-        return payTransaction(commit, txn, { paymentPassword: request.paymentPassword })
+        const txn = await transactionFor(ctx, request.platformId, request.serialNumber, actorOf(ctx), found?.txn ?? null)
+        return payTransaction(commit, txn, { paymentPassword: request.paymentPassword }, undefined, found?.payer)
       })
     },
 

@@ -201,9 +201,11 @@ export async function checkPaymentPassword(
   password: string,
   settings: PaymentSettings,
   beforeCounting?: (trx: Trx) => Promise<void>,
+  /** The payer's hash and lock, when the caller read them with the transaction (store.findTransactionToPay). */
+  known?: { password_hash: string | null; locked_until: Date | null },
 ): Promise<void> {
   assertPayable(txn)
-  await checkPayerPassword(db, txn.platform_id, txn.payer_ref, password, settings, beforeCounting)
+  await checkPayerPassword(db, txn.platform_id, txn.payer_ref, password, settings, beforeCounting, known)
 }
 
 /**
@@ -211,7 +213,7 @@ export async function checkPaymentPassword(
  * every use of it (Pay, PaySealed, offline provisioning): refused while locked; a wrong password
  * is counted (and may lock the account) before the refusal is thrown; `beforeCounting` runs in
  * the same database transaction as the count (a sealed blob is used up with it), and a throw from
- * it leaves the count alone.
+ * it leaves the count alone. `known`: the payer's hash and lock when the caller already read them.
  */
 export async function checkPayerPassword(
   db: Db,
@@ -220,8 +222,9 @@ export async function checkPayerPassword(
   password: string,
   settings: PaymentSettings,
   beforeCounting?: (trx: Trx) => Promise<void>,
-): Promise<store.AccountRow> {
-  const payer = await store.findAccount(db, platformId, payerRef)
+  known?: { password_hash: string | null; locked_until: Date | null },
+): Promise<void> {
+  const payer = known ?? (await store.findAccount(db, platformId, payerRef))
   if (!payer?.password_hash) throw new NotFoundError('PAYER_NOT_FOUND', 'the payer account of this transaction no longer exists')
   if (payer.locked_until && payer.locked_until > new Date()) {
     throw new ResourceExhaustedError(
@@ -230,7 +233,7 @@ export async function checkPayerPassword(
       payer.locked_until.getTime() - Date.now(),
     )
   }
-  if (await verifyPassword(payer.password_hash, password)) return payer
+  if (await verifyPassword(payer.password_hash, password)) return
   const after = await inTransaction(db, async (trx) => {
     await beforeCounting?.(trx)
     return store.recordPasswordFailure(trx, platformId, payerRef, settings.maxPasswordFailures, settings.passwordLockMs)

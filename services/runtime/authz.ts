@@ -69,12 +69,17 @@ export function rulesByPath<Definition extends Record<string, { path: string }>>
 }
 
 /**
- * The verified peer certificate each admitted call came with, keyed by the call's own metadata
- * object (grpc-js hands the handler the same one): Node parses a certificate anew on every
- * request for it, and the handler wrapper needs it too.
+ * The verified peer certificate each admitted call came with, and the identity read from it,
+ * keyed by the call's own metadata object (grpc-js hands the handler the same one): Node parses a
+ * certificate anew on every request for it, and the handler wrapper needs both; neither is
+ * worked out twice per call.
  */
-const admittedPeers = new WeakMap<Metadata, PeerCertificate>()
-export const admittedPeerOf = (metadata: Metadata): PeerCertificate | undefined => admittedPeers.get(metadata)
+export interface AdmittedPeer {
+  readonly certificate: PeerCertificate
+  readonly identity: Identity
+}
+const admittedPeers = new WeakMap<Metadata, AdmittedPeer>()
+export const admittedPeerOf = (metadata: Metadata): AdmittedPeer | undefined => admittedPeers.get(metadata)
 
 export interface AuthorizationEvents {
   onDenied?(path: string, identity: Identity | null, reason: string, details: { code: 'UNAUTHENTICATED' | 'PERMISSION_DENIED'; traceId: string | undefined }): void
@@ -110,7 +115,7 @@ export function authorizationInterceptor(rules: ReadonlyMap<string, Rule>, event
               call.sendStatus(toServiceStatus(error).status)
               return
             }
-            admittedPeers.set(metadata, certificate!)
+            admittedPeers.set(metadata, { certificate: certificate!, identity })
             mdNext(metadata)
           },
         })

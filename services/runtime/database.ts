@@ -317,6 +317,44 @@ export async function migrateSchema(shared: SharedDatabase, schema: string, migr
 
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']) // serialization failure, deadlock
 
+/** Work waiting for a transaction's outcome. */
+interface SettleHook {
+  readonly committed: () => void
+  readonly rolledBack?: () => void
+}
+
+/** Each open transaction made by inTransaction: the Kysely it was begun on, and what waits for its outcome. */
+const openTransactions = new WeakMap<object, { readonly origin: Kysely<any>; readonly hooks: SettleHook[] }>()
+
+/**
+ * The Kysely a transaction was begun on (a service's own schema view), or `db` itself when it is
+ * no transaction: how work written inside a transaction finds the service it belongs to.
+ */
+export function originOf(db: Kysely<any>): Kysely<any> | undefined {
+  return db.isTransaction ? openTransactions.get(db)?.origin : db
+}
+
+/**
+ * Runs `hook` once `db`'s transaction has committed (never when it rolls back); at once when `db`
+ * is no transaction (its statements are already committed). False when `db` is a transaction not
+ * begun by inTransaction, whose commit cannot be seen.
+ */
+export function afterCommit(db: Kysely<any>, hook: () => void): boolean {
+  return whenSettled(db, hook)
+}
+
+/** afterCommit(), and `rolledBack` when the transaction rolls back instead. */
+export function whenSettled(db: Kysely<any>, committed: () => void, rolledBack?: () => void): boolean {
+  if (!db.isTransaction) {
+    committed()
+    return true
+  }
+  const open = openTransactions.get(db)
+  if (!open) return false
+  open.hooks.push({ committed, rolledBack })
+  return true
+}
+
 /** Runs `work` in a transaction (or the caller's, if it is one), retrying serialization failures and deadlocks a few times. */
 export async function inTransaction<Database, T>(
   db: Kysely<Database>,
@@ -330,7 +368,20 @@ export async function inTransaction<Database, T>(
     try {
       let builder = db.transaction()
       if (options.isolation) builder = builder.setIsolationLevel(options.isolation)
-      return await builder.execute(work)
+      // Each attempt has its own transaction object and hooks: a rolled-back attempt's are told so.
+      const hooks: SettleHook[] = []
+      let result: T
+      try {
+        result = await builder.execute((trx) => {
+          openTransactions.set(trx, { origin: db as Kysely<any>, hooks })
+          return work(trx)
+        })
+      } catch (error) {
+        for (const hook of hooks) hook.rolledBack?.()
+        throw error
+      }
+      for (const hook of hooks) hook.committed()
+      return result
     } catch (error) {
       const code = (error as { code?: unknown }).code
       if (attempt >= attempts || typeof code !== 'string' || !RETRYABLE_SQLSTATES.has(code)) throw error

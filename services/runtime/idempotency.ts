@@ -14,7 +14,7 @@
 // request's fingerprint is a MAC under the data key too, over the request with its secret fields
 // blanked (secrets.ts): a dump of the table cannot confirm a guessed account number offline.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
-import { type Generated, type Kysely, sql, type Transaction } from 'kysely'
+import { type AliasedExpression, type ExpressionBuilder, type Generated, type Kysely, sql, type Transaction } from 'kysely'
 import { inTransaction } from './database.ts'
 import { status as Status } from '@grpc/grpc-js'
 import { AbortedError, CloudpayError, InvalidArgumentError } from './errors.ts'
@@ -118,11 +118,16 @@ async function storedReply<Database, Req, Res>(db: Kysely<Database>, call: Idemp
     .where('caller', '=', material.caller)
     .where('request_id', '=', material.keyId)
     .executeTakeFirst()
-  if (!previous || previous.response.length === 0) return undefined
-  if (previous.method !== call.method || previous.request_hash !== material.requestHash) {
+  return previous ? answerIn(call, material, previous) : undefined
+}
+
+/** The answer in a stored row: none while its call is in flight (empty response); REQUEST_ID_REUSED for another request. */
+function answerIn<Req, Res>(call: IdempotentCall<Req, Res>, material: KeyMaterial, row: { method: string; request_hash: string; response: Uint8Array }): Res | undefined {
+  if (row.response.length === 0) return undefined
+  if (row.method !== call.method || row.request_hash !== material.requestHash) {
     throw InvalidArgumentError.field('request_id', 'was already used for a different request; use a new request id', 'REQUEST_ID_REUSED')
   }
-  return call.responseCodec.decode(open(material.key, previous.response))
+  return call.responseCodec.decode(open(material.key, row.response))
 }
 
 /**
@@ -143,8 +148,65 @@ export type Commit<Database, Res> = (work: (trx: Transaction<Database>) => Promi
  * gets the answer without preparing again; a duplicate of one in flight in this process waits
  * for it; a deliberate refusal gives way to an answer stored under the id meanwhile.
  */
-export function idempotentFlow<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>, flow: (commit: Commit<Database, Res>) => Promise<Res>): Promise<Res> {
-  return once(db, call, flow, true)
+export function idempotentFlow<Database, Req, Res>(
+  db: Kysely<Database>,
+  call: IdempotentCall<Req, Res>,
+  flow: (commit: Commit<Database, Res>) => Promise<Res>,
+  options: FlowOptions = {},
+): Promise<Res> {
+  return once(db, call, flow, !options.repeatablePreparation)
+}
+
+/**
+ * A call's stored answer read inside another SELECT: the flow's own first read (one round trip
+ * and one commit for both, where idempotentFlow would read the answer first on its own).
+ */
+export interface StoredAnswer<Res> {
+  /** A scalar subquery for that SELECT's list: the row stored under the request id, or null. */
+  column(eb: ExpressionBuilder<any, any>): AliasedExpression<unknown, 'stored_answer'>
+  /** The answer from that column's value: undefined when none (or still in flight); REQUEST_ID_REUSED when another request used the id. */
+  answer(value: unknown): Res | undefined
+}
+
+/**
+ * idempotentFlow, for a flow whose first statement reads the stored answer too (`stored.column`)
+ * and returns it at once when there is one (`stored.answer`), before any check or peer call: a
+ * retry of an answered request prepares nothing, as with idempotentFlow, at no extra read.
+ */
+export function idempotentFlowReadingAnswer<Database, Req, Res>(
+  db: Kysely<Database>,
+  call: IdempotentCall<Req, Res>,
+  flow: (commit: Commit<Database, Res>, stored: StoredAnswer<Res>) => Promise<Res>,
+): Promise<Res> {
+  return once(db, call, (commit, material) => flow(commit, storedAnswerOf(call, material)), false)
+}
+
+function storedAnswerOf<Req, Res>(call: IdempotentCall<Req, Res>, material: KeyMaterial): StoredAnswer<Res> {
+  return {
+    column: (eb) =>
+      eb
+        .selectFrom(IDEMPOTENCY_TABLE)
+        .select(sql`jsonb_build_object('method', method, 'request_hash', request_hash, 'response', encode(response, 'base64'))`.as('stored'))
+        .where('caller', '=', material.caller)
+        .where('request_id', '=', material.keyId)
+        .as('stored_answer'),
+    answer: (value) => {
+      if (value === null || value === undefined) return undefined
+      const row = (typeof value === 'string' ? JSON.parse(value) : value) as { method: string; request_hash: string; response: string }
+      return answerIn(call, material, { method: row.method, request_hash: row.request_hash, response: Buffer.from(row.response, 'base64') })
+    },
+  }
+}
+
+export interface FlowOptions {
+  /**
+   * The preparation only reads (here, or from peers under request ids derived from this one, so
+   * they replay their answers): then no read comes first, saving a round trip and a commit on
+   * every first call, and a retry of an answered request prepares again before its claim finds
+   * the stored answer (or its preparation fails and gives way to it). Leave it unset where a
+   * repeat would count, cost or show: a password hash, a check the caller relies on running once.
+   */
+  readonly repeatablePreparation?: boolean
 }
 
 /**
@@ -223,7 +285,7 @@ async function waitFor<Res>(flight: Promise<Outcome<Res>>, signal: AbortSignal |
 async function once<Database, Req, Res>(
   db: Kysely<Database>,
   call: IdempotentCall<Req, Res>,
-  flow: (commit: Commit<Database, Res>) => Promise<Res>,
+  flow: (commit: Commit<Database, Res>, material: KeyMaterial) => Promise<Res>,
   replayFirst: boolean,
 ): Promise<Res> {
   const material = keyMaterial(call)
@@ -242,11 +304,18 @@ async function once<Database, Req, Res>(
   flights.set(key, flight as Promise<Outcome<unknown>>)
   try {
     const replay = replayFirst ? await storedReply(db, call, material) : undefined
-    const value = replay !== undefined ? replay : await flow((work) => commit(db, call, material, work))
+    const value = replay !== undefined ? replay : await flow((work) => commit(db, call, material, work), material)
     settle({ ok: true, value })
     return value
   } catch (error) {
     if (!isRefusal(error)) {
+      // A retry of an answered request whose preparation ran again and failed for its own reasons
+      // (a peer down): the stored answer is still its answer. Looked for only on this failure path.
+      const stored = replayFirst ? undefined : await storedReply(db, call, material).catch(() => undefined)
+      if (stored !== undefined) {
+        settle({ ok: true, value: stored })
+        return stored
+      }
       settle({ ok: false, error })
       throw error
     }

@@ -9,6 +9,7 @@ import { type Generated, type Kysely, sql } from 'kysely'
 import { randomUUID } from 'node:crypto'
 import { context, metrics, SpanKind, SpanStatusCode, trace as otelTrace, type Tracer } from '@opentelemetry/api'
 import type { PaymentSettings } from './config.ts'
+import { afterCommit, originOf } from './database.ts'
 import { CloudpayError } from './errors.ts'
 import type { Logger } from './logger.ts'
 import { PeerError } from './peer-calls.ts'
@@ -68,22 +69,62 @@ export async function addOutboxDeadLetters(db: Kysely<any>): Promise<void> {
 /** Where the delivery's trace context rides in its payload. */
 const TRACE_FIELD = '_trace'
 
+/** A running outbox, as enqueue() sees it: how long it leases, and how it attempts a delivery it already holds. */
+interface LocalOutbox {
+  readonly leaseMs: number
+  attemptHeld(row: DueRow): void
+}
+
+/** The running outbox of each service database view (the Kysely its handlers begin transactions on). */
+const localOutboxes = new WeakMap<Kysely<any>, LocalOutbox>()
+/** Deliveries enqueued where no local outbox could take them at once: kick() then looks for them. */
+let enqueuedUnheld = 0
+
 /**
  * Adds a delivery inside the caller's transaction; its id is the request id the receiver dedupes
  * on. The active trace context goes with it, so the delivery continues the caller's trace.
+ *
+ * When this process runs the outbox of the transaction's service, the row is written already
+ * leased to it (attempt 1) and attempted as soon as the transaction commits: no claim statement,
+ * no poll. Killed before the attempt, the delivery waits out the lease like any held one; another
+ * replica (or this service restarted) then takes it.
  */
 export async function enqueue(trx: Kysely<any>, topic: string, payload: Record<string, string>, deliveryId: string = randomUUID()): Promise<string> {
   const stored = { ...payload, [TRACE_FIELD]: captureContext() }
-  await (trx as OutboxDb)
+  const origin = originOf(trx)
+  const local = origin ? localOutboxes.get(origin) : undefined
+  const inserted = await (trx as OutboxDb)
     .insertInto(OUTBOX_TABLE)
-    .values({ delivery_id: deliveryId, topic, payload: JSON.stringify(stored) as unknown as Record<string, string>, delivered_at: null, last_error: null })
+    .values({
+      delivery_id: deliveryId,
+      topic,
+      payload: JSON.stringify(stored) as unknown as Record<string, string>,
+      delivered_at: null,
+      last_error: null,
+      ...(local ? { next_attempt_at: sql<Date>`now() + ${`${local.leaseMs} milliseconds`}::interval`, attempts: 1 } : {}),
+    })
     .onConflict((oc) => oc.column('delivery_id').doNothing())
-    .execute()
+    .returning('delivery_id')
+    .executeTakeFirst()
+  if (!local) enqueuedUnheld += 1
+  // An id enqueued before (onConflict) is not ours to attempt: it is leased or delivered already.
+  else if (inserted) afterCommit(trx, () => local.attemptHeld({ delivery_id: deliveryId, topic, payload: stored, attempts: 1 }))
   return deliveryId
 }
 
-/** One attempt: resolving means delivered; throwing means not (retried, unless the error is permanent). */
-export type DeliveryHandler = (payload: Record<string, string>, deliveryId: string, attempt: number) => Promise<void>
+/**
+ * One attempt: resolving means delivered; throwing means not (retried, unless the error is
+ * permanent). A handler that ends in a transaction of its own may call `acknowledge(trx)` in it:
+ * the delivery is then marked delivered with that transaction's effects (one commit fewer).
+ */
+export type DeliveryHandler = (payload: Record<string, string>, deliveryId: string, attempt: number, acknowledge: (trx: Kysely<any>) => Promise<void>) => Promise<void>
+
+interface DueRow {
+  readonly delivery_id: string
+  readonly topic: string
+  readonly payload: Record<string, string> | string
+  readonly attempts: number
+}
 
 /** A topic's handler, and which of its errors no retry can change (default: isPermanentRefusal). */
 export interface DeliveryTopic {
@@ -139,7 +180,10 @@ export function outboxSettings(config: { readonly payment: PaymentSettings; read
 }
 
 export interface Outbox {
-  /** Looks for due deliveries now (call after committing one). */
+  /**
+   * Call after committing deliveries: looks for due ones now, unless every delivery enqueued since
+   * was written held by a local outbox (then already under way).
+   */
   kick(): void
   /** Deliveries not yet delivered and not dead. */
   pending(): Promise<number>
@@ -241,7 +285,33 @@ export function startOutbox(options: OutboxOptions): Outbox {
     wakeWaiters()
   }
 
-  const attempt = async (row: { delivery_id: string; topic: string; payload: Record<string, string> | string; attempts: number }): Promise<void> => {
+  const markDelivered = (on: OutboxDb, deliveryIds: readonly string[]) =>
+    on.updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', 'in', [...deliveryIds]).execute()
+
+  /**
+   * Acknowledgements finishing in the same turn of the event loop are written in one UPDATE (under
+   * load, many deliveries finish together); each attempt waits for its own write. A crash before
+   * it only redelivers, which receivers dedupe, as a crash between delivery and mark always did.
+   */
+  let batch: { ids: string[]; written: Promise<void> } | undefined
+  const acknowledged = (deliveryId: string): Promise<void> => {
+    if (!batch) {
+      const ids: string[] = []
+      // Written under the first delivery's span, as each mark was (its query span, its count).
+      const active = context.active()
+      const written = new Promise<void>((resolve, reject) =>
+        setImmediate(() => {
+          batch = undefined
+          context.with(active, () => markDelivered(db, ids)).then(() => resolve(), reject)
+        }),
+      )
+      batch = { ids, written }
+    }
+    batch.ids.push(deliveryId)
+    return batch.written
+  }
+
+  const attempt = async (row: DueRow): Promise<void> => {
     const { [TRACE_FIELD]: trace, ...payload } = typeof row.payload === 'string' ? (JSON.parse(row.payload) as Record<string, string>) : row.payload
     const topic = topics.get(row.topic)
     const parent = restoreContext(trace).setValue(SERVICE_TRACER, options.tracer)
@@ -252,8 +322,13 @@ export function startOutbox(options: OutboxOptions): Outbox {
     )
     try {
       if (!topic) throw new Error(`no handler for outbox topic ${row.topic}`)
-      await context.with(otelTrace.setSpan(parent, span), () => topic.deliver(payload, row.delivery_id, row.attempts))
-      await db.updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', '=', row.delivery_id).execute()
+      let acknowledgedInHandler = false
+      const acknowledge = async (trx: Kysely<any>): Promise<void> => {
+        await markDelivered(trx as OutboxDb, [row.delivery_id])
+        acknowledgedInHandler = true
+      }
+      await context.with(otelTrace.setSpan(parent, span), () => topic.deliver(payload, row.delivery_id, row.attempts, acknowledge))
+      if (!acknowledgedInHandler) await acknowledged(row.delivery_id)
       span.end()
       wakeWaiters()
     } catch (error) {
@@ -337,6 +412,37 @@ export function startOutbox(options: OutboxOptions): Outbox {
     }
   }
 
+  /** Attempts of held deliveries under way (outside any pass): stop() waits for them as for a pass. */
+  const heldAttempts = new Set<Promise<void>>()
+  /** A delivery this replica wrote leased to itself (enqueue), its transaction now committed. */
+  const attemptHeld = (row: DueRow): void => {
+    if (stopped) {
+      // Stopping: hand it back at once, as stop() does for attempts in flight.
+      void db
+        .updateTable(OUTBOX_TABLE)
+        .set({ next_attempt_at: sql`now()` })
+        .where('delivery_id', '=', row.delivery_id)
+        .where('delivered_at', 'is', null)
+        .execute()
+        .catch(() => undefined)
+      return
+    }
+    inFlight.add(row.delivery_id)
+    const attempted = attempt(row)
+      .catch((error: unknown) => options.log.warn({ err: error, delivery_id: row.delivery_id }, 'outbox attempt failed; retried after its lease'))
+      .finally(() => heldAttempts.delete(attempted))
+    heldAttempts.add(attempted)
+  }
+  localOutboxes.set(options.db, { leaseMs, attemptHeld })
+  /** The value of enqueuedUnheld this replica last looked for deliveries at. */
+  let unheldSeen = enqueuedUnheld
+  /** After a commit: deliveries this replica holds are already under way; only others need a pass. */
+  const kick = (): void => {
+    if (unheldSeen === enqueuedUnheld) return
+    unheldSeen = enqueuedUnheld
+    run()
+  }
+
   const timer = setInterval(run, options.intervalMs ?? 500)
   timer.unref()
   const recountTimer = setInterval(recount, DEAD_RECOUNT_MS)
@@ -344,7 +450,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
   recount()
   run()
   return {
-    kick: run,
+    kick,
     delivered,
     deadLetters: () => deadCount,
     pending: async () =>
@@ -360,11 +466,12 @@ export function startOutbox(options: OutboxOptions): Outbox {
       ),
     async stop() {
       stopped = true
+      if (localOutboxes.get(options.db)?.attemptHeld === attemptHeld) localOutboxes.delete(options.db)
       clearInterval(timer)
       clearInterval(recountTimer)
       wakeWaiters()
       let timeout: NodeJS.Timeout | undefined
-      await Promise.race([running, new Promise<void>((resolve) => (timeout = setTimeout(resolve, stopWaitMs)))])
+      await Promise.race([Promise.all([running, ...heldAttempts]), new Promise<void>((resolve) => (timeout = setTimeout(resolve, stopWaitMs)))])
       clearTimeout(timeout)
       if (inFlight.size === 0) return
       // Still attempting (a peer slow to answer): hand the leases back, so another replica (or

@@ -97,8 +97,10 @@ interface Started {
 function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>, runtime: HandlerRuntime): Started {
   const name = path.slice(1)
   const [service, rpc] = name.split('/') as [string, string]
-  const peer = admittedPeerOf(call.metadata) ?? call.getAuthContext().sslPeerCertificate
-  const caller = identityFromPeerCertificate(peer)
+  // Admitted by the authorization interceptor: the certificate and identity it already read.
+  const admitted = admittedPeerOf(call.metadata)
+  const peer = admitted?.certificate ?? call.getAuthContext().sslPeerCertificate
+  const caller = admitted?.identity ?? identityFromPeerCertificate(peer)
   // Any caller's traceparent is continued (its spans join the caller's trace); baggage, which
   // becomes span attributes, is taken only from the mesh's own services.
   const extracted = propagation.extract(ROOT_CONTEXT, call.metadata, metadataGetter)
@@ -118,11 +120,25 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
   const abort = new AbortController()
   call.on('cancelled', () => abort.abort(new Error('cancelled by the client')))
   const started = Date.now()
-  const log = runtime.log.child({ rpc: name, caller: caller ? formatIdentity(caller) : undefined })
+  // The call's logger is made when something logs (a failure, a handler's line): most calls log nothing.
+  let callLog: Logger | undefined
+  const logOf = (): Logger => (callLog ??= runtime.log.child({ rpc: name, caller: caller ? formatIdentity(caller) : undefined }))
   return {
     caller,
     refusal,
-    ctx: caller ? { caller, method: name, log, span, signal: abort.signal, peerCertificate: peer?.raw, fingerprints: runtime.sealer } : undefined,
+    ctx: caller
+      ? {
+          caller,
+          method: name,
+          get log() {
+            return logOf()
+          },
+          span,
+          signal: abort.signal,
+          peerCertificate: peer?.raw,
+          fingerprints: runtime.sealer,
+        }
+      : undefined,
     // The ids also ride as baggage, so spans the handler causes (calls, queries, other services) carry them.
     activeContext: withBaggageEntries(trace.setSpan(parent, span), tags).setValue(SERVICE_TRACER, runtime.tracer),
     finish(error?: unknown) {
@@ -133,6 +149,7 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
         const mapped = toServiceStatus(error)
         status = mapped.status
         span.setAttribute('rpc.grpc.status_code', status.code)
+        const log = logOf()
         if (mapped.unexpected) {
           log.error({ err: error }, 'unexpected error in handler')
           span.recordException(error instanceof Error ? error : new Error(String(error)))
@@ -148,7 +165,7 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
         }
       }
       span.end()
-      log.debug({ code: status?.code ?? Status.OK, ms: Date.now() - started }, 'rpc finished')
+      if (runtime.log.isLevelEnabled('debug')) logOf().debug({ code: status?.code ?? Status.OK, ms: Date.now() - started }, 'rpc finished')
       return status
     },
   }

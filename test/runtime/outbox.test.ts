@@ -5,11 +5,13 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { status as Status } from '@grpc/grpc-js'
-import { trace } from '@opentelemetry/api'
+import { context, trace } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import type { Kysely } from 'kysely'
 import { paymentManagement } from '../../services/payment-management/server.ts'
 import type { PaymentDatabase } from '../../services/payment-management/store/tables.ts'
 import { inTransaction } from '../../services/runtime/database.ts'
+import { databaseCounters } from '../../services/runtime/database-tracing.ts'
 import { createLogger } from '../../services/runtime/logger.ts'
 import { type DeliveryHandler, type DeliveryTopic, enqueue, type OutboxOptions, retryDelayMs, startOutbox } from '../../services/runtime/outbox.ts'
 import { PeerError, RelayedError } from '../../services/runtime/peer-calls.ts'
@@ -157,6 +159,106 @@ test(`a clean stop hands the lease of an unfinished attempt back: another replic
   } finally {
     release()
     await second.box.stop()
+  }
+})
+
+test(`a delivery written in a transaction is attempted once it commits, held by its replica, with no pass over the table; a rolled-back one never is (${DATABASE_KIND})`, async () => {
+  const attempts: { id: string; attempt: number }[] = []
+  let attempted!: () => void
+  const firstAttempt = new Promise<void>((resolve) => (attempted = resolve))
+  // No poll (an hour) and no kick: only the commit can start the attempt.
+  const { box } = outbox(
+    {
+      held: async (_payload, id, attempt) => {
+        attempts.push({ id, attempt })
+        attempted()
+      },
+    },
+    { intervalMs: 3_600_000, leaseMs: 120_000 },
+  )
+  try {
+    await assert.rejects(
+      inTransaction(db, async (trx) => {
+        await enqueue(trx, 'held', {}, 'rolled-back-delivery')
+        throw new Error('the state change failed')
+      }),
+      /the state change failed/,
+    )
+    const id = await inTransaction(db, async (trx) => {
+      const queued = await enqueue(trx, 'held', {})
+      // Written leased to this replica, so no other replica's pass takes it meanwhile.
+      const written = await trx.selectFrom('outbox').selectAll().where('delivery_id', '=', queued).executeTakeFirstOrThrow()
+      assert.ok(written.next_attempt_at.getTime() > Date.now() + 60_000, 'held for the lease')
+      assert.equal(written.attempts, 1)
+      assert.deepEqual(attempts, [], 'not attempted before the commit')
+      return queued
+    })
+    await firstAttempt
+    assert.equal(await box.delivered([id], 5_000), true)
+    assert.deepEqual(attempts, [{ id, attempt: 1 }])
+    assert.equal(await db.selectFrom('outbox').select('delivery_id').where('delivery_id', '=', 'rolled-back-delivery').executeTakeFirst(), undefined)
+  } finally {
+    await box.stop()
+  }
+})
+
+test(`a held delivery whose replica dies mid-attempt is taken by another replica after the lease; a handler may acknowledge in its own transaction (${DATABASE_KIND})`, async () => {
+  let started!: () => void
+  const attemptStarted = new Promise<void>((resolve) => (started = resolve))
+  const dying = outbox({ handoff: () => (started(), new Promise<void>(() => undefined)) }, { intervalMs: 3_600_000, leaseMs: 300, stopWaitMs: 0 })
+  const id = await queue('handoff', { order_id: 'o-1' })
+  await attemptStarted
+  // Another replica: its own view of the schema, polling as every replica does.
+  const effects: string[] = []
+  const other = startOutbox({
+    db: db.withSchema('payment_management') as Kysely<PaymentDatabase>,
+    tracer: trace.getTracer('outbox-test'),
+    log: capture().log,
+    retryBaseMs: 20,
+    retryMaxMs: 50,
+    intervalMs: 50,
+    leaseMs: 300,
+    handlers: {
+      handoff: async (payload, deliveryId, attempt, acknowledge) => {
+        await inTransaction(db, async (trx) => {
+          effects.push(`${payload.order_id} attempt ${attempt}`)
+          await acknowledge(trx)
+          const inside = await trx.selectFrom('outbox').select('delivered_at').where('delivery_id', '=', deliveryId).executeTakeFirstOrThrow()
+          assert.ok(inside.delivered_at, 'marked delivered inside the handler’s transaction')
+        })
+      },
+    },
+  })
+  try {
+    assert.equal(await other.delivered([id], 10_000), true, 'delivered by the other replica once the lease ran out')
+    assert.deepEqual(effects, ['o-1 attempt 2'])
+  } finally {
+    await other.stop()
+    // The dying replica never finishes its attempt; with stopWaitMs 0 its stop hands the lease back at once (already delivered: nothing changes).
+    await dying.box.stop()
+  }
+  assert.ok((await row(id)).delivered_at)
+})
+
+test(`deliveries acknowledged in the same turn are marked delivered in one statement (${DATABASE_KIND})`, async () => {
+  // Contexts carried across awaits, as the services' telemetry sets up.
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
+  const { box } = outbox({ quick: async () => undefined }, { intervalMs: 3_600_000 })
+  try {
+    // Under a span, as a handler's work is: its statements are counted.
+    const tracer = trace.getTracer('outbox-test')
+    const span = tracer.startSpan('queue three')
+    const before = databaseCounters.statementsOutsideTransactions
+    const ids = await context.with(trace.setSpan(context.active(), span), () =>
+      inTransaction(db, async (trx) => [await enqueue(trx, 'quick', {}), await enqueue(trx, 'quick', {}), await enqueue(trx, 'quick', {})]),
+    )
+    assert.equal(await box.delivered(ids, 5_000), true)
+    span.end()
+    // delivered() itself reads once with no span; the three marks are one UPDATE.
+    assert.equal(databaseCounters.statementsOutsideTransactions - before, 1, 'one UPDATE for three acknowledgements')
+  } finally {
+    await box.stop()
+    context.disable()
   }
 })
 

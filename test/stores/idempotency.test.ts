@@ -11,7 +11,7 @@ import { accountManagement } from '../../services/account-management/server.ts'
 import type { AccountDatabase } from '../../services/account-management/store/tables.ts'
 import { forSchema, migrateSchema, type SharedDatabase } from '../../services/runtime/database.ts'
 import { FailedPreconditionError, UnavailableError } from '../../services/runtime/errors.ts'
-import { callOf, idempotent, idempotentAfter, idempotentFlow } from '../../services/runtime/idempotency.ts'
+import { callOf, idempotent, idempotentAfter, idempotentFlow, idempotentFlowReadingAnswer } from '../../services/runtime/idempotency.ts'
 import { Sealer } from '../../services/runtime/sealing.ts'
 import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
 
@@ -134,4 +134,26 @@ test(`a duplicate runs itself when the first failed for its own reasons, and sto
   await assert.rejects(waiter, (error: unknown) => (error as { code?: number }).code === Status.ABORTED && (error as { reason?: string }).reason === 'REQUEST_IN_PROGRESS')
   hold.open()
   assert.deepEqual(await owner, answer('owner'))
+})
+
+test(`a flow reading the stored answer in its own first statement: a retry gets it before preparing anything; another request under the id is refused (${DATABASE_KIND})`, async () => {
+  const db = replica()
+  const req = request()
+  let preparations = 0
+  let reads = 0
+  const flow = (call: ReturnType<typeof callFor>, appAccountId: string) =>
+    idempotentFlowReadingAnswer(db, call, async (commit, stored) => {
+      // The flow's own first read, with the stored answer as one more column.
+      const row = await db.selectFrom('cloud_accounts').select((eb) => [eb.fn.countAll().as('n'), stored.column(eb)]).executeTakeFirstOrThrow()
+      reads++
+      const previous = stored.answer(row.stored_answer)
+      if (previous) return previous
+      preparations++
+      return commit(async () => answer(appAccountId))
+    })
+  const first = await flow(callFor(req), 'app-1')
+  assert.deepEqual(await flow(callFor(req), 'app-1'), first, 'the retry gets the first answer')
+  assert.equal(preparations, 1, 'and prepares nothing')
+  assert.equal(reads, 2, 'one read each, the answer within it')
+  await assert.rejects(flow(callFor(request(req.requestId, 'app-2')), 'app-2'), (error: unknown) => (error as { reason?: string }).reason === 'REQUEST_ID_REUSED')
 })

@@ -137,6 +137,33 @@ export async function findLogin(db: Db, loginId: string): Promise<LoginRow | und
   return db.selectFrom('logins').selectAll().where('login_id', '=', loginId).executeTakeFirst()
 }
 
+/**
+ * What verifying a login needs before the password hash, in one statement: the login, the lock
+ * of its account and of its device, the device's current assignment, and the account's hash.
+ */
+export async function findLoginToVerify(db: Db, loginId: string) {
+  const row = await db
+    .selectFrom('logins')
+    .leftJoin('instance_assignments', 'instance_assignments.device_id', 'logins.device_id')
+    .selectAll('logins')
+    .select(['instance_assignments.assignment_id as current_assignment_id', 'instance_assignments.account_id as current_account_id'])
+    .select((eb) => [
+      eb.selectFrom('login_failures').select('locked_until').where('scope', '=', 'account').whereRef('subject', '=', 'logins.account_id').as('account_locked_until'),
+      eb.selectFrom('login_failures').select('locked_until').where('scope', '=', 'device').whereRef('subject', '=', 'logins.device_id').as('device_locked_until'),
+      eb.selectFrom('cloud_accounts').select('password_hash').whereRef('cloud_accounts.account_id', '=', 'logins.account_id').as('password_hash'),
+    ])
+    .where('logins.login_id', '=', loginId)
+    .executeTakeFirst()
+  if (!row) return undefined
+  const { current_assignment_id, current_account_id, account_locked_until, device_locked_until, password_hash, ...login } = row
+  return {
+    login: login as LoginRow,
+    assignment: current_assignment_id && current_account_id ? { assignment_id: current_assignment_id, account_id: current_account_id } : undefined,
+    lockedUntil: { account: account_locked_until ?? null, device: device_locked_until ?? null },
+    passwordHash: password_hash ?? undefined,
+  }
+}
+
 /** Moves a login from one state to another if it is still in `from` (and unexpired); undefined otherwise. */
 export async function transitionLogin(db: Db, loginId: string, from: LoginStateColumn, to: LoginStateColumn, now: Date): Promise<LoginRow | undefined> {
   return db
@@ -249,6 +276,43 @@ export async function insertPaymentBinding(
 
 export async function findPaymentBinding(db: Db, accountId: string, bindingId: string): Promise<PaymentBindingRow | undefined> {
   return db.selectFrom('payment_bindings').selectAll().where('account_id', '=', accountId).where('binding_id', '=', bindingId).executeTakeFirst()
+}
+
+/**
+ * The account a device is assigned to and that account's binding (the one named, or the default
+ * when none is), in one statement: undefined when the device is not assigned; `binding` undefined
+ * when there is no such binding.
+ */
+export async function findDeviceBinding(db: Db, deviceId: string, bindingId: string | undefined): Promise<{ accountId: string; binding: PaymentBindingRow | undefined } | undefined> {
+  const row = await db
+    .selectFrom('instance_assignments')
+    .leftJoin('payment_bindings', (join) => {
+      const sameAccount = join.onRef('payment_bindings.account_id', '=', 'instance_assignments.account_id')
+      return bindingId === undefined ? sameAccount.on('payment_bindings.is_default', '=', true) : sameAccount.on('payment_bindings.binding_id', '=', bindingId)
+    })
+    .selectAll('payment_bindings')
+    .select('instance_assignments.account_id as assigned_account_id')
+    .where('instance_assignments.device_id', '=', deviceId)
+    .executeTakeFirst()
+  if (!row) return undefined
+  const { assigned_account_id, ...binding } = row
+  return { accountId: assigned_account_id, binding: binding.binding_id === null ? undefined : (binding as PaymentBindingRow) }
+}
+
+/** The account a device is assigned to and up to `limit` of its enrolled terminals in enrolment order, in one statement; undefined when not assigned. */
+export async function findTerminalsOfDevice(db: Db, deviceId: string, limit: number): Promise<{ accountId: string; terminals: AccountTerminalRow[] } | undefined> {
+  const rows = await db
+    .selectFrom('instance_assignments')
+    .leftJoin('account_terminals', 'account_terminals.account_id', 'instance_assignments.account_id')
+    .selectAll('account_terminals')
+    .select('instance_assignments.account_id as assigned_account_id')
+    .where('instance_assignments.device_id', '=', deviceId)
+    .orderBy('account_terminals.seq')
+    .limit(limit)
+    .execute()
+  if (rows.length === 0) return undefined
+  const terminals = rows.filter((row) => row.terminal_id !== null).map(({ assigned_account_id: _, ...terminal }) => terminal as AccountTerminalRow)
+  return { accountId: rows[0]!.assigned_account_id, terminals }
 }
 
 export async function findDefaultPaymentBinding(db: Db, accountId: string): Promise<PaymentBindingRow | undefined> {

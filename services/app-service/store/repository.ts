@@ -114,17 +114,41 @@ export async function findOrder(db: Db, appOrderId: string): Promise<AppOrderRow
   return db.selectFrom('app_orders').selectAll().where('app_order_id', '=', appOrderId).executeTakeFirst()
 }
 
-/** pending -> effective, once; undefined when the order is not pending any more. */
+/** An order and the merchant's collection accounts (what a reply shows), in one statement. */
+export async function findOrderWithCollection(db: Db, appOrderId: string): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[] } | undefined> {
+  const row = await db
+    .selectFrom('app_orders')
+    .selectAll('app_orders')
+    .select((eb) =>
+      eb
+        .selectFrom('collection_accounts')
+        .select(
+          sql<CollectionAccountRow[]>`coalesce(jsonb_agg(jsonb_build_object('platform_id', platform_id, 'merchant_id', merchant_id, 'collection_account', collection_account) order by platform_id), '[]'::jsonb)`.as(
+            'accounts',
+          ),
+        )
+        .as('collection'),
+    )
+    .where('app_order_id', '=', appOrderId)
+    .executeTakeFirst()
+  if (!row) return undefined
+  const { collection, ...order } = row
+  return { order, collection: collection ?? [] }
+}
+
+/** pending -> effective, once, only for the amount due; undefined when the order is not pending any more or the amount differs. */
 export async function markOrderEffective(
   db: Db,
   appOrderId: string,
-  payment: { paymentOrderId: string; platformId: string; serialNumber: string },
+  payment: { paymentOrderId: string; platformId: string; serialNumber: string; paid: { currencyCode: string; amountMinor: bigint } },
 ): Promise<AppOrderRow | undefined> {
   return db
     .updateTable('app_orders')
     .set({ state: 'effective', effective_at: new Date(), payment_order_id: payment.paymentOrderId, platform_id: payment.platformId, serial_number: payment.serialNumber })
     .where('app_order_id', '=', appOrderId)
     .where('state', '=', 'pending')
+    .where('currency_code', '=', payment.paid.currencyCode)
+    .where('amount_due_minor', '=', payment.paid.amountMinor)
     .returningAll()
     .executeTakeFirst()
 }

@@ -64,11 +64,21 @@ export async function listChannels(db: Db, filter: ChannelFilter, beforeSeq: big
 
 export type EventRow = Selectable<EventsTable>
 
-/** Wakes Notify subscribers of a device on every replica (delivered when the transaction commits). */
+/**
+ * Wakes Notify subscribers of a stream on every replica (delivered when the transaction commits).
+ * The payload is the stream key and the new sequence ("<key> <sequence>"; keys have no spaces),
+ * so a replica whose subscribers already have that event reads nothing.
+ */
 export const EVENTS_CHANNEL = 'cloudpay_events'
 
-export async function notifyDevice(db: Db, deviceId: string): Promise<void> {
-  await sql`select pg_notify(${EVENTS_CHANNEL}, ${deviceId})`.execute(db)
+export async function notifyDevice(db: Db, deviceId: string, sequence: bigint): Promise<void> {
+  await sql`select pg_notify(${EVENTS_CHANNEL}, ${`${deviceId} ${sequence}`})`.execute(db)
+}
+
+/** The stream key and sequence of an EVENTS_CHANNEL payload (the sequence is absent in the older form, the key alone). */
+export function parseEventsNotification(payload: string): { stream: string; sequence: bigint | undefined } {
+  const [stream, sequence] = payload.split(' ')
+  return { stream: stream!, sequence: sequence && /^\d{1,19}$/.test(sequence) ? BigInt(sequence) : undefined }
 }
 
 /** Tells every replica that a terminal's channel to a device closed (its streams must end). */
@@ -96,7 +106,7 @@ export async function appendEvent(
     .values({ device_id: event.deviceId, sequence: last_sequence, kind: event.kind, subject_id: event.subjectId, publisher: event.publisher, trace_parent: event.traceParent })
     .returningAll()
     .executeTakeFirstOrThrow()
-  await notifyDevice(trx, event.deviceId)
+  await notifyDevice(trx, event.deviceId, row.sequence)
   return row
 }
 

@@ -1,6 +1,6 @@
 // SQL of the payment_management schema. Functions take the database or a transaction; the ones
 // that lock rows take only a transaction.
-import type { Kysely, Selectable, Transaction, Updateable } from 'kysely'
+import type { AliasedExpression, ExpressionBuilder, Kysely, Selectable, Transaction, Updateable } from 'kysely'
 import type { OrdersTable, OrderStateColumn, PaymentDatabase } from './tables.ts'
 
 type Db = Kysely<PaymentDatabase>
@@ -30,6 +30,23 @@ export async function insertOrder(
 
 export async function findOrder(db: Db, orderId: string): Promise<OrderRow | undefined> {
   return db.selectFrom('orders').selectAll().where('order_id', '=', orderId).executeTakeFirst()
+}
+
+/** An order and an `extra` column (a call's stored answer), in one statement; nothing when there is no such order (orders are never deleted). */
+export async function findOrderWith(
+  db: Db,
+  orderId: string,
+  extra: (eb: ExpressionBuilder<any, any>) => AliasedExpression<unknown, 'stored_answer'>,
+): Promise<{ order: OrderRow; extra: unknown } | undefined> {
+  const row = await db
+    .selectFrom('orders')
+    .selectAll('orders')
+    .select((eb) => extra(eb))
+    .where('order_id', '=', orderId)
+    .executeTakeFirst()
+  if (!row) return undefined
+  const { stored_answer, ...order } = row as typeof row & { stored_answer: unknown }
+  return { order: order as OrderRow, extra: stored_answer }
 }
 
 export async function lockOrder(trx: Transaction<PaymentDatabase>, orderId: string): Promise<OrderRow | undefined> {

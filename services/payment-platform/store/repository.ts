@@ -1,6 +1,6 @@
 // SQL of the payment_platform schema. Functions take the database or a transaction; the ones
 // that lock rows take only a transaction.
-import { type Kysely, type Selectable, sql, type Transaction } from 'kysely'
+import { type AliasedExpression, type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction } from 'kysely'
 import type {
   AccountKindColumn,
   AccountsTable,
@@ -106,6 +106,35 @@ export async function insertTransaction(db: Db, row: Omit<TransactionRow, 'creat
 
 export async function findTransaction(db: Db, platformId: string, serialNumber: string): Promise<TransactionRow | undefined> {
   return db.selectFrom('transactions').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).executeTakeFirst()
+}
+
+/**
+ * What paying a transaction reads before the password hash, in one statement: the transaction,
+ * its payer's password hash and lock, and an `extra` column (the call's stored answer). Nothing
+ * when there is no such transaction (transactions are never deleted, so no answer either).
+ */
+export async function findTransactionToPay(
+  db: Db,
+  platformId: string,
+  serialNumber: string,
+  extra: (eb: ExpressionBuilder<any, any>) => AliasedExpression<unknown, 'stored_answer'>,
+): Promise<{ txn: TransactionRow; payer: { password_hash: string | null; locked_until: Date | null } | undefined; extra: unknown } | undefined> {
+  const row = await db
+    .selectFrom('transactions')
+    .leftJoin('accounts as payer', (join) => join.onRef('payer.platform_id', '=', 'transactions.platform_id').onRef('payer.account_ref', '=', 'transactions.payer_ref'))
+    .selectAll('transactions')
+    .select(['payer.account_ref as payer_account_ref', 'payer.password_hash as payer_password_hash', 'payer.locked_until as payer_locked_until'])
+    .select((eb) => extra(eb))
+    .where('transactions.platform_id', '=', platformId)
+    .where('transactions.serial_number', '=', serialNumber)
+    .executeTakeFirst()
+  if (!row) return undefined
+  const { payer_account_ref, payer_password_hash, payer_locked_until, stored_answer, ...txn } = row as typeof row & { stored_answer: unknown }
+  return {
+    txn: txn as TransactionRow,
+    payer: payer_account_ref === null ? undefined : { password_hash: payer_password_hash, locked_until: payer_locked_until },
+    extra: stored_answer,
+  }
 }
 
 export async function lockTransaction(trx: Transaction<PlatformDatabase>, platformId: string, serialNumber: string): Promise<TransactionRow | undefined> {
