@@ -24,6 +24,7 @@ import { channelCredentials, serverCredentials } from '../services/runtime/tls.t
 import { demoClients } from '../cli/demo/clients.ts'
 import { echoClients, startBareServer, unaryBaseline } from './baseline.ts'
 import { fanOut } from './fan-out.ts'
+import { clusterDatabase } from '../cli/cluster/postgres.ts'
 import { benchConfig } from './mesh-config.ts'
 import { productionShape } from './production/shape.ts'
 import { setUpMerchant, worker } from './flows.ts'
@@ -58,7 +59,10 @@ const pkgVersion = async (name: string) => (JSON.parse(await readFile(join(ROOT,
 
 async function main(): Promise<void> {
   const home = await mkdtemp(join(tmpdir(), 'cloudpay-bench-'))
-  const config = benchConfig(home)
+  // On a given PostgreSQL server, the in-process mesh gets a database of its own (the production
+  // shape makes another): rows an earlier run sealed under another data key would not open.
+  const meshDatabase = process.env.DATABASE_URL && !productionOnly ? await clusterDatabase(process.env.DATABASE_URL, { fresh: true }) : undefined
+  const config = benchConfig(home, meshDatabase ? { DATABASE_URL: meshDatabase.url } : {})
   const database = productionOnly || config.databaseUrl ? 'postgres' : 'pglite'
   const results: Record<string, unknown> = {}
   const rows: string[][] = []
@@ -255,6 +259,7 @@ async function main(): Promise<void> {
     results.pipe = pipeResults
     clients.close()
     await mesh.stop()
+    await meshDatabase?.stop()
     await telemetry.shutdown()
 
     // ── Targets (issue #6): met or missed, never asserted in tests ──

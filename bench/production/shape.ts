@@ -12,6 +12,7 @@ import { performance } from 'node:perf_hooks'
 import { promisify } from 'node:util'
 import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
+import { clusterDatabase } from '../../cli/cluster/postgres.ts'
 import { addressVariable, loadConfig, SERVICE_NAMES, type ServiceName } from '../../services/runtime/config.ts'
 import { loadSealer } from '../../services/runtime/sealing.ts'
 import { certificateFiles } from '../../services/runtime/tls.ts'
@@ -63,7 +64,10 @@ interface Postgres {
 
 async function postgres(say: (line: string) => void): Promise<Postgres> {
   if (process.env.DATABASE_URL) {
-    const url = process.env.DATABASE_URL
+    // A database of its own on that server: rows another run sealed under another data key would
+    // not open with this run's (every replica sharing a database must share CLOUDPAY_DATA_KEY).
+    const fresh = await clusterDatabase(process.env.DATABASE_URL, { fresh: true })
+    const url = fresh.url
     // The cluster's processes, when it runs on this machine and its data directory is readable.
     const client = new pg.Client({ connectionString: url })
     await client.connect()
@@ -72,7 +76,7 @@ async function postgres(say: (line: string) => void): Promise<Postgres> {
       .then((r) => r.rows[0]?.dir)
       .catch(() => undefined)
     await client.end()
-    return { url, postmaster: dir ? postmasterPid(dir) : undefined, stop: async () => undefined }
+    return { url, postmaster: dir ? postmasterPid(dir) : undefined, stop: fresh.stop }
   }
   say('production shape: starting a throwaway PostgreSQL (scripts/throwaway-postgres.sh)')
   const { stdout } = await run(join(ROOT, 'scripts/throwaway-postgres.sh'), [], { cwd: ROOT })
