@@ -6,6 +6,7 @@ import { relative, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { clusterDatabase } from './cluster/postgres.ts'
 import { type Cluster, startCluster, usageOf } from './cluster/replicas.ts'
+import { stopOnSignals } from '../services/runtime/signals.ts'
 
 const { values } = parseArgs({
   options: {
@@ -57,29 +58,8 @@ process.stdout.write(
   ].join('\n'),
 )
 
-let stopping = false
-const shutdown = (signal: string): void => {
-  if (stopping) return
-  stopping = true
-  process.stdout.write(`\n${signal}: draining and stopping every replica...\n`)
-  cluster
-    .stop()
-    .then(() => database.stop())
-    .then(
-      () => {
-        process.stdout.write('cluster stopped\n')
-        process.exit(0)
-      },
-      (error: unknown) => {
-        process.stderr.write(`stopping failed: ${String(error)}\n`)
-        process.exit(1)
-      },
-    )
-}
-process.on('SIGINT', () => shutdown('SIGINT'))
-process.on('SIGTERM', () => shutdown('SIGTERM'))
-// `npm run cluster` does not pass SIGTERM on: when npm is gone, stop as if signalled.
-const parent = process.ppid
-setInterval(() => {
-  if (process.ppid !== parent) shutdown('parent exited')
-}, 500).unref()
+stopOnSignals(() => cluster.stop().then(() => database.stop()), {
+  stopping: (signal) => process.stdout.write(`\n${signal}: draining and stopping every replica...\n`),
+  stopped: () => process.stdout.write('cluster stopped\n'),
+  failed: (error) => process.stderr.write(`stopping failed: ${String(error)}\n`),
+})

@@ -6,6 +6,7 @@ import { createLogger, type Logger } from './logger.ts'
 import { loadSealer } from './sealing.ts'
 import { addressBook, type RunningService, type ServiceSpec, startService } from './service-host.ts'
 import { startTelemetry, type Telemetry } from './telemetry.ts'
+import { stopOnSignals } from './signals.ts'
 
 export interface Mesh {
   readonly config: Config
@@ -79,30 +80,11 @@ export async function runServiceProcess(specs: readonly ServiceSpec[], afterStar
     process.stderr.write(`cloudpay failed to start: ${message}\n`)
     process.exit(1)
   }
-  let stopping = false
-  const shutdown = (signal: string): void => {
-    if (stopping) return
-    stopping = true
-    mesh.log.info({ signal }, 'shutting down: finishing in-flight calls')
-    mesh.stop().then(
-      () => {
-        mesh.log.info('stopped')
-        process.exit(0)
-      },
-      (error: unknown) => {
-        mesh.log.error({ err: error }, 'shutdown failed')
-        process.exit(1)
-      },
-    )
-  }
-  process.on('SIGINT', () => shutdown('SIGINT'))
-  process.on('SIGTERM', () => shutdown('SIGTERM'))
-  // `npm run` does not pass SIGTERM on (npm exits, this process would serve on, orphaned): when
-  // the process that started this one is gone, drain and stop as if signalled.
-  const parent = process.ppid
-  setInterval(() => {
-    if (process.ppid !== parent) shutdown('parent exited')
-  }, 500).unref()
+  stopOnSignals(() => mesh.stop(), {
+    stopping: (signal) => mesh.log.info({ signal }, 'shutting down: finishing in-flight calls'),
+    stopped: () => mesh.log.info('stopped'),
+    failed: (error) => mesh.log.error({ err: error }, 'shutdown failed'),
+  })
   mesh.log.info({ services: mesh.services.map((s) => ({ name: s.name, address: s.address })), database: mesh.database.kind }, 'serving')
   await afterStart?.(mesh)
 }
