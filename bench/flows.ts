@@ -25,7 +25,8 @@ export async function setUpMerchant(clients: MeshClients): Promise<void> {
   })
 }
 
-export async function worker(clients: MeshClients, index: number): Promise<Worker> {
+/** `openingBalanceMinor`: each worker's payer account; a mesh started elsewhere caps it (CLOUDPAY_OPENING_BALANCE_MAX_MINOR). */
+export async function worker(clients: MeshClients, index: number, openingBalanceMinor = 1_000_000_000n): Promise<Worker> {
   const tag = `${index}-${randomUUID().slice(0, 6)}`
   const device = `bench-dev-${tag}`
   const phone = `bench-phone-${tag}`
@@ -40,7 +41,7 @@ export async function worker(clients: MeshClients, index: number): Promise<Worke
     platformId: 'alphapay',
     payerAccount: payer,
     paymentPassword: PAYMENT_PASSWORD,
-    openingBalance: { currencyCode: 'USD', amountMinor: 1_000_000_000n },
+    openingBalance: { currencyCode: 'USD', amountMinor: openingBalanceMinor },
   })
   // Each device and terminal acts through the SDK, as an integrating app would.
   const instance = instanceSdk(clients, device)

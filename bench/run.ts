@@ -28,7 +28,8 @@ import { clusterDatabase } from '../cli/cluster/postgres.ts'
 import { benchConfig } from './mesh-config.ts'
 import { productionShape } from './production/shape.ts'
 import { setUpMerchant, worker } from './flows.ts'
-import { type Figures, load, round } from './stats.ts'
+import { type Figures, load, round, table } from './stats.ts'
+import { benchAgainstRunning } from './against.ts'
 
 const quick = process.argv.includes('--quick')
 // The production shape (processes on PostgreSQL) runs in a full run; --production adds it to a
@@ -312,11 +313,8 @@ async function main(): Promise<void> {
   results.targets = targets
 
   // ── Report ──
-  const header = ['what', 'load', 'throughput', 'p50', 'p99', 'errors', 'notes']
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ')
   process.stdout.write(
-    `\ncloudpay bench · ${productionOnly ? 'processes on postgres' : `${database}${production ? ' in-process + processes on postgres' : ''}`} · ${cpus().length} cores · node ${process.version}${quick ? ' · quick' : ''}\n${line(header)}\n${line(widths.map((w) => '-'.repeat(w)))}\n${rows.map(line).join('\n')}\n`,
+    `\ncloudpay bench · ${productionOnly ? 'processes on postgres' : `${database}${production ? ' in-process + processes on postgres' : ''}`} · ${cpus().length} cores · node ${process.version}${quick ? ' · quick' : ''}\n${table(rows)}`,
   )
   const verdict = (t: (typeof targets)[number] & { reachable?: boolean; why?: string }) =>
     `  ${t.met ? 'met   ' : 'MISSED'}  ${t.target}: ${round(t.value)}${!t.met && t.reachable === false ? `\n          out of reach on this machine: ${t.why}` : ''}`
@@ -352,5 +350,11 @@ async function main(): Promise<void> {
   await rm(home, { recursive: true, force: true })
 }
 
-await main()
+if (process.argv.includes('--against-running')) {
+  // Only the flows, against a mesh someone else started (a replica cluster): no baseline, no mesh of its own.
+  const { rows } = await benchAgainstRunning(quick, (line) => process.stderr.write(`${line}\n`))
+  process.stdout.write(`\ncloudpay bench · against the running mesh · ${cpus().length} cores · node ${process.version}${quick ? ' · quick' : ''}\n${table(rows)}`)
+} else {
+  await main()
+}
 process.exit(0)

@@ -73,3 +73,11 @@ export async function load(operation: () => Promise<unknown>, concurrency: numbe
 }
 
 export const round = (value: number, digits = 2): number => Number(value.toFixed(digits))
+
+/** The bench's report table: a header, a rule, then the rows, each column padded to its widest cell. */
+export function table(rows: readonly string[][]): string {
+  const header = ['what', 'load', 'throughput', 'p50', 'p99', 'errors', 'notes']
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: readonly string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ')
+  return `${line(header)}\n${line(widths.map((w) => '-'.repeat(w)))}\n${rows.map(line).join('\n')}\n`
+}
