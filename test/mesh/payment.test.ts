@@ -21,6 +21,7 @@ import { loadSealer } from '../../services/runtime/sealing.ts'
 import { signingKey } from '../../services/payment-platform/result-keys.ts'
 import { flows, instance, terminal } from '../../cli/demo/steps.ts'
 import { expectStatus, newRequestId } from '../helpers/grpc.ts'
+import { createShop, type Person, personWithPayers, submitOrder } from '../helpers/people.ts'
 import { OPERATOR, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 import { findSecret } from '../helpers/secrets.ts'
 import { subscribe } from '../helpers/subscriber.ts'
@@ -35,13 +36,7 @@ const PM = { role: 'service', id: 'payment-management' } as const
 let t: TestMesh
 before(async () => {
   t = await startTestMesh({ env: { CLOUDPAY_ORDER_TTL_MS: String(ORDER_TTL_MS), CLOUDPAY_RETRY_BASE_MS: '100', CLOUDPAY_RETRY_MAX_MS: '500', CLOUDPAY_PAYMENT_MAX_FAILURES: '3' } })
-  const platform = await t.client('payment-platform', OPERATOR)
-  for (const [platformId, collectionAccount] of [
-    ['alphapay', 'SHOPALPHA0001'],
-    ['betapay', 'SHOPBETA0001'],
-  ] as const) {
-    await unaryCall(platform, 'createMerchantAccount', { requestId: newRequestId(), platformId, merchantId: 'demo-shop', collectionAccount, currencyCode: 'USD' })
-  }
+  await createShop(t)
 })
 after(async () => t?.stop())
 
@@ -49,57 +44,28 @@ let people = 0
 /** A logged-in person: a cloud account, an instance, a terminal, payer accounts bound on both platforms. */
 async function person(balances: { alpha: bigint; beta: bigint } = { alpha: 100_000n, beta: 500n }) {
   const n = ++people
-  const device = `pay-dev-${n}`
-  const phone = `pay-phone-${n}`
-  const f = flows(t, OPERATOR)
-  await f.setUp(`payer${n}`, `payer-${n}-password`, device, phone)
-  const session = await f.logIn(device, phone, `payer-${n}-password`)
-  const platformOps = await t.client('payment-platform', OPERATOR)
-  const alpha = `${PAYER_ALPHA}${n}`
-  const beta = `${PAYER_BETA}${n}`
-  await unaryCall(platformOps, 'createPayerAccount', {
-    requestId: newRequestId(),
-    platformId: 'alphapay',
-    payerAccount: alpha,
+  return personWithPayers(t, {
+    device: `pay-dev-${n}`,
+    phone: `pay-phone-${n}`,
+    accountId: `payer${n}`,
+    password: `payer-${n}-password`,
+    payers: { alpha: `${PAYER_ALPHA}${n}`, beta: `${PAYER_BETA}${n}` },
     paymentPassword: PAYMENT_PASSWORD,
-    openingBalance: { currencyCode: 'USD', amountMinor: balances.alpha },
+    balances,
   })
-  await unaryCall(platformOps, 'createPayerAccount', {
-    requestId: newRequestId(),
-    platformId: 'betapay',
-    payerAccount: beta,
-    paymentPassword: PAYMENT_PASSWORD,
-    openingBalance: { currencyCode: 'USD', amountMinor: balances.beta },
-  })
-  const accounts = await t.client('account-management', terminal(phone))
-  const alphaBinding = (
-    await unaryCall(accounts, 'bindPaymentAccount', { requestId: newRequestId(), deviceId: device, platformId: 'alphapay', payerAccount: alpha, makeDefault: false })
-  ).binding!
-  const betaBinding = (
-    await unaryCall(accounts, 'bindPaymentAccount', { requestId: newRequestId(), deviceId: device, platformId: 'betapay', payerAccount: beta, makeDefault: false })
-  ).binding!
-  return { device, phone, session, alpha, beta, alphaBinding, betaBinding }
 }
 
 /** Payment steps 1-2: the instance orders at the application, submits the order, asks on the pipe. */
-async function order(p: Awaited<ReturnType<typeof person>>, itemId = 'gem-pack-550', quantity = 2) {
-  const app = await t.client('app-service', instance(p.device))
-  const { order: appOrder } = await unaryCall(app, 'createOrder', { requestId: newRequestId(), deviceId: p.device, sessionToken: p.session.sessionToken, itemId, quantity })
-  const pm = await t.client('payment-management', instance(p.device))
-  const { order: submitted } = await unaryCall(pm, 'submitOrder', { requestId: newRequestId(), deviceId: p.device, appOrderId: appOrder!.appOrderId })
-  const pipe = await t.client('instance-events', instance(p.device))
-  await unaryCall(pipe, 'publish', { requestId: newRequestId(), deviceId: p.device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId: submitted!.orderId })
-  return { appOrder: appOrder!, order: submitted! }
-}
+const order = (p: Person, itemId = 'gem-pack-550', quantity = 2) => submitOrder(t, p, itemId, quantity)
 
-async function fetchAndPrepay(p: Awaited<ReturnType<typeof person>>, bindingId = '') {
+async function fetchAndPrepay(p: Person, bindingId = '') {
   const pm = await t.client('payment-management', terminal(p.phone))
   const { order: fetched } = await unaryCall(pm, 'fetchOrder', { requestId: newRequestId(), deviceId: p.device })
   const prepaid = await unaryCall(pm, 'prepayOrder', { requestId: newRequestId(), deviceId: p.device, orderId: fetched!.orderId, bindingId })
   return { fetched: fetched!, ...prepaid }
 }
 
-async function pay(p: Awaited<ReturnType<typeof person>>, platformId: string, serialNumber: string, password = PAYMENT_PASSWORD, requestId = newRequestId()) {
+async function pay(p: Person, platformId: string, serialNumber: string, password = PAYMENT_PASSWORD, requestId = newRequestId()) {
   const platform = await t.client('payment-platform', terminal(p.phone))
   return unaryCall(platform, 'pay', { requestId, platformId, serialNumber, paymentPassword: password })
 }
@@ -131,7 +97,7 @@ async function waitForState(orderId: string, state: OrderState, timeoutMs = 15_0
   }
 }
 
-async function inventory(p: Awaited<ReturnType<typeof person>>) {
+async function inventory(p: Person) {
   const app = await t.client('app-service', instance(p.device))
   const { items } = await unaryCall(app, 'listInventory', { deviceId: p.device, sessionToken: p.session.sessionToken, pageSize: 0, pageToken: '' })
   return Object.fromEntries(items.map((i) => [i.itemId, i.quantity]))

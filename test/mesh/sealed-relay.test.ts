@@ -13,7 +13,7 @@ import type { ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { OrderState } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { type GetSealingKeysResponse, TransactionState } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
-import { flows, instance, terminal } from '../../cli/demo/steps.ts'
+import { instance, terminal } from '../../cli/demo/steps.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
 import { ensureDevCertificate, issueSeparateDevCertificate } from '../../services/runtime/dev-certificates.ts'
 import type { Identity } from '../../services/runtime/identity.ts'
@@ -31,6 +31,7 @@ import { expectStatus, newRequestId } from '../helpers/grpc.ts'
 import { OPERATOR, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 import { findSecret } from '../helpers/secrets.ts'
 import { subscribe } from '../helpers/subscriber.ts'
+import { createShop, type Person, personWithPayers, submitOrder } from '../helpers/people.ts'
 
 const PAYMENT_PASSWORD = 'relay-secret-8128'
 const PAYER_ALPHA = 'RELAYALPHA000'
@@ -53,13 +54,7 @@ before(async () => {
     },
   })
   meshCa = await readFile((await certificateFiles(t.config, OPERATOR)).caFile)
-  const platform = await t.client('payment-platform', OPERATOR)
-  for (const [platformId, collectionAccount] of [
-    ['alphapay', 'SHOPALPHA0001'],
-    ['betapay', 'SHOPBETA0001'],
-  ] as const) {
-    await unaryCall(platform, 'createMerchantAccount', { requestId: newRequestId(), platformId, merchantId: 'demo-shop', collectionAccount, currencyCode: 'USD' })
-  }
+  await createShop(t)
 })
 after(async () => t?.stop())
 
@@ -67,46 +62,23 @@ let people = 0
 /** A logged-in person: a cloud account, an instance, a terminal, payer accounts bound on both platforms (alphapay the default). */
 async function person(balances: { alpha: bigint; beta: bigint } = { alpha: 100_000n, beta: 100_000n }) {
   const n = ++people
-  const device = `relay-dev-${n}`
-  const phone = `relay-phone-${n}`
-  const f = flows(t, OPERATOR)
-  await f.setUp(`relay${n}`, `relay-${n}-password`, device, phone)
-  const session = await f.logIn(device, phone, `relay-${n}-password`)
-  const platformOps = await t.client('payment-platform', OPERATOR)
-  const alpha = `${PAYER_ALPHA}${n}`
-  const beta = `${PAYER_BETA}${n}`
-  for (const [platformId, payerAccount, amountMinor] of [
-    ['alphapay', alpha, balances.alpha],
-    ['betapay', beta, balances.beta],
-  ] as const) {
-    await unaryCall(platformOps, 'createPayerAccount', {
-      requestId: newRequestId(),
-      platformId,
-      payerAccount,
-      paymentPassword: PAYMENT_PASSWORD,
-      openingBalance: { currencyCode: 'USD', amountMinor },
-    })
-  }
-  const accounts = await t.client('account-management', terminal(phone))
-  await unaryCall(accounts, 'bindPaymentAccount', { requestId: newRequestId(), deviceId: device, platformId: 'alphapay', payerAccount: alpha, makeDefault: false })
-  const betaBinding = (
-    await unaryCall(accounts, 'bindPaymentAccount', { requestId: newRequestId(), deviceId: device, platformId: 'betapay', payerAccount: beta, makeDefault: false })
-  ).binding!
-  return { device, phone, session, alpha, beta, betaBinding }
+  return personWithPayers(t, {
+    device: `relay-dev-${n}`,
+    phone: `relay-phone-${n}`,
+    accountId: `relay${n}`,
+    password: `relay-${n}-password`,
+    payers: { alpha: `${PAYER_ALPHA}${n}`, beta: `${PAYER_BETA}${n}` },
+    paymentPassword: PAYMENT_PASSWORD,
+    balances,
+  })
 }
-type Person = Awaited<ReturnType<typeof person>>
 
 /** The instance orders, submits and asks on the pipe; the terminal fetches and prepays (with the default binding unless told). */
 async function prepaidOrder(p: Person, itemId = 'gem-pack-100', quantity = 1, bindingId = '') {
-  const app = await t.client('app-service', instance(p.device))
-  const { order: appOrder } = await unaryCall(app, 'createOrder', { requestId: newRequestId(), deviceId: p.device, sessionToken: p.session.sessionToken, itemId, quantity })
-  const asInstance = await t.client('payment-management', instance(p.device))
-  const { order: submitted } = await unaryCall(asInstance, 'submitOrder', { requestId: newRequestId(), deviceId: p.device, appOrderId: appOrder!.appOrderId })
-  const pipe = await t.client('instance-events', instance(p.device))
-  await unaryCall(pipe, 'publish', { requestId: newRequestId(), deviceId: p.device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId: submitted!.orderId })
+  const { order: submitted } = await submitOrder(t, p, itemId, quantity)
   const pm = await t.client('payment-management', terminal(p.phone))
   const { order: fetched } = await unaryCall(pm, 'fetchOrder', { requestId: newRequestId(), deviceId: p.device })
-  assert.equal(fetched!.orderId, submitted!.orderId)
+  assert.equal(fetched!.orderId, submitted.orderId)
   const { order, platformId, serialNumber } = await unaryCall(pm, 'prepayOrder', { requestId: newRequestId(), deviceId: p.device, orderId: fetched!.orderId, bindingId })
   return { order: order!, platformId, serialNumber, amount: order!.amount! }
 }
