@@ -48,6 +48,9 @@ export interface StepOptions {
 
 const RETRIED = new Set([Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED])
 
+/** Before the n-th retry: doubling from 100 ms up to 2 s, jittered to half or more, so clients do not return in step. */
+const backoffMs = (n: number): number => Math.min(2_000, 100 * 2 ** Math.min(n - 1, 5)) * (0.5 + Math.random() / 2)
+
 function asCallError(error: unknown): unknown {
   const service = error as ServiceError
   if (typeof service?.code !== 'number' || !('details' in service)) return error
@@ -69,7 +72,7 @@ export async function step<T>(attempt: (requestId: string, signal?: AbortSignal)
     } catch (error) {
       const mapped = asCallError(error)
       if (!(mapped instanceof CloudpayCallError) || !RETRIED.has(mapped.code) || n >= attempts || options.signal?.aborted) throw mapped
-      await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 100 * 2 ** (n - 1)) * (0.5 + Math.random() / 2)))
+      await new Promise((resolve) => setTimeout(resolve, backoffMs(n)))
     }
   }
 }
@@ -140,7 +143,7 @@ export function followEvents<E extends { sequence: bigint }>(open: (afterSequenc
       breaks++
       // A stopping replica says when to come back (spread across its subscribers); else back off with jitter.
       const asked = mapped instanceof CloudpayCallError ? mapped.retryAfterMs : undefined
-      setTimeout(connect, asked ?? Math.min(2_000, 100 * 2 ** Math.min(breaks - 1, 5)) * (0.5 + Math.random() / 2)).unref()
+      setTimeout(connect, asked ?? backoffMs(breaks)).unref()
     }
     stream.on('data', (message) => {
       const event = message.event
