@@ -1,5 +1,4 @@
 // AccountManagementService handlers: validate the request, apply the rules, map rows to replies.
-import type { Kysely } from 'kysely'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import {
   type AccountManagementServiceService,
@@ -39,7 +38,6 @@ import {
 } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { InvalidArgumentError, PermissionDeniedError } from '../runtime/errors.ts'
-import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { callOf, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
@@ -47,17 +45,18 @@ import { SharedRateLimiter } from '../runtime/rate-limit.ts'
 import { KEY_CURSOR, listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { MOST_TERMINALS_PER_ACCOUNT } from '../runtime/config.ts'
 import { hashPassword } from '../runtime/passwords.ts'
-import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import type { Handlers } from '../runtime/rpc.ts'
+import type { ServiceDeps } from '../runtime/service-host.ts'
 import { bearerToken, type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import * as accounts from './accounts.ts'
 import * as grants from './grants.ts'
-import { handOffs } from './hand-offs.ts'
 import * as logins from './login.ts'
 import * as payments from './payment-accounts.ts'
 import * as store from './store/repository.ts'
 import type { AccountTerminalRow, CloudAccountRow, InstanceAssignmentRow, LoginRow, PaymentBindingRow } from './store/repository.ts'
 import type { AccountDatabase } from './store/tables.ts'
 import * as terminals from './terminals.ts'
+import type { Shared } from './workers.ts'
 
 const toCloudAccount = (row: CloudAccountRow): CloudAccount => ({ accountId: row.account_id, createTime: row.created_at })
 const LOGIN_STATES: Record<logins.EffectiveLoginState, LoginState> = {
@@ -110,19 +109,12 @@ const toAssignment = (row: InstanceAssignmentRow): InstanceAssignment => ({
   assignmentId: row.assignment_id,
 })
 
-export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountManagementServiceService> {
-  const db = deps.db as Kysely<AccountDatabase>
+export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: Shared): Handlers<typeof AccountManagementServiceService> {
+  const db = deps.db
   const settings = deps.config.login
   // GetLogin is a fallback for clients that cannot follow the pipe: 2 per second per caller
   // (bursts of 5), counted in the database so that every replica takes from the same bucket.
   const getLoginLimiter = new SharedRateLimiter(db, 'GetLogin', 2, 5)
-  const outbox = startOutbox({
-    db,
-    tracer: deps.tracer,
-    log: deps.log,
-    ...outboxSettings(deps.config),
-    handlers: handOffs(deps.peers),
-  })
   /**
    * After a release (or re-renting) committed: waits, bounded, for AppService, InstanceEvents and
    * PaymentManagement to acknowledge its end; a caller that sees true sees those grants gone.
@@ -130,7 +122,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
    */
   const grantsEnded = (ended: InstanceAssignment | undefined): Promise<boolean> =>
     ended ? outbox.delivered(grants.deliveryIdsOf(ended.assignmentId), settings.releaseWaitMs) : Promise.resolve(true)
-  const handlers: ServiceParts<typeof AccountManagementServiceService>['handlers'] = {
+  return {
     registerCloudAccount: async (request, ctx) => {
       validate((v) =>
         v
@@ -390,13 +382,6 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
       validate((v) => v.id(request.terminalId, 'terminal_id').id(request.deviceId, 'device_id', { optional: true }))
       const { row, servesDevice } = await terminals.enrollmentOf(db, request.terminalId, request.deviceId, request.seen)
       return { terminal: toTerminal(row), servesDevice }
-    },
-  }
-  return {
-    handlers,
-    introspect: () => ({ outbox_dead_letters: outbox.deadLetters() }),
-    async onStop() {
-      await outbox.stop()
     },
   }
 }

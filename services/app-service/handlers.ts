@@ -1,5 +1,4 @@
 // AppService handlers: validate the request, apply the rules, map rows to replies.
-import type { Kysely } from 'kysely'
 import {
   type AppAccount,
   type AppOrder,
@@ -64,8 +63,8 @@ const toOrder = (row: AppOrderRow, collection: CollectionAccountRow[]): AppOrder
   deviceId: row.device_id,
 })
 
-export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceService> {
-  const db = deps.db as Kysely<AppDatabase>
+export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof AppServiceService> {
+  const db = deps.db
   const accountManagement = () => deps.peers.get('account-management')
   return {
     loginWithToken: async (request, ctx) => {

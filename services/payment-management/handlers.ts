@@ -1,9 +1,6 @@
 // PaymentManagementService handlers: validate the request, apply the rules, map rows to replies.
 import { randomUUID } from 'node:crypto'
-import { status as Status } from '@grpc/grpc-js'
-import type { Kysely } from 'kysely'
 import { AppOrderState } from '../../gen/cloudpay/app/v1/app_service.ts'
-import { TransactionState } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
 import {
   CancelDeviceOrdersRequest,
   CancelDeviceOrdersResponse,
@@ -31,26 +28,25 @@ import {
 } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
-import { FailedPreconditionError, PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
+import { FailedPreconditionError, PermissionDeniedError, quote } from '../runtime/errors.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, idempotentFlow, idempotentFlowReadingAnswer } from '../runtime/idempotency.ts'
 import { channelCheckVia, terminalEnrollment } from '../runtime/mesh-calls.ts'
-import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
-import { callPeer, RelayedError } from '../runtime/peer-calls.ts'
+import { callPeer } from '../runtime/peer-calls.ts'
 import { MAX_SEALED_BYTES } from '../runtime/sealed-credentials.ts'
-import type { RpcContext } from '../runtime/rpc.ts'
+import type { Handlers, RpcContext } from '../runtime/rpc.ts'
 import type { ClaimGesture } from '../runtime/config.ts'
 import type { Identity } from '../runtime/identity.ts'
-import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import type { ServiceDeps } from '../runtime/service-host.ts'
 import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
 import { type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
-import { handOffs } from './hand-offs.ts'
 import * as orders from './orders.ts'
 import * as store from './store/repository.ts'
 import type { OrderRow } from './store/repository.ts'
 import type { PaymentDatabase } from './store/tables.ts'
+import type { Shared } from './workers.ts'
 
 const STATES: Record<orders.OrderState, OrderState> = {
   submitted: OrderState.ORDER_STATE_SUBMITTED,
@@ -93,47 +89,9 @@ const ORDER_ID: Format = { pattern: UUID_PATTERN, description: 'must be an order
 const SIGNATURE: Format = { pattern: /^[A-Za-z0-9_-]{16,700}$/, description: 'must be the base64url signature of the payment result' }
 const BINDING_ID: Format = { pattern: UUID_PATTERN, description: 'must be a binding id returned by BindPaymentAccount, or empty for the default' }
 
-export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentManagementServiceService> {
-  const db = deps.db as Kysely<PaymentDatabase>
+export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: Shared): Handlers<typeof PaymentManagementServiceService> {
+  const db = deps.db
   const settings = deps.config.payment
-  const outbox = startOutbox({ db, tracer: deps.tracer, log: deps.log, ...outboxSettings(deps.config), handlers: handOffs(db, deps.peers) })
-  const sweepMs = Math.min(Math.max(settings.orderTtlMs / 4, 250), 5_000)
-  /** Before an awaiting order expires: has its platform been paid (the report may still be on its way)? */
-  const prepayAtPlatform = async (order: OrderRow): Promise<orders.PrepayVerdict> => {
-    try {
-      const { transaction } = await callPeer(
-        'payment-platform',
-        unaryCall(deps.peers.get('payment-platform'), 'getTransaction', { platformId: order.platform_id!, serialNumber: order.serial_number! }, { deadlineMs: 2_000 }),
-      )
-      const state = transaction?.state
-      return state === TransactionState.TRANSACTION_STATE_SUCCEEDED || state === TransactionState.TRANSACTION_STATE_REFUNDED ? 'paid' : 'unpaid'
-    } catch (error) {
-      if (error instanceof RelayedError && error.code === Status.NOT_FOUND) return 'unpaid' // the platform never made it
-      if (!(error instanceof UnavailableError)) deps.log.warn({ err: error, order_id: order.order_id }, 'asking the platform about an order past its deadline failed')
-      return 'unknown'
-    }
-  }
-  let sweeping = false
-  const sweeper = setInterval(() => {
-    if (sweeping) return // the last sweep is still asking platforms
-    sweeping = true
-    orders
-      .expireDue(db, prepayAtPlatform, { paidMs: settings.retryMaxMs, unknownMs: sweepMs })
-      .then(({ expired, deferred }) => {
-        for (const { order, verdict } of deferred) {
-          deps.log.info(
-            { order_id: order.order_id, platform_id: order.platform_id, serial_number: order.serial_number },
-            verdict === 'paid'
-              ? 'order past its deadline is paid at its platform: not expired; waiting for the payment result'
-              : 'order past its deadline: its platform could not be asked whether it was paid; not expired yet',
-          )
-        }
-        if (expired > 0) outbox.kick()
-      })
-      .catch((error: unknown) => deps.log.warn({ err: error }, 'order expiry failed'))
-      .finally(() => (sweeping = false))
-  }, sweepMs)
-  sweeper.unref()
   /**
    * The one place that decides who may act for a device, or for one of its orders: an instance
    * for its own device; a terminal with an open channel to the device; and, for an order, the
@@ -170,7 +128,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
     return order
   }
 
-  const handlers: ServiceParts<typeof PaymentManagementServiceService>['handlers'] = {
+  return {
     submitOrder: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.appOrderId, 'app_order_id'))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
@@ -467,14 +425,6 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       }))
       outbox.kick()
       return reply
-    },
-  }
-  return {
-    handlers,
-    introspect: () => ({ outbox_dead_letters: outbox.deadLetters() }),
-    async onStop() {
-      clearInterval(sweeper)
-      await outbox.stop()
     },
   }
 }

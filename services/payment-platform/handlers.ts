@@ -1,5 +1,5 @@
 // PaymentPlatformService handlers: validate the request, apply the rules, map rows to replies.
-import type { Kysely, Transaction as Trx } from 'kysely'
+import type { Transaction as Trx } from 'kysely'
 import {
   AccountKind,
   type AccountBalance,
@@ -26,22 +26,22 @@ import { FailedPreconditionError, PermissionDeniedError, UnavailableError } from
 import { createHash } from 'node:crypto'
 import { callOf, type Commit, idempotent, idempotentAfter, idempotentFlow, idempotentFlowReadingAnswer } from '../runtime/idempotency.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
-import type { RpcContext } from '../runtime/rpc.ts'
-import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
+import type { Handlers, RpcContext } from '../runtime/rpc.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import { type Credentials, MAX_SEALED_BYTES, openCredentials, sealingAad, signSealingKey } from '../runtime/sealed-credentials.ts'
-import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import type { ServiceDeps } from '../runtime/service-host.ts'
 import { tagged } from '../runtime/trace-context.ts'
 import { CURRENCY, type Format, MAX_AMOUNT_MINOR, validate } from '../runtime/validation.ts'
 import * as ledger from './ledger.ts'
-import { OFFLINE_REDEEMED_TOPIC, offlineRedeemedSender, PAYMENT_RESULT_TOPIC, paymentResultSender, queuePaymentResult } from './notifications.ts'
+import { queuePaymentResult } from './notifications.ts'
 import { offlineHandlers } from './offline-handlers.ts'
 import { currentResultKey } from './result-keys.ts'
 import { acceptedSealingKeys, openingKey, publishingIdentity } from './sealing-keys.ts'
 import * as store from './store/repository.ts'
 import type { AccountRow, TransactionRow } from './store/repository.ts'
 import type { PlatformDatabase } from './store/tables.ts'
+import type { Shared } from './workers.ts'
 
 const ACCOUNT_NUMBER: Format = { pattern: /^[A-Za-z0-9]{6,34}$/, description: 'must be 6-34 letters and digits' }
 const SERIAL: Format = { pattern: /^TX[0-9A-F]{20}$/, description: 'must be a serial number returned by CreatePrepay' }
@@ -96,17 +96,10 @@ const toTransaction = (row: TransactionRow): Transaction => ({
   refundTime: row.refunded_at ?? undefined,
 })
 
-export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPlatformServiceService> {
-  const db = deps.db as Kysely<PlatformDatabase>
+export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: Shared): Handlers<typeof PaymentPlatformServiceService> {
+  const db = deps.db
   const settings = deps.config.payment
   const platforms = settings.platformIds
-  const outbox = startOutbox({
-    db,
-    tracer: deps.tracer,
-    log: deps.log,
-    ...outboxSettings(deps.config),
-    handlers: { [PAYMENT_RESULT_TOPIC]: paymentResultSender(deps.peers), [OFFLINE_REDEEMED_TOPIC]: offlineRedeemedSender(deps.peers) },
-  })
   const onPlatform = (platformId: string) => ledger.assertPlatform(platforms, platformId)
   /**
    * A terminal acts on a transaction only if the prepay was made for it, and only while
@@ -194,7 +187,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
   }
   const sealedReplayed = () => new FailedPreconditionError('SEALED_REPLAYED', 'these sealed credentials were used before; seal them anew for this payment')
 
-  const handlers: ServiceParts<typeof PaymentPlatformServiceService>['handlers'] = {
+  return {
     ...offlineHandlers(deps, { onPlatform, kickOutbox: () => outbox.kick() }),
     createPayerAccount: async (request, ctx) => {
       validate((v) =>
@@ -407,5 +400,4 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
       }
     },
   }
-  return { handlers, introspect: () => ({ outbox_dead_letters: outbox.deadLetters() }), onStop: () => outbox.stop() }
 }

@@ -24,7 +24,9 @@ import { callOf, idempotent, idempotentFlow } from '../runtime/idempotency.ts'
 import { MAX_OPENED_CODE_BYTES, payeeCodeText } from '../runtime/offline-codes.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { type PublishedKey, SEALING_PUBLIC_KEY_BYTES } from '../runtime/sealed-box.ts'
-import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import type { Handlers as AllHandlers } from '../runtime/rpc.ts'
+import type { Sealer } from '../runtime/sealing.ts'
+import type { ServiceDeps } from '../runtime/service-host.ts'
 import { type Format, MAX_AMOUNT_MINOR, validate } from '../runtime/validation.ts'
 import * as ledger from './ledger.ts'
 import { queueOfflineRedeemed } from './notifications.ts'
@@ -35,7 +37,7 @@ import type { OfflineCredentialRow, OfflineRedemptionRow, PayeeRow } from './sto
 import * as offline from './store/offline-repository.ts'
 import type { PlatformDatabase } from './store/tables.ts'
 
-type Handlers = ServiceParts<typeof PaymentPlatformServiceService>['handlers']
+type Handlers = AllHandlers<typeof PaymentPlatformServiceService>
 type OfflineHandlers = Pick<
   Handlers,
   'registerPayee' | 'publishPayeeKey' | 'getPayeeCode' | 'provisionOfflineCredential' | 'revokeOfflineCredential' | 'redeemOfflineCode' | 'listOfflineRedemptions'
@@ -89,8 +91,8 @@ const toPayee = (row: PayeeRow) => ({
   currencyCode: row.currency_code,
 })
 
-export function offlineHandlers(deps: ServiceDeps, parts: { readonly onPlatform: (platformId: string) => void; readonly kickOutbox: () => void }): OfflineHandlers {
-  const db = deps.db as Kysely<PlatformDatabase>
+export function offlineHandlers(deps: ServiceDeps<PlatformDatabase>, parts: { readonly onPlatform: (platformId: string) => void; readonly kickOutbox: () => void }): OfflineHandlers {
+  const db = deps.db
   const settings = deps.config.payment
   const limits = settings.offline
   const { onPlatform } = parts
@@ -235,6 +237,6 @@ export function offlineHandlers(deps: ServiceDeps, parts: { readonly onPlatform:
 }
 
 /** The expiry sweep: credentials past their window give their rest back to the payers (one short transaction per batch). */
-export function expiredCredentialsSweep(db: Kysely<PlatformDatabase>, sealer: ServiceDeps['sealer']) {
+export function expiredCredentialsSweep(db: Kysely<PlatformDatabase>, sealer: Sealer) {
   return (now: Date, limit: number) => inTransaction(db, (trx) => credentials.sweepExpired(trx, sealer, now, limit))
 }
