@@ -69,10 +69,10 @@ const LOGIN_STATES: Record<logins.EffectiveLoginState, LoginState> = {
 }
 
 /** The binding code goes only to the instance that shows it. */
-const toLogin = (row: LoginRow, withBindingCode: boolean): Login => ({
+const toLogin = (row: LoginRow, withBindingCode: boolean, now: Date): Login => ({
   loginId: row.login_id,
   deviceId: row.device_id,
-  state: LOGIN_STATES[logins.effectiveState(row)],
+  state: LOGIN_STATES[logins.effectiveState(row, now)],
   bindingCode: withBindingCode ? row.binding_code : '',
   createTime: row.created_at,
   expireTime: row.expires_at,
@@ -111,6 +111,7 @@ const toAssignment = (row: InstanceAssignmentRow): InstanceAssignment => ({
 
 export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: Shared): Handlers<typeof AccountManagementServiceService> {
   const db = deps.db
+  const now = () => deps.clock.now()
   const settings = deps.config.login
   // GetLogin is a fallback for clients that cannot follow the pipe: 2 per second per caller
   // (bursts of 5), counted in the database so that every replica takes from the same bucket.
@@ -188,7 +189,7 @@ export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: S
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id'))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
       return idempotent(db, callOf(ctx, request, StartLoginRequest, StartLoginResponse), async (trx) => ({
-        login: toLogin(await logins.startLogin(trx, request.deviceId, settings), true),
+        login: toLogin(await logins.startLogin(trx, request.deviceId, settings, now()), true, now()),
       }))
     },
 
@@ -196,7 +197,7 @@ export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: S
       validate((v) => v.id(request.deviceId, 'device_id').format(request.loginId, 'login_id', LOGIN_ID))
       await getLoginLimiter.take(`${ctx.caller.role}/${ctx.caller.id}`, 'GetLogin')
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
-      return { login: toLogin(await logins.getLogin(db, request.deviceId, request.loginId), ctx.caller.role === 'instance') }
+      return { login: toLogin(await logins.getLogin(db, request.deviceId, request.loginId), ctx.caller.role === 'instance', now()) }
     },
 
     verifyLogin: async (request, ctx) => {
@@ -213,8 +214,8 @@ export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: S
       const reply = await idempotentAfter(
         db,
         call,
-        () => logins.checkCredentials(db, request),
-        async (trx, check) => ({ login: toLogin(await logins.recordVerification(trx, check, settings), false) }),
+        () => logins.checkCredentials(db, request, now()),
+        async (trx, check) => ({ login: toLogin(await logins.recordVerification(trx, check, settings, now()), false, now()) }),
       )
       // Told after the commit; a retry with the same request_id tells again (stored once).
       const verified = reply.login?.state === LoginState.LOGIN_STATE_VERIFIED
@@ -232,7 +233,7 @@ export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: S
       )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
       return idempotent(db, callOf(ctx, request, RedeemLoginRequest, RedeemLoginResponse), async (trx) => {
-        const { token, expiresAt } = await logins.redeemLogin(trx, request.deviceId, request.loginId, settings)
+        const { token, expiresAt } = await logins.redeemLogin(trx, request.deviceId, request.loginId, settings, now())
         return { loginToken: token, expireTime: expiresAt }
       })
     },
@@ -245,7 +246,7 @@ export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: S
           .id(request.deviceId, 'device_id'),
       )
       return idempotent(db, callOf(ctx, request, ValidateLoginTokenRequest, ValidateLoginTokenResponse), async (trx) => {
-        const { accountId, appAccountId, assignmentId } = await logins.consumeLoginToken(trx, request.loginToken, request.deviceId)
+        const { accountId, appAccountId, assignmentId } = await logins.consumeLoginToken(trx, request.loginToken, request.deviceId, now())
         return { accountId, deviceId: request.deviceId, appAccountId: appAccountId ?? '', assignmentId }
       })
     },
@@ -333,7 +334,7 @@ export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: S
       const replay = await replayOf(db, call)
       if (replay) return replay
       // The terminal enrolled is the caller's certificate, never a field. Verified as VerifyLogin verifies, outside the transaction.
-      const check = await terminals.checkCredential(db, { accountId: request.accountId, terminalId: ctx.caller.id, password: request.password })
+      const check = await terminals.checkCredential(db, { accountId: request.accountId, terminalId: ctx.caller.id, password: request.password }, now())
       if (!check.verified) return terminals.refuse(db, check, settings)
       return idempotent(db, call, async (trx) => ({
         terminal: toTerminal(await terminals.enroll(trx, check, request.displayName, { ...settings, maxPerAccount: deps.config.terminals.maxPerAccount })),

@@ -65,6 +65,7 @@ const toOrder = (row: AppOrderRow, collection: CollectionAccountRow[]): AppOrder
 
 export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof AppServiceService> {
   const db = deps.db
+  const now = () => deps.clock.now()
   const accountManagement = () => deps.peers.get('account-management')
   return {
     loginWithToken: async (request, ctx) => {
@@ -106,7 +107,7 @@ export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof 
         }
         return commit(async (trx) => {
           const account = await accounts.getAppAccount(trx, appAccountId)
-          const session = await accounts.openSession(trx, appAccountId, request.deviceId, validated.assignmentId, deps.config.login.sessionTtlMs)
+          const session = await accounts.openSession(trx, appAccountId, request.deviceId, validated.assignmentId, deps.config.login.sessionTtlMs, now())
           return { appAccount: toAppAccount(account), created, sessionToken: session.token, expireTime: session.expiresAt }
         })
         // AccountManagement replays its answers to the derived request ids; a spare guest account is discarded.
@@ -116,7 +117,7 @@ export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof 
     getAppAccount: async (request, ctx) => {
       validate((v) => v.id(request.deviceId, 'device_id').format(request.sessionToken, 'session_token', SESSION_TOKEN))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      return { appAccount: toAppAccount(await accounts.accountOfSession(db, request.sessionToken, request.deviceId)) }
+      return { appAccount: toAppAccount(await accounts.accountOfSession(db, request.sessionToken, request.deviceId, now())) }
     },
 
     listCatalogItems: async (request, ctx) => {
@@ -142,7 +143,7 @@ export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof 
       // Everything in the one transaction that claims the request id: one commit, and a retry
       // gets its first answer even after the session ended.
       return idempotent(db, callOf(ctx, request, CreateOrderRequest, CreateOrderResponse), async (trx) => {
-        const { session, account } = await accounts.sessionOf(trx, request.sessionToken, request.deviceId)
+        const { session, account } = await accounts.sessionOf(trx, request.sessionToken, request.deviceId, now())
         await accounts.assertSessionAssignmentLive(trx, session)
         const input = { appAccountId: account.app_account_id, deviceId: request.deviceId, assignmentId: session.assignment_id, itemId: request.itemId, quantity: request.quantity }
         const created = await orders.createOrder(trx, input)
@@ -190,7 +191,7 @@ export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof 
     listInventory: async (request, ctx) => {
       validate((v) => v.id(request.deviceId, 'device_id').format(request.sessionToken, 'session_token', SESSION_TOKEN).page(request))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      const account = await accounts.accountOfSession(db, request.sessionToken, request.deviceId)
+      const account = await accounts.accountOfSession(db, request.sessionToken, request.deviceId, now())
       const { items, nextPageToken } = await listPage(ctx, request, {
         filter: { account: account.app_account_id },
         cursor: KEY_CURSOR,
@@ -203,7 +204,7 @@ export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof 
     endDeviceSessions: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.assignmentId, 'assignment_id'))
       return idempotent(db, callOf(ctx, request, EndDeviceSessionsRequest, EndDeviceSessionsResponse), async (trx) => ({
-        endedSessions: await accounts.endAssignment(trx, request.deviceId, request.assignmentId),
+        endedSessions: await accounts.endAssignment(trx, request.deviceId, request.assignmentId, now()),
         rejectedOrders: await orders.rejectUnpaidOfAssignment(trx, request.deviceId, accounts.endedWith(request.assignmentId)),
       }))
     },

@@ -91,6 +91,7 @@ const BINDING_ID: Format = { pattern: UUID_PATTERN, description: 'must be a bind
 
 export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: Shared): Handlers<typeof PaymentManagementServiceService> {
   const db = deps.db
+  const now = () => deps.clock.now()
   const settings = deps.config.payment
   /**
    * The one place that decides who may act for a device, or for one of its orders: an instance
@@ -155,7 +156,7 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
             merchantId: appOrder.merchantId,
             collectionAccounts: appOrder.collectionAccounts,
           }
-          return commit(async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs)) }))
+          return commit(async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs, now())) }))
         })
         // Its preparation is one read at AppService: a retry may repeat it.
       }, { repeatablePreparation: true })
@@ -167,7 +168,7 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id'))
       await mayActFor(ctx, request.deviceId)
       return idempotent(db, callOf(ctx, request, FetchOrderRequest, FetchOrderResponse), async (trx) => {
-        const fetched = await orders.fetchNext(trx, request.deviceId)
+        const fetched = await orders.fetchNext(trx, request.deviceId, now())
         ctx.span.setAttribute('cloudpay.order_id', fetched.order_id)
         return { order: toOrder(fetched) }
       })
@@ -214,7 +215,7 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
             'account-management',
             unaryCall(deps.peers.get('account-management'), 'resolvePaymentAccount', { deviceId: request.deviceId, bindingId: request.bindingId }, { signal: ctx.signal }),
           )
-          const collectionAccount = orders.assertPrepayable(order, account.platformId)
+          const collectionAccount = orders.assertPrepayable(order, account.platformId, now())
           const { transaction, resultKey } = await callPeer(
             'payment-platform',
             unaryCall(
@@ -406,7 +407,7 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
           if (!enrollment?.servesDevice) {
             throw new PermissionDeniedError('NOT_ENROLLED_FOR_ORDER', `terminal ${ctx.caller.id} is not enrolled in the account of order ${order.order_id}'s device`)
           }
-          return commit(async (trx) => ({ order: toOrder(await orders.claim(trx, order.order_id, ctx.caller.id, gestureName(request.gesture)!)) }))
+          return commit(async (trx) => ({ order: toOrder(await orders.claim(trx, order.order_id, ctx.caller.id, gestureName(request.gesture)!, now())) }))
         }),
       )
       outbox.kick() // the other terminals are told

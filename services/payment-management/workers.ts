@@ -55,7 +55,7 @@ function orderExpiry(deps: Deps, outbox: Outbox): Worker {
     intervalMs: sweepMs,
     log: deps.log,
     run: async () => {
-      const { expired, deferred } = await orders.expireDue(deps.db, prepayAtPlatform, { paidMs: settings.retryMaxMs, unknownMs: sweepMs })
+      const { expired, deferred } = await orders.expireDue(deps.db, prepayAtPlatform, { paidMs: settings.retryMaxMs, unknownMs: sweepMs }, deps.clock.now())
       for (const { order, verdict } of deferred) {
         deps.log.info(
           { order_id: order.order_id, platform_id: order.platform_id, serial_number: order.serial_number },

@@ -80,10 +80,10 @@ const STATES: Record<ledger.EffectiveTransactionState, TransactionState> = {
   expired: TransactionState.TRANSACTION_STATE_EXPIRED,
   refunded: TransactionState.TRANSACTION_STATE_REFUNDED,
 }
-const toTransaction = (row: TransactionRow): Transaction => ({
+const toTransaction = (row: TransactionRow, now: Date): Transaction => ({
   platformId: row.platform_id,
   serialNumber: row.serial_number,
-  state: STATES[ledger.effectiveState(row)],
+  state: STATES[ledger.effectiveState(row, now)],
   amount: { currencyCode: row.currency_code, amountMinor: row.amount_minor },
   maskedPayerAccount: row.masked_payer,
   collectionAccount: row.collection_account,
@@ -98,6 +98,7 @@ const toTransaction = (row: TransactionRow): Transaction => ({
 
 export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: Shared): Handlers<typeof PaymentPlatformServiceService> {
   const db = deps.db
+  const now = () => deps.clock.now()
   const settings = deps.config.payment
   const platforms = settings.platformIds
   const onPlatform = (platformId: string) => ledger.assertPlatform(platforms, platformId)
@@ -165,7 +166,7 @@ export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: 
     txn: TransactionRow,
     credentials: Credentials,
     sealed?: string,
-    payer?: Parameters<typeof ledger.checkPaymentPassword>[5],
+    payer?: Parameters<typeof ledger.checkPaymentPassword>[6],
   ): Promise<PayResponse> => {
     const useUp = (outcome: 'paid' | 'wrong_password') => async (trx: Trx<PlatformDatabase>) => {
       if (sealed === undefined) return
@@ -173,13 +174,13 @@ export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: 
     }
     // The merchant's order id is PaymentManagement's order id: the payment joins the order's trace tags.
     const reply = await tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
-      await ledger.checkPaymentPassword(db, txn, credentials.paymentPassword, settings, useUp('wrong_password'), payer)
+      await ledger.checkPaymentPassword(db, txn, credentials.paymentPassword, settings, now(), useUp('wrong_password'), payer)
       if (credentials.payerAccount) ledger.assertPaysFrom(deps.sealer, txn, credentials.payerAccount)
       return commit(async (trx) => {
         await useUp('paid')(trx)
-        const settled = await ledger.settle(trx, txn.platform_id, txn.serial_number)
+        const settled = await ledger.settle(trx, txn.platform_id, txn.serial_number, now())
         await queuePaymentResult(trx, deps.sealer, settled)
-        return { transaction: toTransaction(settled) }
+        return { transaction: toTransaction(settled, now()) }
       })
     })
     outbox.kick()
@@ -263,7 +264,7 @@ export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: 
       )
       onPlatform(request.platformId)
       return idempotent(db, callOf(ctx, request, CreatePrepayRequest, CreatePrepayResponse), async (trx) => {
-        const resultKey = await currentResultKey(trx, deps.sealer, request.platformId, settings.resultKeyRotationMs)
+        const resultKey = await currentResultKey(trx, deps.sealer, request.platformId, settings.resultKeyRotationMs, now())
         const created = await ledger.createPrepay(
           trx,
           deps.sealer,
@@ -280,8 +281,9 @@ export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: 
             orderExpiresAt: request.expireTime,
           },
           settings,
+          now(),
         )
-        return { transaction: toTransaction(created), resultKey }
+        return { transaction: toTransaction(created, now()), resultKey }
       })
     },
 
@@ -309,7 +311,7 @@ export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: 
     getSealingKeys: async (request) => {
       validate((v) => v.id(request.platformId, 'platform_id'))
       onPlatform(request.platformId)
-      const keys = await acceptedSealingKeys(db, deps.sealer, request.platformId, settings)
+      const keys = await acceptedSealingKeys(db, deps.sealer, request.platformId, settings, now())
       const identity = await publishingIdentity(deps.certificate)
       return {
         platformId: request.platformId,
@@ -336,7 +338,7 @@ export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: 
         const txn = await transactionFor(ctx, request.platformId, request.serialNumber, { terminalId: request.terminalId, askPaymentManagement: false })
         return tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
           // None of these refusals is a password attempt: they come before the password is looked at.
-          const key = await openingKey(db, deps.sealer, txn.platform_id, request.keyId, settings)
+          const key = await openingKey(db, deps.sealer, txn.platform_id, request.keyId, settings, now())
           const aad = sealingAad({ serialNumber: txn.serial_number, amountMinor: txn.amount_minor, currencyCode: txn.currency_code, platformId: txn.platform_id })
           const opened = await openCredentials(key, request.sealed, aad)
           validate((v) =>
@@ -352,14 +354,14 @@ export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: 
     getTransaction: async (request, ctx) => {
       validate((v) => v.id(request.platformId, 'platform_id').format(request.serialNumber, 'serial_number', SERIAL))
       onPlatform(request.platformId)
-      return { transaction: toTransaction(await transactionFor(ctx, request.platformId, request.serialNumber)) }
+      return { transaction: toTransaction(await transactionFor(ctx, request.platformId, request.serialNumber), now()) }
     },
 
     cancelTransaction: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.platformId, 'platform_id').format(request.serialNumber, 'serial_number', SERIAL))
       onPlatform(request.platformId)
       return idempotent(db, callOf(ctx, request, CancelTransactionRequest, CancelTransactionResponse), async (trx) => ({
-        transaction: toTransaction(await ledger.cancel(trx, request.platformId, request.serialNumber)),
+        transaction: toTransaction(await ledger.cancel(trx, request.platformId, request.serialNumber, now()), now()),
       }))
     },
 
@@ -373,7 +375,7 @@ export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: 
       )
       onPlatform(request.platformId)
       return idempotent(db, callOf(ctx, request, RefundTransactionRequest, RefundTransactionResponse), async (trx) => ({
-        transaction: toTransaction(await ledger.refund(trx, request.platformId, request.serialNumber)),
+        transaction: toTransaction(await ledger.refund(trx, request.platformId, request.serialNumber, now()), now()),
       }))
     },
 
