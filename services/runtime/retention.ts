@@ -17,7 +17,7 @@ import type { Config } from './config.ts'
 import { IDEMPOTENCY_TABLE, type IdempotencyKeysTable } from './idempotency.ts'
 import type { Logger } from './logger.ts'
 import { OUTBOX_TABLE, type OutboxTable } from './outbox.ts'
-import { type Sweeper, sweeper, type Worker } from './workers.ts'
+import { isSweeper, type Sweeper, sweeper, type Worker } from './workers.ts'
 
 /** Rows deleted by one statement. */
 export const PURGE_BATCH_ROWS = 500
@@ -81,7 +81,7 @@ export type RetentionWorker = Sweeper<PurgeCounts>
 /** The worker name the host looks for (RunningService.retention: tests run a pass with runNow). */
 export const RETENTION_WORKER = 'retention'
 
-export const isRetentionWorker = (worker: Worker): worker is RetentionWorker => worker.name === RETENTION_WORKER && 'runNow' in worker
+export const isRetentionWorker = (worker: Worker): worker is RetentionWorker => worker.name === RETENTION_WORKER && isSweeper(worker)
 
 /** A service's purge, every CLOUDPAY_RETENTION_INTERVAL_MS: each kind in turn, in bounded batches, windows measured back from its clock. */
 export function retentionWorker(deps: { readonly config: Config; readonly log: Logger; readonly clock: Clock }, kinds: readonly Purge[]): RetentionWorker {

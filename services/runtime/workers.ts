@@ -21,6 +21,8 @@ export interface Sweeper<T> extends Worker {
   nextPass(): Promise<T>
 }
 
+export const isSweeper = (worker: Worker): worker is Sweeper<unknown> => 'runNow' in worker && 'nextPass' in worker
+
 export interface SweeperOptions<T> {
   readonly name: string
   readonly intervalMs: number
