@@ -24,8 +24,7 @@ before(async () => {
 })
 after(async () => t?.stop())
 
-const getLogin = async (deviceId: string, loginId: string) =>
-  (await unaryCall(await t.client('account-management', instance(deviceId)), 'getLogin', { deviceId, loginId })).login!
+const getLogin = async (deviceId: string, loginId: string) => (await unaryCall(await t.client('account-management', instance(deviceId)), 'getLogin', { deviceId, loginId })).login!
 
 test('a login is pending until the clock passes its TTL, then expired: GetLogin says so and the terminal cannot verify it', async () => {
   const ttlMs = t.config.login.loginTtlMs
@@ -65,7 +64,10 @@ test('an order past its TTL cannot be prepaid, and the expiry worker ends it', a
   const { order: fetched } = await unaryCall(pm, 'fetchOrder', { requestId: newRequestId(), deviceId: p.device })
   assert.equal(fetched!.orderId, submitted.orderId)
   clock.advance(t.config.payment.orderTtlMs)
-  const refused = await expectStatus(unaryCall(pm, 'prepayOrder', { requestId: newRequestId(), deviceId: p.device, orderId: submitted.orderId, bindingId: '' }), Status.FAILED_PRECONDITION)
+  const refused = await expectStatus(
+    unaryCall(pm, 'prepayOrder', { requestId: newRequestId(), deviceId: p.device, orderId: submitted.orderId, bindingId: '' }),
+    Status.FAILED_PRECONDITION,
+  )
   assert.equal(refused.reason, 'ORDER_EXPIRED')
   // The expiry worker's next pass (run now rather than waited for) ends it.
   const expiry = t.mesh.services.find((s) => s.name === 'payment-management')!.workers.find((w) => w.name === 'order-expiry')
