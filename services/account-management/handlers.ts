@@ -41,7 +41,7 @@ import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { InvalidArgumentError, PermissionDeniedError } from '../runtime/errors.ts'
 import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
-import { callOf, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
+import { callOf, idempotent, idempotentAfter, idempotentFlowReadingAnswer, replayOf } from '../runtime/idempotency.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
 import { SharedRateLimiter } from '../runtime/rate-limit.ts'
 import { KEY_CURSOR, listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
@@ -218,12 +218,11 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
       const call = callOf(ctx, request, VerifyLoginRequest, VerifyLoginResponse)
-      const reply = await idempotentAfter(
-        db,
-        call,
-        () => logins.checkCredentials(db, request),
-        async (trx, check) => ({ login: toLogin(await logins.recordVerification(trx, check, settings), false) }),
-      )
+      const reply = await idempotentFlowReadingAnswer(db, call, async (commit, stored) => {
+        const check = await logins.checkCredentials(db, request, stored)
+        if ('answered' in check) return check.answered
+        return commit(async (trx) => ({ login: toLogin(await logins.recordVerification(trx, check, settings), false) }))
+      })
       // Told after the commit; a retry with the same request_id tells again (stored once).
       const verified = reply.login?.state === LoginState.LOGIN_STATE_VERIFIED
       await publishEvent(
