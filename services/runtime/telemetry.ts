@@ -4,9 +4,10 @@
 import { context, createContextKey, propagation, type Tracer } from '@opentelemetry/api'
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
 import { CompositePropagator, ExportResultCode, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core'
-import { OTLPTraceExporter as OtlpGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc'
-import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http'
-import { OTLPTraceExporter as OtlpProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto'
+import { createRequire } from 'node:module'
+import type * as OtlpGrpc from '@opentelemetry/exporter-trace-otlp-grpc'
+import type * as OtlpJson from '@opentelemetry/exporter-trace-otlp-http'
+import type * as OtlpProto from '@opentelemetry/exporter-trace-otlp-proto'
 import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources'
 import { BatchSpanProcessor, ConsoleSpanExporter, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base'
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node'
@@ -106,13 +107,15 @@ export function exporterFromEnv(env: NodeJS.ProcessEnv): SpanExporter | undefine
   const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.replace(/\/$/, '')
   const signalUrl = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
   const config = (path: string) => (signalUrl ? { url: signalUrl } : base ? { url: `${base}${path}` } : {})
+  // Only the exporter asked for is loaded: each brings its own transport and encoding (memory in every process).
+  const load = createRequire(import.meta.url)
   switch (protocol) {
     case 'grpc':
-      return new OtlpGrpcExporter(config(''))
+      return new (load('@opentelemetry/exporter-trace-otlp-grpc') as typeof OtlpGrpc).OTLPTraceExporter(config(''))
     case 'http/json':
-      return new OtlpJsonExporter(config('/v1/traces'))
+      return new (load('@opentelemetry/exporter-trace-otlp-http') as typeof OtlpJson).OTLPTraceExporter(config('/v1/traces'))
     case 'http/protobuf':
-      return new OtlpProtoExporter(config('/v1/traces'))
+      return new (load('@opentelemetry/exporter-trace-otlp-proto') as typeof OtlpProto).OTLPTraceExporter(config('/v1/traces'))
     default:
       throw new Error(`OTEL_EXPORTER_OTLP_PROTOCOL must be grpc, http/protobuf or http/json, got ${JSON.stringify(protocol)}`)
   }
