@@ -47,7 +47,7 @@ const ORDER_STATES = {
   effective: AppOrderState.APP_ORDER_STATE_EFFECTIVE,
   rejected: AppOrderState.APP_ORDER_STATE_REJECTED,
 } as const
-const toOrder = (row: AppOrderRow, collection: CollectionAccountRow[]): AppOrder => ({
+const toOrder = ({ order: row, collection }: { order: AppOrderRow; collection: CollectionAccountRow[] }): AppOrder => ({
   appOrderId: row.app_order_id,
   appAccountId: row.app_account_id,
   itemId: row.item_id,
@@ -147,17 +147,17 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
         await accounts.assertSessionAssignmentLive(trx, session)
         const input = { appAccountId: account.app_account_id, deviceId: request.deviceId, assignmentId: session.assignment_id, itemId: request.itemId, quantity: request.quantity }
         const created = await orders.createOrder(trx, input)
-        return { order: toOrder(created, await orders.collectionAccounts(trx)) }
+        return { order: toOrder(created) }
       })
     },
 
     getOrder: async (request, ctx) => {
       validate((v) => v.id(request.appOrderId, 'app_order_id'))
-      const { order, collection } = await orders.getOrderWithCollection(db, request.appOrderId)
-      if (ctx.caller.role === 'instance' && order.device_id !== ctx.caller.id) {
+      const found = await orders.getOrderWithCollection(db, request.appOrderId)
+      if (ctx.caller.role === 'instance' && found.order.device_id !== ctx.caller.id) {
         throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.appOrderId)} was not placed from device ${ctx.caller.id}`)
       }
-      return { order: toOrder(order, collection) }
+      return { order: toOrder(found) }
     },
 
     fulfilOrder: async (request, ctx) => {
@@ -178,8 +178,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       // leaves a mark outside it (the order is rejected).
       // No preparation, so no read first: the claim finds an earlier answer.
       const reply = await idempotent(db, call, async (trx) => {
-        const fulfilled = await orders.fulfil(trx, request.appOrderId, payment)
-        return { order: toOrder(fulfilled, await orders.collectionAccounts(trx)) }
+        return { order: toOrder(await orders.fulfil(trx, request.appOrderId, payment)) }
       }).catch(async (error: unknown) => {
         await orders.rejectMismatched(db, request.appOrderId, error)
         throw error
