@@ -114,10 +114,10 @@ export function list(db: Db, deviceId: string, beforeSeq: bigint | undefined, li
 
 /** The device's earliest order not yet fetched, now FETCHED. */
 export async function fetchNext(trx: Trx, deviceId: string): Promise<store.OrderRow> {
-  const now = new Date()
-  const next = await store.lockEarliestWaiting(trx, deviceId, now)
-  if (!next) throw new NotFoundError('NO_ORDER_WAITING', `device ${deviceId} has no order waiting to be fetched`)
-  return transition(trx, next.order_id, 'fetched', { fetched_at: now })
+  const fetched = await store.fetchEarliestWaiting(trx, deviceId, new Date())
+  if (!fetched) throw new NotFoundError('NO_ORDER_WAITING', `device ${deviceId} has no order waiting to be fetched`)
+  trace.getActiveSpan()?.addEvent('order state', { 'cloudpay.order_id': fetched.order_id, 'cloudpay.order_state': 'fetched' })
+  return fetched
 }
 
 /**
