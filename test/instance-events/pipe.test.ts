@@ -116,6 +116,7 @@ test(`resuming: from 0 always; after any retained sequence; never beyond the new
 
   const expired = await refusedWith(pipe.assertResumable(service.db, device, 1n), 'EVENTS_EXPIRED')
   assert.equal(expired.metadata.oldest_sequence, '4', 'nothing retained: the next event will be 4')
+  await refusedWith(pipe.assertResumable(service.db, device, 2n), 'EVENTS_EXPIRED') // event 3 alone would be missed
   await pipe.assertResumable(service.db, device, 3n) // caught up: nothing was missed
   await pipe.assertResumable(service.db, device, 0n)
   assert.equal((await publish(device)).sequence, 4n, 'expiry never reuses a sequence')
