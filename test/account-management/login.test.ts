@@ -154,7 +154,10 @@ test(`a release ends the device's pending logins and unused tokens, and queues t
   assert.equal(released.account_id, accountId)
   await refusedWith(verify(pending), 'LOGIN_ENDED')
   await refusedWith(consume(token, deviceId), 'TOKEN_ENDED')
-  await refusedWith(inTransaction(service.db, (trx) => accounts.releaseInstance(trx, deviceId)), 'INSTANCE_NOT_ASSIGNED')
+  await refusedWith(
+    inTransaction(service.db, (trx) => accounts.releaseInstance(trx, deviceId)),
+    'INSTANCE_NOT_ASSIGNED',
+  )
 
   // Sessions, channels and orders are other services': the outbox carries the end to each, once.
   const ids = grants.deliveryIdsOf(released.assignment_id)

@@ -111,7 +111,10 @@ test(`payment accounts: the first binding is the default, a payer is bound once 
   await inTransaction(service.db, (trx) => accounts.assignInstance(trx, deviceId, accountId))
   const otherAccount = await account()
   await inTransaction(service.db, (trx) => accounts.assignInstance(trx, otherDevice, otherAccount))
-  await refusedWith(payments.bind(service.db, sealer, { deviceId: newId('dev-free'), platformId: 'alphapay', payerAccount: '6200000000000001', makeDefault: false }), 'INSTANCE_NOT_ASSIGNED')
+  await refusedWith(
+    payments.bind(service.db, sealer, { deviceId: newId('dev-free'), platformId: 'alphapay', payerAccount: '6200000000000001', makeDefault: false }),
+    'INSTANCE_NOT_ASSIGNED',
+  )
   await refusedWith(payments.resolve(service.db, sealer, deviceId, ''), 'NO_DEFAULT_PAYMENT_ACCOUNT')
 
   const first = await payments.bind(service.db, sealer, { deviceId, platformId: 'alphapay', payerAccount: '6200000000000001', makeDefault: false })

@@ -30,7 +30,12 @@ type Player = Awaited<ReturnType<typeof player>>
 const order = (p: Player, itemId: string, quantity: number) =>
   orders.createOrder(service.db, { appAccountId: p.account.app_account_id, deviceId: p.deviceId, assignmentId: p.assignmentId, itemId, quantity })
 
-const paymentFor = (amountMinor: bigint, currencyCode = 'USD') => ({ paymentOrderId: randomUUID(), platformId: 'alphapay', serialNumber: `TX${randomUUID()}`, paid: { currencyCode, amountMinor } })
+const paymentFor = (amountMinor: bigint, currencyCode = 'USD') => ({
+  paymentOrderId: randomUUID(),
+  platformId: 'alphapay',
+  serialNumber: `TX${randomUUID()}`,
+  paid: { currencyCode, amountMinor },
+})
 const fulfil = (appOrderId: string, payment: ReturnType<typeof paymentFor>) => inTransaction(service.db, (trx) => orders.fulfil(trx, appOrderId, payment))
 
 async function inventoryOf(db: Kysely<AppDatabase>, appAccountId: string): Promise<Record<string, bigint>> {
@@ -47,7 +52,11 @@ test(`the price is the catalog's: quantity x unit price less the per-unit discou
   assert.equal(created.discount_minor, 3n * pack.unit_discount_minor)
   assert.deepEqual([created.state, created.currency_code, created.description], ['pending', pack.currency_code, `3 x ${pack.title}`])
   await refusedWith(order(p, 'no-such-item', 1), 'ITEM_NOT_FOUND')
-  assert.deepEqual((await catalog.listCatalogItems(service.db, items[0]!.item_id, 10)).map((i) => i.item_id), items.slice(1).map((i) => i.item_id), 'listed after a cursor, in id order')
+  assert.deepEqual(
+    (await catalog.listCatalogItems(service.db, items[0]!.item_id, 10)).map((i) => i.item_id),
+    items.slice(1).map((i) => i.item_id),
+    'listed after a cursor, in id order',
+  )
 })
 
 test(`a paid order takes effect once: the items are delivered once however often the hand-off arrives (${DATABASE_KIND})`, async () => {
@@ -106,7 +115,10 @@ test(`an ended assignment ends its sessions and pending orders, and nothing open
   assert.equal((await orders.getOrder(service.db, paid.app_order_id)).state, 'effective', 'an effective order stays effective')
 
   await refusedWith(accounts.accountOfSession(service.db, p.session.token, p.deviceId), 'SESSION_ENDED')
-  await refusedWith(inTransaction(service.db, (trx) => accounts.openSession(trx, p.account.app_account_id, p.deviceId, p.assignmentId, HOUR_MS)), 'ASSIGNMENT_ENDED')
+  await refusedWith(
+    inTransaction(service.db, (trx) => accounts.openSession(trx, p.account.app_account_id, p.deviceId, p.assignmentId, HOUR_MS)),
+    'ASSIGNMENT_ENDED',
+  )
   const { session } = await accounts.sessionOf(service.db, next.token, p.deviceId)
   await inTransaction(service.db, (trx) => accounts.assertSessionAssignmentLive(trx, session)) // a later assignment's session lives on
   assert.equal(await inTransaction(service.db, (trx) => accounts.endAssignment(trx, p.deviceId, p.assignmentId)), 0, 'ending it again ends nothing more')

@@ -44,7 +44,12 @@ test(`publishers: an instance asks, AccountManagement answers logins, PaymentMan
     [PAYMENTS, EventKind.EVENT_KIND_ORDER_EFFECTIVE],
     [PAYMENTS, EventKind.EVENT_KIND_ORDER_FAILED],
   ]
-  for (const [publisher, kind] of allowed) assert.equal(refusesKind(() => pipe.assertMayPublish(publisher, kind)), false, `${publisher.id} ${EventKind[kind]}`)
+  for (const [publisher, kind] of allowed)
+    assert.equal(
+      refusesKind(() => pipe.assertMayPublish(publisher, kind)),
+      false,
+      `${publisher.id} ${EventKind[kind]}`,
+    )
   const refused: [Identity, EventKind][] = [
     [INSTANCE, EventKind.EVENT_KIND_LOGIN_VERIFIED], // an instance cannot log itself in
     [INSTANCE, EventKind.EVENT_KIND_ORDER_EFFECTIVE], // nor pay for itself
@@ -53,11 +58,24 @@ test(`publishers: an instance asks, AccountManagement answers logins, PaymentMan
     [TERMINAL, EventKind.EVENT_KIND_LOGIN_REQUESTED],
     [{ role: 'service', id: 'app-service' }, EventKind.EVENT_KIND_ORDER_EFFECTIVE],
   ]
-  for (const [publisher, kind] of refused) assert.ok(refusesKind(() => pipe.assertMayPublish(publisher, kind)), `${publisher.role}/${publisher.id} ${EventKind[kind]}`)
+  for (const [publisher, kind] of refused)
+    assert.ok(
+      refusesKind(() => pipe.assertMayPublish(publisher, kind)),
+      `${publisher.role}/${publisher.id} ${EventKind[kind]}`,
+    )
 
-  assert.equal(refusesKind(() => pipe.assertMayPublishToTerminals(PAYMENTS, EventKind.EVENT_KIND_PAYMENT_PUSHED)), false)
-  assert.equal(refusesKind(() => pipe.assertMayPublishToTerminals(ACCOUNTS, EventKind.EVENT_KIND_TERMINAL_REMOVED)), false)
-  assert.equal(refusesKind(() => pipe.assertMayPublishToTerminals({ role: 'service', id: 'payment-platform' }, EventKind.EVENT_KIND_OFFLINE_CODE_REDEEMED)), false)
+  assert.equal(
+    refusesKind(() => pipe.assertMayPublishToTerminals(PAYMENTS, EventKind.EVENT_KIND_PAYMENT_PUSHED)),
+    false,
+  )
+  assert.equal(
+    refusesKind(() => pipe.assertMayPublishToTerminals(ACCOUNTS, EventKind.EVENT_KIND_TERMINAL_REMOVED)),
+    false,
+  )
+  assert.equal(
+    refusesKind(() => pipe.assertMayPublishToTerminals({ role: 'service', id: 'payment-platform' }, EventKind.EVENT_KIND_OFFLINE_CODE_REDEEMED)),
+    false,
+  )
   assert.ok(refusesKind(() => pipe.assertMayPublishToTerminals(ACCOUNTS, EventKind.EVENT_KIND_PAYMENT_PUSHED)))
   assert.ok(refusesKind(() => pipe.assertMayPublishToTerminals(INSTANCE, EventKind.EVENT_KIND_PAYMENT_PUSHED)))
 })
@@ -77,8 +95,16 @@ test(`each stream has its own gapless sequence, and a terminal's stream never me
   assert.equal(pipe.terminalOfStream(toTerminal.device_id), device)
 
   const events = await pipe.readEvents(service.db, pipe.deviceStream(device), 1n, 10)
-  assert.deepEqual(events.map((e) => e.sequence), [2n, 3n], 'after a sequence, in order, the terminal event not among them')
-  assert.deepEqual((await pipe.readEvents(service.db, device, 0n, 2)).map((e) => e.sequence), [1n, 2n], 'at most the limit')
+  assert.deepEqual(
+    events.map((e) => e.sequence),
+    [2n, 3n],
+    'after a sequence, in order, the terminal event not among them',
+  )
+  assert.deepEqual(
+    (await pipe.readEvents(service.db, device, 0n, 2)).map((e) => e.sequence),
+    [1n, 2n],
+    'at most the limit',
+  )
   assert.equal(pipe.kindFromName(events[0]!.kind), EventKind.EVENT_KIND_LOGIN_REQUESTED)
 })
 

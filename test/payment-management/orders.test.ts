@@ -43,7 +43,9 @@ async function submitted(deviceId = `dev-${randomUUID().slice(0, 8)}`, ttlMs = T
 async function awaitingPayment(): Promise<OrderRow> {
   const order = await submitted()
   await tx((trx) => orders.fetchNext(trx, order.device_id))
-  return tx((trx) => orders.recordPrepay(trx, order.order_id, { platformId: 'alphapay', serialNumber: `TX${randomUUID()}`, resultKeyId: 'key-1', resultPublicKey: new Uint8Array([1]) }))
+  return tx((trx) =>
+    orders.recordPrepay(trx, order.order_id, { platformId: 'alphapay', serialNumber: `TX${randomUUID()}`, resultKeyId: 'key-1', resultPublicKey: new Uint8Array([1]) }),
+  )
 }
 
 /** An order awaiting payment whose deadline has passed (no prepay can be made past it, so its deadline is moved back). */
@@ -63,7 +65,9 @@ test(`the happy path: submitted -> fetched -> awaiting_payment -> paid -> effect
   const fetched = await tx((trx) => orders.fetchNext(trx, order.device_id))
   assert.deepEqual([fetched.order_id, fetched.state], [order.order_id, 'fetched'])
   assert.equal(orders.assertPrepayable(fetched, 'alphapay'), 'SHOP-ALPHA')
-  const awaiting = await tx((trx) => orders.recordPrepay(trx, order.order_id, { platformId: 'alphapay', serialNumber: `TX${randomUUID()}`, resultKeyId: 'k', resultPublicKey: new Uint8Array([1]) }))
+  const awaiting = await tx((trx) =>
+    orders.recordPrepay(trx, order.order_id, { platformId: 'alphapay', serialNumber: `TX${randomUUID()}`, resultKeyId: 'k', resultPublicKey: new Uint8Array([1]) }),
+  )
   assert.equal(awaiting.state, 'awaiting_payment')
 
   assert.equal((await pay(awaiting, inTime(awaiting))).state, 'paid')
@@ -80,29 +84,56 @@ test(`the happy path: submitted -> fetched -> awaiting_payment -> paid -> effect
 
 test(`refused moves: each names the state it is in (${DATABASE_KIND})`, async () => {
   const order = await submitted()
-  await refusedWith(tx((trx) => orders.recordPrepay(trx, order.order_id, { platformId: 'alphapay', serialNumber: 'TX-SKIP', resultKeyId: 'k', resultPublicKey: new Uint8Array([1]) })), 'ILLEGAL_TRANSITION')
-  await refusedWith(tx((trx) => orders.transition(trx, order.order_id, 'paid')), 'ILLEGAL_TRANSITION')
-  await refusedWith(tx((trx) => orders.transition(trx, randomUUID(), 'fetched')), 'ORDER_NOT_FOUND')
-  assert.throws(() => orders.assertPrepayable(order, 'alphapay'), (error: { reason: string }) => error.reason === 'ILLEGAL_TRANSITION')
+  await refusedWith(
+    tx((trx) => orders.recordPrepay(trx, order.order_id, { platformId: 'alphapay', serialNumber: 'TX-SKIP', resultKeyId: 'k', resultPublicKey: new Uint8Array([1]) })),
+    'ILLEGAL_TRANSITION',
+  )
+  await refusedWith(
+    tx((trx) => orders.transition(trx, order.order_id, 'paid')),
+    'ILLEGAL_TRANSITION',
+  )
+  await refusedWith(
+    tx((trx) => orders.transition(trx, randomUUID(), 'fetched')),
+    'ORDER_NOT_FOUND',
+  )
+  assert.throws(
+    () => orders.assertPrepayable(order, 'alphapay'),
+    (error: { reason: string }) => error.reason === 'ILLEGAL_TRANSITION',
+  )
 
   const paid = await awaitingPayment()
   await pay(paid, inTime(paid))
   for (const to of ['cancelled', 'expired', 'fetched', 'awaiting_payment', 'refunded'] as const) {
-    const refused = await refusedWith(tx((trx) => orders.transition(trx, paid.order_id, to)), 'ILLEGAL_TRANSITION')
+    const refused = await refusedWith(
+      tx((trx) => orders.transition(trx, paid.order_id, to)),
+      'ILLEGAL_TRANSITION',
+    )
     assert.equal(refused.metadata.state, 'paid')
   }
-  await refusedWith(tx((trx) => orders.cancel(trx, paid.order_id, 'too late')), 'ILLEGAL_TRANSITION')
+  await refusedWith(
+    tx((trx) => orders.cancel(trx, paid.order_id, 'too late')),
+    'ILLEGAL_TRANSITION',
+  )
   await tx((trx) => orders.markEffective(trx, paid.order_id))
   for (const to of Object.keys(orders.TRANSITIONS) as orders.OrderState[]) {
-    await refusedWith(tx((trx) => orders.transition(trx, paid.order_id, to)), 'ILLEGAL_TRANSITION')
+    await refusedWith(
+      tx((trx) => orders.transition(trx, paid.order_id, to)),
+      'ILLEGAL_TRANSITION',
+    )
   }
 })
 
 test(`prepay checks: only a platform the merchant accepts, only before the deadline (${DATABASE_KIND})`, async () => {
   const order = await submitted()
   const fetched = await tx((trx) => orders.fetchNext(trx, order.device_id))
-  assert.throws(() => orders.assertPrepayable(fetched, 'betapay'), (error: { reason: string }) => error.reason === 'PLATFORM_NOT_ACCEPTED')
-  assert.throws(() => orders.assertPrepayable({ ...fetched, expires_at: new Date(Date.now() - 1) }, 'alphapay'), (error: { reason: string }) => error.reason === 'ORDER_EXPIRED')
+  assert.throws(
+    () => orders.assertPrepayable(fetched, 'betapay'),
+    (error: { reason: string }) => error.reason === 'PLATFORM_NOT_ACCEPTED',
+  )
+  assert.throws(
+    () => orders.assertPrepayable({ ...fetched, expires_at: new Date(Date.now() - 1) }, 'alphapay'),
+    (error: { reason: string }) => error.reason === 'ORDER_EXPIRED',
+  )
 })
 
 test(`a device's orders are fetched earliest first, each once; an app order is submitted once (${DATABASE_KIND})`, async () => {
@@ -111,7 +142,10 @@ test(`a device's orders are fetched earliest first, each once; an app order is s
   const second = await submitted(deviceId)
   assert.equal((await tx((trx) => orders.fetchNext(trx, deviceId))).order_id, first.order_id)
   assert.equal((await tx((trx) => orders.fetchNext(trx, deviceId))).order_id, second.order_id)
-  await refusedWith(tx((trx) => orders.fetchNext(trx, deviceId)), 'NO_ORDER_WAITING')
+  await refusedWith(
+    tx((trx) => orders.fetchNext(trx, deviceId)),
+    'NO_ORDER_WAITING',
+  )
 
   const again = tx((trx) =>
     orders.submit(
@@ -152,7 +186,10 @@ test(`a payment of another amount or currency, or of a cancelled order, is refun
     assert.equal((await deliveriesOf(order.order_id, orders.TOPICS.refund)).length, 1)
     assert.equal((await deliveriesOf(order.order_id, orders.TOPICS.fulfil)).length, 0)
   }
-  await refusedWith(tx((trx) => orders.applyPayment(trx, 'alphapay', 'TX-NEVER-PREPAID', PRICE, new Date())), 'ORDER_NOT_FOUND')
+  await refusedWith(
+    tx((trx) => orders.applyPayment(trx, 'alphapay', 'TX-NEVER-PREPAID', PRICE, new Date())),
+    'ORDER_NOT_FOUND',
+  )
 })
 
 test(`an order expired meanwhile still counts a payment completed in time (its report was late) (${DATABASE_KIND})`, async () => {
@@ -168,30 +205,49 @@ test(`claims: the first terminal wins, claiming again returns its order, others 
   const claimed = await tx((trx) => orders.claim(trx, order.order_id, 'phone', 'tap'))
   assert.deepEqual([claimed.state, claimed.claimed_by, claimed.claim_gesture], ['fetched', 'phone', 'tap'])
   assert.equal((await tx((trx) => orders.claim(trx, order.order_id, 'phone', 'slide'))).claim_gesture, 'tap', 'the same terminal again: its order, unchanged')
-  await refusedWith(tx((trx) => orders.claim(trx, order.order_id, 'tablet', 'tap')), 'ORDER_ALREADY_CLAIMED')
+  await refusedWith(
+    tx((trx) => orders.claim(trx, order.order_id, 'tablet', 'tap')),
+    'ORDER_ALREADY_CLAIMED',
+  )
   assert.equal((await deliveriesOf(order.order_id, orders.TOPICS.claimed)).length, 1, 'the other terminals are told once')
   assert.equal(orders.isWaiting(claimed), false)
 
   const fetched = await submitted()
   await tx((trx) => orders.fetchNext(trx, fetched.device_id))
-  await refusedWith(tx((trx) => orders.claim(trx, fetched.order_id, 'phone', 'tap')), 'ORDER_NOT_CLAIMABLE')
+  await refusedWith(
+    tx((trx) => orders.claim(trx, fetched.order_id, 'phone', 'tap')),
+    'ORDER_NOT_CLAIMABLE',
+  )
   const expired = await submitted(undefined, 0)
-  await refusedWith(tx((trx) => orders.claim(trx, expired.order_id, 'phone', 'tap')), 'ORDER_EXPIRED')
+  await refusedWith(
+    tx((trx) => orders.claim(trx, expired.order_id, 'phone', 'tap')),
+    'ORDER_EXPIRED',
+  )
 })
 
 test(`a removed terminal's unpaid claims made before the removal end; a release cancels only orders submitted before it (${DATABASE_KIND})`, async () => {
   const claimedOrder = await submitted()
   await tx((trx) => orders.claim(trx, claimedOrder.order_id, 'removed-phone', 'tap'))
   const ended = await tx((trx) => orders.endTerminalClaims(trx, 'removed-phone', new Date(Date.now() + 1_000)))
-  assert.deepEqual(ended.map((o) => [o.order_id, o.state]), [[claimedOrder.order_id, 'cancelled']])
+  assert.deepEqual(
+    ended.map((o) => [o.order_id, o.state]),
+    [[claimedOrder.order_id, 'cancelled']],
+  )
 
   // The release's time is rounded up to the millisecond (grants.ts): an order submitted in the
   // same millisecond, before it, is cancelled; one submitted at or after the time given stays.
   const deviceId = `dev-${randomUUID().slice(0, 8)}`
   const order = await submitted(deviceId)
-  assert.deepEqual(await tx((trx) => orders.cancelDeviceOrders(trx, deviceId, new Date(order.submitted_at.getTime() - 1))), [], 'submitted after the release: the next renter keeps it')
+  assert.deepEqual(
+    await tx((trx) => orders.cancelDeviceOrders(trx, deviceId, new Date(order.submitted_at.getTime() - 1))),
+    [],
+    'submitted after the release: the next renter keeps it',
+  )
   const cancelled = await tx((trx) => orders.cancelDeviceOrders(trx, deviceId, new Date(order.submitted_at.getTime() + 1)))
-  assert.deepEqual(cancelled.map((o) => [o.order_id, o.state]), [[order.order_id, 'cancelled']])
+  assert.deepEqual(
+    cancelled.map((o) => [o.order_id, o.state]),
+    [[order.order_id, 'cancelled']],
+  )
 })
 
 test(`expiry sweep: an unpaid order past its deadline expires; one its platform says is paid, or cannot answer for, waits (${DATABASE_KIND})`, async () => {

@@ -29,7 +29,12 @@ async function parties(openingMinor = 10_000n, currencyCode = 'USD') {
   const payerNumber = `62${randomUUID().replace(/\D/g, '').slice(0, 14).padEnd(14, '7')}`
   const collectionNumber = `SHOP-${randomUUID().slice(0, 8)}`
   const merchantId = `merchant-${randomUUID().slice(0, 8)}`
-  const payer = await ledger.createPayerAccount(service.db, sealer, { platformId: PLATFORM, number: payerNumber, passwordHash, opening: { currencyCode, amountMinor: openingMinor } })
+  const payer = await ledger.createPayerAccount(service.db, sealer, {
+    platformId: PLATFORM,
+    number: payerNumber,
+    passwordHash,
+    opening: { currencyCode, amountMinor: openingMinor },
+  })
   const collection = await ledger.createMerchantAccount(service.db, sealer, { platformId: PLATFORM, merchantId, number: collectionNumber, currencyCode })
   return { payer, collection, payerNumber, collectionNumber, merchantId }
 }
@@ -88,7 +93,10 @@ test(`opening balances come from the issuance account in one balanced journal ($
   const p = await parties(10_000n)
   assert.equal(await balanceOf(p.payer), 10_000n)
   assert.equal(await balanceOf(p.collection), 0n)
-  await refusedWith(ledger.createPayerAccount(service.db, sealer, { platformId: PLATFORM, number: p.payerNumber, passwordHash: passwordHash!, opening: { currencyCode: 'USD', amountMinor: 1n } }), 'ACCOUNT_EXISTS')
+  await refusedWith(
+    ledger.createPayerAccount(service.db, sealer, { platformId: PLATFORM, number: p.payerNumber, passwordHash: passwordHash!, opening: { currencyCode: 'USD', amountMinor: 1n } }),
+    'ACCOUNT_EXISTS',
+  )
   await assertBalanced()
 })
 

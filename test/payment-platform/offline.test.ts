@@ -36,7 +36,12 @@ async function setUp(options: { openingMinor?: bigint; allowanceMinor?: bigint; 
   })
   const collectionNumber = newId('SHOP')
   await ledger.createMerchantAccount(service.db, sealer, { platformId: PLATFORM, merchantId: 'shop', number: collectionNumber, currencyCode: 'USD' })
-  const payee = await payees.registerPayee(service.db, sealer, { platformId: PLATFORM, payeeId: newId('counter'), collectionAccount: collectionNumber, holder: 'terminal/counter-1' })
+  const payee = await payees.registerPayee(service.db, sealer, {
+    platformId: PLATFORM,
+    payeeId: newId('counter'),
+    collectionAccount: collectionNumber,
+    holder: 'terminal/counter-1',
+  })
   const key = await payees.publishPayeeKey(service.db, payee, randomBytes(32), SETTINGS)
   const credential = await inTransaction(service.db, (trx) =>
     credentials.provision(trx, sealer, {
@@ -77,7 +82,7 @@ async function redeem(s: SetUp, opened: Uint8Array, chargeMinor: bigint, options
 }
 
 const balanceOf = async (ref: string) => (await store.findAccount(service.db, PLATFORM, ref))!.balance_minor
-const credentialNow = async (c: OfflineCredentialRow) => (await credentials.credentialFor(service.db, PLATFORM, c.credential_id, { role: 'operator', id: 'ops' }))
+const credentialNow = async (c: OfflineCredentialRow) => await credentials.credentialFor(service.db, PLATFORM, c.credential_id, { role: 'operator', id: 'ops' })
 async function assertBalanced(): Promise<void> {
   for (const [currency, total] of await ledger.balanceTotals(service.db, PLATFORM)) assert.equal(total, 0n, `balances in ${currency} sum to zero`)
 }
@@ -101,7 +106,15 @@ test(`provisioning refuses more than the payer holds, or another currency (${DAT
   assert.equal(await balanceOf(s.payer.account_ref), 0n, 'the whole balance may be reserved')
   const provision = (payer: store.AccountRow, currencyCode: string, amountMinor: bigint) =>
     inTransaction(service.db, (trx) =>
-      credentials.provision(trx, sealer, { platformId: PLATFORM, terminalId: 'phone', payer, allowance: { currencyCode, amountMinor }, perCodeCapMinor: 1n, notAfter: new Date(Date.now() + HOUR_MS), counterWindow: 32 }),
+      credentials.provision(trx, sealer, {
+        platformId: PLATFORM,
+        terminalId: 'phone',
+        payer,
+        allowance: { currencyCode, amountMinor },
+        perCodeCapMinor: 1n,
+        notAfter: new Date(Date.now() + HOUR_MS),
+        counterWindow: 32,
+      }),
     )
   await refusedWith(provision(s.payer, 'USD', 1n), 'INSUFFICIENT_BALANCE')
   await refusedWith(provision(s.payer, 'EUR', 1n), 'CURRENCY_MISMATCH')
@@ -151,9 +164,21 @@ test(`the window: a code made up to not_after is good, one made after it is not;
   const notAfter = new Date(Date.now() + HOUR_MS)
   const s = await setUp({ notAfter })
   const before = new Date(notAfter.getTime() - 60_000)
-  await credentials.authenticate(service.db, sealer, { payee: s.payee, opened: code(s, 1n, 10n, { generateTime: notAfter }), charge: { currencyCode: 'USD', amountMinor: 10n } }, SETTINGS, before)
+  await credentials.authenticate(
+    service.db,
+    sealer,
+    { payee: s.payee, opened: code(s, 1n, 10n, { generateTime: notAfter }), charge: { currencyCode: 'USD', amountMinor: 10n } },
+    SETTINGS,
+    before,
+  )
   await refusedWith(
-    credentials.authenticate(service.db, sealer, { payee: s.payee, opened: code(s, 1n, 10n, { generateTime: new Date(notAfter.getTime() + 1) }), charge: { currencyCode: 'USD', amountMinor: 10n } }, SETTINGS, before),
+    credentials.authenticate(
+      service.db,
+      sealer,
+      { payee: s.payee, opened: code(s, 1n, 10n, { generateTime: new Date(notAfter.getTime() + 1) }), charge: { currencyCode: 'USD', amountMinor: 10n } },
+      SETTINGS,
+      before,
+    ),
     'OFFLINE_CODE_OUTSIDE_WINDOW',
   )
   const ask = { payee: s.payee, opened: code(s, 2n, 10n, { generateTime: before }), charge: { currencyCode: 'USD', amountMinor: 10n } }

@@ -17,12 +17,16 @@ const ctx: PageContext = { caller: { role: 'operator', id: 'ops' }, method: 'clo
 
 /** One ListWakes page, as the handler asks for it. */
 const listWakes = (terminalId: string, pageSize: number, pageToken: string) =>
-  listPage(ctx, { pageSize, pageToken }, {
-    filter: { terminalId },
-    cursor: SEQUENCE_CURSOR,
-    fetch: (before, limit) => store.listWakes(service.db, terminalId, before, limit),
-    cursorOf: (row) => row.seq,
-  })
+  listPage(
+    ctx,
+    { pageSize, pageToken },
+    {
+      filter: { terminalId },
+      cursor: SEQUENCE_CURSOR,
+      fetch: (before, limit) => store.listWakes(service.db, terminalId, before, limit),
+      cursorOf: (row) => row.seq,
+    },
+  )
 
 async function allPages(terminalId: string, pageSize: number): Promise<{ subjects: string[]; pages: number }> {
   const subjects: string[] = []
@@ -53,5 +57,8 @@ test(`wakes page newest first, each once, one terminal's only when filtered; a t
 
   const first = await listWakes(phone, 2, '')
   await refusedWith(listWakes(tablet, 2, first.nextPageToken), 'INVALID_PAGE_TOKEN')
-  assert.deepEqual((await listWakes(phone, 2, first.nextPageToken)).items.map((w) => w.subject_id), phoneWakes.slice(2, 4))
+  assert.deepEqual(
+    (await listWakes(phone, 2, first.nextPageToken)).items.map((w) => w.subject_id),
+    phoneWakes.slice(2, 4),
+  )
 })
