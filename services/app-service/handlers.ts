@@ -19,15 +19,14 @@ import { PermissionDeniedError, quote } from '../runtime/errors.ts'
 import * as orders from './orders.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
-import { unaryCall } from '../runtime/client.ts'
 import { callOf, derivedRequestId, idempotent, idempotentFlow } from '../runtime/idempotency.ts'
 import { KEY_CURSOR, listPage } from '../runtime/pagination.ts'
-import { callPeer } from '../runtime/peer-calls.ts'
 import type { Handlers } from '../runtime/rpc.ts'
 import type { ServiceDeps } from '../runtime/service-host.ts'
 import { bearerToken, validate } from '../runtime/validation.ts'
 import * as accounts from './accounts.ts'
 import * as catalog from './catalog.ts'
+import { bindAppAccount, validateLoginToken } from './peers.ts'
 import type { AppAccountRow, AppOrderRow, CatalogItemRow, CollectionAccountRow } from './store/repository.ts'
 import type { AppDatabase } from './store/tables.ts'
 
@@ -66,7 +65,6 @@ const toOrder = ({ order: row, collection }: { order: AppOrderRow; collection: C
 
 export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceService> {
   const db = deps.db as Kysely<AppDatabase>
-  const accountManagement = () => deps.peers.get('account-management')
   return {
     loginWithToken: async (request, ctx) => {
       validate((v) =>
@@ -79,27 +77,19 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       return idempotentFlow(db, callOf(ctx, request, LoginWithTokenRequest, LoginWithTokenResponse), async (commit) => {
         // Peer calls stay outside transactions (the embedded database runs one at a time). Their
         // request ids derive from ours, so a retry of this call replays AccountManagement's answers.
-        const validated = await callPeer(
-          'account-management',
-          unaryCall(
-            accountManagement(),
-            'validateLoginToken',
-            { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'validate'), loginToken: request.loginToken, deviceId: request.deviceId },
-            { signal: ctx.signal },
-          ),
+        const validated = await validateLoginToken(
+          deps.peers,
+          { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'validate'), loginToken: request.loginToken, deviceId: request.deviceId },
+          ctx.signal,
         )
         let appAccountId = validated.appAccountId
         let created = false
         if (!appAccountId) {
           const guest = await accounts.createGuestAccount(db)
-          const bound = await callPeer(
-            'account-management',
-            unaryCall(
-              accountManagement(),
-              'bindAppAccount',
-              { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'bind'), accountId: validated.accountId, appAccountId: guest.app_account_id },
-              { signal: ctx.signal },
-            ),
+          const bound = await bindAppAccount(
+            deps.peers,
+            { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'bind'), accountId: validated.accountId, appAccountId: guest.app_account_id },
+            ctx.signal,
           )
           appAccountId = bound.binding!.appAccountId
           created = appAccountId === guest.app_account_id
