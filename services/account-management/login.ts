@@ -111,11 +111,12 @@ export interface CredentialCheck {
 export async function checkCredentials<Answer>(
   db: Db,
   input: { deviceId: string; loginId: string; bindingCode: string; password: string },
-  stored: StoredAnswer<Answer>,
+  /** The call's stored answer, read in the same statement (idempotentFlowReadingAnswer); none outside a call. */
+  stored?: StoredAnswer<Answer>,
 ): Promise<CredentialCheck | { readonly answered: Answer }> {
   // One read (login, locks, assignment, hash, an answer already stored for this call), then the slow hash with no transaction open.
-  const found = await store.findLoginToVerify(db, input.loginId, stored.column)
-  const answered = stored.answer(found?.extra)
+  const found = await store.findLoginToVerify(db, input.loginId, stored?.column)
+  const answered = stored?.answer(found?.extra)
   if (answered !== undefined) return { answered } // a retry of an answered call: nothing checked, nothing hashed again
   if (!found || found.login.device_id !== input.deviceId) throw loginNotFound(input.deviceId, input.loginId)
   const { login, assignment } = found

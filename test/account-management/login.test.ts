@@ -34,6 +34,7 @@ const start = (deviceId: string, settings = SETTINGS) => inTransaction(service.d
 
 async function verify(login: store.LoginRow, password = PASSWORD, bindingCode = login.binding_code): Promise<store.LoginRow> {
   const check = await logins.checkCredentials(service.db, { deviceId: login.device_id, loginId: login.login_id, bindingCode, password })
+  assert.ok(!('answered' in check), 'no stored answer outside a call')
   return inTransaction(service.db, (trx) => logins.recordVerification(trx, check, SETTINGS))
 }
 

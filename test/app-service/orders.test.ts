@@ -27,8 +27,11 @@ async function player() {
 
 type Player = Awaited<ReturnType<typeof player>>
 
-const order = (p: Player, itemId: string, quantity: number) =>
-  orders.createOrder(service.db, { appAccountId: p.account.app_account_id, deviceId: p.deviceId, assignmentId: p.assignmentId, itemId, quantity })
+const order = async (p: Player, itemId: string, quantity: number) => {
+  const created = await orders.createOrder(service.db, { appAccountId: p.account.app_account_id, deviceId: p.deviceId, assignmentId: p.assignmentId, itemId, quantity })
+  assert.deepEqual(created.collection, (await orders.getOrderWithCollection(service.db, created.order.app_order_id)).collection, 'the insert returns the collection accounts a read shows')
+  return created.order
+}
 
 const paymentFor = (amountMinor: bigint, currencyCode = 'USD') => ({
   paymentOrderId: randomUUID(),
@@ -36,7 +39,7 @@ const paymentFor = (amountMinor: bigint, currencyCode = 'USD') => ({
   serialNumber: `TX${randomUUID()}`,
   paid: { currencyCode, amountMinor },
 })
-const fulfil = (appOrderId: string, payment: ReturnType<typeof paymentFor>) => inTransaction(service.db, (trx) => orders.fulfil(trx, appOrderId, payment))
+const fulfil = async (appOrderId: string, payment: ReturnType<typeof paymentFor>) => (await inTransaction(service.db, (trx) => orders.fulfil(trx, appOrderId, payment))).order
 
 async function inventoryOf(db: Kysely<AppDatabase>, appAccountId: string): Promise<Record<string, bigint>> {
   return Object.fromEntries((await orders.inventory(db, appAccountId, undefined, 100)).map((row) => [row.item_id, BigInt(row.quantity)]))

@@ -145,7 +145,7 @@ export async function findLogin(db: Db, loginId: string): Promise<LoginRow | und
  * What verifying a login reads before the password hash, in one statement: the login, the
  * device's assignment, both locks, the hash, and an `extra` column (the call's stored answer).
  */
-export async function findLoginToVerify(db: Db, loginId: string, extra: (eb: ExpressionBuilder<any, any>) => AliasedExpression<unknown, 'stored_answer'>) {
+export async function findLoginToVerify(db: Db, loginId: string, extra?: (eb: ExpressionBuilder<any, any>) => AliasedExpression<unknown, 'stored_answer'>) {
   const row = await db
     .selectFrom('logins')
     .leftJoin('instance_assignments', 'instance_assignments.device_id', 'logins.device_id')
@@ -155,7 +155,7 @@ export async function findLoginToVerify(db: Db, loginId: string, extra: (eb: Exp
       eb.selectFrom('login_failures').select('locked_until').where('scope', '=', 'account').whereRef('subject', '=', 'logins.account_id').as('account_locked_until'),
       eb.selectFrom('login_failures').select('locked_until').where('scope', '=', 'device').whereRef('subject', '=', 'logins.device_id').as('device_locked_until'),
       eb.selectFrom('cloud_accounts').select('password_hash').whereRef('cloud_accounts.account_id', '=', 'logins.account_id').as('password_hash'),
-      extra(eb),
+      extra ? extra(eb) : sql<null>`null`.as('stored_answer'),
     ])
     .where('logins.login_id', '=', loginId)
     .executeTakeFirst()
