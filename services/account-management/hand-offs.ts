@@ -3,11 +3,11 @@
 // removed terminal's enrolment (its push stream, its pending claims). Each delivery's id is the
 // request id the receiver dedupes on, so a retry never acts twice.
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
-import { unaryCall } from '../runtime/client.ts'
+import { publishToTerminals } from '../runtime/mesh-calls.ts'
 import type { DeliveryHandler } from '../runtime/outbox.ts'
-import { callPeer } from '../runtime/peer-calls.ts'
 import type { Peers } from '../runtime/peers.ts'
 import { type EndedAssignment, TOPICS } from './grants.ts'
+import { cancelDeviceOrders, closeDeviceChannels, endDeviceSessions, endTerminalClaims } from './peers.ts'
 import * as terminals from './terminals.ts'
 
 const ended = (payload: Record<string, string>): EndedAssignment => payload as unknown as EndedAssignment
@@ -17,45 +17,28 @@ export function handOffs(peers: Peers): Record<string, DeliveryHandler> {
   return {
     [TOPICS.endSessions]: async (payload, deliveryId) => {
       const { device_id, assignment_id } = ended(payload)
-      await callPeer('app-service', unaryCall(peers.get('app-service'), 'endDeviceSessions', { requestId: deliveryId, deviceId: device_id, assignmentId: assignment_id }))
+      await endDeviceSessions(peers, deliveryId, device_id, assignment_id)
     },
 
     [TOPICS.closeChannels]: async (payload, deliveryId) => {
       const { device_id, ended_at } = ended(payload)
-      await callPeer(
-        'instance-events',
-        unaryCall(peers.get('instance-events'), 'closeDeviceChannels', { requestId: deliveryId, deviceId: device_id, openedBefore: new Date(ended_at) }),
-      )
+      await closeDeviceChannels(peers, deliveryId, device_id, new Date(ended_at))
     },
 
     [TOPICS.cancelOrders]: async (payload, deliveryId) => {
       const { device_id, ended_at } = ended(payload)
-      await callPeer(
-        'payment-management',
-        unaryCall(peers.get('payment-management'), 'cancelDeviceOrders', { requestId: deliveryId, deviceId: device_id, submittedBefore: new Date(ended_at) }),
-      )
+      await cancelDeviceOrders(peers, deliveryId, device_id, new Date(ended_at))
     },
 
     // The removed terminal's stream tells it and ends (on whichever replica serves it).
     [terminals.TOPICS.endStream]: async (payload, deliveryId) => {
       const { terminal_id, enrollment_id } = removed(payload)
-      await callPeer(
-        'instance-events',
-        unaryCall(peers.get('instance-events'), 'publishToTerminals', {
-          requestId: deliveryId,
-          terminalIds: [terminal_id],
-          kind: EventKind.EVENT_KIND_TERMINAL_REMOVED,
-          subjectId: enrollment_id,
-        }),
-      )
+      await publishToTerminals(peers, { requestId: deliveryId, terminalIds: [terminal_id], kind: EventKind.EVENT_KIND_TERMINAL_REMOVED, subjectId: enrollment_id })
     },
 
     [terminals.TOPICS.endClaims]: async (payload, deliveryId) => {
       const { terminal_id, removed_at } = removed(payload)
-      await callPeer(
-        'payment-management',
-        unaryCall(peers.get('payment-management'), 'endTerminalClaims', { requestId: deliveryId, terminalId: terminal_id, claimedBefore: new Date(removed_at) }),
-      )
+      await endTerminalClaims(peers, deliveryId, terminal_id, new Date(removed_at))
     },
   }
 }

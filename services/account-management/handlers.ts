@@ -39,7 +39,7 @@ import {
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { InvalidArgumentError, PermissionDeniedError } from '../runtime/errors.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
-import { callOf, idempotent, idempotentAfter, replayOf } from '../runtime/idempotency.ts'
+import { callOf, idempotent, idempotentAfter, idempotentFlowReadingAnswer, replayOf } from '../runtime/idempotency.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
 import { SharedRateLimiter } from '../runtime/rate-limit.ts'
 import { KEY_CURSOR, listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
@@ -211,12 +211,11 @@ export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: S
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
       const call = callOf(ctx, request, VerifyLoginRequest, VerifyLoginResponse)
-      const reply = await idempotentAfter(
-        db,
-        call,
-        () => logins.checkCredentials(db, request, now()),
-        async (trx, check) => ({ login: toLogin(await logins.recordVerification(trx, check, settings, now()), false, now()) }),
-      )
+      const reply = await idempotentFlowReadingAnswer(db, call, async (commit, stored) => {
+        const check = await logins.checkCredentials(db, request, now(), stored)
+        if ('answered' in check) return check.answered
+        return commit(async (trx) => ({ login: toLogin(await logins.recordVerification(trx, check, settings, now()), false, now()) }))
+      })
       // Told after the commit; a retry with the same request_id tells again (stored once).
       const verified = reply.login?.state === LoginState.LOGIN_STATE_VERIFIED
       await publishEvent(

@@ -7,6 +7,7 @@ import type { LoginSettings } from '../runtime/config.ts'
 import { isUniqueViolation } from '../runtime/database.ts'
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, quote, ResourceExhaustedError, UnauthenticatedError } from '../runtime/errors.ts'
 import { verifyAgainstDummy, verifyPassword } from '../runtime/passwords.ts'
+import type { StoredAnswer } from '../runtime/idempotency.ts'
 import * as store from './store/repository.ts'
 import type { AccountDatabase, LoginStateColumn, ThrottleScope } from './store/tables.ts'
 
@@ -87,10 +88,8 @@ export async function recordCredentialOutcome(
   checkedAt: Date,
   settings: Pick<LoginSettings, 'lockMs' | 'maxFailures'>,
 ): Promise<void> {
-  for (const [scope, subject] of subjects) {
-    if (verified) await store.clearLoginFailures(trx, scope, subject)
-    else await store.recordLoginFailure(trx, scope, subject, checkedAt, settings.lockMs, settings.maxFailures)
-  }
+  if (verified) return store.clearLoginFailures(trx, subjects)
+  for (const [scope, subject] of subjects) await store.recordLoginFailure(trx, scope, subject, checkedAt, settings.lockMs, settings.maxFailures)
 }
 
 const loginSubjects = (login: store.LoginRow): ThrottleSubject[] => [
@@ -109,9 +108,17 @@ export interface CredentialCheck {
  * the one the device is assigned to now, under the assignment the login was started in; if that
  * is gone, the password is checked against no account (a dummy hash).
  */
-export async function checkCredentials(db: Db, input: { deviceId: string; loginId: string; bindingCode: string; password: string }, now: Date): Promise<CredentialCheck> {
-  // One read (login, locks, assignment, hash), then the slow hash with no transaction open.
-  const found = await store.findLoginToVerify(db, input.loginId)
+export async function checkCredentials<Answer>(
+  db: Db,
+  input: { deviceId: string; loginId: string; bindingCode: string; password: string },
+  now: Date,
+  /** The call's stored answer, read in the same statement (idempotentFlowReadingAnswer); none outside a call. */
+  stored?: StoredAnswer<Answer>,
+): Promise<CredentialCheck | { readonly answered: Answer }> {
+  // One read (login, locks, assignment, hash, an answer already stored for this call), then the slow hash with no transaction open.
+  const found = await store.findLoginToVerify(db, input.loginId, stored?.column)
+  const answered = stored?.answer(found?.extra)
+  if (answered !== undefined) return { answered } // a retry of an answered call: nothing checked, nothing hashed again
   if (!found || found.login.device_id !== input.deviceId) throw loginNotFound(input.deviceId, input.loginId)
   const { login, assignment } = found
   assertState(login, 'pending', 'verified', now)

@@ -58,11 +58,12 @@ const SESSION_ENDED = 'session_token ended: the device was released or re-rented
 
 /** The live session of the calling device, with its app account. */
 export async function sessionOf(db: Db, token: string, deviceId: string, now: Date): Promise<{ session: store.AppSessionRow; account: store.AppAccountRow }> {
-  const session = await store.findSession(db, hashToken(token))
+  const found = await store.findSessionWithAccount(db, hashToken(token))
+  const session = found?.session
   if (!session || session.device_id !== deviceId) throw new UnauthenticatedError('SESSION_INVALID', 'session_token is not a session of this device; log in again')
   if (session.ended_at) throw new UnauthenticatedError('SESSION_ENDED', SESSION_ENDED)
   if (session.expires_at <= now) throw new UnauthenticatedError('SESSION_EXPIRED', 'session_token expired; log in again')
-  return { session, account: await getAppAccount(db, session.app_account_id) }
+  return { session, account: found.account ?? (await getAppAccount(db, session.app_account_id)) }
 }
 
 /** The session's app account; the session must be live and belong to the calling device. */

@@ -18,15 +18,14 @@ import { PermissionDeniedError, quote } from '../runtime/errors.ts'
 import * as orders from './orders.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
-import { unaryCall } from '../runtime/client.ts'
 import { callOf, derivedRequestId, idempotent, idempotentFlow } from '../runtime/idempotency.ts'
 import { KEY_CURSOR, listPage } from '../runtime/pagination.ts'
-import { callPeer } from '../runtime/peer-calls.ts'
 import type { Handlers } from '../runtime/rpc.ts'
 import type { ServiceDeps } from '../runtime/service-host.ts'
 import { bearerToken, validate } from '../runtime/validation.ts'
 import * as accounts from './accounts.ts'
 import * as catalog from './catalog.ts'
+import { bindAppAccount, validateLoginToken } from './peers.ts'
 import type { AppAccountRow, AppOrderRow, CatalogItemRow, CollectionAccountRow } from './store/repository.ts'
 import type { AppDatabase } from './store/tables.ts'
 
@@ -46,7 +45,7 @@ const ORDER_STATES = {
   effective: AppOrderState.APP_ORDER_STATE_EFFECTIVE,
   rejected: AppOrderState.APP_ORDER_STATE_REJECTED,
 } as const
-const toOrder = (row: AppOrderRow, collection: CollectionAccountRow[]): AppOrder => ({
+const toOrder = ({ order: row, collection }: { order: AppOrderRow; collection: CollectionAccountRow[] }): AppOrder => ({
   appOrderId: row.app_order_id,
   appAccountId: row.app_account_id,
   itemId: row.item_id,
@@ -66,7 +65,6 @@ const toOrder = (row: AppOrderRow, collection: CollectionAccountRow[]): AppOrder
 export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof AppServiceService> {
   const db = deps.db
   const now = () => deps.clock.now()
-  const accountManagement = () => deps.peers.get('account-management')
   return {
     loginWithToken: async (request, ctx) => {
       validate((v) =>
@@ -79,27 +77,19 @@ export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof 
       return idempotentFlow(db, callOf(ctx, request, LoginWithTokenRequest, LoginWithTokenResponse), async (commit) => {
         // Peer calls stay outside transactions (the embedded database runs one at a time). Their
         // request ids derive from ours, so a retry of this call replays AccountManagement's answers.
-        const validated = await callPeer(
-          'account-management',
-          unaryCall(
-            accountManagement(),
-            'validateLoginToken',
-            { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'validate'), loginToken: request.loginToken, deviceId: request.deviceId },
-            { signal: ctx.signal },
-          ),
+        const validated = await validateLoginToken(
+          deps.peers,
+          { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'validate'), loginToken: request.loginToken, deviceId: request.deviceId },
+          ctx.signal,
         )
         let appAccountId = validated.appAccountId
         let created = false
         if (!appAccountId) {
           const guest = await accounts.createGuestAccount(db)
-          const bound = await callPeer(
-            'account-management',
-            unaryCall(
-              accountManagement(),
-              'bindAppAccount',
-              { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'bind'), accountId: validated.accountId, appAccountId: guest.app_account_id },
-              { signal: ctx.signal },
-            ),
+          const bound = await bindAppAccount(
+            deps.peers,
+            { requestId: derivedRequestId(formatIdentity(ctx.caller), request.requestId, 'bind'), accountId: validated.accountId, appAccountId: guest.app_account_id },
+            ctx.signal,
           )
           appAccountId = bound.binding!.appAccountId
           created = appAccountId === guest.app_account_id
@@ -147,17 +137,17 @@ export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof 
         await accounts.assertSessionAssignmentLive(trx, session)
         const input = { appAccountId: account.app_account_id, deviceId: request.deviceId, assignmentId: session.assignment_id, itemId: request.itemId, quantity: request.quantity }
         const created = await orders.createOrder(trx, input)
-        return { order: toOrder(created, await orders.collectionAccounts(trx)) }
+        return { order: toOrder(created) }
       })
     },
 
     getOrder: async (request, ctx) => {
       validate((v) => v.id(request.appOrderId, 'app_order_id'))
-      const { order, collection } = await orders.getOrderWithCollection(db, request.appOrderId)
-      if (ctx.caller.role === 'instance' && order.device_id !== ctx.caller.id) {
+      const found = await orders.getOrderWithCollection(db, request.appOrderId)
+      if (ctx.caller.role === 'instance' && found.order.device_id !== ctx.caller.id) {
         throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.appOrderId)} was not placed from device ${ctx.caller.id}`)
       }
-      return { order: toOrder(order, collection) }
+      return { order: toOrder(found) }
     },
 
     fulfilOrder: async (request, ctx) => {
@@ -178,8 +168,7 @@ export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof 
       // leaves a mark outside it (the order is rejected).
       // No preparation, so no read first: the claim finds an earlier answer.
       const reply = await idempotent(db, call, async (trx) => {
-        const fulfilled = await orders.fulfil(trx, request.appOrderId, payment)
-        return { order: toOrder(fulfilled, await orders.collectionAccounts(trx)) }
+        return { order: toOrder(await orders.fulfil(trx, request.appOrderId, payment)) }
       }).catch(async (error: unknown) => {
         await orders.rejectMismatched(db, request.appOrderId, error)
         throw error

@@ -10,7 +10,8 @@ type Db = Kysely<AppDatabase>
 
 export const MERCHANT_ID = 'demo-shop'
 
-export async function createOrder(db: Db, input: { appAccountId: string; deviceId: string; assignmentId: string; itemId: string; quantity: number }): Promise<store.AppOrderRow> {
+/** Places an order at the catalog's price; returned with the merchant's collection accounts. */
+export async function createOrder(db: Db, input: { appAccountId: string; deviceId: string; assignmentId: string; itemId: string; quantity: number }): Promise<OrderWithCollection> {
   const item = await store.findCatalogItem(db, input.itemId)
   if (!item) throw new NotFoundError('ITEM_NOT_FOUND', `item_id: no catalog item ${quote(input.itemId)}`)
   const quantity = BigInt(input.quantity)
@@ -41,15 +42,14 @@ export async function getOrder(db: Db, appOrderId: string): Promise<store.AppOrd
   return order
 }
 
+/** An order and the merchant's collection accounts (what a reply shows with it). */
+export type OrderWithCollection = { order: store.AppOrderRow; collection: store.CollectionAccountRow[] }
+
 /** An order with the merchant's collection accounts, read in one statement. */
-export async function getOrderWithCollection(db: Db, appOrderId: string): Promise<{ order: store.AppOrderRow; collection: store.CollectionAccountRow[] }> {
+export async function getOrderWithCollection(db: Db, appOrderId: string): Promise<OrderWithCollection> {
   const found = await store.findOrderWithCollection(db, appOrderId)
   if (!found) throw new NotFoundError('ORDER_NOT_FOUND', `app_order_id: no order ${quote(appOrderId)}`)
   return found
-}
-
-export function collectionAccounts(db: Db) {
-  return store.listCollectionAccounts(db)
 }
 
 /**
@@ -63,14 +63,16 @@ export async function fulfil(
   trx: Db,
   appOrderId: string,
   payment: { paymentOrderId: string; platformId: string; serialNumber: string; paid: { currencyCode: string; amountMinor: bigint } },
-): Promise<store.AppOrderRow> {
+): Promise<OrderWithCollection> {
   const effective = await store.markOrderEffective(trx, appOrderId, payment)
   if (effective) {
-    await store.addToInventory(trx, effective.app_account_id, effective.item_id, BigInt(effective.quantity))
+    const { order } = effective
+    await store.addToInventory(trx, order.app_account_id, order.item_id, BigInt(order.quantity))
     return effective
   }
-  const now = await getOrder(trx, appOrderId)
-  if (now.state === 'effective') return now
+  const found = await getOrderWithCollection(trx, appOrderId)
+  const now = found.order
+  if (now.state === 'effective') return found
   if (now.state === 'rejected') throw new FailedPreconditionError('ORDER_REJECTED', `order ${appOrderId} was rejected`)
   throw new FailedPreconditionError(
     AMOUNT_MISMATCH,

@@ -5,24 +5,17 @@
 import { status as Status } from '@grpc/grpc-js'
 import type { Kysely } from 'kysely'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
-import { unaryCall } from '../runtime/client.ts'
 import { inTransaction } from '../runtime/database.ts'
 import { derivedRequestId } from '../runtime/idempotency.ts'
-import { publishEvent } from '../runtime/mesh-calls.ts'
+import { publishEvent, publishToTerminals } from '../runtime/mesh-calls.ts'
 import type { DeliveryHandler } from '../runtime/outbox.ts'
-import { callPeer, RelayedError } from '../runtime/peer-calls.ts'
+import { RelayedError } from '../runtime/peer-calls.ts'
 import type { Peers } from '../runtime/peers.ts'
 import * as orders from './orders.ts'
+import { cancelTransaction, fulfilOrder, refundTransaction, terminalsOfDevice, wakeTerminal } from './peers.ts'
 import type { PaymentDatabase } from './store/tables.ts'
 
 export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<string, DeliveryHandler> {
-  /** The enrolled terminals of the account the device is assigned to now. */
-  const terminalsOf = async (deviceId: string): Promise<string[]> => {
-    const { terminals } = await callPeer('account-management', unaryCall(peers.get('account-management'), 'listTerminalsOfDevice', { deviceId }))
-    return terminals.map((t) => t.terminalId)
-  }
-  const publishToTerminals = (requestId: string, terminalIds: string[], kind: EventKind, subjectId: string) =>
-    callPeer('instance-events', unaryCall(peers.get('instance-events'), 'publishToTerminals', { requestId, terminalIds, kind, subjectId }))
   return {
     [orders.TOPICS.fulfil]: async (payload, deliveryId, _attempt, acknowledge) => {
       // A paid order moves on only here, and the hand-off carries what it needs: no read first.
@@ -34,18 +27,15 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
         order = row as typeof row & { platform_id: string; serial_number: string }
       }
       try {
-        await callPeer(
-          'app-service',
-          unaryCall(peers.get('app-service'), 'fulfilOrder', {
-            requestId: deliveryId,
-            appOrderId: order.app_order_id,
-            paidAmount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
-            paymentOrderId: order.order_id,
-            platformId: order.platform_id,
-            serialNumber: order.serial_number,
-            deviceId: order.device_id,
-          }),
-        )
+        await fulfilOrder(peers, {
+          requestId: deliveryId,
+          appOrderId: order.app_order_id,
+          paidAmount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
+          paymentOrderId: order.order_id,
+          platformId: order.platform_id,
+          serialNumber: order.serial_number,
+          deviceId: order.device_id,
+        })
       } catch (error) {
         // The application refused the order (unknown, or the amount does not match): refund.
         if (error instanceof RelayedError && (error.code === Status.NOT_FOUND || error.code === Status.FAILED_PRECONDITION || error.code === Status.INVALID_ARGUMENT)) {
@@ -66,15 +56,12 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
 
     [orders.TOPICS.refund]: async (payload, deliveryId, _attempt, acknowledge) => {
       const order = await orders.get(db, payload.order_id!)
-      await callPeer(
-        'payment-platform',
-        unaryCall(peers.get('payment-platform'), 'refundTransaction', {
-          requestId: deliveryId,
-          platformId: order.platform_id!,
-          serialNumber: order.serial_number!,
-          reason: order.end_reason.slice(0, 200),
-        }),
-      )
+      await refundTransaction(peers, {
+        requestId: deliveryId,
+        platformId: order.platform_id!,
+        serialNumber: order.serial_number!,
+        reason: order.end_reason.slice(0, 200),
+      })
       await inTransaction(db, async (trx) => {
         await orders.markRefunded(trx, order.order_id)
         await acknowledge(trx)
@@ -84,10 +71,7 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
     [orders.TOPICS.cancelPrepay]: async (payload, deliveryId) => {
       const order = await orders.get(db, payload.order_id!)
       try {
-        await callPeer(
-          'payment-platform',
-          unaryCall(peers.get('payment-platform'), 'cancelTransaction', { requestId: deliveryId, platformId: order.platform_id!, serialNumber: order.serial_number! }),
-        )
+        await cancelTransaction(peers, deliveryId, order.platform_id!, order.serial_number!)
       } catch (error) {
         // Paid meanwhile: the platform's payment report arrives and the order is refunded then.
         if (error instanceof RelayedError && error.code === Status.FAILED_PRECONDITION) return
@@ -104,36 +88,35 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
     // wake through the push relay for each, under a request id stable per order and terminal.
     [orders.TOPICS.push]: async (payload, deliveryId) => {
       // Terminals first (most accounts have none): the order is read only when there is someone to push to.
-      const terminalIds = payload.device_id ? await terminalsOf(payload.device_id) : undefined
+      const terminalIds = payload.device_id ? await terminalsOfDevice(peers, payload.device_id) : undefined
       if (terminalIds?.length === 0) return
       const order = await orders.get(db, payload.order_id!)
       if (!orders.isWaiting(order)) return // fetched, claimed or ended meanwhile: nothing to push
-      if (terminalIds === undefined) return pushTo(await terminalsOf(order.device_id), deliveryId, order.order_id)
+      if (terminalIds === undefined) return pushTo(await terminalsOfDevice(peers, order.device_id), deliveryId, order.order_id)
       return pushTo(terminalIds, deliveryId, order.order_id)
     },
 
     // A claimed order, to the account's other enrolled terminals: it is no longer theirs to claim.
     [orders.TOPICS.claimed]: async (payload, deliveryId) => {
       const order = await orders.get(db, payload.order_id!)
-      const others = (await terminalsOf(order.device_id)).filter((id) => id !== order.claimed_by)
-      if (others.length > 0) await publishToTerminals(deliveryId, others, EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE, order.order_id)
+      const others = (await terminalsOfDevice(peers, order.device_id)).filter((id) => id !== order.claimed_by)
+      if (others.length > 0) {
+        await publishToTerminals(peers, { requestId: deliveryId, terminalIds: others, kind: EventKind.EVENT_KIND_ORDER_CLAIMED_ELSEWHERE, subjectId: order.order_id })
+      }
     },
   }
 
   /** PAYMENT_PUSHED on each terminal's stream, and a wake through the push relay for each. */
   async function pushTo(terminalIds: string[], deliveryId: string, orderId: string): Promise<void> {
     if (terminalIds.length === 0) return
-    await publishToTerminals(deliveryId, terminalIds, EventKind.EVENT_KIND_PAYMENT_PUSHED, orderId)
+    await publishToTerminals(peers, { requestId: deliveryId, terminalIds, kind: EventKind.EVENT_KIND_PAYMENT_PUSHED, subjectId: orderId })
     for (const terminalId of terminalIds) {
-      await callPeer(
-        'push-relay',
-        unaryCall(peers.get('push-relay'), 'wake', {
-          requestId: derivedRequestId(orderId, terminalId, 'wake', String(EventKind.EVENT_KIND_PAYMENT_PUSHED)),
-          terminalId,
-          kind: EventKind.EVENT_KIND_PAYMENT_PUSHED,
-          subjectId: orderId,
-        }),
-      )
+      await wakeTerminal(peers, {
+        requestId: derivedRequestId(orderId, terminalId, 'wake', String(EventKind.EVENT_KIND_PAYMENT_PUSHED)),
+        terminalId,
+        kind: EventKind.EVENT_KIND_PAYMENT_PUSHED,
+        subjectId: orderId,
+      })
     }
   }
 }

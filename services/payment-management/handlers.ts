@@ -26,7 +26,6 @@ import {
   SubmitOrderRequest,
   SubmitOrderResponse,
 } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
-import { unaryCall } from '../runtime/client.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { FailedPreconditionError, PermissionDeniedError, quote } from '../runtime/errors.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
@@ -34,7 +33,6 @@ import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, idempotentFlow, idempotentFlowReadingAnswer } from '../runtime/idempotency.ts'
 import { channelCheckVia, terminalEnrollment } from '../runtime/mesh-calls.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
-import { callPeer } from '../runtime/peer-calls.ts'
 import { MAX_SEALED_BYTES } from '../runtime/sealed-credentials.ts'
 import type { Handlers, RpcContext } from '../runtime/rpc.ts'
 import type { ClaimGesture } from '../runtime/config.ts'
@@ -43,6 +41,7 @@ import type { ServiceDeps } from '../runtime/service-host.ts'
 import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
 import { type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import * as orders from './orders.ts'
+import { appOrderOf, createPrepay, paymentAccount, paySealed, sealingKeys } from './peers.ts'
 import * as store from './store/repository.ts'
 import type { OrderRow } from './store/repository.ts'
 import type { PaymentDatabase } from './store/tables.ts'
@@ -138,10 +137,7 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
         const orderId = randomUUID()
         return tagged({ orderId, deviceId: request.deviceId }, async () => {
           // The amount is the application's own record of the order; the instance sends none.
-          const { order: appOrder } = await callPeer(
-            'app-service',
-            unaryCall(deps.peers.get('app-service'), 'getOrder', { appOrderId: request.appOrderId }, { signal: ctx.signal }),
-          )
+          const appOrder = await appOrderOf(deps.peers, request.appOrderId, ctx.signal)
           if (!appOrder || appOrder.deviceId !== request.deviceId)
             throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${quote(request.appOrderId)} was not placed from device ${quote(request.deviceId)}`)
           if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING)
@@ -211,32 +207,25 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
         const order = await orderActedOnBy(ctx, request.deviceId, request.orderId, found?.order ?? null)
         return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
           // Peer calls outside any transaction; the state is re-checked by the transition after.
-          const account = await callPeer(
-            'account-management',
-            unaryCall(deps.peers.get('account-management'), 'resolvePaymentAccount', { deviceId: request.deviceId, bindingId: request.bindingId }, { signal: ctx.signal }),
-          )
+          const account = await paymentAccount(deps.peers, request.deviceId, request.bindingId, ctx.signal)
           const collectionAccount = orders.assertPrepayable(order, account.platformId, now())
-          const { transaction, resultKey } = await callPeer(
-            'payment-platform',
-            unaryCall(
-              deps.peers.get('payment-platform'),
-              'createPrepay',
-              {
-                requestId: derivedRequestId(formatIdentity(ctx.caller), order.order_id, 'prepay', account.bindingId),
-                platformId: account.platformId,
-                payerAccount: account.payerAccount,
-                amount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
-                collectionAccount,
-                merchantId: order.merchant_id,
-                merchantOrderId: order.order_id,
-                description: [...order.description].slice(0, 200).join(''), // characters, not halves of one
-                // Only the terminal that asked (and may act for the device) can pay this prepay.
-                terminalId: ctx.caller.id,
-                // The transaction expires with the order, not on the platform's own clock.
-                expireTime: order.expires_at,
-              },
-              { signal: ctx.signal },
-            ),
+          const { transaction, resultKey } = await createPrepay(
+            deps.peers,
+            {
+              requestId: derivedRequestId(formatIdentity(ctx.caller), order.order_id, 'prepay', account.bindingId),
+              platformId: account.platformId,
+              payerAccount: account.payerAccount,
+              amount: { currencyCode: order.currency_code, amountMinor: order.amount_minor },
+              collectionAccount,
+              merchantId: order.merchant_id,
+              merchantOrderId: order.order_id,
+              description: [...order.description].slice(0, 200).join(''), // characters, not halves of one
+              // Only the terminal that asked (and may act for the device) can pay this prepay.
+              terminalId: ctx.caller.id,
+              // The transaction expires with the order, not on the platform's own clock.
+              expireTime: order.expires_at,
+            },
+            ctx.signal,
           )
           const prepay = { platformId: account.platformId, serialNumber: transaction!.serialNumber, resultKeyId: resultKey!.keyId, resultPublicKey: resultKey!.publicKey }
           return commit(async (trx) => ({
@@ -251,7 +240,7 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
     getSealingKeys: async (request, ctx) => {
       validate((v) => v.id(request.platformId, 'platform_id'))
       // Relayed as published: the signatures are the platform's, so nothing here could swap a key.
-      return callPeer('payment-platform', unaryCall(deps.peers.get('payment-platform'), 'getSealingKeys', { platformId: request.platformId }, { signal: ctx.signal }))
+      return sealingKeys(deps.peers, request.platformId, ctx.signal)
     },
 
     payThroughRelay: async (request, ctx) => {
@@ -279,24 +268,18 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
       }
       return idempotentFlow(db, callOf(ctx, request, PayThroughRelayRequest, PayThroughRelayResponse), (commit) =>
         tagged({ orderId: order.order_id, deviceId: order.device_id, platformId: request.platformId }, async () => {
-          const { transaction } = await callPeer(
-            'payment-platform',
-            unaryCall(
-              deps.peers.get('payment-platform'),
-              'paySealed',
-              {
-                requestId: derivedRequestId(formatIdentity(ctx.caller), 'pay-through-relay', request.requestId),
-                platformId: request.platformId,
-                serialNumber: request.serialNumber,
-                keyId: request.keyId,
-                sealed: request.sealed,
-                // The terminal this service just checked may act for the order: the prepay must be its own.
-                terminalId: ctx.caller.id,
-              },
-              { signal: ctx.signal },
-            ),
-            // The platform's verdict on the credentials is the terminal's to see.
-            { relayDenials: ['PAYMENT_PASSWORD_WRONG', 'TERMINAL_NOT_ALLOWED'] },
+          const { transaction } = await paySealed(
+            deps.peers,
+            {
+              requestId: derivedRequestId(formatIdentity(ctx.caller), 'pay-through-relay', request.requestId),
+              platformId: request.platformId,
+              serialNumber: request.serialNumber,
+              keyId: request.keyId,
+              sealed: request.sealed,
+              // The terminal this service just checked may act for the order: the prepay must be its own.
+              terminalId: ctx.caller.id,
+            },
+            ctx.signal,
           )
           return commit(async (trx) => ({ order: toOrder(await orders.get(trx, order.order_id)), completeTime: transaction?.completeTime }))
         }),

@@ -48,7 +48,9 @@ const sources = (to: OrderState): OrderState[] => (Object.keys(TRANSITIONS) as O
 
 /** Moves an order to `to` if its current state allows it; otherwise FAILED_PRECONDITION naming both states. */
 export async function transition(db: Db, orderId: string, to: OrderState, changes: Parameters<typeof store.updateOrder>[3] = {}): Promise<store.OrderRow> {
-  const moved = await store.updateOrder(db, orderId, sources(to), { ...changes, state: to })
+  // No state moves to SUBMITTED: refused below, never an empty `in ()` the database cannot parse.
+  const from = sources(to)
+  const moved = from.length > 0 ? await store.updateOrder(db, orderId, from, { ...changes, state: to }) : undefined
   if (moved) {
     trace.getActiveSpan()?.addEvent('order state', { 'cloudpay.order_id': orderId, 'cloudpay.order_state': to })
     return moved
@@ -115,9 +117,10 @@ export function list(db: Db, deviceId: string, beforeSeq: bigint | undefined, li
 
 /** The device's earliest order not yet fetched, now FETCHED. */
 export async function fetchNext(trx: Trx, deviceId: string, now: Date): Promise<store.OrderRow> {
-  const next = await store.lockEarliestWaiting(trx, deviceId, now)
-  if (!next) throw new NotFoundError('NO_ORDER_WAITING', `device ${deviceId} has no order waiting to be fetched`)
-  return transition(trx, next.order_id, 'fetched', { fetched_at: now })
+  const fetched = await store.fetchEarliestWaiting(trx, deviceId, now)
+  if (!fetched) throw new NotFoundError('NO_ORDER_WAITING', `device ${deviceId} has no order waiting to be fetched`)
+  trace.getActiveSpan()?.addEvent('order state', { 'cloudpay.order_id': fetched.order_id, 'cloudpay.order_state': 'fetched' })
+  return fetched
 }
 
 /**

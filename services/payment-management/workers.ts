@@ -3,15 +3,15 @@
 // their deadline, and the retention purge.
 import { status as Status } from '@grpc/grpc-js'
 import { TransactionState } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
-import { unaryCall } from '../runtime/client.ts'
 import { UnavailableError } from '../runtime/errors.ts'
 import { createOutbox, type Outbox, outboxSettings } from '../runtime/outbox.ts'
-import { callPeer, RelayedError } from '../runtime/peer-calls.ts'
+import { RelayedError } from '../runtime/peer-calls.ts'
 import { retentionWorker } from '../runtime/retention.ts'
 import type { ServiceDeps } from '../runtime/service-host.ts'
 import { sweeper, type Worker } from '../runtime/workers.ts'
 import { handOffs } from './hand-offs.ts'
 import * as orders from './orders.ts'
+import { platformTransaction } from './peers.ts'
 import { purges } from './retention.ts'
 import type { OrderRow } from './store/repository.ts'
 import type { PaymentDatabase } from './store/tables.ts'
@@ -38,10 +38,7 @@ function orderExpiry(deps: Deps, outbox: Outbox): Worker {
   /** Before an awaiting order expires: has its platform been paid (the report may still be on its way)? */
   const prepayAtPlatform = async (order: OrderRow): Promise<orders.PrepayVerdict> => {
     try {
-      const { transaction } = await callPeer(
-        'payment-platform',
-        unaryCall(deps.peers.get('payment-platform'), 'getTransaction', { platformId: order.platform_id!, serialNumber: order.serial_number! }, { deadlineMs: 2_000 }),
-      )
+      const transaction = await platformTransaction(deps.peers, order.platform_id!, order.serial_number!)
       const state = transaction?.state
       return state === TransactionState.TRANSACTION_STATE_SUCCEEDED || state === TransactionState.TRANSACTION_STATE_REFUNDED ? 'paid' : 'unpaid'
     } catch (error) {

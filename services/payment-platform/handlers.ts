@@ -21,11 +21,9 @@ import {
   type Transaction,
   TransactionState,
 } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
-import { unaryCall } from '../runtime/client.ts'
 import { FailedPreconditionError, PermissionDeniedError, UnavailableError } from '../runtime/errors.ts'
 import { createHash } from 'node:crypto'
 import { callOf, type Commit, idempotent, idempotentAfter, idempotentFlow, idempotentFlowReadingAnswer } from '../runtime/idempotency.ts'
-import { callPeer } from '../runtime/peer-calls.ts'
 import type { Handlers, RpcContext } from '../runtime/rpc.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
@@ -36,6 +34,7 @@ import { CURRENCY, type Format, MAX_AMOUNT_MINOR, validate } from '../runtime/va
 import * as ledger from './ledger.ts'
 import { queuePaymentResult } from './notifications.ts'
 import { offlineHandlers } from './offline-handlers.ts'
+import { authorizeTerminal } from './peers.ts'
 import { currentResultKey } from './result-keys.ts'
 import { acceptedSealingKeys, openingKey, publishingIdentity } from './sealing-keys.ts'
 import * as store from './store/repository.ts'
@@ -114,15 +113,7 @@ export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: 
     if (!actor.askPaymentManagement) return
     let verdict
     try {
-      verdict = await callPeer(
-        'payment-management',
-        unaryCall(
-          deps.peers.get('payment-management'),
-          'authorizeTerminal',
-          { platformId: txn.platform_id, serialNumber: txn.serial_number, terminalId: actor.terminalId },
-          { signal: ctx.signal, deadlineMs: 2_000 },
-        ),
-      )
+      verdict = await authorizeTerminal(deps.peers, { platformId: txn.platform_id, serialNumber: txn.serial_number, terminalId: actor.terminalId }, ctx.signal)
     } catch (error) {
       if (error instanceof UnavailableError) return
       throw error

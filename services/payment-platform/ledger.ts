@@ -56,8 +56,6 @@ export async function ensureInternalAccount(trx: Trx, sealer: Sealer, platformId
 /** One ledger journal: `from` debited, `to` credited by the same amount (both rows locked by the caller). */
 export async function transfer(trx: Trx, platformId: string, from: store.AccountRow, to: store.AccountRow, money: Money, serialNumber: string | null): Promise<void> {
   const journalId = randomUUID()
-  await store.addToBalance(trx, platformId, from.account_ref, -money.amountMinor)
-  await store.addToBalance(trx, platformId, to.account_ref, money.amountMinor)
   const entry = (account: store.AccountRow, delta: bigint) => ({
     platform_id: platformId,
     journal_id: journalId,
@@ -67,7 +65,7 @@ export async function transfer(trx: Trx, platformId: string, from: store.Account
     delta_minor: delta,
     currency_code: money.currencyCode,
   })
-  await store.insertLedgerEntries(trx, [entry(from, -money.amountMinor), entry(to, money.amountMinor)])
+  await store.postJournal(trx, platformId, [entry(from, -money.amountMinor), entry(to, money.amountMinor)])
 }
 
 export async function createPayerAccount(db: Db, sealer: Sealer, input: { platformId: string; number: string; passwordHash: string; opening: Money }): Promise<store.AccountRow> {
@@ -143,9 +141,11 @@ export async function createPrepay(
   }
   const ownExpiry = new Date(now.getTime() + settings.prepayTtlMs)
   const expiresAt = input.orderExpiresAt && input.orderExpiresAt < ownExpiry ? input.orderExpiresAt : ownExpiry
-  const payer = await store.findAccount(db, input.platformId, accountRef(sealer, input.platformId, input.payerNumber))
+  const [payerRef, collectionRef] = [accountRef(sealer, input.platformId, input.payerNumber), accountRef(sealer, input.platformId, input.collectionNumber)]
+  const accounts = await store.findAccounts(db, input.platformId, [payerRef, collectionRef])
+  const payer = accounts.get(payerRef)
   if (!payer || payer.kind !== 'payer') throw new NotFoundError('PAYER_NOT_FOUND', `payer_account: no payer account like that on platform ${input.platformId}`)
-  const collection = await store.findAccount(db, input.platformId, accountRef(sealer, input.platformId, input.collectionNumber))
+  const collection = accounts.get(collectionRef)
   if (!collection || collection.kind !== 'collection' || collection.merchant_id !== input.merchantId) {
     throw new NotFoundError(
       'COLLECTION_ACCOUNT_NOT_FOUND',
@@ -272,7 +272,8 @@ export async function settle(trx: Trx, platformId: string, serialNumber: string,
     )
   }
   await transfer(trx, platformId, payer, accounts.get(txn.collection_ref)!, { currencyCode: txn.currency_code, amountMinor: txn.amount_minor }, txn.serial_number)
-  await store.resetPasswordFailures(trx, platformId, txn.payer_ref)
+  // A right password forgets earlier wrong ones (the row is locked: what it says is current).
+  if (payer.failed_attempts !== 0 || payer.locked_until !== null) await store.resetPasswordFailures(trx, platformId, txn.payer_ref)
   return store.setTransactionState(trx, txn.serial_number, 'succeeded', now)
 }
 

@@ -5,13 +5,13 @@ import { status as Status } from '@grpc/grpc-js'
 import type { Kysely } from 'kysely'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { PaymentResult } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
-import { unaryCall } from '../runtime/client.ts'
 import { derivedRequestId } from '../runtime/idempotency.ts'
 import { type DeliveryTopic, enqueue, isPermanentRefusal } from '../runtime/outbox.ts'
-import { callPeer } from '../runtime/peer-calls.ts'
+import { publishToTerminals } from '../runtime/mesh-calls.ts'
 import type { Peers } from '../runtime/peers.ts'
 import { signPaymentResult } from '../runtime/payment-signature.ts'
 import type { Sealer } from '../runtime/sealing.ts'
+import { reportPaymentResult } from './peers.ts'
 import { signingKey } from './result-keys.ts'
 import type { TransactionRow } from './store/repository.ts'
 import type { PlatformDatabase } from './store/tables.ts'
@@ -55,19 +55,16 @@ export async function queuePaymentResult(trx: Kysely<PlatformDatabase>, sealer: 
  */
 export function paymentResultSender(peers: Peers): DeliveryTopic {
   const deliver = async (payload: Record<string, string>, deliveryId: string): Promise<void> => {
-    await callPeer(
-      'payment-management',
-      unaryCall(peers.get('payment-management'), 'reportPaymentResult', {
-        requestId: deliveryId,
-        platformId: payload.platform_id!,
-        serialNumber: payload.serial_number!,
-        result: PaymentResult.PAYMENT_RESULT_SUCCEEDED,
-        amount: { currencyCode: payload.currency_code!, amountMinor: BigInt(payload.amount_minor!) },
-        completeTime: new Date(payload.complete_time!),
-        signature: payload.signature!,
-        keyId: payload.key_id!,
-      }),
-    )
+    await reportPaymentResult(peers, {
+      requestId: deliveryId,
+      platformId: payload.platform_id!,
+      serialNumber: payload.serial_number!,
+      result: PaymentResult.PAYMENT_RESULT_SUCCEEDED,
+      amount: { currencyCode: payload.currency_code!, amountMinor: BigInt(payload.amount_minor!) },
+      completeTime: new Date(payload.complete_time!),
+      signature: payload.signature!,
+      keyId: payload.key_id!,
+    })
   }
   return { deliver, isPermanent: (error) => isPermanentRefusal(error) && (error as { code: Status }).code !== Status.NOT_FOUND }
 }
@@ -83,15 +80,12 @@ export function queueOfflineRedeemed(trx: Kysely<PlatformDatabase>, terminalId: 
 export function offlineRedeemedSender(peers: Peers): DeliveryTopic {
   return {
     deliver: async (payload, deliveryId) => {
-      await callPeer(
-        'instance-events',
-        unaryCall(peers.get('instance-events'), 'publishToTerminals', {
-          requestId: deliveryId,
-          terminalIds: [payload.terminal_id!],
-          kind: EventKind.EVENT_KIND_OFFLINE_CODE_REDEEMED,
-          subjectId: payload.redemption_id!,
-        }),
-      )
+      await publishToTerminals(peers, {
+        requestId: deliveryId,
+        terminalIds: [payload.terminal_id!],
+        kind: EventKind.EVENT_KIND_OFFLINE_CODE_REDEEMED,
+        subjectId: payload.redemption_id!,
+      })
     },
   }
 }

@@ -1,6 +1,6 @@
 // Storage: one Kysely per process over embedded PGlite (default, data under <home>/db) or
 // PostgreSQL (DATABASE_URL). Every service works in its own schema; one SQL dialect for both.
-import { PGlite } from '@electric-sql/pglite'
+import type { PGlite } from '@electric-sql/pglite'
 import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely'
 import { type Migration, Migrator } from 'kysely/migration'
 import { mkdir } from 'node:fs/promises'
@@ -178,6 +178,8 @@ async function create(location: DatabaseLocation): Promise<Entry> {
   const unlock = lockDataDirectory(location.dataDir)
   let pglite: PGlite
   try {
+    // Loaded only where the embedded database is used (never beside PostgreSQL).
+    const { PGlite } = await import('@electric-sql/pglite')
     pglite = await PGlite.create({ dataDir: location.dataDir, parsers: { [INT8_OID]: parseInt8 } })
   } catch (error) {
     unlock()

@@ -232,12 +232,12 @@ export function idempotentAfter<Database, Req, Res, Prepared>(
 }
 
 /**
- * Runs `work` once per (caller, request id), in one transaction with the stored response. The
- * key row is claimed first: a concurrent duplicate blocks on it until the first commits, then
- * replays the first answer (or, if the first rolled back, runs the work itself).
+ * Runs `work` once per (caller, request id), in one transaction with the stored response. A
+ * concurrent duplicate blocks on the answer's key until the first commits, then rolls back and
+ * replays the first answer (or, if the first rolled back, commits its own).
  */
 export function idempotent<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>, work: (trx: Transaction<Database>) => Promise<Res>): Promise<Res> {
-  // No read first: the claim in commit() finds an earlier answer as cheaply.
+  // No read first: commit()'s insert of the answer finds an earlier one as cheaply.
   return once(db, call, (commit) => commit(work), false)
 }
 
@@ -349,7 +349,17 @@ async function answeredInstead<Database, Req, Res>(db: Kysely<Database>, call: I
   return stored
 }
 
-/** Runs `work` and stores its answer in one transaction, after claiming the key (a duplicate committed first: its answer). */
+/** Thrown inside commit()'s transaction when a duplicate stored its answer first: rolls this one's effects back. */
+class AnsweredMeanwhile extends Error {}
+
+/**
+ * Runs `work` and stores its answer in one transaction: the answer's insert is the transaction's
+ * last statement, so the call costs no separate claim. A duplicate running at the same time (on
+ * another replica; one in this process waits in once()) blocks on that insert until the first
+ * commits, then finds the key taken and rolls back all it did: effects and answer commit together
+ * exactly once. A duplicate whose work fails instead (it found the first's effects: "already
+ * paid", a unique key taken) gets the first's answer too, if one is stored by then.
+ */
 async function commit<Database, Req, Res>(
   db: Kysely<Database>,
   call: IdempotentCall<Req, Res>,
@@ -357,28 +367,28 @@ async function commit<Database, Req, Res>(
   work: (trx: Transaction<Database>) => Promise<Res>,
 ): Promise<Res> {
   const { caller, keyId, key, requestHash } = material
-  return inTransaction(db, async (trx) => {
-    const keys = trx as unknown as Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>
-    const claimed = await keys
-      .insertInto(IDEMPOTENCY_TABLE)
-      .values({ caller, request_id: keyId, method: call.method, request_hash: requestHash, response: new Uint8Array() })
-      .onConflict((oc) => oc.columns(['caller', 'request_id']).doNothing())
-      .returning('caller')
-      .executeTakeFirst()
-    if (!claimed) {
-      const previous = await storedReply(trx, call, material)
-      if (previous === undefined) throw new Error('idempotency key claimed without a response')
-      return previous
-    }
-    const response = await work(trx)
-    await keys
-      .updateTable(IDEMPOTENCY_TABLE)
-      .set({ response: seal(key, call.responseCodec.encode(response).finish()) })
-      .where('caller', '=', caller)
-      .where('request_id', '=', keyId)
-      .execute()
-    return response
-  })
+  try {
+    return await inTransaction(db, async (trx) => {
+      const response = await work(trx)
+      const stored = await (trx as unknown as Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>)
+        .insertInto(IDEMPOTENCY_TABLE)
+        .values({ caller, request_id: keyId, method: call.method, request_hash: requestHash, response: seal(key, call.responseCodec.encode(response).finish()) })
+        .onConflict((oc) => oc.columns(['caller', 'request_id']).doNothing())
+        .returning('caller')
+        .executeTakeFirst()
+      if (!stored) throw new AnsweredMeanwhile()
+      return response
+    })
+  } catch (error) {
+    // Looked for only on this failure path: a duplicate's answer, committed before this call's work failed or its key was taken.
+    const stored = await storedReply(db, call, material).catch((readError: unknown) => {
+      if (readError instanceof CloudpayError) throw readError // REQUEST_ID_REUSED
+      return undefined
+    })
+    if (stored !== undefined) return stored
+    if (error instanceof AnsweredMeanwhile) throw new AbortedError('REQUEST_IN_PROGRESS', 'a call with this request_id was answered meanwhile but its answer could not be read; retry with the same request_id')
+    throw error
+  }
 }
 
 function seal(key: Buffer, plain: Uint8Array): Buffer {

@@ -56,8 +56,17 @@ export function identityFromSubjectAltName(subjectAltName: string | undefined): 
  * CA signed) with exactly one URI SAN of the cloudpay trust domain.
  */
 export function identityFromPeerCertificate(certificate: PeerCertificate | undefined): Identity | null {
-  return peerIdentityProblem(certificate) === null ? identityFromSubjectAltName(certificate!.subjectaltname) : null
+  if (!certificate) return null
+  // One connection's certificate is one object for its life (tls.ts): its identity is worked out once.
+  let identity = identities.get(certificate)
+  if (identity === undefined) {
+    identity = peerIdentityProblem(certificate) === null ? identityFromSubjectAltName(certificate.subjectaltname) : null
+    identities.set(certificate, identity)
+  }
+  return identity
 }
+
+const identities = new WeakMap<PeerCertificate, Identity | null>()
 
 /** Why a peer certificate stands for no mesh identity (for the refusal and the log), or null. */
 export function peerIdentityProblem(certificate: PeerCertificate | undefined): string | null {

@@ -3,10 +3,14 @@
 // redacted wherever they appear: at any depth in what is logged, and in child bindings.
 import { trace } from '@opentelemetry/api'
 import { pino, type DestinationStream, type Logger } from 'pino'
-import pretty from 'pino-pretty'
+import { createRequire } from 'node:module'
+import type Pretty from 'pino-pretty'
 import { SECRET_FIELDS, withoutSecrets } from './secrets.ts'
 
 export type { Logger }
+
+/** pino-pretty, loaded only for a person at a terminal (a service in production never needs it). */
+const prettyLines = (): typeof Pretty => createRequire(import.meta.url)('pino-pretty') as typeof Pretty
 
 const REDACTED = '[redacted]'
 
@@ -19,7 +23,7 @@ export interface LoggerOptions {
 }
 
 export function createLogger(options: LoggerOptions): Logger {
-  const destination = options.destination ?? (options.pretty ? pretty({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }) : undefined)
+  const destination = options.destination ?? (options.pretty ? prettyLines()({ colorize: true, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }) : undefined)
   return pino(
     {
       level: options.level,

@@ -1,9 +1,9 @@
-// Calls every service makes the same way: is a terminal connected to a device (InstanceEvents
-// knows), telling a device something on its Notify pipe, and is a terminal enrolled in an
-// account (AccountManagement knows).
+// Calls several services make the same way: is a terminal connected to a device (InstanceEvents
+// knows), telling a device or terminals something on the Notify pipe, and is a terminal enrolled
+// in an account (AccountManagement knows). Calls only one service makes are in its own peers.ts.
 import { status as Status } from '@grpc/grpc-js'
 import type { AccountTerminal } from '../../gen/cloudpay/account/v1/account_management_service.ts'
-import type { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import type { EventKind, PublishToTerminalsRequest } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { unaryCall } from './client.ts'
 import type { ChannelCheck } from './device-access.ts'
 import { derivedRequestId } from './idempotency.ts'
@@ -28,6 +28,15 @@ export async function publishEvent(peers: Peers, event: { deviceId: string; kind
     unaryCall(peers.get('instance-events'), 'publish', { requestId, deviceId: event.deviceId, kind: event.kind, subjectId: event.subjectId }, { signal, deadlineMs: 5_000 }),
   )
   return reply.event?.sequence ?? 0n
+}
+
+/**
+ * Appends an event to each terminal's own stream (AccountManagement: a removed terminal;
+ * PaymentManagement: pushed and claimed orders; a platform: a redeemed offline code). The request
+ * id is the caller's delivery id: InstanceEvents stores each once.
+ */
+export async function publishToTerminals(peers: Peers, event: PublishToTerminalsRequest): Promise<void> {
+  await callPeer('instance-events', unaryCall(peers.get('instance-events'), 'publishToTerminals', event))
 }
 
 /** A terminal's enrolment as AccountManagement records it: undefined when it is enrolled nowhere. */

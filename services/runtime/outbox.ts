@@ -70,6 +70,9 @@ export async function addOutboxDeadLetters(db: Kysely<any>): Promise<void> {
 /** Where the delivery's trace context rides in its payload. */
 const TRACE_FIELD = '_trace'
 
+/** How long a delivery's acknowledgement waits for others to share its UPDATE. */
+const ACK_WINDOW_MS = 20
+
 /** A running outbox, as enqueue() sees it: how long it leases, and how it attempts a delivery it already holds. */
 interface LocalOutbox {
   readonly leaseMs: number
@@ -300,23 +303,27 @@ export function createOutbox(options: OutboxOptions): Outbox {
     on.updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', 'in', [...deliveryIds]).execute()
 
   /**
-   * Acknowledgements finishing in the same turn of the event loop are written in one UPDATE (under
-   * load, many deliveries finish together); each attempt waits for its own write. A crash before
-   * it only redelivers, which receivers dedupe, as a crash between delivery and mark always did.
+   * Acknowledgements finishing within ACK_WINDOW_MS of each other are written in one UPDATE (under
+   * load, one statement marks many deliveries); each attempt waits for its own write, which no
+   * caller's answer waits for. A crash before it only redelivers, which receivers dedupe, as a
+   * crash between delivery and mark always did; stop() writes what is waiting at once.
    */
-  let batch: { ids: string[]; written: Promise<void> } | undefined
+  let batch: { ids: string[]; written: Promise<void>; write(): void } | undefined
   const acknowledged = (deliveryId: string): Promise<void> => {
     if (!batch) {
       const ids: string[] = []
       // Written under the first delivery's span, as each mark was (its query span, its count).
       const active = context.active()
-      const written = new Promise<void>((resolve, reject) =>
-        setImmediate(() => {
-          batch = undefined
+      let write!: () => void
+      const written = new Promise<void>((resolve, reject) => {
+        write = () => {
+          clearTimeout(timer)
+          if (batch?.ids === ids) batch = undefined
           context.with(active, () => markDelivered(db, ids)).then(() => resolve(), reject)
-        }),
-      )
-      batch = { ids, written }
+        }
+      })
+      const timer = setTimeout(write, ACK_WINDOW_MS)
+      batch = { ids, written, write }
     }
     batch.ids.push(deliveryId)
     return batch.written
@@ -484,6 +491,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
       ),
     async stop() {
       stopped = true
+      batch?.write()
       if (localOutboxes.get(options.db)?.attemptHeld === attemptHeld) localOutboxes.delete(options.db)
       clearInterval(timer)
       clearInterval(recountTimer)

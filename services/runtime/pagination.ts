@@ -4,7 +4,7 @@
 // token to the caller, the method and the query's filter. An edited, foreign or re-filtered
 // token is INVALID_ARGUMENT with reason INVALID_PAGE_TOKEN, never a cursor the store trips on.
 import { timingSafeEqual } from 'node:crypto'
-import { InvalidArgumentError } from './errors.ts'
+import { type FieldViolation, InvalidArgumentError } from './errors.ts'
 import { formatIdentity, type Identity } from './identity.ts'
 import type { Fingerprinter } from './sealing.ts'
 
@@ -42,8 +42,21 @@ export const SEQUENCE_CURSOR: Cursor<bigint> = {
 }
 export const KEY_CURSOR: Cursor<string> = { write: (cursor) => cursor, read: (text) => text }
 
+/** The page fields' rules, worded once: the handler edge (validation.ts `page`) and listPage refuse alike. */
+const PAGE_SIZE_RULE = 'must not be negative (0 means the default)'
+const TOKEN_SHAPE_RULE = 'is not a token returned by this method'
+const hasTokenShape = (token: string): boolean => token.length <= MAX_PAGE_TOKEN_LENGTH && PAGE_TOKEN_SHAPE.test(token)
+
+/** What is wrong with a request's page_size and page_token shape, before anything else is read (whose token it is, listPage checks). */
+export function pageRequestViolations(request: PageRequest): FieldViolation[] {
+  const violations: FieldViolation[] = []
+  if (request.pageSize < 0) violations.push({ field: 'page_size', description: PAGE_SIZE_RULE })
+  if (request.pageToken !== '' && !hasTokenShape(request.pageToken)) violations.push({ field: 'page_token', description: TOKEN_SHAPE_RULE, reason: INVALID_PAGE_TOKEN })
+  return violations
+}
+
 export function pageSize(value: number, field = 'page_size'): number {
-  if (value < 0) throw InvalidArgumentError.field(field, 'must not be negative')
+  if (value < 0) throw InvalidArgumentError.field(field, PAGE_SIZE_RULE)
   if (value === 0) return DEFAULT_PAGE_SIZE
   return Math.min(value, MAX_PAGE_SIZE)
 }
@@ -52,7 +65,10 @@ export interface PageSpec<Row, C> {
   /** Everything that narrows the list; a token works only with the same filter. */
   readonly filter: unknown
   readonly cursor: Cursor<C>
-  /** Rows after `after` (all from the start when undefined), at most `limit`. */
+  /**
+   * Rows after the cursor `after` in the list's own order (all from the start when undefined), at
+   * most `limit`: for a newest-first list (wakes, orders, ledger entries), the rows older than it.
+   */
   readonly fetch: (after: C | undefined, limit: number) => Promise<Row[]>
   /** The cursor of a row: the page after it starts behind it. (After `fetch`, so TypeScript infers Row from it.) */
   readonly cursorOf: (row: Row) => C
@@ -81,13 +97,13 @@ function writeToken<Row, C>(ctx: PageContext, spec: PageSpec<Row, C>, cursor: C)
 
 function readToken<Row, C>(ctx: PageContext, token: string, spec: PageSpec<Row, C>): C {
   const refuse = (why: string) => InvalidArgumentError.field('page_token', why, INVALID_PAGE_TOKEN)
-  if (token.length > MAX_PAGE_TOKEN_LENGTH || !PAGE_TOKEN_SHAPE.test(token)) throw refuse('is not a token returned by this method')
+  if (!hasTokenShape(token)) throw refuse(TOKEN_SHAPE_RULE)
   const [payload, given] = token.split('.') as [string, string]
   const expected = mac(ctx, spec.filter, payload)
   // Any edit, another caller, another method or another filter: the MAC does not match.
   if (!timingSafeEqual(Buffer.from(given), Buffer.from(expected))) throw refuse('was not issued by this method to this caller for these filters; start again with an empty page_token')
   const cursor = spec.cursor.read(Buffer.from(payload, 'base64url').toString('utf8'))
-  if (cursor === undefined) throw refuse('is not a token returned by this method')
+  if (cursor === undefined) throw refuse(TOKEN_SHAPE_RULE)
   return cursor
 }
 

@@ -17,6 +17,7 @@ import type { Logger } from './logger.ts'
 import { readableRequests } from './request-screen.ts'
 import { encodeStreamedMessagesOnce } from './streams.ts'
 import { DescriptorPool, REFLECTION_SERVICES, reflectionHandler, reflectionV1AlphaDefinition, reflectionV1Definition } from './reflection.ts'
+import { rememberPeerCertificates } from './tls.ts'
 
 /** One gRPC service hosted by a server. */
 export interface HostedService {
@@ -55,6 +56,7 @@ export interface RunningServer {
 let sharedPool: DescriptorPool | undefined
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  rememberPeerCertificates()
   const pool = options.descriptors ?? (sharedPool ??= DescriptorPool.load())
   const served = options.services.map((s) => s.protoName)
   for (const name of served) if (!pool.hasService(name)) throw new Error(`${name} is missing from the descriptor image; run npm run generate`)

@@ -5,7 +5,7 @@
 // reported together as one INVALID_ARGUMENT. The root screen (request-screen.ts) is the net below.
 import { type FieldViolation, InvalidArgumentError } from './errors.ts'
 import { ID_PATTERN } from './identity.ts'
-import { MAX_PAGE_TOKEN_LENGTH, PAGE_TOKEN_SHAPE, type PageRequest } from './pagination.ts'
+import { type PageRequest, pageRequestViolations } from './pagination.ts'
 
 /** A string format: an anchored pattern with its length bound, and how to say what it wants. */
 export interface Format {
@@ -109,11 +109,10 @@ export class Validator {
     return this.check(allowed.includes(value), field, description)
   }
 
-  /** AIP-158 page_size and page_token shape (whose token it is, pagination.ts checks). */
+  /** AIP-158 page_size and page_token shape, by pagination.ts's rules (whose token it is, listPage checks). */
   page(request: PageRequest): this {
-    this.check(request.pageSize >= 0, 'page_size', 'must not be negative (0 means the default)')
-    const token = request.pageToken
-    return this.check(token === '' || (token.length <= MAX_PAGE_TOKEN_LENGTH && PAGE_TOKEN_SHAPE.test(token)), 'page_token', 'is not a token returned by this method', 'INVALID_PAGE_TOKEN')
+    for (const violation of pageRequestViolations(request)) this.check(false, violation.field, violation.description, violation.reason)
+    return this
   }
 
   /** Throws INVALID_ARGUMENT listing every violation, if there are any. */

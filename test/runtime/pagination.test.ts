@@ -6,6 +6,7 @@ import { test } from 'node:test'
 import { InvalidArgumentError } from '../../services/runtime/errors.ts'
 import { KEY_CURSOR, listPage, type PageContext, pageSize, SEQUENCE_CURSOR } from '../../services/runtime/pagination.ts'
 import { Sealer } from '../../services/runtime/sealing.ts'
+import { validate } from '../../services/runtime/validation.ts'
 
 const key = randomBytes(32)
 const ctx: PageContext = { caller: { role: 'operator', id: 'op-1' }, method: 'pkg.Service/ListThings', fingerprints: new Sealer(key) }
@@ -76,4 +77,23 @@ test('text cursors travel opaquely, whatever characters the keys hold', async ()
     cursorOf: (k) => k,
   })
   assert.deepEqual(second.items, ['c.d', 'z😀'])
+})
+
+test('the handler edge and listPage word the page rules alike: the field, the rule and the reason', async () => {
+  const edge = (request: { pageSize: number; pageToken: string }) => {
+    try {
+      validate((v) => v.page(request))
+    } catch (error) {
+      return (error as InvalidArgumentError).violations
+    }
+    return []
+  }
+  const helper = async (request: { pageSize: number; pageToken: string }) => list(request).then(() => [], (error: InvalidArgumentError) => error.violations)
+  for (const request of [{ pageSize: -1, pageToken: '' }, { pageSize: 2, pageToken: '%%%' }, { pageSize: 2, pageToken: `${'A'.repeat(600)}.${'B'.repeat(22)}` }]) {
+    const atEdge = edge(request)
+    assert.equal(atEdge.length, 1, JSON.stringify(request))
+    assert.deepEqual(await helper(request), atEdge)
+  }
+  assert.deepEqual(edge({ pageSize: -1, pageToken: '%%%' }).map((v) => [v.field, v.reason]), [['page_size', undefined], ['page_token', 'INVALID_PAGE_TOKEN']], 'both reported together')
+  assert.deepEqual(edge({ pageSize: 0, pageToken: '' }), [])
 })

@@ -1,5 +1,5 @@
 // SQL of the account_management schema. Functions take the database or a transaction.
-import { type Kysely, type Selectable, sql, type Transaction } from 'kysely'
+import { type AliasedExpression, type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction } from 'kysely'
 import type {
   AccountDatabase,
   AccountTerminalsTable,
@@ -141,7 +141,11 @@ export async function findLogin(db: Db, loginId: string): Promise<LoginRow | und
  * What verifying a login needs before the password hash, in one statement: the login, the lock
  * of its account and of its device, the device's current assignment, and the account's hash.
  */
-export async function findLoginToVerify(db: Db, loginId: string) {
+/**
+ * What verifying a login reads before the password hash, in one statement: the login, the
+ * device's assignment, both locks, the hash, and an `extra` column (the call's stored answer).
+ */
+export async function findLoginToVerify(db: Db, loginId: string, extra?: (eb: ExpressionBuilder<any, any>) => AliasedExpression<unknown, 'stored_answer'>) {
   const row = await db
     .selectFrom('logins')
     .leftJoin('instance_assignments', 'instance_assignments.device_id', 'logins.device_id')
@@ -151,12 +155,14 @@ export async function findLoginToVerify(db: Db, loginId: string) {
       eb.selectFrom('login_failures').select('locked_until').where('scope', '=', 'account').whereRef('subject', '=', 'logins.account_id').as('account_locked_until'),
       eb.selectFrom('login_failures').select('locked_until').where('scope', '=', 'device').whereRef('subject', '=', 'logins.device_id').as('device_locked_until'),
       eb.selectFrom('cloud_accounts').select('password_hash').whereRef('cloud_accounts.account_id', '=', 'logins.account_id').as('password_hash'),
+      extra ? extra(eb) : sql<null>`null`.as('stored_answer'),
     ])
     .where('logins.login_id', '=', loginId)
     .executeTakeFirst()
   if (!row) return undefined
-  const { current_assignment_id, current_account_id, account_locked_until, device_locked_until, password_hash, ...login } = row
+  const { current_assignment_id, current_account_id, account_locked_until, device_locked_until, password_hash, stored_answer, ...login } = row as typeof row & { stored_answer: unknown }
   return {
+    extra: stored_answer,
     login: login as LoginRow,
     assignment: current_assignment_id && current_account_id ? { assignment_id: current_assignment_id, account_id: current_account_id } : undefined,
     lockedUntil: { account: account_locked_until ?? null, device: device_locked_until ?? null },
@@ -234,8 +240,13 @@ export async function recordLoginFailure(db: Db, scope: ThrottleScope, subject: 
     .execute()
 }
 
-export async function clearLoginFailures(db: Db, scope: ThrottleScope, subject: string): Promise<void> {
-  await db.deleteFrom('login_failures').where('scope', '=', scope).where('subject', '=', subject).execute()
+/** Forgets the failures of every subject given, in one statement. */
+export async function clearLoginFailures(db: Db, subjects: readonly (readonly [scope: ThrottleScope, subject: string])[]): Promise<void> {
+  if (subjects.length === 0) return
+  await db
+    .deleteFrom('login_failures')
+    .where((eb) => eb.or(subjects.map(([scope, subject]) => eb.and([eb('scope', '=', scope), eb('subject', '=', subject)]))))
+    .execute()
 }
 
 export async function findAppAccountBinding(db: Db, accountId: string): Promise<AppAccountBindingRow | undefined> {

@@ -1,5 +1,5 @@
 // SQL of the app_service schema. Functions take the database or a transaction.
-import type { Kysely, Selectable, Transaction } from 'kysely'
+import type { ExpressionBuilder, Kysely, Selectable, Transaction } from 'kysely'
 import { sql } from 'kysely'
 import type { AppAccountsTable, AppDatabase, AppOrdersTable, AppSessionsTable, Archive, CatalogItemsTable, CollectionAccountsTable, InventoryTable } from './tables.ts'
 
@@ -87,6 +87,22 @@ export async function findSession(db: Db, tokenHash: string): Promise<AppSession
   return db.selectFrom('app_sessions').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst()
 }
 
+/** A session and its app account, in one read. */
+export async function findSessionWithAccount(db: Db, tokenHash: string): Promise<{ session: AppSessionRow; account: AppAccountRow | undefined } | undefined> {
+  const row = await db
+    .selectFrom('app_sessions')
+    .leftJoin('app_accounts', 'app_accounts.app_account_id', 'app_sessions.app_account_id')
+    .selectAll('app_sessions')
+    .select(['app_accounts.app_account_id as account_id', 'app_accounts.display_name as account_display_name', 'app_accounts.archive as account_archive', 'app_accounts.created_at as account_created_at'])
+    .where('app_sessions.token_hash', '=', tokenHash)
+    .executeTakeFirst()
+  if (!row) return undefined
+  const { account_id, account_display_name, account_archive, account_created_at, ...session } = row
+  const account =
+    account_id === null ? undefined : { app_account_id: account_id, display_name: account_display_name!, archive: account_archive!, created_at: account_created_at! }
+  return { session, account }
+}
+
 export type AppOrderRow = Selectable<AppOrdersTable>
 export type CollectionAccountRow = Selectable<CollectionAccountsTable>
 export type InventoryRow = Selectable<InventoryTable>
@@ -95,42 +111,38 @@ export async function findCatalogItem(db: Db, itemId: string): Promise<CatalogIt
   return db.selectFrom('catalog_items').selectAll().where('item_id', '=', itemId).executeTakeFirst()
 }
 
-export async function listCollectionAccounts(db: Db): Promise<CollectionAccountRow[]> {
-  return db.selectFrom('collection_accounts').selectAll().orderBy('platform_id').execute()
-}
-
+/** Inserts an order; returned with the merchant's collection accounts (the reply shows both). */
 export async function insertOrder(
   db: Db,
   order: Omit<AppOrderRow, 'created_at' | 'effective_at' | 'state' | 'payment_order_id' | 'platform_id' | 'serial_number'>,
-): Promise<AppOrderRow> {
-  return db
+): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[] }> {
+  const { collection, ...row } = await db
     .insertInto('app_orders')
     .values({ ...order, state: 'pending', payment_order_id: null, platform_id: null, serial_number: null, effective_at: null })
     .returningAll()
+    .returning(collectionColumn)
     .executeTakeFirstOrThrow()
+  return { order: row as AppOrderRow, collection: collection ?? [] }
 }
 
 export async function findOrder(db: Db, appOrderId: string): Promise<AppOrderRow | undefined> {
   return db.selectFrom('app_orders').selectAll().where('app_order_id', '=', appOrderId).executeTakeFirst()
 }
 
+/** The merchant's collection accounts as one JSON column (what an order's reply shows beside it). */
+const collectionColumn = (eb: ExpressionBuilder<AppDatabase, 'app_orders'>) =>
+  eb
+    .selectFrom('collection_accounts')
+    .select(
+      sql<CollectionAccountRow[]>`coalesce(jsonb_agg(jsonb_build_object('platform_id', platform_id, 'merchant_id', merchant_id, 'collection_account', collection_account) order by platform_id), '[]'::jsonb)`.as(
+        'accounts',
+      ),
+    )
+    .as('collection')
+
 /** An order and the merchant's collection accounts (what a reply shows), in one statement. */
 export async function findOrderWithCollection(db: Db, appOrderId: string): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[] } | undefined> {
-  const row = await db
-    .selectFrom('app_orders')
-    .selectAll('app_orders')
-    .select((eb) =>
-      eb
-        .selectFrom('collection_accounts')
-        .select(
-          sql<CollectionAccountRow[]>`coalesce(jsonb_agg(jsonb_build_object('platform_id', platform_id, 'merchant_id', merchant_id, 'collection_account', collection_account) order by platform_id), '[]'::jsonb)`.as(
-            'accounts',
-          ),
-        )
-        .as('collection'),
-    )
-    .where('app_order_id', '=', appOrderId)
-    .executeTakeFirst()
+  const row = await db.selectFrom('app_orders').selectAll('app_orders').select(collectionColumn).where('app_order_id', '=', appOrderId).executeTakeFirst()
   if (!row) return undefined
   const { collection, ...order } = row
   return { order, collection: collection ?? [] }
@@ -141,8 +153,8 @@ export async function markOrderEffective(
   db: Db,
   appOrderId: string,
   payment: { paymentOrderId: string; platformId: string; serialNumber: string; paid: { currencyCode: string; amountMinor: bigint } },
-): Promise<AppOrderRow | undefined> {
-  return db
+): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[] } | undefined> {
+  const row = await db
     .updateTable('app_orders')
     .set({ state: 'effective', effective_at: sql`now()`, payment_order_id: payment.paymentOrderId, platform_id: payment.platformId, serial_number: payment.serialNumber })
     .where('app_order_id', '=', appOrderId)
@@ -150,7 +162,11 @@ export async function markOrderEffective(
     .where('currency_code', '=', payment.paid.currencyCode)
     .where('amount_due_minor', '=', payment.paid.amountMinor)
     .returningAll()
+    .returning(collectionColumn)
     .executeTakeFirst()
+  if (!row) return undefined
+  const { collection, ...order } = row
+  return { order: order as AppOrderRow, collection: collection ?? [] }
 }
 
 /** Rejects the device's pending orders placed under these assignments; returns how many. */

@@ -88,25 +88,46 @@ export async function notifyChannelClosed(db: Db, deviceId: string, terminalId: 
   await sql`select pg_notify(${CHANNELS_CHANNEL}, ${JSON.stringify([deviceId, terminalId])})`.execute(db)
 }
 
-/** Appends an event with the device's next sequence number. Call inside a transaction. */
+/**
+ * Appends an event with the device's next sequence number and wakes its subscribers on every
+ * replica: one statement (the sequence, the event and the NOTIFY in one round trip).
+ */
 export async function appendEvent(
   trx: Transaction<EventsDatabase>,
   event: { deviceId: string; kind: string; subjectId: string; publisher: string; traceParent: string },
 ): Promise<EventRow> {
   // The upsert locks the device's row: concurrent publishers for one device take turns, so the
   // sequence has no gaps and no duplicates.
-  const { last_sequence } = await trx
-    .insertInto('device_streams')
-    .values({ device_id: event.deviceId, last_sequence: 1n })
-    .onConflict((oc) => oc.column('device_id').doUpdateSet({ last_sequence: sql`device_streams.last_sequence + 1` }))
-    .returning('last_sequence')
+  const { notified: _, ...row } = await trx
+    .with('stream', (db) =>
+      db
+        .insertInto('device_streams')
+        .values({ device_id: event.deviceId, last_sequence: 1n })
+        .onConflict((oc) => oc.column('device_id').doUpdateSet({ last_sequence: sql`device_streams.last_sequence + 1` }))
+        .returning('last_sequence'),
+    )
+    .with('appended', (db) =>
+      db
+        .insertInto('events')
+        .columns(['device_id', 'sequence', 'kind', 'subject_id', 'publisher', 'trace_parent'])
+        .expression((eb) =>
+          eb
+            .selectFrom('stream')
+            .select([
+              sql.val(event.deviceId).as('device_id'),
+              'stream.last_sequence',
+              sql.val(event.kind).as('kind'),
+              sql.val(event.subjectId).as('subject_id'),
+              sql.val(event.publisher).as('publisher'),
+              sql.val(event.traceParent).as('trace_parent'),
+            ]),
+        )
+        .returningAll(),
+    )
+    .selectFrom('appended')
+    .selectAll()
+    .select(sql<string>`pg_notify(${EVENTS_CHANNEL}, appended.device_id || ' ' || appended.sequence)`.as('notified'))
     .executeTakeFirstOrThrow()
-  const row = await trx
-    .insertInto('events')
-    .values({ device_id: event.deviceId, sequence: last_sequence, kind: event.kind, subject_id: event.subjectId, publisher: event.publisher, trace_parent: event.traceParent })
-    .returningAll()
-    .executeTakeFirstOrThrow()
-  await notifyDevice(trx, event.deviceId, row.sequence)
   return row
 }
 

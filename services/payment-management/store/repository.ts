@@ -61,19 +61,26 @@ export async function lockOrderBySerial(trx: Transaction<PaymentDatabase>, platf
   return trx.selectFrom('orders').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).forUpdate().executeTakeFirst()
 }
 
-/** The device's earliest unexpired order not yet fetched (nor claimed), locked (others fetching skip it). */
-export async function lockEarliestWaiting(trx: Transaction<PaymentDatabase>, deviceId: string, now: Date): Promise<OrderRow | undefined> {
+/** The device's earliest order waiting to be fetched, moved to FETCHED in the same statement (the lock skips one another call is taking). */
+export async function fetchEarliestWaiting(trx: Transaction<PaymentDatabase>, deviceId: string, now: Date): Promise<OrderRow | undefined> {
   return trx
-    .selectFrom('orders')
-    .selectAll()
-    .where('device_id', '=', deviceId)
+    .updateTable('orders')
+    .set({ state: 'fetched', fetched_at: now, updated_at: now })
+    .where('order_id', '=', (eb) =>
+      eb
+        .selectFrom('orders')
+        .select('order_id')
+        .where('device_id', '=', deviceId)
+        .where('state', '=', 'submitted')
+        .where('claimed_by', 'is', null)
+        .where('expires_at', '>', now)
+        .orderBy('seq')
+        .limit(1)
+        .forUpdate()
+        .skipLocked(),
+    )
     .where('state', '=', 'submitted')
-    .where('claimed_by', 'is', null)
-    .where('expires_at', '>', now)
-    .orderBy('seq')
-    .limit(1)
-    .forUpdate()
-    .skipLocked()
+    .returningAll()
     .executeTakeFirst()
 }
 

@@ -49,6 +49,12 @@ export async function insertAccount(
     .executeTakeFirst()
 }
 
+/** Accounts by ref, in one read. */
+export async function findAccounts(db: Db, platformId: string, refs: readonly string[]): Promise<Map<string, AccountRow>> {
+  const rows = await db.selectFrom('accounts').selectAll().where('platform_id', '=', platformId).where('account_ref', 'in', [...new Set(refs)]).execute()
+  return new Map(rows.map((row) => [row.account_ref, row]))
+}
+
 export async function findAccount(db: Db, platformId: string, accountRef: string): Promise<AccountRow | undefined> {
   return db.selectFrom('accounts').selectAll().where('platform_id', '=', platformId).where('account_ref', '=', accountRef).executeTakeFirst()
 }
@@ -66,17 +72,28 @@ export async function lockAccounts(trx: Transaction<PlatformDatabase>, platformI
   return new Map(rows.map((row) => [row.account_ref, row]))
 }
 
-export async function addToBalance(trx: Transaction<PlatformDatabase>, platformId: string, accountRef: string, delta: bigint): Promise<void> {
+/**
+ * One ledger journal's whole write in one statement: each account's balance moved by its entry's
+ * delta and the entries inserted (the accounts locked by the caller).
+ */
+export async function postJournal(trx: Transaction<PlatformDatabase>, platformId: string, entries: Omit<LedgerEntryRow, 'entry_id' | 'created_at'>[]): Promise<void> {
+  // A sum of one term per entry: right even when two entries name the same account.
+  const delta = sql.join(
+    entries.map((entry) => sql`(case when account_ref = ${entry.account_ref} then ${entry.delta_minor}::bigint else 0 end)`),
+    sql` + `,
+  )
   await trx
-    .updateTable('accounts')
-    .set({ balance_minor: sql`balance_minor + ${delta}` })
-    .where('platform_id', '=', platformId)
-    .where('account_ref', '=', accountRef)
+    .with('moved', (db) =>
+      db
+        .updateTable('accounts')
+        .set({ balance_minor: sql`balance_minor + ${delta}` })
+        .where('platform_id', '=', platformId)
+        .where('account_ref', 'in', [...new Set(entries.map((entry) => entry.account_ref))])
+        .returning('account_ref'),
+    )
+    .insertInto('ledger_entries')
+    .values(entries)
     .execute()
-}
-
-export async function insertLedgerEntries(trx: Transaction<PlatformDatabase>, entries: Omit<LedgerEntryRow, 'entry_id' | 'created_at'>[]): Promise<void> {
-  await trx.insertInto('ledger_entries').values(entries).execute()
 }
 
 export async function recordPasswordFailure(db: Db, platformId: string, accountRef: string, maxFailures: number, lockMs: number): Promise<AccountRow | undefined> {
