@@ -17,6 +17,8 @@ const counters = {
   /** The same, background work (no active span: safety-net polls, periodic outbox sweeps) included. */
   allCommits: 0,
   rollbacks: 0,
+  /** Statements sent for traced work (BEGIN and COMMIT included): each is a round trip to the database. */
+  statements: 0,
 }
 
 const addService = grpc.Server.prototype.addService
@@ -39,6 +41,7 @@ const query = pg.Client.prototype.query
 pg.Client.prototype.query = function (config, ...rest) {
   const text = (typeof config === 'string' ? config : (config?.text ?? '')).trimStart().slice(0, 8).toLowerCase()
   const traced = trace.getSpan(context.active()) !== undefined
+  if (traced) counters.statements++
   if (text.startsWith('begin')) inTransaction.add(this)
   else if (text.startsWith('commit')) {
     inTransaction.delete(this)

@@ -21,6 +21,7 @@ export interface Counters {
   readonly commits: number
   readonly allCommits: number
   readonly rollbacks: number
+  readonly statements: number
 }
 
 export interface Launched {

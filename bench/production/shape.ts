@@ -53,6 +53,8 @@ type CpuSplit = Record<string, number>
 interface FlowFigures extends Figures {
   readonly rpcsPerFlow: number
   readonly commitsPerFlow: number
+  /** Round trips to the database per flow (BEGIN and COMMIT included). */
+  readonly statementsPerFlow: number
   readonly cpuMsPerFlow: CpuSplit & { readonly total: number }
 }
 
@@ -215,7 +217,7 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
       const samples = (report as { samples: Samples }).samples
       const delta = (key: keyof Counters) => counters1.reduce((sum, c, i) => sum + c[key] - counters0[i]![key], 0)
       const cpu = Object.fromEntries(Object.keys(cpu0).map((k) => [k, cpu1[k]! - cpu0[k]!]))
-      return { samples, rpcs: delta('rpcs'), commits: delta('commits'), cpu }
+      return { samples, rpcs: delta('rpcs'), commits: delta('commits'), statements: delta('statements'), cpu }
     }
     const perFlow = (cpu: CpuSplit, completed: number, skip: (k: string) => boolean) => {
       const split = Object.fromEntries(
@@ -235,7 +237,7 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
         const m = await measure(flow, c, inputs.flowMs, c === top)
         const figures = figuresOf(m.samples)
         const cpuMsPerFlow = perFlow(m.cpu, m.samples.completed, (k) => k === 'peer')
-        flows[flow][c] = { ...figures, rpcsPerFlow: m.rpcs / m.samples.completed, commitsPerFlow: m.commits / m.samples.completed, cpuMsPerFlow }
+        flows[flow][c] = { ...figures, rpcsPerFlow: m.rpcs / m.samples.completed, commitsPerFlow: m.commits / m.samples.completed, statementsPerFlow: m.statements / m.samples.completed, cpuMsPerFlow }
       }
     }
     const rssAfter = Object.fromEntries([...services].map(([name, s]) => [name, residentBytes(s.pid)]))
@@ -259,7 +261,7 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
           `${round(f.p50Ms)} ms`,
           `${round(f.p99Ms)} ms`,
           `${f.errors}`,
-          `${round(f.rpcsPerFlow, 1)} RPCs, ${round(f.commitsPerFlow, 1)} commits; CPU ${round(f.cpuMsPerFlow.total, 1)} ms/flow = x${round(f.cpuMsPerFlow.total / floorCpu(flow))} of floor ${round(floorCpu(flow), 1)} ms (${split})`,
+          `${round(f.rpcsPerFlow, 1)} RPCs, ${round(f.commitsPerFlow, 1)} commits, ${round(f.statementsPerFlow, 1)} statements; CPU ${round(f.cpuMsPerFlow.total, 1)} ms/flow = x${round(f.cpuMsPerFlow.total / floorCpu(flow))} of floor ${round(floorCpu(flow), 1)} ms (${split})`,
         ])
       }
     }

@@ -346,12 +346,15 @@ export function createOutbox(options: OutboxOptions): Outbox {
         acknowledgedInHandler = true
       }
       await context.with(otelTrace.setSpan(parent, span), () => topic.deliver(payload, row.delivery_id, row.attempts, acknowledge))
-      if (!acknowledgedInHandler) await acknowledged(row.delivery_id)
+      // The span is the delivery; its shared acknowledgement follows (a trace shows no wait for it).
       span.end()
+      if (!acknowledgedInHandler) await acknowledged(row.delivery_id)
       wakeWaiters()
     } catch (error) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
-      span.end()
+      if (span.isRecording()) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) })
+        span.end()
+      }
       const message = error instanceof Error ? error.message : String(error)
       const permanent = topic !== undefined && (topic.isPermanent ?? isPermanentRefusal)(error)
       if (permanent || row.attempts >= maxAttempts) {

@@ -17,7 +17,7 @@ import { startTestMesh, type TestMesh } from '../helpers/mesh.ts'
  * transaction that records the order effective (so the instance never reads it still PAID) and
  * marks it delivered once InstanceEvents stored it.
  */
-const LOGIN_COMMITS = 10
+const LOGIN_COMMITS = 9
 const ORDER_COMMITS = 23
 
 let t: TestMesh

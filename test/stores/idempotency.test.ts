@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { after, before, test } from 'node:test'
 import { status as Status } from '@grpc/grpc-js'
-import type { Kysely } from 'kysely'
+import { type Kysely, sql } from 'kysely'
 import { BindAppAccountRequest, BindAppAccountResponse } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { accountManagement } from '../../services/account-management/server.ts'
 import type { AccountDatabase } from '../../services/account-management/store/tables.ts'
@@ -157,3 +157,35 @@ test(`a flow reading the stored answer in its own first statement: a retry gets 
   assert.equal(reads, 2, 'one read each, the answer within it')
   await assert.rejects(flow(callFor(request(req.requestId, 'app-2')), 'app-2'), (error: unknown) => (error as { reason?: string }).reason === 'REQUEST_ID_REUSED')
 })
+
+test(
+  `two replicas running the same request at once: the effects of one commit, its answer to both (postgres)`,
+  { skip: DATABASE_KIND !== 'postgres' && 'PostgreSQL only: an embedded database runs one transaction at a time' },
+  async () => {
+    await sql`create table if not exists account_management.test_effects (id text primary key)`.execute(database.db)
+    const req = request()
+    const working = gate()
+    const release = gate()
+    // Replica A does its work and is held before it stores its answer.
+    const onA = idempotent(replica(), callFor(req), async (trx) => {
+      await sql`insert into account_management.test_effects (id) values (${`A-${req.requestId}`})`.execute(trx)
+      working.open()
+      await release.opened
+      return answer('app-1')
+    })
+    await working.opened
+    // Replica B runs the same request meanwhile (no lock held by A stands in its way) and commits first.
+    const onB = await idempotent(replica(), callFor(req), async (trx) => {
+      await sql`insert into account_management.test_effects (id) values (${`B-${req.requestId}`})`.execute(trx)
+      return { binding: { ...answer('app-1').binding!, bindTime: new Date('2026-12-01T00:00:01Z') } }
+    })
+    release.open()
+    assert.deepEqual(await onA, onB, 'A answers with what B stored')
+    const { rows } = await sql<{ id: string }>`select id from account_management.test_effects where id like ${`%-${req.requestId}`}`.execute(database.db)
+    assert.deepEqual(
+      rows.map((row) => row.id),
+      [`B-${req.requestId}`],
+      'A rolled back all it did',
+    )
+  },
+)
