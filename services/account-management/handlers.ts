@@ -1,5 +1,4 @@
 // AccountManagementService handlers: validate the request, apply the rules, map rows to replies.
-import type { Kysely } from 'kysely'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import {
   type AccountManagementServiceService,
@@ -39,7 +38,6 @@ import {
 } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { InvalidArgumentError, PermissionDeniedError } from '../runtime/errors.ts'
-import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { callOf, idempotent, idempotentAfter, idempotentFlowReadingAnswer, replayOf } from '../runtime/idempotency.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
@@ -47,17 +45,18 @@ import { SharedRateLimiter } from '../runtime/rate-limit.ts'
 import { KEY_CURSOR, listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { MOST_TERMINALS_PER_ACCOUNT } from '../runtime/config.ts'
 import { hashPassword } from '../runtime/passwords.ts'
-import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import type { Handlers } from '../runtime/rpc.ts'
+import type { ServiceDeps } from '../runtime/service-host.ts'
 import { bearerToken, type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import * as accounts from './accounts.ts'
 import * as grants from './grants.ts'
-import { handOffs } from './hand-offs.ts'
 import * as logins from './login.ts'
 import * as payments from './payment-accounts.ts'
 import * as store from './store/repository.ts'
 import type { AccountTerminalRow, CloudAccountRow, InstanceAssignmentRow, LoginRow, PaymentBindingRow } from './store/repository.ts'
 import type { AccountDatabase } from './store/tables.ts'
 import * as terminals from './terminals.ts'
+import type { Shared } from './workers.ts'
 
 const toCloudAccount = (row: CloudAccountRow): CloudAccount => ({ accountId: row.account_id, createTime: row.created_at })
 const LOGIN_STATES: Record<logins.EffectiveLoginState, LoginState> = {
@@ -70,10 +69,10 @@ const LOGIN_STATES: Record<logins.EffectiveLoginState, LoginState> = {
 }
 
 /** The binding code goes only to the instance that shows it. */
-const toLogin = (row: LoginRow, withBindingCode: boolean): Login => ({
+const toLogin = (row: LoginRow, withBindingCode: boolean, now: Date): Login => ({
   loginId: row.login_id,
   deviceId: row.device_id,
-  state: LOGIN_STATES[logins.effectiveState(row)],
+  state: LOGIN_STATES[logins.effectiveState(row, now)],
   bindingCode: withBindingCode ? row.binding_code : '',
   createTime: row.created_at,
   expireTime: row.expires_at,
@@ -110,19 +109,13 @@ const toAssignment = (row: InstanceAssignmentRow): InstanceAssignment => ({
   assignmentId: row.assignment_id,
 })
 
-export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountManagementServiceService> {
-  const db = deps.db as Kysely<AccountDatabase>
+export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: Shared): Handlers<typeof AccountManagementServiceService> {
+  const db = deps.db
+  const now = () => deps.clock.now()
   const settings = deps.config.login
   // GetLogin is a fallback for clients that cannot follow the pipe: 2 per second per caller
   // (bursts of 5), counted in the database so that every replica takes from the same bucket.
   const getLoginLimiter = new SharedRateLimiter(db, 'GetLogin', 2, 5)
-  const outbox = startOutbox({
-    db,
-    tracer: deps.tracer,
-    log: deps.log,
-    ...outboxSettings(deps.config),
-    handlers: handOffs(deps.peers),
-  })
   /**
    * After a release (or re-renting) committed: waits, bounded, for AppService, InstanceEvents and
    * PaymentManagement to acknowledge its end; a caller that sees true sees those grants gone.
@@ -130,7 +123,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
    */
   const grantsEnded = (ended: InstanceAssignment | undefined): Promise<boolean> =>
     ended ? outbox.delivered(grants.deliveryIdsOf(ended.assignmentId), settings.releaseWaitMs) : Promise.resolve(true)
-  const handlers: ServiceParts<typeof AccountManagementServiceService>['handlers'] = {
+  return {
     registerCloudAccount: async (request, ctx) => {
       validate((v) =>
         v
@@ -196,7 +189,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id'))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
       return idempotent(db, callOf(ctx, request, StartLoginRequest, StartLoginResponse), async (trx) => ({
-        login: toLogin(await logins.startLogin(trx, request.deviceId, settings), true),
+        login: toLogin(await logins.startLogin(trx, request.deviceId, settings, now()), true, now()),
       }))
     },
 
@@ -204,7 +197,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
       validate((v) => v.id(request.deviceId, 'device_id').format(request.loginId, 'login_id', LOGIN_ID))
       await getLoginLimiter.take(`${ctx.caller.role}/${ctx.caller.id}`, 'GetLogin')
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
-      return { login: toLogin(await logins.getLogin(db, request.deviceId, request.loginId), ctx.caller.role === 'instance') }
+      return { login: toLogin(await logins.getLogin(db, request.deviceId, request.loginId), ctx.caller.role === 'instance', now()) }
     },
 
     verifyLogin: async (request, ctx) => {
@@ -219,9 +212,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
       await assertMayActForDevice(ctx.caller, request.deviceId, channelCheckVia(deps.peers, ctx.signal))
       const call = callOf(ctx, request, VerifyLoginRequest, VerifyLoginResponse)
       const reply = await idempotentFlowReadingAnswer(db, call, async (commit, stored) => {
-        const check = await logins.checkCredentials(db, request, stored)
+        const check = await logins.checkCredentials(db, request, now(), stored)
         if ('answered' in check) return check.answered
-        return commit(async (trx) => ({ login: toLogin(await logins.recordVerification(trx, check, settings), false) }))
+        return commit(async (trx) => ({ login: toLogin(await logins.recordVerification(trx, check, settings, now()), false, now()) }))
       })
       // Told after the commit; a retry with the same request_id tells again (stored once).
       const verified = reply.login?.state === LoginState.LOGIN_STATE_VERIFIED
@@ -239,7 +232,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
       )
       assertInstanceActsForItself(ctx.caller, request.deviceId)
       return idempotent(db, callOf(ctx, request, RedeemLoginRequest, RedeemLoginResponse), async (trx) => {
-        const { token, expiresAt } = await logins.redeemLogin(trx, request.deviceId, request.loginId, settings)
+        const { token, expiresAt } = await logins.redeemLogin(trx, request.deviceId, request.loginId, settings, now())
         return { loginToken: token, expireTime: expiresAt }
       })
     },
@@ -252,7 +245,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
           .id(request.deviceId, 'device_id'),
       )
       return idempotent(db, callOf(ctx, request, ValidateLoginTokenRequest, ValidateLoginTokenResponse), async (trx) => {
-        const { accountId, appAccountId, assignmentId } = await logins.consumeLoginToken(trx, request.loginToken, request.deviceId)
+        const { accountId, appAccountId, assignmentId } = await logins.consumeLoginToken(trx, request.loginToken, request.deviceId, now())
         return { accountId, deviceId: request.deviceId, appAccountId: appAccountId ?? '', assignmentId }
       })
     },
@@ -340,7 +333,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
       const replay = await replayOf(db, call)
       if (replay) return replay
       // The terminal enrolled is the caller's certificate, never a field. Verified as VerifyLogin verifies, outside the transaction.
-      const check = await terminals.checkCredential(db, { accountId: request.accountId, terminalId: ctx.caller.id, password: request.password })
+      const check = await terminals.checkCredential(db, { accountId: request.accountId, terminalId: ctx.caller.id, password: request.password }, now())
       if (!check.verified) return terminals.refuse(db, check, settings)
       return idempotent(db, call, async (trx) => ({
         terminal: toTerminal(await terminals.enroll(trx, check, request.displayName, { ...settings, maxPerAccount: deps.config.terminals.maxPerAccount })),
@@ -389,13 +382,6 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof AccountMa
       validate((v) => v.id(request.terminalId, 'terminal_id').id(request.deviceId, 'device_id', { optional: true }))
       const { row, servesDevice } = await terminals.enrollmentOf(db, request.terminalId, request.deviceId, request.seen)
       return { terminal: toTerminal(row), servesDevice }
-    },
-  }
-  return {
-    handlers,
-    introspect: () => ({ outbox_dead_letters: outbox.deadLetters() }),
-    async onStop() {
-      await outbox.stop()
     },
   }
 }

@@ -16,7 +16,7 @@ type Db = Kysely<AccountDatabase>
 export type EffectiveLoginState = LoginStateColumn | 'expired'
 
 /** A pending or verified login past its expiry is expired, whatever its row says. */
-export function effectiveState(login: store.LoginRow, now = new Date()): EffectiveLoginState {
+export function effectiveState(login: store.LoginRow, now: Date): EffectiveLoginState {
   if ((login.state === 'pending' || login.state === 'verified') && login.expires_at <= now) return 'expired'
   return login.state
 }
@@ -25,7 +25,7 @@ export const hashToken = (token: string): string => createHash('sha256').update(
 const newSecret = (bytes: number): string => randomBytes(bytes).toString('base64url')
 
 /** Starts a login under the device's assignment, held until the transaction ends: a release waits, then ends this login too. */
-export async function startLogin(trx: Transaction<AccountDatabase>, deviceId: string, settings: LoginSettings): Promise<store.LoginRow> {
+export async function startLogin(trx: Transaction<AccountDatabase>, deviceId: string, settings: LoginSettings, now: Date): Promise<store.LoginRow> {
   const assignment = await store.holdInstanceAssignment(trx, deviceId)
   if (!assignment) throw new FailedPreconditionError('INSTANCE_NOT_ASSIGNED', `device ${deviceId} is not assigned to a cloud account; the operator assigns it first`)
   return store.insertLogin(trx, {
@@ -34,7 +34,7 @@ export async function startLogin(trx: Transaction<AccountDatabase>, deviceId: st
     accountId: assignment.account_id,
     assignmentId: assignment.assignment_id,
     bindingCode: String(randomInt(0, 1_000_000)).padStart(6, '0'),
-    expiresAt: new Date(Date.now() + settings.loginTtlMs),
+    expiresAt: new Date(now.getTime() + settings.loginTtlMs),
   })
 }
 
@@ -47,8 +47,8 @@ export async function getLogin(db: Db, deviceId: string, loginId: string): Promi
 
 const loginNotFound = (deviceId: string, loginId: string) => new NotFoundError('LOGIN_NOT_FOUND', `login_id: no login ${quote(loginId)} for device ${deviceId}`)
 
-function assertState(login: store.LoginRow, expected: LoginStateColumn, action: string): void {
-  const state = effectiveState(login)
+function assertState(login: store.LoginRow, expected: LoginStateColumn, action: string, now: Date): void {
+  const state = effectiveState(login, now)
   if (state === expected) return
   if (state === 'expired') throw new FailedPreconditionError('LOGIN_EXPIRED', `login ${login.login_id} expired at ${login.expires_at.toISOString()}; start a new login`)
   if (state === 'redeemed') throw new FailedPreconditionError('LOGIN_ALREADY_REDEEMED', `login ${login.login_id} was already redeemed; start a new login`)
@@ -111,6 +111,7 @@ export interface CredentialCheck {
 export async function checkCredentials<Answer>(
   db: Db,
   input: { deviceId: string; loginId: string; bindingCode: string; password: string },
+  now: Date,
   /** The call's stored answer, read in the same statement (idempotentFlowReadingAnswer); none outside a call. */
   stored?: StoredAnswer<Answer>,
 ): Promise<CredentialCheck | { readonly answered: Answer }> {
@@ -120,8 +121,8 @@ export async function checkCredentials<Answer>(
   if (answered !== undefined) return { answered } // a retry of an answered call: nothing checked, nothing hashed again
   if (!found || found.login.device_id !== input.deviceId) throw loginNotFound(input.deviceId, input.loginId)
   const { login, assignment } = found
-  assertState(login, 'pending', 'verified')
-  const checkedAt = new Date()
+  assertState(login, 'pending', 'verified', now)
+  const checkedAt = now
   assertUnlocked('account', found.lockedUntil.account, checkedAt)
   assertUnlocked('device', found.lockedUntil.device, checkedAt)
   const sameAssignment = assignment !== undefined && (login.assignment_id === null ? assignment.account_id === login.account_id : assignment.assignment_id === login.assignment_id)
@@ -132,12 +133,12 @@ export async function checkCredentials<Answer>(
 }
 
 /** Records the outcome in a transaction: the login ends VERIFIED or REJECTED; failures count per account and device. */
-export async function recordVerification(trx: Db, check: CredentialCheck, settings: LoginSettings): Promise<store.LoginRow> {
+export async function recordVerification(trx: Db, check: CredentialCheck, settings: LoginSettings, now: Date): Promise<store.LoginRow> {
   const { login, verified, checkedAt } = check
-  const moved = await store.transitionLogin(trx, login.login_id, 'pending', verified ? 'verified' : 'rejected', new Date())
+  const moved = await store.transitionLogin(trx, login.login_id, 'pending', verified ? 'verified' : 'rejected', now)
   if (!moved) {
     // Someone else finished it (or it expired) while the password was checked.
-    assertState((await store.findLogin(trx, login.login_id))!, 'pending', 'verified')
+    assertState((await store.findLogin(trx, login.login_id))!, 'pending', 'verified', now)
     throw new FailedPreconditionError('LOGIN_CHANGED', `login ${login.login_id} changed while it was being verified`)
   }
   await recordCredentialOutcome(trx, loginSubjects(login), verified, checkedAt, settings)
@@ -151,23 +152,22 @@ function constantTimeEqual(expected: string, given: string): boolean {
 }
 
 /** Exchanges a verified login for a single-use token, exactly once even under concurrent calls. Call in a transaction. */
-export async function redeemLogin(db: Db, deviceId: string, loginId: string, settings: LoginSettings): Promise<{ token: string; expiresAt: Date }> {
+export async function redeemLogin(db: Db, deviceId: string, loginId: string, settings: LoginSettings, now: Date): Promise<{ token: string; expiresAt: Date }> {
   const login = await getLogin(db, deviceId, loginId)
-  const moved = await store.transitionLogin(db, loginId, 'verified', 'redeemed', new Date())
+  const moved = await store.transitionLogin(db, loginId, 'verified', 'redeemed', now)
   if (!moved) {
-    assertState((await store.findLogin(db, loginId)) ?? login, 'verified', 'redeemed')
+    assertState((await store.findLogin(db, loginId)) ?? login, 'verified', 'redeemed', now)
     throw new FailedPreconditionError('LOGIN_CHANGED', `login ${loginId} changed while it was being redeemed`)
   }
   const token = newSecret(32)
-  const expiresAt = new Date(Date.now() + settings.tokenTtlMs)
+  const expiresAt = new Date(now.getTime() + settings.tokenTtlMs)
   await store.insertLoginToken(db, { tokenHash: hashToken(token), loginId, deviceId, accountId: moved.account_id, assignmentId: moved.assignment_id, expiresAt })
   return { token, expiresAt }
 }
 
 /** Consumes a token presented from a device; any failure is UNAUTHENTICATED with its reason. */
-export async function consumeLoginToken(db: Db, token: string, deviceId: string): Promise<{ accountId: string; appAccountId: string | undefined; assignmentId: string }> {
+export async function consumeLoginToken(db: Db, token: string, deviceId: string, now: Date): Promise<{ accountId: string; appAccountId: string | undefined; assignmentId: string }> {
   const tokenHash = hashToken(token)
-  const now = new Date()
   const consumed = await store.consumeLoginToken(db, tokenHash, deviceId, now)
   if (!consumed) {
     const row = await store.findLoginToken(db, tokenHash)

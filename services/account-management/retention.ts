@@ -1,14 +1,12 @@
 // What AccountManagement forgets, and after how long (config.retention; runtime/retention.ts).
 // Tokens go before logins: a login is kept as long as its token is.
-import type { Kysely } from 'kysely'
 import { rateLimitPurge } from '../runtime/rate-limit.ts'
 import { deliveredOutboxPurge, idempotencyPurge, type Purge } from '../runtime/retention.ts'
 import type { ServiceDeps } from '../runtime/service-host.ts'
 import * as store from './store/repository.ts'
 import type { AccountDatabase } from './store/tables.ts'
 
-export function purges({ db: anyDb, config }: Pick<ServiceDeps, 'db' | 'config'>): Purge[] {
-  const db = anyDb as Kysely<AccountDatabase>
+export function purges({ db, config }: Pick<ServiceDeps<AccountDatabase>, 'db' | 'config'>): Purge[] {
   const { retention, login } = config
   return [
     idempotencyPurge(db, retention.idempotencyMs),

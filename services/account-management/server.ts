@@ -1,10 +1,10 @@
-// The account-management service: its schema, migrations, authorization rules and handlers.
+// The account-management service: its schema, migrations, authorization rules, handlers and workers.
 import { AccountManagementServiceService } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { defineService } from '../runtime/service-host.ts'
 import { rules } from './authorization.ts'
 import { createHandlers } from './handlers.ts'
-import { purges } from './retention.ts'
 import { migrations } from './store/migrations/index.ts'
+import { introspect, shared, workers } from './workers.ts'
 
 export const accountManagement = defineService({
   name: 'account-management',
@@ -13,6 +13,8 @@ export const accountManagement = defineService({
   definition: AccountManagementServiceService,
   migrations,
   rules,
+  shared,
   createHandlers,
-  retention: purges,
+  workers,
+  introspect,
 })

@@ -32,12 +32,12 @@ export interface EnrollmentCheck {
  * Checks the account password a terminal presents to enrol, outside any transaction, as a login
  * does: refused while the account or the terminal is locked; a missing account costs a dummy hash.
  */
-export async function checkCredential(db: Db, input: { accountId: string; terminalId: string; password: string }): Promise<EnrollmentCheck> {
+export async function checkCredential(db: Db, input: { accountId: string; terminalId: string; password: string }, now: Date): Promise<EnrollmentCheck> {
   const subjects: logins.ThrottleSubject[] = [
     ['account', input.accountId],
     ['terminal', input.terminalId],
   ]
-  const checkedAt = new Date()
+  const checkedAt = now
   await logins.assertNotLocked(db, subjects, checkedAt)
   const verified = await logins.verifyAccountPassword(db, input.accountId, input.password)
   return { accountId: input.accountId, terminalId: input.terminalId, subjects, verified, checkedAt }

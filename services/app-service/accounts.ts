@@ -43,12 +43,13 @@ export async function openSession(
   deviceId: string,
   assignmentId: string,
   ttlMs: number,
+  now: Date,
 ): Promise<{ token: string; expiresAt: Date }> {
   if (await store.holdDeviceAssignment(trx, deviceId, assignmentId)) {
     throw new UnauthenticatedError('ASSIGNMENT_ENDED', `device ${deviceId} was released or re-rented after this login token was issued; log in again`)
   }
   const token = randomBytes(32).toString('base64url')
-  const expiresAt = new Date(Date.now() + ttlMs)
+  const expiresAt = new Date(now.getTime() + ttlMs)
   await store.insertSession(trx, { tokenHash: hashToken(token), appAccountId, deviceId, assignmentId, expiresAt })
   return { token, expiresAt }
 }
@@ -56,18 +57,18 @@ export async function openSession(
 const SESSION_ENDED = 'session_token ended: the device was released or re-rented; log in again'
 
 /** The live session of the calling device, with its app account. */
-export async function sessionOf(db: Db, token: string, deviceId: string): Promise<{ session: store.AppSessionRow; account: store.AppAccountRow }> {
+export async function sessionOf(db: Db, token: string, deviceId: string, now: Date): Promise<{ session: store.AppSessionRow; account: store.AppAccountRow }> {
   const found = await store.findSessionWithAccount(db, hashToken(token))
   const session = found?.session
   if (!session || session.device_id !== deviceId) throw new UnauthenticatedError('SESSION_INVALID', 'session_token is not a session of this device; log in again')
   if (session.ended_at) throw new UnauthenticatedError('SESSION_ENDED', SESSION_ENDED)
-  if (session.expires_at <= new Date()) throw new UnauthenticatedError('SESSION_EXPIRED', 'session_token expired; log in again')
+  if (session.expires_at <= now) throw new UnauthenticatedError('SESSION_EXPIRED', 'session_token expired; log in again')
   return { session, account: found.account ?? (await getAppAccount(db, session.app_account_id)) }
 }
 
 /** The session's app account; the session must be live and belong to the calling device. */
-export async function accountOfSession(db: Db, token: string, deviceId: string): Promise<store.AppAccountRow> {
-  return (await sessionOf(db, token, deviceId)).account
+export async function accountOfSession(db: Db, token: string, deviceId: string, now: Date): Promise<store.AppAccountRow> {
+  return (await sessionOf(db, token, deviceId, now)).account
 }
 
 /**
@@ -85,8 +86,7 @@ export const endedWith = (assignmentId: string): string[] => [assignmentId, '']
  * Ends a device's assignment here: records it as ended (first, so a session being opened for it
  * waits or fails) and ends its live sessions. Returns how many sessions it ended.
  */
-export async function endAssignment(trx: Transaction<AppDatabase>, deviceId: string, assignmentId: string): Promise<number> {
-  const now = new Date()
+export async function endAssignment(trx: Transaction<AppDatabase>, deviceId: string, assignmentId: string, now: Date): Promise<number> {
   await store.endDeviceAssignment(trx, deviceId, assignmentId, now)
   return store.endSessions(trx, deviceId, endedWith(assignmentId), now)
 }

@@ -1,5 +1,4 @@
 // AppService handlers: validate the request, apply the rules, map rows to replies.
-import type { Kysely } from 'kysely'
 import {
   type AppAccount,
   type AppOrder,
@@ -63,8 +62,9 @@ const toOrder = ({ order: row, collection }: { order: AppOrderRow; collection: C
   deviceId: row.device_id,
 })
 
-export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceService> {
-  const db = deps.db as Kysely<AppDatabase>
+export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof AppServiceService> {
+  const db = deps.db
+  const now = () => deps.clock.now()
   return {
     loginWithToken: async (request, ctx) => {
       validate((v) =>
@@ -97,7 +97,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
         }
         return commit(async (trx) => {
           const account = await accounts.getAppAccount(trx, appAccountId)
-          const session = await accounts.openSession(trx, appAccountId, request.deviceId, validated.assignmentId, deps.config.login.sessionTtlMs)
+          const session = await accounts.openSession(trx, appAccountId, request.deviceId, validated.assignmentId, deps.config.login.sessionTtlMs, now())
           return { appAccount: toAppAccount(account), created, sessionToken: session.token, expireTime: session.expiresAt }
         })
         // AccountManagement replays its answers to the derived request ids; a spare guest account is discarded.
@@ -107,7 +107,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
     getAppAccount: async (request, ctx) => {
       validate((v) => v.id(request.deviceId, 'device_id').format(request.sessionToken, 'session_token', SESSION_TOKEN))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      return { appAccount: toAppAccount(await accounts.accountOfSession(db, request.sessionToken, request.deviceId)) }
+      return { appAccount: toAppAccount(await accounts.accountOfSession(db, request.sessionToken, request.deviceId, now())) }
     },
 
     listCatalogItems: async (request, ctx) => {
@@ -133,7 +133,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
       // Everything in the one transaction that claims the request id: one commit, and a retry
       // gets its first answer even after the session ended.
       return idempotent(db, callOf(ctx, request, CreateOrderRequest, CreateOrderResponse), async (trx) => {
-        const { session, account } = await accounts.sessionOf(trx, request.sessionToken, request.deviceId)
+        const { session, account } = await accounts.sessionOf(trx, request.sessionToken, request.deviceId, now())
         await accounts.assertSessionAssignmentLive(trx, session)
         const input = { appAccountId: account.app_account_id, deviceId: request.deviceId, assignmentId: session.assignment_id, itemId: request.itemId, quantity: request.quantity }
         const created = await orders.createOrder(trx, input)
@@ -180,7 +180,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
     listInventory: async (request, ctx) => {
       validate((v) => v.id(request.deviceId, 'device_id').format(request.sessionToken, 'session_token', SESSION_TOKEN).page(request))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
-      const account = await accounts.accountOfSession(db, request.sessionToken, request.deviceId)
+      const account = await accounts.accountOfSession(db, request.sessionToken, request.deviceId, now())
       const { items, nextPageToken } = await listPage(ctx, request, {
         filter: { account: account.app_account_id },
         cursor: KEY_CURSOR,
@@ -193,7 +193,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
     endDeviceSessions: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.assignmentId, 'assignment_id'))
       return idempotent(db, callOf(ctx, request, EndDeviceSessionsRequest, EndDeviceSessionsResponse), async (trx) => ({
-        endedSessions: await accounts.endAssignment(trx, request.deviceId, request.assignmentId),
+        endedSessions: await accounts.endAssignment(trx, request.deviceId, request.assignmentId, now()),
         rejectedOrders: await orders.rejectUnpaidOfAssignment(trx, request.deviceId, accounts.endedWith(request.assignmentId)),
       }))
     },

@@ -1,12 +1,10 @@
 // What AppService forgets, and after how long (config.retention; runtime/retention.ts).
-import type { Kysely } from 'kysely'
 import { idempotencyPurge, type Purge } from '../runtime/retention.ts'
 import type { ServiceDeps } from '../runtime/service-host.ts'
 import * as store from './store/repository.ts'
 import type { AppDatabase } from './store/tables.ts'
 
-export function purges({ db: anyDb, config }: Pick<ServiceDeps, 'db' | 'config'>): Purge[] {
-  const db = anyDb as Kysely<AppDatabase>
+export function purges({ db, config }: Pick<ServiceDeps<AppDatabase>, 'db' | 'config'>): Purge[] {
   const { retention } = config
   return [
     idempotencyPurge(db, retention.idempotencyMs),

@@ -1,5 +1,6 @@
-// The app-service service: its schema, migrations, authorization rules and handlers.
+// The app-service service: its schema, migrations, authorization rules, handlers and workers.
 import { AppServiceService } from '../../gen/cloudpay/app/v1/app_service.ts'
+import { retentionWorker } from '../runtime/retention.ts'
 import { defineService } from '../runtime/service-host.ts'
 import { rules } from './authorization.ts'
 import { createHandlers } from './handlers.ts'
@@ -14,5 +15,6 @@ export const appService = defineService({
   migrations,
   rules,
   createHandlers,
-  retention: purges,
+  // Its only background work: forgetting what it no longer needs.
+  workers: (deps) => [retentionWorker(deps, purges(deps))],
 })

@@ -1,5 +1,4 @@
 // InstanceEventsService handlers: validate the request, apply the rules, map rows to replies.
-import type { Kysely } from 'kysely'
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import {
   type Channel,
@@ -29,20 +28,17 @@ import { callOf, derivedRequestId, idempotent } from '../runtime/idempotency.ts'
 import { terminalEnrollment } from '../runtime/mesh-calls.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import type { Handlers, RpcContext } from '../runtime/rpc.ts'
-import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import type { ServiceDeps } from '../runtime/service-host.ts'
 import { awaitDrain, resubscribeDelayMs, writeWithBackpressure } from '../runtime/streams.ts'
 import { type Format, MAX_SEQUENCE, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import * as channels from './channels.ts'
 import * as pipe from './pipe.ts'
 import type { ChannelRow, EventRow } from './store/repository.ts'
 import type { EventsDatabase } from './store/tables.ts'
-import { SubscriberHub } from './subscribers.ts'
+import { CATCH_UP_BATCH, type Shared } from './workers.ts'
 
 const CHANNEL_ID: Format = { pattern: UUID_PATTERN, description: 'must be a channel id returned by OpenChannel' }
 const AFTER_SEQUENCE = { min: 0n, max: MAX_SEQUENCE }
-
-/** Events read from the store per round trip while a subscriber catches up. */
-const CATCH_UP_BATCH = 100
 
 /** What every stored event says, whichever stream it is on. */
 const eventFields = (row: EventRow) => ({
@@ -98,17 +94,10 @@ const toChannel = (row: ChannelRow): Channel => ({
   closeTime: row.closed_at ?? undefined,
 })
 
-export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceEventsServiceService> {
-  const db = deps.db as Kysely<EventsDatabase>
+export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Shared): Handlers<typeof InstanceEventsServiceService> {
+  const db = deps.db
   // Expired events are purged by the service's retention (retention.ts), with the rest.
-  const { stallMs, pollMs } = deps.config.events
-  const hub = new SubscriberHub(pollMs, (deviceId, after) => pipe.readEvents(db, deviceId, after, CATCH_UP_BATCH), CATCH_UP_BATCH)
-  hub.servesAppendsOf(db)
-  const hubReady = hub.start(deps.listen)
-  // Streams cannot be served without the database: each subscriber's loop re-reads, fails, and
-  // its stream ends UNAVAILABLE, so the client resumes from its sequence (here or on a replica).
-  const unwatchDatabase = deps.onDatabaseAvailability((available) => available || hub.notifyAll())
-  hubReady.catch((error: unknown) => deps.log.error({ err: error }, 'cannot LISTEN for events; subscribers fall back to polling'))
+  const { stallMs } = deps.config.events
   const isChannelOpen = (deviceId: string, terminalId: string) => channels.isChannelOpen(db, deviceId, terminalId)
 
   /**
@@ -119,7 +108,6 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
    */
   const follow = async <Res>(ctx: RpcContext, stream: ServerWritableStream<unknown, Res>, o: FollowOptions<Res>): Promise<void> => {
     await pipe.assertResumable(db, o.stream, o.afterSequence)
-    await hubReady.catch(() => undefined)
     /** Set when an event that ends the stream was written: the loop ends it with this. */
     let ending: Error | undefined
     const write = (row: EventRow): boolean => {
@@ -163,7 +151,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
       subscription.close()
     }
   }
-  const handlers: Handlers<typeof InstanceEventsServiceService> = {
+  return {
     openChannel: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.terminalId, 'terminal_id'))
       return idempotent(db, callOf(ctx, request, OpenChannelRequest, OpenChannelResponse), async (trx) => ({
@@ -309,14 +297,6 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
         cursorOf: (row) => row.sequence,
       })
       return { events: items.map(toEvent), nextPageToken }
-    },
-  }
-  return {
-    handlers,
-    introspect: () => ({ subscribers: hub.count() }),
-    async onStop() {
-      unwatchDatabase()
-      await hub.stop()
     },
   }
 }

@@ -127,6 +127,6 @@ export function readEvents(db: Db, stream: string, afterSequence: bigint, limit:
  * Deletes events older than the retention period, as the service's background retention does
  * (services/instance-events/retention.ts): bounded batches, yielding to the event loop between them.
  */
-export function expireEvents(db: Db, retentionMs: number, now = new Date()): Promise<number> {
+export function expireEvents(db: Db, retentionMs: number, now: Date): Promise<number> {
   return purge(eventsPurge(db, retentionMs), { now })
 }

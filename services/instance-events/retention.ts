@@ -10,8 +10,7 @@ export function eventsPurge(db: Kysely<EventsDatabase>, windowMs: number): Purge
   return { name: 'events', windowMs, deleteBatch: (before, limit) => store.deleteEventsBefore(db, before, limit) }
 }
 
-export function purges({ db: anyDb, config }: Pick<ServiceDeps, 'db' | 'config'>): Purge[] {
-  const db = anyDb as Kysely<EventsDatabase>
+export function purges({ db, config }: Pick<ServiceDeps<EventsDatabase>, 'db' | 'config'>): Purge[] {
   return [
     idempotencyPurge(db, config.retention.idempotencyMs),
     eventsPurge(db, config.events.retentionMs),

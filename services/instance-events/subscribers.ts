@@ -98,15 +98,11 @@ export class SubscriberHub {
   /** Devices whose parked subscribers are being served, and those notified again meanwhile. */
   private readonly serving = new Map<string, Promise<void>>()
   private readonly servingAgain = new Set<string>()
-  private sweeper: NodeJS.Timeout | undefined
-  private sweeping = false
   private unlisten: (() => Promise<void>)[] = []
   /** Set when the server shuts down: subscribers end their streams so clients reconnect elsewhere. */
   closing = false
 
   constructor(
-    /** How often every device's parked subscribers are served without a notification (safety net). */
-    private readonly pollMs: number,
     private readonly read: ReadEvents,
     /** Rows per read; a full batch means more may follow, and the subscriber's loop catches up. */
     private readonly batch: number,
@@ -118,10 +114,6 @@ export class SubscriberHub {
   }
 
   async start(listen: SharedDatabase['listen']): Promise<void> {
-    // The safety net is one sweep for the hub, serving each device in turn (one read per device
-    // and cursor), not a timer per subscriber: 10,000 subscribers would otherwise poll 2,000 times a second.
-    this.sweeper = setInterval(() => void this.sweep(), this.pollMs)
-    this.sweeper.unref()
     // After a lost connection, notifications may have been missed: everyone re-reads and re-checks.
     const missedSome = (): void => {
       for (const set of this.byStream.values()) for (const s of set) s.recheckChannel = s.terminalId !== undefined
@@ -231,17 +223,16 @@ export class SubscriberHub {
     )
   }
 
-  private async sweep(): Promise<void> {
-    if (this.sweeping) return
-    this.sweeping = true
-    try {
-      for (const stream of [...this.byStream.keys()]) {
-        if (this.closing) return
-        this.notifyStream(stream)
-        await this.serving.get(stream)
-      }
-    } finally {
-      this.sweeping = false
+  /**
+   * The safety net, run every pollMs by the service's sweeper (one pass at a time): every device's
+   * parked subscribers served in turn (one read per device and cursor), not a timer per
+   * subscriber: 10,000 subscribers would otherwise poll 2,000 times a second.
+   */
+  async sweep(): Promise<void> {
+    for (const stream of [...this.byStream.keys()]) {
+      if (this.closing) return
+      this.notifyStream(stream)
+      await this.serving.get(stream)
     }
   }
 
@@ -290,7 +281,6 @@ export class SubscriberHub {
 
   async stop(): Promise<void> {
     this.closing = true
-    clearInterval(this.sweeper)
     this.notifyAll()
     await Promise.all(this.unlisten.splice(0).map((stop) => stop()))
   }

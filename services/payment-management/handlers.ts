@@ -1,9 +1,6 @@
 // PaymentManagementService handlers: validate the request, apply the rules, map rows to replies.
 import { randomUUID } from 'node:crypto'
-import { status as Status } from '@grpc/grpc-js'
-import type { Kysely } from 'kysely'
 import { AppOrderState } from '../../gen/cloudpay/app/v1/app_service.ts'
-import { TransactionState } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
 import {
   CancelDeviceOrdersRequest,
   CancelDeviceOrdersResponse,
@@ -30,27 +27,25 @@ import {
   SubmitOrderResponse,
 } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
-import { FailedPreconditionError, PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
+import { FailedPreconditionError, PermissionDeniedError, quote } from '../runtime/errors.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, idempotentFlow, idempotentFlowReadingAnswer } from '../runtime/idempotency.ts'
 import { channelCheckVia, terminalEnrollment } from '../runtime/mesh-calls.ts'
-import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
-import { RelayedError } from '../runtime/peer-calls.ts'
 import { MAX_SEALED_BYTES } from '../runtime/sealed-credentials.ts'
-import type { RpcContext } from '../runtime/rpc.ts'
+import type { Handlers, RpcContext } from '../runtime/rpc.ts'
 import type { ClaimGesture } from '../runtime/config.ts'
 import type { Identity } from '../runtime/identity.ts'
-import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import type { ServiceDeps } from '../runtime/service-host.ts'
 import { restoreContext, tagged, traceParentOf } from '../runtime/trace-context.ts'
 import { type Format, UUID_PATTERN, validate } from '../runtime/validation.ts'
-import { handOffs } from './hand-offs.ts'
 import * as orders from './orders.ts'
-import { appOrderOf, createPrepay, paymentAccount, paySealed, platformTransaction, sealingKeys } from './peers.ts'
+import { appOrderOf, createPrepay, paymentAccount, paySealed, sealingKeys } from './peers.ts'
 import * as store from './store/repository.ts'
 import type { OrderRow } from './store/repository.ts'
 import type { PaymentDatabase } from './store/tables.ts'
+import type { Shared } from './workers.ts'
 
 const STATES: Record<orders.OrderState, OrderState> = {
   submitted: OrderState.ORDER_STATE_SUBMITTED,
@@ -93,44 +88,10 @@ const ORDER_ID: Format = { pattern: UUID_PATTERN, description: 'must be an order
 const SIGNATURE: Format = { pattern: /^[A-Za-z0-9_-]{16,700}$/, description: 'must be the base64url signature of the payment result' }
 const BINDING_ID: Format = { pattern: UUID_PATTERN, description: 'must be a binding id returned by BindPaymentAccount, or empty for the default' }
 
-export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentManagementServiceService> {
-  const db = deps.db as Kysely<PaymentDatabase>
+export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: Shared): Handlers<typeof PaymentManagementServiceService> {
+  const db = deps.db
+  const now = () => deps.clock.now()
   const settings = deps.config.payment
-  const outbox = startOutbox({ db, tracer: deps.tracer, log: deps.log, ...outboxSettings(deps.config), handlers: handOffs(db, deps.peers) })
-  const sweepMs = Math.min(Math.max(settings.orderTtlMs / 4, 250), 5_000)
-  /** Before an awaiting order expires: has its platform been paid (the report may still be on its way)? */
-  const prepayAtPlatform = async (order: OrderRow): Promise<orders.PrepayVerdict> => {
-    try {
-      const transaction = await platformTransaction(deps.peers, order.platform_id!, order.serial_number!)
-      const state = transaction?.state
-      return state === TransactionState.TRANSACTION_STATE_SUCCEEDED || state === TransactionState.TRANSACTION_STATE_REFUNDED ? 'paid' : 'unpaid'
-    } catch (error) {
-      if (error instanceof RelayedError && error.code === Status.NOT_FOUND) return 'unpaid' // the platform never made it
-      if (!(error instanceof UnavailableError)) deps.log.warn({ err: error, order_id: order.order_id }, 'asking the platform about an order past its deadline failed')
-      return 'unknown'
-    }
-  }
-  let sweeping = false
-  const sweeper = setInterval(() => {
-    if (sweeping) return // the last sweep is still asking platforms
-    sweeping = true
-    orders
-      .expireDue(db, prepayAtPlatform, { paidMs: settings.retryMaxMs, unknownMs: sweepMs })
-      .then(({ expired, deferred }) => {
-        for (const { order, verdict } of deferred) {
-          deps.log.info(
-            { order_id: order.order_id, platform_id: order.platform_id, serial_number: order.serial_number },
-            verdict === 'paid'
-              ? 'order past its deadline is paid at its platform: not expired; waiting for the payment result'
-              : 'order past its deadline: its platform could not be asked whether it was paid; not expired yet',
-          )
-        }
-        if (expired > 0) outbox.kick()
-      })
-      .catch((error: unknown) => deps.log.warn({ err: error }, 'order expiry failed'))
-      .finally(() => (sweeping = false))
-  }, sweepMs)
-  sweeper.unref()
   /**
    * The one place that decides who may act for a device, or for one of its orders: an instance
    * for its own device; a terminal with an open channel to the device; and, for an order, the
@@ -167,7 +128,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
     return order
   }
 
-  const handlers: ServiceParts<typeof PaymentManagementServiceService>['handlers'] = {
+  return {
     submitOrder: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.appOrderId, 'app_order_id'))
       assertInstanceActsForItself(ctx.caller, request.deviceId)
@@ -191,7 +152,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
             merchantId: appOrder.merchantId,
             collectionAccounts: appOrder.collectionAccounts,
           }
-          return commit(async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs)) }))
+          return commit(async (trx) => ({ order: toOrder(await orders.submit(trx, input, settings.orderTtlMs, now())) }))
         })
         // Its preparation is one read at AppService: a retry may repeat it.
       }, { repeatablePreparation: true })
@@ -203,7 +164,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id'))
       await mayActFor(ctx, request.deviceId)
       return idempotent(db, callOf(ctx, request, FetchOrderRequest, FetchOrderResponse), async (trx) => {
-        const fetched = await orders.fetchNext(trx, request.deviceId)
+        const fetched = await orders.fetchNext(trx, request.deviceId, now())
         ctx.span.setAttribute('cloudpay.order_id', fetched.order_id)
         return { order: toOrder(fetched) }
       })
@@ -247,7 +208,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
         return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
           // Peer calls outside any transaction; the state is re-checked by the transition after.
           const account = await paymentAccount(deps.peers, request.deviceId, request.bindingId, ctx.signal)
-          const collectionAccount = orders.assertPrepayable(order, account.platformId)
+          const collectionAccount = orders.assertPrepayable(order, account.platformId, now())
           const { transaction, resultKey } = await createPrepay(
             deps.peers,
             {
@@ -429,7 +390,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
           if (!enrollment?.servesDevice) {
             throw new PermissionDeniedError('NOT_ENROLLED_FOR_ORDER', `terminal ${ctx.caller.id} is not enrolled in the account of order ${order.order_id}'s device`)
           }
-          return commit(async (trx) => ({ order: toOrder(await orders.claim(trx, order.order_id, ctx.caller.id, gestureName(request.gesture)!)) }))
+          return commit(async (trx) => ({ order: toOrder(await orders.claim(trx, order.order_id, ctx.caller.id, gestureName(request.gesture)!, now())) }))
         }),
       )
       outbox.kick() // the other terminals are told
@@ -448,14 +409,6 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentMa
       }))
       outbox.kick()
       return reply
-    },
-  }
-  return {
-    handlers,
-    introspect: () => ({ outbox_dead_letters: outbox.deadLetters() }),
-    async onStop() {
-      clearInterval(sweeper)
-      await outbox.stop()
     },
   }
 }

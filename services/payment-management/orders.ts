@@ -77,6 +77,7 @@ export async function submit(
     collectionAccounts: Record<string, string>
   },
   orderTtlMs: number,
+  now: Date,
 ): Promise<store.OrderRow> {
   const row = await store.insertOrder(db, {
     order_id: input.orderId,
@@ -87,7 +88,7 @@ export async function submit(
     description: input.description,
     merchant_id: input.merchantId,
     collection_accounts: input.collectionAccounts,
-    expires_at: new Date(Date.now() + orderTtlMs),
+    expires_at: new Date(now.getTime() + orderTtlMs),
     // The submitting call's trace becomes the order's: every later step continues it.
     trace_context: captureContext(),
   })
@@ -115,8 +116,8 @@ export function list(db: Db, deviceId: string, beforeSeq: bigint | undefined, li
 }
 
 /** The device's earliest order not yet fetched, now FETCHED. */
-export async function fetchNext(trx: Trx, deviceId: string): Promise<store.OrderRow> {
-  const fetched = await store.fetchEarliestWaiting(trx, deviceId, new Date())
+export async function fetchNext(trx: Trx, deviceId: string, now: Date): Promise<store.OrderRow> {
+  const fetched = await store.fetchEarliestWaiting(trx, deviceId, now)
   if (!fetched) throw new NotFoundError('NO_ORDER_WAITING', `device ${deviceId} has no order waiting to be fetched`)
   trace.getActiveSpan()?.addEvent('order state', { 'cloudpay.order_id': fetched.order_id, 'cloudpay.order_state': 'fetched' })
   return fetched
@@ -127,8 +128,7 @@ export async function fetchNext(trx: Trx, deviceId: string): Promise<store.Order
  * wins; the terminal that won already gets its order again; anyone else is refused. The
  * account's other terminals are told through the outbox.
  */
-export async function claim(trx: Trx, orderId: string, terminalId: string, gesture: string): Promise<store.OrderRow> {
-  const now = new Date()
+export async function claim(trx: Trx, orderId: string, terminalId: string, gesture: string, now: Date): Promise<store.OrderRow> {
   const claimed = await store.claimOrder(trx, orderId, { terminalId, gesture, now })
   if (claimed) {
     trace.getActiveSpan()?.addEvent('order state', { 'cloudpay.order_id': orderId, 'cloudpay.order_state': 'fetched', 'cloudpay.claim_gesture': gesture })
@@ -158,10 +158,10 @@ export async function endTerminalClaims(trx: Trx, terminalId: string, claimedBef
 }
 
 /** Checks that an order can be sent to a platform now; returns its collection account there. */
-export function assertPrepayable(order: store.OrderRow, platformId: string): string {
+export function assertPrepayable(order: store.OrderRow, platformId: string, now: Date): string {
   if (order.state !== 'fetched')
     throw new FailedPreconditionError('ILLEGAL_TRANSITION', `order ${order.order_id} is ${order.state}; only a fetched order can be prepaid`, { state: order.state })
-  if (order.expires_at <= new Date()) throw new FailedPreconditionError('ORDER_EXPIRED', `order ${order.order_id} expired at ${order.expires_at.toISOString()}`)
+  if (order.expires_at <= now) throw new FailedPreconditionError('ORDER_EXPIRED', `order ${order.order_id} expired at ${order.expires_at.toISOString()}`)
   const collection = order.collection_accounts[platformId]
   if (!collection)
     throw new FailedPreconditionError(
@@ -345,15 +345,15 @@ export interface ExpirySweep {
  * platform cannot be asked, is left awaiting and looked at again later. Each order's check runs
  * in the order's own trace.
  */
-export async function expireDue(db: Db, prepayAtPlatform: (order: store.OrderRow) => Promise<PrepayVerdict>, rechecks: ExpiryRechecks): Promise<ExpirySweep> {
+export async function expireDue(db: Db, prepayAtPlatform: (order: store.OrderRow) => Promise<PrepayVerdict>, rechecks: ExpiryRechecks, now: Date): Promise<ExpirySweep> {
   let expired = 0
   const deferred: ExpirySweep['deferred'][number][] = []
-  for (const order of await store.findExpired(db, new Date(), 100)) {
+  for (const order of await store.findExpired(db, now, 100)) {
     await context.with(restoreContext(order.trace_context), async () => {
       if (order.state === 'awaiting_payment' && order.platform_id && order.serial_number) {
         const verdict = await prepayAtPlatform(order)
         if (verdict !== 'unpaid') {
-          await store.deferExpiry(db, order.order_id, new Date(Date.now() + (verdict === 'paid' ? rechecks.paidMs : rechecks.unknownMs)))
+          await store.deferExpiry(db, order.order_id, new Date(now.getTime() + (verdict === 'paid' ? rechecks.paidMs : rechecks.unknownMs)))
           deferred.push({ order, verdict })
           return
         }

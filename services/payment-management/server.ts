@@ -1,10 +1,10 @@
-// The payment-management service: its schema, migrations, authorization rules and handlers.
+// The payment-management service: its schema, migrations, authorization rules, handlers and workers.
 import { PaymentManagementServiceService } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { defineService } from '../runtime/service-host.ts'
 import { rules } from './authorization.ts'
 import { createHandlers } from './handlers.ts'
-import { purges } from './retention.ts'
 import { migrations } from './store/migrations/index.ts'
+import { introspect, shared, workers } from './workers.ts'
 
 export const paymentManagement = defineService({
   name: 'payment-management',
@@ -13,6 +13,8 @@ export const paymentManagement = defineService({
   definition: PaymentManagementServiceService,
   migrations,
   rules,
+  shared,
   createHandlers,
-  retention: purges,
+  workers,
+  introspect,
 })

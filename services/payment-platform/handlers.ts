@@ -1,5 +1,5 @@
 // PaymentPlatformService handlers: validate the request, apply the rules, map rows to replies.
-import type { Kysely, Transaction as Trx } from 'kysely'
+import type { Transaction as Trx } from 'kysely'
 import {
   AccountKind,
   type AccountBalance,
@@ -24,16 +24,15 @@ import {
 import { FailedPreconditionError, PermissionDeniedError, UnavailableError } from '../runtime/errors.ts'
 import { createHash } from 'node:crypto'
 import { callOf, type Commit, idempotent, idempotentAfter, idempotentFlow, idempotentFlowReadingAnswer } from '../runtime/idempotency.ts'
-import type { RpcContext } from '../runtime/rpc.ts'
-import { outboxSettings, startOutbox } from '../runtime/outbox.ts'
+import type { Handlers, RpcContext } from '../runtime/rpc.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { hashPassword } from '../runtime/passwords.ts'
 import { type Credentials, MAX_SEALED_BYTES, openCredentials, sealingAad, signSealingKey } from '../runtime/sealed-credentials.ts'
-import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import type { ServiceDeps } from '../runtime/service-host.ts'
 import { tagged } from '../runtime/trace-context.ts'
 import { CURRENCY, type Format, MAX_AMOUNT_MINOR, validate } from '../runtime/validation.ts'
 import * as ledger from './ledger.ts'
-import { OFFLINE_REDEEMED_TOPIC, offlineRedeemedSender, PAYMENT_RESULT_TOPIC, paymentResultSender, queuePaymentResult } from './notifications.ts'
+import { queuePaymentResult } from './notifications.ts'
 import { offlineHandlers } from './offline-handlers.ts'
 import { authorizeTerminal } from './peers.ts'
 import { currentResultKey } from './result-keys.ts'
@@ -41,6 +40,7 @@ import { acceptedSealingKeys, openingKey, publishingIdentity } from './sealing-k
 import * as store from './store/repository.ts'
 import type { AccountRow, TransactionRow } from './store/repository.ts'
 import type { PlatformDatabase } from './store/tables.ts'
+import type { Shared } from './workers.ts'
 
 const ACCOUNT_NUMBER: Format = { pattern: /^[A-Za-z0-9]{6,34}$/, description: 'must be 6-34 letters and digits' }
 const SERIAL: Format = { pattern: /^TX[0-9A-F]{20}$/, description: 'must be a serial number returned by CreatePrepay' }
@@ -79,10 +79,10 @@ const STATES: Record<ledger.EffectiveTransactionState, TransactionState> = {
   expired: TransactionState.TRANSACTION_STATE_EXPIRED,
   refunded: TransactionState.TRANSACTION_STATE_REFUNDED,
 }
-const toTransaction = (row: TransactionRow): Transaction => ({
+const toTransaction = (row: TransactionRow, now: Date): Transaction => ({
   platformId: row.platform_id,
   serialNumber: row.serial_number,
-  state: STATES[ledger.effectiveState(row)],
+  state: STATES[ledger.effectiveState(row, now)],
   amount: { currencyCode: row.currency_code, amountMinor: row.amount_minor },
   maskedPayerAccount: row.masked_payer,
   collectionAccount: row.collection_account,
@@ -95,17 +95,11 @@ const toTransaction = (row: TransactionRow): Transaction => ({
   refundTime: row.refunded_at ?? undefined,
 })
 
-export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPlatformServiceService> {
-  const db = deps.db as Kysely<PlatformDatabase>
+export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: Shared): Handlers<typeof PaymentPlatformServiceService> {
+  const db = deps.db
+  const now = () => deps.clock.now()
   const settings = deps.config.payment
   const platforms = settings.platformIds
-  const outbox = startOutbox({
-    db,
-    tracer: deps.tracer,
-    log: deps.log,
-    ...outboxSettings(deps.config),
-    handlers: { [PAYMENT_RESULT_TOPIC]: paymentResultSender(deps.peers), [OFFLINE_REDEEMED_TOPIC]: offlineRedeemedSender(deps.peers) },
-  })
   const onPlatform = (platformId: string) => ledger.assertPlatform(platforms, platformId)
   /**
    * A terminal acts on a transaction only if the prepay was made for it, and only while
@@ -163,7 +157,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     txn: TransactionRow,
     credentials: Credentials,
     sealed?: string,
-    payer?: Parameters<typeof ledger.checkPaymentPassword>[5],
+    payer?: Parameters<typeof ledger.checkPaymentPassword>[6],
   ): Promise<PayResponse> => {
     const useUp = (outcome: 'paid' | 'wrong_password') => async (trx: Trx<PlatformDatabase>) => {
       if (sealed === undefined) return
@@ -171,13 +165,13 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     }
     // The merchant's order id is PaymentManagement's order id: the payment joins the order's trace tags.
     const reply = await tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
-      await ledger.checkPaymentPassword(db, txn, credentials.paymentPassword, settings, useUp('wrong_password'), payer)
+      await ledger.checkPaymentPassword(db, txn, credentials.paymentPassword, settings, now(), useUp('wrong_password'), payer)
       if (credentials.payerAccount) ledger.assertPaysFrom(deps.sealer, txn, credentials.payerAccount)
       return commit(async (trx) => {
         await useUp('paid')(trx)
-        const settled = await ledger.settle(trx, txn.platform_id, txn.serial_number)
+        const settled = await ledger.settle(trx, txn.platform_id, txn.serial_number, now())
         await queuePaymentResult(trx, deps.sealer, settled)
-        return { transaction: toTransaction(settled) }
+        return { transaction: toTransaction(settled, now()) }
       })
     })
     outbox.kick()
@@ -185,7 +179,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
   }
   const sealedReplayed = () => new FailedPreconditionError('SEALED_REPLAYED', 'these sealed credentials were used before; seal them anew for this payment')
 
-  const handlers: ServiceParts<typeof PaymentPlatformServiceService>['handlers'] = {
+  return {
     ...offlineHandlers(deps, { onPlatform, kickOutbox: () => outbox.kick() }),
     createPayerAccount: async (request, ctx) => {
       validate((v) =>
@@ -261,7 +255,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
       )
       onPlatform(request.platformId)
       return idempotent(db, callOf(ctx, request, CreatePrepayRequest, CreatePrepayResponse), async (trx) => {
-        const resultKey = await currentResultKey(trx, deps.sealer, request.platformId, settings.resultKeyRotationMs)
+        const resultKey = await currentResultKey(trx, deps.sealer, request.platformId, settings.resultKeyRotationMs, now())
         const created = await ledger.createPrepay(
           trx,
           deps.sealer,
@@ -278,8 +272,9 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
             orderExpiresAt: request.expireTime,
           },
           settings,
+          now(),
         )
-        return { transaction: toTransaction(created), resultKey }
+        return { transaction: toTransaction(created, now()), resultKey }
       })
     },
 
@@ -307,7 +302,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     getSealingKeys: async (request) => {
       validate((v) => v.id(request.platformId, 'platform_id'))
       onPlatform(request.platformId)
-      const keys = await acceptedSealingKeys(db, deps.sealer, request.platformId, settings)
+      const keys = await acceptedSealingKeys(db, deps.sealer, request.platformId, settings, now())
       const identity = await publishingIdentity(deps.certificate)
       return {
         platformId: request.platformId,
@@ -334,7 +329,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
         const txn = await transactionFor(ctx, request.platformId, request.serialNumber, { terminalId: request.terminalId, askPaymentManagement: false })
         return tagged({ orderId: txn.merchant_order_id, platformId: txn.platform_id }, async () => {
           // None of these refusals is a password attempt: they come before the password is looked at.
-          const key = await openingKey(db, deps.sealer, txn.platform_id, request.keyId, settings)
+          const key = await openingKey(db, deps.sealer, txn.platform_id, request.keyId, settings, now())
           const aad = sealingAad({ serialNumber: txn.serial_number, amountMinor: txn.amount_minor, currencyCode: txn.currency_code, platformId: txn.platform_id })
           const opened = await openCredentials(key, request.sealed, aad)
           validate((v) =>
@@ -350,14 +345,14 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
     getTransaction: async (request, ctx) => {
       validate((v) => v.id(request.platformId, 'platform_id').format(request.serialNumber, 'serial_number', SERIAL))
       onPlatform(request.platformId)
-      return { transaction: toTransaction(await transactionFor(ctx, request.platformId, request.serialNumber)) }
+      return { transaction: toTransaction(await transactionFor(ctx, request.platformId, request.serialNumber), now()) }
     },
 
     cancelTransaction: async (request, ctx) => {
       validate((v) => v.requestId(request.requestId).id(request.platformId, 'platform_id').format(request.serialNumber, 'serial_number', SERIAL))
       onPlatform(request.platformId)
       return idempotent(db, callOf(ctx, request, CancelTransactionRequest, CancelTransactionResponse), async (trx) => ({
-        transaction: toTransaction(await ledger.cancel(trx, request.platformId, request.serialNumber)),
+        transaction: toTransaction(await ledger.cancel(trx, request.platformId, request.serialNumber, now()), now()),
       }))
     },
 
@@ -371,7 +366,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
       )
       onPlatform(request.platformId)
       return idempotent(db, callOf(ctx, request, RefundTransactionRequest, RefundTransactionResponse), async (trx) => ({
-        transaction: toTransaction(await ledger.refund(trx, request.platformId, request.serialNumber)),
+        transaction: toTransaction(await ledger.refund(trx, request.platformId, request.serialNumber, now()), now()),
       }))
     },
 
@@ -398,5 +393,4 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof PaymentPl
       }
     },
   }
-  return { handlers, introspect: () => ({ outbox_dead_letters: outbox.deadLetters() }), onStop: () => outbox.stop() }
 }

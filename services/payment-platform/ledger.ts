@@ -21,7 +21,7 @@ export interface Money {
 
 export type EffectiveTransactionState = store.TransactionRow['state'] | 'expired'
 
-export function effectiveState(txn: store.TransactionRow, now = new Date()): EffectiveTransactionState {
+export function effectiveState(txn: store.TransactionRow, now: Date): EffectiveTransactionState {
   return txn.state === 'pending' && txn.expires_at <= now ? 'expired' : txn.state
 }
 
@@ -134,8 +134,8 @@ export async function createPrepay(
     orderExpiresAt?: Date
   },
   settings: PaymentSettings,
+  now: Date,
 ): Promise<store.TransactionRow> {
-  const now = new Date()
   if (input.orderExpiresAt && input.orderExpiresAt <= now) {
     throw new FailedPreconditionError('ORDER_EXPIRED', `expire_time: merchant order ${input.merchantOrderId} expired at ${input.orderExpiresAt.toISOString()}`)
   }
@@ -185,7 +185,7 @@ export async function getTransaction(db: Db, platformId: string, serialNumber: s
   return txn
 }
 
-function assertPayable(txn: store.TransactionRow, now = new Date()): void {
+function assertPayable(txn: store.TransactionRow, now: Date): void {
   const state = effectiveState(txn, now)
   if (state === 'pending') return
   if (state === 'succeeded') throw new FailedPreconditionError('ALREADY_PAID', `transaction ${txn.serial_number} is already paid`)
@@ -200,12 +200,13 @@ export async function checkPaymentPassword(
   txn: store.TransactionRow,
   password: string,
   settings: PaymentSettings,
+  now: Date,
   beforeCounting?: (trx: Trx) => Promise<void>,
   /** The payer's hash and lock, when the caller read them with the transaction (store.findTransactionToPay). */
   known?: { password_hash: string | null; locked_until: Date | null },
 ): Promise<void> {
-  assertPayable(txn)
-  await checkPayerPassword(db, txn.platform_id, txn.payer_ref, password, settings, beforeCounting, known)
+  assertPayable(txn, now)
+  await checkPayerPassword(db, txn.platform_id, txn.payer_ref, password, settings, now, beforeCounting, known)
 }
 
 /**
@@ -221,16 +222,17 @@ export async function checkPayerPassword(
   payerRef: string,
   password: string,
   settings: PaymentSettings,
+  now: Date,
   beforeCounting?: (trx: Trx) => Promise<void>,
   known?: { password_hash: string | null; locked_until: Date | null },
 ): Promise<void> {
   const payer = known ?? (await store.findAccount(db, platformId, payerRef))
   if (!payer?.password_hash) throw new NotFoundError('PAYER_NOT_FOUND', 'the payer account of this transaction no longer exists')
-  if (payer.locked_until && payer.locked_until > new Date()) {
+  if (payer.locked_until && payer.locked_until > now) {
     throw new ResourceExhaustedError(
       'PAYMENT_LOCKED',
       `too many wrong payment passwords; try again after ${payer.locked_until.toISOString()}`,
-      payer.locked_until.getTime() - Date.now(),
+      payer.locked_until.getTime() - now.getTime(),
     )
   }
   if (await verifyPassword(payer.password_hash, password)) return
@@ -256,11 +258,10 @@ export function assertPaysFrom(sealer: Sealer, txn: store.TransactionRow, payerN
 }
 
 /** Moves the money payer -> collection in one ledger transaction; the balance never goes below zero. */
-export async function settle(trx: Trx, platformId: string, serialNumber: string): Promise<store.TransactionRow> {
+export async function settle(trx: Trx, platformId: string, serialNumber: string, now: Date): Promise<store.TransactionRow> {
   const txn = await store.lockTransaction(trx, platformId, serialNumber)
   if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${quote(serialNumber)}`)
   // One reading of the clock: the completion time (signed in the result) is never after the expiry it was checked against.
-  const now = new Date()
   assertPayable(txn, now)
   const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
   const payer = accounts.get(txn.payer_ref)!
@@ -277,11 +278,11 @@ export async function settle(trx: Trx, platformId: string, serialNumber: string)
 }
 
 /** Moves a succeeded transaction's money back to the payer. */
-export async function refund(trx: Trx, platformId: string, serialNumber: string): Promise<store.TransactionRow> {
+export async function refund(trx: Trx, platformId: string, serialNumber: string, now: Date): Promise<store.TransactionRow> {
   const txn = await store.lockTransaction(trx, platformId, serialNumber)
   if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${quote(serialNumber)}`)
   if (txn.state === 'refunded') return txn
-  if (txn.state !== 'succeeded') throw new FailedPreconditionError('NOT_PAID', `transaction ${serialNumber} is ${effectiveState(txn)}; only a paid one can be refunded`)
+  if (txn.state !== 'succeeded') throw new FailedPreconditionError('NOT_PAID', `transaction ${serialNumber} is ${effectiveState(txn, now)}; only a paid one can be refunded`)
   const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
   await transfer(
     trx,
@@ -291,16 +292,16 @@ export async function refund(trx: Trx, platformId: string, serialNumber: string)
     { currencyCode: txn.currency_code, amountMinor: txn.amount_minor },
     txn.serial_number,
   )
-  return store.setTransactionState(trx, txn.serial_number, 'refunded', new Date())
+  return store.setTransactionState(trx, txn.serial_number, 'refunded', now)
 }
 
 /** Cancels a transaction that is not paid; a paid one cannot be cancelled (refund it). */
-export async function cancel(trx: Trx, platformId: string, serialNumber: string): Promise<store.TransactionRow> {
+export async function cancel(trx: Trx, platformId: string, serialNumber: string, now: Date): Promise<store.TransactionRow> {
   const txn = await store.lockTransaction(trx, platformId, serialNumber)
   if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${quote(serialNumber)}`)
   if (txn.state === 'cancelled') return txn
   if (txn.state !== 'pending') throw new FailedPreconditionError('ALREADY_PAID', `transaction ${serialNumber} is ${txn.state}; it cannot be cancelled`)
-  return store.setTransactionState(trx, txn.serial_number, 'cancelled', new Date())
+  return store.setTransactionState(trx, txn.serial_number, 'cancelled', now)
 }
 
 export function listLedgerEntries(db: Db, platformId: string, accountRefValue: string, before: bigint | undefined, limit: number) {

@@ -21,6 +21,7 @@ export const PAYMENT_RESULT_TOPIC = 'payment-result'
 /** Signs and queues the result of a settled transaction, in the settling transaction. */
 export async function queuePaymentResult(trx: Kysely<PlatformDatabase>, sealer: Sealer, txn: TransactionRow): Promise<string> {
   if (!txn.result_key_id) throw new Error(`transaction ${txn.serial_number} has no result key`)
+  if (!txn.completed_at) throw new Error(`transaction ${txn.serial_number} is not settled`)
   const fields = {
     keyId: txn.result_key_id,
     platformId: txn.platform_id,
@@ -28,7 +29,7 @@ export async function queuePaymentResult(trx: Kysely<PlatformDatabase>, sealer: 
     result: 'SUCCEEDED',
     currencyCode: txn.currency_code,
     amountMinor: txn.amount_minor,
-    completeTime: (txn.completed_at ?? new Date()).toISOString(),
+    completeTime: txn.completed_at.toISOString(),
   }
   const signature = signPaymentResult(await signingKey(trx, sealer, fields.keyId), fields)
   return enqueue(

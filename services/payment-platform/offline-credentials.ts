@@ -31,6 +31,7 @@ export async function provision(
   trx: Trx,
   sealer: Sealer,
   input: { platformId: string; terminalId: string; payer: store.AccountRow; allowance: Money; perCodeCapMinor: bigint; notAfter: Date; counterWindow: number },
+  now: Date,
 ): Promise<OfflineCredentialRow> {
   if (input.payer.currency_code !== input.allowance.currencyCode) {
     throw new FailedPreconditionError('CURRENCY_MISMATCH', `allowance is in ${input.allowance.currencyCode} but the payer account holds ${input.payer.currency_code}`)
@@ -57,13 +58,13 @@ export async function provision(
     allowance_minor: input.allowance.amountMinor,
     remaining_minor: input.allowance.amountMinor,
     counter_window: input.counterWindow,
-    not_before: new Date(),
+    not_before: now,
     not_after: input.notAfter,
   })
 }
 
 /** The state a credential is in at `now` (an active one past its window is expired, swept or not). */
-export const effectiveCredentialState = (row: OfflineCredentialRow, now = new Date()): OfflineCredentialRow['state'] =>
+export const effectiveCredentialState = (row: OfflineCredentialRow, now: Date): OfflineCredentialRow['state'] =>
   row.state === 'active' && row.not_after <= now ? 'expired' : row.state
 
 /** A credential as `caller` may see it: its own terminal's, or any for an operator; the same refusal for another's and a missing one. */
@@ -80,7 +81,7 @@ export async function credentialFor(db: Db, platformId: string, credentialId: st
 }
 
 /** Ends a locked credential: what is left goes reserve -> payer in one journal. Returns the amount returned. */
-async function end(trx: Trx, sealer: Sealer, credential: OfflineCredentialRow, state: 'revoked' | 'expired'): Promise<{ credential: OfflineCredentialRow; returnedMinor: bigint }> {
+async function end(trx: Trx, sealer: Sealer, credential: OfflineCredentialRow, state: 'revoked' | 'expired', now: Date): Promise<{ credential: OfflineCredentialRow; returnedMinor: bigint }> {
   const returnedMinor = credential.remaining_minor
   if (returnedMinor > 0n) {
     const reserve = await ensureInternalAccount(trx, sealer, credential.platform_id, 'reserve', credential.currency_code)
@@ -94,20 +95,20 @@ async function end(trx: Trx, sealer: Sealer, credential: OfflineCredentialRow, s
       credential.credential_id,
     )
   }
-  return { credential: await offline.endCredential(trx, credential.credential_id, state, new Date()), returnedMinor }
+  return { credential: await offline.endCredential(trx, credential.credential_id, state, now), returnedMinor }
 }
 
 /** Revokes a credential (an ended one stays as it is, returning nothing more). */
-export async function revoke(trx: Trx, sealer: Sealer, platformId: string, credentialId: string): Promise<{ credential: OfflineCredentialRow; returnedMinor: bigint }> {
+export async function revoke(trx: Trx, sealer: Sealer, platformId: string, credentialId: string, now: Date): Promise<{ credential: OfflineCredentialRow; returnedMinor: bigint }> {
   const credential = (await offline.lockCredential(trx, platformId, credentialId))!
   if (credential.state !== 'active') return { credential, returnedMinor: 0n }
-  return end(trx, sealer, credential, effectiveCredentialState(credential) === 'expired' ? 'expired' : 'revoked')
+  return end(trx, sealer, credential, effectiveCredentialState(credential, now) === 'expired' ? 'expired' : 'revoked', now)
 }
 
 /** Ends up to `limit` credentials past their window, returning their rest to the payers; how many. */
 export async function sweepExpired(trx: Trx, sealer: Sealer, now: Date, limit: number): Promise<number> {
   const due = await offline.lockExpiredCredentials(trx, now, limit)
-  for (const credential of due) await end(trx, sealer, credential, 'expired')
+  for (const credential of due) await end(trx, sealer, credential, 'expired', now)
   return due.length
 }
 
@@ -133,7 +134,7 @@ const unreadable = (why: string) => InvalidArgumentError.field('code', `is not a
  * still accepted, the credential is live, its time lies in the window, currencies agree, the
  * amounts are within the cap and the code. Each refusal moves nothing.
  */
-export async function authenticate(db: Db, sealer: Sealer, ask: RedemptionAsk, settings: OfflineSettings, now = new Date()): Promise<AuthenticCode> {
+export async function authenticate(db: Db, sealer: Sealer, ask: RedemptionAsk, settings: OfflineSettings, now: Date): Promise<AuthenticCode> {
   let body: OfflinePaymentCodeBody
   let bodyBytes: Uint8Array
   let mac: Uint8Array
@@ -202,9 +203,8 @@ function assertLive(credential: OfflineCredentialRow, now: Date): void {
  * charge within what is left; then the redemption is recorded and the money moves reserve ->
  * the payee's collection account in one journal.
  */
-export async function redeem(trx: Trx, sealer: Sealer, ask: RedemptionAsk, code: AuthenticCode): Promise<OfflineRedemptionRow> {
+export async function redeem(trx: Trx, sealer: Sealer, ask: RedemptionAsk, code: AuthenticCode, now: Date): Promise<OfflineRedemptionRow> {
   const credential = (await offline.lockCredential(trx, code.credential.platform_id, code.credential.credential_id))!
-  const now = new Date()
   assertLive(credential, now)
   const counter = code.body.counter
   if (counter < 1n || counter <= credential.highest_counter - BigInt(credential.counter_window)) {

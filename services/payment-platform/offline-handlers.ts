@@ -24,7 +24,9 @@ import { callOf, idempotent, idempotentFlow } from '../runtime/idempotency.ts'
 import { MAX_OPENED_CODE_BYTES, payeeCodeText } from '../runtime/offline-codes.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { type PublishedKey, SEALING_PUBLIC_KEY_BYTES } from '../runtime/sealed-box.ts'
-import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
+import type { Handlers as AllHandlers } from '../runtime/rpc.ts'
+import type { Sealer } from '../runtime/sealing.ts'
+import type { ServiceDeps } from '../runtime/service-host.ts'
 import { type Format, MAX_AMOUNT_MINOR, validate } from '../runtime/validation.ts'
 import * as ledger from './ledger.ts'
 import { queueOfflineRedeemed } from './notifications.ts'
@@ -35,7 +37,7 @@ import type { OfflineCredentialRow, OfflineRedemptionRow, PayeeRow } from './sto
 import * as offline from './store/offline-repository.ts'
 import type { PlatformDatabase } from './store/tables.ts'
 
-type Handlers = ServiceParts<typeof PaymentPlatformServiceService>['handlers']
+type Handlers = AllHandlers<typeof PaymentPlatformServiceService>
 type OfflineHandlers = Pick<
   Handlers,
   'registerPayee' | 'publishPayeeKey' | 'getPayeeCode' | 'provisionOfflineCredential' | 'revokeOfflineCredential' | 'redeemOfflineCode' | 'listOfflineRedemptions'
@@ -51,9 +53,9 @@ const STATES = {
   expired: OfflineCredentialState.OFFLINE_CREDENTIAL_STATE_EXPIRED,
 } as const
 
-const toCredential = (row: OfflineCredentialRow): OfflineCredential => {
+const toCredential = (row: OfflineCredentialRow, now: Date): OfflineCredential => {
   const money = (amountMinor: bigint) => ({ currencyCode: row.currency_code, amountMinor })
-  const state = credentials.effectiveCredentialState(row)
+  const state = credentials.effectiveCredentialState(row, now)
   return {
     credentialId: row.credential_id,
     platformId: row.platform_id,
@@ -89,8 +91,8 @@ const toPayee = (row: PayeeRow) => ({
   currencyCode: row.currency_code,
 })
 
-export function offlineHandlers(deps: ServiceDeps, parts: { readonly onPlatform: (platformId: string) => void; readonly kickOutbox: () => void }): OfflineHandlers {
-  const db = deps.db as Kysely<PlatformDatabase>
+export function offlineHandlers(deps: ServiceDeps<PlatformDatabase>, parts: { readonly onPlatform: (platformId: string) => void; readonly kickOutbox: () => void }): OfflineHandlers {
+  const db = deps.db
   const settings = deps.config.payment
   const limits = settings.offline
   const { onPlatform } = parts
@@ -130,12 +132,12 @@ export function offlineHandlers(deps: ServiceDeps, parts: { readonly onPlatform:
       onPlatform(request.platformId)
       const payee = await payees.getPayee(db, request.platformId, request.payeeId)
       const identity = await publishingIdentity(deps.certificate)
-      const payeeCode = await payees.payeeCode(db, payee, identity.privateKey, limits)
+      const payeeCode = await payees.payeeCode(db, payee, identity.privateKey, limits, deps.clock.now())
       return { payeeCode, code: payeeCodeText(payeeCode), certificateChain: identity.chain }
     },
 
     provisionOfflineCredential: async (request, ctx) => {
-      const now = Date.now()
+      const now = deps.clock.now().getTime()
       validate((v) =>
         v
           .requestId(request.requestId)
@@ -165,19 +167,24 @@ export function offlineHandlers(deps: ServiceDeps, parts: { readonly onPlatform:
         const payer = await ledger.getAccount(db, deps.sealer, request.platformId, request.payerAccount)
         if (payer.kind !== 'payer') throw new NotFoundError('PAYER_NOT_FOUND', `payer_account: no payer account like that on platform ${request.platformId}`)
         // Pay's own password check: counted, locking the payer after too many wrong ones.
-        await ledger.checkPayerPassword(db, request.platformId, payer.account_ref, request.paymentPassword, settings)
+        await ledger.checkPayerPassword(db, request.platformId, payer.account_ref, request.paymentPassword, settings, deps.clock.now())
         return commit(async (trx) => {
-          const row = await credentials.provision(trx, deps.sealer, {
-            platformId: request.platformId,
-            terminalId: ctx.caller.id,
-            payer,
-            allowance: request.allowance!,
-            perCodeCapMinor: request.perCodeCapMinor,
-            notAfter: request.expireTime ?? new Date(now + limits.credentialMaxTtlMs),
-            counterWindow: limits.counterWindow,
-          })
+          const row = await credentials.provision(
+            trx,
+            deps.sealer,
+            {
+              platformId: request.platformId,
+              terminalId: ctx.caller.id,
+              payer,
+              allowance: request.allowance!,
+              perCodeCapMinor: request.perCodeCapMinor,
+              notAfter: request.expireTime ?? new Date(now + limits.credentialMaxTtlMs),
+              counterWindow: limits.counterWindow,
+            },
+            new Date(now),
+          )
           // The stored reply leaves the secret out; it is derived again below for the first answer and every retry.
-          return { credential: toCredential(row), credentialSecret: Buffer.alloc(0), certificateChain: [] }
+          return { credential: toCredential(row, new Date(now)), credentialSecret: Buffer.alloc(0), certificateChain: [] }
         })
       })
       const credentialId = reply.credential!.credentialId
@@ -189,8 +196,8 @@ export function offlineHandlers(deps: ServiceDeps, parts: { readonly onPlatform:
       onPlatform(request.platformId)
       await credentials.credentialFor(db, request.platformId, request.credentialId, ctx.caller)
       return idempotent(db, callOf(ctx, request, RevokeOfflineCredentialRequest, RevokeOfflineCredentialResponse), async (trx) => {
-        const ended = await credentials.revoke(trx, deps.sealer, request.platformId, request.credentialId)
-        return { credential: toCredential(ended.credential), returned: { currencyCode: ended.credential.currency_code, amountMinor: ended.returnedMinor } }
+        const ended = await credentials.revoke(trx, deps.sealer, request.platformId, request.credentialId, deps.clock.now())
+        return { credential: toCredential(ended.credential, deps.clock.now()), returned: { currencyCode: ended.credential.currency_code, amountMinor: ended.returnedMinor } }
       })
     },
 
@@ -207,10 +214,10 @@ export function offlineHandlers(deps: ServiceDeps, parts: { readonly onPlatform:
       const payee = await payees.heldPayee(db, request.platformId, request.payeeId, ctx.caller)
       const reply = await idempotentFlow(db, callOf(ctx, request, RedeemOfflineCodeRequest, RedeemOfflineCodeResponse), async (commit) => {
         const ask = { payee, opened: request.code, charge: request.amount! }
-        const code = await credentials.authenticate(db, deps.sealer, ask, limits)
+        const code = await credentials.authenticate(db, deps.sealer, ask, limits, deps.clock.now())
         ctx.span.setAttribute('cloudpay.credential_id', code.credential.credential_id)
         return commit(async (trx) => {
-          const redemption = await credentials.redeem(trx, deps.sealer, ask, code)
+          const redemption = await credentials.redeem(trx, deps.sealer, ask, code, deps.clock.now())
           await queueOfflineRedeemed(trx, code.credential.terminal_id, redemption.redemption_id)
           return { redemption: toRedemption(redemption) }
         })
@@ -229,12 +236,12 @@ export function offlineHandlers(deps: ServiceDeps, parts: { readonly onPlatform:
         fetch: (before, limit) => offline.listRedemptions(db, credential.credential_id, before, limit),
         cursorOf: (row) => row.counter,
       })
-      return { credential: toCredential(credential), redemptions: items.map(toRedemption), nextPageToken }
+      return { credential: toCredential(credential, deps.clock.now()), redemptions: items.map(toRedemption), nextPageToken }
     },
   }
 }
 
 /** The expiry sweep: credentials past their window give their rest back to the payers (one short transaction per batch). */
-export function expiredCredentialsSweep(db: Kysely<PlatformDatabase>, sealer: ServiceDeps['sealer']) {
+export function expiredCredentialsSweep(db: Kysely<PlatformDatabase>, sealer: Sealer) {
   return (now: Date, limit: number) => inTransaction(db, (trx) => credentials.sweepExpired(trx, sealer, now, limit))
 }

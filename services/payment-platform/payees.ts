@@ -68,7 +68,7 @@ export async function publishPayeeKey(db: Db, payee: PayeeRow, publicKey: Uint8A
 }
 
 /** The payee code: its newest accepted key, signed with the platform's TLS key. */
-export async function payeeCode(db: Db, payee: PayeeRow, tlsPrivateKey: KeyObject, settings: OfflineSettings, now = new Date()): Promise<PayeeCode> {
+export async function payeeCode(db: Db, payee: PayeeRow, tlsPrivateKey: KeyObject, settings: OfflineSettings, now: Date): Promise<PayeeCode> {
   const since = new Date(now.getTime() - settings.payeeKeyRotationMs - settings.payeeKeyGraceMs)
   const row = await offline.findNewestPayeeKey(db, payee.platform_id, payee.payee_id, since)
   if (!row) throw new FailedPreconditionError('PAYEE_KEY_MISSING', `payee ${payee.payee_id} has no accepted key; its holder publishes one with PublishPayeeKey`)
@@ -76,7 +76,7 @@ export async function payeeCode(db: Db, payee: PayeeRow, tlsPrivateKey: KeyObjec
 }
 
 /** The payee key a code names, while it is accepted: PAYEE_KEY_UNKNOWN, or PAYEE_KEY_EXPIRED once rotated out beyond the grace. */
-export async function acceptedPayeeKey(db: Db, payee: PayeeRow, keyId: string, settings: OfflineSettings, now = new Date()): Promise<PublishedKey> {
+export async function acceptedPayeeKey(db: Db, payee: PayeeRow, keyId: string, settings: OfflineSettings, now: Date): Promise<PublishedKey> {
   const row = ID_PATTERN.test(keyId) ? await offline.findPayeeKey(db, payee.platform_id, payee.payee_id, keyId) : undefined
   if (!row) throw InvalidArgumentError.field('code', `names payee key ${quote(keyId)}, which payee ${payee.payee_id} never published`, 'PAYEE_KEY_UNKNOWN')
   const key = keyOf(row, settings)

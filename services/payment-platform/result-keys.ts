@@ -17,7 +17,7 @@ export interface PublicResultKey {
 }
 
 /** The key new transactions of a platform are signed with (made on first use and on rotation). */
-export async function currentResultKey(db: Db, sealer: Sealer, platformId: string, rotationMs: number, now = new Date()): Promise<PublicResultKey> {
+export async function currentResultKey(db: Db, sealer: Sealer, platformId: string, rotationMs: number, now: Date): Promise<PublicResultKey> {
   const newest = await store.findNewestResultKey(db, platformId)
   if (newest && now.getTime() - newest.created_at.getTime() < rotationMs) return { keyId: newest.key_id, publicKey: Buffer.from(newest.public_key) }
   const { publicKey, privateKey } = generateKeyPairSync('ed25519')

@@ -6,30 +6,28 @@
 // not a deletion, but the same bounded, replica-safe batches.
 // Transactions and ledger entries are never purged: they are the platform's financial record.
 import { deliveredOutboxPurge, idempotencyPurge, type Purge } from '../runtime/retention.ts'
-import type { Kysely } from 'kysely'
 import type { ServiceDeps } from '../runtime/service-host.ts'
 import { expiredCredentialsSweep } from './offline-handlers.ts'
 import * as offlineStore from './store/offline-repository.ts'
 import * as store from './store/repository.ts'
 import type { PlatformDatabase } from './store/tables.ts'
 
-export function purges({ db, config, sealer }: Pick<ServiceDeps, 'db' | 'config' | 'sealer'>): Purge[] {
-  const platform = db as Kysely<PlatformDatabase>
+export function purges({ db, config, sealer }: Pick<ServiceDeps<PlatformDatabase>, 'db' | 'config' | 'sealer'>): Purge[] {
   // A key is accepted for rotation + grace after it was made; a blob is made while its key is accepted.
   const offline = config.payment.offline
   const sealedWindowMs = 2 * (config.payment.sealingKeyRotationMs + config.payment.sealingKeyGraceMs)
   return [
     idempotencyPurge(db, config.retention.idempotencyMs),
     deliveredOutboxPurge(db, config.retention.outboxMs),
-    { name: 'sealed_blobs', windowMs: sealedWindowMs, deleteBatch: (cutoff, limit) => store.deleteSealedBlobsBefore(platform, cutoff, limit) },
+    { name: 'sealed_blobs', windowMs: sealedWindowMs, deleteBatch: (cutoff, limit) => store.deleteSealedBlobsBefore(db, cutoff, limit) },
     // Ends (not deletes) credentials past their window: the cutoff is now.
-    { name: 'offline_credentials_expired', windowMs: 0, deleteBatch: expiredCredentialsSweep(platform, sealer) },
-    { name: 'offline_credentials', windowMs: offline.retentionMs, deleteBatch: (cutoff, limit) => offlineStore.deleteCredentialsEndedBefore(platform, cutoff, limit) },
+    { name: 'offline_credentials_expired', windowMs: 0, deleteBatch: expiredCredentialsSweep(db, sealer) },
+    { name: 'offline_credentials', windowMs: offline.retentionMs, deleteBatch: (cutoff, limit) => offlineStore.deleteCredentialsEndedBefore(db, cutoff, limit) },
     // A payee key is accepted for rotation + grace after it was made; kept the offline window longer.
     {
       name: 'payee_keys',
       windowMs: offline.payeeKeyRotationMs + offline.payeeKeyGraceMs + offline.retentionMs,
-      deleteBatch: (cutoff, limit) => offlineStore.deletePayeeKeysBefore(platform, cutoff, limit),
+      deleteBatch: (cutoff, limit) => offlineStore.deletePayeeKeysBefore(db, cutoff, limit),
     },
   ]
 }

@@ -27,7 +27,7 @@ export const keyNotAfter = (created: Date, rotationMs: number, graceMs: number):
 const notAfterOf = (row: store.SealingKeyRow, periods: SealingPeriods): Date => keyNotAfter(row.created_at, periods.sealingKeyRotationMs, periods.sealingKeyGraceMs)
 
 /** The keys a terminal may seal to now, newest first; a new key is made on first use and on rotation. */
-export async function acceptedSealingKeys(db: Db, sealer: Sealer, platformId: string, periods: SealingPeriods, now = new Date()): Promise<PublicSealingKey[]> {
+export async function acceptedSealingKeys(db: Db, sealer: Sealer, platformId: string, periods: SealingPeriods, now: Date): Promise<PublicSealingKey[]> {
   const newest = await store.findNewestSealingKey(db, platformId)
   if (!newest || now.getTime() - newest.created_at.getTime() >= periods.sealingKeyRotationMs) {
     // Two replicas rotating at once each make a key; both are published and accepted.
@@ -54,7 +54,7 @@ const privateKeys = new Map<string, CryptoKey>()
  * SEALING_KEY_UNKNOWN for a key this platform never had (another platform's too), and
  * SEALING_KEY_EXPIRED once its grace period is over.
  */
-export async function openingKey(db: Db, sealer: Sealer, platformId: string, keyId: string, periods: SealingPeriods, now = new Date()): Promise<CryptoKey> {
+export async function openingKey(db: Db, sealer: Sealer, platformId: string, keyId: string, periods: SealingPeriods, now: Date): Promise<CryptoKey> {
   const row = await store.findSealingKey(db, platformId, keyId)
   if (!row) throw InvalidArgumentError.field('key_id', `is not a sealing key of platform ${platformId}; seal to a key from GetSealingKeys`, 'SEALING_KEY_UNKNOWN')
   const notAfter = notAfterOf(row, periods)

@@ -1,10 +1,10 @@
-// The payment-platform service: its schema, migrations, authorization rules and handlers.
+// The payment-platform service: its schema, migrations, authorization rules, handlers and workers.
 import { PaymentPlatformServiceService } from '../../gen/cloudpay/platform/v1/payment_platform_service.ts'
 import { defineService } from '../runtime/service-host.ts'
 import { rules } from './authorization.ts'
 import { createHandlers } from './handlers.ts'
-import { purges } from './retention.ts'
 import { migrations } from './store/migrations/index.ts'
+import { introspect, shared, workers } from './workers.ts'
 
 export const paymentPlatform = defineService({
   name: 'payment-platform',
@@ -13,6 +13,8 @@ export const paymentPlatform = defineService({
   definition: PaymentPlatformServiceService,
   migrations,
   rules,
+  shared,
   createHandlers,
-  retention: purges,
+  workers,
+  introspect,
 })

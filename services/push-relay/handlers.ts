@@ -1,6 +1,5 @@
 // PushRelayService handlers (the development relay): each wake is recorded, once per request
 // id, instead of being sent to a terminal OS vendor's push service.
-import type { Kysely } from 'kysely'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { type PushRelayServiceService, type Wake, WakeRequest, WakeResponse } from '../../gen/cloudpay/push/v1/push_relay_service.ts'
 import { callOf, idempotent } from '../runtime/idempotency.ts'
@@ -25,8 +24,8 @@ const toWake = (row: store.WakeRow): Wake => ({
   createTime: row.created_at,
 })
 
-export function createHandlers(deps: ServiceDeps): Handlers<typeof PushRelayServiceService> {
-  const db = deps.db as Kysely<PushRelayDatabase>
+export function createHandlers(deps: ServiceDeps<PushRelayDatabase>): Handlers<typeof PushRelayServiceService> {
+  const db = deps.db
   return {
     wake: async (request, ctx) => {
       validate((v) =>

@@ -1,6 +1,7 @@
 // The push-relay service (development implementation of cloudpay.push.v1.PushRelayService): its
-// schema, migrations, authorization rules and handlers.
+// schema, migrations, authorization rules, handlers and workers.
 import { PushRelayServiceService } from '../../gen/cloudpay/push/v1/push_relay_service.ts'
+import { retentionWorker } from '../runtime/retention.ts'
 import { defineService } from '../runtime/service-host.ts'
 import { rules } from './authorization.ts'
 import { createHandlers } from './handlers.ts'
@@ -14,6 +15,7 @@ export const pushRelay = defineService({
   definition: PushRelayServiceService,
   migrations,
   rules,
-  retention: purges,
   createHandlers,
+  // Its only background work: forgetting what it no longer needs.
+  workers: (deps) => [retentionWorker(deps, purges(deps))],
 })

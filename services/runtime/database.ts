@@ -295,7 +295,9 @@ class PostgresListener {
 
 /** A service's view of the database: its own schema. */
 export function forSchema<Database>(shared: SharedDatabase, schema: string): Kysely<Database> {
-  return shared.db.withSchema(schema) as Kysely<Database>
+  // The shared handle is untyped (every schema's tables); this view is the service's own.
+  const own: Kysely<Database> = shared.db.withSchema(schema)
+  return own
 }
 
 export interface MigrationSummary {
@@ -375,7 +377,7 @@ export async function inTransaction<Database, T>(
       let result: T
       try {
         result = await builder.execute((trx) => {
-          openTransactions.set(trx, { origin: db as Kysely<any>, hooks })
+          openTransactions.set(trx, { origin: db, hooks })
           return work(trx)
         })
       } catch (error) {

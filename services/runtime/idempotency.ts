@@ -111,8 +111,9 @@ function keyMaterial<Req, Res>(call: IdempotentCall<Req, Res>): KeyMaterial {
   }
 }
 
-async function storedReply<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>, material: KeyMaterial): Promise<Res | undefined> {
-  const previous = await (db as unknown as Kysely<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>)
+async function storedReply<Req, Res>(db: Kysely<any>, call: IdempotentCall<Req, Res>, material: KeyMaterial): Promise<Res | undefined> {
+  const keys: Kysely<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }> = db
+  const previous = await keys
     .selectFrom(IDEMPOTENCY_TABLE)
     .select(['method', 'request_hash', 'response'])
     .where('caller', '=', material.caller)

@@ -15,6 +15,7 @@ import type { Logger } from './logger.ts'
 import { PeerError } from './peer-calls.ts'
 import { SERVICE_TRACER } from './telemetry.ts'
 import { captureContext, restoreContext } from './trace-context.ts'
+import type { Worker } from './workers.ts'
 
 export const OUTBOX_TABLE = 'outbox'
 
@@ -182,7 +183,8 @@ export function outboxSettings(config: { readonly payment: PaymentSettings; read
   } satisfies Partial<OutboxOptions>
 }
 
-export interface Outbox {
+/** A service's outbox: a worker (the host starts and stops it) that handlers also kick and wait on. */
+export interface Outbox extends Worker {
   /**
    * Call after committing deliveries: looks for due ones now, unless every delivery enqueued since
    * was written held by a local outbox (then already under way).
@@ -215,7 +217,15 @@ const deadLetterCounter = metrics.getMeter('cloudpay').createCounter('cloudpay.o
 /** How often a waiter re-reads the table, for deliveries another replica attempts. */
 const DELIVERED_RECHECK_MS = 250
 
+/** An outbox and its delivery passes, started (and stopped) by its service's host. */
 export function startOutbox(options: OutboxOptions): Outbox {
+  const outbox = createOutbox(options)
+  outbox.start()
+  return outbox
+}
+
+/** An outbox not yet delivering: start() begins its passes (a service declares it as a worker). */
+export function createOutbox(options: OutboxOptions): Outbox {
   const db = options.db as OutboxDb
   const leaseMs = options.leaseMs ?? 30_000
   const maxAttempts = options.maxAttempts ?? Number.POSITIVE_INFINITY
@@ -223,6 +233,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
   const topics = new Map(Object.entries(options.handlers).map(([topic, handler]) => [topic, typeof handler === 'function' ? { deliver: handler } : handler] as const))
   let running: Promise<void> | undefined
   let again = false
+  let started = false
   let stopped = false
   let deadCount = 0
   /** Deliveries this replica claimed and has not finished (delivered, rescheduled or dead). */
@@ -375,7 +386,7 @@ export function startOutbox(options: OutboxOptions): Outbox {
   }
 
   const run = (): void => {
-    if (stopped) return
+    if (!started || stopped) return
     if (running) {
       again = true
       return
@@ -443,7 +454,6 @@ export function startOutbox(options: OutboxOptions): Outbox {
       .finally(() => heldAttempts.delete(attempted))
     heldAttempts.add(attempted)
   }
-  localOutboxes.set(options.db, { leaseMs, attemptHeld })
   /** The value of enqueuedUnheld this replica last looked for deliveries at. */
   let unheldSeen = enqueuedUnheld
   /** After a commit: deliveries this replica holds are already under way; only others need a pass. */
@@ -453,13 +463,21 @@ export function startOutbox(options: OutboxOptions): Outbox {
     run()
   }
 
-  const timer = setInterval(run, options.intervalMs ?? 500)
-  timer.unref()
-  const recountTimer = setInterval(recount, DEAD_RECOUNT_MS)
-  recountTimer.unref()
-  recount()
-  run()
+  let timer: NodeJS.Timeout | undefined
+  let recountTimer: NodeJS.Timeout | undefined
   return {
+    name: 'outbox',
+    start() {
+      if (started || stopped) return
+      started = true
+      localOutboxes.set(options.db, { leaseMs, attemptHeld })
+      timer = setInterval(run, options.intervalMs ?? 500)
+      timer.unref()
+      recountTimer = setInterval(recount, DEAD_RECOUNT_MS)
+      recountTimer.unref()
+      recount()
+      run()
+    },
     kick,
     delivered,
     deadLetters: () => deadCount,

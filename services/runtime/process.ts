@@ -1,5 +1,6 @@
 // Running services in this process until SIGINT/SIGTERM: config -> telemetry -> database ->
 // each service (migrations, mTLS server) -> clean shutdown (in-flight calls finish, database closed).
+import type { Clock } from './clock.ts'
 import { loadConfig, type Config } from './config.ts'
 import { databaseLocation, openDatabase, type SharedDatabase } from './database.ts'
 import { createLogger, type Logger } from './logger.ts'
@@ -25,6 +26,8 @@ export interface StartOptions {
   readonly config?: Config
   readonly telemetry?: Telemetry
   readonly log?: Logger
+  /** The services' clock (tests move a ManualClock); the system clock by default. */
+  readonly clock?: Clock
 }
 
 /** Starts the given services in this process, sharing one database and one telemetry pipeline. */
@@ -45,7 +48,7 @@ export async function startMesh(specs: readonly ServiceSpec[], options: StartOpt
   }
   try {
     // One after another: migrations of different schemas need not contend for the embedded database.
-    for (const spec of specs) services.push(await startService(spec, { config, database, telemetry, log, addresses, sealer }))
+    for (const spec of specs) services.push(await startService(spec, { config, database, telemetry, log, addresses, sealer, clock: options.clock }))
   } catch (error) {
     await stop()
     throw error
@@ -56,7 +59,7 @@ export async function startMesh(specs: readonly ServiceSpec[], options: StartOpt
     if (index < 0 || !spec) throw new Error(`${name} is not running here`)
     await services[index]!.stop()
     return async () => {
-      const again = await startService(spec, { config, database, telemetry, log, addresses, sealer })
+      const again = await startService(spec, { config, database, telemetry, log, addresses, sealer, clock: options.clock })
       services[index] = again
       return again
     }

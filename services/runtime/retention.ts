@@ -10,12 +10,14 @@
 // Not purged, deliberately: PaymentPlatform's transactions and ledger entries and
 // PaymentManagement's orders (the financial record), accounts and bindings, result keys (old
 // results stay verifiable), device stream heads (sequence numbers are never reused).
-import { context, ROOT_CONTEXT } from '@opentelemetry/api'
 import { type Kysely, sql } from 'kysely'
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
+import type { Clock } from './clock.ts'
+import type { Config } from './config.ts'
 import { IDEMPOTENCY_TABLE, type IdempotencyKeysTable } from './idempotency.ts'
 import type { Logger } from './logger.ts'
 import { OUTBOX_TABLE, type OutboxTable } from './outbox.ts'
+import { isSweeper, type Sweeper, sweeper, type Worker } from './workers.ts'
 
 /** Rows deleted by one statement. */
 export const PURGE_BATCH_ROWS = 500
@@ -74,98 +76,26 @@ export async function purgeAll(kinds: readonly Purge[], options: PurgeOptions & 
   return counts
 }
 
-/** Background work run every `intervalMs`, one pass at a time, stopped with the service. */
-export interface PeriodicWorker<T> {
-  /** Starts a pass now (right after the one under way, if any); resolves with its result. */
-  runNow(): Promise<T>
-  /** Resolves with the result of the next pass to start after this call (timer or runNow). */
-  nextPass(): Promise<T>
-  /** No pass starts any more; the one under way is told to stop (its signal) and awaited. */
-  stop(): Promise<void>
-}
+export type RetentionWorker = Sweeper<PurgeCounts>
 
-interface Waiter<T> {
-  resolve(value: T): void
-  reject(error: unknown): void
-}
+/** The worker name the host looks for (RunningService.retention: tests run a pass with runNow). */
+export const RETENTION_WORKER = 'retention'
 
-/**
- * The one periodic-worker piece every service's background work uses: an unref'd interval (it
- * never keeps a process alive), passes that never overlap, each run outside any caller's trace
- * context, its failures logged rather than thrown, and a stop that waits for the pass under way.
- */
-export function startPeriodic<T>(options: { readonly name: string; readonly intervalMs: number; readonly log: Logger; run(signal: AbortSignal): Promise<T> }): PeriodicWorker<T> {
-  const abort = new AbortController()
-  let running: Promise<void> | undefined
-  let again = false
-  let waiting: Waiter<T>[] = []
+export const isRetentionWorker = (worker: Worker): worker is RetentionWorker => worker.name === RETENTION_WORKER && isSweeper(worker)
 
-  const startPass = (): void => {
-    const waiters = waiting
-    waiting = []
-    running = context
-      .with(ROOT_CONTEXT, () => options.run(abort.signal))
-      .then(
-        (result) => {
-          for (const waiter of waiters) waiter.resolve(result)
-        },
-        (error: unknown) => {
-          options.log.warn({ err: error, worker: options.name }, `${options.name} pass failed`)
-          for (const waiter of waiters) waiter.reject(error)
-        },
-      )
-      .finally(() => {
-        running = undefined
-        if (again && !abort.signal.aborted) {
-          again = false
-          startPass()
-        }
-      })
-  }
-  const tick = (): void => {
-    if (!abort.signal.aborted && !running) startPass()
-  }
-  const nextPass = (): Promise<T> =>
-    abort.signal.aborted
-      ? Promise.reject(new Error(`${options.name} is stopped`))
-      : new Promise<T>((resolve, reject) => {
-          waiting.push({ resolve, reject })
-        })
-
-  const timer = setInterval(tick, options.intervalMs)
-  timer.unref()
-  return {
-    nextPass,
-    runNow() {
-      const result = nextPass()
-      if (running) again = true
-      else tick()
-      return result
-    },
-    async stop() {
-      abort.abort()
-      clearInterval(timer)
-      await running
-      for (const waiter of waiting.splice(0)) waiter.reject(new Error(`${options.name} stopped`))
-    },
-  }
-}
-
-export type RetentionWorker = PeriodicWorker<PurgeCounts>
-
-/** A service's purge, every `intervalMs`: each kind in turn, in bounded batches. */
-export function startRetention(options: { readonly kinds: readonly Purge[]; readonly intervalMs: number; readonly log: Logger; readonly batchRows?: number }): RetentionWorker {
-  return startPeriodic({
-    name: 'retention',
-    intervalMs: options.intervalMs,
-    log: options.log,
+/** A service's purge, every CLOUDPAY_RETENTION_INTERVAL_MS: each kind in turn, in bounded batches, windows measured back from its clock. */
+export function retentionWorker(deps: { readonly config: Config; readonly log: Logger; readonly clock: Clock }, kinds: readonly Purge[]): RetentionWorker {
+  return sweeper({
+    name: RETENTION_WORKER,
+    intervalMs: deps.config.retention.intervalMs,
+    log: deps.log,
     run: async (signal) => {
-      const counts = await purgeAll(options.kinds, {
+      const counts = await purgeAll(kinds, {
         signal,
-        batchRows: options.batchRows,
-        onError: (kind, error) => options.log.warn({ err: error, kind: kind.name }, 'retention: purge failed; next pass retries'),
+        now: deps.clock.now(),
+        onError: (kind, error) => deps.log.warn({ err: error, kind: kind.name }, 'retention: purge failed; next pass retries'),
       })
-      if (Object.values(counts).some((n) => n > 0)) options.log.info({ purged: counts }, 'retention: purged rows past their window')
+      if (Object.values(counts).some((n) => n > 0)) deps.log.info({ purged: counts }, 'retention: purged rows past their window')
       return counts
     },
   })
@@ -177,7 +107,7 @@ export function startRetention(options: { readonly kinds: readonly Purge[]; read
  * Uses the idempotency_keys_created_at index of every service's first migration.
  */
 export function idempotencyPurge(db: Kysely<any>, windowMs: number): Purge {
-  const keys = db as Kysely<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>
+  const keys: Kysely<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }> = db
   return {
     name: IDEMPOTENCY_TABLE,
     windowMs,
@@ -207,7 +137,7 @@ export function idempotencyPurge(db: Kysely<any>, windowMs: number): Purge {
 
 /** Outbox rows delivered before the cutoff. An undelivered row is never taken, however old. */
 export function deliveredOutboxPurge(db: Kysely<any>, windowMs: number): Purge {
-  const outbox = db as Kysely<{ [OUTBOX_TABLE]: OutboxTable }>
+  const outbox: Kysely<{ [OUTBOX_TABLE]: OutboxTable }> = db
   return {
     name: OUTBOX_TABLE,
     windowMs,

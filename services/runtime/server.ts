@@ -27,9 +27,6 @@ export interface HostedService {
   readonly implementation: UntypedServiceImplementation
   /** Authorization rule per method path; a path without one is denied. */
   readonly rules: ReadonlyMap<string, Rule>
-  /** Stops the service's background work and ends its long-lived streams (before the server drains). */
-  readonly onStop?: () => Promise<void>
-  readonly introspect?: () => Record<string, number>
 }
 
 export interface ServerOptions {

@@ -30,16 +30,16 @@ async function assignedDevice(): Promise<{ accountId: string; deviceId: string }
   return { accountId, deviceId }
 }
 
-const start = (deviceId: string, settings = SETTINGS) => inTransaction(service.db, (trx) => logins.startLogin(trx, deviceId, settings))
+const start = (deviceId: string, settings = SETTINGS) => inTransaction(service.db, (trx) => logins.startLogin(trx, deviceId, settings, new Date()))
 
 async function verify(login: store.LoginRow, password = PASSWORD, bindingCode = login.binding_code): Promise<store.LoginRow> {
-  const check = await logins.checkCredentials(service.db, { deviceId: login.device_id, loginId: login.login_id, bindingCode, password })
+  const check = await logins.checkCredentials(service.db, { deviceId: login.device_id, loginId: login.login_id, bindingCode, password }, new Date())
   assert.ok(!('answered' in check), 'no stored answer outside a call')
-  return inTransaction(service.db, (trx) => logins.recordVerification(trx, check, SETTINGS))
+  return inTransaction(service.db, (trx) => logins.recordVerification(trx, check, SETTINGS, new Date()))
 }
 
-const redeem = (login: store.LoginRow, settings = SETTINGS) => inTransaction(service.db, (trx) => logins.redeemLogin(trx, login.device_id, login.login_id, settings))
-const consume = (token: string, deviceId: string) => inTransaction(service.db, (trx) => logins.consumeLoginToken(trx, token, deviceId))
+const redeem = (login: store.LoginRow, settings = SETTINGS) => inTransaction(service.db, (trx) => logins.redeemLogin(trx, login.device_id, login.login_id, settings, new Date()))
+const consume = (token: string, deviceId: string) => inTransaction(service.db, (trx) => logins.consumeLoginToken(trx, token, deviceId, new Date()))
 
 test(`a login goes pending -> verified -> redeemed, once each; its token is good once, on its own device only (${DATABASE_KIND})`, async () => {
   const { accountId, deviceId } = await assignedDevice()
@@ -75,7 +75,7 @@ test(`a login of another device is not found, and an unassigned device cannot st
   const { deviceId } = await assignedDevice()
   const login = await start(deviceId)
   await refusedWith(logins.getLogin(service.db, 'dev-other', login.login_id), 'LOGIN_NOT_FOUND')
-  await refusedWith(logins.checkCredentials(service.db, { deviceId: 'dev-other', loginId: login.login_id, bindingCode: login.binding_code, password: PASSWORD }), 'LOGIN_NOT_FOUND')
+  await refusedWith(logins.checkCredentials(service.db, { deviceId: 'dev-other', loginId: login.login_id, bindingCode: login.binding_code, password: PASSWORD }, new Date()), 'LOGIN_NOT_FOUND')
   await refusedWith(start('dev-never-assigned'), 'INSTANCE_NOT_ASSIGNED')
 })
 

@@ -34,7 +34,7 @@ async function account(): Promise<string> {
 
 /** Enrols a terminal as the handler does: the password checked outside a transaction, a wrong one counted and refused. */
 async function enroll(accountId: string, terminalId: string, password = PASSWORD) {
-  const check = await terminals.checkCredential(service.db, { accountId, terminalId, password })
+  const check = await terminals.checkCredential(service.db, { accountId, terminalId, password }, new Date())
   if (!check.verified) return terminals.refuse(service.db, check, SETTINGS)
   return inTransaction(service.db, (trx) => terminals.enroll(trx, check, terminalId, SETTINGS))
 }

@@ -21,7 +21,7 @@ async function player() {
   const account = await accounts.createGuestAccount(service.db)
   const deviceId = `dev-${randomUUID().slice(0, 8)}`
   const assignmentId = randomUUID()
-  const session = await inTransaction(service.db, (trx) => accounts.openSession(trx, account.app_account_id, deviceId, assignmentId, HOUR_MS))
+  const session = await inTransaction(service.db, (trx) => accounts.openSession(trx, account.app_account_id, deviceId, assignmentId, HOUR_MS, new Date()))
   return { account, deviceId, assignmentId, session }
 }
 
@@ -95,11 +95,11 @@ test(`a payment that is not the amount due delivers nothing and rejects the orde
 
 test(`sessions: live on their own device until expires_at; another device's token, an unknown one or an expired one is refused (${DATABASE_KIND})`, async () => {
   const p = await player()
-  assert.equal((await accounts.accountOfSession(service.db, p.session.token, p.deviceId)).app_account_id, p.account.app_account_id)
-  await refusedWith(accounts.accountOfSession(service.db, p.session.token, 'dev-other'), 'SESSION_INVALID')
-  await refusedWith(accounts.accountOfSession(service.db, 'not-a-session', p.deviceId), 'SESSION_INVALID')
-  const instant = await inTransaction(service.db, (trx) => accounts.openSession(trx, p.account.app_account_id, p.deviceId, p.assignmentId, 0))
-  await refusedWith(accounts.accountOfSession(service.db, instant.token, p.deviceId), 'SESSION_EXPIRED')
+  assert.equal((await accounts.accountOfSession(service.db, p.session.token, p.deviceId, new Date())).app_account_id, p.account.app_account_id)
+  await refusedWith(accounts.accountOfSession(service.db, p.session.token, 'dev-other', new Date()), 'SESSION_INVALID')
+  await refusedWith(accounts.accountOfSession(service.db, 'not-a-session', p.deviceId, new Date()), 'SESSION_INVALID')
+  const instant = await inTransaction(service.db, (trx) => accounts.openSession(trx, p.account.app_account_id, p.deviceId, p.assignmentId, 0, new Date()))
+  await refusedWith(accounts.accountOfSession(service.db, instant.token, p.deviceId, new Date()), 'SESSION_EXPIRED')
   assert.match(p.account.display_name, /^cloud platform guest \d{6}$/)
   assert.deepEqual(p.account.archive, accounts.FRESH_ARCHIVE)
 })
@@ -109,20 +109,20 @@ test(`an ended assignment ends its sessions and pending orders, and nothing open
   const pending = await order(p, 'gem-pack-100', 1)
   const paid = await order(p, 'gem-pack-100', 1)
   await fulfil(paid.app_order_id, paymentFor(paid.amount_due_minor))
-  const next = await inTransaction(service.db, (trx) => accounts.openSession(trx, p.account.app_account_id, p.deviceId, randomUUID(), HOUR_MS))
+  const next = await inTransaction(service.db, (trx) => accounts.openSession(trx, p.account.app_account_id, p.deviceId, randomUUID(), HOUR_MS, new Date()))
 
-  const ended = await inTransaction(service.db, (trx) => accounts.endAssignment(trx, p.deviceId, p.assignmentId))
+  const ended = await inTransaction(service.db, (trx) => accounts.endAssignment(trx, p.deviceId, p.assignmentId, new Date()))
   assert.equal(ended, 1, "the assignment's one session")
   assert.equal(await orders.rejectUnpaidOfAssignment(service.db, p.deviceId, accounts.endedWith(p.assignmentId)), 1)
   assert.equal((await orders.getOrder(service.db, pending.app_order_id)).state, 'rejected')
   assert.equal((await orders.getOrder(service.db, paid.app_order_id)).state, 'effective', 'an effective order stays effective')
 
-  await refusedWith(accounts.accountOfSession(service.db, p.session.token, p.deviceId), 'SESSION_ENDED')
+  await refusedWith(accounts.accountOfSession(service.db, p.session.token, p.deviceId, new Date()), 'SESSION_ENDED')
   await refusedWith(
-    inTransaction(service.db, (trx) => accounts.openSession(trx, p.account.app_account_id, p.deviceId, p.assignmentId, HOUR_MS)),
+    inTransaction(service.db, (trx) => accounts.openSession(trx, p.account.app_account_id, p.deviceId, p.assignmentId, HOUR_MS, new Date())),
     'ASSIGNMENT_ENDED',
   )
-  const { session } = await accounts.sessionOf(service.db, next.token, p.deviceId)
+  const { session } = await accounts.sessionOf(service.db, next.token, p.deviceId, new Date())
   await inTransaction(service.db, (trx) => accounts.assertSessionAssignmentLive(trx, session)) // a later assignment's session lives on
-  assert.equal(await inTransaction(service.db, (trx) => accounts.endAssignment(trx, p.deviceId, p.assignmentId)), 0, 'ending it again ends nothing more')
+  assert.equal(await inTransaction(service.db, (trx) => accounts.endAssignment(trx, p.deviceId, p.assignmentId, new Date())), 0, 'ending it again ends nothing more')
 })

@@ -5,6 +5,7 @@ import type { ChannelCredentials } from '@grpc/grpc-js'
 import { ALL_SERVICES } from '../../services/registry.ts'
 import { createClient } from '../../services/runtime/client.ts'
 import { addressVariable, type Config, loadConfig, SERVICE_NAMES, type ServiceName } from '../../services/runtime/config.ts'
+import type { Clock } from '../../services/runtime/clock.ts'
 import type { Identity } from '../../services/runtime/identity.ts'
 import { createLogger } from '../../services/runtime/logger.ts'
 import { type ClientOf, SERVICE_CLIENTS } from '../../services/runtime/peers.ts'
@@ -30,7 +31,15 @@ export interface TestMesh {
   stop(): Promise<void>
 }
 
-export async function startTestMesh(options: { services?: readonly ServiceSpec[]; env?: NodeJS.ProcessEnv; telemetryEnv?: NodeJS.ProcessEnv } = {}): Promise<TestMesh> {
+export async function startTestMesh(
+  options: {
+    services?: readonly ServiceSpec[]
+    env?: NodeJS.ProcessEnv
+    telemetryEnv?: NodeJS.ProcessEnv
+    /** The services' clock (a ManualClock moves time for their rules); the system clock by default. */
+    clock?: Clock
+  } = {},
+): Promise<TestMesh> {
   const fresh = await freshDatabase()
   const env: NodeJS.ProcessEnv = {
     CLOUDPAY_HOME: fresh.home,
@@ -61,7 +70,7 @@ export async function startTestMesh(options: { services?: readonly ServiceSpec[]
     spanFile: config.traceFile,
     onExportTrouble: (message, error) => log.warn({ error: error?.message }, message),
   })
-  const mesh = await startMesh(options.services ?? ALL_SERVICES, { config, telemetry, log })
+  const mesh = await startMesh(options.services ?? ALL_SERVICES, { config, telemetry, log, clock: options.clock })
   const clients: { close(): void }[] = []
   const address = (name: ServiceName): string => {
     const running = mesh.services.find((s) => s.name === name)

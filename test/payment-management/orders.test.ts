@@ -35,6 +35,7 @@ async function submitted(deviceId = `dev-${randomUUID().slice(0, 8)}`, ttlMs = T
         collectionAccounts: { alphapay: 'SHOP-ALPHA' },
       },
       ttlMs,
+      new Date(),
     ),
   )
 }
@@ -42,7 +43,7 @@ async function submitted(deviceId = `dev-${randomUUID().slice(0, 8)}`, ttlMs = T
 /** Submitted, fetched and prepaid at alphapay: awaiting payment. */
 async function awaitingPayment(): Promise<OrderRow> {
   const order = await submitted()
-  await tx((trx) => orders.fetchNext(trx, order.device_id))
+  await tx((trx) => orders.fetchNext(trx, order.device_id, new Date()))
   return tx((trx) =>
     orders.recordPrepay(trx, order.order_id, { platformId: 'alphapay', serialNumber: `TX${randomUUID()}`, resultKeyId: 'key-1', resultPublicKey: new Uint8Array([1]) }),
   )
@@ -62,9 +63,9 @@ test(`the happy path: submitted -> fetched -> awaiting_payment -> paid -> effect
   const order = await submitted()
   assert.equal(order.state, 'submitted')
   assert.equal((await deliveriesOf(order.order_id, orders.TOPICS.push)).length, 1, 'pushed to the account terminals')
-  const fetched = await tx((trx) => orders.fetchNext(trx, order.device_id))
+  const fetched = await tx((trx) => orders.fetchNext(trx, order.device_id, new Date()))
   assert.deepEqual([fetched.order_id, fetched.state], [order.order_id, 'fetched'])
-  assert.equal(orders.assertPrepayable(fetched, 'alphapay'), 'SHOP-ALPHA')
+  assert.equal(orders.assertPrepayable(fetched, 'alphapay', new Date()), 'SHOP-ALPHA')
   const awaiting = await tx((trx) =>
     orders.recordPrepay(trx, order.order_id, { platformId: 'alphapay', serialNumber: `TX${randomUUID()}`, resultKeyId: 'k', resultPublicKey: new Uint8Array([1]) }),
   )
@@ -97,7 +98,7 @@ test(`refused moves: each names the state it is in (${DATABASE_KIND})`, async ()
     'ORDER_NOT_FOUND',
   )
   assert.throws(
-    () => orders.assertPrepayable(order, 'alphapay'),
+    () => orders.assertPrepayable(order, 'alphapay', new Date()),
     (error: { reason: string }) => error.reason === 'ILLEGAL_TRANSITION',
   )
 
@@ -125,13 +126,13 @@ test(`refused moves: each names the state it is in (${DATABASE_KIND})`, async ()
 
 test(`prepay checks: only a platform the merchant accepts, only before the deadline (${DATABASE_KIND})`, async () => {
   const order = await submitted()
-  const fetched = await tx((trx) => orders.fetchNext(trx, order.device_id))
+  const fetched = await tx((trx) => orders.fetchNext(trx, order.device_id, new Date()))
   assert.throws(
-    () => orders.assertPrepayable(fetched, 'betapay'),
+    () => orders.assertPrepayable(fetched, 'betapay', new Date()),
     (error: { reason: string }) => error.reason === 'PLATFORM_NOT_ACCEPTED',
   )
   assert.throws(
-    () => orders.assertPrepayable({ ...fetched, expires_at: new Date(Date.now() - 1) }, 'alphapay'),
+    () => orders.assertPrepayable({ ...fetched, expires_at: new Date(Date.now() - 1) }, 'alphapay', new Date()),
     (error: { reason: string }) => error.reason === 'ORDER_EXPIRED',
   )
 })
@@ -140,10 +141,10 @@ test(`a device's orders are fetched earliest first, each once; an app order is s
   const deviceId = `dev-${randomUUID().slice(0, 8)}`
   const first = await submitted(deviceId)
   const second = await submitted(deviceId)
-  assert.equal((await tx((trx) => orders.fetchNext(trx, deviceId))).order_id, first.order_id)
-  assert.equal((await tx((trx) => orders.fetchNext(trx, deviceId))).order_id, second.order_id)
+  assert.equal((await tx((trx) => orders.fetchNext(trx, deviceId, new Date()))).order_id, first.order_id)
+  assert.equal((await tx((trx) => orders.fetchNext(trx, deviceId, new Date()))).order_id, second.order_id)
   await refusedWith(
-    tx((trx) => orders.fetchNext(trx, deviceId)),
+    tx((trx) => orders.fetchNext(trx, deviceId, new Date())),
     'NO_ORDER_WAITING',
   )
 
@@ -152,6 +153,7 @@ test(`a device's orders are fetched earliest first, each once; an app order is s
       trx,
       { orderId: randomUUID(), deviceId, appOrderId: first.app_order_id, amountMinor: 1n, currencyCode: 'USD', description: 'x', merchantId: 'shop', collectionAccounts: {} },
       TTL_MS,
+      new Date(),
     ),
   )
   await refusedWith(again, 'ORDER_ALREADY_SUBMITTED')
@@ -202,32 +204,32 @@ test(`an order expired meanwhile still counts a payment completed in time (its r
 
 test(`claims: the first terminal wins, claiming again returns its order, others are refused (${DATABASE_KIND})`, async () => {
   const order = await submitted()
-  const claimed = await tx((trx) => orders.claim(trx, order.order_id, 'phone', 'tap'))
+  const claimed = await tx((trx) => orders.claim(trx, order.order_id, 'phone', 'tap', new Date()))
   assert.deepEqual([claimed.state, claimed.claimed_by, claimed.claim_gesture], ['fetched', 'phone', 'tap'])
-  assert.equal((await tx((trx) => orders.claim(trx, order.order_id, 'phone', 'slide'))).claim_gesture, 'tap', 'the same terminal again: its order, unchanged')
+  assert.equal((await tx((trx) => orders.claim(trx, order.order_id, 'phone', 'slide', new Date()))).claim_gesture, 'tap', 'the same terminal again: its order, unchanged')
   await refusedWith(
-    tx((trx) => orders.claim(trx, order.order_id, 'tablet', 'tap')),
+    tx((trx) => orders.claim(trx, order.order_id, 'tablet', 'tap', new Date())),
     'ORDER_ALREADY_CLAIMED',
   )
   assert.equal((await deliveriesOf(order.order_id, orders.TOPICS.claimed)).length, 1, 'the other terminals are told once')
   assert.equal(orders.isWaiting(claimed), false)
 
   const fetched = await submitted()
-  await tx((trx) => orders.fetchNext(trx, fetched.device_id))
+  await tx((trx) => orders.fetchNext(trx, fetched.device_id, new Date()))
   await refusedWith(
-    tx((trx) => orders.claim(trx, fetched.order_id, 'phone', 'tap')),
+    tx((trx) => orders.claim(trx, fetched.order_id, 'phone', 'tap', new Date())),
     'ORDER_NOT_CLAIMABLE',
   )
   const expired = await submitted(undefined, 0)
   await refusedWith(
-    tx((trx) => orders.claim(trx, expired.order_id, 'phone', 'tap')),
+    tx((trx) => orders.claim(trx, expired.order_id, 'phone', 'tap', new Date())),
     'ORDER_EXPIRED',
   )
 })
 
 test(`a removed terminal's unpaid claims made before the removal end; a release cancels only orders submitted before it (${DATABASE_KIND})`, async () => {
   const claimedOrder = await submitted()
-  await tx((trx) => orders.claim(trx, claimedOrder.order_id, 'removed-phone', 'tap'))
+  await tx((trx) => orders.claim(trx, claimedOrder.order_id, 'removed-phone', 'tap', new Date()))
   const ended = await tx((trx) => orders.endTerminalClaims(trx, 'removed-phone', new Date(Date.now() + 1_000)))
   assert.deepEqual(
     ended.map((o) => [o.order_id, o.state]),
@@ -260,7 +262,7 @@ test(`expiry sweep: an unpaid order past its deadline expires; one its platform 
     [unknownAtPlatform.order_id, 'unknown'],
   ])
   const asked: string[] = []
-  const sweep = await orders.expireDue(service.db, async (order) => (asked.push(order.order_id), verdicts.get(order.order_id) ?? 'unpaid'), { paidMs: 60_000, unknownMs: 60_000 })
+  const sweep = await orders.expireDue(service.db, async (order) => (asked.push(order.order_id), verdicts.get(order.order_id) ?? 'unpaid'), { paidMs: 60_000, unknownMs: 60_000 }, new Date())
   assert.equal((await orders.get(service.db, due.order_id)).state, 'expired')
   assert.equal((await orders.get(service.db, paidAtPlatform.order_id)).state, 'awaiting_payment', 'expiry never races a payment made in time')
   assert.equal((await orders.get(service.db, unknownAtPlatform.order_id)).state, 'awaiting_payment')
@@ -269,6 +271,6 @@ test(`expiry sweep: an unpaid order past its deadline expires; one its platform 
   assert.deepEqual(sweep.deferred.map((d) => d.verdict).sort(), ['paid', 'unknown'])
 
   asked.length = 0
-  await orders.expireDue(service.db, async (order) => (asked.push(order.order_id), 'unpaid'), { paidMs: 60_000, unknownMs: 60_000 })
+  await orders.expireDue(service.db, async (order) => (asked.push(order.order_id), 'unpaid'), { paidMs: 60_000, unknownMs: 60_000 }, new Date())
   assert.ok(!asked.includes(paidAtPlatform.order_id), 'a deferred order is not asked again before its recheck time')
 })

@@ -58,12 +58,13 @@ function prepay(p: Parties, amountMinor: bigint, extra: { orderExpiresAt?: Date;
       orderExpiresAt: extra.orderExpiresAt,
     },
     extra.settings ?? SETTINGS,
+    new Date(),
   )
 }
 
-const settle = (serial: string) => inTransaction(service.db, (trx) => ledger.settle(trx, PLATFORM, serial))
-const refund = (serial: string) => inTransaction(service.db, (trx) => ledger.refund(trx, PLATFORM, serial))
-const cancel = (serial: string) => inTransaction(service.db, (trx) => ledger.cancel(trx, PLATFORM, serial))
+const settle = (serial: string) => inTransaction(service.db, (trx) => ledger.settle(trx, PLATFORM, serial, new Date()))
+const refund = (serial: string) => inTransaction(service.db, (trx) => ledger.refund(trx, PLATFORM, serial, new Date()))
+const cancel = (serial: string) => inTransaction(service.db, (trx) => ledger.cancel(trx, PLATFORM, serial, new Date()))
 const balanceOf = async (account: store.AccountRow) => (await store.findAccount(service.db, PLATFORM, account.account_ref))!.balance_minor
 
 /** The double-entry invariants: every journal sums to zero, and so do all balances of each currency. */
@@ -103,7 +104,7 @@ test(`opening balances come from the issuance account in one balanced journal ($
 test(`a payment moves the amount payer -> collection once; a refund moves it back once (${DATABASE_KIND})`, async () => {
   const p = await parties(10_000n)
   const txn = await prepay(p, 1_799n)
-  assert.equal(ledger.effectiveState(txn), 'pending')
+  assert.equal(ledger.effectiveState(txn, new Date()), 'pending')
   const settled = await settle(txn.serial_number)
   assert.equal(settled.state, 'succeeded')
   assert.ok(settled.completed_at)
@@ -174,16 +175,16 @@ test(`payment password: each wrong one is counted, the payer locks at the limit 
   const p = await parties()
   const txn = await prepay(p, 100n)
   for (let left = SETTINGS.maxPasswordFailures - 1; left >= 1; left--) {
-    const wrong = await refusedWith(ledger.checkPaymentPassword(service.db, txn, '000000', SETTINGS), 'PAYMENT_PASSWORD_WRONG')
+    const wrong = await refusedWith(ledger.checkPaymentPassword(service.db, txn, '000000', SETTINGS, new Date()), 'PAYMENT_PASSWORD_WRONG')
     assert.equal(wrong.metadata.attempts_left, String(left))
   }
-  await ledger.checkPaymentPassword(service.db, txn, PAYMENT_PASSWORD, SETTINGS) // below the limit the right one still passes
+  await ledger.checkPaymentPassword(service.db, txn, PAYMENT_PASSWORD, SETTINGS, new Date()) // below the limit the right one still passes
   await settle(txn.serial_number)
   assert.equal((await store.findAccount(service.db, PLATFORM, p.payer.account_ref))?.failed_attempts, 0, 'a payment clears the count')
 
   const next = await prepay(p, 100n)
-  for (let i = 0; i < SETTINGS.maxPasswordFailures; i++) await refusedWith(ledger.checkPaymentPassword(service.db, next, '000000', SETTINGS), 'PAYMENT_PASSWORD_WRONG')
-  await refusedWith(ledger.checkPaymentPassword(service.db, next, PAYMENT_PASSWORD, SETTINGS), 'PAYMENT_LOCKED')
+  for (let i = 0; i < SETTINGS.maxPasswordFailures; i++) await refusedWith(ledger.checkPaymentPassword(service.db, next, '000000', SETTINGS, new Date()), 'PAYMENT_PASSWORD_WRONG')
+  await refusedWith(ledger.checkPaymentPassword(service.db, next, PAYMENT_PASSWORD, SETTINGS, new Date()), 'PAYMENT_LOCKED')
   const payer = await store.findAccount(service.db, PLATFORM, p.payer.account_ref)
   assert.ok(payer?.locked_until && payer.locked_until.getTime() > Date.now() + SETTINGS.passwordLockMs - 60_000, 'locked for passwordLockMs')
 })

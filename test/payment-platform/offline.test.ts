@@ -52,7 +52,7 @@ async function setUp(options: { openingMinor?: bigint; allowanceMinor?: bigint; 
       perCodeCapMinor: options.capMinor ?? 2_000n,
       notAfter: options.notAfter ?? new Date(Date.now() + HOUR_MS),
       counterWindow: SETTINGS.counterWindow,
-    }),
+    }, new Date()),
   )
   return { payer, payee, keyId: key.keyId, credential }
 }
@@ -77,8 +77,9 @@ function code(s: SetUp, counter: bigint, amountMinor: bigint, changes: Partial<O
 /** Authenticates and redeems as RedeemOfflineCode does: the checks without a lock, then the locked ones and the money. */
 async function redeem(s: SetUp, opened: Uint8Array, chargeMinor: bigint, options: { payee?: PayeeRow; now?: Date } = {}) {
   const ask = { payee: options.payee ?? s.payee, opened, charge: { currencyCode: 'USD', amountMinor: chargeMinor } }
-  const authentic = await credentials.authenticate(service.db, sealer, ask, SETTINGS, options.now)
-  return inTransaction(service.db, (trx) => credentials.redeem(trx, sealer, ask, authentic))
+  const now = options.now ?? new Date()
+  const authentic = await credentials.authenticate(service.db, sealer, ask, SETTINGS, now)
+  return inTransaction(service.db, (trx) => credentials.redeem(trx, sealer, ask, authentic, now))
 }
 
 const balanceOf = async (ref: string) => (await store.findAccount(service.db, PLATFORM, ref))!.balance_minor
@@ -114,7 +115,7 @@ test(`provisioning refuses more than the payer holds, or another currency (${DAT
         perCodeCapMinor: 1n,
         notAfter: new Date(Date.now() + HOUR_MS),
         counterWindow: 32,
-      }),
+      }, new Date()),
     )
   await refusedWith(provision(s.payer, 'USD', 1n), 'INSUFFICIENT_BALANCE')
   await refusedWith(provision(s.payer, 'EUR', 1n), 'CURRENCY_MISMATCH')
@@ -191,10 +192,10 @@ test(`the window: a code made up to not_after is good, one made after it is not;
 test(`revoking returns what is left once; expiry sweeps return it at not_after, not before (${DATABASE_KIND})`, async () => {
   const s = await setUp({ allowanceMinor: 5_000n })
   await redeem(s, code(s, 1n, 1_500n), 1_500n)
-  const revoked = await inTransaction(service.db, (trx) => credentials.revoke(trx, sealer, PLATFORM, s.credential.credential_id))
+  const revoked = await inTransaction(service.db, (trx) => credentials.revoke(trx, sealer, PLATFORM, s.credential.credential_id, new Date()))
   assert.deepEqual([revoked.credential.state, revoked.returnedMinor], ['revoked', 3_500n])
   assert.equal(await balanceOf(s.payer.account_ref), 10_000n - 1_500n, 'the rest is back with the payer')
-  assert.equal((await inTransaction(service.db, (trx) => credentials.revoke(trx, sealer, PLATFORM, s.credential.credential_id))).returnedMinor, 0n, 'once')
+  assert.equal((await inTransaction(service.db, (trx) => credentials.revoke(trx, sealer, PLATFORM, s.credential.credential_id, new Date()))).returnedMinor, 0n, 'once')
   await refusedWith(redeem(s, code(s, 2n, 10n), 10n), 'OFFLINE_CREDENTIAL_REVOKED')
 
   const notAfter = new Date(Date.now() + 2 * HOUR_MS)

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { createLogger } from '../../services/runtime/logger.ts'
-import { type Purge, purge, purgeAll, startPeriodic } from '../../services/runtime/retention.ts'
+import { type Purge, purge, purgeAll } from '../../services/runtime/retention.ts'
+import { sweeper } from '../../services/runtime/workers.ts'
 
 const logLines: string[] = []
 const log = createLogger({ level: 'warn', name: 'retention-test', destination: { write: (line: string) => void logLines.push(line) } })
@@ -82,7 +83,7 @@ test('the periodic worker: one pass at a time, from its timer or on demand; a fa
   let fail = false
   // The worker's timer never keeps a process alive (a server does); this test's process needs something to.
   const keepAlive = setInterval(() => undefined, 1000)
-  const worker = startPeriodic({
+  const worker = sweeper({
     name: 'test worker',
     intervalMs: 5,
     log,
@@ -97,6 +98,7 @@ test('the periodic worker: one pass at a time, from its timer or on demand; a fa
       return mine
     },
   })
+  worker.start()
   try {
     const fromTimer = worker.nextPass()
     release()
@@ -124,7 +126,7 @@ test('stopping the worker tells the pass under way to stop, waits for it, and st
   let started!: () => void
   const running = new Promise<void>((resolve) => (started = resolve))
   let finished = false
-  const worker = startPeriodic({
+  const worker = sweeper({
     name: 'stopping worker',
     intervalMs: 60_000,
     log,
@@ -136,6 +138,7 @@ test('stopping the worker tells the pass under way to stop, waits for it, and st
       return 0
     },
   })
+  worker.start()
   const pass = worker.runNow()
   await running
   await worker.stop()

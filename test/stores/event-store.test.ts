@@ -37,7 +37,7 @@ test(`concurrent publishers get gapless, unique sequences per device (${DATABASE
 
 test(`expired events are deleted; resuming across them is refused, from 0 it is not (${DATABASE_KIND})`, async () => {
   const retentionMs = 60_000
-  assert.equal(await pipe.expireEvents(db, retentionMs), 0, 'nothing is old yet')
+  assert.equal(await pipe.expireEvents(db, retentionMs, new Date()), 0, 'nothing is old yet')
   const deleted = await pipe.expireEvents(db, retentionMs, new Date(Date.now() + 2 * retentionMs))
   assert.equal(deleted, 20)
   await pipe.assertResumable(db, 'dev-s', 0n)

@@ -37,8 +37,9 @@ async function awaiting(expiresAt: Date) {
       collectionAccounts: { alphapay: 'SHOP0001' },
     },
     60_000,
+    new Date(),
   )
-  await inTransaction(db, (trx) => orders.fetchNext(trx, 'dev-deadline'))
+  await inTransaction(db, (trx) => orders.fetchNext(trx, 'dev-deadline', new Date()))
   await inTransaction(db, (trx) => orders.recordPrepay(trx, orderId, { platformId: 'alphapay', serialNumber, resultKeyId: 'rk', resultPublicKey: new Uint8Array([1]) }))
   await db.updateTable('orders').set({ expires_at: expiresAt }).where('order_id', '=', orderId).execute()
   return { orderId, serialNumber }
@@ -97,7 +98,7 @@ test(`expiry asks the platform first: an order paid there, or whose platform can
     asked.push(order.serial_number!)
     return verdicts.get(order.serial_number!)!
   }
-  const first = await orders.expireDue(db, ask, { paidMs: 60_000, unknownMs: 60_000 })
+  const first = await orders.expireDue(db, ask, { paidMs: 60_000, unknownMs: 60_000 }, new Date())
   assert.equal(first.expired, 1)
   assert.deepEqual(first.deferred.map((d) => [d.order.order_id, d.verdict]).sort(), [
     [paidThere.orderId, 'paid'],
@@ -111,12 +112,12 @@ test(`expiry asks the platform first: an order paid there, or whose platform can
 
   // The deferred ones are not asked about again before their recheck time...
   asked.length = 0
-  assert.deepEqual(await orders.expireDue(db, ask, { paidMs: 60_000, unknownMs: 60_000 }), { expired: 0, deferred: [] })
+  assert.deepEqual(await orders.expireDue(db, ask, { paidMs: 60_000, unknownMs: 60_000 }, new Date()), { expired: 0, deferred: [] })
   assert.deepEqual(asked, [])
   // ...and then they are: the platform now says the unreachable one was never paid.
   await db.updateTable('orders').set({ expiry_recheck_at: past }).where('order_id', 'in', [paidThere.orderId, unreachable.orderId]).execute()
   verdicts.set(unreachable.serialNumber, 'unpaid')
-  const later = await orders.expireDue(db, ask, { paidMs: 60_000, unknownMs: 60_000 })
+  const later = await orders.expireDue(db, ask, { paidMs: 60_000, unknownMs: 60_000 }, new Date())
   assert.equal(later.expired, 1)
   assert.equal(await state(unreachable.orderId), 'expired')
   assert.equal(await state(paidThere.orderId), 'awaiting_payment')
@@ -128,10 +129,11 @@ test(`expiry asks the platform first: an order paid there, or whose platform can
     db,
     { orderId: randomUUID(), deviceId: 'dev-plain', appOrderId: randomUUID(), amountMinor: 1n, currencyCode: 'USD', description: '', merchantId: 'shop', collectionAccounts: {} },
     60_000,
+    new Date(),
   )
   await db.updateTable('orders').set({ expires_at: past }).where('order_id', '=', plain.order_id).execute()
   asked.length = 0
-  assert.equal((await orders.expireDue(db, ask, { paidMs: 1, unknownMs: 1 })).expired, 1)
+  assert.equal((await orders.expireDue(db, ask, { paidMs: 1, unknownMs: 1 }, new Date())).expired, 1)
   assert.deepEqual(asked, [])
   assert.equal(await state(plain.order_id), 'expired')
 })

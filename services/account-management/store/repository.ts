@@ -52,7 +52,7 @@ export async function insertInstanceAssignment(db: Db, deviceId: string, account
 export async function replaceInstanceAssignment(db: Db, deviceId: string, accountId: string, assignmentId: string): Promise<InstanceAssignmentRow | undefined> {
   return db
     .updateTable('instance_assignments')
-    .set({ account_id: accountId, assignment_id: assignmentId, assigned_at: new Date() })
+    .set({ account_id: accountId, assignment_id: assignmentId, assigned_at: sql`now()` })
     .where('device_id', '=', deviceId)
     .returningAll()
     .executeTakeFirst()

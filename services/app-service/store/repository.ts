@@ -156,7 +156,7 @@ export async function markOrderEffective(
 ): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[] } | undefined> {
   const row = await db
     .updateTable('app_orders')
-    .set({ state: 'effective', effective_at: new Date(), payment_order_id: payment.paymentOrderId, platform_id: payment.platformId, serial_number: payment.serialNumber })
+    .set({ state: 'effective', effective_at: sql`now()`, payment_order_id: payment.paymentOrderId, platform_id: payment.platformId, serial_number: payment.serialNumber })
     .where('app_order_id', '=', appOrderId)
     .where('state', '=', 'pending')
     .where('currency_code', '=', payment.paid.currencyCode)

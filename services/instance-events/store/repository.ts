@@ -27,7 +27,7 @@ export async function findChannel(db: Db, channelId: string): Promise<ChannelRow
 export async function closeChannel(db: Db, channelId: string): Promise<ChannelRow | undefined> {
   return db
     .updateTable('channels')
-    .set({ state: 'closed', closed_at: new Date() })
+    .set({ state: 'closed', closed_at: sql`now()` })
     .where('channel_id', '=', channelId)
     .where('state', '=', 'open')
     .returningAll()
@@ -38,7 +38,7 @@ export async function closeChannel(db: Db, channelId: string): Promise<ChannelRo
 export async function closeDeviceChannels(db: Db, deviceId: string, openedBefore: Date): Promise<ChannelRow[]> {
   return db
     .updateTable('channels')
-    .set({ state: 'closed', closed_at: new Date() })
+    .set({ state: 'closed', closed_at: sql`now()` })
     .where('device_id', '=', deviceId)
     .where('state', '=', 'open')
     .where('opened_at', '<', openedBefore)

@@ -1,6 +1,6 @@
 // SQL of the payment_management schema. Functions take the database or a transaction; the ones
 // that lock rows take only a transaction.
-import type { AliasedExpression, ExpressionBuilder, Kysely, Selectable, Transaction, Updateable } from 'kysely'
+import { type AliasedExpression, type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction, type Updateable } from 'kysely'
 import type { OrdersTable, OrderStateColumn, PaymentDatabase } from './tables.ts'
 
 type Db = Kysely<PaymentDatabase>
@@ -87,7 +87,7 @@ export async function fetchEarliestWaiting(trx: Transaction<PaymentDatabase>, de
 export async function updateOrder(db: Db, orderId: string, from: readonly OrderStateColumn[], changes: Updateable<OrdersTable>): Promise<OrderRow | undefined> {
   return db
     .updateTable('orders')
-    .set({ ...changes, updated_at: new Date() })
+    .set({ ...changes, updated_at: sql`now()` })
     .where('order_id', '=', orderId)
     .where('state', 'in', [...from])
     .returningAll()
