@@ -259,10 +259,16 @@ export function assertPaysFrom(sealer: Sealer, txn: store.TransactionRow, payerN
 
 /** Moves the money payer -> collection in one ledger transaction; the balance never goes below zero. */
 export async function settle(trx: Trx, platformId: string, serialNumber: string, now: Date): Promise<store.TransactionRow> {
-  const txn = await store.lockTransaction(trx, platformId, serialNumber)
-  if (!txn) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${quote(serialNumber)}`)
   // One reading of the clock: the completion time (signed in the result) is never after the expiry it was checked against.
-  assertPayable(txn, now)
+  const txn = await store.completePending(trx, platformId, serialNumber, now)
+  if (!txn) {
+    // Not payable at `now`: the reason, from the row as it is.
+    const found = await store.findTransaction(trx, platformId, serialNumber)
+    if (!found) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${quote(serialNumber)}`)
+    assertPayable(found, now)
+    throw new FailedPreconditionError('TRANSACTION_CHANGED', `transaction ${serialNumber} changed while it was being paid`)
+  }
+  // Any refusal below rolls the state back with everything else: the transaction stays payable.
   const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
   const payer = accounts.get(txn.payer_ref)!
   if (payer.balance_minor < txn.amount_minor) {
@@ -274,7 +280,7 @@ export async function settle(trx: Trx, platformId: string, serialNumber: string,
   await transfer(trx, platformId, payer, accounts.get(txn.collection_ref)!, { currencyCode: txn.currency_code, amountMinor: txn.amount_minor }, txn.serial_number)
   // A right password forgets earlier wrong ones (the row is locked: what it says is current).
   if (payer.failed_attempts !== 0 || payer.locked_until !== null) await store.resetPasswordFailures(trx, platformId, txn.payer_ref)
-  return store.setTransactionState(trx, txn.serial_number, 'succeeded', now)
+  return txn
 }
 
 /** Moves a succeeded transaction's money back to the payer. */

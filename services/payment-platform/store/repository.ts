@@ -154,6 +154,22 @@ export async function findTransactionToPay(
   }
 }
 
+/**
+ * pending -> succeeded at `now`, if it is pending and unexpired then: the statement that decides a
+ * payment (a concurrent Pay of the same transaction waits on the row and then finds it paid).
+ */
+export async function completePending(trx: Transaction<PlatformDatabase>, platformId: string, serialNumber: string, now: Date): Promise<TransactionRow | undefined> {
+  return trx
+    .updateTable('transactions')
+    .set({ state: 'succeeded', completed_at: now })
+    .where('platform_id', '=', platformId)
+    .where('serial_number', '=', serialNumber)
+    .where('state', '=', 'pending')
+    .where('expires_at', '>', now)
+    .returningAll()
+    .executeTakeFirst()
+}
+
 export async function lockTransaction(trx: Transaction<PlatformDatabase>, platformId: string, serialNumber: string): Promise<TransactionRow | undefined> {
   return trx.selectFrom('transactions').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).forUpdate().executeTakeFirst()
 }
