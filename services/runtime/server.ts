@@ -1,5 +1,6 @@
 // A grpc-js server as every service runs it: mutual TLS, the authorization interceptor, health,
 // reflection from the real descriptors, deliberate limits, and a graceful shutdown.
+import type { IncomingHttpHeaders } from 'node:http2'
 import { Server, type ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js'
 import { ANY_MESH_IDENTITY, authorizationInterceptor, type Rule } from './authz.ts'
 import { HEALTH_SERVICE, healthDefinition, HealthRegistry } from './health.ts'
@@ -16,6 +17,7 @@ import { startProbeServer } from './probe-server.ts'
 import type { Logger } from './logger.ts'
 import { readableRequests } from './request-screen.ts'
 import { encodeStreamedMessagesOnce } from './streams.ts'
+import { screenCallHeaders, transportRefusals } from './transport-screen.ts'
 import { DescriptorPool, REFLECTION_SERVICES, reflectionHandler, reflectionV1AlphaDefinition, reflectionV1Definition } from './reflection.ts'
 
 /** One gRPC service hosted by a server. */
@@ -77,6 +79,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     'grpc.keepalive_timeout_ms': SERVER_KEEPALIVE_TIMEOUT_MS,
     'grpc.max_connection_idle_ms': MAX_CONNECTION_IDLE_MS,
     interceptors: [
+      // First, so it wraps grpc-js's own call: its refusals about a request are made precise.
+      transportRefusals,
       authorizationInterceptor(rules, {
         onDenied: (path, identity, reason, { code, traceId }) =>
           options.log.warn({ rpc: path.slice(1), caller: identity ? `${identity.role}/${identity.id}` : null, code, reason, trace_id: traceId }, 'call denied'),
@@ -97,6 +101,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.address, options.credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)))
   })
+  screenHeadersOfEveryCall(server)
   logHandshakeFailures(server, options.log)
   const probe = options.healthAddress ? await startProbeServer(options.healthAddress, health) : undefined
 
@@ -126,6 +131,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       return stopping
     },
   }
+}
+
+/**
+ * Each call's headers pass screenCallHeaders before grpc-js reads them (its deadline from
+ * grpc-timeout wraps past 2^31 ms): a listener put ahead of grpc-js's own on every HTTP/2
+ * server it bound, which receives the same headers object (test/mesh/hostile-transport.test.ts).
+ */
+function screenHeadersOfEveryCall(server: Server): void {
+  const internals = server as unknown as {
+    http2Servers?: Map<{ prependListener(event: 'stream', listener: (stream: unknown, headers: IncomingHttpHeaders) => void): void }, unknown>
+  }
+  if (!internals.http2Servers || internals.http2Servers.size === 0) throw new Error('grpc-js internals changed: no http2Servers to screen call headers on')
+  for (const http2Server of internals.http2Servers.keys()) http2Server.prependListener('stream', (_stream, headers) => screenCallHeaders(headers))
 }
 
 /**
