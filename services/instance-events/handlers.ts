@@ -40,6 +40,8 @@ import { SubscriberHub } from './subscribers.ts'
 
 const CHANNEL_ID: Format = { pattern: UUID_PATTERN, description: 'must be a channel id returned by OpenChannel' }
 const AFTER_SEQUENCE = { min: 0n, max: MAX_SEQUENCE }
+/** Notify and ListEvents serve a device's instance and terminals: the previous renter's events are not theirs. */
+const CURRENT_RENTAL = { currentRentalOnly: true } as const
 
 /** Events read from the store per round trip while a subscriber catches up. */
 const CATCH_UP_BATCH = 100
@@ -82,6 +84,8 @@ interface FollowOptions<Res> {
   /** The stream's key (pipe.ts). */
   readonly stream: string
   readonly afterSequence: bigint
+  /** The device's instance and terminals follow only its current rental. */
+  readonly scope?: { readonly currentRentalOnly?: boolean }
   readonly toResponse: (row: EventRow) => Res
   /** A terminal following a device's stream through a channel, and how to check it is still open. */
   readonly channel?: { readonly terminalId: string; assertOpen(): Promise<void> }
@@ -118,7 +122,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
    * new events to the stream directly.
    */
   const follow = async <Res>(ctx: RpcContext, stream: ServerWritableStream<unknown, Res>, o: FollowOptions<Res>): Promise<void> => {
-    await pipe.assertResumable(db, o.stream, o.afterSequence)
+    const afterSequence = await pipe.assertResumable(db, o.stream, o.afterSequence, o.scope)
     await hubReady.catch(() => undefined)
     /** Set when an event that ends the stream was written: the loop ends it with this. */
     let ending: Error | undefined
@@ -129,7 +133,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
       return more && ending === undefined
     }
     // Subscribe before the first read: an event stored meanwhile marks the subscription dirty.
-    const subscription = hub.subscribe(o.stream, o.channel?.terminalId, o.afterSequence, write, ctx.signal)
+    const subscription = hub.subscribe(o.stream, o.channel?.terminalId, afterSequence, write, ctx.signal)
     const resumeHint = (): string => `resume with after_sequence=${subscription.cursor}`
     try {
       // This loop catches up and handles what the hub leaves to it.
@@ -241,6 +245,7 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
       await follow(ctx, stream, {
         stream: pipe.deviceStream(request.deviceId),
         afterSequence: request.afterSequence,
+        scope: CURRENT_RENTAL,
         toResponse: toNotifyResponse,
         // A terminal follows through its channel: checked once when subscribing; again only when a close (or a lost notification) says so.
         channel:
@@ -301,11 +306,11 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
       validate((v) => v.id(request.deviceId, 'device_id').integer(request.afterSequence, 'after_sequence', AFTER_SEQUENCE).page(request))
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
       // The first page starts after after_sequence, which must still be retained; later pages after their token's cursor.
-      if (request.pageToken === '') await pipe.assertResumable(db, request.deviceId, request.afterSequence)
+      const from = request.pageToken === '' ? await pipe.assertResumable(db, request.deviceId, request.afterSequence, CURRENT_RENTAL) : request.afterSequence
       const { items, nextPageToken } = await listPage(ctx, request, {
         filter: { deviceId: request.deviceId, after: request.afterSequence },
         cursor: SEQUENCE_CURSOR,
-        fetch: (after, limit) => pipe.readEvents(db, request.deviceId, after ?? request.afterSequence, limit),
+        fetch: (after, limit) => pipe.readEvents(db, request.deviceId, after ?? from, limit),
         cursorOf: (row) => row.sequence,
       })
       return { events: items.map(toEvent), nextPageToken }

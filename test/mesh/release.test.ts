@@ -399,3 +399,51 @@ describe('the hand-off RPCs', () => {
     assert.equal((await fetchOrder(p.phone, p.device)).order!.orderId, order.orderId, 'still open, still payable')
   })
 })
+
+describe('the next renter', () => {
+  test("reads none of the previous renter's orders or events on the device; the back office still reads the orders", async () => {
+    const old = await renter('rel-dev-9')
+    const g = await grantEverything(old)
+    g.phoneStream.cancel()
+    const am = await t.client('account-management', OPERATOR)
+    const next = { account: `renter${++renters}`, password: 'next-renter-password', phone: `next-phone-${renters}`, device: old.device }
+    await unaryCall(am, 'registerCloudAccount', { requestId: newRequestId(), accountId: next.account, password: next.password })
+    assert.equal((await unaryCall(am, 'assignInstance', { requestId: newRequestId(), deviceId: old.device, accountId: next.account })).grantsEnded, true)
+    await unaryCall(await t.client('instance-events', OPERATOR), 'openChannel', { requestId: newRequestId(), deviceId: next.device, terminalId: next.phone })
+    const session = await f.logIn(next.device, next.phone, next.password)
+    const mine = await createAndSubmit(next, session.sessionToken)
+    const theirs = [g.prepaid.order.orderId, g.submitted.order.orderId]
+    const theirLogins = [g.verified.loginId, g.pending.loginId]
+
+    for (const reader of [terminal(next.phone), instance(next.device)]) {
+      const pm = await t.client('payment-management', reader)
+      const listed = await unaryCall(pm, 'listOrders', { deviceId: next.device, pageSize: 0, pageToken: '' })
+      assert.deepEqual(
+        listed.orders.map((o) => o.orderId),
+        [mine.order.orderId],
+        `${reader.role} lists only the current rental's orders`,
+      )
+      for (const orderId of theirs) {
+        assert.equal((await expectStatus(unaryCall(pm, 'getOrder', { orderId }), Status.NOT_FOUND)).reason, 'ORDER_NOT_FOUND', `${reader.role} reads ${orderId}`)
+      }
+      assert.equal((await unaryCall(pm, 'getOrder', { orderId: mine.order.orderId })).order!.orderId, mine.order.orderId)
+      const pipe = await t.client('instance-events', reader)
+      const { events } = await unaryCall(pipe, 'listEvents', { deviceId: next.device, afterSequence: 0n, pageSize: 0, pageToken: '' })
+      const seen = events.map((e) => e.subjectId)
+      for (const loginId of theirLogins) assert.ok(!seen.includes(loginId), `${reader.role} reads the previous renter's login ${loginId}`)
+      assert.ok(events.some((e) => e.kind === EventKind.EVENT_KIND_LOGIN_REQUESTED), `${reader.role} reads the current rental's login`)
+      // Following the stream from its start replays the current rental only, too.
+      const stream = subscribe(pipe, next.device)
+      try {
+        const first = await stream.waitFor(1)
+        assert.ok(!theirLogins.includes(first[0]!.subjectId), `${reader.role} follows the previous renter's login`)
+        assert.ok(first[0]!.sequence >= events[0]!.sequence)
+      } finally {
+        stream.cancel()
+      }
+    }
+    const backOffice = await t.client('payment-management', OPERATOR)
+    const all = await unaryCall(backOffice, 'listOrders', { deviceId: next.device, pageSize: 0, pageToken: '' })
+    assert.deepEqual(all.orders.map((o) => o.orderId).sort(), [mine.order.orderId, ...theirs].sort())
+  })
+})
