@@ -153,7 +153,7 @@ export function createHandlers(deps: ServiceDeps): Handlers<typeof AppServiceSer
 
     getOrder: async (request, ctx) => {
       validate((v) => v.id(request.appOrderId, 'app_order_id'))
-      const { order, collection } = await orders.getOrderWithCollection(db, request.appOrderId)
+      const { order, collection } = await orders.getOrderWithCollection(db, request.appOrderId, { currentRentalOnly: ctx.caller.role === 'instance' })
       if (ctx.caller.role === 'instance' && order.device_id !== ctx.caller.id) {
         throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.appOrderId)} was not placed from device ${ctx.caller.id}`)
       }

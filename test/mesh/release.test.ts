@@ -133,7 +133,9 @@ async function assertEverythingEnded(p: Renter, g: Grants, instanceEvents: Retur
   ]) {
     assert.equal((await expectStatus(refused(), Status.UNAUTHENTICATED)).reason, 'SESSION_ENDED')
   }
-  assert.equal((await unaryCall(app, 'getOrder', { appOrderId: g.submitted.appOrder.appOrderId })).order!.state, AppOrderState.APP_ORDER_STATE_REJECTED)
+  // Read as PaymentManagement reads it: the device's instance no longer reads the ended rental's orders.
+  const appAsPayments = await t.client('app-service', { role: 'service', id: 'payment-management' })
+  assert.equal((await unaryCall(appAsPayments, 'getOrder', { appOrderId: g.submitted.appOrder.appOrderId })).order!.state, AppOrderState.APP_ORDER_STATE_REJECTED)
 
   // The phone: its channel is closed, its stream ended, it can act for the device no more.
   const ended = await g.phoneStream.ended
@@ -401,7 +403,7 @@ describe('the hand-off RPCs', () => {
 })
 
 describe('the next renter', () => {
-  test("reads none of the previous renter's orders or events on the device; the back office still reads the orders", async () => {
+  test("reads none of the previous renter's orders (PaymentManagement's, the application's) or events on the device; the back office still reads the orders", async () => {
     const old = await renter('rel-dev-9')
     const g = await grantEverything(old)
     g.phoneStream.cancel()
@@ -442,6 +444,12 @@ describe('the next renter', () => {
         stream.cancel()
       }
     }
+    // The application's own record of the previous renter's orders: not for the device's instance any more.
+    const app = await t.client('app-service', instance(next.device))
+    for (const { appOrder } of [g.prepaid, g.submitted]) {
+      assert.equal((await expectStatus(unaryCall(app, 'getOrder', { appOrderId: appOrder.appOrderId }), Status.NOT_FOUND)).reason, 'ORDER_NOT_FOUND')
+    }
+    assert.equal((await unaryCall(app, 'getOrder', { appOrderId: mine.appOrder.appOrderId })).order!.appOrderId, mine.appOrder.appOrderId)
     const backOffice = await t.client('payment-management', OPERATOR)
     const all = await unaryCall(backOffice, 'listOrders', { deviceId: next.device, pageSize: 0, pageToken: '' })
     assert.deepEqual(all.orders.map((o) => o.orderId).sort(), [mine.order.orderId, ...theirs].sort())

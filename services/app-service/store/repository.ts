@@ -115,10 +115,26 @@ export async function findOrder(db: Db, appOrderId: string): Promise<AppOrderRow
 }
 
 /** An order and the merchant's collection accounts (what a reply shows), in one statement. */
-export async function findOrderWithCollection(db: Db, appOrderId: string): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[] } | undefined> {
+export async function findOrderWithCollection(
+  db: Db,
+  appOrderId: string,
+): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[]; assignmentEnded: boolean } | undefined> {
   const row = await db
     .selectFrom('app_orders')
     .selectAll('app_orders')
+    // Placed under a rental of the device that has ended since (device_assignments' tombstone).
+    .select((eb) =>
+      eb
+        .exists(
+          eb
+            .selectFrom('device_assignments')
+            .select(sql<number>`1`.as('one'))
+            .whereRef('device_assignments.device_id', '=', 'app_orders.device_id')
+            .whereRef('device_assignments.assignment_id', '=', 'app_orders.assignment_id')
+            .where('device_assignments.ended_at', 'is not', null),
+        )
+        .as('assignment_ended'),
+    )
     .select((eb) =>
       eb
         .selectFrom('collection_accounts')
@@ -132,8 +148,8 @@ export async function findOrderWithCollection(db: Db, appOrderId: string): Promi
     .where('app_order_id', '=', appOrderId)
     .executeTakeFirst()
   if (!row) return undefined
-  const { collection, ...order } = row
-  return { order, collection: collection ?? [] }
+  const { collection, assignment_ended, ...order } = row
+  return { order, collection: collection ?? [], assignmentEnded: Boolean(assignment_ended) }
 }
 
 /** pending -> effective, once, only for the amount due; undefined when the order is not pending any more or the amount differs. */
