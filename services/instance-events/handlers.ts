@@ -31,6 +31,7 @@ import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import type { Handlers, RpcContext } from '../runtime/rpc.ts'
 import type { ServiceDeps, ServiceParts } from '../runtime/service-host.ts'
 import { awaitDrain, resubscribeDelayMs, writeWithBackpressure } from '../runtime/streams.ts'
+import { StreamQuota } from '../runtime/stream-quota.ts'
 import { type Format, MAX_SEQUENCE, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import * as channels from './channels.ts'
 import * as pipe from './pipe.ts'
@@ -105,7 +106,8 @@ const toChannel = (row: ChannelRow): Channel => ({
 export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceEventsServiceService> {
   const db = deps.db as Kysely<EventsDatabase>
   // Expired events are purged by the service's retention (retention.ts), with the rest.
-  const { stallMs, pollMs } = deps.config.events
+  const { stallMs, pollMs, maxStreamsPerCaller } = deps.config.events
+  const streamQuota = new StreamQuota(maxStreamsPerCaller)
   const hub = new SubscriberHub(pollMs, (deviceId, after) => pipe.readEvents(db, deviceId, after, CATCH_UP_BATCH), CATCH_UP_BATCH)
   hub.servesAppendsOf(db)
   const hubReady = hub.start(deps.listen)
@@ -119,9 +121,17 @@ export function createHandlers(deps: ServiceDeps): ServiceParts<typeof InstanceE
    * Serves one stream (a device's or a terminal's) to one subscriber until it cancels or fails:
    * stored events after its sequence, then live ones, in order, none twice, with backpressure and
    * the cut-off of a stalled subscriber. While the loop waits up to date (parked), the hub writes
-   * new events to the stream directly.
+   * new events to the stream directly. A caller holds at most maxStreamsPerCaller at once.
    */
   const follow = async <Res>(ctx: RpcContext, stream: ServerWritableStream<unknown, Res>, o: FollowOptions<Res>): Promise<void> => {
+    const release = streamQuota.admit(ctx.caller)
+    try {
+      await followAdmitted(ctx, stream, o)
+    } finally {
+      release()
+    }
+  }
+  const followAdmitted = async <Res>(ctx: RpcContext, stream: ServerWritableStream<unknown, Res>, o: FollowOptions<Res>): Promise<void> => {
     const afterSequence = await pipe.assertResumable(db, o.stream, o.afterSequence, o.scope)
     await hubReady.catch(() => undefined)
     /** Set when an event that ends the stream was written: the loop ends it with this. */
