@@ -16,7 +16,10 @@ export class StreamQuota {
     const key = formatIdentity(caller)
     const count = this.held.get(key) ?? 0
     if (count >= this.perCaller) {
-      throw new ResourceExhaustedError('TOO_MANY_STREAMS', `${key} already holds ${this.perCaller} streams on this replica (CLOUDPAY_MAX_STREAMS_PER_CALLER); end one before opening another`)
+      throw new ResourceExhaustedError(
+        'TOO_MANY_STREAMS',
+        `${key} already holds ${this.perCaller} streams on this replica (CLOUDPAY_MAX_STREAMS_PER_CALLER); end one before opening another`,
+      )
     }
     this.held.set(key, count + 1)
     let released = false
