@@ -6,7 +6,8 @@
 // decompress with INTERNAL, and an unsupported grpc-encoding with the whole header echoed.
 // Headers are screened before grpc-js reads them (screenCallHeaders, on the HTTP/2 'stream'
 // event) and its refusals rewritten on their way out (transportRefusals, the first interceptor).
-import type { IncomingHttpHeaders } from 'node:http2'
+// grpc-js also waits for ever for a request that never arrives; boundRequestArrival ends that.
+import { constants as http2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2'
 import { Metadata, type ServerInterceptor, ServerInterceptingCall, type StatusObject, status as Status } from '@grpc/grpc-js'
 import { InvalidArgumentError, toServiceStatus } from './errors.ts'
 
@@ -70,4 +71,17 @@ export const transportRefusals: ServerInterceptor = (_method, call) => {
   const send = call.sendStatus.bind(call)
   call.sendStatus = (status) => send(preciseTransportStatus(status as StatusObject))
   return new ServerInterceptingCall(call)
+}
+
+/**
+ * Resets (RST_STREAM CANCEL) a call whose client has not finished sending its request within
+ * `ms` of its headers: a unary or server-streaming request is one message, sent at once. The
+ * client sees CANCELLED; grpc-js, told the stream closed, lets the call go.
+ */
+export function boundRequestArrival(stream: ServerHttp2Stream, ms: number): void {
+  const timer = setTimeout(() => {
+    if (!stream.destroyed && !stream.closed && !stream.state.remoteClose) stream.close(http2.NGHTTP2_CANCEL)
+  }, ms)
+  timer.unref()
+  stream.once('close', () => clearTimeout(timer))
 }
