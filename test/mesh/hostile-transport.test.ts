@@ -8,13 +8,15 @@ import { type ClientHttp2Session, connect } from 'node:http2'
 import { readFile } from 'node:fs/promises'
 import { gzipSync } from 'node:zlib'
 import { Metadata, type ServiceError, status as Status } from '@grpc/grpc-js'
+import { RegisterCloudAccountRequest } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { EventKind, type InstanceEventsServiceClient } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
 import { type FieldViolation, STATUS_DETAILS_KEY, statusDetailsOf } from '../../services/runtime/errors.ts'
+import type { Identity } from '../../services/runtime/identity.ts'
 import { certificateFiles } from '../../services/runtime/tls.ts'
 import { LONGEST_DEADLINE_HEADER, screenCallHeaders } from '../../services/runtime/transport-screen.ts'
-import { newRequestId } from '../helpers/grpc.ts'
-import { INSTANCE, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
+import { expectStatus, newRequestId } from '../helpers/grpc.ts'
+import { INSTANCE, OPERATOR, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 
 let t: TestMesh
 before(async () => {
@@ -29,13 +31,13 @@ interface RawOutcome {
   readonly violations: readonly FieldViolation[]
 }
 
-/** One call of grpc.health.v1.Health/Check written as raw HTTP/2: the headers and body as given. */
-function rawHealthCheck(session: ClientHttp2Session, headers: Record<string, string>, body: Buffer, compressed = false): Promise<RawOutcome> {
+/** One call written as raw HTTP/2: the headers and body as given (grpc.health.v1.Health/Check unless `path` says otherwise). */
+function rawHttp2Call(session: ClientHttp2Session, headers: Record<string, string>, body: Buffer, compressed = false, path = '/grpc.health.v1.Health/Check'): Promise<RawOutcome> {
   const prefix = Buffer.alloc(5)
   prefix.writeUInt8(compressed ? 1 : 0, 0)
   prefix.writeUInt32BE(body.length, 1)
   return new Promise((resolve, reject) => {
-    const request = session.request({ ':method': 'POST', ':path': '/grpc.health.v1.Health/Check', 'content-type': 'application/grpc', te: 'trailers', ...headers })
+    const request = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...headers })
     let status: Record<string, unknown> = {}
     request.on('response', (h) => {
       if (h['grpc-status'] !== undefined) status = h // trailers-only
@@ -53,8 +55,8 @@ function rawHealthCheck(session: ClientHttp2Session, headers: Record<string, str
   })
 }
 
-async function sessionTo(address: string): Promise<ClientHttp2Session> {
-  const paths = await certificateFiles(t.config, INSTANCE)
+async function sessionTo(address: string, identity: Identity = INSTANCE): Promise<ClientHttp2Session> {
+  const paths = await certificateFiles(t.config, identity)
   const [ca, cert, key] = await Promise.all([readFile(paths.caFile), readFile(paths.certFile), readFile(paths.keyFile)])
   return connect(`https://${address}`, { ca, cert, key, checkServerIdentity: () => undefined })
 }
@@ -111,7 +113,7 @@ test('every server: malformed and far-future timeouts, undecompressable bodies a
     const session = await sessionTo(service.address)
     try {
       for (const c of CASES) {
-        const outcome = await rawHealthCheck(session, c.headers, c.body, c.compressed)
+        const outcome = await rawHttp2Call(session, c.headers, c.body, c.compressed)
         const wanted = c.expect(outcome)
         if (wanted)
           failures.push(`${service.name}, ${c.what}: expected ${wanted}, got ${Status[outcome.code]} "${outcome.details.slice(0, 80)}" (${outcome.details.length} characters)`)
@@ -148,6 +150,26 @@ test('a Notify stream with a deadline 30 days away stays open and delivers (grpc
   } finally {
     stream.on('error', () => {}) // the CANCELLED the cancel below ends it with
     stream.cancel()
+  }
+})
+
+test('a call whose deadline has passed when it arrives (grpc-timeout 0n) is not carried out: nothing is committed for a client already told DEADLINE_EXCEEDED', async () => {
+  const session = await sessionTo(t.address('account-management'), OPERATOR)
+  const method = 'cloudpay.account.v1.AccountManagementService/RegisterCloudAccount'
+  try {
+    const body = Buffer.from(RegisterCloudAccountRequest.encode({ requestId: newRequestId(), accountId: 'expired-on-arrival', password: 'expired on arrival 1' }).finish())
+    const outcome = await rawHttp2Call(session, { 'grpc-timeout': '0n' }, body, false, `/${method}`)
+    assert.equal(outcome.code, Status.DEADLINE_EXCEEDED)
+    // The server's span of the call ends when its handler is done: then nothing more happens for it.
+    let span
+    for (let waited = 0; !(span = t.spans.getFinishedSpans().find((s) => s.name === method)); waited += 20) {
+      assert.ok(waited < 10_000, 'the call ends on the server')
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    assert.equal(span.attributes['rpc.grpc.status_code'], Status.DEADLINE_EXCEEDED, 'the handler did not run')
+    await expectStatus(unaryCall(await t.client('account-management', OPERATOR), 'getCloudAccount', { accountId: 'expired-on-arrival' }), Status.NOT_FOUND)
+  } finally {
+    session.close()
   }
 })
 
