@@ -134,9 +134,19 @@ export function answerReflection(pool: DescriptorPool, services: readonly string
  * of requests for a service's files had the server buffer 575 MB of answers. Once grpc-js holds
  * enough unsent answers (write() says so), requests are read again only after they drained.
  */
-export function reflectionHandler(pool: DescriptorPool, services: readonly string[]) {
+export function reflectionHandler(pool: DescriptorPool, services: readonly string[], idleMs: number) {
   return (call: ServerDuplexStream<ServerReflectionRequest, ServerReflectionResponse>): void => {
+    // Reflection clients ask one question after another; a stream that asks nothing for `idleMs`
+    // (one opened and left, thousands of them) is ended instead of held for ever.
+    let idle: NodeJS.Timeout | undefined
+    const awaitNext = (): void => {
+      clearTimeout(idle)
+      idle = setTimeout(() => call.end(), idleMs).unref()
+    }
+    awaitNext()
+    call.on('close', () => clearTimeout(idle))
     call.on('data', (request: ServerReflectionRequest) => {
+      awaitNext()
       const refusal = refusalOf(ReflectionV1.serverReflectionInfo.path, request)
       if (refusal) return endWithStatus(call, toServiceStatus(refusal).status)
       if (!call.write(answerReflection(pool, services, request))) {

@@ -97,16 +97,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     server.addService(readableRequests(definition as ServiceDefinition), implementation)
   for (const service of options.services) add(encodeStreamedMessagesOnce(service.definition as unknown as ServiceDefinition), service.implementation)
   add(healthDefinition, health.handlers())
-  const reflect = reflectionHandler(pool, [...served, HEALTH_SERVICE, ...REFLECTION_SERVICES])
+  const requestArrivalMs = options.requestArrivalMs ?? REQUEST_ARRIVAL_MS
+  const reflect = reflectionHandler(pool, [...served, HEALTH_SERVICE, ...REFLECTION_SERVICES], requestArrivalMs)
   add(reflectionV1Definition, { serverReflectionInfo: reflect })
   add(reflectionV1AlphaDefinition, { serverReflectionInfo: reflect })
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.address, options.credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)))
   })
-  // Reflection's requests come one by one over a long stream; every other RPC sends one message at once.
+  // Reflection's requests come one by one over a long stream (its handler bounds the wait for each); every other RPC sends one message at once.
   const streamsRequests = new Set<string>([reflectionV1Definition, reflectionV1AlphaDefinition].flatMap((definition) => Object.values(definition).map((method) => method.path)))
-  screenEveryCall(server, streamsRequests, options.requestArrivalMs ?? REQUEST_ARRIVAL_MS)
+  screenEveryCall(server, streamsRequests, requestArrivalMs)
   logHandshakeFailures(server, options.log)
   const probe = options.healthAddress ? await startProbeServer(options.healthAddress, health) : undefined
 

@@ -118,24 +118,25 @@ test('a client that floods ServerReflectionInfo and reads slowly is answered onl
 })
 
 // Bounded: without the reset the silent calls never end.
-test('a call that opens and never sends its request is reset; a reflection stream waiting between requests is not; the connection serves on', { timeout: 20_000 }, async () => {
+test('a call that opens and never sends its request is reset; a reflection stream is answered, then ended once it asks nothing for as long; the connection serves on', { timeout: 20_000 }, async () => {
   const session = await rawSession()
   try {
     const reflection = open(session, REFLECTION_PATH)
+    const reflectionEnded = new Promise<string>((resolve) => reflection.once('trailers', (headers) => resolve(String(headers['grpc-status']))))
+    const pending = { bytes: Buffer.alloc(0) }
+    reflection.write(reflectionRequest)
+    assert.ok((await nextMessage(reflection, pending)).length > 0, 'reflection answers')
     const silent = Array.from({ length: 50 }, () => open(session, '/grpc.health.v1.Health/Check'))
     const resets = await Promise.all(silent.map((stream) => new Promise<number>((resolve) => stream.once('close', () => resolve(stream.rstCode ?? -1)))))
     assert.deepEqual([...new Set(resets)], [http2.NGHTTP2_CANCEL])
-    assert.equal(reflection.closed, false, 'the reflection stream is still open')
-    const pending = { bytes: Buffer.alloc(0) }
-    reflection.write(reflectionRequest)
-    assert.ok((await nextMessage(reflection, pending)).length > 0, 'and answers its next request')
+    reflection.resume()
+    assert.equal(await reflectionEnded, '0', 'an idle reflection stream ends with OK, not a reset')
     // A whole request on the same connection is served as ever.
     const check = open(session, '/grpc.health.v1.Health/Check')
     const trailers = new Promise<string>((resolve) => check.once('trailers', (headers) => resolve(String(headers['grpc-status']))))
     check.on('data', () => undefined)
     check.end(framed(new Uint8Array()))
     assert.equal(await trailers, '0')
-    reflection.close()
   } finally {
     session.destroy()
   }
