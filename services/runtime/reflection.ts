@@ -136,8 +136,9 @@ export function answerReflection(pool: DescriptorPool, services: readonly string
  */
 export function reflectionHandler(pool: DescriptorPool, services: readonly string[], idleMs: number) {
   return (call: ServerDuplexStream<ServerReflectionRequest, ServerReflectionResponse>): void => {
-    // Reflection clients ask one question after another; a stream that asks nothing for `idleMs`
-    // (one opened and left, thousands of them) is ended instead of held for ever.
+    // Reflection clients ask one question after another; a stream that makes no progress (no
+    // question asked, no answer taken) for `idleMs` (one opened and left, thousands of them) is
+    // ended instead of held for ever.
     let idle: NodeJS.Timeout | undefined
     const awaitNext = (): void => {
       clearTimeout(idle)
@@ -151,7 +152,10 @@ export function reflectionHandler(pool: DescriptorPool, services: readonly strin
       if (refusal) return endWithStatus(call, toServiceStatus(refusal).status)
       if (!call.write(answerReflection(pool, services, request))) {
         call.pause()
-        call.once('drain', () => call.resume())
+        call.once('drain', () => {
+          awaitNext()
+          call.resume()
+        })
       }
     })
     call.on('end', () => call.end())
