@@ -79,9 +79,12 @@ export const transportRefusals: ServerInterceptor = (_method, call) => {
  * client sees CANCELLED; grpc-js, told the stream closed, lets the call go.
  */
 export function boundRequestArrival(stream: ServerHttp2Stream, ms: number): void {
-  const timer = setTimeout(() => {
+  const reset = (): void => {
     if (!stream.destroyed && !stream.closed && !stream.state.remoteClose) stream.close(http2.NGHTTP2_CANCEL)
-  }, ms)
+  }
+  // Looked at after the next poll phase: when the event loop was held up past the bound, the
+  // request may be waiting in the socket, read only after the timers ran.
+  const timer = setTimeout(() => setImmediate(reset), ms)
   timer.unref()
   stream.once('close', () => clearTimeout(timer))
 }
