@@ -143,7 +143,7 @@ export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof 
 
     getOrder: async (request, ctx) => {
       validate((v) => v.id(request.appOrderId, 'app_order_id'))
-      const found = await orders.getOrderWithCollection(db, request.appOrderId)
+      const found = await orders.getOrderWithCollection(db, request.appOrderId, { currentRentalOnly: ctx.caller.role === 'instance' })
       if (ctx.caller.role === 'instance' && found.order.device_id !== ctx.caller.id) {
         throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(request.appOrderId)} was not placed from device ${ctx.caller.id}`)
       }

@@ -46,9 +46,14 @@ export async function getOrder(db: Db, appOrderId: string): Promise<store.AppOrd
 export type OrderWithCollection = { order: store.AppOrderRow; collection: store.CollectionAccountRow[] }
 
 /** An order with the merchant's collection accounts, read in one statement. */
-export async function getOrderWithCollection(db: Db, appOrderId: string): Promise<OrderWithCollection> {
+/**
+ * The order and the collection accounts; with `currentRentalOnly` (an instance asking), an order
+ * placed under a rental of the device that has ended is not found either: the next renter's
+ * instance does not read the previous renter's purchases.
+ */
+export async function getOrderWithCollection(db: Db, appOrderId: string, scope: { currentRentalOnly?: boolean } = {}): Promise<OrderWithCollection> {
   const found = await store.findOrderWithCollection(db, appOrderId)
-  if (!found) throw new NotFoundError('ORDER_NOT_FOUND', `app_order_id: no order ${quote(appOrderId)}`)
+  if (!found || (scope.currentRentalOnly && found.assignmentEnded)) throw new NotFoundError('ORDER_NOT_FOUND', `app_order_id: no order ${quote(appOrderId)}`)
   return found
 }
 

@@ -37,6 +37,8 @@ function endStreamsOf(db: Db, channel: store.ChannelRow): Promise<void> {
  * and ends those terminals' streams; a channel opened later, for the next renter, stays open.
  */
 export async function closeDeviceChannels(db: Db, deviceId: string, openedBefore: Date): Promise<store.ChannelRow[]> {
+  // The release begins the device's next rental: its instance and terminals read its stream from here on.
+  await store.raiseRentalFloor(db, deviceId, openedBefore)
   const closed = await store.closeDeviceChannels(db, deviceId, openedBefore)
   for (const channel of closed) await endStreamsOf(db, channel)
   return closed

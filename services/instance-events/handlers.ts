@@ -30,6 +30,7 @@ import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import type { Handlers, RpcContext } from '../runtime/rpc.ts'
 import type { ServiceDeps } from '../runtime/service-host.ts'
 import { awaitDrain, resubscribeDelayMs, writeWithBackpressure } from '../runtime/streams.ts'
+import { StreamQuota } from '../runtime/stream-quota.ts'
 import { type Format, MAX_SEQUENCE, UUID_PATTERN, validate } from '../runtime/validation.ts'
 import * as channels from './channels.ts'
 import * as pipe from './pipe.ts'
@@ -39,6 +40,8 @@ import { CATCH_UP_BATCH, type Shared } from './workers.ts'
 
 const CHANNEL_ID: Format = { pattern: UUID_PATTERN, description: 'must be a channel id returned by OpenChannel' }
 const AFTER_SEQUENCE = { min: 0n, max: MAX_SEQUENCE }
+/** Notify and ListEvents serve a device's instance and terminals: the previous renter's events are not theirs. */
+const CURRENT_RENTAL = { currentRentalOnly: true } as const
 
 /** What every stored event says, whichever stream it is on. */
 const eventFields = (row: EventRow) => ({
@@ -78,6 +81,8 @@ interface FollowOptions<Res> {
   /** The stream's key (pipe.ts). */
   readonly stream: string
   readonly afterSequence: bigint
+  /** The device's instance and terminals follow only its current rental. */
+  readonly scope?: { readonly currentRentalOnly?: boolean }
   readonly toResponse: (row: EventRow) => Res
   /** A terminal following a device's stream through a channel, and how to check it is still open. */
   readonly channel?: { readonly terminalId: string; assertOpen(): Promise<void> }
@@ -97,17 +102,26 @@ const toChannel = (row: ChannelRow): Channel => ({
 export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Shared): Handlers<typeof InstanceEventsServiceService> {
   const db = deps.db
   // Expired events are purged by the service's retention (retention.ts), with the rest.
-  const { stallMs } = deps.config.events
+  const { stallMs, maxStreamsPerCaller } = deps.config.events
+  const streamQuota = new StreamQuota(maxStreamsPerCaller)
   const isChannelOpen = (deviceId: string, terminalId: string) => channels.isChannelOpen(db, deviceId, terminalId)
 
   /**
    * Serves one stream (a device's or a terminal's) to one subscriber until it cancels or fails:
    * stored events after its sequence, then live ones, in order, none twice, with backpressure and
    * the cut-off of a stalled subscriber. While the loop waits up to date (parked), the hub writes
-   * new events to the stream directly.
+   * new events to the stream directly. A caller holds at most maxStreamsPerCaller at once.
    */
   const follow = async <Res>(ctx: RpcContext, stream: ServerWritableStream<unknown, Res>, o: FollowOptions<Res>): Promise<void> => {
-    await pipe.assertResumable(db, o.stream, o.afterSequence)
+    const release = streamQuota.admit(ctx.caller)
+    try {
+      await followAdmitted(ctx, stream, o)
+    } finally {
+      release()
+    }
+  }
+  const followAdmitted = async <Res>(ctx: RpcContext, stream: ServerWritableStream<unknown, Res>, o: FollowOptions<Res>): Promise<void> => {
+    const afterSequence = await pipe.assertResumable(db, o.stream, o.afterSequence, o.scope)
     /** Set when an event that ends the stream was written: the loop ends it with this. */
     let ending: Error | undefined
     const write = (row: EventRow): boolean => {
@@ -117,7 +131,7 @@ export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Share
       return more && ending === undefined
     }
     // Subscribe before the first read: an event stored meanwhile marks the subscription dirty.
-    const subscription = hub.subscribe(o.stream, o.channel?.terminalId, o.afterSequence, write, ctx.signal)
+    const subscription = hub.subscribe(o.stream, o.channel?.terminalId, afterSequence, write, ctx.signal)
     const resumeHint = (): string => `resume with after_sequence=${subscription.cursor}`
     try {
       // This loop catches up and handles what the hub leaves to it.
@@ -229,6 +243,7 @@ export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Share
       await follow(ctx, stream, {
         stream: pipe.deviceStream(request.deviceId),
         afterSequence: request.afterSequence,
+        scope: CURRENT_RENTAL,
         toResponse: toNotifyResponse,
         // A terminal follows through its channel: checked once when subscribing; again only when a close (or a lost notification) says so.
         channel:
@@ -289,11 +304,11 @@ export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Share
       validate((v) => v.id(request.deviceId, 'device_id').integer(request.afterSequence, 'after_sequence', AFTER_SEQUENCE).page(request))
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
       // The first page starts after after_sequence, which must still be retained; later pages after their token's cursor.
-      if (request.pageToken === '') await pipe.assertResumable(db, request.deviceId, request.afterSequence)
+      const from = request.pageToken === '' ? await pipe.assertResumable(db, request.deviceId, request.afterSequence, CURRENT_RENTAL) : request.afterSequence
       const { items, nextPageToken } = await listPage(ctx, request, {
         filter: { deviceId: request.deviceId, after: request.afterSequence },
         cursor: SEQUENCE_CURSOR,
-        fetch: (after, limit) => pipe.readEvents(db, request.deviceId, after ?? request.afterSequence, limit),
+        fetch: (after, limit) => pipe.readEvents(db, request.deviceId, after ?? from, limit),
         cursorOf: (row) => row.sequence,
       })
       return { events: items.map(toEvent), nextPageToken }

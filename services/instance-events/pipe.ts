@@ -85,16 +85,21 @@ export function publishToTerminal(
 /**
  * A subscriber may resume after any sequence whose successors are all still retained. When some
  * expired, it must be told (OUT_OF_RANGE-like precondition) instead of silently missing them.
+ * Returns the sequence to read after: with `currentRentalOnly` (the device's instance and
+ * terminals), never before the device's current rental.
  */
-export async function assertResumable(db: Db, stream: string, afterSequence: bigint): Promise<void> {
-  const { lastSequence, oldestRetained } = await store.streamBounds(db, stream)
-  if (afterSequence === 0n) return // the whole retained stream, whatever has expired
+export async function assertResumable(db: Db, stream: string, afterSequence: bigint, scope: { currentRentalOnly?: boolean } = {}): Promise<bigint> {
+  const { lastSequence, oldestRetained, rentalFloor } = await store.streamBounds(db, stream)
+  // A device's earlier rentals are not its current renter's: their events are skipped, never "expired".
+  const floor = scope.currentRentalOnly ? rentalFloor : 0n
+  if (afterSequence === 0n) return floor // the whole retained stream, whatever has expired
   if (afterSequence > lastSequence) {
     throw new FailedPreconditionError('SEQUENCE_AHEAD', `after_sequence ${afterSequence} is beyond the ${isTerminalStream(stream) ? 'terminal' : 'device'}'s newest event (${lastSequence})`, {
       last_sequence: String(lastSequence),
     })
   }
-  const firstWanted = afterSequence + 1n
+  const from = afterSequence > floor ? afterSequence : floor
+  const firstWanted = from + 1n
   const firstAvailable = oldestRetained ?? lastSequence + 1n
   if (firstWanted < firstAvailable) {
     throw new FailedPreconditionError(
@@ -103,6 +108,7 @@ export async function assertResumable(db: Db, stream: string, afterSequence: big
       { oldest_sequence: String(firstAvailable) },
     )
   }
+  return from
 }
 
 const readsByDb = new WeakMap<Db, Map<string, Promise<store.EventRow[]>>>()

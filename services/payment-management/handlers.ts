@@ -83,6 +83,9 @@ const toOrder = (row: OrderRow): Order => ({
 const GESTURES: Record<ClaimGesture, Gesture> = { tap: Gesture.GESTURE_TAP, slide: Gesture.GESTURE_SLIDE, lift: Gesture.GESTURE_LIFT }
 const gestureName = (gesture: Gesture): ClaimGesture | undefined => (Object.keys(GESTURES) as ClaimGesture[]).find((name) => GESTURES[name] === gesture)
 
+/** An instance and terminals read the orders of the device's current rental only; the back office reads all. */
+const rentalScopeOf = (caller: Identity) => ({ currentRentalOnly: caller.role === 'instance' || caller.role === 'terminal' })
+
 const ORDER_ID: Format = { pattern: UUID_PATTERN, description: 'must be an order id returned by SubmitOrder' }
 /** Platforms sign with their service key: base64url of an ECDSA or RSA (up to 4096-bit) signature. */
 const SIGNATURE: Format = { pattern: /^[A-Za-z0-9_-]{16,700}$/, description: 'must be the base64url signature of the payment result' }
@@ -172,7 +175,7 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
 
     getOrder: async (request, ctx) => {
       validate((v) => v.format(request.orderId, 'order_id', ORDER_ID))
-      const order = await orders.get(db, request.orderId)
+      const order = await orders.get(db, request.orderId, rentalScopeOf(ctx.caller))
       await mayActFor(ctx, order.device_id, order)
       return { order: toOrder(order) }
     },
@@ -183,7 +186,7 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
       const { items, nextPageToken } = await listPage(ctx, request, {
         filter: { deviceId: request.deviceId },
         cursor: SEQUENCE_CURSOR,
-        fetch: (after, limit) => orders.list(db, request.deviceId, after, limit),
+        fetch: (after, limit) => orders.list(db, request.deviceId, after, limit, rentalScopeOf(ctx.caller)),
         cursorOf: (row) => row.seq,
       })
       return { orders: items.map(toOrder), nextPageToken }

@@ -99,8 +99,9 @@ export async function submit(
   return row
 }
 
-export async function get(db: Db, orderId: string): Promise<store.OrderRow> {
-  return (await store.findOrder(db, orderId)) ?? notFound(orderId)
+/** The order; with `currentRentalOnly`, a previous renter's order of the device is not found either. */
+export async function get(db: Db, orderId: string, scope: store.RentalScope = {}): Promise<store.OrderRow> {
+  return (await store.findOrder(db, orderId, scope)) ?? notFound(orderId)
 }
 
 export function notFound(orderId: string): never {
@@ -111,8 +112,8 @@ export function findBySerial(db: Db, platformId: string, serialNumber: string): 
   return store.findOrderBySerial(db, platformId, serialNumber)
 }
 
-export function list(db: Db, deviceId: string, beforeSeq: bigint | undefined, limit: number) {
-  return store.listOrders(db, deviceId, beforeSeq, limit)
+export function list(db: Db, deviceId: string, beforeSeq: bigint | undefined, limit: number, scope: store.RentalScope = {}) {
+  return store.listOrders(db, deviceId, beforeSeq, limit, scope)
 }
 
 /** The device's earliest order not yet fetched, now FETCHED. */
@@ -308,9 +309,12 @@ export async function cancel(trx: Trx, orderId: string, reason: string, endState
 
 /**
  * Cancels every unpaid order of a released (or re-rented) device submitted before the release,
- * so neither renter's terminal can pay the other's; orders submitted later stay. Call in a transaction.
+ * so neither renter's terminal can pay the other's; orders submitted later stay. The release
+ * begins the device's next rental, whose instance and terminals see none of the earlier orders
+ * (store.RentalScope). Call in a transaction.
  */
 export async function cancelDeviceOrders(trx: Trx, deviceId: string, submittedBefore: Date): Promise<store.OrderRow[]> {
+  await store.recordRentalBegan(trx, deviceId, submittedBefore)
   const cancelled: store.OrderRow[] = []
   for (const order of await store.lockUnpaidOfDevice(trx, deviceId, submittedBefore)) {
     cancelled.push(await cancel(trx, order.order_id, 'the device was released or re-rented before the order was paid'))

@@ -219,6 +219,8 @@ export interface EventSettings {
   readonly stallMs: number
   /** Safety net: subscribers re-check the store this often even without a notification. */
   readonly pollMs: number
+  /** Streams (Notify, FollowTerminal) one caller may hold on one replica at once (stream-quota.ts). */
+  readonly maxStreamsPerCaller: number
 }
 
 export class ConfigError extends Error {}
@@ -290,6 +292,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       retentionMs: positiveInt(env, 'CLOUDPAY_EVENT_RETENTION_MS', 7 * 24 * 3_600_000),
       stallMs: positiveInt(env, 'CLOUDPAY_SUBSCRIBER_STALL_MS', 30_000),
       pollMs: positiveInt(env, 'CLOUDPAY_SUBSCRIBER_POLL_MS', 5_000),
+      maxStreamsPerCaller: positiveInt(env, 'CLOUDPAY_MAX_STREAMS_PER_CALLER', 64),
     }),
   })
 }

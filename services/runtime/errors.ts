@@ -88,6 +88,10 @@ export class UnauthenticatedError extends CloudpayError {
 export class AbortedError extends CloudpayError {
   readonly code = Status.ABORTED
 }
+/** The caller's deadline had passed before any work was done for it. */
+export class DeadlineExceededError extends CloudpayError {
+  readonly code = Status.DEADLINE_EXCEEDED
+}
 export class UnavailableError extends CloudpayError {
   readonly code = Status.UNAVAILABLE
   constructor(

@@ -3,6 +3,14 @@
 /** Largest message either side accepts: our messages are small; 4 MiB leaves room for reflection. */
 export const MESSAGE_LIMIT_BYTES = 4 * 1024 * 1024
 
+/**
+ * How long a call whose request is one message (every RPC but reflection's) may take to send all
+ * of it: a stream that opened with headers and sent nothing more waited for ever (20,000 of them
+ * from one certificate held ~170 MB), with or without a deadline. Ours arrive in milliseconds.
+ * A reflection stream, whose requests come one by one, may wait this long for each.
+ */
+export const REQUEST_ARRIVAL_MS = 10_000
+
 /** Concurrent streams per HTTP/2 connection: a terminal or instance holds a handful; load tests open many. */
 export const MAX_CONCURRENT_STREAMS = 16_384
 

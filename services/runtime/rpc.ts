@@ -6,7 +6,7 @@ import { context, type Context, propagation, ROOT_CONTEXT, type Span, SpanKind, 
 import type { Metadata, ServerUnaryCall, ServerWritableStream, UntypedServiceImplementation, sendUnaryData } from '@grpc/grpc-js'
 import { status as Status } from '@grpc/grpc-js'
 import { admittedPeerOf } from './authz.ts'
-import { type InvalidArgumentError, isCloudpayError, toServiceStatus, UnauthenticatedError, UnimplementedError } from './errors.ts'
+import { DeadlineExceededError, type InvalidArgumentError, isCloudpayError, toServiceStatus, UnauthenticatedError, UnimplementedError } from './errors.ts'
 import { formatIdentity, type Identity, identityFromPeerCertificate } from './identity.ts'
 import type { Logger } from './logger.ts'
 import type { Fingerprinter } from './sealing.ts'
@@ -119,6 +119,10 @@ function begin(path: string, call: ServerUnaryCall<unknown, unknown> | ServerWri
   for (const [attribute, value] of Object.entries(tags)) span.setAttribute(attribute, value)
   const abort = new AbortController()
   call.on('cancelled', () => abort.abort(new Error('cancelled by the client')))
+  // A deadline already past when the call begins (grpc-timeout 0n, a clock far behind): the client
+  // has its DEADLINE_EXCEEDED; nothing is done for it (it went on, and committed, unseen).
+  const deadline = Number(call.getDeadline())
+  if (call.cancelled || (Number.isFinite(deadline) && deadline <= Date.now())) abort.abort(new Error('the deadline passed before the call began'))
   const started = Date.now()
   // The call's logger is made when something logs (a failure, a handler's line): most calls log nothing.
   let callLog: Logger | undefined
@@ -236,5 +240,6 @@ function serverStreaming(path: string, handler: (request: unknown, ctx: RpcConte
 async function run<T>({ ctx, refusal }: Started, work: (ctx: RpcContext) => Promise<T>): Promise<T> {
   if (!ctx) throw new UnauthenticatedError('NO_MESH_IDENTITY', 'the client certificate carries no valid mesh identity')
   if (refusal) throw refusal
+  if (ctx.signal.aborted) throw new DeadlineExceededError('CALL_ENDED', 'the call ended (its deadline passed, or its client cancelled) before its handler began')
   return work(ctx)
 }

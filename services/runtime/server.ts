@@ -1,5 +1,6 @@
 // A grpc-js server as every service runs it: mutual TLS, the authorization interceptor, health,
 // reflection from the real descriptors, deliberate limits, and a graceful shutdown.
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2'
 import { Server, type ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js'
 import { ANY_MESH_IDENTITY, authorizationInterceptor, type Rule } from './authz.ts'
 import { HEALTH_SERVICE, healthDefinition, HealthRegistry } from './health.ts'
@@ -8,6 +9,7 @@ import {
   MAX_CONNECTION_IDLE_MS,
   MAX_HEADER_LIST_BYTES,
   MESSAGE_LIMIT_BYTES,
+  REQUEST_ARRIVAL_MS,
   SERVER_KEEPALIVE_TIME_MS,
   SERVER_KEEPALIVE_TIMEOUT_MS,
 } from './limits.ts'
@@ -16,6 +18,7 @@ import { startProbeServer } from './probe-server.ts'
 import type { Logger } from './logger.ts'
 import { readableRequests } from './request-screen.ts'
 import { encodeStreamedMessagesOnce } from './streams.ts'
+import { boundRequestArrival, screenCallHeaders, transportRefusals } from './transport-screen.ts'
 import { DescriptorPool, REFLECTION_SERVICES, reflectionHandler, reflectionV1AlphaDefinition, reflectionV1Definition } from './reflection.ts'
 import { rememberPeerCertificates } from './tls.ts'
 
@@ -37,6 +40,8 @@ export interface ServerOptions {
   readonly descriptors?: DescriptorPool
   /** A plaintext health-only port for Kubernetes probes (probe-server.ts); none when undefined. */
   readonly healthAddress?: string
+  /** How long a one-message request may take to arrive (limits.ts REQUEST_ARRIVAL_MS; tests shorten it). */
+  readonly requestArrivalMs?: number
 }
 
 export interface RunningServer {
@@ -76,6 +81,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     'grpc.keepalive_timeout_ms': SERVER_KEEPALIVE_TIMEOUT_MS,
     'grpc.max_connection_idle_ms': MAX_CONNECTION_IDLE_MS,
     interceptors: [
+      // First, so it wraps grpc-js's own call: its refusals about a request are made precise.
+      transportRefusals,
       authorizationInterceptor(rules, {
         onDenied: (path, identity, reason, { code, traceId }) =>
           options.log.warn({ rpc: path.slice(1), caller: identity ? `${identity.role}/${identity.id}` : null, code, reason, trace_id: traceId }, 'call denied'),
@@ -89,13 +96,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     server.addService(readableRequests(definition as ServiceDefinition), implementation)
   for (const service of options.services) add(encodeStreamedMessagesOnce(service.definition as unknown as ServiceDefinition), service.implementation)
   add(healthDefinition, health.handlers())
-  const reflect = reflectionHandler(pool, [...served, HEALTH_SERVICE, ...REFLECTION_SERVICES])
+  const requestArrivalMs = options.requestArrivalMs ?? REQUEST_ARRIVAL_MS
+  const reflect = reflectionHandler(pool, [...served, HEALTH_SERVICE, ...REFLECTION_SERVICES], requestArrivalMs)
   add(reflectionV1Definition, { serverReflectionInfo: reflect })
   add(reflectionV1AlphaDefinition, { serverReflectionInfo: reflect })
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(options.address, options.credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)))
   })
+  // Reflection's requests come one by one over a long stream (its handler bounds the wait for each); every other RPC sends one message at once.
+  const streamsRequests = new Set<string>([reflectionV1Definition, reflectionV1AlphaDefinition].flatMap((definition) => Object.values(definition).map((method) => method.path)))
+  screenEveryCall(server, streamsRequests, requestArrivalMs)
   logHandshakeFailures(server, options.log)
   const probe = options.healthAddress ? await startProbeServer(options.healthAddress, health) : undefined
 
@@ -124,6 +135,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       }).then(() => probe?.close())
       return stopping
     },
+  }
+}
+
+/**
+ * Each call passes the transport screen before grpc-js sees it: its headers through
+ * screenCallHeaders (its deadline from grpc-timeout wraps past 2^31 ms), and, unless its RPC
+ * streams requests, a bound on its request's arrival. A listener put ahead of grpc-js's own on
+ * every HTTP/2 server it bound receives the same stream and headers (test/mesh/hostile-transport.test.ts).
+ */
+function screenEveryCall(server: Server, streamsRequests: ReadonlySet<string>, requestArrivalMs: number): void {
+  const internals = server as unknown as {
+    http2Servers?: Map<{ prependListener(event: 'stream', listener: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void): void }, unknown>
+  }
+  if (!internals.http2Servers || internals.http2Servers.size === 0) throw new Error('grpc-js internals changed: no http2Servers to screen calls on')
+  for (const http2Server of internals.http2Servers.keys()) {
+    http2Server.prependListener('stream', (stream, headers) => {
+      screenCallHeaders(headers)
+      if (!streamsRequests.has(String(headers[':path']))) boundRequestArrival(stream, requestArrivalMs)
+    })
   }
 }
 

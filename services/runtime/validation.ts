@@ -28,6 +28,14 @@ export const MAX_SEQUENCE = 2n ** 53n - 1n
 
 /** Never in free text: C0 controls (tab and line feed only where multi-line), DEL, C1 controls, U+FFFD, lone surrogates. */
 const NOT_TEXT = /[\u0000-\u0008\u000B-\u001F\u007F-\u009F\uFFFD]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+/**
+ * Nor what makes text read other than it is: bidirectional overrides and isolates (a terminal's
+ * name shown reversed, "Trojan Source"), line and paragraph separators (line breaks no one asked
+ * for), and noncharacters (never interchanged text).
+ */
+const DECEPTIVE = /[\p{Bidi_Control}\u2028\u2029\p{Noncharacter_Code_Point}]/u
+/** Text that shows nothing: only spaces and invisible characters. */
+const BLANK = /^[\p{White_Space}\p{Default_Ignorable_Code_Point}]*$/u
 const LINE_BREAK_OR_TAB = /[\t\n]/
 
 export interface MoneyLike {
@@ -66,7 +74,7 @@ export class Validator {
     return this.format(value, field, { pattern: /^[A-Za-z0-9._-]{1,128}$/, description: 'must be 1-128 characters of [A-Za-z0-9._-]' })
   }
 
-  /** Free text (a reason, a description, a password): min-max characters, printable; tab and line feed only if multi-line. */
+  /** Free text (a reason, a description, a password): min-max characters, printable, plain, never blank; tab and line feed only if multi-line. */
   text(value: string, field: string, bounds: { min?: number; max: number; multiline?: boolean }): this {
     const min = bounds.min ?? 0
     if (min > 0 && value === '') return this.check(false, field, 'is required')
@@ -74,6 +82,9 @@ export class Validator {
     const length = value.length > bounds.max * 2 ? Infinity : [...value].length
     if (!(length >= min && length <= bounds.max)) return this.check(false, field, `must be ${min}-${bounds.max} characters`)
     if (NOT_TEXT.test(value)) return this.check(false, field, 'must be printable text (no control characters, no U+FFFD, valid UTF-8)')
+    if (DECEPTIVE.test(value)) return this.check(false, field, 'must be plain text (no bidirectional controls, line or paragraph separators, or noncharacters)')
+    // Blank where text is required, and where it is optional too (empty says "none" plainly).
+    if (value !== '' && BLANK.test(value)) return this.check(false, field, `must not be blank (only spaces or invisible characters)${min > 0 ? '' : '; leave it empty instead'}`)
     return this.check(bounds.multiline === true || !LINE_BREAK_OR_TAB.test(value), field, 'must be one line (no tab or line feed)')
   }
 

@@ -69,6 +69,10 @@ const STRING_VALUES: { what: string; value: string; invalidUtf8?: true }[] = [
   { what: '100 KiB', value: 'a'.repeat(100 * 1024) },
   { what: '1,000 characters (over every declared maximum)', value: 'a'.repeat(1000) },
   { what: 'invalid UTF-8', value: MARKER, invalidUtf8: true },
+  { what: 'a right-to-left override', value: 'ab\u202Ecd' },
+  { what: 'a paragraph separator', value: 'ab\u2029cd' },
+  { what: 'a noncharacter', value: 'ab\uFFFEcd' },
+  { what: 'only spaces and a zero-width space', value: '  \u200B ' },
 ]
 
 /** The hostile cases of one request type. */

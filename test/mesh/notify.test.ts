@@ -18,10 +18,14 @@ import { subscribe } from '../helpers/subscriber.ts'
 const DEVICE = { role: 'instance', id: 'dev-notify' } as const
 const PHONE = { role: 'terminal', id: 'phone-notify' } as const
 const STRANGER = { role: 'terminal', id: 'phone-stranger' } as const
+const STREAMS_PER_CALLER = 10
 
 let t: TestMesh
 before(async () => {
-  t = await startTestMesh({ services: [instanceEvents], env: { CLOUDPAY_SUBSCRIBER_STALL_MS: '500', CLOUDPAY_SUBSCRIBER_POLL_MS: '60000' } })
+  t = await startTestMesh({
+    services: [instanceEvents],
+    env: { CLOUDPAY_SUBSCRIBER_STALL_MS: '500', CLOUDPAY_SUBSCRIBER_POLL_MS: '60000', CLOUDPAY_MAX_STREAMS_PER_CALLER: String(STREAMS_PER_CALLER) },
+  })
   const operator = await t.client('instance-events', OPERATOR)
   await unaryCall(operator, 'openChannel', { requestId: newRequestId(), deviceId: DEVICE.id, terminalId: PHONE.id })
 })
@@ -254,6 +258,39 @@ describe('backpressure', () => {
       }
     } finally {
       session.destroy()
+    }
+  })
+})
+
+describe('one caller, many streams', () => {
+  // Bounded: without the limit the one-more stream is served and never ends.
+  test('a caller holds at most CLOUDPAY_MAX_STREAMS_PER_CALLER streams; one more is RESOURCE_EXHAUSTED, others are served, an ended one frees its place', { timeout: 30_000 }, async () => {
+    const hog = { role: 'instance', id: 'dev-hog' } as const
+    const client = await t.client('instance-events', hog)
+    const before = subscribers() ?? 0
+    const held = Array.from({ length: STREAMS_PER_CALLER }, () => subscribe(client, hog.id))
+    try {
+      await waitUntil(() => subscribers() === before + STREAMS_PER_CALLER, 'every allowed stream is served')
+      const refused = await subscribe(client, hog.id).ended
+      assert.equal(refused.code, Status.RESOURCE_EXHAUSTED, refused.details)
+      assert.equal(refused.reason, 'TOO_MANY_STREAMS')
+      // Another caller is not held back, and the hog's own streams still deliver.
+      const other = subscribe(await t.client('instance-events', DEVICE), DEVICE.id, (await publish()).sequence - 1n)
+      try {
+        await other.waitFor(1)
+      } finally {
+        other.cancel()
+      }
+      const instance = await t.client('instance-events', hog)
+      await unaryCall(instance, 'publish', { requestId: newRequestId(), deviceId: hog.id, kind: EventKind.EVENT_KIND_LOGIN_REQUESTED, subjectId: 'login-hog' })
+      await Promise.all(held.map((sub) => sub.waitFor(1)))
+      held.pop()!.cancel()
+      await waitUntil(() => subscribers() === before + STREAMS_PER_CALLER - 1, 'the cancelled stream is gone')
+      const again = subscribe(client, hog.id)
+      held.push(again)
+      await again.waitFor(1)
+    } finally {
+      for (const sub of held) sub.cancel()
     }
   })
 })

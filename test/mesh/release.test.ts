@@ -133,7 +133,9 @@ async function assertEverythingEnded(p: Renter, g: Grants, instanceEvents: Retur
   ]) {
     assert.equal((await expectStatus(refused(), Status.UNAUTHENTICATED)).reason, 'SESSION_ENDED')
   }
-  assert.equal((await unaryCall(app, 'getOrder', { appOrderId: g.submitted.appOrder.appOrderId })).order!.state, AppOrderState.APP_ORDER_STATE_REJECTED)
+  // Read as PaymentManagement reads it: the device's instance no longer reads the ended rental's orders.
+  const appAsPayments = await t.client('app-service', { role: 'service', id: 'payment-management' })
+  assert.equal((await unaryCall(appAsPayments, 'getOrder', { appOrderId: g.submitted.appOrder.appOrderId })).order!.state, AppOrderState.APP_ORDER_STATE_REJECTED)
 
   // The phone: its channel is closed, its stream ended, it can act for the device no more.
   const ended = await g.phoneStream.ended
@@ -397,5 +399,59 @@ describe('the hand-off RPCs', () => {
     const pm = await t.client('payment-management', AM_SERVICE)
     assert.deepEqual((await unaryCall(pm, 'cancelDeviceOrders', { requestId: newRequestId(), deviceId: p.device, submittedBefore: releasedAt })).orderIds, [])
     assert.equal((await fetchOrder(p.phone, p.device)).order!.orderId, order.orderId, 'still open, still payable')
+  })
+})
+
+describe('the next renter', () => {
+  test("reads none of the previous renter's orders (PaymentManagement's, the application's) or events on the device; the back office still reads the orders", async () => {
+    const old = await renter('rel-dev-9')
+    const g = await grantEverything(old)
+    g.phoneStream.cancel()
+    const am = await t.client('account-management', OPERATOR)
+    const next = { account: `renter${++renters}`, password: 'next-renter-password', phone: `next-phone-${renters}`, device: old.device }
+    await unaryCall(am, 'registerCloudAccount', { requestId: newRequestId(), accountId: next.account, password: next.password })
+    assert.equal((await unaryCall(am, 'assignInstance', { requestId: newRequestId(), deviceId: old.device, accountId: next.account })).grantsEnded, true)
+    await unaryCall(await t.client('instance-events', OPERATOR), 'openChannel', { requestId: newRequestId(), deviceId: next.device, terminalId: next.phone })
+    const session = await f.logIn(next.device, next.phone, next.password)
+    const mine = await createAndSubmit(next, session.sessionToken)
+    const theirs = [g.prepaid.order.orderId, g.submitted.order.orderId]
+    const theirLogins = [g.verified.loginId, g.pending.loginId]
+
+    for (const reader of [terminal(next.phone), instance(next.device)]) {
+      const pm = await t.client('payment-management', reader)
+      const listed = await unaryCall(pm, 'listOrders', { deviceId: next.device, pageSize: 0, pageToken: '' })
+      assert.deepEqual(
+        listed.orders.map((o) => o.orderId),
+        [mine.order.orderId],
+        `${reader.role} lists only the current rental's orders`,
+      )
+      for (const orderId of theirs) {
+        assert.equal((await expectStatus(unaryCall(pm, 'getOrder', { orderId }), Status.NOT_FOUND)).reason, 'ORDER_NOT_FOUND', `${reader.role} reads ${orderId}`)
+      }
+      assert.equal((await unaryCall(pm, 'getOrder', { orderId: mine.order.orderId })).order!.orderId, mine.order.orderId)
+      const pipe = await t.client('instance-events', reader)
+      const { events } = await unaryCall(pipe, 'listEvents', { deviceId: next.device, afterSequence: 0n, pageSize: 0, pageToken: '' })
+      const seen = events.map((e) => e.subjectId)
+      for (const loginId of theirLogins) assert.ok(!seen.includes(loginId), `${reader.role} reads the previous renter's login ${loginId}`)
+      assert.ok(events.some((e) => e.kind === EventKind.EVENT_KIND_LOGIN_REQUESTED), `${reader.role} reads the current rental's login`)
+      // Following the stream from its start replays the current rental only, too.
+      const stream = subscribe(pipe, next.device)
+      try {
+        const first = await stream.waitFor(1)
+        assert.ok(!theirLogins.includes(first[0]!.subjectId), `${reader.role} follows the previous renter's login`)
+        assert.ok(first[0]!.sequence >= events[0]!.sequence)
+      } finally {
+        stream.cancel()
+      }
+    }
+    // The application's own record of the previous renter's orders: not for the device's instance any more.
+    const app = await t.client('app-service', instance(next.device))
+    for (const { appOrder } of [g.prepaid, g.submitted]) {
+      assert.equal((await expectStatus(unaryCall(app, 'getOrder', { appOrderId: appOrder.appOrderId }), Status.NOT_FOUND)).reason, 'ORDER_NOT_FOUND')
+    }
+    assert.equal((await unaryCall(app, 'getOrder', { appOrderId: mine.appOrder.appOrderId })).order!.appOrderId, mine.appOrder.appOrderId)
+    const backOffice = await t.client('payment-management', OPERATOR)
+    const all = await unaryCall(backOffice, 'listOrders', { deviceId: next.device, pageSize: 0, pageToken: '' })
+    assert.deepEqual(all.orders.map((o) => o.orderId).sort(), [mine.order.orderId, ...theirs].sort())
   })
 })

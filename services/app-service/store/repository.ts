@@ -141,11 +141,32 @@ const collectionColumn = (eb: ExpressionBuilder<AppDatabase, 'app_orders'>) =>
     .as('collection')
 
 /** An order and the merchant's collection accounts (what a reply shows), in one statement. */
-export async function findOrderWithCollection(db: Db, appOrderId: string): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[] } | undefined> {
-  const row = await db.selectFrom('app_orders').selectAll('app_orders').select(collectionColumn).where('app_order_id', '=', appOrderId).executeTakeFirst()
+export async function findOrderWithCollection(
+  db: Db,
+  appOrderId: string,
+): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[]; assignmentEnded: boolean } | undefined> {
+  const row = await db
+    .selectFrom('app_orders')
+    .selectAll('app_orders')
+    // Placed under a rental of the device that has ended since (device_assignments' tombstone).
+    .select((eb) =>
+      eb
+        .exists(
+          eb
+            .selectFrom('device_assignments')
+            .select(sql<number>`1`.as('one'))
+            .whereRef('device_assignments.device_id', '=', 'app_orders.device_id')
+            .whereRef('device_assignments.assignment_id', '=', 'app_orders.assignment_id')
+            .where('device_assignments.ended_at', 'is not', null),
+        )
+        .as('assignment_ended'),
+    )
+    .select(collectionColumn)
+    .where('app_order_id', '=', appOrderId)
+    .executeTakeFirst()
   if (!row) return undefined
-  const { collection, ...order } = row
-  return { order, collection: collection ?? [] }
+  const { collection, assignment_ended, ...order } = row
+  return { order, collection: collection ?? [], assignmentEnded: Boolean(assignment_ended) }
 }
 
 /** pending -> effective, once, only for the amount due; undefined when the order is not pending any more or the amount differs. */

@@ -136,16 +136,34 @@ export async function readEvents(db: Db, deviceId: string, afterSequence: bigint
   return db.selectFrom('events').selectAll().where('device_id', '=', deviceId).where('sequence', '>', afterSequence).orderBy('sequence').limit(limit).execute()
 }
 
-/** The newest sequence ever assigned to a device and its oldest retained one. */
-export async function streamBounds(db: Db, deviceId: string): Promise<{ lastSequence: bigint; oldestRetained: bigint | undefined }> {
-  const stream = await db.selectFrom('device_streams').select('last_sequence').where('device_id', '=', deviceId).executeTakeFirst()
+/** The newest sequence ever assigned to a device, its oldest retained one, and where its current rental begins. */
+export async function streamBounds(db: Db, deviceId: string): Promise<{ lastSequence: bigint; oldestRetained: bigint | undefined; rentalFloor: bigint }> {
+  const stream = await db.selectFrom('device_streams').select(['last_sequence', 'rental_floor']).where('device_id', '=', deviceId).executeTakeFirst()
   const oldest = await db
     .selectFrom('events')
     .select((eb) => eb.fn.min('sequence').as('oldest'))
     .where('device_id', '=', deviceId)
     .executeTakeFirst()
   const value = oldest?.oldest as bigint | string | null | undefined
-  return { lastSequence: stream?.last_sequence ?? 0n, oldestRetained: value === null || value === undefined ? undefined : BigInt(value) }
+  return {
+    lastSequence: stream?.last_sequence ?? 0n,
+    oldestRetained: value === null || value === undefined ? undefined : BigInt(value),
+    rentalFloor: BigInt(stream?.rental_floor ?? 0n),
+  }
+}
+
+/** A release at `releasedAt` ends the device's rental: the floor moves to its newest event published before then (never back). */
+export async function raiseRentalFloor(db: Db, deviceId: string, releasedAt: Date): Promise<void> {
+  const before = db
+    .selectFrom('events')
+    .select((eb) => eb.fn.max('sequence').as('newest'))
+    .where('device_id', '=', deviceId)
+    .where('created_at', '<', releasedAt)
+  await db
+    .updateTable('device_streams')
+    .set({ rental_floor: sql`greatest(device_streams.rental_floor, coalesce((${before}), 0))` })
+    .where('device_id', '=', deviceId)
+    .execute()
 }
 
 /** Deletes up to `limit` events created before `before`; returns how many. */

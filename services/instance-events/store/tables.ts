@@ -20,6 +20,8 @@ export interface DeviceStreamsTable {
   device_id: string
   /** The sequence number of the device's newest event (never reused, even after expiry). */
   last_sequence: bigint
+  /** The newest sequence of the device's rentals before the current one (0: none ended); its instance and terminals read only after it. */
+  rental_floor: Generated<bigint>
 }
 
 export interface EventsTable {

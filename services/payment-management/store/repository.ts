@@ -6,6 +6,30 @@ import type { OrdersTable, OrderStateColumn, PaymentDatabase } from './tables.ts
 type Db = Kysely<PaymentDatabase>
 export type OrderRow = Selectable<OrdersTable>
 
+/** Which orders a read may find: all, or only those of the current rental of their device. */
+export interface RentalScope {
+  readonly currentRentalOnly?: boolean
+}
+
+/** The order was submitted before its device's current rental began: a previous renter's. */
+const ofEarlierRental = (eb: ExpressionBuilder<PaymentDatabase, 'orders'>) =>
+  eb.exists(
+    eb
+      .selectFrom('device_rentals')
+      .select(sql<number>`1`.as('one'))
+      .whereRef('device_rentals.device_id', '=', 'orders.device_id')
+      .whereRef('orders.submitted_at', '<', 'device_rentals.began_at'),
+  )
+
+/** The device's current rental began at `at` (a release); a release delivered late never moves it back. */
+export async function recordRentalBegan(trx: Transaction<PaymentDatabase>, deviceId: string, at: Date): Promise<void> {
+  await trx
+    .insertInto('device_rentals')
+    .values({ device_id: deviceId, began_at: at })
+    .onConflict((oc) => oc.column('device_id').doUpdateSet({ began_at: sql`greatest(device_rentals.began_at, excluded.began_at)` }))
+    .execute()
+}
+
 export async function insertOrder(
   db: Db,
   order: Pick<
@@ -28,8 +52,10 @@ export async function insertOrder(
     .executeTakeFirst()
 }
 
-export async function findOrder(db: Db, orderId: string): Promise<OrderRow | undefined> {
-  return db.selectFrom('orders').selectAll().where('order_id', '=', orderId).executeTakeFirst()
+export async function findOrder(db: Db, orderId: string, scope: RentalScope = {}): Promise<OrderRow | undefined> {
+  let query = db.selectFrom('orders').selectAll().where('order_id', '=', orderId)
+  if (scope.currentRentalOnly) query = query.where((eb) => eb.not(ofEarlierRental(eb)))
+  return query.executeTakeFirst()
 }
 
 /** An order and an `extra` column (a call's stored answer), in one statement; nothing when there is no such order (orders are never deleted). */
@@ -94,9 +120,10 @@ export async function updateOrder(db: Db, orderId: string, from: readonly OrderS
     .executeTakeFirst()
 }
 
-export async function listOrders(db: Db, deviceId: string, beforeSeq: bigint | undefined, limit: number): Promise<OrderRow[]> {
+export async function listOrders(db: Db, deviceId: string, beforeSeq: bigint | undefined, limit: number, scope: RentalScope = {}): Promise<OrderRow[]> {
   let query = db.selectFrom('orders').selectAll().where('device_id', '=', deviceId).orderBy('seq', 'desc').limit(limit)
   if (beforeSeq !== undefined) query = query.where('seq', '<', beforeSeq)
+  if (scope.currentRentalOnly) query = query.where((eb) => eb.not(ofEarlierRental(eb)))
   return query.execute()
 }
 

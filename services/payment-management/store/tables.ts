@@ -39,8 +39,15 @@ export interface OrdersTable {
   claimed_at: Generated<Date | null>
 }
 
+/** The start of each released device's current rental (the latest release's time). */
+export interface DeviceRentalsTable {
+  device_id: string
+  began_at: Date
+}
+
 export interface PaymentDatabase {
   orders: OrdersTable
+  device_rentals: DeviceRentalsTable
   outbox: OutboxTable
   idempotency_keys: IdempotencyKeysTable
 }

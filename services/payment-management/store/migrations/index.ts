@@ -8,6 +8,7 @@ import * as outboxDeadLetters from './2026_12_01_0005_outbox_dead_letters.ts'
 import * as expiryRecheck from './2026_12_01_0006_expiry_recheck.ts'
 import * as retention from './2026_12_01_0901_retention.ts'
 import * as orderClaims from './2026_12_01_2001_order_claims.ts'
+import * as deviceRentals from './2026_12_01_3001_device_rentals.ts'
 
 export const migrations: Record<string, Migration> = {
   '2026_11_22_0001_initial': initial,
@@ -18,4 +19,5 @@ export const migrations: Record<string, Migration> = {
   '2026_12_01_0006_expiry_recheck': expiryRecheck,
   '2026_12_01_0901_retention': retention,
   '2026_12_01_2001_order_claims': orderClaims,
+  '2026_12_01_3001_device_rentals': deviceRentals,
 }
