@@ -434,7 +434,7 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
     for (const s of others) await s.stop()
     await Promise.all([...services.values()].map((s) => s.stop()))
     await database.stop()
-    await rm(home, { recursive: true, force: true })
+    await rm(home, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 })
   }
 }
 
@@ -468,6 +468,7 @@ async function timeNpmStart(say: (line: string) => void): Promise<{ freshMs: num
     const againMs = await time()
     return { freshMs, againMs }
   } finally {
-    await rm(home, { recursive: true, force: true })
+    // The mesh's node may still be closing the embedded database when npm itself has exited: retried.
+    await rm(home, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 })
   }
 }
