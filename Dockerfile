@@ -33,7 +33,4 @@ COPY --from=build /app/dist dist
 USER 1000:1000
 # 50051-50056: each service's mTLS port (CLOUDPAY_<SVC>_LISTEN); 8081: the plaintext probe port.
 EXPOSE 50051 50052 50053 50054 50055 50056 8081
-# A young generation of 2 x 2 MiB instead of V8's 2 x 16 MiB: ~25 MiB less resident per replica idle,
-# for scavenges a little more often (npm run bench measures both). cli/cluster/replicas.ts and the
-# bench start replicas with the same flags (SERVICE_NODE_FLAGS, checked against this line by k8s:validate).
-ENTRYPOINT ["node", "--max-semi-space-size=2", "dist/cli/service.js"]
+ENTRYPOINT ["node", "dist/cli/service.js"]

@@ -6,7 +6,6 @@
 #   DATABASE_URL=postgres://... scripts/image-smoke.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 : "${DATABASE_URL:?set DATABASE_URL (e.g. from scripts/throwaway-postgres.sh)}"
 sh scripts/build.sh
 node --import tsx scripts/check-runtime-imports.ts
@@ -42,18 +41,16 @@ for (let i = 0; i < 1500; i++) {
 }
 console.log('never healthy'); process.exit(1)
 JS
-# The image's own command line (its ENTRYPOINT), so the replica starts with the image's node flags.
-read -ra entrypoint < <(node -e 'const m = /^ENTRYPOINT (\[.*\])$/m.exec(require("fs").readFileSync(process.argv[1], "utf8")); console.log(JSON.parse(m[1]).join(" "))' "$root/Dockerfile")
 for i in "${!services[@]}"; do
   name=${services[$i]}
   var=$(echo "$name" | tr 'a-z-' 'A-Z_')
   started=$(node -e 'console.log(Date.now())')
   env NODE_ENV=production CLOUDPAY_HOME="$image/home" CLOUDPAY_TRACE_FILE=off DATABASE_URL="$DATABASE_URL" \
     "CLOUDPAY_${var}_ADDR=127.0.0.1:0" "CLOUDPAY_${var}_HEALTH_LISTEN=127.0.0.1:18081" \
-    "${entrypoint[@]}" "$name" >"$image/$name.log" 2>&1 &
+    node dist/cli/service.js "$name" >"$image/$name.log" 2>&1 &
   pid=$!
   if ! result=$(node probe.mjs 18081 "$started"); then cat "$image/$name.log"; kill -KILL $pid; exit 1; fi
-  echo "${entrypoint[*]} $name: $result, rss $(($(ps -o rss= -p $pid) / 1024)) MiB"
+  echo "node dist/cli/service.js $name: $result, rss $(($(ps -o rss= -p $pid) / 1024)) MiB"
   kill -TERM $pid
   wait $pid
   grep -q '"msg":"stopped"' "$image/$name.log" || { echo "$name did not stop cleanly on SIGTERM"; tail -5 "$image/$name.log"; exit 1; }

@@ -10,7 +10,6 @@ import { createClient, unaryCall } from '../../services/runtime/client.ts'
 import type { ServiceName } from '../../services/runtime/config.ts'
 import type { CertificatePaths } from '../../services/runtime/dev-certificates.ts'
 import { channelCredentials } from '../../services/runtime/tls.ts'
-import { SERVICE_NODE_FLAGS } from '../../cli/cluster/replicas.ts'
 
 const ROOT = new URL('../..', import.meta.url).pathname
 const COUNTERS = new URL('./counters.mjs', import.meta.url).pathname
@@ -53,8 +52,8 @@ export function buildIfCompiled(): void {
 
 /** The command line of one service process. */
 export function serviceCommand(name: ServiceName): { command: string; args: string[] } {
-  if (!runsThroughTsx()) return { command: process.execPath, args: [...SERVICE_NODE_FLAGS, '--import', COUNTERS, serviceEntry(), name] }
-  return { command: process.execPath, args: [...SERVICE_NODE_FLAGS, '--import', 'tsx', '--import', COUNTERS, 'cli/service.ts', name] }
+  if (!runsThroughTsx()) return { command: process.execPath, args: ['--import', COUNTERS, serviceEntry(), name] }
+  return { command: process.execPath, args: ['--import', 'tsx', '--import', COUNTERS, 'cli/service.ts', name] }
 }
 
 export function launchService(name: ServiceName, env: NodeJS.ProcessEnv): Launched {

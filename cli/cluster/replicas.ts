@@ -17,8 +17,6 @@ import { ensureDevCertificate } from '../../services/runtime/dev-certificates.ts
 import { loadSealer } from '../../services/runtime/sealing.ts'
 
 export const ENTRY_POINT = resolve(import.meta.dirname, '../../dist/cli/service.js')
-/** node's flags for a replica, as the image's ENTRYPOINT has them (Dockerfile; scripts/k8s-validate.ts checks they agree). */
-export const SERVICE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2']
 
 export interface ClusterOptions {
   readonly replicas: number
@@ -100,7 +98,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const start = async (replica: Replica): Promise<void> => {
     const log = await open(replica.logFile, 'a')
     const started = performance.now()
-    const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, ENTRY_POINT, replica.service], { env: envOf(replica), stdio: ['ignore', log.fd, log.fd] })
+    const child = spawn(process.execPath, [ENTRY_POINT, replica.service], { env: envOf(replica), stdio: ['ignore', log.fd, log.fd] })
     await log.close()
     replica.process = child
     const exited = new Promise<never>((_, reject) =>
