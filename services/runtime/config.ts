@@ -1,5 +1,6 @@
 // Configuration from the environment, read once by an entry point (main/mesh/cli) and passed down.
 import { join, resolve } from 'node:path'
+import { MAX_STREAMS_PER_CALLER } from './limits.ts'
 
 export const SERVICE_NAMES = ['account-management', 'payment-management', 'instance-events', 'payment-platform', 'app-service', 'push-relay'] as const
 export type ServiceName = (typeof SERVICE_NAMES)[number]
@@ -292,7 +293,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       retentionMs: positiveInt(env, 'CLOUDPAY_EVENT_RETENTION_MS', 7 * 24 * 3_600_000),
       stallMs: positiveInt(env, 'CLOUDPAY_SUBSCRIBER_STALL_MS', 30_000),
       pollMs: positiveInt(env, 'CLOUDPAY_SUBSCRIBER_POLL_MS', 5_000),
-      maxStreamsPerCaller: positiveInt(env, 'CLOUDPAY_MAX_STREAMS_PER_CALLER', 64),
+      maxStreamsPerCaller: positiveInt(env, 'CLOUDPAY_MAX_STREAMS_PER_CALLER', MAX_STREAMS_PER_CALLER),
     }),
   })
 }

@@ -4,8 +4,10 @@
 import { type ServerUnaryCall, type ServerWritableStream, type sendUnaryData, status as Status } from '@grpc/grpc-js'
 import { EventEmitter } from 'node:events'
 import { type HealthCheckRequest, type HealthCheckResponse, HealthCheckResponse_ServingStatus as ServingStatus, HealthService } from '../../gen/grpc/health/v1/health.ts'
-import { quote, toServiceStatus } from './errors.ts'
+import { quote, ResourceExhaustedError, toServiceStatus } from './errors.ts'
+import { identityFromPeerCertificate } from './identity.ts'
 import { refusalOf } from './request-screen.ts'
+import type { StreamQuota } from './stream-quota.ts'
 import { endWithStatus } from './streams.ts'
 
 export { ServingStatus }
@@ -16,7 +18,11 @@ export class HealthRegistry {
   private readonly statuses = new Map<string, ServingStatus>()
   private readonly changes = new EventEmitter()
 
-  constructor(services: readonly string[]) {
+  /** `watchers`: how many Watch streams one caller may hold here (none counted when absent: the probe port has no Watch). */
+  constructor(
+    services: readonly string[],
+    private readonly watchers?: StreamQuota,
+  ) {
     this.changes.setMaxListeners(0)
     this.statuses.set('', ServingStatus.SERVING)
     for (const service of services) this.statuses.set(service, ServingStatus.SERVING)
@@ -63,6 +69,17 @@ export class HealthRegistry {
       watch: (call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>) => {
         const refusal = refusalOf(HealthService.watch.path, call.request)
         if (refusal) return endWithStatus(call, toServiceStatus(refusal).status)
+        // Bounded per caller like every long-lived stream: one certificate cannot hold thousands open.
+        const caller = identityFromPeerCertificate(call.getAuthContext().sslPeerCertificate)
+        let release = (): void => {}
+        if (this.watchers && caller) {
+          try {
+            release = this.watchers.admit(caller)
+          } catch (error) {
+            if (error instanceof ResourceExhaustedError) return endWithStatus(call, toServiceStatus(error).status)
+            throw error
+          }
+        }
         const service = call.request.service
         let last: ServingStatus | undefined
         const send = (): void => {
@@ -78,6 +95,7 @@ export class HealthRegistry {
         this.changes.on('change', onChange)
         const stop = (): void => {
           this.changes.off('change', onChange)
+          release()
         }
         call.on('cancelled', stop)
         call.on('close', stop)

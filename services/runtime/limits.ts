@@ -14,6 +14,9 @@ export const REQUEST_ARRIVAL_MS = 10_000
 /** Concurrent streams per HTTP/2 connection: a terminal or instance holds a handful; load tests open many. */
 export const MAX_CONCURRENT_STREAMS = 16_384
 
+/** Long-lived streams (Notify, FollowTerminal, Health Watch) one caller may hold on one replica (CLOUDPAY_MAX_STREAMS_PER_CALLER). */
+export const MAX_STREAMS_PER_CALLER = 64
+
 /** Server keepalive: ping idle connections, drop those that do not answer. */
 export const SERVER_KEEPALIVE_TIME_MS = 60_000
 export const SERVER_KEEPALIVE_TIMEOUT_MS = 20_000

@@ -8,6 +8,7 @@ import {
   MAX_CONCURRENT_STREAMS,
   MAX_CONNECTION_IDLE_MS,
   MAX_HEADER_LIST_BYTES,
+  MAX_STREAMS_PER_CALLER,
   MESSAGE_LIMIT_BYTES,
   REQUEST_ARRIVAL_MS,
   SERVER_KEEPALIVE_TIME_MS,
@@ -21,6 +22,7 @@ import { encodeStreamedMessagesOnce } from './streams.ts'
 import { boundRequestArrival, screenCallHeaders, transportRefusals } from './transport-screen.ts'
 import { DescriptorPool, REFLECTION_SERVICES, reflectionHandler, reflectionV1AlphaDefinition, reflectionV1Definition } from './reflection.ts'
 import { rememberPeerCertificates } from './tls.ts'
+import { StreamQuota } from './stream-quota.ts'
 
 /** One gRPC service hosted by a server. */
 export interface HostedService {
@@ -42,6 +44,8 @@ export interface ServerOptions {
   readonly healthAddress?: string
   /** How long a one-message request may take to arrive (limits.ts REQUEST_ARRIVAL_MS; tests shorten it). */
   readonly requestArrivalMs?: number
+  /** Health Watch streams one caller may hold at once (CLOUDPAY_MAX_STREAMS_PER_CALLER; limits.ts by default). */
+  readonly maxStreamsPerCaller?: number
 }
 
 export interface RunningServer {
@@ -65,7 +69,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const pool = options.descriptors ?? (sharedPool ??= DescriptorPool.load())
   const served = options.services.map((s) => s.protoName)
   for (const name of served) if (!pool.hasService(name)) throw new Error(`${name} is missing from the descriptor image; run npm run generate`)
-  const health = new HealthRegistry(served)
+  const health = new HealthRegistry(served, new StreamQuota(options.maxStreamsPerCaller ?? MAX_STREAMS_PER_CALLER))
 
   const rules = new Map<string, Rule>()
   for (const service of options.services) for (const [path, rule] of service.rules) rules.set(path, rule)

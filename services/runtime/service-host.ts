@@ -137,6 +137,7 @@ export async function startService(spec: ServiceSpec, host: HostContext): Promis
       services: [built.hosted],
       log,
       healthAddress: host.config.healthListen[spec.name],
+      maxStreamsPerCaller: host.config.events.maxStreamsPerCaller,
     })
   } catch (error) {
     await stopWorkers(started, log)

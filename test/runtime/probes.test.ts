@@ -105,3 +105,39 @@ test('draining: health goes NOT_SERVING while calls are still accepted, then the
     await server.shutdown(1000)
   }
 })
+
+test('Health Watch streams of one caller are bounded: one more is RESOURCE_EXHAUSTED, another caller is served, an ended one frees its place', async () => {
+  const server = await startServer({ address: '127.0.0.1:0', credentials: await pki.server(SERVICE), log, services: [], maxStreamsPerCaller: 3 })
+  const address = `127.0.0.1:${server.port}`
+  const client = new HealthClient(address, await pki.client(CALLER), { 'grpc.ssl_target_name_override': 'localhost' })
+  const other = new HealthClient(address, await pki.client({ role: 'operator', id: 'someone-else' }), { 'grpc.ssl_target_name_override': 'localhost' })
+  const streams: ClientReadableStream<HealthCheckResponse>[] = []
+  /** A Watch that resolves with its first status, or with the status it ended with. */
+  const watch = (on: HealthClient) => {
+    const stream = on.watch({ service: '' })
+    streams.push(stream)
+    return new Promise<{ serving: boolean; code?: Status; reason?: string }>((resolve) => {
+      stream.on('data', () => resolve({ serving: true }))
+      stream.on('error', (error: { code: Status; metadata?: { get(key: string): unknown[] } }) => resolve({ serving: false, code: error.code }))
+    })
+  }
+  try {
+    for (let i = 0; i < 3; i++) assert.deepEqual(await watch(client), { serving: true })
+    const refused = await watch(client)
+    assert.equal(refused.code, Status.RESOURCE_EXHAUSTED, 'the fourth of one caller is refused')
+    assert.deepEqual(await watch(other), { serving: true }, 'another caller is not held back')
+    streams[0]!.cancel()
+    // Freed once the server saw the cancel: retried until the place is free (what a client does on RESOURCE_EXHAUSTED).
+    let again = await watch(client)
+    for (let i = 0; i < 50 && !again.serving; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      again = await watch(client)
+    }
+    assert.deepEqual(again, { serving: true }, 'an ended stream frees its place')
+  } finally {
+    for (const stream of streams) stream.cancel()
+    client.close()
+    other.close()
+    await server.shutdown(1_000)
+  }
+})
