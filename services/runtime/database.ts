@@ -6,6 +6,7 @@ import { type Migration, Migrator } from 'kysely/migration'
 import { mkdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import pg from 'pg'
+import { pipelineBegin } from './pipelined-begin.ts'
 import { lockDataDirectory } from './data-dir-lock.ts'
 import { tracedDialect } from './database-tracing.ts'
 import { DEFAULT_DATABASE_SETTINGS, type DatabaseSettings } from './config.ts'
@@ -167,7 +168,10 @@ async function create(location: DatabaseLocation): Promise<Entry> {
     const availability = new Availability(() => pool.query('select 1'))
     const lost = (): void => availability.set(false)
     pool.on('error', lost)
-    pool.on('connect', (client) => client.on('error', lost))
+    pool.on('connect', (client) => {
+      client.on('error', lost)
+      pipelineBegin(client)
+    })
     const db = new Kysely<any>({ dialect: tracedDialect(new PostgresDialect({ pool })) })
     // LISTEN needs a session of its own that stays open (not a PgBouncer transaction-mode pool).
     const listener = new PostgresListener(location.databaseUrl, settings.connectTimeoutMs)
