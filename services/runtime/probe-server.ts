@@ -10,6 +10,7 @@ import type { HealthCheckRequest, HealthCheckResponse } from '../../gen/grpc/hea
 import { healthDefinition, type HealthRegistry, ServingStatus } from './health.ts'
 import { readableRequests } from './request-screen.ts'
 import { endWithStatus } from './streams.ts'
+import { bindPatiently } from './bind.ts'
 
 export const LIVENESS_SERVICE = 'liveness'
 
@@ -34,9 +35,7 @@ export async function startProbeServer(address: string, health: HealthRegistry):
     watch: (call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>) =>
       endWithStatus(call, { code: Status.UNIMPLEMENTED, details: 'Watch is served on the mTLS port only', metadata: call.metadata }),
   })
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
-  )
+  const port = await bindPatiently(server, address, ServerCredentials.createInsecure())
   return {
     port,
     close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),

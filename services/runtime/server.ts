@@ -23,6 +23,7 @@ import { boundRequestArrival, screenCallHeaders, transportRefusals } from './tra
 import { DescriptorPool, REFLECTION_SERVICES, reflectionHandler, reflectionV1AlphaDefinition, reflectionV1Definition } from './reflection.ts'
 import { rememberPeerCertificates } from './tls.ts'
 import { StreamQuota } from './stream-quota.ts'
+import { bindPatiently } from './bind.ts'
 
 /** One gRPC service hosted by a server. */
 export interface HostedService {
@@ -105,9 +106,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   add(reflectionV1Definition, { serverReflectionInfo: reflect })
   add(reflectionV1AlphaDefinition, { serverReflectionInfo: reflect })
 
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(options.address, options.credentials, (error, boundPort) => (error ? reject(error) : resolve(boundPort)))
-  })
+  const port = await bindPatiently(server, options.address, options.credentials, options.log)
   // Reflection's requests come one by one over a long stream (its handler bounds the wait for each); every other RPC sends one message at once.
   const streamsRequests = new Set<string>([reflectionV1Definition, reflectionV1AlphaDefinition].flatMap((definition) => Object.values(definition).map((method) => method.path)))
   screenEveryCall(server, streamsRequests, requestArrivalMs)

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { rm } from 'node:fs/promises'
+import { type AddressInfo, createServer as createNetServer } from 'node:net'
 import { credentials as grpcCredentials, type ClientReadableStream, status as Status } from '@grpc/grpc-js'
 import { type HealthCheckResponse, HealthCheckResponse_ServingStatus as Serving, HealthClient } from '../../gen/grpc/health/v1/health.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
@@ -139,5 +140,26 @@ test('Health Watch streams of one caller are bounded: one more is RESOURCE_EXHAU
     client.close()
     other.close()
     await server.shutdown(1_000)
+  }
+})
+
+test('a fixed port held for a moment by another socket is bound once it is free', async () => {
+  // A port taken by someone else (on loopback, an outgoing connection can hold a port of the ephemeral range).
+  const holder = createNetServer()
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+  const port = (holder.address() as AddressInfo).port
+  const freed = new Promise<void>((resolve) => setTimeout(() => holder.close(() => resolve()), 600))
+  const server = await startServer({ address: `127.0.0.1:${port}`, credentials: await pki.server(SERVICE), log, services: [] })
+  try {
+    await freed
+    assert.equal(server.port, port, 'bound to the port asked for, once it was free')
+    const client = new HealthClient(`127.0.0.1:${port}`, await pki.client(CALLER), { 'grpc.ssl_target_name_override': 'localhost' })
+    try {
+      assert.equal((await unaryCall(client, 'check', { service: '' })).status, Serving.SERVING)
+    } finally {
+      client.close()
+    }
+  } finally {
+    await server.shutdown(1000)
   }
 })
