@@ -9,7 +9,7 @@ import { loadConfig } from '../services/runtime/config.ts'
 import { addressBook } from '../services/runtime/service-host.ts'
 import { startTelemetry } from '../services/runtime/telemetry.ts'
 import { setUpMerchant, type Worker, worker } from './flows.ts'
-import { load, round } from './stats.ts'
+import { figuresRow, load, round } from './stats.ts'
 
 /** Within the default CLOUDPAY_OPENING_BALANCE_MAX_MINOR: ~2,000 orders per worker. */
 const OPENING_BALANCE_MINOR = 1_000_000n
@@ -35,7 +35,7 @@ export async function benchAgainstRunning(quick: boolean, say: (line: string) =>
         let next = 0
         const figures = await load(() => workers[next++ % c]![flow](), c, durationMs)
         results[flow]![c] = figures
-        rows.push([`${flow} flow (running mesh)`, `c=${c}`, `${round(figures.perSecond, 1)} flows/s`, `${round(figures.p50Ms)} ms`, `${round(figures.p99Ms)} ms`, `${figures.errors}`, config.addresses['payment-management']])
+        rows.push(figuresRow(`${flow} flow (running mesh)`, `c=${c}`, figures, config.addresses['payment-management'], { unit: 'flows/s', digits: 1 }))
       }
     }
     return { rows, results: { againstRunning: { addresses: config.addresses, results } } }

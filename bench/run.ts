@@ -28,7 +28,7 @@ import { clusterDatabase } from '../cli/cluster/postgres.ts'
 import { benchConfig } from './mesh-config.ts'
 import { productionShape } from './production/shape.ts'
 import { setUpMerchant, worker } from './flows.ts'
-import { type Figures, load, round, table } from './stats.ts'
+import { type Figures, figuresRow, load, round, table } from './stats.ts'
 import { benchAgainstRunning } from './against.ts'
 
 const quick = process.argv.includes('--quick')
@@ -83,15 +83,7 @@ async function main(): Promise<void> {
     const figures = await unaryBaseline([echo!], c, UNARY_MS)
     const used = process.cpuUsage(before)
     baseline[c] = { ...figures, cpuMsPerRpc: (used.user + used.system) / 1000 / figures.completed }
-    rows.push([
-      `bare unary echo`,
-      `c=${c}`,
-      `${round(baseline[c]!.perSecond, 0)} RPC/s`,
-      `${round(baseline[c]!.p50Ms)} ms`,
-      `${round(baseline[c]!.p99Ms)} ms`,
-      `${baseline[c]!.errors}`,
-      `${round(baseline[c]!.cpuMsPerRpc, 3)} ms CPU per RPC (both ends)`,
-    ])
+    rows.push(figuresRow('bare unary echo', `c=${c}`, baseline[c]!, `${round(baseline[c]!.cpuMsPerRpc, 3)} ms CPU per RPC (both ends)`, { unit: 'RPC/s', digits: 0 }))
   }
   results.baseline = { unary: baseline }
 
@@ -150,15 +142,7 @@ async function main(): Promise<void> {
         rounds: ROUNDS,
       })
       bareFanout[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerStream: run.serverBytesPerStream, roundsMs: run.roundsMs }
-      rows.push([
-        `bare stream fan-out`,
-        `n=${n}`,
-        '',
-        `${round(run.p50Ms)} ms`,
-        `${round(run.p99Ms)} ms`,
-        `${run.errors}`,
-        `${round(run.serverBytesPerStream / 1024, 1)} KB/stream (server)`,
-      ])
+      rows.push(figuresRow('bare stream fan-out', `n=${n}`, run, `${round(run.serverBytesPerStream / 1024, 1)} KB/stream (server)`))
     }
     results.baseline = { ...(results.baseline as object), fanOut: bareFanout }
     echo!.close()
@@ -178,15 +162,7 @@ async function main(): Promise<void> {
     await sql`create schema if not exists bench`.execute(db)
     await sql`create table if not exists bench.commits (id bigserial primary key, at timestamptz not null default now())`.execute(db)
     const commitFloor = await load(() => db.transaction().execute((trx) => sql`insert into bench.commits default values`.execute(trx)), 1, quick ? 1000 : 3000)
-    rows.push([
-      `single-row commit`,
-      `c=1`,
-      `${round(commitFloor.perSecond, 0)} commits/s`,
-      `${round(commitFloor.p50Ms)} ms`,
-      `${round(commitFloor.p99Ms)} ms`,
-      `${commitFloor.errors}`,
-      database,
-    ])
+    rows.push(figuresRow('single-row commit', 'c=1', commitFloor, database, { unit: 'commits/s', digits: 0 }))
     results.baseline = { ...(results.baseline as object), commit: commitFloor }
 
     const flowResults: Record<string, Record<number, Figures & { rpcsPerFlow: number; commitsPerFlow: number; ratioThroughput: number; ratioLatency?: number }>> = {
@@ -210,15 +186,15 @@ async function main(): Promise<void> {
         // Target: p50 at c=1 <= 1.5 x (RPCs x bare p50 + commits x commit p50).
         const ratioLatency = c === 1 ? figures.p50Ms / (rpcsPerFlow * baseline[1]!.p50Ms + commitsPerFlow * commitFloor.p50Ms) : undefined
         flowResults[flow]![c] = { ...figures, rpcsPerFlow, commitsPerFlow, ratioThroughput, ...(ratioLatency !== undefined ? { ratioLatency } : {}) }
-        rows.push([
-          `${flow} flow`,
-          `c=${c}`,
-          `${round(figures.perSecond, 1)} flows/s`,
-          `${round(figures.p50Ms)} ms`,
-          `${round(figures.p99Ms)} ms`,
-          `${figures.errors}`,
-          `${round(rpcsPerFlow, 1)} RPCs, ${round(commitsPerFlow, 1)} commits/flow; x${round(ratioThroughput)} of bare RPC/s per flow${ratioLatency !== undefined ? `; p50 x${round(ratioLatency)} of (RPCs x bare p50 + commits x commit p50)` : ''}`,
-        ])
+        rows.push(
+          figuresRow(
+            `${flow} flow`,
+            `c=${c}`,
+            figures,
+            `${round(rpcsPerFlow, 1)} RPCs, ${round(commitsPerFlow, 1)} commits/flow; x${round(ratioThroughput)} of bare RPC/s per flow${ratioLatency !== undefined ? `; p50 x${round(ratioLatency)} of (RPCs x bare p50 + commits x commit p50)` : ''}`,
+            { unit: 'flows/s', digits: 1 },
+          ),
+        )
       }
     }
     for (const w of workers) w.close()
@@ -246,15 +222,7 @@ async function main(): Promise<void> {
       const bytesPerSubscriber = run.serverBytesPerStream
       const ratioP99 = run.p99Ms / bareFanout[n]!.p99Ms
       pipeResults[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerSubscriber, ratioP99, roundsMs: run.roundsMs }
-      rows.push([
-        `pipe fan-out (durable)`,
-        `n=${n}`,
-        '',
-        `${round(run.p50Ms)} ms`,
-        `${round(run.p99Ms)} ms`,
-        `${run.errors}`,
-        `${round(bytesPerSubscriber / 1024, 1)} KB/subscriber (server); p99 x${round(ratioP99)} of bare`,
-      ])
+      rows.push(figuresRow('pipe fan-out (durable)', `n=${n}`, run, `${round(bytesPerSubscriber / 1024, 1)} KB/subscriber (server); p99 x${round(ratioP99)} of bare`))
     }
     publisher.close()
     results.pipe = pipeResults

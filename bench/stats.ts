@@ -74,6 +74,18 @@ export async function load(operation: () => Promise<unknown>, concurrency: numbe
 
 export const round = (value: number, digits = 2): number => Number(value.toFixed(digits))
 
+/** A report row of one measured load: what, the load, its rate (when one is counted), p50, p99, errors, notes. */
+export function figuresRow(
+  what: string,
+  level: string,
+  figures: { readonly perSecond?: number; readonly p50Ms: number; readonly p99Ms: number; readonly errors: number },
+  notes: string,
+  rate?: { readonly unit: string; readonly digits: number },
+): string[] {
+  const perSecond = rate && figures.perSecond !== undefined ? `${round(figures.perSecond, rate.digits)} ${rate.unit}` : ''
+  return [what, level, perSecond, `${round(figures.p50Ms)} ms`, `${round(figures.p99Ms)} ms`, `${figures.errors}`, notes]
+}
+
 /** The bench's report table: a header, a rule, then the rows, each column padded to its widest cell. */
 export function table(rows: readonly string[][]): string {
   const header = ['what', 'load', 'throughput', 'p50', 'p99', 'errors', 'notes']

@@ -18,7 +18,7 @@ import { loadSealer } from '../../services/runtime/sealing.ts'
 import { certificateFiles } from '../../services/runtime/tls.ts'
 import { PEER_SERVER_IDENTITY } from '../peer/identities.ts'
 import { POLL_INTERVAL_MS } from '../peer/ciba-login.ts'
-import { figuresOf, round, sample, type Figures, type Samples } from '../stats.ts'
+import { figuresOf, figuresRow, round, sample, type Figures, type Samples } from '../stats.ts'
 import { buildIfCompiled, serviceEntry, type Counters, firstMessage, freePort, type Launched, launchNpmStart, launchScript, launchService, runsThroughTsx, untilHealthy } from './launch.ts'
 import type { LoadCommand, LoadFlow, LoadReport } from './load-process.ts'
 import { clusterCpuMs, postmasterPid, processCpuMs, residentBytes } from './proc.ts'
@@ -173,15 +173,7 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
     const clusterMs = (database.postmaster ? clusterCpuMs(database.postmaster) : Number.NaN) - clusterBefore
     await db.destroy()
     const commit = { ...figuresOf(commitSamples), cpuMs: ((own.user + own.system) / 1000 + clusterMs) / commitSamples.completed }
-    rows.push([
-      'single-row commit',
-      'c=1',
-      `${round(commit.perSecond, 0)} commits/s`,
-      `${round(commit.p50Ms)} ms`,
-      `${round(commit.p99Ms)} ms`,
-      `${commit.errors}`,
-      `${round(commit.cpuMs)} ms CPU each (client + PostgreSQL)`,
-    ])
+    rows.push(figuresRow('single-row commit', 'c=1', commit, `${round(commit.cpuMs)} ms CPU each (client + PostgreSQL)`, { unit: 'commits/s', digits: 0 }))
 
     // ── The peer and the load generator, each in its own process ──
     const peer = launchScript('bench/peer/provider.ts', [], { ...env, NODE_NO_WARNINGS: '1' })
@@ -254,15 +246,15 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
           .filter(([k]) => k !== 'total')
           .map(([k, v]) => `${k.replace('payment-', 'pay-').replace('-management', '-mgmt')} ${round(v, 1)}`)
           .join(', ')
-        rows.push([
-          `${flow} flow (processes)`,
-          `c=${c}`,
-          `${round(f.perSecond, 1)} flows/s`,
-          `${round(f.p50Ms)} ms`,
-          `${round(f.p99Ms)} ms`,
-          `${f.errors}`,
-          `${round(f.rpcsPerFlow, 1)} RPCs, ${round(f.commitsPerFlow, 1)} commits, ${round(f.statementsPerFlow, 1)} statements; CPU ${round(f.cpuMsPerFlow.total, 1)} ms/flow = x${round(f.cpuMsPerFlow.total / floorCpu(flow))} of floor ${round(floorCpu(flow), 1)} ms (${split})`,
-        ])
+        rows.push(
+          figuresRow(
+            `${flow} flow (processes)`,
+            `c=${c}`,
+            f,
+            `${round(f.rpcsPerFlow, 1)} RPCs, ${round(f.commitsPerFlow, 1)} commits, ${round(f.statementsPerFlow, 1)} statements; CPU ${round(f.cpuMsPerFlow.total, 1)} ms/flow = x${round(f.cpuMsPerFlow.total / floorCpu(flow))} of floor ${round(floorCpu(flow), 1)} ms (${split})`,
+            { unit: 'flows/s', digits: 1 },
+          ),
+        )
       }
     }
 
@@ -293,24 +285,11 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
         ratioP50: cloudpay.p50Ms / peerFigures.p50Ms,
       }
       const r = race[c]!
-      rows.push([
-        'peer login (oidc-provider CIBA)',
-        `c=${c}`,
-        `${round(r.peer.perSecond, 1)} flows/s`,
-        `${round(r.peer.p50Ms)} ms`,
-        `${round(r.peer.p99Ms)} ms`,
-        `${r.peer.errors}`,
-        `poll every ${POLL_INTERVAL_MS} ms; CPU ${round(r.peerCpuMs, 1)} ms/login (peer + load generator)`,
-      ])
-      rows.push([
-        'cloudpay login, interleaved',
-        `c=${c}`,
-        `${round(r.cloudpay.perSecond, 1)} flows/s`,
-        `${round(r.cloudpay.p50Ms)} ms`,
-        `${round(r.cloudpay.p99Ms)} ms`,
-        `${r.cloudpay.errors}`,
-        `x${round(r.ratioThroughput)} the peer's flows/s, p50 x${round(r.ratioP50)}; CPU ${round(r.cloudpayCpuMs, 1)} ms/login`,
-      ])
+      const flowRate = { unit: 'flows/s', digits: 1 }
+      rows.push(figuresRow('peer login (oidc-provider CIBA)', `c=${c}`, r.peer, `poll every ${POLL_INTERVAL_MS} ms; CPU ${round(r.peerCpuMs, 1)} ms/login (peer + load generator)`, flowRate))
+      rows.push(
+        figuresRow('cloudpay login, interleaved', `c=${c}`, r.cloudpay, `x${round(r.ratioThroughput)} the peer's flows/s, p50 x${round(r.ratioP50)}; CPU ${round(r.cloudpayCpuMs, 1)} ms/login`, flowRate),
+      )
     }
 
     for (const [label, bytes] of Object.entries(runtimeRss))
