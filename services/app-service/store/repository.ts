@@ -83,10 +83,6 @@ export async function endSessions(db: Db, deviceId: string, assignmentIds: reado
   return Number(result.numUpdatedRows)
 }
 
-export async function findSession(db: Db, tokenHash: string): Promise<AppSessionRow | undefined> {
-  return db.selectFrom('app_sessions').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst()
-}
-
 /** A session and its app account, in one read. */
 export async function findSessionWithAccount(db: Db, tokenHash: string): Promise<{ session: AppSessionRow; account: AppAccountRow | undefined } | undefined> {
   const row = await db

@@ -71,10 +71,6 @@ export type EventRow = Selectable<EventsTable>
  */
 export const EVENTS_CHANNEL = 'cloudpay_events'
 
-export async function notifyDevice(db: Db, deviceId: string, sequence: bigint): Promise<void> {
-  await sql`select pg_notify(${EVENTS_CHANNEL}, ${`${deviceId} ${sequence}`})`.execute(db)
-}
-
 /** The stream key and sequence of an EVENTS_CHANNEL payload (the sequence is absent in the older form, the key alone). */
 export function parseEventsNotification(payload: string): { stream: string; sequence: bigint | undefined } {
   const [stream, sequence] = payload.split(' ')
