@@ -40,6 +40,7 @@ import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { InvalidArgumentError, PermissionDeniedError } from '../runtime/errors.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { callOf, idempotent, idempotentAfter, idempotentFlowReadingAnswer, replayOf } from '../runtime/idempotency.ts'
+import { registerRentalBoundary } from '../runtime/rental-boundary.ts'
 import { channelCheckVia, publishEvent } from '../runtime/mesh-calls.ts'
 import { SharedRateLimiter } from '../runtime/rate-limit.ts'
 import { KEY_CURSOR, listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
@@ -111,6 +112,8 @@ const toAssignment = (row: InstanceAssignmentRow): InstanceAssignment => ({
 
 export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: Shared): Handlers<typeof AccountManagementServiceService> {
   const db = deps.db
+  // An instance's stored answers are its current assignment's only; a terminal's its current enrolment's.
+  registerRentalBoundary(db, (caller, eb) => store.boundaryBeganAt(eb, caller))
   const now = () => deps.clock.now()
   const settings = deps.config.login
   // GetLogin is a fallback for clients that cannot follow the pipe: 2 per second per caller

@@ -39,11 +39,16 @@ export async function startLogin(trx: Transaction<AccountDatabase>, deviceId: st
 }
 
 /** The login of that device; another device's login is reported as missing, not as forbidden. */
+/** The device's login, of its current rental only (rental-boundary.ts): an earlier renter's is not found, as one that never existed. */
 export async function getLogin(db: Db, deviceId: string, loginId: string): Promise<store.LoginRow> {
-  const login = await store.findLogin(db, loginId)
-  if (!login || login.device_id !== deviceId) throw loginNotFound(deviceId, loginId)
+  const login = await store.findLoginOfCurrentRental(db, deviceId, loginId)
+  if (!login) throw loginNotFound(deviceId, loginId)
   return login
 }
+
+/** The login was started under the device's current assignment (the one read with it). */
+const ofCurrentRental = (login: store.LoginRow, assignment: { assignment_id: string; account_id: string } | undefined): boolean =>
+  assignment !== undefined && (login.assignment_id === null ? assignment.account_id === login.account_id : assignment.assignment_id === login.assignment_id)
 
 const loginNotFound = (deviceId: string, loginId: string) => new NotFoundError('LOGIN_NOT_FOUND', `login_id: no login ${quote(loginId)} for device ${deviceId}`)
 
@@ -119,15 +124,15 @@ export async function checkCredentials<Answer>(
   const found = await store.findLoginToVerify(db, input.loginId, stored?.column)
   const answered = stored?.answer(found?.extra)
   if (answered !== undefined) return { answered } // a retry of an answered call: nothing checked, nothing hashed again
-  if (!found || found.login.device_id !== input.deviceId) throw loginNotFound(input.deviceId, input.loginId)
-  const { login, assignment } = found
+  // An earlier rental's login is not found, as one that never existed (rental-boundary.ts).
+  if (!found || found.login.device_id !== input.deviceId || !ofCurrentRental(found.login, found.assignment)) throw loginNotFound(input.deviceId, input.loginId)
+  const { login } = found
   assertState(login, 'pending', 'verified', now)
   const checkedAt = now
   assertUnlocked('account', found.lockedUntil.account, checkedAt)
   assertUnlocked('device', found.lockedUntil.device, checkedAt)
-  const sameAssignment = assignment !== undefined && (login.assignment_id === null ? assignment.account_id === login.account_id : assignment.assignment_id === login.assignment_id)
-  // Without the assignment the login was started under (or the account), a dummy hash: same answer, same time.
-  const passwordOk = sameAssignment && found.passwordHash !== undefined ? await verifyPassword(found.passwordHash, input.password) : await verifyAgainstDummy(input.password)
+  // Without the account's hash, a dummy hash: same answer, same time.
+  const passwordOk = found.passwordHash !== undefined ? await verifyPassword(found.passwordHash, input.password) : await verifyAgainstDummy(input.password)
   const codeOk = constantTimeEqual(login.binding_code, input.bindingCode)
   return { login, verified: passwordOk && codeOk, checkedAt }
 }

@@ -19,6 +19,8 @@ import * as orders from './orders.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, idempotentFlow } from '../runtime/idempotency.ts'
+import { registerRentalBoundary } from '../runtime/rental-boundary.ts'
+import { rentalBeganAt } from './store/repository.ts'
 import { KEY_CURSOR, listPage } from '../runtime/pagination.ts'
 import type { Handlers } from '../runtime/rpc.ts'
 import type { ServiceDeps } from '../runtime/service-host.ts'
@@ -64,6 +66,8 @@ const toOrder = ({ order: row, collection }: { order: AppOrderRow; collection: C
 
 export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof AppServiceService> {
   const db = deps.db
+  // An instance's stored answers are its device's current rental's only.
+  registerRentalBoundary(db, (caller, eb) => (caller.role === 'instance' ? rentalBeganAt(eb, caller.id) : undefined))
   const now = () => deps.clock.now()
   return {
     loginWithToken: async (request, ctx) => {

@@ -25,6 +25,8 @@ import { MOST_TERMINALS_PER_ACCOUNT } from '../runtime/config.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
 import { PermissionDeniedError, quote, UnavailableError } from '../runtime/errors.ts'
 import { callOf, derivedRequestId, idempotent } from '../runtime/idempotency.ts'
+import { registerRentalBoundary } from '../runtime/rental-boundary.ts'
+import { rentalBeganAt } from './store/repository.ts'
 import { terminalEnrollment } from '../runtime/mesh-calls.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import type { Handlers, RpcContext } from '../runtime/rpc.ts'
@@ -81,8 +83,8 @@ interface FollowOptions<Res> {
   /** The stream's key (pipe.ts). */
   readonly stream: string
   readonly afterSequence: bigint
-  /** The device's instance and terminals follow only its current rental. */
-  readonly scope?: { readonly currentRentalOnly?: boolean }
+  /** The device's instance and terminals follow only its current rental; a terminal its own stream only since its enrolment. */
+  readonly scope?: pipe.StreamScope
   readonly toResponse: (row: EventRow) => Res
   /** A terminal following a device's stream through a channel, and how to check it is still open. */
   readonly channel?: { readonly terminalId: string; assertOpen(): Promise<void> }
@@ -101,6 +103,8 @@ const toChannel = (row: ChannelRow): Channel => ({
 
 export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Shared): Handlers<typeof InstanceEventsServiceService> {
   const db = deps.db
+  // An instance's stored answers (Publish) are its device's current rental's only.
+  registerRentalBoundary(db, (caller, eb) => (caller.role === 'instance' ? rentalBeganAt(eb, caller.id) : undefined))
   // Expired events are purged by the service's retention (retention.ts), with the rest.
   const { stallMs, maxStreamsPerCaller } = deps.config.events
   const streamQuota = new StreamQuota(maxStreamsPerCaller)
@@ -121,10 +125,13 @@ export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Share
     }
   }
   const followAdmitted = async <Res>(ctx: RpcContext, stream: ServerWritableStream<unknown, Res>, o: FollowOptions<Res>): Promise<void> => {
-    const afterSequence = await pipe.assertResumable(db, o.stream, o.afterSequence, o.scope)
+    const { from: afterSequence, rental } = await pipe.assertResumable(db, o.stream, o.afterSequence, o.scope)
+    // Events of another rental of the device are passed over, never written (rental-boundary.ts).
+    const belongs = pipe.belongsTo(rental)
     /** Set when an event that ends the stream was written: the loop ends it with this. */
     let ending: Error | undefined
     const write = (row: EventRow): boolean => {
+      if (!belongs(row)) return true
       const more = stream.write(o.toResponse(row))
       ending ??= o.endsAfter?.(row)
       // Nothing more from the hub: the loop takes over and ends the stream.
@@ -150,6 +157,10 @@ export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Share
         const rows = await pipe.readEvents(db, o.stream, subscription.cursor, CATCH_UP_BATCH)
         for (const row of rows) {
           if (ctx.signal.aborted) return
+          if (!belongs(row)) {
+            subscription.cursor = row.sequence
+            continue
+          }
           await writeWithBackpressure(stream, o.toResponse(row), stallMs, ctx.signal, resumeHint())
           subscription.cursor = row.sequence
           const end = o.endsAfter?.(row)
@@ -233,7 +244,13 @@ export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Share
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
       pipe.assertMayPublish(ctx.caller, request.kind)
       return idempotent(db, callOf(ctx, request, PublishRequest, PublishResponse), async (trx) => ({
-        event: toEvent(await pipe.publish(db, { deviceId: request.deviceId, kind: request.kind, subjectId: request.subjectId, publisher: ctx.caller }, trx)),
+        event: toEvent(
+          await pipe.publish(
+            db,
+            { deviceId: request.deviceId, kind: request.kind, subjectId: request.subjectId, publisher: ctx.caller, subjectCreatedAt: request.subjectCreateTime },
+            trx,
+          ),
+        ),
       }))
     },
 
@@ -269,6 +286,8 @@ export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Share
       await follow(ctx, stream, {
         stream: pipe.terminalStream(ctx.caller.id),
         afterSequence: request.afterSequence,
+        // An earlier enrolment's pushes and removal are not this one's (rental-boundary.ts).
+        scope: { since: enrollment.terminal.enrollTime },
         toResponse: toFollowTerminalResponse,
         // Its removal (stored on the stream, so no replica misses it) is delivered, then ends the stream.
         // A TERMINAL_REMOVED of an earlier enrolment is only history.
@@ -304,11 +323,11 @@ export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Share
       validate((v) => v.id(request.deviceId, 'device_id').integer(request.afterSequence, 'after_sequence', AFTER_SEQUENCE).page(request))
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
       // The first page starts after after_sequence, which must still be retained; later pages after their token's cursor.
-      const from = request.pageToken === '' ? await pipe.assertResumable(db, request.deviceId, request.afterSequence, CURRENT_RENTAL) : request.afterSequence
+      const from = request.pageToken === '' ? (await pipe.assertResumable(db, request.deviceId, request.afterSequence, CURRENT_RENTAL)).from : request.afterSequence
       const { items, nextPageToken } = await listPage(ctx, request, {
         filter: { deviceId: request.deviceId, after: request.afterSequence },
         cursor: SEQUENCE_CURSOR,
-        fetch: (after, limit) => pipe.readEvents(db, request.deviceId, after ?? from, limit),
+        fetch: (after, limit) => pipe.readEvents(db, request.deviceId, after ?? from, limit, 'current'),
         cursorOf: (row) => row.sequence,
       })
       return { events: items.map(toEvent), nextPageToken }

@@ -56,8 +56,24 @@ export function assertMayPublishToTerminals(publisher: Identity, kind: EventKind
   }
 }
 
-export function publish(db: Db, event: { deviceId: string; kind: EventKind; subjectId: string; publisher: Identity }, trx?: Parameters<typeof store.appendEvent>[0]) {
-  const row = { deviceId: deviceStream(event.deviceId), kind: kindName(event.kind), subjectId: event.subjectId, publisher: formatIdentity(event.publisher), traceParent: traceParentOf() }
+/**
+ * Appends a device event. `subjectCreatedAt` (a service's, about its login or order) places it in
+ * the device's rental of that moment (rental-boundary.ts): one about an ended rental reaches only
+ * that rental's readers.
+ */
+export function publish(
+  db: Db,
+  event: { deviceId: string; kind: EventKind; subjectId: string; publisher: Identity; subjectCreatedAt?: Date },
+  trx?: Parameters<typeof store.appendEvent>[0],
+) {
+  const row = {
+    deviceId: deviceStream(event.deviceId),
+    kind: kindName(event.kind),
+    subjectId: event.subjectId,
+    publisher: formatIdentity(event.publisher),
+    traceParent: traceParentOf(),
+    subjectCreatedAt: event.publisher.role === 'service' ? event.subjectCreatedAt : undefined,
+  }
   return trx ? append(trx, row) : inTransaction(db, (t) => append(t, row))
 }
 
@@ -82,17 +98,33 @@ export function publishToTerminal(
   })
 }
 
+/** Whose part of a stream a reader gets (rental-boundary.ts). */
+export interface StreamScope {
+  /** The device's instance and terminals: only its current rental's events. */
+  readonly currentRentalOnly?: boolean
+  /** A terminal's own stream: only what was stored since its current enrolment. */
+  readonly since?: Date
+}
+
+/** Where a reader starts, and the rental whose events it gets (undefined: every event after `from`). */
+export interface ReadFrom {
+  readonly from: bigint
+  readonly rental?: bigint
+}
+
 /**
  * A subscriber may resume after any sequence whose successors are all still retained. When some
  * expired, it must be told (OUT_OF_RANGE-like precondition) instead of silently missing them.
- * Returns the sequence to read after: with `currentRentalOnly` (the device's instance and
- * terminals), never before the device's current rental.
+ * Returns the sequence to read after, never before the reader's current rental or enrolment, and
+ * for a device's instance and terminals the rental whose events are theirs.
  */
-export async function assertResumable(db: Db, stream: string, afterSequence: bigint, scope: { currentRentalOnly?: boolean } = {}): Promise<bigint> {
-  const { lastSequence, oldestRetained, rentalFloor } = await store.streamBounds(db, stream)
-  // A device's earlier rentals are not its current renter's: their events are skipped, never "expired".
-  const floor = scope.currentRentalOnly ? rentalFloor : 0n
-  if (afterSequence === 0n) return floor // the whole retained stream, whatever has expired
+export async function assertResumable(db: Db, stream: string, afterSequence: bigint, scope: StreamScope = {}): Promise<ReadFrom> {
+  const { lastSequence, oldestRetained, rentalFloor } = await store.streamBounds(db, stream, scope.since)
+  // Earlier rentals and enrolments are not the current reader's: their events are skipped, never "expired".
+  const bounded = scope.currentRentalOnly === true || scope.since !== undefined
+  const floor = bounded ? rentalFloor : 0n
+  const rental = scope.currentRentalOnly ? rentalFloor : undefined
+  if (afterSequence === 0n) return { from: floor, rental } // the whole retained stream, whatever has expired
   if (afterSequence > lastSequence) {
     throw new FailedPreconditionError('SEQUENCE_AHEAD', `after_sequence ${afterSequence} is beyond the ${isTerminalStream(stream) ? 'terminal' : 'device'}'s newest event (${lastSequence})`, {
       last_sequence: String(lastSequence),
@@ -108,8 +140,11 @@ export async function assertResumable(db: Db, stream: string, afterSequence: big
       { oldest_sequence: String(firstAvailable) },
     )
   }
-  return from
+  return { from, rental }
 }
+
+/** The reader of `rental` gets this event (rental-boundary.ts): it belongs to that rental, or the reader is not bounded by one. */
+export const belongsTo = (rental: bigint | undefined) => (row: store.EventRow): boolean => rental === undefined || BigInt(row.rental_floor) === rental
 
 const readsByDb = new WeakMap<Db, Map<string, Promise<store.EventRow[]>>>()
 
@@ -117,13 +152,13 @@ const readsByDb = new WeakMap<Db, Map<string, Promise<store.EventRow[]>>>()
  * Events after a sequence. Subscribers of one device at the same cursor share one query: a
  * publish to a device followed by thousands wakes them all, and they all read the same rows.
  */
-export function readEvents(db: Db, stream: string, afterSequence: bigint, limit: number): Promise<store.EventRow[]> {
+export function readEvents(db: Db, stream: string, afterSequence: bigint, limit: number, rental?: 'current'): Promise<store.EventRow[]> {
   let reads = readsByDb.get(db)
   if (!reads) readsByDb.set(db, (reads = new Map()))
-  const key = `${stream}\0${afterSequence}\0${limit}`
+  const key = `${stream}\0${afterSequence}\0${limit}\0${rental ?? ''}`
   let pending = reads.get(key)
   if (!pending) {
-    pending = store.readEvents(db, stream, afterSequence, limit).finally(() => reads!.delete(key))
+    pending = store.readEvents(db, stream, afterSequence, limit, rental).finally(() => reads!.delete(key))
     reads.set(key, pending)
   }
   return pending

@@ -80,7 +80,8 @@ export function handOffs(db: Kysely<PaymentDatabase>, peers: Peers): Record<stri
     },
 
     [orders.TOPICS.event]: async (payload) => {
-      await publishEvent(peers, { deviceId: payload.device_id!, kind: Number(payload.kind) as EventKind, subjectId: payload.subject_id! })
+      const subjectCreatedAt = payload.subject_created_at ? new Date(payload.subject_created_at) : undefined // absent in deliveries queued before it was recorded
+      await publishEvent(peers, { deviceId: payload.device_id!, kind: Number(payload.kind) as EventKind, subjectId: payload.subject_id!, subjectCreatedAt })
     },
 
     // An order waiting for payment, to every enrolled terminal of the account its device serves

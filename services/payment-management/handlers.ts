@@ -31,6 +31,7 @@ import { FailedPreconditionError, PermissionDeniedError, quote } from '../runtim
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, idempotentFlow, idempotentFlowReadingAnswer } from '../runtime/idempotency.ts'
+import { registerRentalBoundary } from '../runtime/rental-boundary.ts'
 import { channelCheckVia, terminalEnrollment } from '../runtime/mesh-calls.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { MAX_SEALED_BYTES } from '../runtime/sealed-credentials.ts'
@@ -93,6 +94,8 @@ const BINDING_ID: Format = { pattern: UUID_PATTERN, description: 'must be a bind
 
 export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: Shared): Handlers<typeof PaymentManagementServiceService> {
   const db = deps.db
+  // An instance's stored answers are its device's current rental's only.
+  registerRentalBoundary(db, (caller, eb) => (caller.role === 'instance' ? store.rentalBeganAt(eb, caller.id) : undefined))
   const now = () => deps.clock.now()
   const settings = deps.config.payment
   /**

@@ -198,7 +198,9 @@ export function assertResultSignedByPrepayKey(order: store.OrderRow, keyId: stri
 }
 
 async function tellDevice(trx: Trx, order: store.OrderRow, kind: EventKind): Promise<void> {
-  await enqueue(trx, TOPICS.event, { device_id: order.device_id, kind: String(kind), subject_id: order.order_id }, derivedRequestId(order.order_id, 'event', String(kind)))
+  // The order's submission time places the event in the order's rental of the device (rental-boundary.ts).
+  const payload = { device_id: order.device_id, kind: String(kind), subject_id: order.order_id, subject_created_at: order.submitted_at.toISOString() }
+  await enqueue(trx, TOPICS.event, payload, derivedRequestId(order.order_id, 'event', String(kind)))
 }
 
 /**

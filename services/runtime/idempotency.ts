@@ -14,13 +14,14 @@
 // request's fingerprint is a MAC under the data key too, over the request with its secret fields
 // blanked (secrets.ts): a dump of the table cannot confirm a guessed account number offline.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
-import { type AliasedExpression, type ExpressionBuilder, type Generated, type Kysely, sql, type Transaction } from 'kysely'
+import { type AliasedExpression, type Expression, type ExpressionBuilder, type Generated, type Kysely, sql, type Transaction } from 'kysely'
 import { inTransaction } from './database.ts'
 import { status as Status } from '@grpc/grpc-js'
 import { AbortedError, CloudpayError, InvalidArgumentError } from './errors.ts'
 import { formatIdentity, type Identity } from './identity.ts'
 import type { Fingerprinter } from './sealing.ts'
 import { withoutSecrets } from './secrets.ts'
+import { boundaryOf } from './rental-boundary.ts'
 
 export const IDEMPOTENCY_TABLE = 'idempotency_keys'
 
@@ -96,12 +97,22 @@ interface KeyMaterial {
   readonly keyId: string
   readonly key: Buffer
   readonly requestHash: string
+  /**
+   * Where the caller's current rental or enrolment began (rental-boundary.ts): an answer stored
+   * before it is an earlier renter's, never replayed, and the request id is free again.
+   */
+  readonly since?: (eb: ExpressionBuilder<any, any>) => Expression<unknown>
 }
 
-function keyMaterial<Req, Res>(call: IdempotentCall<Req, Res>): KeyMaterial {
+/** The stored row is of the caller's current rental or enrolment (or the rule does not bound the caller). */
+const ofCurrentBoundary = (material: KeyMaterial) => (eb: ExpressionBuilder<any, any>) =>
+  material.since ? sql<boolean>`coalesce(${sql.ref(`${IDEMPOTENCY_TABLE}.created_at`)} >= (${material.since(eb)}), true)` : sql<boolean>`true`
+
+function keyMaterial<Req, Res>(db: object, call: IdempotentCall<Req, Res>): KeyMaterial {
   const caller = formatIdentity(call.caller)
   const encoded = Buffer.from(call.requestCodec.encode(call.request).finish()).toString('base64')
   return {
+    since: boundaryOf(db, call.caller),
     caller,
     requestHash: call.fingerprints.fingerprint(`${call.method}\0${encoded}`, 'cloudpay-idempotency-request-v2'),
     key: Buffer.from(call.fingerprints.fingerprint(`${caller}\0${call.requestId}`, 'cloudpay-idempotency-key-v2'), 'base64url'),
@@ -118,6 +129,7 @@ async function storedReply<Req, Res>(db: Kysely<any>, call: IdempotentCall<Req, 
     .select(['method', 'request_hash', 'response'])
     .where('caller', '=', material.caller)
     .where('request_id', '=', material.keyId)
+    .where(ofCurrentBoundary(material))
     .executeTakeFirst()
   return previous ? answerIn(call, material, previous) : undefined
 }
@@ -136,7 +148,7 @@ function answerIn<Req, Res>(call: IdempotentCall<Req, Res>, material: KeyMateria
  * idempotentAfter/idempotentFlow instead, which also cover duplicates in flight.
  */
 export function replayOf<Database, Req, Res>(db: Kysely<Database>, call: IdempotentCall<Req, Res>): Promise<Res | undefined> {
-  return storedReply(db, call, keyMaterial(call))
+  return storedReply(db, call, keyMaterial(db, call))
 }
 
 /** Stores `work`'s answer with its effects, in one transaction; the part of a flow that commits. */
@@ -190,6 +202,7 @@ function storedAnswerOf<Req, Res>(call: IdempotentCall<Req, Res>, material: KeyM
         .select(sql`jsonb_build_object('method', method, 'request_hash', request_hash, 'response', encode(response, 'base64'))`.as('stored'))
         .where('caller', '=', material.caller)
         .where('request_id', '=', material.keyId)
+        .where(ofCurrentBoundary(material))
         .as('stored_answer'),
     answer: (value) => {
       if (value === null || value === undefined) return undefined
@@ -289,7 +302,7 @@ async function once<Database, Req, Res>(
   flow: (commit: Commit<Database, Res>, material: KeyMaterial) => Promise<Res>,
   replayFirst: boolean,
 ): Promise<Res> {
-  const material = keyMaterial(call)
+  const material = keyMaterial(db, call)
   // The fingerprint is part of the key: the same id with other parameters does not wait here, it is refused (REQUEST_ID_REUSED).
   const key = `${call.method}\0${material.caller}\0${material.keyId}\0${material.requestHash}`
   const flights = flightsOf(db)
@@ -366,14 +379,23 @@ async function commit<Database, Req, Res>(
   material: KeyMaterial,
   work: (trx: Transaction<Database>) => Promise<Res>,
 ): Promise<Res> {
-  const { caller, keyId, key, requestHash } = material
+  const { caller, keyId, key, requestHash, since } = material
   try {
     return await inTransaction(db, async (trx) => {
       const response = await work(trx)
+      const answer = { method: call.method, request_hash: requestHash, response: seal(key, call.responseCodec.encode(response).finish()) }
       const stored = await (trx as unknown as Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>)
         .insertInto(IDEMPOTENCY_TABLE)
-        .values({ caller, request_id: keyId, method: call.method, request_hash: requestHash, response: seal(key, call.responseCodec.encode(response).finish()) })
-        .onConflict((oc) => oc.columns(['caller', 'request_id']).doNothing())
+        .values({ caller, request_id: keyId, ...answer })
+        // A row of an earlier rental or enrolment under this request id is not an answer: this one replaces it.
+        .onConflict((oc) =>
+          since
+            ? oc
+                .columns(['caller', 'request_id'])
+                .doUpdateSet({ ...answer, created_at: sql`now()` })
+                .where((eb) => eb.not(ofCurrentBoundary(material)(eb)))
+            : oc.columns(['caller', 'request_id']).doNothing(),
+        )
         .returning('caller')
         .executeTakeFirst()
       if (!stored) throw new AnsweredMeanwhile()

@@ -19,14 +19,17 @@ export function channelCheckVia(peers: Peers, signal?: AbortSignal): ChannelChec
 
 /**
  * Publishes an event for a device. The request id is derived from the event's identity, so
- * publishing the same event again (a retried call) stores it once.
+ * publishing the same event again (a retried call) stores it once. `subjectCreatedAt` (when the
+ * order or login was created) keeps an event about an ended rental with that rental's readers.
  */
-export async function publishEvent(peers: Peers, event: { deviceId: string; kind: EventKind; subjectId: string }, signal?: AbortSignal): Promise<bigint> {
+export async function publishEvent(
+  peers: Peers,
+  event: { deviceId: string; kind: EventKind; subjectId: string; subjectCreatedAt?: Date },
+  signal?: AbortSignal,
+): Promise<bigint> {
   const requestId = derivedRequestId('event', event.deviceId, String(event.kind), event.subjectId)
-  const reply = await callPeer(
-    'instance-events',
-    unaryCall(peers.get('instance-events'), 'publish', { requestId, deviceId: event.deviceId, kind: event.kind, subjectId: event.subjectId }, { signal, deadlineMs: 5_000 }),
-  )
+  const request = { requestId, deviceId: event.deviceId, kind: event.kind, subjectId: event.subjectId, subjectCreateTime: event.subjectCreatedAt }
+  const reply = await callPeer('instance-events', unaryCall(peers.get('instance-events'), 'publish', request, { signal, deadlineMs: 5_000 }))
   return reply.event?.sequence ?? 0n
 }
 

@@ -123,7 +123,9 @@ describe('the next renter of a device', () => {
     const am = await t.client('account-management', instance(old.device))
     const app = await t.client('app-service', instance(old.device))
     const pm = await t.client('payment-management', instance(old.device))
-    const ids = { start: newRequestId(), create: newRequestId(), submit: newRequestId() }
+    const pipe = await t.client('instance-events', instance(old.device))
+    const ids = { start: newRequestId(), create: newRequestId(), submit: newRequestId(), publish: newRequestId() }
+    const publish = (subjectId: string) => unaryCall(pipe, 'publish', { requestId: ids.publish, deviceId: old.device, kind: EventKind.EVENT_KIND_LOGIN_REQUESTED, subjectId })
     const start = () => unaryCall(am, 'startLogin', { requestId: ids.start, deviceId: old.device })
     const create = (sessionToken: string) => unaryCall(app, 'createOrder', { requestId: ids.create, deviceId: old.device, sessionToken, itemId: 'gem-pack-100', quantity: 1 })
     const submit = (appOrderId: string) => unaryCall(pm, 'submitOrder', { requestId: ids.submit, deviceId: old.device, appOrderId })
@@ -133,6 +135,8 @@ describe('the next renter of a device', () => {
     assert.equal((await start()).login!.loginId, first.login.loginId)
     assert.equal((await create(session.sessionToken)).order!.appOrderId, first.appOrder.appOrderId)
     assert.equal((await submit(first.appOrder.appOrderId)).order!.orderId, submitted.orderId)
+    const published = (await publish(first.login.loginId)).event!
+    assert.equal((await publish(first.login.loginId)).event!.sequence, published.sequence)
 
     const next = await reRent(old.device)
     const login = (await start()).login!
@@ -144,8 +148,12 @@ describe('the next renter of a device', () => {
     const resubmitted = (await submit(appOrder.appOrderId)).order!
     assert.notEqual(resubmitted.orderId, submitted.orderId)
     assert.equal(resubmitted.appOrderId, appOrder.appOrderId, 'a new request of the new rental, not REQUEST_ID_REUSED')
+    const announced = (await publish(login.loginId)).event!
+    assert.equal(announced.subjectId, login.loginId, 'Publish: a new request of the new rental, not REQUEST_ID_REUSED')
+    assert.ok(announced.sequence > published.sequence)
     // And within the new rental a retry replays again.
     assert.equal((await start()).login!.loginId, login.loginId)
+    assert.equal((await publish(login.loginId)).event!.sequence, announced.sequence)
   })
 })
 

@@ -133,8 +133,40 @@ export async function endTokensOfDevice(db: Db, deviceId: string, now: Date): Pr
   return Number(result.numUpdatedRows)
 }
 
+/**
+ * When the caller's current rental (an instance: its device's assignment) or enrolment (a
+ * terminal) began (rental-boundary.ts), as a scalar subquery; null without one.
+ */
+export function boundaryBeganAt(eb: ExpressionBuilder<any, any>, caller: { role: string; id: string }) {
+  const am = eb as ExpressionBuilder<AccountDatabase, never>
+  if (caller.role === 'instance') return am.selectFrom('instance_assignments').select('assigned_at').where('device_id', '=', caller.id)
+  if (caller.role === 'terminal') return am.selectFrom('account_terminals').select('enrolled_at').where('terminal_id', '=', caller.id)
+  return undefined
+}
+
 export async function findLogin(db: Db, loginId: string): Promise<LoginRow | undefined> {
   return db.selectFrom('logins').selectAll().where('login_id', '=', loginId).executeTakeFirst()
+}
+
+/**
+ * The device's login if it was started under the device's current assignment (rental-boundary.ts):
+ * one statement, the assignment joined; a login of an ended rental is not found.
+ */
+export async function findLoginOfCurrentRental(db: Db, deviceId: string, loginId: string): Promise<LoginRow | undefined> {
+  return db
+    .selectFrom('logins')
+    .innerJoin('instance_assignments', 'instance_assignments.device_id', 'logins.device_id')
+    .selectAll('logins')
+    .where('logins.login_id', '=', loginId)
+    .where('logins.device_id', '=', deviceId)
+    .where((eb) =>
+      eb.or([
+        eb('logins.assignment_id', '=', eb.ref('instance_assignments.assignment_id')),
+        // Logins older than assignment ids: by the account the device serves.
+        eb.and([eb('logins.assignment_id', 'is', null), eb('logins.account_id', '=', eb.ref('instance_assignments.account_id'))]),
+      ]),
+    )
+    .executeTakeFirst()
 }
 
 /**

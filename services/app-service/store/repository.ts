@@ -6,6 +6,16 @@ import type { AppAccountsTable, AppDatabase, AppOrdersTable, AppSessionsTable, A
 type Db = Kysely<AppDatabase>
 export type CatalogItemRow = Selectable<CatalogItemsTable>
 
+/**
+ * When the device's current rental began here (rental-boundary.ts): the end of its latest ended
+ * assignment, as a scalar subquery; null before any ended.
+ */
+export const rentalBeganAt = (eb: ExpressionBuilder<any, any>, deviceId: string) =>
+  (eb as ExpressionBuilder<AppDatabase, never>)
+    .selectFrom('device_assignments')
+    .select((e) => e.fn.max('ended_at').as('began_at'))
+    .where('device_id', '=', deviceId)
+
 /** Catalog items after `afterItemId` in id order; `limit` rows at most. */
 export async function listCatalogItems(db: Db, afterItemId: string | undefined, limit: number): Promise<CatalogItemRow[]> {
   let query = db.selectFrom('catalog_items').selectAll().orderBy('item_id').limit(limit)

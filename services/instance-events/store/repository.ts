@@ -1,5 +1,5 @@
 // SQL of the instance_events schema. Functions take the database or a transaction.
-import { type Kysely, type Selectable, sql, type Transaction } from 'kysely'
+import { type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction } from 'kysely'
 import type { ChannelsTable, EventsDatabase, EventsTable } from './tables.ts'
 
 type Db = Kysely<EventsDatabase>
@@ -90,8 +90,15 @@ export async function notifyChannelClosed(db: Db, deviceId: string, terminalId: 
  */
 export async function appendEvent(
   trx: Transaction<EventsDatabase>,
-  event: { deviceId: string; kind: string; subjectId: string; publisher: string; traceParent: string },
+  event: { deviceId: string; kind: string; subjectId: string; publisher: string; traceParent: string; subjectCreatedAt?: Date },
 ): Promise<EventRow> {
+  // The rental the event belongs to (rental-boundary.ts): the current one, unless what it is about
+  // was created before the current rental began (an order the release cancelled, told later).
+  const at = event.subjectCreatedAt ?? null
+  const rental = sql<bigint>`case
+    when ${at}::timestamptz is null or stream.rental_began_at is null or ${at}::timestamptz >= stream.rental_began_at then stream.rental_floor
+    when stream.previous_rental_began_at is null or ${at}::timestamptz >= stream.previous_rental_began_at then stream.previous_rental_floor
+    else -1 end`
   // The upsert locks the device's row: concurrent publishers for one device take turns, so the
   // sequence has no gaps and no duplicates.
   const { notified: _, ...row } = await trx
@@ -100,12 +107,12 @@ export async function appendEvent(
         .insertInto('device_streams')
         .values({ device_id: event.deviceId, last_sequence: 1n })
         .onConflict((oc) => oc.column('device_id').doUpdateSet({ last_sequence: sql`device_streams.last_sequence + 1` }))
-        .returning('last_sequence'),
+        .returning(['last_sequence', 'rental_floor', 'rental_began_at', 'previous_rental_floor', 'previous_rental_began_at']),
     )
     .with('appended', (db) =>
       db
         .insertInto('events')
-        .columns(['device_id', 'sequence', 'kind', 'subject_id', 'publisher', 'trace_parent'])
+        .columns(['device_id', 'sequence', 'kind', 'subject_id', 'publisher', 'trace_parent', 'rental_floor'])
         .expression((eb) =>
           eb
             .selectFrom('stream')
@@ -116,6 +123,7 @@ export async function appendEvent(
               sql.val(event.subjectId).as('subject_id'),
               sql.val(event.publisher).as('publisher'),
               sql.val(event.traceParent).as('trace_parent'),
+              rental.as('rental_floor'),
             ]),
         )
         .returningAll(),
@@ -127,24 +135,39 @@ export async function appendEvent(
   return row
 }
 
-/** Events of a device after a sequence number, in order. */
-export async function readEvents(db: Db, deviceId: string, afterSequence: bigint, limit: number): Promise<EventRow[]> {
-  return db.selectFrom('events').selectAll().where('device_id', '=', deviceId).where('sequence', '>', afterSequence).orderBy('sequence').limit(limit).execute()
+/** Events of a stream after a sequence number, in order; with `rental`, only those of the stream's current rental (rental-boundary.ts). */
+export async function readEvents(db: Db, deviceId: string, afterSequence: bigint, limit: number, rental?: 'current'): Promise<EventRow[]> {
+  let query = db.selectFrom('events').selectAll().where('device_id', '=', deviceId).where('sequence', '>', afterSequence)
+  if (rental === 'current') query = query.where('rental_floor', '=', (eb) => eb.selectFrom('device_streams').select('rental_floor').where('device_id', '=', deviceId))
+  return query.orderBy('sequence').limit(limit).execute()
 }
 
-/** The newest sequence ever assigned to a device, its oldest retained one, and where its current rental begins. */
-export async function streamBounds(db: Db, deviceId: string): Promise<{ lastSequence: bigint; oldestRetained: bigint | undefined; rentalFloor: bigint }> {
+/** When the device's current rental began (rental-boundary.ts), as a scalar subquery; null before its first release. */
+export const rentalBeganAt = (eb: ExpressionBuilder<any, any>, deviceId: string) =>
+  (eb as ExpressionBuilder<EventsDatabase, never>).selectFrom('device_streams').select('rental_began_at').where('device_id', '=', deviceId)
+
+/**
+ * The newest sequence ever assigned to a stream, its oldest retained one, and where its current
+ * rental begins: the stored floor, or, `since` given (a terminal's enrolment), past every event
+ * stored before then if that is later. Still two statements.
+ */
+export async function streamBounds(db: Db, deviceId: string, since?: Date): Promise<{ lastSequence: bigint; oldestRetained: bigint | undefined; rentalFloor: bigint }> {
   const stream = await db.selectFrom('device_streams').select(['last_sequence', 'rental_floor']).where('device_id', '=', deviceId).executeTakeFirst()
   const oldest = await db
     .selectFrom('events')
-    .select((eb) => eb.fn.min('sequence').as('oldest'))
+    .select((eb) => [
+      eb.fn.min('sequence').as('oldest'),
+      since ? eb.fn.max(eb.case().when('created_at', '<', since).then(eb.ref('sequence')).end()).as('before_since') : sql<null>`null`.as('before_since'),
+    ])
     .where('device_id', '=', deviceId)
     .executeTakeFirst()
   const value = oldest?.oldest as bigint | string | null | undefined
+  const beforeSince = BigInt((oldest?.before_since as bigint | string | null | undefined) ?? 0n)
+  const floor = BigInt(stream?.rental_floor ?? 0n)
   return {
     lastSequence: stream?.last_sequence ?? 0n,
     oldestRetained: value === null || value === undefined ? undefined : BigInt(value),
-    rentalFloor: BigInt(stream?.rental_floor ?? 0n),
+    rentalFloor: beforeSince > floor ? beforeSince : floor,
   }
 }
 
@@ -155,10 +178,17 @@ export async function raiseRentalFloor(db: Db, deviceId: string, releasedAt: Dat
     .select((eb) => eb.fn.max('sequence').as('newest'))
     .where('device_id', '=', deviceId)
     .where('created_at', '<', releasedAt)
+  // The rental that ends becomes the previous one: its late events are still tagged as its own (appendEvent).
   await db
     .updateTable('device_streams')
-    .set({ rental_floor: sql`greatest(device_streams.rental_floor, coalesce((${before}), 0))` })
+    .set({
+      rental_floor: sql`greatest(device_streams.rental_floor, coalesce((${before}), 0))`,
+      rental_began_at: releasedAt,
+      previous_rental_floor: sql`device_streams.rental_floor`,
+      previous_rental_began_at: sql`device_streams.rental_began_at`,
+    })
     .where('device_id', '=', deviceId)
+    .where((eb) => eb.or([eb('rental_began_at', 'is', null), eb('rental_began_at', '<', releasedAt)]))
     .execute()
 }
 

@@ -22,6 +22,11 @@ export interface DeviceStreamsTable {
   last_sequence: bigint
   /** The newest sequence of the device's rentals before the current one (0: none ended); its instance and terminals read only after it. */
   rental_floor: Generated<bigint>
+  /** When the current rental began (the release that ended the one before); null before the first release. */
+  rental_began_at: Generated<Date | null>
+  /** The rental before the current one: its floor and when it began, to tag its late events. */
+  previous_rental_floor: Generated<bigint>
+  previous_rental_began_at: Generated<Date | null>
 }
 
 export interface EventsTable {
@@ -36,6 +41,8 @@ export interface EventsTable {
   created_at: Generated<Date>
   /** W3C traceparent of the publishing step. */
   trace_parent: Generated<string>
+  /** The floor of the device rental the event belongs to (rental-boundary.ts); -1 for one older than the previous rental. */
+  rental_floor: Generated<bigint>
 }
 
 export interface EventsDatabase {

@@ -21,6 +21,10 @@ const ofEarlierRental = (eb: ExpressionBuilder<PaymentDatabase, 'orders'>) =>
       .whereRef('orders.submitted_at', '<', 'device_rentals.began_at'),
   )
 
+/** When the device's current rental began (rental-boundary.ts), as a scalar subquery; null before its first release. */
+export const rentalBeganAt = (eb: ExpressionBuilder<any, any>, deviceId: string) =>
+  (eb as ExpressionBuilder<PaymentDatabase, never>).selectFrom('device_rentals').select('began_at').where('device_id', '=', deviceId)
+
 /** The device's current rental began at `at` (a release); a release delivered late never moves it back. */
 export async function recordRentalBegan(trx: Transaction<PaymentDatabase>, deviceId: string, at: Date): Promise<void> {
   await trx

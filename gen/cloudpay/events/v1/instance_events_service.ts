@@ -328,6 +328,12 @@ export interface PublishRequest {
   kind: EventKind;
   /** The login id or order id the event is about. */
   subjectId: string;
+  /**
+   * When a service publishes: when the login or order was created. The event belongs to the
+   * device's rental of that moment and reaches only that rental's readers (an order the release
+   * cancelled is told to the released renter, never to the next). Unset: the current rental.
+   */
+  subjectCreateTime?: Date | undefined;
 }
 
 /** Response for Publish. */
@@ -1862,7 +1868,7 @@ export const CheckChannelResponse: MessageFns<CheckChannelResponse> = {
 };
 
 function createBasePublishRequest(): PublishRequest {
-  return { requestId: "", deviceId: "", kind: 0, subjectId: "" };
+  return { requestId: "", deviceId: "", kind: 0, subjectId: "", subjectCreateTime: undefined };
 }
 
 export const PublishRequest: MessageFns<PublishRequest> = {
@@ -1878,6 +1884,9 @@ export const PublishRequest: MessageFns<PublishRequest> = {
     }
     if (message.subjectId !== "") {
       writer.uint32(34).string(message.subjectId);
+    }
+    if (message.subjectCreateTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.subjectCreateTime), writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1927,6 +1936,14 @@ export const PublishRequest: MessageFns<PublishRequest> = {
             message.subjectId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.subjectCreateTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1957,6 +1974,11 @@ export const PublishRequest: MessageFns<PublishRequest> = {
         : isSet(object.subject_id)
         ? globalThis.String(object.subject_id)
         : "",
+      subjectCreateTime: isSet(object.subjectCreateTime)
+        ? fromJsonTimestamp(object.subjectCreateTime)
+        : isSet(object.subject_create_time)
+        ? fromJsonTimestamp(object.subject_create_time)
+        : undefined,
     };
   },
 
@@ -1974,6 +1996,9 @@ export const PublishRequest: MessageFns<PublishRequest> = {
     if (message.subjectId !== "") {
       obj.subjectId = message.subjectId;
     }
+    if (message.subjectCreateTime !== undefined) {
+      obj.subjectCreateTime = message.subjectCreateTime.toISOString();
+    }
     return obj;
   },
 
@@ -1986,6 +2011,7 @@ export const PublishRequest: MessageFns<PublishRequest> = {
     message.deviceId = object.deviceId ?? "";
     message.kind = object.kind ?? 0;
     message.subjectId = object.subjectId ?? "";
+    message.subjectCreateTime = object.subjectCreateTime ?? undefined;
     return message;
   },
 };
