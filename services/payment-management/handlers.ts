@@ -31,7 +31,7 @@ import { FailedPreconditionError, PermissionDeniedError, quote } from '../runtim
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, idempotentFlow, idempotentFlowReadingAnswer } from '../runtime/idempotency.ts'
-import { registerRentalBoundary } from '../runtime/rental-boundary.ts'
+import { isBounded, registerRentalBoundary } from '../runtime/rental-boundary.ts'
 import { channelCheckVia, terminalEnrollment } from '../runtime/mesh-calls.ts'
 import { listPage, SEQUENCE_CURSOR } from '../runtime/pagination.ts'
 import { MAX_SEALED_BYTES } from '../runtime/sealed-credentials.ts'
@@ -84,8 +84,12 @@ const toOrder = (row: OrderRow): Order => ({
 const GESTURES: Record<ClaimGesture, Gesture> = { tap: Gesture.GESTURE_TAP, slide: Gesture.GESTURE_SLIDE, lift: Gesture.GESTURE_LIFT }
 const gestureName = (gesture: Gesture): ClaimGesture | undefined => (Object.keys(GESTURES) as ClaimGesture[]).find((name) => GESTURES[name] === gesture)
 
-/** An instance and terminals read the orders of the device's current rental only; the back office reads all. */
-const rentalScopeOf = (caller: Identity) => ({ currentRentalOnly: caller.role === 'instance' || caller.role === 'terminal' })
+/**
+ * An instance and terminals read, and act on, the orders of the device's current rental only
+ * (rental-boundary.ts): an earlier renter's is ORDER_NOT_FOUND, as one that never existed. The
+ * back office and the services read all.
+ */
+const rentalScopeOf = (caller: Identity) => ({ currentRentalOnly: isBounded(caller) })
 
 const ORDER_ID: Format = { pattern: UUID_PATTERN, description: 'must be an order id returned by SubmitOrder' }
 /** Platforms sign with their service key: base64url of an ECDSA or RSA (up to 4096-bit) signature. */
@@ -128,7 +132,7 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
   /** The order a request names, if it is the named device's and the caller may act on it. */
   const orderActedOnBy = async (ctx: RpcContext, deviceId: string, orderId: string, known?: OrderRow | null): Promise<OrderRow> => {
     // `known`: the row if the caller read it already (null: read, and there is none).
-    const order = known ? known : known === null ? orders.notFound(orderId) : await orders.get(db, orderId)
+    const order = known ? known : known === null ? orders.notFound(orderId) : await orders.get(db, orderId, rentalScopeOf(ctx.caller))
     if (order.device_id !== deviceId) throw new PermissionDeniedError('NOT_OWN_ORDER', `order ${quote(orderId)} does not belong to device ${quote(deviceId)}`)
     await assertMayActForOrder(ctx, order)
     return order
@@ -207,7 +211,7 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
       return idempotentFlowReadingAnswer(db, callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse), async (commit, stored) => {
         // One read: the order, and an answer stored under this request id (a retry of an answered
         // prepay returns it here, its own earlier answer, having asked no one again).
-        const found = await store.findOrderWith(db, request.orderId, stored.column)
+        const found = await store.findOrderWith(db, request.orderId, stored.column, rentalScopeOf(ctx.caller))
         const previous = stored.answer(found?.extra)
         if (previous) return previous
         const order = await orderActedOnBy(ctx, request.deviceId, request.orderId, found?.order ?? null)
@@ -328,7 +332,8 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
 
     authorizeTerminal: async (request, ctx) => {
       validate((v) => v.id(request.platformId, 'platform_id').id(request.serialNumber, 'serial_number').id(request.terminalId, 'terminal_id'))
-      const order = await orders.findBySerial(db, request.platformId, request.serialNumber)
+      // Asked for a terminal: the transaction of an order of an earlier rental of its device is none of its own.
+      const order = await orders.findBySerial(db, request.platformId, request.serialNumber, { currentRentalOnly: true })
       if (!order) return { allowed: false, reason: 'no order is paid with this transaction' }
       return tagged({ orderId: order.order_id, deviceId: order.device_id, platformId: request.platformId }, async () => {
         try {
@@ -388,7 +393,7 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
             `must be one of ${accepted.map((name) => Gesture[GESTURES[name]]).join(', ')}`,
           ),
       )
-      const order = await orders.get(db, request.orderId)
+      const order = await orders.get(db, request.orderId, rentalScopeOf(ctx.caller))
       const reply = await idempotentFlow(db, callOf(ctx, request, ClaimOrderRequest, ClaimOrderResponse), (commit) =>
         tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {
           // Only a terminal enrolled in the account the order's device serves now; the question is asked before the transaction.

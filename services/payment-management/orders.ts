@@ -108,8 +108,8 @@ export function notFound(orderId: string): never {
   throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${quote(orderId)}`)
 }
 
-export function findBySerial(db: Db, platformId: string, serialNumber: string): Promise<store.OrderRow | undefined> {
-  return store.findOrderBySerial(db, platformId, serialNumber)
+export function findBySerial(db: Db, platformId: string, serialNumber: string, scope: store.RentalScope = {}): Promise<store.OrderRow | undefined> {
+  return store.findOrderBySerial(db, platformId, serialNumber, scope)
 }
 
 export function list(db: Db, deviceId: string, beforeSeq: bigint | undefined, limit: number, scope: store.RentalScope = {}) {

@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test'
 import { status as Status } from '@grpc/grpc-js'
 import { LoginState } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
+import { Gesture } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { flows, instance, terminal } from '../../cli/demo/steps.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
 import { expectStatus, newRequestId } from '../helpers/grpc.ts'
@@ -91,6 +92,30 @@ describe('the next renter of a device', () => {
       }
     } finally {
       released.cancel()
+    }
+  })
+
+  test("cannot act on the previous renter's orders (CancelOrder, PrepayOrder, ClaimOrder): ORDER_NOT_FOUND as for none", async () => {
+    const old = await renter('rerent-dev-6')
+    const session = await f.logIn(old.device, old.phone, old.password)
+    const theirs = await order(old, session.sessionToken)
+    const mine = await order(old, session.sessionToken)
+    const before = await t.client('payment-management', instance(old.device))
+    assert.equal((await unaryCall(before, 'cancelOrder', { requestId: newRequestId(), deviceId: old.device, orderId: mine.orderId, reason: '' })).order!.orderId, mine.orderId, 'before the re-rent the instance could')
+
+    const next = await reRent(old.device)
+    await unaryCall(await t.client('account-management', terminal(next.phone)), 'enrollTerminal', { requestId: newRequestId(), accountId: next.account, password: next.password, displayName: 'phone' })
+    for (const orderId of [theirs.orderId, mine.orderId]) {
+      const byInstance = await t.client('payment-management', instance(old.device))
+      const byPhone = await t.client('payment-management', terminal(next.phone))
+      // One call at a time: a refusal is never left unawaited while another is checked.
+      for (const attempt of [
+        () => unaryCall(byInstance, 'cancelOrder', { requestId: newRequestId(), deviceId: old.device, orderId, reason: '' }),
+        () => unaryCall(byPhone, 'prepayOrder', { requestId: newRequestId(), deviceId: old.device, orderId, bindingId: '' }),
+        () => unaryCall(byPhone, 'claimOrder', { requestId: newRequestId(), orderId, gesture: Gesture.GESTURE_TAP }),
+      ]) {
+        assert.equal((await expectStatus(attempt(), Status.NOT_FOUND)).reason, 'ORDER_NOT_FOUND', `${orderId}: ${attempt.toString().slice(0, 60)}`)
+      }
     }
   })
 

@@ -67,13 +67,15 @@ export async function findOrderWith(
   db: Db,
   orderId: string,
   extra: (eb: ExpressionBuilder<any, any>) => AliasedExpression<unknown, 'stored_answer'>,
+  scope: RentalScope = {},
 ): Promise<{ order: OrderRow; extra: unknown } | undefined> {
-  const row = await db
+  let query = db
     .selectFrom('orders')
     .selectAll('orders')
     .select((eb) => extra(eb))
     .where('order_id', '=', orderId)
-    .executeTakeFirst()
+  if (scope.currentRentalOnly) query = query.where((eb) => eb.not(ofEarlierRental(eb)))
+  const row = await query.executeTakeFirst()
   if (!row) return undefined
   const { stored_answer, ...order } = row as typeof row & { stored_answer: unknown }
   return { order: order as OrderRow, extra: stored_answer }
@@ -83,8 +85,10 @@ export async function lockOrder(trx: Transaction<PaymentDatabase>, orderId: stri
   return trx.selectFrom('orders').selectAll().where('order_id', '=', orderId).forUpdate().executeTakeFirst()
 }
 
-export async function findOrderBySerial(db: Db, platformId: string, serialNumber: string): Promise<OrderRow | undefined> {
-  return db.selectFrom('orders').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).executeTakeFirst()
+export async function findOrderBySerial(db: Db, platformId: string, serialNumber: string, scope: RentalScope = {}): Promise<OrderRow | undefined> {
+  let query = db.selectFrom('orders').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber)
+  if (scope.currentRentalOnly) query = query.where((eb) => eb.not(ofEarlierRental(eb)))
+  return query.executeTakeFirst()
 }
 
 export async function lockOrderBySerial(trx: Transaction<PaymentDatabase>, platformId: string, serialNumber: string): Promise<OrderRow | undefined> {
