@@ -27,7 +27,7 @@ import {
   SubmitOrderResponse,
 } from '../../gen/cloudpay/payment/v1/payment_management_service.ts'
 import { assertMayActForDevice } from '../runtime/device-access.ts'
-import { FailedPreconditionError, PermissionDeniedError, quote } from '../runtime/errors.ts'
+import { FailedPreconditionError, NotFoundError, PermissionDeniedError, quote } from '../runtime/errors.ts'
 import { assertInstanceActsForItself } from '../runtime/authz.ts'
 import { formatIdentity } from '../runtime/identity.ts'
 import { callOf, derivedRequestId, idempotent, idempotentFlow, idempotentFlowReadingAnswer } from '../runtime/idempotency.ts'
@@ -150,8 +150,11 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
           const appOrder = await appOrderOf(deps.peers, request.appOrderId, ctx.signal)
           if (!appOrder || appOrder.deviceId !== request.deviceId)
             throw new PermissionDeniedError('NOT_OWN_ORDER', `app_order_id ${quote(request.appOrderId)} was not placed from device ${quote(request.deviceId)}`)
-          if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING)
+          if (appOrder.state !== AppOrderState.APP_ORDER_STATE_PENDING) {
+            // An earlier renter's app order (the release rejected it) is answered as AppService answers one that never existed; read only on this refusal.
+            if (await orders.isOfEarlierRental(db, request.deviceId, appOrder.createTime)) throw new NotFoundError('ORDER_NOT_FOUND', `app_order_id: no order ${quote(request.appOrderId)}`)
             throw new FailedPreconditionError('APP_ORDER_NOT_PENDING', `app order ${quote(request.appOrderId)} is not waiting for payment`)
+          }
           const input = {
             orderId,
             deviceId: request.deviceId,

@@ -104,6 +104,11 @@ export async function get(db: Db, orderId: string, scope: store.RentalScope = {}
   return (await store.findOrder(db, orderId, scope)) ?? notFound(orderId)
 }
 
+/** An app order placed on the device before its current rental began (rental-boundary.ts). */
+export function isOfEarlierRental(db: Db, deviceId: string, placedAt: Date | undefined): Promise<boolean> {
+  return placedAt ? store.rentalBeganAfter(db, deviceId, placedAt) : Promise.resolve(false)
+}
+
 export function notFound(orderId: string): never {
   throw new NotFoundError('ORDER_NOT_FOUND', `order_id: no order ${quote(orderId)}`)
 }

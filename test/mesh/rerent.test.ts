@@ -117,6 +117,12 @@ describe('the next renter of a device', () => {
         assert.equal((await expectStatus(attempt(), Status.NOT_FOUND)).reason, 'ORDER_NOT_FOUND', `${orderId}: ${attempt.toString().slice(0, 60)}`)
       }
     }
+    // Its app orders too: submitted again, one is answered as an app order that never existed.
+    const pm = await t.client('payment-management', instance(old.device))
+    for (const appOrderId of [theirs.appOrderId, 'never-placed-app-order']) {
+      const refused = await expectStatus(unaryCall(pm, 'submitOrder', { requestId: newRequestId(), deviceId: old.device, appOrderId }), Status.NOT_FOUND)
+      assert.equal(refused.reason, 'ORDER_NOT_FOUND', appOrderId)
+    }
   })
 
   test("cannot read the previous renter's logins (GetLogin, RedeemLogin, VerifyLogin); before the re-rent they could", async () => {

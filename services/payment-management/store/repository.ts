@@ -25,6 +25,12 @@ const ofEarlierRental = (eb: ExpressionBuilder<PaymentDatabase, 'orders'>) =>
 export const rentalBeganAt = (eb: ExpressionBuilder<any, any>, deviceId: string) =>
   (eb as ExpressionBuilder<PaymentDatabase, never>).selectFrom('device_rentals').select('began_at').where('device_id', '=', deviceId)
 
+/** The device's current rental began after `at`: what was made then is an earlier renter's. */
+export async function rentalBeganAfter(db: Db, deviceId: string, at: Date): Promise<boolean> {
+  const row = await db.selectFrom('device_rentals').select('began_at').where('device_id', '=', deviceId).where('began_at', '>', at).executeTakeFirst()
+  return row !== undefined
+}
+
 /** The device's current rental began at `at` (a release); a release delivered late never moves it back. */
 export async function recordRentalBegan(trx: Transaction<PaymentDatabase>, deviceId: string, at: Date): Promise<void> {
   await trx
