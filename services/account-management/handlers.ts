@@ -223,7 +223,13 @@ export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: S
       const verified = reply.login?.state === LoginState.LOGIN_STATE_VERIFIED
       await publishEvent(
         deps.peers,
-        { deviceId: request.deviceId, kind: verified ? EventKind.EVENT_KIND_LOGIN_VERIFIED : EventKind.EVENT_KIND_LOGIN_REJECTED, subjectId: request.loginId },
+        {
+          deviceId: request.deviceId,
+          kind: verified ? EventKind.EVENT_KIND_LOGIN_VERIFIED : EventKind.EVENT_KIND_LOGIN_REJECTED,
+          subjectId: request.loginId,
+          // Told in the login's rental even when a release lands between the commit and this call.
+          subjectCreatedAt: reply.login?.createTime,
+        },
         ctx.signal,
       )
       return reply
