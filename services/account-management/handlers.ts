@@ -112,8 +112,9 @@ const toAssignment = (row: InstanceAssignmentRow): InstanceAssignment => ({
 
 export function createHandlers(deps: ServiceDeps<AccountDatabase>, { outbox }: Shared): Handlers<typeof AccountManagementServiceService> {
   const db = deps.db
-  // An instance's stored answers are its current assignment's only; a terminal's its current enrolment's.
-  registerRentalBoundary(db, (caller, eb) => store.boundaryBeganAt(eb, caller))
+  // An instance's stored answers are its device's current assignment's only. (A terminal's enrolment
+  // answers end with the enrolment: terminals.remove forgets them.)
+  registerRentalBoundary(db, (caller, eb) => (caller.role === 'instance' ? store.assignmentBeganAt(eb, caller.id) : undefined))
   const now = () => deps.clock.now()
   const settings = deps.config.login
   // GetLogin is a fallback for clients that cannot follow the pipe: 2 per second per caller

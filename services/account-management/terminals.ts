@@ -8,7 +8,8 @@ import type { Kysely, Transaction } from 'kysely'
 import type { LoginSettings } from '../runtime/config.ts'
 import { inTransaction } from '../runtime/database.ts'
 import { FailedPreconditionError, NotFoundError, PermissionDeniedError, quote } from '../runtime/errors.ts'
-import { derivedRequestId } from '../runtime/idempotency.ts'
+import { AccountManagementServiceService } from '../../gen/cloudpay/account/v1/account_management_service.ts'
+import { derivedRequestId, forgetAnswers } from '../runtime/idempotency.ts'
 import type { Identity } from '../runtime/identity.ts'
 import { enqueue } from '../runtime/outbox.ts'
 import * as logins from './login.ts'
@@ -124,6 +125,8 @@ export async function remove(trx: Trx, caller: Identity, terminalId: string): Pr
     throw new NotFoundError('TERMINAL_NOT_ENROLLED', `terminal ${quote(terminalId)} is not enrolled in a cloud account`, { terminal_id: terminalId })
   }
   await store.deleteAccountTerminal(trx, terminalId)
+  // The enrolment is over: its EnrollTerminal answers are not replayed to the terminal (rental-boundary.ts).
+  await forgetAnswers(trx, { role: 'terminal', id: terminalId }, AccountManagementServiceService.enrollTerminal.path)
   // Rounded up, as a release's end is: a claim made before the removal is never left out.
   const removedAt = new Date((await store.databaseNow(trx)).getTime() + 1)
   const payload: RemovedTerminal = { terminal_id: target.terminal_id, enrollment_id: target.enrollment_id, removed_at: removedAt.toISOString() }

@@ -427,6 +427,21 @@ function open(key: Buffer, sealed: Uint8Array): Buffer {
   return Buffer.concat([decipher.update(data.subarray(28)), decipher.final()])
 }
 
+/**
+ * Forgets the caller's stored answers of one method, in the caller's transaction: what ends the
+ * object those answers granted (a terminal's removal, its EnrollTerminal answers) frees their
+ * request ids, so a later call with one acts anew instead of replaying an enrolment that is over.
+ */
+export async function forgetAnswers(trx: Transaction<any>, caller: Identity, method: string): Promise<void> {
+  // Stored as the call's "pkg.Service/Method" (a generated path without its leading slash).
+  method = method.replace(/^\//, '')
+  await (trx as Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>)
+    .deleteFrom(IDEMPOTENCY_TABLE)
+    .where('caller', '=', formatIdentity(caller))
+    .where('method', '=', method)
+    .execute()
+}
+
 /** A stable UUID from parts: the request id of a call a service makes on behalf of another call. */
 export function derivedRequestId(...parts: string[]): string {
   const hex = createHash('sha256').update(parts.join('\0')).digest('hex')

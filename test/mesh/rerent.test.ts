@@ -193,9 +193,12 @@ describe('a terminal enrolled again', () => {
     const owner = await renter('rerent-dev-4')
     const session = await f.logIn(owner.device, owner.phone, owner.password)
     const roaming = 'rerent-roaming-phone'
+    // The same request id both times: the second enrolment is a new request, not the first one's replay.
+    const requestId = newRequestId()
     const enroll = async (p: Person) =>
-      unaryCall(await t.client('account-management', terminal(roaming)), 'enrollTerminal', { requestId: newRequestId(), accountId: p.account, password: p.password, displayName: 'phone' })
-    await enroll(owner)
+      (await unaryCall(await t.client('account-management', terminal(roaming)), 'enrollTerminal', { requestId, accountId: p.account, password: p.password, displayName: 'phone' })).terminal!
+    const first = await enroll(owner)
+    assert.equal((await enroll(owner)).enrollmentId, first.enrollmentId, 'within the enrolment a retry replays')
     const pipe = await t.client('instance-events', terminal(roaming))
     const earlier = followTerminal(pipe)
     let pushed: string
@@ -211,7 +214,9 @@ describe('a terminal enrolled again', () => {
 
     const other = await renter('rerent-dev-5')
     const otherSession = await f.logIn(other.device, other.phone, other.password)
-    await enroll(other)
+    const second = await enroll(other)
+    assert.equal(second.accountId, other.account)
+    assert.notEqual(second.enrollmentId, first.enrollmentId)
     const again = followTerminal(pipe)
     try {
       const mine = (await order(other, otherSession.sessionToken)).orderId

@@ -133,16 +133,9 @@ export async function endTokensOfDevice(db: Db, deviceId: string, now: Date): Pr
   return Number(result.numUpdatedRows)
 }
 
-/**
- * When the caller's current rental (an instance: its device's assignment) or enrolment (a
- * terminal) began (rental-boundary.ts), as a scalar subquery; null without one.
- */
-export function boundaryBeganAt(eb: ExpressionBuilder<any, any>, caller: { role: string; id: string }) {
-  const am = eb as ExpressionBuilder<AccountDatabase, never>
-  if (caller.role === 'instance') return am.selectFrom('instance_assignments').select('assigned_at').where('device_id', '=', caller.id)
-  if (caller.role === 'terminal') return am.selectFrom('account_terminals').select('enrolled_at').where('terminal_id', '=', caller.id)
-  return undefined
-}
+/** When the device's current assignment (its rental) began (rental-boundary.ts), as a scalar subquery; null while it is free. */
+export const assignmentBeganAt = (eb: ExpressionBuilder<any, any>, deviceId: string) =>
+  (eb as ExpressionBuilder<AccountDatabase, never>).selectFrom('instance_assignments').select('assigned_at').where('device_id', '=', deviceId)
 
 export async function findLogin(db: Db, loginId: string): Promise<LoginRow | undefined> {
   return db.selectFrom('logins').selectAll().where('login_id', '=', loginId).executeTakeFirst()
