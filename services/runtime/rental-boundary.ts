@@ -9,16 +9,20 @@
 // certificate. Whatever an earlier rental or enrolment left (orders, logins, events, stored
 // answers of its request ids) is, to the caller of now, as if it never existed: NOT_FOUND, absent
 // from lists and streams, never replayed. The back office (operator) and the services still read
-// everything. Each service applies the rule where it keeps the object, in the same statement that
-// reads it (no extra round trip):
-//   - PaymentManagement: orders submitted before `device_rentals.began_at` (GetOrder, ListOrders).
+// everything. Each service applies the rule where it keeps the object, in a statement the call
+// runs anyway (a join or a scalar subquery; no round trip added):
+//   - PaymentManagement: orders submitted before `device_rentals.began_at` (GetOrder, ListOrders,
+//     CancelOrder, PrepayOrder, PayThroughRelay, ClaimOrder, AuthorizeTerminal; SubmitOrder of an
+//     app order placed before it).
 //   - AccountManagement: logins of another assignment than the device's current one (GetLogin,
 //     RedeemLogin, VerifyLogin).
-//   - AppService: app orders and sessions of an ended assignment.
+//   - AppService: app orders and sessions of an ended assignment (`device_assignments`).
 //   - InstanceEvents: device events tagged with another rental than the reader's
-//     (`events.rental_floor`), terminal events from before the terminal's enrolment.
-//   - every service: stored answers of request ids (idempotency.ts), through the `since` each
-//     service registers here for its database.
+//     (`events.rental_floor`, placed by the subject's creation time when a service publishes);
+//     a terminal's own events from before its enrolment.
+//   - stored answers of an instance's request ids (idempotency.ts), through the `since` each
+//     service registers here for its database; a terminal's removal forgets its EnrollTerminal
+//     answers (terminals.ts), its other answers keep replaying (a RemoveTerminal retry must).
 import type { Expression, ExpressionBuilder } from 'kysely'
 import type { Identity } from './identity.ts'
 
