@@ -153,7 +153,9 @@ test(`a release ends the device's pending logins and unused tokens, and queues t
 
   const released = await inTransaction(service.db, (trx) => accounts.releaseInstance(trx, deviceId))
   assert.equal(released.account_id, accountId)
-  await refusedWith(verify(pending), 'LOGIN_ENDED')
+  // Ended, and no longer the device's to find (rental-boundary.ts).
+  assert.equal((await store.findLogin(service.db, pending.login_id))?.state, 'ended')
+  await refusedWith(verify(pending), 'LOGIN_NOT_FOUND')
   await refusedWith(consume(token, deviceId), 'TOKEN_ENDED')
   await refusedWith(
     inTransaction(service.db, (trx) => accounts.releaseInstance(trx, deviceId)),
@@ -173,7 +175,8 @@ test(`re-renting a device to another account ends the first renter's logins; the
   const pending = await start(first.deviceId)
   const { replaced } = await inTransaction(service.db, (trx) => accounts.assignInstance(trx, first.deviceId, second.accountId))
   assert.equal(replaced?.account_id, first.accountId)
-  await refusedWith(verify(pending), 'LOGIN_ENDED')
+  assert.equal((await store.findLogin(service.db, pending.login_id))?.state, 'ended')
+  await refusedWith(verify(pending), 'LOGIN_NOT_FOUND')
   const next = await start(first.deviceId)
   assert.equal(next.account_id, second.accountId)
   assert.equal((await verify(next)).state, 'verified')
