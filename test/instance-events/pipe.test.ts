@@ -175,3 +175,33 @@ test(`a release closes the device's channels opened before it; one opened at or 
   assert.deepEqual(closed.map((c) => c.channel_id).sort(), [phone.channel_id, tablet.channel_id].sort())
   assert.ok(await channels.isChannelOpen(service.db, elsewhere.device_id, 'phone'), "another device's channel is not touched")
 })
+
+test(`each device event belongs to one rental: a service's event about an ended rental stays with it, a redelivered release moves nothing (${DATABASE_KIND})`, async () => {
+  const device = newId('dev')
+  const tell = (subjectCreatedAt: Date) =>
+    pipe.publish(service.db, { deviceId: device, kind: EventKind.EVENT_KIND_ORDER_FAILED, subjectId: newId('order'), publisher: PAYMENTS, subjectCreatedAt })
+  const release = (at: Date) => inTransaction(service.db, (trx) => channels.closeDeviceChannels(trx, device, at))
+  const current = async () => (await pipe.assertResumable(service.db, device, 0n, { currentRentalOnly: true })).rental
+  const listed = async () => (await pipe.readEvents(service.db, device, 0n, 100, 'current')).map((e) => e.sequence)
+  const first = await publish(device)
+  const submittedInFirst = new Date()
+  const firstEnd = new Date(Date.now() + 2)
+  while (Date.now() <= firstEnd.getTime()) await new Promise((resolve) => setImmediate(resolve))
+  await release(firstEnd)
+  assert.equal(await current(), first.sequence, "the second rental begins after the first rental's events")
+  const second = await publish(device)
+  const lateOfFirst = await tell(submittedInFirst)
+  assert.equal(BigInt(lateOfFirst.rental_floor), 0n, "told after the release, it is still the first rental's")
+  assert.deepEqual(await listed(), [second.sequence])
+  const submittedInSecond = new Date()
+  const secondEnd = new Date(Date.now() + 2)
+  while (Date.now() <= secondEnd.getTime()) await new Promise((resolve) => setImmediate(resolve))
+  await release(secondEnd)
+  await release(firstEnd) // a late redelivery of the first release
+  const floor = await current()
+  assert.equal(floor, lateOfFirst.sequence, 'the third rental begins after everything stored before its release')
+  assert.equal(BigInt((await tell(submittedInSecond)).rental_floor), first.sequence, "the second rental's, though two releases passed")
+  assert.equal(BigInt((await tell(submittedInFirst)).rental_floor), -1n, 'older than the rental before: no rental reads it')
+  const third = await publish(device)
+  assert.deepEqual(await listed(), [third.sequence])
+})
