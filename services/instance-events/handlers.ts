@@ -239,7 +239,8 @@ export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Share
             'kind',
             'must be one of the EventKind values',
           )
-          .opaqueId(request.subjectId, 'subject_id'),
+          .opaqueId(request.subjectId, 'subject_id')
+          .timestamp(request.subjectCreateTime, 'subject_create_time'),
       )
       await assertMayActForDevice(ctx.caller, request.deviceId, isChannelOpen)
       pipe.assertMayPublish(ctx.caller, request.kind)
