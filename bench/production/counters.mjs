@@ -42,8 +42,12 @@ pg.Client.prototype.query = function (config, ...rest) {
   const text = (typeof config === 'string' ? config : (config?.text ?? '')).trimStart().slice(0, 8).toLowerCase()
   const traced = trace.getSpan(context.active()) !== undefined
   if (traced) counters.statements++
-  // A statement that carries its transaction's BEGIN (services/runtime/pipelined-begin.ts) opens it.
-  if (text.startsWith('begin') || config?.beginsTransaction === true) inTransaction.add(this)
+  // A statement may carry its transaction's BEGIN, its COMMIT or both (services/runtime/pipelined-transaction.ts).
+  if (config?.commitsTransaction === true) {
+    inTransaction.delete(this)
+    counters.allCommits++
+    if (traced) counters.commits++
+  } else if (text.startsWith('begin') || config?.beginsTransaction === true) inTransaction.add(this)
   else if (text.startsWith('commit')) {
     inTransaction.delete(this)
     counters.allCommits++

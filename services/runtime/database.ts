@@ -6,7 +6,7 @@ import { type Migration, Migrator } from 'kysely/migration'
 import { mkdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import pg from 'pg'
-import { pipelineBegin } from './pipelined-begin.ts'
+import { pipelineTransactions } from './pipelined-transaction.ts'
 import { lockDataDirectory } from './data-dir-lock.ts'
 import { tracedDialect } from './database-tracing.ts'
 import { DEFAULT_DATABASE_SETTINGS, type DatabaseSettings } from './config.ts'
@@ -170,7 +170,7 @@ async function create(location: DatabaseLocation): Promise<Entry> {
     pool.on('error', lost)
     pool.on('connect', (client) => {
       client.on('error', lost)
-      pipelineBegin(client)
+      pipelineTransactions(client)
     })
     const db = new Kysely<any>({ dialect: tracedDialect(new PostgresDialect({ pool })) })
     // LISTEN needs a session of its own that stays open (not a PgBouncer transaction-mode pool).

@@ -15,7 +15,8 @@
 // blanked (secrets.ts): a dump of the table cannot confirm a guessed account number offline.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import { type AliasedExpression, type Expression, type ExpressionBuilder, type Generated, type Kysely, sql, type Transaction } from 'kysely'
-import { inTransaction } from './database.ts'
+import { inTransaction, isUniqueViolation } from './database.ts'
+import { commitsTransaction } from './pipelined-transaction.ts'
 import { status as Status } from '@grpc/grpc-js'
 import { AbortedError, CloudpayError, InvalidArgumentError } from './errors.ts'
 import { formatIdentity, type Identity } from './identity.ts'
@@ -362,16 +363,19 @@ async function answeredInstead<Database, Req, Res>(db: Kysely<Database>, call: I
   return stored
 }
 
-/** Thrown inside commit()'s transaction when a duplicate stored its answer first: rolls this one's effects back. */
-class AnsweredMeanwhile extends Error {}
+/** The answer's insert found the key taken: a duplicate stored its answer first (and this one's effects rolled back). */
+function isAnswerTaken(error: unknown): boolean {
+  return isUniqueViolation(error) && (error as { constraint?: unknown }).constraint === 'idempotency_keys_pk'
+}
 
 /**
  * Runs `work` and stores its answer in one transaction: the answer's insert is the transaction's
- * last statement, so the call costs no separate claim. A duplicate running at the same time (on
- * another replica; one in this process waits in once()) blocks on that insert until the first
- * commits, then finds the key taken and rolls back all it did: effects and answer commit together
- * exactly once. A duplicate whose work fails instead (it found the first's effects: "already
- * paid", a unique key taken) gets the first's answer too, if one is stored by then.
+ * last statement, so the call costs no separate claim, and on PostgreSQL it carries the COMMIT
+ * (one round trip for both). A duplicate running at the same time (on another replica; one in
+ * this process waits in once()) blocks on that insert until the first commits, then finds the key
+ * taken, and its transaction rolls back all it did: effects and answer commit together exactly
+ * once. A duplicate whose work fails instead (it found the first's effects: "already paid", a
+ * unique key taken) gets the first's answer too, if one is stored by then.
  */
 async function commit<Database, Req, Res>(
   db: Kysely<Database>,
@@ -379,26 +383,16 @@ async function commit<Database, Req, Res>(
   material: KeyMaterial,
   work: (trx: Transaction<Database>) => Promise<Res>,
 ): Promise<Res> {
-  const { caller, keyId, key, requestHash, since } = material
+  const { caller, keyId, key, requestHash } = material
+  // Joined to a caller's transaction, the insert is not its last statement: that one commits it.
+  const opensTransaction = !db.isTransaction
   try {
     return await inTransaction(db, async (trx) => {
       const response = await work(trx)
-      const answer = { method: call.method, request_hash: requestHash, response: seal(key, call.responseCodec.encode(response).finish()) }
-      const stored = await (trx as unknown as Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>)
-        .insertInto(IDEMPOTENCY_TABLE)
-        .values({ caller, request_id: keyId, ...answer })
-        // A row of an earlier rental or enrolment under this request id is not an answer: this one replaces it.
-        .onConflict((oc) =>
-          since
-            ? oc
-                .columns(['caller', 'request_id'])
-                .doUpdateSet({ ...answer, created_at: sql`now()` })
-                .where((eb) => eb.not(ofCurrentBoundary(material)(eb)))
-            : oc.columns(['caller', 'request_id']).doNothing(),
-        )
-        .returning('caller')
-        .executeTakeFirst()
-      if (!stored) throw new AnsweredMeanwhile()
+      const keys = trx as unknown as Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>
+      const row = { caller, request_id: keyId, method: call.method, request_hash: requestHash, response: seal(key, call.responseCodec.encode(response).finish()) }
+      const insert = (material.since ? insertReplacingEarlier(keys, row, material) : keys.insertInto(IDEMPOTENCY_TABLE).values(row)).compile()
+      await trx.executeQuery(opensTransaction ? commitsTransaction(insert) : insert)
       return response
     })
   } catch (error) {
@@ -408,9 +402,43 @@ async function commit<Database, Req, Res>(
       return undefined
     })
     if (stored !== undefined) return stored
-    if (error instanceof AnsweredMeanwhile) throw new AbortedError('REQUEST_IN_PROGRESS', 'a call with this request_id was answered meanwhile but its answer could not be read; retry with the same request_id')
+    if (isAnswerTaken(error)) throw new AbortedError('REQUEST_IN_PROGRESS', 'a call with this request_id was answered meanwhile but its answer could not be read; retry with the same request_id')
     throw error
   }
+}
+
+/**
+ * The answer's insert for a caller the rental boundary bounds, in one statement: a row an earlier
+ * rental left under the request id is deleted first (the insert reads the deletion's count, so
+ * it runs after it), and only an answer of the current rental makes the insert fail as taken.
+ */
+function insertReplacingEarlier(
+  keys: Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>,
+  row: { caller: string; request_id: string; method: string; request_hash: string; response: Buffer },
+  material: KeyMaterial,
+) {
+  return keys
+    .with('earlier', (db) =>
+      db
+        .deleteFrom(IDEMPOTENCY_TABLE)
+        .where('caller', '=', row.caller)
+        .where('request_id', '=', row.request_id)
+        .where((eb) => eb.not(ofCurrentBoundary(material)(eb)))
+        .returning('caller'),
+    )
+    .insertInto(IDEMPOTENCY_TABLE)
+    .columns(['caller', 'request_id', 'method', 'request_hash', 'response'])
+    .expression((eb) =>
+      eb
+        .selectFrom((q) => q.selectFrom('earlier').select((e) => e.fn.countAll().as('replaced')).as('deletion'))
+        .select([
+          sql.val(row.caller).as('caller'),
+          sql.val(row.request_id).as('request_id'),
+          sql.val(row.method).as('method'),
+          sql.val(row.request_hash).as('request_hash'),
+          sql<Buffer>`${row.response}::bytea`.as('response'),
+        ]),
+    )
 }
 
 function seal(key: Buffer, plain: Uint8Array): Buffer {

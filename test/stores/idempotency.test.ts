@@ -12,6 +12,7 @@ import type { AccountDatabase } from '../../services/account-management/store/ta
 import { forSchema, migrateSchema, type SharedDatabase } from '../../services/runtime/database.ts'
 import { FailedPreconditionError, UnavailableError } from '../../services/runtime/errors.ts'
 import { callOf, idempotent, idempotentAfter, idempotentFlow, idempotentFlowReadingAnswer } from '../../services/runtime/idempotency.ts'
+import { registerRentalBoundary } from '../../services/runtime/rental-boundary.ts'
 import { Sealer } from '../../services/runtime/sealing.ts'
 import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
 
@@ -189,3 +190,31 @@ test(
     )
   },
 )
+
+test(`a caller bounded by a rental replays only its current rental's answers; duplicates of the new rental still store one (${DATABASE_KIND})`, async () => {
+  // Where the instance's rental began, as a service registers it (rental-boundary.ts); null: none recorded.
+  let began: Date | null = null
+  const bounded = () => {
+    const db = replica()
+    registerRentalBoundary(db, () => sql`${began}::timestamptz`)
+    return db
+  }
+  const instance = { role: 'instance', id: 'dev-i' } as const
+  const req = request()
+  const callOfInstance = () => callOf({ caller: instance, method: 'test/Bind', fingerprints }, req, BindAppAccountRequest, BindAppAccountResponse)
+  // idempotent(): the work runs, and rolls back when the insert of its answer finds the key taken.
+  const run = (db: Kysely<AccountDatabase>, appAccountId: string) => idempotent(db, callOfInstance(), async () => answer(appAccountId))
+  assert.deepEqual(await run(bounded(), 'first-rental'), answer('first-rental'))
+  assert.deepEqual(await run(bounded(), 'again'), answer('first-rental'), 'within the rental a retry replays')
+
+  const now = await sql<{ now: Date }>`select now() as now`.execute(database.db)
+  began = new Date(new Date(now.rows[0]!.now).getTime() + 1)
+  while (Date.now() <= began.getTime()) await new Promise((resolve) => setImmediate(resolve))
+  // Two replicas at once, the first rental's answer still stored: one replaces it, the other finds the key taken and replays.
+  const [a, b] = await Promise.all([run(bounded(), 'next-rental-a'), run(bounded(), 'next-rental-b')])
+  assert.deepEqual(a, b, 'both duplicates get the one stored answer')
+  assert.notDeepEqual(a, answer('first-rental'), "the earlier rental's answer is not replayed")
+  assert.deepEqual(await run(bounded(), 'later'), a)
+  const rows = await sql<{ n: string }>`select count(*) as n from ${sql.table(`${accountManagement.schema}.idempotency_keys`)} where caller = 'instance/dev-i'`.execute(database.db)
+  assert.equal(Number(rows.rows[0]!.n), 1, 'one row under the request id')
+})

@@ -1,0 +1,148 @@
+// A transaction's BEGIN sent with its first statement, and its COMMIT with a last statement marked
+// for it (services/runtime/pipelined-transaction.ts), on PostgreSQL: a round trip fewer each, and a
+// transaction behaves exactly as before: its result, its atomicity, a failing first or last
+// statement rolled back, a failing COMMIT, an empty transaction, an isolation level.
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { sql } from 'kysely'
+import pg from 'pg'
+import { inTransaction, type SharedDatabase } from '../../services/runtime/database.ts'
+import { commitsTransaction } from '../../services/runtime/pipelined-transaction.ts'
+import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
+
+const POSTGRES_ONLY = { skip: DATABASE_KIND !== 'postgres' && 'PostgreSQL only: the embedded database has no wire protocol' }
+let database: SharedDatabase
+let close: () => Promise<void>
+before(async () => {
+  if (DATABASE_KIND !== 'postgres') return
+  ;({ database, close } = await openFresh())
+  await sql`create table pipelined (id int primary key, note text not null)`.execute(database.db)
+  // Checked at COMMIT, so a COMMIT can fail: the case a statement carrying it must report.
+  await sql`create table deferred (id int, constraint deferred_once unique (id) deferrable initially deferred)`.execute(database.db)
+})
+after(async () => close?.())
+
+/**
+ * What the pg clients are asked to send while `work` runs: one entry per round trip. Watched from
+ * the start, before any pooled client exists (each takes pg's query as it connects).
+ */
+let recording: string[] | undefined
+const query = pg.Client.prototype.query
+pg.Client.prototype.query = function (this: pg.Client, config: unknown, ...rest: unknown[]) {
+  const text = typeof config === 'string' ? config : String((config as { text?: string }).text)
+  const carried = config as { beginsTransaction?: boolean; commitsTransaction?: boolean }
+  recording?.push(`${carried.beginsTransaction ? 'begin+' : ''}${text.trimStart().split(/\s/)[0]!.toLowerCase()}${carried.commitsTransaction ? '+commit' : ''}`)
+  return (query as (...args: unknown[]) => unknown).call(this, config, ...rest)
+} as typeof query
+
+async function sent<T>(work: () => Promise<T>): Promise<{ result: T; texts: string[] }> {
+  const texts: string[] = []
+  recording = texts
+  try {
+    return { result: await work(), texts }
+  } finally {
+    recording = undefined
+  }
+}
+
+test('BEGIN travels with the first statement; the transaction commits what it did', POSTGRES_ONLY, async () => {
+  const { result, texts } = await sent(() =>
+    inTransaction(database.db, async (trx) => {
+      const inserted = await sql<{ id: number }>`insert into pipelined (id, note) values (1, 'one') returning id`.execute(trx)
+      await sql`insert into pipelined (id, note) values (2, 'two')`.execute(trx)
+      return inserted.rows
+    }),
+  )
+  assert.deepEqual(result, [{ id: 1 }], "the first statement's own rows")
+  assert.deepEqual(texts, ['begin+insert', 'insert', 'commit'], 'three round trips where there were four')
+  const { rows } = await sql<{ n: number }>`select count(*)::int as n from pipelined where id in (1, 2)`.execute(database.db)
+  assert.equal(rows[0]!.n, 2)
+})
+
+test('a first statement that fails rolls the transaction back and leaves the connection usable', POSTGRES_ONLY, async () => {
+  await assert.rejects(
+    inTransaction(database.db, (trx) => sql`insert into pipelined (id, note) values (1, 'again')`.execute(trx)),
+    (error: unknown) => (error as { code?: string }).code === '23505',
+  )
+  await assert.rejects(
+    inTransaction(database.db, async (trx) => {
+      await sql`insert into pipelined (id, note) values (3, 'three')`.execute(trx)
+      await sql`insert into pipelined (id, note) values (3, 'duplicate')`.execute(trx)
+    }),
+  )
+  const { rows } = await sql<{ id: number }>`select id from pipelined order by id`.execute(database.db)
+  assert.deepEqual(
+    rows.map((row) => row.id),
+    [1, 2],
+    'nothing of either failed transaction stayed',
+  )
+  // Every pooled connection still answers, inside a transaction and outside.
+  await Promise.all(Array.from({ length: 12 }, (_, i) => inTransaction(database.db, (trx) => sql`select ${i}::int as i`.execute(trx))))
+})
+
+test('an empty transaction sends nothing; an isolation level is sent as it is', POSTGRES_ONLY, async () => {
+  const empty = await sent(() => database.db.transaction().execute(async () => 'nothing'))
+  assert.equal(empty.result, 'nothing')
+  assert.deepEqual(empty.texts, [], 'no BEGIN and no COMMIT for a transaction with no statement')
+  const serializable = await sent(() =>
+    inTransaction(database.db, (trx) => sql<{ transaction_isolation: string }>`show transaction_isolation`.execute(trx), { isolation: 'serializable' }),
+  )
+  assert.equal(serializable.result.rows[0]!.transaction_isolation, 'serializable')
+  assert.deepEqual(serializable.texts, ['start', 'show', 'commit'])
+})
+
+/** `statement` compiled for the transaction, marked to carry its COMMIT. */
+const lastOf = (trx: Parameters<Parameters<typeof inTransaction>[1]>[0], statement: ReturnType<typeof sql>) => trx.executeQuery(commitsTransaction(statement.compile(trx)))
+
+test("COMMIT travels with a last statement marked for it; Kysely's own COMMIT after it costs nothing", POSTGRES_ONLY, async () => {
+  const { result, texts } = await sent(() =>
+    inTransaction(database.db, async (trx) => {
+      await sql`insert into pipelined (id, note) values (10, 'ten')`.execute(trx)
+      const last = await lastOf(trx, sql`insert into pipelined (id, note) values (11, 'eleven') returning id`)
+      return last.rows
+    }),
+  )
+  assert.deepEqual(result, [{ id: 11 }], "the last statement's own rows")
+  assert.deepEqual(texts, ['begin+insert', 'insert+commit'], 'two round trips where there were four')
+  const alone = await sent(() => inTransaction(database.db, (trx) => lastOf(trx, sql`insert into pipelined (id, note) values (12, 'twelve')`)))
+  assert.deepEqual(alone.texts, ['begin+insert+commit'], 'one round trip for a transaction of one statement')
+  const { rows } = await sql<{ n: number }>`select count(*)::int as n from pipelined where id in (10, 11, 12)`.execute(database.db)
+  assert.equal(rows[0]!.n, 3, 'all three committed')
+})
+
+test('a last statement that fails commits nothing, and a COMMIT that fails is its failure', POSTGRES_ONLY, async () => {
+  await assert.rejects(
+    inTransaction(database.db, async (trx) => {
+      await sql`insert into pipelined (id, note) values (20, 'twenty')`.execute(trx)
+      await lastOf(trx, sql`insert into pipelined (id, note) values (10, 'taken')`)
+    }),
+    (error: unknown) => (error as { code?: string }).code === '23505',
+  )
+  // The deferred constraint fails at COMMIT itself, after the statement ran.
+  await assert.rejects(
+    inTransaction(database.db, async (trx) => {
+      await sql`insert into pipelined (id, note) values (21, 'twenty-one')`.execute(trx)
+      await lastOf(trx, sql`insert into deferred (id) values (1), (1)`)
+    }),
+    (error: unknown) => (error as { code?: string; constraint?: string }).code === '23505' && (error as { constraint?: string }).constraint === 'deferred_once',
+  )
+  const { rows } = await sql<{ n: number }>`select (select count(*) from pipelined where id in (20, 21)) + (select count(*) from deferred) as n`.execute(database.db)
+  assert.equal(Number(rows[0]!.n), 0, 'nothing of either failed transaction stayed')
+  // Every pooled connection still answers, and opens transactions that commit.
+  await Promise.all(Array.from({ length: 12 }, (_, i) => inTransaction(database.db, (trx) => lastOf(trx, sql`select ${i}::int as i`))))
+  await inTransaction(database.db, (trx) => sql`insert into pipelined (id, note) values (22, 'after')`.execute(trx))
+  const after = await sql<{ n: number }>`select count(*)::int as n from pipelined where id = 22`.execute(database.db)
+  assert.equal(after.rows[0]!.n, 1)
+})
+
+test('nothing may run in a transaction after the statement that committed it', POSTGRES_ONLY, async () => {
+  await assert.rejects(
+    inTransaction(database.db, async (trx) => {
+      await lastOf(trx, sql`insert into pipelined (id, note) values (30, 'thirty')`)
+      await sql`insert into pipelined (id, note) values (31, 'stray')`.execute(trx)
+    }),
+    /after its transaction committed/,
+  )
+  const { rows } = await sql<{ id: number }>`select id from pipelined where id in (30, 31) order by id`.execute(database.db)
+  assert.deepEqual(rows.map((row) => row.id), [30], 'the stray statement never ran outside the transaction')
+})
