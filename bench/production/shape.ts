@@ -26,12 +26,6 @@ import { clusterCpuMs, postmasterPid, processCpuMs, residentBytes } from './proc
 const ROOT = new URL('../..', import.meta.url).pathname
 const run = promisify(execFile)
 const MB = 1024 * 1024
-/**
- * How long a service sits idle before its memory counts as at rest: V8's memory reducer looks every
- * 8 s after a full collection and gives the young generation back once the process allocates little
- * (seen here at 8 s or 16 s after start, by service).
- */
-const AT_REST_MS = 25_000
 
 export interface ProductionInputs {
   readonly levels: readonly number[]
@@ -153,24 +147,20 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
     rows.push(['start-up to healthy', `${first} alone`, '', `${round(startupMs[first]!, 0)} ms`, '', '0', 'fresh schema: migrations included'])
     rows.push(['start-up to healthy', `other ${rest.length} at once`, '', `${round(Math.max(...rest.map((n) => startupMs[n]!)), 0)} ms`, '', '0', 'slowest of them'])
 
-    // Memory idle: just started (1 s after the last service answered healthy), and at rest. V8 keeps
-    // the young generation that start-up grew (up to 2 x 16 MiB) until its memory reducer gives it
-    // back (AT_REST_MS): what a replica that is not serving holds. The runtime's floors idle beside them, measured the same way.
-    const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-    const floors = [
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    const rssIdle = Object.fromEntries([...services].map(([name, s]) => [name, residentBytes(s.pid)]))
+    // The memory floor of the runtime itself, measured the same way: a process that does nothing.
+    const runtimeRss: Record<string, number> = {}
+    for (const [label, args] of [
       ['node + tsx', []],
       ["node + tsx + the services' libraries", ['libraries']],
-    ] as const
-    const floorProcesses = floors.map(([, args]) => launchScript('bench/production/idle.ts', [...args], env))
-    await Promise.all(floorProcesses.map((idle) => firstMessage(idle)))
-    const restedAt = performance.now() + AT_REST_MS
-    await settle(1000)
-    const rssStarted = Object.fromEntries([...services].map(([name, s]) => [name, residentBytes(s.pid)]))
-    await settle(restedAt - performance.now())
-    const rssIdle = Object.fromEntries([...services].map(([name, s]) => [name, residentBytes(s.pid)]))
-    const runtimeRss: Record<string, number> = {}
-    for (const [i, [label]] of floors.entries()) runtimeRss[label] = residentBytes(floorProcesses[i]!.pid)
-    await Promise.all(floorProcesses.map((idle) => idle.stop()))
+    ] as const) {
+      const idle = launchScript('bench/production/idle.ts', [...args], env)
+      await firstMessage(idle)
+      await new Promise((resolve) => setTimeout(resolve, 1000))
+      runtimeRss[label] = residentBytes(idle.pid)
+      await idle.stop()
+    }
 
     // ── The database's floor in this shape: a single-row commit, CPU of this process and the cluster ──
     const db = new Kysely<any>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: database.url, max: 2 }) }) })
@@ -312,7 +302,7 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
         '',
         '',
         '',
-        `just started ${round(rssStarted[name]! / MB, 0)} MB, idle (at rest) ${round(rssIdle[name]! / MB, 0)} MB, peak at c=${top} ${round((rssPeak[name] ?? Number.NaN) / MB, 0)} MB, after load ${round(rssAfter[name]! / MB, 0)} MB`,
+        `idle ${round(rssIdle[name]! / MB, 0)} MB, peak at c=${top} ${round((rssPeak[name] ?? Number.NaN) / MB, 0)} MB, after load ${round(rssAfter[name]! / MB, 0)} MB`,
       ])
     }
 
@@ -396,7 +386,7 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
         why: `serial floor ${round(floorLatency('order'))} ms`,
       },
       {
-        target: `each service process idle (at rest, ${AT_REST_MS / 1000} s after start-up) <= 100 MB RSS (worst)`,
+        target: 'each service process idle <= 100 MB RSS (worst)',
         value: worstIdle / MB,
         limit: 100,
         atLeast: false,
@@ -416,7 +406,7 @@ export async function productionShape(inputs: ProductionInputs): Promise<{ resul
       floor: { login: { cpuMs: floorCpu('login'), latencyMs: floorLatency('login') }, order: { cpuMs: floorCpu('order'), latencyMs: floorLatency('order') } },
       flows,
       peer: { pollIntervalMs: POLL_INTERVAL_MS, levels: race },
-      memory: { runtimeFloorBytes: runtimeRss, startedBytes: rssStarted, idleBytes: rssIdle, atRestAfterMs: AT_REST_MS, peakBytesUnderLoad: rssPeak, afterLoadBytes: rssAfter, peakLevel: top },
+      memory: { runtimeFloorBytes: runtimeRss, idleBytes: rssIdle, peakBytesUnderLoad: rssPeak, afterLoadBytes: rssAfter, peakLevel: top },
     }
     return { results, rows, targets }
   } finally {
