@@ -26,16 +26,14 @@ const newSecret = (bytes: number): string => randomBytes(bytes).toString('base64
 
 /** Starts a login under the device's assignment, held until the transaction ends: a release waits, then ends this login too. */
 export async function startLogin(trx: Transaction<AccountDatabase>, deviceId: string, settings: LoginSettings, now: Date): Promise<store.LoginRow> {
-  const assignment = await store.holdInstanceAssignment(trx, deviceId)
-  if (!assignment) throw new FailedPreconditionError('INSTANCE_NOT_ASSIGNED', `device ${deviceId} is not assigned to a cloud account; the operator assigns it first`)
-  return store.insertLogin(trx, {
+  const login = await store.insertLoginUnderAssignment(trx, {
     loginId: newSecret(16), // 128 random bits
     deviceId,
-    accountId: assignment.account_id,
-    assignmentId: assignment.assignment_id,
     bindingCode: String(randomInt(0, 1_000_000)).padStart(6, '0'),
     expiresAt: new Date(now.getTime() + settings.loginTtlMs),
   })
+  if (!login) throw new FailedPreconditionError('INSTANCE_NOT_ASSIGNED', `device ${deviceId} is not assigned to a cloud account; the operator assigns it first`)
+  return login
 }
 
 /** The login of that device; another device's login is reported as missing, not as forbidden. */
@@ -93,7 +91,7 @@ export async function recordCredentialOutcome(
   checkedAt: Date,
   settings: Pick<LoginSettings, 'lockMs' | 'maxFailures'>,
 ): Promise<void> {
-  if (verified) return store.clearLoginFailures(trx, subjects)
+  if (verified) return subjects.length > 0 ? store.clearLoginFailures(trx, subjects) : undefined
   for (const [scope, subject] of subjects) await store.recordLoginFailure(trx, scope, subject, checkedAt, settings.lockMs, settings.maxFailures)
 }
 
@@ -106,6 +104,8 @@ export interface CredentialCheck {
   readonly login: store.LoginRow
   readonly verified: boolean
   readonly checkedAt: Date
+  /** The login's subjects with a failure count kept when it was read: all a success has to clear. */
+  readonly counted: readonly ThrottleSubject[]
 }
 
 /**
@@ -134,7 +134,8 @@ export async function checkCredentials<Answer>(
   // Without the account's hash, a dummy hash: same answer, same time.
   const passwordOk = found.passwordHash !== undefined ? await verifyPassword(found.passwordHash, input.password) : await verifyAgainstDummy(input.password)
   const codeOk = constantTimeEqual(login.binding_code, input.bindingCode)
-  return { login, verified: passwordOk && codeOk, checkedAt }
+  const counted = loginSubjects(login).filter(([scope]) => found.counted[scope])
+  return { login, verified: passwordOk && codeOk, checkedAt, counted }
 }
 
 /** Records the outcome in a transaction: the login ends VERIFIED or REJECTED; failures count per account and device. */
@@ -146,7 +147,8 @@ export async function recordVerification(trx: Db, check: CredentialCheck, settin
     assertState((await store.findLogin(trx, login.login_id))!, 'pending', 'verified', now)
     throw new FailedPreconditionError('LOGIN_CHANGED', `login ${login.login_id} changed while it was being verified`)
   }
-  await recordCredentialOutcome(trx, loginSubjects(login), verified, checkedAt, settings)
+  // A success clears the counts the read found (none kept: nothing to write); a failure counts for both.
+  await recordCredentialOutcome(trx, verified ? check.counted : loginSubjects(login), verified, checkedAt, settings)
   return moved
 }
 
@@ -158,15 +160,15 @@ function constantTimeEqual(expected: string, given: string): boolean {
 
 /** Exchanges a verified login for a single-use token, exactly once even under concurrent calls. Call in a transaction. */
 export async function redeemLogin(db: Db, deviceId: string, loginId: string, settings: LoginSettings, now: Date): Promise<{ token: string; expiresAt: Date }> {
-  const login = await getLogin(db, deviceId, loginId)
-  const moved = await store.transitionLogin(db, loginId, 'verified', 'redeemed', now)
-  if (!moved) {
-    assertState((await store.findLogin(db, loginId)) ?? login, 'verified', 'redeemed', now)
-    throw new FailedPreconditionError('LOGIN_CHANGED', `login ${loginId} changed while it was being redeemed`)
-  }
   const token = newSecret(32)
   const expiresAt = new Date(now.getTime() + settings.tokenTtlMs)
-  await store.insertLoginToken(db, { tokenHash: hashToken(token), loginId, deviceId, accountId: moved.account_id, assignmentId: moved.assignment_id, expiresAt })
+  // The device's own login of its current rental, verified and unexpired: all in the one statement.
+  const stored = await store.redeemLoginForToken(db, deviceId, loginId, { tokenHash: hashToken(token), expiresAt }, now)
+  if (!stored) {
+    // Why not, read only on this refusal: not its login (NOT_FOUND, as one that never existed), or its state.
+    assertState(await getLogin(db, deviceId, loginId), 'verified', 'redeemed', now)
+    throw new FailedPreconditionError('LOGIN_CHANGED', `login ${loginId} changed while it was being redeemed`)
+  }
   return { token, expiresAt }
 }
 
@@ -182,8 +184,7 @@ export async function consumeLoginToken(db: Db, token: string, deviceId: string,
     if (row.consumed_at) throw new UnauthenticatedError('TOKEN_USED', 'login_token was already used; log in again')
     throw new UnauthenticatedError('TOKEN_EXPIRED', `login_token expired at ${row.expires_at.toISOString()}; log in again`)
   }
-  const binding = await store.findAppAccountBinding(db, consumed.account_id)
-  return { accountId: consumed.account_id, appAccountId: binding?.app_account_id, assignmentId: consumed.assignment_id ?? '' }
+  return { accountId: consumed.account_id, appAccountId: consumed.app_account_id ?? undefined, assignmentId: consumed.assignment_id ?? '' }
 }
 
 /** The first binding of an account wins; an app account can belong to one cloud account only. */

@@ -48,6 +48,11 @@ test(`a login goes pending -> verified -> redeemed, once each; its token is good
   assert.equal(login.account_id, accountId, 'the account comes from the device, never from the terminal')
   assert.equal((await verify(login)).state, 'verified')
   await refusedWith(verify(login), 'LOGIN_VERIFIED')
+  // Another device (assigned to the same account) cannot redeem it: not found, and it stays verified.
+  const other = `dev-${randomUUID().slice(0, 8)}`
+  await inTransaction(service.db, (trx) => accounts.assignInstance(trx, other, accountId))
+  await refusedWith(inTransaction(service.db, (trx) => logins.redeemLogin(trx, other, login.login_id, SETTINGS, new Date())), 'LOGIN_NOT_FOUND')
+  assert.equal((await store.findLogin(service.db, login.login_id))?.state, 'verified')
   const { token } = await redeem(login)
   await refusedWith(redeem(login), 'LOGIN_ALREADY_REDEEMED')
 
@@ -57,6 +62,13 @@ test(`a login goes pending -> verified -> redeemed, once each; its token is good
   assert.equal(consumed.appAccountId, undefined, 'no app account bound yet')
   await refusedWith(consume(token, deviceId), 'TOKEN_USED')
   await refusedWith(consume('not-a-token-we-issued', deviceId), 'TOKEN_INVALID')
+
+  // Once the account is bound to an app account, a consumed token names it.
+  await store.insertAppAccountBinding(service.db, accountId, `app-${accountId}`)
+  const next = await start(deviceId)
+  await verify(next)
+  const consumedBound = await consume((await redeem(next)).token, deviceId)
+  assert.equal(consumedBound.appAccountId, `app-${accountId}`)
 })
 
 test(`a wrong password or binding code rejects the login, which then cannot be verified (${DATABASE_KIND})`, async () => {

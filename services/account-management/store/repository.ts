@@ -67,14 +67,6 @@ export async function lockInstanceAssignment(trx: Transaction<AccountDatabase>, 
   return trx.selectFrom('instance_assignments').selectAll().where('device_id', '=', deviceId).forUpdate().executeTakeFirst()
 }
 
-/**
- * The device's assignment, held (shared) until the transaction ends: a release or re-renting
- * waits, and then ends what this transaction granted under it.
- */
-export async function holdInstanceAssignment(trx: Transaction<AccountDatabase>, deviceId: string): Promise<InstanceAssignmentRow | undefined> {
-  return trx.selectFrom('instance_assignments').selectAll().where('device_id', '=', deviceId).forShare().executeTakeFirst()
-}
-
 /** The database's clock: the one that stamps channels and orders in every service's schema. */
 export async function databaseNow(db: Db): Promise<Date> {
   const { rows } = await sql<{ now: Date }>`select clock_timestamp() as now`.execute(db)
@@ -89,23 +81,35 @@ export type LoginRow = Selectable<LoginsTable>
 export type LoginTokenRow = Selectable<LoginTokensTable>
 export type AppAccountBindingRow = Selectable<AppAccountBindingsTable>
 
-export async function insertLogin(
-  db: Db,
-  login: { loginId: string; deviceId: string; accountId: string; assignmentId: string; bindingCode: string; expiresAt: Date },
-): Promise<LoginRow> {
-  return db
+/**
+ * Starts a login under the device's current assignment, in one statement: the assignment's row is
+ * read and held (shared) until the transaction ends, so a release or re-renting waits and then
+ * ends this login too, and the login takes its account and assignment. Undefined when the device is not assigned.
+ */
+export async function insertLoginUnderAssignment(
+  trx: Transaction<AccountDatabase>,
+  login: { loginId: string; deviceId: string; bindingCode: string; expiresAt: Date },
+): Promise<LoginRow | undefined> {
+  return trx
     .insertInto('logins')
-    .values({
-      login_id: login.loginId,
-      device_id: login.deviceId,
-      account_id: login.accountId,
-      assignment_id: login.assignmentId,
-      binding_code: login.bindingCode,
-      state: 'pending',
-      expires_at: login.expiresAt,
-    })
+    .columns(['login_id', 'device_id', 'account_id', 'assignment_id', 'binding_code', 'state', 'expires_at'])
+    .expression((eb) =>
+      eb
+        .selectFrom('instance_assignments')
+        .select([
+          sql<string>`${login.loginId}::text`.as('login_id'),
+          'device_id',
+          'account_id',
+          'assignment_id',
+          sql<string>`${login.bindingCode}::text`.as('binding_code'),
+          sql<LoginStateColumn>`'pending'`.as('state'),
+          sql<Date>`${login.expiresAt}::timestamptz`.as('expires_at'),
+        ])
+        .where('device_id', '=', login.deviceId)
+        .forShare(),
+    )
     .returningAll()
-    .executeTakeFirstOrThrow()
+    .executeTakeFirst()
 }
 
 /** Ends the device's unexpired pending and verified logins; returns how many. */
@@ -141,31 +145,34 @@ export async function findLogin(db: Db, loginId: string): Promise<LoginRow | und
   return db.selectFrom('logins').selectAll().where('login_id', '=', loginId).executeTakeFirst()
 }
 
-/**
- * The device's login if it was started under the device's current assignment (rental-boundary.ts):
- * one statement, the assignment joined; a login of an ended rental is not found.
- */
+/** The login was started under its device's current assignment (rental-boundary.ts): older logins are of an ended rental. */
+function startedUnderCurrentAssignment(eb: ExpressionBuilder<AccountDatabase, 'logins'>) {
+  return eb.exists(
+    eb
+      .selectFrom('instance_assignments')
+      .select(sql<number>`1`.as('one'))
+      .whereRef('instance_assignments.device_id', '=', 'logins.device_id')
+      .where((w) =>
+        w.or([
+          w('logins.assignment_id', '=', w.ref('instance_assignments.assignment_id')),
+          // Logins older than assignment ids: by the account the device serves.
+          w.and([w('logins.assignment_id', 'is', null), w('logins.account_id', '=', w.ref('instance_assignments.account_id'))]),
+        ]),
+      ),
+  )
+}
+
+/** The device's login if it was started under the device's current assignment; a login of an ended rental is not found. */
 export async function findLoginOfCurrentRental(db: Db, deviceId: string, loginId: string): Promise<LoginRow | undefined> {
   return db
     .selectFrom('logins')
-    .innerJoin('instance_assignments', 'instance_assignments.device_id', 'logins.device_id')
-    .selectAll('logins')
-    .where('logins.login_id', '=', loginId)
-    .where('logins.device_id', '=', deviceId)
-    .where((eb) =>
-      eb.or([
-        eb('logins.assignment_id', '=', eb.ref('instance_assignments.assignment_id')),
-        // Logins older than assignment ids: by the account the device serves.
-        eb.and([eb('logins.assignment_id', 'is', null), eb('logins.account_id', '=', eb.ref('instance_assignments.account_id'))]),
-      ]),
-    )
+    .selectAll()
+    .where('login_id', '=', loginId)
+    .where('device_id', '=', deviceId)
+    .where(startedUnderCurrentAssignment)
     .executeTakeFirst()
 }
 
-/**
- * What verifying a login needs before the password hash, in one statement: the login, the lock
- * of its account and of its device, the device's current assignment, and the account's hash.
- */
 /**
  * What verifying a login reads before the password hash, in one statement: the login, the
  * device's assignment, both locks, the hash, and an `extra` column (the call's stored answer).
@@ -179,18 +186,23 @@ export async function findLoginToVerify(db: Db, loginId: string, extra?: (eb: Ex
     .select((eb) => [
       eb.selectFrom('login_failures').select('locked_until').where('scope', '=', 'account').whereRef('subject', '=', 'logins.account_id').as('account_locked_until'),
       eb.selectFrom('login_failures').select('locked_until').where('scope', '=', 'device').whereRef('subject', '=', 'logins.device_id').as('device_locked_until'),
+      eb.selectFrom('login_failures').select('failures').where('scope', '=', 'account').whereRef('subject', '=', 'logins.account_id').as('account_failures'),
+      eb.selectFrom('login_failures').select('failures').where('scope', '=', 'device').whereRef('subject', '=', 'logins.device_id').as('device_failures'),
       eb.selectFrom('cloud_accounts').select('password_hash').whereRef('cloud_accounts.account_id', '=', 'logins.account_id').as('password_hash'),
       extra ? extra(eb) : sql<null>`null`.as('stored_answer'),
     ])
     .where('logins.login_id', '=', loginId)
     .executeTakeFirst()
   if (!row) return undefined
-  const { current_assignment_id, current_account_id, account_locked_until, device_locked_until, password_hash, stored_answer, ...login } = row as typeof row & { stored_answer: unknown }
+  const { current_assignment_id, current_account_id, account_locked_until, device_locked_until, account_failures, device_failures, password_hash, stored_answer, ...login } =
+    row as typeof row & { stored_answer: unknown }
   return {
     extra: stored_answer,
     login: login as LoginRow,
     assignment: current_assignment_id && current_account_id ? { assignment_id: current_assignment_id, account_id: current_account_id } : undefined,
     lockedUntil: { account: account_locked_until ?? null, device: device_locked_until ?? null },
+    /** Whether a failure count is kept for the account and for the device (a success clears only those). */
+    counted: { account: account_failures != null, device: device_failures != null } as Readonly<Partial<Record<ThrottleScope, boolean>>>,
     passwordHash: password_hash ?? undefined,
   }
 }
@@ -207,27 +219,49 @@ export async function transitionLogin(db: Db, loginId: string, from: LoginStateC
     .executeTakeFirst()
 }
 
-export async function insertLoginToken(
-  db: Db,
-  token: { tokenHash: string; loginId: string; deviceId: string; accountId: string; assignmentId: string | null; expiresAt: Date },
-): Promise<void> {
-  await db
+/**
+ * Moves the device's verified, unexpired login of its current rental to redeemed and stores its
+ * token, in one statement (the token takes the login's device, account and assignment); undefined
+ * when the login did not qualify.
+ */
+export async function redeemLoginForToken(db: Db, deviceId: string, loginId: string, token: { tokenHash: string; expiresAt: Date }, now: Date): Promise<LoginTokenRow | undefined> {
+  return db
+    .with('moved', (qc) =>
+      qc
+        .updateTable('logins')
+        .set({ state: 'redeemed', updated_at: now })
+        .where('login_id', '=', loginId)
+        .where('device_id', '=', deviceId)
+        .where('state', '=', 'verified')
+        .where('expires_at', '>', now)
+        .where(startedUnderCurrentAssignment)
+        .returningAll(),
+    )
     .insertInto('login_tokens')
-    .values({
-      token_hash: token.tokenHash,
-      login_id: token.loginId,
-      device_id: token.deviceId,
-      account_id: token.accountId,
-      assignment_id: token.assignmentId,
-      expires_at: token.expiresAt,
-      consumed_at: null,
-      ended_at: null,
-    })
-    .execute()
+    .columns(['token_hash', 'login_id', 'device_id', 'account_id', 'assignment_id', 'expires_at', 'consumed_at', 'ended_at'])
+    .expression((eb) =>
+      eb
+        .selectFrom('moved')
+        .select([
+          sql<string>`${token.tokenHash}::text`.as('token_hash'),
+          'login_id',
+          'device_id',
+          'account_id',
+          'assignment_id',
+          sql<Date>`${token.expiresAt}::timestamptz`.as('expires_at'),
+          sql<null>`null::timestamptz`.as('consumed_at'),
+          sql<null>`null::timestamptz`.as('ended_at'),
+        ]),
+    )
+    .returningAll()
+    .executeTakeFirst()
 }
 
-/** Consumes an unconsumed, unended, unexpired token of that device; undefined when it does not qualify. */
-export async function consumeLoginToken(db: Db, tokenHash: string, deviceId: string, now: Date): Promise<LoginTokenRow | undefined> {
+/**
+ * Consumes an unconsumed, unended, unexpired token of that device, returning it with the app
+ * account its cloud account is bound to (null when none); undefined when it does not qualify.
+ */
+export async function consumeLoginToken(db: Db, tokenHash: string, deviceId: string, now: Date): Promise<(LoginTokenRow & { app_account_id: string | null }) | undefined> {
   return db
     .updateTable('login_tokens')
     .set({ consumed_at: now })
@@ -237,6 +271,9 @@ export async function consumeLoginToken(db: Db, tokenHash: string, deviceId: str
     .where('ended_at', 'is', null)
     .where('expires_at', '>', now)
     .returningAll()
+    .returning((eb) =>
+      eb.selectFrom('app_account_bindings').select('app_account_bindings.app_account_id').whereRef('app_account_bindings.account_id', '=', 'login_tokens.account_id').as('app_account_id'),
+    )
     .executeTakeFirst()
 }
 
