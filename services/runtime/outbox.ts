@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto'
 import { context, metrics, SpanKind, SpanStatusCode, trace as otelTrace, type Tracer } from '@opentelemetry/api'
 import type { PaymentSettings } from './config.ts'
 import { afterCommit, originOf } from './database.ts'
+import { commitsTransaction } from './pipelined-transaction.ts'
 import { CloudpayError } from './errors.ts'
 import type { Logger } from './logger.ts'
 import { PeerError } from './peer-calls.ts'
@@ -118,8 +119,10 @@ export async function enqueue(trx: Kysely<any>, topic: string, payload: Record<s
 
 /**
  * One attempt: resolving means delivered; throwing means not (retried, unless the error is
- * permanent). A handler that ends in a transaction of its own may call `acknowledge(trx)` in it:
- * the delivery is then marked delivered with that transaction's effects (one commit fewer).
+ * permanent). A handler that ends in a transaction of its own may call `acknowledge(trx)` as that
+ * transaction's LAST statement: the delivery is then marked delivered with its effects (one commit
+ * fewer), and on PostgreSQL the mark carries the COMMIT (one round trip fewer); nothing may run in
+ * the transaction after it.
  */
 export type DeliveryHandler = (payload: Record<string, string>, deliveryId: string, attempt: number, acknowledge: (trx: Kysely<any>) => Promise<void>) => Promise<void>
 
@@ -342,7 +345,8 @@ export function createOutbox(options: OutboxOptions): Outbox {
       if (!topic) throw new Error(`no handler for outbox topic ${row.topic}`)
       let acknowledgedInHandler = false
       const acknowledge = async (trx: Kysely<any>): Promise<void> => {
-        await markDelivered(trx as OutboxDb, [row.delivery_id])
+        const mark = (trx as OutboxDb).updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', '=', row.delivery_id)
+        await trx.executeQuery(commitsTransaction(mark.compile()))
         acknowledgedInHandler = true
       }
       await context.with(otelTrace.setSpan(parent, span), () => topic.deliver(payload, row.delivery_id, row.attempts, acknowledge))

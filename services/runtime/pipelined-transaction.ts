@@ -94,25 +94,33 @@ const answered = (command: string): QueryResult => ({ command, rowCount: null, o
  */
 export function pipelineTransactions(client: pg.PoolClient): void {
   const send = client.query.bind(client) as (...args: unknown[]) => unknown
+  /** A transaction is open on this connection (the mark is honoured only inside one). */
+  let open = false
+  /** BEGIN is held for the next statement. */
   let held = false
+  /** The last statement committed the transaction: Kysely's COMMIT comes next. */
   let committed = false
   const query = (text: unknown, values?: unknown, ...rest: unknown[]): unknown => {
     const plain = typeof text === 'string' && rest.length === 0 && (values === undefined || (Array.isArray(values) && values.length === 0))
+    const ends = plain && (text === 'commit' || text === 'rollback')
     if (committed) {
       committed = false
       if (plain && text === 'commit') return Promise.resolve(answered('COMMIT'))
       // Nothing may follow the statement that committed: it would run outside the transaction.
       return Promise.reject(new Error(`a statement was sent after its transaction committed with its last one: ${String(text).slice(0, 40)}`))
     }
-    if (plain && text === 'begin' && !held) {
-      held = true
+    if (plain && text === 'begin' && !held && !open) {
+      held = open = true
       return Promise.resolve(answered('BEGIN'))
     }
     const begins = held
     held = false
-    if (begins && plain && (text === 'commit' || text === 'rollback')) return Promise.resolve(answered(text.toUpperCase()))
+    if (ends) open = false
+    if (begins && ends) return Promise.resolve(answered((text as string).toUpperCase()))
+    if (typeof text === 'string' && /^\s*(begin|start transaction)\b/i.test(text)) open = true
     const carriable = typeof text === 'string' && (values === undefined || Array.isArray(values)) && rest.length === 0
-    const commits = carriable && text.endsWith(COMMIT_MARK)
+    // A marked statement outside a transaction (autocommitted anyway) goes as it is.
+    const commits = carriable && open && !ends && text.endsWith(COMMIT_MARK)
     if (!begins && !commits) return send(text, values, ...rest)
     if (!carriable) {
       // Not a statement this can carry (a submittable, a callback): BEGIN on its own first.
@@ -122,8 +130,11 @@ export function pipelineTransactions(client: pg.PoolClient): void {
       const statement = { text, values: (values as unknown[] | undefined) ?? [] }
       send(
         new PipelinedQuery(statement, begins, commits, (error, result) => {
-          if (error) return reject(error)
-          committed = commits
+          if (error) return reject(error) // the transaction is aborted (or ended): Kysely rolls back
+          if (commits) {
+            open = false
+            committed = true
+          }
           resolve(result)
         }),
       )

@@ -146,3 +146,13 @@ test('nothing may run in a transaction after the statement that committed it', P
   const { rows } = await sql<{ id: number }>`select id from pipelined where id in (30, 31) order by id`.execute(database.db)
   assert.deepEqual(rows.map((row) => row.id), [30], 'the stray statement never ran outside the transaction')
 })
+
+test('a statement marked to commit outside any transaction runs as it is, and the connection stays as it was', POSTGRES_ONLY, async () => {
+  const { texts } = await sent(() => database.db.executeQuery(commitsTransaction(sql`insert into pipelined (id, note) values (40, 'forty')`.compile(database.db))))
+  assert.deepEqual(texts, ['insert'], 'no COMMIT carried where no transaction is open')
+  // Every pooled connection still runs transactions that commit, and plain statements.
+  await Promise.all(Array.from({ length: 12 }, (_, i) => inTransaction(database.db, (trx) => sql`insert into pipelined (id, note) values (${41 + i}, 'again')`.execute(trx))))
+  await Promise.all(Array.from({ length: 12 }, (_, i) => sql`select ${i}::int as i`.execute(database.db)))
+  const { rows } = await sql<{ n: number }>`select count(*)::int as n from pipelined where id between 40 and 52`.execute(database.db)
+  assert.equal(rows[0]!.n, 13)
+})
