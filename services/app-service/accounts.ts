@@ -45,23 +45,24 @@ export async function openSession(
   ttlMs: number,
   now: Date,
 ): Promise<{ token: string; expiresAt: Date }> {
-  if (await store.holdDeviceAssignment(trx, deviceId, assignmentId)) {
-    throw new UnauthenticatedError('ASSIGNMENT_ENDED', `device ${deviceId} was released or re-rented after this login token was issued; log in again`)
-  }
   const token = randomBytes(32).toString('base64url')
   const expiresAt = new Date(now.getTime() + ttlMs)
-  await store.insertSession(trx, { tokenHash: hashToken(token), appAccountId, deviceId, assignmentId, expiresAt })
+  const opened = await store.insertSessionUnderAssignment(trx, { tokenHash: hashToken(token), appAccountId, deviceId, assignmentId, expiresAt })
+  if (!opened) throw new UnauthenticatedError('ASSIGNMENT_ENDED', `device ${deviceId} was released or re-rented after this login token was issued; log in again`)
   return { token, expiresAt }
 }
 
 const SESSION_ENDED = 'session_token ended: the device was released or re-rented; log in again'
+
+/** The refusal of a session whose assignment ended (the device was released or re-rented). */
+export const sessionEnded = (): UnauthenticatedError => new UnauthenticatedError('SESSION_ENDED', SESSION_ENDED)
 
 /** The live session of the calling device, with its app account. */
 export async function sessionOf(db: Db, token: string, deviceId: string, now: Date): Promise<{ session: store.AppSessionRow; account: store.AppAccountRow }> {
   const found = await store.findSessionWithAccount(db, hashToken(token))
   const session = found?.session
   if (!session || session.device_id !== deviceId) throw new UnauthenticatedError('SESSION_INVALID', 'session_token is not a session of this device; log in again')
-  if (session.ended_at) throw new UnauthenticatedError('SESSION_ENDED', SESSION_ENDED)
+  if (session.ended_at) throw sessionEnded()
   if (session.expires_at <= now) throw new UnauthenticatedError('SESSION_EXPIRED', 'session_token expired; log in again')
   return { session, account: found.account ?? (await getAppAccount(db, session.app_account_id)) }
 }
@@ -69,14 +70,6 @@ export async function sessionOf(db: Db, token: string, deviceId: string, now: Da
 /** The session's app account; the session must be live and belong to the calling device. */
 export async function accountOfSession(db: Db, token: string, deviceId: string, now: Date): Promise<store.AppAccountRow> {
   return (await sessionOf(db, token, deviceId, now)).account
-}
-
-/**
- * Holds a session's assignment for the rest of the transaction (something is about to be
- * granted under it, e.g. an order); refuses if the assignment ended since the session was read.
- */
-export async function assertSessionAssignmentLive(trx: Transaction<AppDatabase>, session: store.AppSessionRow): Promise<void> {
-  if (await store.holdDeviceAssignment(trx, session.device_id, session.assignment_id)) throw new UnauthenticatedError('SESSION_ENDED', SESSION_ENDED)
 }
 
 /** Sessions recorded before assignments were (no assignment id) end with whichever assignment of their device ends first. */

@@ -1,8 +1,9 @@
 // Business rules of application orders: the price is always the catalog's (quantity x unit price
 // minus the per-unit discount), and a paid order takes effect exactly once, delivering its items.
 import { randomUUID } from 'node:crypto'
-import type { Kysely } from 'kysely'
+import type { Kysely, Transaction } from 'kysely'
 import { FailedPreconditionError, NotFoundError, quote } from '../runtime/errors.ts'
+import { sessionEnded } from './accounts.ts'
 import * as store from './store/repository.ts'
 import type { AppDatabase } from './store/tables.ts'
 
@@ -10,13 +11,20 @@ type Db = Kysely<AppDatabase>
 
 export const MERCHANT_ID = 'demo-shop'
 
-/** Places an order at the catalog's price; returned with the merchant's collection accounts. */
-export async function createOrder(db: Db, input: { appAccountId: string; deviceId: string; assignmentId: string; itemId: string; quantity: number }): Promise<OrderWithCollection> {
-  const item = await store.findCatalogItem(db, input.itemId)
+/**
+ * Places an order at the catalog's price for the session's account, under its assignment held
+ * until the transaction ends (an EndDeviceSessions waits, then rejects it unpaid); returned with the
+ * merchant's collection accounts; SESSION_ENDED if the assignment ended.
+ */
+export async function createOrder(
+  trx: Transaction<AppDatabase>,
+  input: { appAccountId: string; deviceId: string; assignmentId: string; itemId: string; quantity: number },
+): Promise<OrderWithCollection> {
+  const item = await store.findCatalogItem(trx, input.itemId)
   if (!item) throw new NotFoundError('ITEM_NOT_FOUND', `item_id: no catalog item ${quote(input.itemId)}`)
   const quantity = BigInt(input.quantity)
   const discount = item.unit_discount_minor * quantity
-  return store.insertOrder(db, {
+  const created = await store.insertOrderUnderAssignment(trx, {
     app_order_id: `ord-${randomUUID()}`,
     app_account_id: input.appAccountId,
     device_id: input.deviceId,
@@ -29,6 +37,8 @@ export async function createOrder(db: Db, input: { appAccountId: string; deviceI
     amount_due_minor: item.unit_price_minor * quantity - discount,
     description: `${input.quantity} x ${item.title}`,
   })
+  if (!created) throw sessionEnded()
+  return created
 }
 
 /** Rejects the unpaid orders of an ended assignment (a payment that lands anyway is refunded); returns how many. */

@@ -27,8 +27,11 @@ async function player() {
 
 type Player = Awaited<ReturnType<typeof player>>
 
+const placeUnder = (p: Player, assignmentId: string, itemId: string, quantity: number) =>
+  inTransaction(service.db, (trx) => orders.createOrder(trx, { appAccountId: p.account.app_account_id, deviceId: p.deviceId, assignmentId, itemId, quantity }))
+
 const order = async (p: Player, itemId: string, quantity: number) => {
-  const created = await orders.createOrder(service.db, { appAccountId: p.account.app_account_id, deviceId: p.deviceId, assignmentId: p.assignmentId, itemId, quantity })
+  const created = await placeUnder(p, p.assignmentId, itemId, quantity)
   assert.deepEqual(created.collection, (await orders.getOrderWithCollection(service.db, created.order.app_order_id)).collection, 'the insert returns the collection accounts a read shows')
   return created.order
 }
@@ -122,7 +125,9 @@ test(`an ended assignment ends its sessions and pending orders, and nothing open
     inTransaction(service.db, (trx) => accounts.openSession(trx, p.account.app_account_id, p.deviceId, p.assignmentId, HOUR_MS, new Date())),
     'ASSIGNMENT_ENDED',
   )
+  // No order under the ended assignment; a later assignment's session lives on and orders.
+  await refusedWith(placeUnder(p, p.assignmentId, 'gem-pack-100', 1), 'SESSION_ENDED')
   const { session } = await accounts.sessionOf(service.db, next.token, p.deviceId, new Date())
-  await inTransaction(service.db, (trx) => accounts.assertSessionAssignmentLive(trx, session)) // a later assignment's session lives on
+  assert.equal((await placeUnder(p, session.assignment_id, 'gem-pack-100', 1)).order.state, 'pending')
   assert.equal(await inTransaction(service.db, (trx) => accounts.endAssignment(trx, p.deviceId, p.assignmentId, new Date())), 0, 'ending it again ends nothing more')
 })

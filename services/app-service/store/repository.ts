@@ -42,33 +42,43 @@ export async function deleteAppAccount(db: Db, appAccountId: string): Promise<vo
   await db.deleteFrom('app_accounts').where('app_account_id', '=', appAccountId).execute()
 }
 
-export async function insertSession(db: Db, session: { tokenHash: string; appAccountId: string; deviceId: string; assignmentId: string; expiresAt: Date }): Promise<AppSessionRow> {
-  return db
-    .insertInto('app_sessions')
-    .values({
-      token_hash: session.tokenHash,
-      app_account_id: session.appAccountId,
-      device_id: session.deviceId,
-      assignment_id: session.assignmentId,
-      expires_at: session.expiresAt,
-      ended_at: null,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow()
-}
-
 /**
  * Records that a device's assignment is in use and locks its row until the transaction ends, so
- * ending the assignment waits for it (and it for an end under way); returns when it ended, if it did.
+ * ending the assignment waits for the statement's transaction (and it for an end under way): a
+ * CTE `held` (its ended_at) for the insert of what is granted under the assignment.
  */
-export async function holdDeviceAssignment(trx: Transaction<AppDatabase>, deviceId: string, assignmentId: string): Promise<Date | null> {
-  const row = await trx
-    .insertInto('device_assignments')
-    .values({ device_id: deviceId, assignment_id: assignmentId, ended_at: null })
-    .onConflict((oc) => oc.columns(['device_id', 'assignment_id']).doUpdateSet({ device_id: (eb) => eb.ref('excluded.device_id') }))
-    .returning('ended_at')
-    .executeTakeFirstOrThrow()
-  return row.ended_at
+const underAssignment = (db: Db, deviceId: string, assignmentId: string) =>
+  db.with('held', (qc) =>
+    qc
+      .insertInto('device_assignments')
+      .values({ device_id: deviceId, assignment_id: assignmentId, ended_at: null })
+      .onConflict((oc) => oc.columns(['device_id', 'assignment_id']).doUpdateSet({ device_id: (eb) => eb.ref('excluded.device_id') }))
+      .returning('ended_at'),
+  )
+
+/** Opens a session under the device's assignment, held as underAssignment holds it; undefined when the assignment ended. */
+export async function insertSessionUnderAssignment(
+  trx: Transaction<AppDatabase>,
+  session: { tokenHash: string; appAccountId: string; deviceId: string; assignmentId: string; expiresAt: Date },
+): Promise<AppSessionRow | undefined> {
+  return underAssignment(trx, session.deviceId, session.assignmentId)
+    .insertInto('app_sessions')
+    .columns(['token_hash', 'app_account_id', 'device_id', 'assignment_id', 'expires_at', 'ended_at'])
+    .expression((eb) =>
+      eb
+        .selectFrom('held')
+        .select([
+          sql<string>`${session.tokenHash}::text`.as('token_hash'),
+          sql<string>`${session.appAccountId}::text`.as('app_account_id'),
+          sql<string>`${session.deviceId}::text`.as('device_id'),
+          sql<string>`${session.assignmentId}::text`.as('assignment_id'),
+          sql<Date>`${session.expiresAt}::timestamptz`.as('expires_at'),
+          sql<null>`null::timestamptz`.as('ended_at'),
+        ])
+        .where('held.ended_at', 'is', null),
+    )
+    .returningAll()
+    .executeTakeFirst()
 }
 
 /** Marks a device's assignment ended (the first end's time is kept). */
@@ -117,17 +127,41 @@ export async function findCatalogItem(db: Db, itemId: string): Promise<CatalogIt
   return db.selectFrom('catalog_items').selectAll().where('item_id', '=', itemId).executeTakeFirst()
 }
 
-/** Inserts an order; returned with the merchant's collection accounts (the reply shows both). */
-export async function insertOrder(
-  db: Db,
+/**
+ * Inserts an order under the device's assignment, held as underAssignment holds it; returned with
+ * the merchant's collection accounts (the reply shows both); undefined when the assignment ended.
+ */
+export async function insertOrderUnderAssignment(
+  trx: Transaction<AppDatabase>,
   order: Omit<AppOrderRow, 'created_at' | 'effective_at' | 'state' | 'payment_order_id' | 'platform_id' | 'serial_number'>,
-): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[] }> {
-  const { collection, ...row } = await db
+): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[] } | undefined> {
+  const inserted = await underAssignment(trx, order.device_id, order.assignment_id)
     .insertInto('app_orders')
-    .values({ ...order, state: 'pending', payment_order_id: null, platform_id: null, serial_number: null, effective_at: null })
+    .columns(['app_order_id', 'app_account_id', 'device_id', 'assignment_id', 'item_id', 'quantity', 'currency_code', 'unit_price_minor', 'discount_minor', 'amount_due_minor', 'description', 'state'])
+    .expression((eb) =>
+      eb
+        .selectFrom('held')
+        .select([
+          sql<string>`${order.app_order_id}::text`.as('app_order_id'),
+          sql<string>`${order.app_account_id}::text`.as('app_account_id'),
+          sql<string>`${order.device_id}::text`.as('device_id'),
+          sql<string>`${order.assignment_id}::text`.as('assignment_id'),
+          sql<string>`${order.item_id}::text`.as('item_id'),
+          sql<number>`${order.quantity}::integer`.as('quantity'),
+          sql<string>`${order.currency_code}::text`.as('currency_code'),
+          sql<bigint>`${order.unit_price_minor}::bigint`.as('unit_price_minor'),
+          sql<bigint>`${order.discount_minor}::bigint`.as('discount_minor'),
+          sql<bigint>`${order.amount_due_minor}::bigint`.as('amount_due_minor'),
+          sql<string>`${order.description}::text`.as('description'),
+          sql<'pending'>`'pending'`.as('state'),
+        ])
+        .where('held.ended_at', 'is', null),
+    )
     .returningAll()
     .returning(collectionColumn)
-    .executeTakeFirstOrThrow()
+    .executeTakeFirst()
+  if (!inserted) return undefined
+  const { collection, ...row } = inserted
   return { order: row as AppOrderRow, collection: collection ?? [] }
 }
 
