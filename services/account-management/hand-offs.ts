@@ -16,8 +16,8 @@ const removed = (payload: Record<string, string>): terminals.RemovedTerminal => 
 export function handOffs(peers: Peers): Record<string, DeliveryHandler> {
   return {
     [TOPICS.endSessions]: async (payload, deliveryId) => {
-      const { device_id, assignment_id } = ended(payload)
-      await endDeviceSessions(peers, deliveryId, device_id, assignment_id)
+      const { device_id, assignment_id, ended_at } = ended(payload)
+      await endDeviceSessions(peers, deliveryId, device_id, assignment_id, new Date(ended_at))
     },
 
     [TOPICS.closeChannels]: async (payload, deliveryId) => {

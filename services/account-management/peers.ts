@@ -5,9 +5,9 @@ import type { Peers } from '../runtime/peers.ts'
 import { unaryCall } from '../runtime/client.ts'
 import { callPeer } from '../runtime/peer-calls.ts'
 
-/** AppService ends the app sessions it opened on the device under the ended assignment. */
-export async function endDeviceSessions(peers: Peers, requestId: string, deviceId: string, assignmentId: string): Promise<void> {
-  await callPeer('app-service', unaryCall(peers.get('app-service'), 'endDeviceSessions', { requestId, deviceId, assignmentId }))
+/** AppService ends the app sessions it opened on the device under the ended assignment, which ended at `endTime`. */
+export async function endDeviceSessions(peers: Peers, requestId: string, deviceId: string, assignmentId: string, endTime: Date): Promise<void> {
+  await callPeer('app-service', unaryCall(peers.get('app-service'), 'endDeviceSessions', { requestId, deviceId, assignmentId, endTime }))
 }
 
 /** InstanceEvents closes the terminal channels opened to the device before the assignment ended. */

@@ -188,6 +188,26 @@ describe('the next renter of a device', () => {
   })
 })
 
+describe('a late end-of-sessions hand-off', () => {
+  test("leaves the next rental's stored answers replaying: the rental began at the release, not at the hand-off's arrival", async () => {
+    // The release of an earlier assignment happened here; its EndDeviceSessions lands only after
+    // the next renter's instance has already placed an order at AppService (AppService was
+    // unreachable meanwhile, the outbox retried).
+    const releasedAt = new Date()
+    const next = await renter('rerent-dev-7')
+    const session = await f.logIn(next.device, next.phone, next.password)
+    const app = await t.client('app-service', instance(next.device))
+    const requestId = newRequestId()
+    const create = () => unaryCall(app, 'createOrder', { requestId, deviceId: next.device, sessionToken: session.sessionToken, itemId: 'gem-pack-100', quantity: 1 })
+    const placed = (await create()).order!
+    const handOff = await t.client('app-service', { role: 'service', id: 'account-management' })
+    const late = { requestId: newRequestId(), deviceId: next.device, assignmentId: newRequestId(), endTime: releasedAt }
+    assert.deepEqual(await unaryCall(handOff, 'endDeviceSessions', late), { endedSessions: 0, rejectedOrders: 0 })
+    assert.equal((await create()).order!.appOrderId, placed.appOrderId, "a retry of the next rental's CreateOrder replays (it ran again)")
+    assert.deepEqual(await unaryCall(handOff, 'endDeviceSessions', late), { endedSessions: 0, rejectedOrders: 0 }, 'the redelivery replays')
+  })
+})
+
 describe('a terminal enrolled again', () => {
   test('follows none of its earlier enrolment; before its removal it did', async () => {
     const owner = await renter('rerent-dev-4')
