@@ -32,8 +32,14 @@ export function handOffs(peers: Peers): Record<string, DeliveryHandler> {
 
     // The removed terminal's stream tells it and ends (on whichever replica serves it).
     [terminals.TOPICS.endStream]: async (payload, deliveryId) => {
-      const { terminal_id, enrollment_id } = removed(payload)
-      await publishToTerminals(peers, { requestId: deliveryId, terminalIds: [terminal_id], kind: EventKind.EVENT_KIND_TERMINAL_REMOVED, subjectId: enrollment_id })
+      const { terminal_id, enrollment_id, removed_at } = removed(payload)
+      await publishToTerminals(peers, {
+        requestId: deliveryId,
+        terminalIds: [terminal_id],
+        kind: EventKind.EVENT_KIND_TERMINAL_REMOVED,
+        subjectId: enrollment_id,
+        occurTime: new Date(removed_at),
+      })
     },
 
     [terminals.TOPICS.endClaims]: async (payload, deliveryId) => {

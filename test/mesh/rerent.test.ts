@@ -250,4 +250,38 @@ describe('a terminal enrolled again', () => {
       again.cancel()
     }
   })
+
+  test('lists none of its closed channels from before its removal (ListChannels); the back office still does', async () => {
+    const owner = await renter('rerent-dev-8')
+    const moving = 'rerent-moving-phone'
+    const operatorPipe = await t.client('instance-events', OPERATOR)
+    const open = async (deviceId: string) => (await unaryCall(operatorPipe, 'openChannel', { requestId: newRequestId(), deviceId, terminalId: moving })).channel!
+    const close = async (channelId: string) => unaryCall(operatorPipe, 'closeChannel', { requestId: newRequestId(), channelId })
+    const listed = async (identity: Parameters<TestMesh['client']>[1]) =>
+      (await unaryCall(await t.client('instance-events', identity), 'listChannels', { terminalId: moving, deviceId: '', includeClosed: true, pageSize: 0, pageToken: '' })).channels.map(
+        (c) => c.channelId,
+      )
+    const enroll = async (p: Person) =>
+      unaryCall(await t.client('account-management', terminal(moving)), 'enrollTerminal', { requestId: newRequestId(), accountId: p.account, password: p.password, displayName: 'phone' })
+    const before = await open(owner.device)
+    await close(before.channelId)
+    await enroll(owner)
+    const during = await open(owner.device)
+    await close(during.channelId)
+    const stillOpen = await open('rerent-dev-8b')
+    assert.deepEqual((await listed(terminal(moving))).sort(), [before.channelId, during.channelId, stillOpen.channelId].sort(), 'before its removal it lists them all')
+    const removed = await unaryCall(await t.client('account-management', OPERATOR), 'removeTerminal', { requestId: newRequestId(), terminalId: moving })
+    assert.equal(removed.grantsEnded, true)
+
+    const other = await renter('rerent-dev-9')
+    await enroll(other)
+    const mine = await open(other.device)
+    await close(mine.channelId)
+    assert.deepEqual(
+      (await listed(terminal(moving))).sort(),
+      [mine.channelId, stillOpen.channelId].sort(),
+      'its own closed channel of now and its open one; none closed under the earlier enrolment',
+    )
+    assert.deepEqual((await listed(OPERATOR)).sort(), [before.channelId, during.channelId, stillOpen.channelId, mine.channelId].sort(), 'the back office reads everything')
+  })
 })
