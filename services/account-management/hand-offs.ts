@@ -1,13 +1,13 @@
 // What the outbox delivers for AccountManagement: the end of an assignment (a released or
 // re-rented device) to the services that granted something on the device, and the end of a
-// removed terminal's enrolment (its push stream, its pending claims). Each delivery's id is the
-// request id the receiver dedupes on, so a retry never acts twice.
+// removed terminal's enrolment (its push stream, its pending claims, its offline credentials).
+// Each delivery's id is the request id the receiver dedupes on, so a retry never acts twice.
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { publishToTerminals } from '../runtime/mesh-calls.ts'
 import type { DeliveryHandler } from '../runtime/outbox.ts'
 import type { Peers } from '../runtime/peers.ts'
 import { type EndedAssignment, TOPICS } from './grants.ts'
-import { cancelDeviceOrders, closeDeviceChannels, endDeviceSessions, endTerminalClaims } from './peers.ts'
+import { cancelDeviceOrders, closeDeviceChannels, endDeviceSessions, endTerminalClaims, endTerminalCredentials } from './peers.ts'
 import * as terminals from './terminals.ts'
 
 const ended = (payload: Record<string, string>): EndedAssignment => payload as unknown as EndedAssignment
@@ -45,6 +45,12 @@ export function handOffs(peers: Peers): Record<string, DeliveryHandler> {
     [terminals.TOPICS.endClaims]: async (payload, deliveryId) => {
       const { terminal_id, removed_at } = removed(payload)
       await endTerminalClaims(peers, deliveryId, terminal_id, new Date(removed_at))
+    },
+
+    // A phone removed from its account (or moving to another) spends nothing more offline.
+    [terminals.TOPICS.endOfflineCredentials]: async (payload, deliveryId) => {
+      const { terminal_id, removed_at } = removed(payload)
+      await endTerminalCredentials(peers, deliveryId, terminal_id, new Date(removed_at))
     },
   }
 }
