@@ -284,4 +284,23 @@ describe('a terminal enrolled again', () => {
     )
     assert.deepEqual((await listed(OPERATOR)).sort(), [before.channelId, during.channelId, stillOpen.channelId, mine.channelId].sort(), 'the back office reads everything')
   })
+
+  test("a late TERMINAL_REMOVED hides only what closed before the removal itself (occur_time), not before the hand-off's arrival", async () => {
+    const owner = await renter('rerent-dev-10')
+    const late = 'rerent-late-phone'
+    const operatorPipe = await t.client('instance-events', OPERATOR)
+    const removedAt = new Date()
+    // Closed after the removal, before its hand-off lands: of no ended enrolment.
+    const { channel } = await unaryCall(operatorPipe, 'openChannel', { requestId: newRequestId(), deviceId: owner.device, terminalId: late })
+    await unaryCall(operatorPipe, 'closeChannel', { requestId: newRequestId(), channelId: channel!.channelId })
+    const handOff = await t.client('instance-events', { role: 'service', id: 'account-management' })
+    const removal = { requestId: newRequestId(), terminalIds: [late], kind: EventKind.EVENT_KIND_TERMINAL_REMOVED, subjectId: newRequestId(), occurTime: removedAt }
+    await unaryCall(handOff, 'publishToTerminals', removal)
+    const list = await unaryCall(await t.client('instance-events', terminal(late)), 'listChannels', { terminalId: '', deviceId: '', includeClosed: true, pageSize: 0, pageToken: '' })
+    assert.deepEqual(
+      list.channels.map((c) => c.channelId),
+      [channel!.channelId],
+      'closed after the removal: listed',
+    )
+  })
 })
