@@ -94,7 +94,7 @@ export async function get(db: Db, terminalId: string): Promise<store.AccountTerm
   return row
 }
 
-export const TOPICS = { endStream: 'terminal-stream-end', endClaims: 'terminal-claims-end' } as const
+export const TOPICS = { endStream: 'terminal-stream-end', endClaims: 'terminal-claims-end', endOfflineCredentials: 'terminal-offline-credentials-end' } as const
 
 /** What each removal hand-off carries: the terminal, the enrolment that ended, and when (the database's clock). */
 export interface RemovedTerminal {
@@ -110,8 +110,9 @@ export function deliveryIdsOf(enrollmentId: string): string[] {
 
 /**
  * Removes a terminal from its account: a terminal may remove only terminals of its own account
- * (itself included), an operator any. In this transaction the end of its stream (InstanceEvents)
- * and of its pending claims (PaymentManagement) goes to the outbox.
+ * (itself included), an operator any. In this transaction the end of its stream (InstanceEvents),
+ * of its pending claims (PaymentManagement) and of its offline credentials (PaymentPlatform: the
+ * money they hold goes back to their payers) goes to the outbox.
  */
 export async function remove(trx: Trx, caller: Identity, terminalId: string): Promise<store.AccountTerminalRow> {
   const target = await store.lockAccountTerminal(trx, terminalId)

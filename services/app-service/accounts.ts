@@ -76,10 +76,11 @@ export async function accountOfSession(db: Db, token: string, deviceId: string, 
 export const endedWith = (assignmentId: string): string[] => [assignmentId, '']
 
 /**
- * Ends a device's assignment here: records it as ended (first, so a session being opened for it
- * waits or fails) and ends its live sessions. Returns how many sessions it ended.
+ * Ends a device's assignment here: records it as ended at `endedAt` (when AccountManagement
+ * ended it: where the next rental began; first, so a session being opened for it waits or fails)
+ * and ends its live sessions. Returns how many sessions it ended.
  */
-export async function endAssignment(trx: Transaction<AppDatabase>, deviceId: string, assignmentId: string, now: Date): Promise<number> {
-  await store.endDeviceAssignment(trx, deviceId, assignmentId, now)
+export async function endAssignment(trx: Transaction<AppDatabase>, deviceId: string, assignmentId: string, endedAt: Date, now: Date): Promise<number> {
+  await store.endDeviceAssignment(trx, deviceId, assignmentId, endedAt)
   return store.endSessions(trx, deviceId, endedWith(assignmentId), now)
 }

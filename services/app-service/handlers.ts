@@ -194,9 +194,10 @@ export function createHandlers(deps: ServiceDeps<AppDatabase>): Handlers<typeof 
     },
 
     endDeviceSessions: async (request, ctx) => {
-      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.assignmentId, 'assignment_id'))
+      validate((v) => v.requestId(request.requestId).id(request.deviceId, 'device_id').id(request.assignmentId, 'assignment_id').timestamp(request.endTime, 'end_time'))
       return idempotent(db, callOf(ctx, request, EndDeviceSessionsRequest, EndDeviceSessionsResponse), async (trx) => ({
-        endedSessions: await accounts.endAssignment(trx, request.deviceId, request.assignmentId, now()),
+        // The rental boundary is the release itself (end_time), not this hand-off's arrival.
+        endedSessions: await accounts.endAssignment(trx, request.deviceId, request.assignmentId, request.endTime ?? now(), now()),
         rejectedOrders: await orders.rejectUnpaidOfAssignment(trx, request.deviceId, accounts.endedWith(request.assignmentId)),
       }))
     },

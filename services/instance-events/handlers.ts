@@ -213,7 +213,9 @@ export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Share
         }
         terminalId = ctx.caller.id
       }
-      const filter = { terminalId, deviceId: request.deviceId, includeClosed: request.includeClosed }
+      // A terminal's closed channels from before its latest enrolment ended are not its own now (rental-boundary.ts).
+      const enrolmentStream = ctx.caller.role === 'terminal' ? pipe.terminalStream(ctx.caller.id) : undefined
+      const filter = { terminalId, deviceId: request.deviceId, includeClosed: request.includeClosed, enrolmentStream }
       const { items, nextPageToken } = await listPage(ctx, request, {
         filter,
         cursor: SEQUENCE_CURSOR,
@@ -305,15 +307,21 @@ export function createHandlers(deps: ServiceDeps<EventsDatabase>, { hub }: Share
           .check(request.terminalIds.length >= 1 && request.terminalIds.length <= MAX_TERMINALS_PER_PUBLISH, 'terminal_ids', `must name 1-${MAX_TERMINALS_PER_PUBLISH} terminals`)
           .check(new Set(request.terminalIds).size === request.terminalIds.length, 'terminal_ids', 'must not name a terminal twice')
         request.terminalIds.slice(0, MAX_TERMINALS_PER_PUBLISH + 1).forEach((id, index) => v.id(id, `terminal_ids[${index}]`))
-        v.check(TERMINAL_KINDS.includes(request.kind), 'kind', 'must be PAYMENT_PUSHED, ORDER_CLAIMED_ELSEWHERE, TERMINAL_REMOVED or OFFLINE_CODE_REDEEMED').opaqueId(request.subjectId, 'subject_id')
+        v.check(TERMINAL_KINDS.includes(request.kind), 'kind', 'must be PAYMENT_PUSHED, ORDER_CLAIMED_ELSEWHERE, TERMINAL_REMOVED or OFFLINE_CODE_REDEEMED')
+          .opaqueId(request.subjectId, 'subject_id')
+          .timestamp(request.occurTime, 'occur_time')
       })
       pipe.assertMayPublishToTerminals(ctx.caller, request.kind)
       // One stored event per terminal and request id: a retry naming other terminals too stores nothing twice.
       const events: TerminalEvent[] = []
       for (const terminalId of request.terminalIds) {
-        const one = { requestId: derivedRequestId(request.requestId, terminalId), terminalIds: [terminalId], kind: request.kind, subjectId: request.subjectId }
+        const one = { requestId: derivedRequestId(request.requestId, terminalId), terminalIds: [terminalId], kind: request.kind, subjectId: request.subjectId, occurTime: request.occurTime }
         const reply = await idempotent(db, callOf(ctx, one, PublishToTerminalsRequest, PublishToTerminalsResponse), async (trx) => ({
-          events: [toTerminalEvent(await pipe.publishToTerminal(trx, { terminalId, kind: request.kind, subjectId: request.subjectId, publisher: ctx.caller }))],
+          events: [
+            toTerminalEvent(
+              await pipe.publishToTerminal(trx, { terminalId, kind: request.kind, subjectId: request.subjectId, publisher: ctx.caller, occurredAt: request.occurTime }),
+            ),
+          ],
         }))
         events.push(...reply.events)
       }

@@ -87,13 +87,15 @@ async function append(trx: Parameters<typeof store.appendEvent>[0], event: Param
 /** Appends an event to a terminal's own stream, in the caller's transaction. */
 export function publishToTerminal(
   trx: Parameters<typeof store.appendEvent>[0],
-  event: { terminalId: string; kind: EventKind; subjectId: string; publisher: Identity },
+  event: { terminalId: string; kind: EventKind; subjectId: string; publisher: Identity; occurredAt?: Date },
 ): Promise<store.EventRow> {
   return append(trx, {
     deviceId: terminalStream(event.terminalId),
     kind: kindName(event.kind),
     subjectId: event.subjectId,
     publisher: formatIdentity(event.publisher),
+    // A removal ends the enrolment: the stream's row keeps where (ListChannels hides what closed before).
+    ...(event.kind === EventKind.EVENT_KIND_TERMINAL_REMOVED ? { endsEnrolment: { at: event.occurredAt } } : {}),
     traceParent: traceParentOf(),
   })
 }

@@ -25,4 +25,6 @@ export const rules: Rules<typeof PaymentPlatformServiceService> = {
   revokeOfflineCredential: scoped(allow('terminal', 'operator'), OBJECT_RULES.ownCredential),
   redeemOfflineCode: scoped(allow('terminal', 'service'), OBJECT_RULES.payeeHolder),
   listOfflineRedemptions: scoped(allow('terminal'), OBJECT_RULES.ownCredential),
+  // The end of a removed terminal's enrolment, handed off by AccountManagement.
+  endTerminalCredentials: allowServices('account-management'),
 }

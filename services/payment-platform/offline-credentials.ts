@@ -69,14 +69,17 @@ export const effectiveCredentialState = (row: OfflineCredentialRow, now: Date): 
 
 /** A credential as `caller` may see it: its own terminal's, or any for an operator; the same refusal for another's and a missing one. */
 export async function credentialFor(db: Db, platformId: string, credentialId: string, caller: Identity): Promise<OfflineCredentialRow> {
-  const row = await offline.findCredential(db, platformId, credentialId)
   if (caller.role === 'operator') {
+    const row = await offline.findCredential(db, platformId, credentialId)
     if (!row) throw new NotFoundError('OFFLINE_CREDENTIAL_NOT_FOUND', `credential_id: no offline credential ${quote(credentialId)} on platform ${platformId}`)
     return row
   }
-  if (!row || row.terminal_id !== caller.id) {
+  // One provisioned under an enrolment of the terminal that has ended since is no longer its own (rental-boundary.ts).
+  const found = await offline.findCredentialOf(db, platformId, credentialId, caller.id)
+  if (!found || found.of_ended_enrolment || found.terminal_id !== caller.id) {
     throw new PermissionDeniedError('OFFLINE_CREDENTIAL_NOT_YOURS', `credential_id: ${quote(credentialId)} is not an offline credential of terminal ${caller.id}`)
   }
+  const { of_ended_enrolment: _, ...row } = found
   return row
 }
 
@@ -100,9 +103,25 @@ async function end(trx: Trx, sealer: Sealer, credential: OfflineCredentialRow, s
 
 /** Revokes a credential (an ended one stays as it is, returning nothing more). */
 export async function revoke(trx: Trx, sealer: Sealer, platformId: string, credentialId: string, now: Date): Promise<{ credential: OfflineCredentialRow; returnedMinor: bigint }> {
-  const credential = (await offline.lockCredential(trx, platformId, credentialId))!
-  if (credential.state !== 'active') return { credential, returnedMinor: 0n }
+  return revokeLocked(trx, sealer, (await offline.lockCredential(trx, platformId, credentialId))!, now)
+}
+
+function revokeLocked(trx: Trx, sealer: Sealer, credential: OfflineCredentialRow, now: Date): Promise<{ credential: OfflineCredentialRow; returnedMinor: bigint }> {
+  if (credential.state !== 'active') return Promise.resolve({ credential, returnedMinor: 0n })
   return end(trx, sealer, credential, effectiveCredentialState(credential, now) === 'expired' ? 'expired' : 'revoked', now)
+}
+
+/**
+ * A removed terminal's enrolment ends here: every credential it provisioned before the removal
+ * is revoked as RevokeOfflineCredential revokes it (each rest back to its payer, once: an ended
+ * one is not locked again), and the removal is recorded so the terminal no longer sees them.
+ * Returns the credentials ended.
+ */
+export async function endTerminalCredentials(trx: Trx, sealer: Sealer, terminalId: string, removedAt: Date, now: Date): Promise<OfflineCredentialRow[]> {
+  await offline.recordEnrolmentEnd(trx, terminalId, removedAt)
+  const ended: OfflineCredentialRow[] = []
+  for (const credential of await offline.lockTerminalCredentials(trx, terminalId, removedAt)) ended.push((await revokeLocked(trx, sealer, credential, now)).credential)
+  return ended
 }
 
 /** Ends up to `limit` credentials past their window, returning their rest to the payers; how many. */

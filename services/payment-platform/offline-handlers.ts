@@ -3,6 +3,8 @@
 // (payees.ts, offline-credentials.ts) -> reply; the expiry sweep runs with the retention pass.
 import type { Kysely } from 'kysely'
 import {
+  EndTerminalCredentialsRequest,
+  EndTerminalCredentialsResponse,
   type OfflineCredential,
   OfflineCredentialState,
   type OfflineRedemption,
@@ -40,7 +42,14 @@ import type { PlatformDatabase } from './store/tables.ts'
 type Handlers = AllHandlers<typeof PaymentPlatformServiceService>
 type OfflineHandlers = Pick<
   Handlers,
-  'registerPayee' | 'publishPayeeKey' | 'getPayeeCode' | 'provisionOfflineCredential' | 'revokeOfflineCredential' | 'redeemOfflineCode' | 'listOfflineRedemptions'
+  | 'registerPayee'
+  | 'publishPayeeKey'
+  | 'getPayeeCode'
+  | 'provisionOfflineCredential'
+  | 'revokeOfflineCredential'
+  | 'redeemOfflineCode'
+  | 'listOfflineRedemptions'
+  | 'endTerminalCredentials'
 >
 
 const ACCOUNT_NUMBER: Format = { pattern: /^[A-Za-z0-9]{6,34}$/, description: 'must be 6-34 letters and digits' }
@@ -237,6 +246,15 @@ export function offlineHandlers(deps: ServiceDeps<PlatformDatabase>, parts: { re
         cursorOf: (row) => row.counter,
       })
       return { credential: toCredential(credential, deps.clock.now()), redemptions: items.map(toRedemption), nextPageToken }
+    },
+
+    endTerminalCredentials: async (request, ctx) => {
+      validate((v) => v.requestId(request.requestId).id(request.terminalId, 'terminal_id').timestamp(request.provisionedBefore, 'provisioned_before', { required: true }))
+      return idempotent(db, callOf(ctx, request, EndTerminalCredentialsRequest, EndTerminalCredentialsResponse), async (trx) => ({
+        credentialIds: (await credentials.endTerminalCredentials(trx, deps.sealer, request.terminalId, request.provisionedBefore!, deps.clock.now())).map(
+          (row) => row.credential_id,
+        ),
+      }))
     },
   }
 }

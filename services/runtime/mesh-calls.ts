@@ -38,8 +38,8 @@ export async function publishEvent(
  * PaymentManagement: pushed and claimed orders; a platform: a redeemed offline code). The request
  * id is the caller's delivery id: InstanceEvents stores each once.
  */
-export async function publishToTerminals(peers: Peers, event: PublishToTerminalsRequest): Promise<void> {
-  await callPeer('instance-events', unaryCall(peers.get('instance-events'), 'publishToTerminals', event))
+export async function publishToTerminals(peers: Peers, event: Omit<PublishToTerminalsRequest, 'occurTime'> & { occurTime?: Date }): Promise<void> {
+  await callPeer('instance-events', unaryCall(peers.get('instance-events'), 'publishToTerminals', { occurTime: undefined, ...event }))
 }
 
 /** A terminal's enrolment as AccountManagement records it: undefined when it is enrolled nowhere. */

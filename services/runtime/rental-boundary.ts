@@ -16,10 +16,15 @@
 //     app order placed before it).
 //   - AccountManagement: logins of another assignment than the device's current one (GetLogin,
 //     RedeemLogin, VerifyLogin).
-//   - AppService: app orders and sessions of an ended assignment (`device_assignments`).
+//   - AppService: app orders and sessions of an ended assignment (`device_assignments`, ended at
+//     AccountManagement's release time, EndDeviceSessions.end_time, however late the hand-off lands).
 //   - InstanceEvents: device events tagged with another rental than the reader's
 //     (`events.rental_floor`, placed by the subject's creation time when a service publishes);
-//     a terminal's own events from before its enrolment.
+//     a terminal's own events from before its enrolment; its channels closed before its latest
+//     removal (ListChannels; TERMINAL_REMOVED's occur_time, on the terminal stream's row).
+//   - PaymentPlatform: a removed terminal's offline credentials provisioned before the removal are
+//     revoked (EndTerminalCredentials, the removal's hand-off) and no longer its own to list or
+//     revoke (`ended_enrolments`).
 //   - stored answers of an instance's request ids (idempotency.ts), through the `since` each
 //     service registers here for its database; a terminal's removal forgets its EnrollTerminal
 //     answers (terminals.ts), its other answers keep replaying (a RemoveTerminal retry must).

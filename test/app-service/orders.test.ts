@@ -114,7 +114,7 @@ test(`an ended assignment ends its sessions and pending orders, and nothing open
   await fulfil(paid.app_order_id, paymentFor(paid.amount_due_minor))
   const next = await inTransaction(service.db, (trx) => accounts.openSession(trx, p.account.app_account_id, p.deviceId, randomUUID(), HOUR_MS, new Date()))
 
-  const ended = await inTransaction(service.db, (trx) => accounts.endAssignment(trx, p.deviceId, p.assignmentId, new Date()))
+  const ended = await inTransaction(service.db, (trx) => accounts.endAssignment(trx, p.deviceId, p.assignmentId, new Date(), new Date()))
   assert.equal(ended, 1, "the assignment's one session")
   assert.equal(await orders.rejectUnpaidOfAssignment(service.db, p.deviceId, accounts.endedWith(p.assignmentId)), 1)
   assert.equal((await orders.getOrder(service.db, pending.app_order_id)).state, 'rejected')
@@ -129,5 +129,5 @@ test(`an ended assignment ends its sessions and pending orders, and nothing open
   await refusedWith(placeUnder(p, p.assignmentId, 'gem-pack-100', 1), 'SESSION_ENDED')
   const { session } = await accounts.sessionOf(service.db, next.token, p.deviceId, new Date())
   assert.equal((await placeUnder(p, session.assignment_id, 'gem-pack-100', 1)).order.state, 'pending')
-  assert.equal(await inTransaction(service.db, (trx) => accounts.endAssignment(trx, p.deviceId, p.assignmentId, new Date())), 0, 'ending it again ends nothing more')
+  assert.equal(await inTransaction(service.db, (trx) => accounts.endAssignment(trx, p.deviceId, p.assignmentId, new Date(), new Date())), 0, 'ending it again ends nothing more')
 })

@@ -22,6 +22,7 @@ import {
   storedCredential,
 } from '../../sdk/offline-code.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
+import { derivedRequestId } from '../../services/runtime/idempotency.ts'
 import type { Identity } from '../../services/runtime/identity.ts'
 import { sealPaymentCode, verifyPayeeCode } from '../../services/runtime/offline-codes.ts'
 import { certificateFiles } from '../../services/runtime/tls.ts'
@@ -535,5 +536,76 @@ describe('the payment password at provisioning', () => {
     for (const form of [PASSWORD, secret.toString('hex'), secret.toString('base64'), secret.toString('base64url')]) {
       assert.deepEqual(await findSecret(t, form), [], `found ${form.slice(0, 6)}…`)
     }
+  })
+})
+
+describe('a terminal removed from its cloud account (rental-boundary.ts)', () => {
+  /** A cloud account with `p`'s phone enrolled in it. */
+  async function enrol(p: Payer, accountId: string) {
+    const password = `${accountId}-login-password`
+    await unaryCall(await t.client('account-management', OPERATOR), 'registerCloudAccount', { requestId: newRequestId(), accountId, password })
+    return (await unaryCall(await t.client('account-management', p.phone), 'enrollTerminal', { requestId: newRequestId(), accountId, password, displayName: 'phone' })).terminal!
+  }
+
+  test('its offline credentials end at the removal: nothing more redeems, the rest goes back to the payer once, and enrolled elsewhere it sees none of them', async () => {
+    const totalBefore = await platformTotal()
+    const p = await payer({ balance: 10_000n, allowance: 3_000n })
+    const enrolment = await enrol(p, `offmove${p.n}a`)
+    const [spent, kept] = await codes(p, shop, [500n, 700n])
+    await shop.redeem(await shop.open(spent!), 500n)
+    assert.equal((await listing(p)).redemptions.length, 1, 'while enrolled the phone lists its redemptions')
+
+    const removed = await unaryCall(await t.client('account-management', OPERATOR), 'removeTerminal', { requestId: newRequestId(), terminalId: p.phone.id })
+    assert.equal(removed.grantsEnded, true, 'the platform acknowledged the end of the enrolment')
+    // The code the phone made before it was removed spends nothing any more.
+    assert.deepEqual(await refusal(shop.redeem(await shop.open(kept!), 700n)), { code: Status.FAILED_PRECONDITION, reason: 'OFFLINE_CREDENTIAL_REVOKED' })
+    const after = await balances(p, shop)
+    assert.equal(after.payer, 9_500n, 'what was left of the allowance (2,500) went back to the payer')
+    assert.equal(await platformTotal(), totalBefore, 'money constant')
+
+    // The hand-off redelivered (AccountManagement's outbox retries until acknowledged): its first answer, nothing returned twice...
+    const handOff = await platformAs({ role: 'service', id: 'account-management' })
+    const deliveryId = derivedRequestId('terminal-removed', enrolment.enrollmentId, 'terminal-offline-credentials-end')
+    const delivered = await t.mesh.database.db
+      .withSchema('account_management')
+      .selectFrom('outbox' as never)
+      .select(['payload' as never, 'delivered_at' as never])
+      .where('delivery_id' as never, '=', deliveryId as never)
+      .executeTakeFirstOrThrow()
+    const { payload, delivered_at } = delivered as { payload: { removed_at: string }; delivered_at: Date | null }
+    assert.ok(delivered_at, 'acknowledged')
+    const redelivery = { requestId: deliveryId, terminalId: p.phone.id, provisionedBefore: new Date(payload.removed_at) }
+    assert.deepEqual((await unaryCall(handOff, 'endTerminalCredentials', redelivery)).credentialIds, [p.credential.credentialId], 'the delivery ended the credential')
+    assert.equal(await balance(p.payerAccount), 9_500n)
+    // ...and under another request id neither.
+    const again = await unaryCall(handOff, 'endTerminalCredentials', { requestId: newRequestId(), terminalId: p.phone.id, provisionedBefore: new Date() })
+    assert.deepEqual(again.credentialIds, [], 'ended already')
+    assert.equal(await balance(p.payerAccount), 9_500n)
+
+    // Enrolled in another account, the phone sees none of the credentials of the one it left.
+    await enrol(p, `offmove${p.n}b`)
+    for (const attempt of [
+      () => listing(p),
+      async () => unaryCall(await platformAs(p.phone), 'revokeOfflineCredential', { requestId: newRequestId(), platformId: PLATFORM, credentialId: p.credential.credentialId }),
+    ]) {
+      assert.deepEqual(await refusal(attempt()), { code: Status.PERMISSION_DENIED, reason: 'OFFLINE_CREDENTIAL_NOT_YOURS' }, 'as for another terminal credential')
+    }
+    // What it provisions now is its own; a late redelivery of the removal leaves it alone.
+    const fresh = await unaryCall(await platformAs(p.phone), 'provisionOfflineCredential', {
+      requestId: newRequestId(),
+      platformId: PLATFORM,
+      payerAccount: p.payerAccount,
+      paymentPassword: PASSWORD,
+      allowance: USD(1_000n),
+      perCodeCapMinor: 500n,
+      expireTime: undefined,
+    })
+    const late = await unaryCall(handOff, 'endTerminalCredentials', { requestId: newRequestId(), terminalId: p.phone.id, provisionedBefore: fresh.credential!.notBefore! })
+    assert.deepEqual(late.credentialIds, [])
+    const mine = { ...p, credential: storedCredential(fresh) }
+    assert.equal((await listing(mine)).credential!.state, OfflineCredentialState.OFFLINE_CREDENTIAL_STATE_ACTIVE)
+    const [next] = await codes(mine, shop, [300n])
+    assert.equal((await shop.redeem(await shop.open(next!), 300n)).amount!.amountMinor, 300n)
+    assert.equal(await platformTotal(), totalBefore, 'money constant')
   })
 })

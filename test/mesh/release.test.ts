@@ -278,7 +278,7 @@ describe('races between a login under way and the release', () => {
     const { loginToken } = await f.redeem(p.device, login.loginId)
     const { assignmentId } = await assignment(p.device)
     const app = await t.client('app-service', AM_SERVICE)
-    const endRequest = { requestId: newRequestId(), deviceId: p.device, assignmentId }
+    const endRequest = { requestId: newRequestId(), deviceId: p.device, assignmentId, endTime: new Date() }
     assert.deepEqual(await unaryCall(app, 'endDeviceSessions', endRequest), { endedSessions: 0, rejectedOrders: 0 })
     const refused = await expectStatus(f.appLogin(p.device, loginToken), Status.UNAUTHENTICATED)
     assert.equal(refused.reason, 'ASSIGNMENT_ENDED')
@@ -366,14 +366,14 @@ describe('the hand-off RPCs', () => {
   test('only account-management may call them; they validate their requests', async () => {
     for (const identity of [OPERATOR, instance('rel-dev-7'), terminal('rel-phone-7'), { role: 'service', id: 'payment-management' } as Identity]) {
       const app = await t.client('app-service', identity)
-      await expectStatus(unaryCall(app, 'endDeviceSessions', { requestId: newRequestId(), deviceId: 'rel-dev-7', assignmentId: newRequestId() }), Status.PERMISSION_DENIED)
+      await expectStatus(unaryCall(app, 'endDeviceSessions', { requestId: newRequestId(), deviceId: 'rel-dev-7', assignmentId: newRequestId(), endTime: new Date() }), Status.PERMISSION_DENIED)
       const events = await t.client('instance-events', identity)
       await expectStatus(unaryCall(events, 'closeDeviceChannels', { requestId: newRequestId(), deviceId: 'rel-dev-7', openedBefore: new Date() }), Status.PERMISSION_DENIED)
       const pm = await t.client('payment-management', identity)
       await expectStatus(unaryCall(pm, 'cancelDeviceOrders', { requestId: newRequestId(), deviceId: 'rel-dev-7', submittedBefore: new Date() }), Status.PERMISSION_DENIED)
     }
     const app = await t.client('app-service', AM_SERVICE)
-    const noAssignment = await expectStatus(unaryCall(app, 'endDeviceSessions', { requestId: newRequestId(), deviceId: 'rel-dev-7', assignmentId: '' }), Status.INVALID_ARGUMENT)
+    const noAssignment = await expectStatus(unaryCall(app, 'endDeviceSessions', { requestId: newRequestId(), deviceId: 'rel-dev-7', assignmentId: '', endTime: undefined }), Status.INVALID_ARGUMENT)
     assert.deepEqual(
       noAssignment.violations.map((v) => v.field),
       ['assignment_id'],

@@ -188,6 +188,26 @@ describe('the next renter of a device', () => {
   })
 })
 
+describe('a late end-of-sessions hand-off', () => {
+  test("leaves the next rental's stored answers replaying: the rental began at the release, not at the hand-off's arrival", async () => {
+    // The release of an earlier assignment happened here; its EndDeviceSessions lands only after
+    // the next renter's instance has already placed an order at AppService (AppService was
+    // unreachable meanwhile, the outbox retried).
+    const releasedAt = new Date()
+    const next = await renter('rerent-dev-7')
+    const session = await f.logIn(next.device, next.phone, next.password)
+    const app = await t.client('app-service', instance(next.device))
+    const requestId = newRequestId()
+    const create = () => unaryCall(app, 'createOrder', { requestId, deviceId: next.device, sessionToken: session.sessionToken, itemId: 'gem-pack-100', quantity: 1 })
+    const placed = (await create()).order!
+    const handOff = await t.client('app-service', { role: 'service', id: 'account-management' })
+    const late = { requestId: newRequestId(), deviceId: next.device, assignmentId: newRequestId(), endTime: releasedAt }
+    assert.deepEqual(await unaryCall(handOff, 'endDeviceSessions', late), { endedSessions: 0, rejectedOrders: 0 })
+    assert.equal((await create()).order!.appOrderId, placed.appOrderId, "a retry of the next rental's CreateOrder replays (it ran again)")
+    assert.deepEqual(await unaryCall(handOff, 'endDeviceSessions', late), { endedSessions: 0, rejectedOrders: 0 }, 'the redelivery replays')
+  })
+})
+
 describe('a terminal enrolled again', () => {
   test('follows none of its earlier enrolment; before its removal it did', async () => {
     const owner = await renter('rerent-dev-4')
@@ -229,5 +249,58 @@ describe('a terminal enrolled again', () => {
     } finally {
       again.cancel()
     }
+  })
+
+  test('lists none of its closed channels from before its removal (ListChannels); the back office still does', async () => {
+    const owner = await renter('rerent-dev-8')
+    const moving = 'rerent-moving-phone'
+    const operatorPipe = await t.client('instance-events', OPERATOR)
+    const open = async (deviceId: string) => (await unaryCall(operatorPipe, 'openChannel', { requestId: newRequestId(), deviceId, terminalId: moving })).channel!
+    const close = async (channelId: string) => unaryCall(operatorPipe, 'closeChannel', { requestId: newRequestId(), channelId })
+    const listed = async (identity: Parameters<TestMesh['client']>[1]) =>
+      (await unaryCall(await t.client('instance-events', identity), 'listChannels', { terminalId: moving, deviceId: '', includeClosed: true, pageSize: 0, pageToken: '' })).channels.map(
+        (c) => c.channelId,
+      )
+    const enroll = async (p: Person) =>
+      unaryCall(await t.client('account-management', terminal(moving)), 'enrollTerminal', { requestId: newRequestId(), accountId: p.account, password: p.password, displayName: 'phone' })
+    const before = await open(owner.device)
+    await close(before.channelId)
+    await enroll(owner)
+    const during = await open(owner.device)
+    await close(during.channelId)
+    const stillOpen = await open('rerent-dev-8b')
+    assert.deepEqual((await listed(terminal(moving))).sort(), [before.channelId, during.channelId, stillOpen.channelId].sort(), 'before its removal it lists them all')
+    const removed = await unaryCall(await t.client('account-management', OPERATOR), 'removeTerminal', { requestId: newRequestId(), terminalId: moving })
+    assert.equal(removed.grantsEnded, true)
+
+    const other = await renter('rerent-dev-9')
+    await enroll(other)
+    const mine = await open(other.device)
+    await close(mine.channelId)
+    assert.deepEqual(
+      (await listed(terminal(moving))).sort(),
+      [mine.channelId, stillOpen.channelId].sort(),
+      'its own closed channel of now and its open one; none closed under the earlier enrolment',
+    )
+    assert.deepEqual((await listed(OPERATOR)).sort(), [before.channelId, during.channelId, stillOpen.channelId, mine.channelId].sort(), 'the back office reads everything')
+  })
+
+  test("a late TERMINAL_REMOVED hides only what closed before the removal itself (occur_time), not before the hand-off's arrival", async () => {
+    const owner = await renter('rerent-dev-10')
+    const late = 'rerent-late-phone'
+    const operatorPipe = await t.client('instance-events', OPERATOR)
+    const removedAt = new Date()
+    // Closed after the removal, before its hand-off lands: of no ended enrolment.
+    const { channel } = await unaryCall(operatorPipe, 'openChannel', { requestId: newRequestId(), deviceId: owner.device, terminalId: late })
+    await unaryCall(operatorPipe, 'closeChannel', { requestId: newRequestId(), channelId: channel!.channelId })
+    const handOff = await t.client('instance-events', { role: 'service', id: 'account-management' })
+    const removal = { requestId: newRequestId(), terminalIds: [late], kind: EventKind.EVENT_KIND_TERMINAL_REMOVED, subjectId: newRequestId(), occurTime: removedAt }
+    await unaryCall(handOff, 'publishToTerminals', removal)
+    const list = await unaryCall(await t.client('instance-events', terminal(late)), 'listChannels', { terminalId: '', deviceId: '', includeClosed: true, pageSize: 0, pageToken: '' })
+    assert.deepEqual(
+      list.channels.map((c) => c.channelId),
+      [channel!.channelId],
+      'closed after the removal: listed',
+    )
   })
 })

@@ -50,6 +50,11 @@ export interface ChannelFilter {
   readonly terminalId?: string
   readonly deviceId?: string
   readonly includeClosed: boolean
+  /**
+   * A terminal reading its own channels: the key of its own stream, whose `rental_began_at` is
+   * where its latest enrolment ended (rental-boundary.ts); channels closed before then are hidden.
+   */
+  readonly enrolmentStream?: string
 }
 
 /** Channels matching the filter, newest first, with `seq` below `beforeSeq`. */
@@ -58,6 +63,12 @@ export async function listChannels(db: Db, filter: ChannelFilter, beforeSeq: big
   if (filter.terminalId) query = query.where('terminal_id', '=', filter.terminalId)
   if (filter.deviceId) query = query.where('device_id', '=', filter.deviceId)
   if (!filter.includeClosed) query = query.where('state', '=', 'open')
+  else if (filter.enrolmentStream) {
+    const stream = filter.enrolmentStream
+    // A scalar subquery in the same statement: closed before the terminal's latest enrolment ended, it was that enrolment's.
+    // (An open channel, or no enrolment ended yet: null, so kept.)
+    query = query.where((eb) => sql<boolean>`coalesce(${eb.ref('closed_at')} >= (${eb.selectFrom('device_streams').select('rental_began_at').where('device_id', '=', stream)}), true)`)
+  }
   if (beforeSeq !== undefined) query = query.where('seq', '<', beforeSeq)
   return query.execute()
 }
@@ -90,11 +101,13 @@ export async function notifyChannelClosed(db: Db, deviceId: string, terminalId: 
  */
 export async function appendEvent(
   trx: Transaction<EventsDatabase>,
-  event: { deviceId: string; kind: string; subjectId: string; publisher: string; traceParent: string; subjectCreatedAt?: Date },
+  event: { deviceId: string; kind: string; subjectId: string; publisher: string; traceParent: string; subjectCreatedAt?: Date; endsEnrolment?: { readonly at?: Date } },
 ): Promise<EventRow> {
   // The rental the event belongs to (rental-boundary.ts): the current one, unless what it is about
   // was created before the current rental began (an order the release cancelled, told later).
   const at = event.subjectCreatedAt ?? null
+  // A terminal's removal: when it happened (or, not told, now).
+  const ended = event.endsEnrolment ? sql<Date>`coalesce(${event.endsEnrolment.at ?? null}::timestamptz, now())` : undefined
   const rental = sql<bigint>`case
     when ${at}::timestamptz is null or stream.rental_began_at is null or ${at}::timestamptz >= stream.rental_began_at then stream.rental_floor
     when stream.previous_rental_began_at is null or ${at}::timestamptz >= stream.previous_rental_began_at then stream.previous_rental_floor
@@ -105,8 +118,14 @@ export async function appendEvent(
     .with('stream', (db) =>
       db
         .insertInto('device_streams')
-        .values({ device_id: event.deviceId, last_sequence: 1n })
-        .onConflict((oc) => oc.column('device_id').doUpdateSet({ last_sequence: sql`device_streams.last_sequence + 1` }))
+        .values({ device_id: event.deviceId, last_sequence: 1n, ...(ended ? { rental_began_at: ended } : {}) })
+        .onConflict((oc) =>
+          oc.column('device_id').doUpdateSet({
+            last_sequence: sql`device_streams.last_sequence + 1`,
+            // A terminal's stream: where its latest ended enrolment stopped (never moved back; greatest skips a null).
+            ...(ended ? { rental_began_at: sql`greatest(device_streams.rental_began_at, excluded.rental_began_at)` } : {}),
+          }),
+        )
         .returning(['last_sequence', 'rental_floor', 'rental_began_at', 'previous_rental_floor', 'previous_rental_began_at']),
     )
     .with('appended', (db) =>

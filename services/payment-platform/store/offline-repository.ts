@@ -1,6 +1,6 @@
 // SQL of offline payment codes (payees, payee keys, offline credentials, redemptions). Functions
 // take the database or a transaction; the ones that lock rows take only a transaction.
-import type { Kysely, Selectable, Transaction } from 'kysely'
+import { type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction } from 'kysely'
 import type { OfflineCredentialsTable, OfflineRedemptionsTable, PayeeKeysTable, PayeesTable, PlatformDatabase } from './tables.ts'
 
 type Db = Kysely<PlatformDatabase>
@@ -55,6 +55,48 @@ export async function insertCredential(trx: Trx, row: Omit<OfflineCredentialRow,
 
 export async function findCredential(db: Db, platformId: string, credentialId: string): Promise<OfflineCredentialRow | undefined> {
   return db.selectFrom('offline_credentials').selectAll().where('platform_id', '=', platformId).where('credential_id', '=', credentialId).executeTakeFirst()
+}
+
+/** Where `terminalId`'s latest enrolment ended (rental-boundary.ts), as a scalar subquery; null while none did. */
+export const enrolmentEndedAt = (eb: ExpressionBuilder<any, any>, terminalId: string) =>
+  (eb as ExpressionBuilder<PlatformDatabase, never>).selectFrom('ended_enrolments').select('ended_at').where('terminal_id', '=', terminalId)
+
+/** A credential, and whether it was provisioned before `terminalId`'s latest enrolment ended: the same one statement. */
+export async function findCredentialOf(
+  db: Db,
+  platformId: string,
+  credentialId: string,
+  terminalId: string,
+): Promise<(OfflineCredentialRow & { of_ended_enrolment: boolean }) | undefined> {
+  return db
+    .selectFrom('offline_credentials')
+    .selectAll()
+    .select((eb) => sql<boolean>`coalesce(${eb.ref('created_at')} < (${enrolmentEndedAt(eb, terminalId)}), false)`.as('of_ended_enrolment'))
+    .where('platform_id', '=', platformId)
+    .where('credential_id', '=', credentialId)
+    .executeTakeFirst()
+}
+
+/** Records where a terminal's enrolment ended (never moved back: a late redelivery of an earlier removal changes nothing). */
+export async function recordEnrolmentEnd(trx: Trx, terminalId: string, endedAt: Date): Promise<void> {
+  await trx
+    .insertInto('ended_enrolments')
+    .values({ terminal_id: terminalId, ended_at: endedAt })
+    .onConflict((oc) => oc.column('terminal_id').doUpdateSet({ ended_at: sql`greatest(ended_enrolments.ended_at, excluded.ended_at)` }))
+    .execute()
+}
+
+/** A terminal's active credentials provisioned before `before`, locked (all platforms). */
+export async function lockTerminalCredentials(trx: Trx, terminalId: string, before: Date): Promise<OfflineCredentialRow[]> {
+  return trx
+    .selectFrom('offline_credentials')
+    .selectAll()
+    .where('terminal_id', '=', terminalId)
+    .where('created_at', '<', before)
+    .where('state', '=', 'active')
+    .orderBy('credential_id')
+    .forUpdate()
+    .execute()
 }
 
 export async function lockCredential(trx: Trx, platformId: string, credentialId: string): Promise<OfflineCredentialRow | undefined> {

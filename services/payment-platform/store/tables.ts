@@ -152,11 +152,18 @@ export interface OfflineRedemptionsTable {
   redeemed_at: Generated<Date>
 }
 
+/** Where a removed terminal's latest enrolment ended (rental-boundary.ts). */
+export interface EndedEnrolmentsTable {
+  terminal_id: string
+  ended_at: Date
+}
+
 export interface PlatformDatabase {
   payees: PayeesTable
   payee_keys: PayeeKeysTable
   offline_credentials: OfflineCredentialsTable
   offline_redemptions: OfflineRedemptionsTable
+  ended_enrolments: EndedEnrolmentsTable
   accounts: AccountsTable
   transactions: TransactionsTable
   ledger_entries: LedgerEntriesTable

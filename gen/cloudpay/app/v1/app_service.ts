@@ -300,6 +300,13 @@ export interface EndDeviceSessionsRequest {
    * assignment of the device are left alone.
    */
   assignmentId: string;
+  /**
+   * When AccountManagement ended the assignment (its database's clock), the same on every retry:
+   * the device's next rental began there, so what its instance did after it (a stored answer of
+   * a request id) stays the next rental's however late this hand-off lands. Unset (an older
+   * sender): the time this call arrives.
+   */
+  endTime: Date | undefined;
 }
 
 /** Response for EndDeviceSessions. */
@@ -2561,7 +2568,7 @@ export const ListInventoryResponse: MessageFns<ListInventoryResponse> = {
 };
 
 function createBaseEndDeviceSessionsRequest(): EndDeviceSessionsRequest {
-  return { requestId: "", deviceId: "", assignmentId: "" };
+  return { requestId: "", deviceId: "", assignmentId: "", endTime: undefined };
 }
 
 export const EndDeviceSessionsRequest: MessageFns<EndDeviceSessionsRequest> = {
@@ -2574,6 +2581,9 @@ export const EndDeviceSessionsRequest: MessageFns<EndDeviceSessionsRequest> = {
     }
     if (message.assignmentId !== "") {
       writer.uint32(26).string(message.assignmentId);
+    }
+    if (message.endTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.endTime), writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2615,6 +2625,14 @@ export const EndDeviceSessionsRequest: MessageFns<EndDeviceSessionsRequest> = {
             message.assignmentId = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2644,6 +2662,11 @@ export const EndDeviceSessionsRequest: MessageFns<EndDeviceSessionsRequest> = {
         : isSet(object.assignment_id)
         ? globalThis.String(object.assignment_id)
         : "",
+      endTime: isSet(object.endTime)
+        ? fromJsonTimestamp(object.endTime)
+        : isSet(object.end_time)
+        ? fromJsonTimestamp(object.end_time)
+        : undefined,
     };
   },
 
@@ -2658,6 +2681,9 @@ export const EndDeviceSessionsRequest: MessageFns<EndDeviceSessionsRequest> = {
     if (message.assignmentId !== "") {
       obj.assignmentId = message.assignmentId;
     }
+    if (message.endTime !== undefined) {
+      obj.endTime = message.endTime.toISOString();
+    }
     return obj;
   },
 
@@ -2669,6 +2695,7 @@ export const EndDeviceSessionsRequest: MessageFns<EndDeviceSessionsRequest> = {
     message.requestId = object.requestId ?? "";
     message.deviceId = object.deviceId ?? "";
     message.assignmentId = object.assignmentId ?? "";
+    message.endTime = object.endTime ?? undefined;
     return message;
   },
 };

@@ -404,6 +404,12 @@ export interface PublishToTerminalsRequest {
   kind: EventKind;
   /** The order id or enrolment id the event is about. */
   subjectId: string;
+  /**
+   * When what the event tells happened, the same on every retry. TERMINAL_REMOVED: the removal,
+   * where the terminal's ended enrolment stops (what it had before is no later enrolment's,
+   * however late this call lands). Unset: the time the event is stored.
+   */
+  occurTime: Date | undefined;
 }
 
 /** Response for PublishToTerminals. */
@@ -2623,7 +2629,7 @@ export const FollowTerminalResponse: MessageFns<FollowTerminalResponse> = {
 };
 
 function createBasePublishToTerminalsRequest(): PublishToTerminalsRequest {
-  return { requestId: "", terminalIds: [], kind: 0, subjectId: "" };
+  return { requestId: "", terminalIds: [], kind: 0, subjectId: "", occurTime: undefined };
 }
 
 export const PublishToTerminalsRequest: MessageFns<PublishToTerminalsRequest> = {
@@ -2639,6 +2645,9 @@ export const PublishToTerminalsRequest: MessageFns<PublishToTerminalsRequest> = 
     }
     if (message.subjectId !== "") {
       writer.uint32(34).string(message.subjectId);
+    }
+    if (message.occurTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.occurTime), writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2688,6 +2697,14 @@ export const PublishToTerminalsRequest: MessageFns<PublishToTerminalsRequest> = 
             message.subjectId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.occurTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2718,6 +2735,11 @@ export const PublishToTerminalsRequest: MessageFns<PublishToTerminalsRequest> = 
         : isSet(object.subject_id)
         ? globalThis.String(object.subject_id)
         : "",
+      occurTime: isSet(object.occurTime)
+        ? fromJsonTimestamp(object.occurTime)
+        : isSet(object.occur_time)
+        ? fromJsonTimestamp(object.occur_time)
+        : undefined,
     };
   },
 
@@ -2735,6 +2757,9 @@ export const PublishToTerminalsRequest: MessageFns<PublishToTerminalsRequest> = 
     if (message.subjectId !== "") {
       obj.subjectId = message.subjectId;
     }
+    if (message.occurTime !== undefined) {
+      obj.occurTime = message.occurTime.toISOString();
+    }
     return obj;
   },
 
@@ -2747,6 +2772,7 @@ export const PublishToTerminalsRequest: MessageFns<PublishToTerminalsRequest> = 
     message.terminalIds = object.terminalIds?.map((e) => e) || [];
     message.kind = object.kind ?? 0;
     message.subjectId = object.subjectId ?? "";
+    message.occurTime = object.occurTime ?? undefined;
     return message;
   },
 };

@@ -736,6 +736,22 @@ export interface RevokeOfflineCredentialResponse {
   returned: Money | undefined;
 }
 
+/** Request for EndTerminalCredentials. */
+export interface EndTerminalCredentialsRequest {
+  /** Idempotency key (AIP-155): AccountManagement's delivery id, the same on every retry. */
+  requestId: string;
+  /** The removed terminal. */
+  terminalId: string;
+  /** When it was removed: only credentials provisioned before it end. Required. */
+  provisionedBefore: Date | undefined;
+}
+
+/** Response for EndTerminalCredentials. */
+export interface EndTerminalCredentialsResponse {
+  /** The credentials this call ended (none when none was left active). */
+  credentialIds: string[];
+}
+
 /** The body of an offline payment code; its encoded bytes are what the MAC covers. */
 export interface OfflinePaymentCodeBody {
   /** The credential. */
@@ -5911,6 +5927,196 @@ export const RevokeOfflineCredentialResponse: MessageFns<RevokeOfflineCredential
   },
 };
 
+function createBaseEndTerminalCredentialsRequest(): EndTerminalCredentialsRequest {
+  return { requestId: "", terminalId: "", provisionedBefore: undefined };
+}
+
+export const EndTerminalCredentialsRequest: MessageFns<EndTerminalCredentialsRequest> = {
+  encode(message: EndTerminalCredentialsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.terminalId !== "") {
+      writer.uint32(18).string(message.terminalId);
+    }
+    if (message.provisionedBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.provisionedBefore), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EndTerminalCredentialsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEndTerminalCredentialsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.terminalId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.provisionedBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EndTerminalCredentialsRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      terminalId: isSet(object.terminalId)
+        ? globalThis.String(object.terminalId)
+        : isSet(object.terminal_id)
+        ? globalThis.String(object.terminal_id)
+        : "",
+      provisionedBefore: isSet(object.provisionedBefore)
+        ? fromJsonTimestamp(object.provisionedBefore)
+        : isSet(object.provisioned_before)
+        ? fromJsonTimestamp(object.provisioned_before)
+        : undefined,
+    };
+  },
+
+  toJSON(message: EndTerminalCredentialsRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.terminalId !== "") {
+      obj.terminalId = message.terminalId;
+    }
+    if (message.provisionedBefore !== undefined) {
+      obj.provisionedBefore = message.provisionedBefore.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EndTerminalCredentialsRequest>, I>>(base?: I): EndTerminalCredentialsRequest {
+    return EndTerminalCredentialsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EndTerminalCredentialsRequest>, I>>(
+    object: I,
+  ): EndTerminalCredentialsRequest {
+    const message = createBaseEndTerminalCredentialsRequest();
+    message.requestId = object.requestId ?? "";
+    message.terminalId = object.terminalId ?? "";
+    message.provisionedBefore = object.provisionedBefore ?? undefined;
+    return message;
+  },
+};
+
+function createBaseEndTerminalCredentialsResponse(): EndTerminalCredentialsResponse {
+  return { credentialIds: [] };
+}
+
+export const EndTerminalCredentialsResponse: MessageFns<EndTerminalCredentialsResponse> = {
+  encode(message: EndTerminalCredentialsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.credentialIds) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EndTerminalCredentialsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEndTerminalCredentialsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.credentialIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EndTerminalCredentialsResponse {
+    return {
+      credentialIds: globalThis.Array.isArray(object?.credentialIds)
+        ? object.credentialIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.credential_ids)
+        ? object.credential_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: EndTerminalCredentialsResponse): unknown {
+    const obj: any = {};
+    if (message.credentialIds?.length) {
+      obj.credentialIds = message.credentialIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EndTerminalCredentialsResponse>, I>>(base?: I): EndTerminalCredentialsResponse {
+    return EndTerminalCredentialsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EndTerminalCredentialsResponse>, I>>(
+    object: I,
+  ): EndTerminalCredentialsResponse {
+    const message = createBaseEndTerminalCredentialsResponse();
+    message.credentialIds = object.credentialIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseOfflinePaymentCodeBody(): OfflinePaymentCodeBody {
   return {
     credentialId: "",
@@ -7128,6 +7334,24 @@ export const PaymentPlatformServiceService = {
     responseDeserialize: (value: Buffer): ListOfflineRedemptionsResponse =>
       ListOfflineRedemptionsResponse.decode(value),
   },
+  /**
+   * Ends a removed terminal's enrolment here: every offline credential it provisioned before the
+   * removal is revoked as RevokeOfflineCredential revokes it (what is left of each goes back to
+   * its payer, once), and from then on the terminal no longer sees them. Caller:
+   * account-management (the removal's hand-off).
+   */
+  endTerminalCredentials: {
+    path: "/cloudpay.platform.v1.PaymentPlatformService/EndTerminalCredentials" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EndTerminalCredentialsRequest): Buffer =>
+      Buffer.from(EndTerminalCredentialsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EndTerminalCredentialsRequest => EndTerminalCredentialsRequest.decode(value),
+    responseSerialize: (value: EndTerminalCredentialsResponse): Buffer =>
+      Buffer.from(EndTerminalCredentialsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EndTerminalCredentialsResponse =>
+      EndTerminalCredentialsResponse.decode(value),
+  },
 } as const;
 
 export interface PaymentPlatformServiceServer extends UntypedServiceImplementation {
@@ -7221,6 +7445,13 @@ export interface PaymentPlatformServiceServer extends UntypedServiceImplementati
    * Caller: the credential's terminal.
    */
   listOfflineRedemptions: handleUnaryCall<ListOfflineRedemptionsRequest, ListOfflineRedemptionsResponse>;
+  /**
+   * Ends a removed terminal's enrolment here: every offline credential it provisioned before the
+   * removal is revoked as RevokeOfflineCredential revokes it (what is left of each goes back to
+   * its payer, once), and from then on the terminal no longer sees them. Caller:
+   * account-management (the removal's hand-off).
+   */
+  endTerminalCredentials: handleUnaryCall<EndTerminalCredentialsRequest, EndTerminalCredentialsResponse>;
 }
 
 export interface PaymentPlatformServiceClient extends Client {
@@ -7562,6 +7793,27 @@ export interface PaymentPlatformServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListOfflineRedemptionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Ends a removed terminal's enrolment here: every offline credential it provisioned before the
+   * removal is revoked as RevokeOfflineCredential revokes it (what is left of each goes back to
+   * its payer, once), and from then on the terminal no longer sees them. Caller:
+   * account-management (the removal's hand-off).
+   */
+  endTerminalCredentials(
+    request: EndTerminalCredentialsRequest,
+    callback: (error: ServiceError | null, response: EndTerminalCredentialsResponse) => void,
+  ): ClientUnaryCall;
+  endTerminalCredentials(
+    request: EndTerminalCredentialsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EndTerminalCredentialsResponse) => void,
+  ): ClientUnaryCall;
+  endTerminalCredentials(
+    request: EndTerminalCredentialsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EndTerminalCredentialsResponse) => void,
   ): ClientUnaryCall;
 }
 

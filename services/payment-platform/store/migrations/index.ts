@@ -9,6 +9,7 @@ import * as retention from './2026_12_01_0901_retention.ts'
 import * as sealedRelay from './2026_12_01_1001_sealed_relay.ts'
 import * as sealedBlobsAge from './2026_12_01_1002_sealed_blobs_age.ts'
 import * as offlineCodes from './2026_12_01_1101_offline_codes.ts'
+import * as endedEnrolments from './2026_12_01_1201_ended_enrolments.ts'
 
 export const migrations: Record<string, Migration> = {
   '2026_11_22_0001_initial': initial,
@@ -20,4 +21,5 @@ export const migrations: Record<string, Migration> = {
   '2026_12_01_1001_sealed_relay': sealedRelay,
   '2026_12_01_1002_sealed_blobs_age': sealedBlobsAge,
   '2026_12_01_1101_offline_codes': offlineCodes,
+  '2026_12_01_1201_ended_enrolments': endedEnrolments,
 }
