@@ -79,12 +79,9 @@ export async function fulfil(
   appOrderId: string,
   payment: { paymentOrderId: string; platformId: string; serialNumber: string; paid: { currencyCode: string; amountMinor: bigint } },
 ): Promise<OrderWithCollection> {
-  const effective = await store.markOrderEffective(trx, appOrderId, payment)
-  if (effective) {
-    const { order } = effective
-    await store.addToInventory(trx, order.app_account_id, order.item_id, BigInt(order.quantity))
-    return effective
-  }
+  // Effective and its items delivered, together, exactly once.
+  const effective = await store.markOrderEffectiveDelivering(trx, appOrderId, payment)
+  if (effective) return effective
   const found = await getOrderWithCollection(trx, appOrderId)
   const now = found.order
   if (now.state === 'effective') return found

@@ -209,21 +209,38 @@ export async function findOrderWithCollection(
   return { order, collection: collection ?? [], assignmentEnded: Boolean(assignment_ended) }
 }
 
-/** pending -> effective, once, only for the amount due; undefined when the order is not pending any more or the amount differs. */
-export async function markOrderEffective(
+/**
+ * Makes a pending order whose amount due is the one paid effective and delivers its items to the
+ * account's inventory, in one statement (the inventory insert reads the UPDATE's row, so it
+ * happens exactly when the order turned effective); returned with the merchant's collection
+ * accounts; undefined when the order was not pending at that amount.
+ */
+export async function markOrderEffectiveDelivering(
   db: Db,
   appOrderId: string,
   payment: { paymentOrderId: string; platformId: string; serialNumber: string; paid: { currencyCode: string; amountMinor: bigint } },
 ): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[] } | undefined> {
   const row = await db
-    .updateTable('app_orders')
-    .set({ state: 'effective', effective_at: sql`now()`, payment_order_id: payment.paymentOrderId, platform_id: payment.platformId, serial_number: payment.serialNumber })
-    .where('app_order_id', '=', appOrderId)
-    .where('state', '=', 'pending')
-    .where('currency_code', '=', payment.paid.currencyCode)
-    .where('amount_due_minor', '=', payment.paid.amountMinor)
-    .returningAll()
-    .returning(collectionColumn)
+    .with('effective', (qc) =>
+      qc
+        .updateTable('app_orders')
+        .set({ state: 'effective', effective_at: sql`now()`, payment_order_id: payment.paymentOrderId, platform_id: payment.platformId, serial_number: payment.serialNumber })
+        .where('app_order_id', '=', appOrderId)
+        .where('state', '=', 'pending')
+        .where('currency_code', '=', payment.paid.currencyCode)
+        .where('amount_due_minor', '=', payment.paid.amountMinor)
+        .returningAll()
+        .returning(collectionColumn),
+    )
+    .with('delivered', (qc) =>
+      qc
+        .insertInto('inventory')
+        .columns(['app_account_id', 'item_id', 'quantity'])
+        .expression((eb) => eb.selectFrom('effective').select(['app_account_id', 'item_id', sql<bigint>`quantity::bigint`.as('quantity')]))
+        .onConflict((oc) => oc.columns(['app_account_id', 'item_id']).doUpdateSet({ quantity: sql`inventory.quantity + excluded.quantity` })),
+    )
+    .selectFrom('effective')
+    .selectAll()
     .executeTakeFirst()
   if (!row) return undefined
   const { collection, ...order } = row
@@ -244,14 +261,6 @@ export async function rejectPendingOrders(db: Db, deviceId: string, assignmentId
 
 export async function markOrderRejected(db: Db, appOrderId: string): Promise<void> {
   await db.updateTable('app_orders').set({ state: 'rejected' }).where('app_order_id', '=', appOrderId).where('state', '=', 'pending').execute()
-}
-
-export async function addToInventory(db: Db, appAccountId: string, itemId: string, quantity: bigint): Promise<void> {
-  await db
-    .insertInto('inventory')
-    .values({ app_account_id: appAccountId, item_id: itemId, quantity })
-    .onConflict((oc) => oc.columns(['app_account_id', 'item_id']).doUpdateSet({ quantity: sql`inventory.quantity + ${quantity}` }))
-    .execute()
 }
 
 export async function listInventory(db: Db, appAccountId: string, afterItemId: string | undefined, limit: number): Promise<InventoryRow[]> {
