@@ -31,6 +31,6 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
 USER 1000:1000
-# 50051-50056: each service's mTLS port (CLOUDPAY_<SVC>_LISTEN); 8081: the plaintext probe port.
-EXPOSE 50051 50052 50053 50054 50055 50056 8081
+# 15051-15056: each service's mTLS port (CLOUDPAY_<SVC>_LISTEN); 8081: the plaintext probe port.
+EXPOSE 15051 15052 15053 15054 15055 15056 8081
 ENTRYPOINT ["node", "dist/cli/service.js"]

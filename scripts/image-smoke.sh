@@ -23,7 +23,7 @@ cp -r dist "$image/dist"
 test ! -e "$image/node_modules/tsx" && test ! -e "$image/node_modules/typescript" && test ! -e "$image/node_modules/esbuild"
 cd "$image"
 mkdir -p home
-ports=(50051 50052 50053 50054 50055 50056)
+ports=(15051 15052 15053 15054 15055 15056)
 services=(account-management payment-management instance-events payment-platform app-service push-relay)
 # A probe as the kubelet's: plaintext Health/Check on the probe port, '' then 'liveness'.
 cat > probe.mjs <<'JS'

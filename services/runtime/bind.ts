@@ -7,9 +7,9 @@ import type { Logger } from './logger.ts'
 const BIND_PATIENCE_MS = 10_000
 
 /**
- * Binds, waiting a while for a fixed port that is in use: on loopback the service ports lie in the
- * kernel's ephemeral range, where an outgoing connection can hold one for a moment, and a replica
- * restarted in place can find its predecessor still closing. grpc-js keeps a failed bind and answers
+ * Binds, waiting a while for a fixed port that is in use: a replica restarted in place can find its
+ * predecessor still closing (the default ports lie below the ephemeral range, config.ts, so no
+ * closed outgoing connection holds them; a port configured inside it can be held for 60 s). grpc-js keeps a failed bind and answers
  * the same error to a second try, so the port is tried with a plain listener first, then bound.
  */
 export async function bindPatiently(server: Server, address: string, credentials: ServerCredentials, log?: Logger): Promise<number> {

@@ -5,13 +5,19 @@ import { MAX_STREAMS_PER_CALLER } from './limits.ts'
 export const SERVICE_NAMES = ['account-management', 'payment-management', 'instance-events', 'payment-platform', 'app-service', 'push-relay'] as const
 export type ServiceName = (typeof SERVICE_NAMES)[number]
 
+/**
+ * Below every kernel's ephemeral range (Linux 32768-60999, Windows and macOS 49152-65535): an
+ * outgoing connection takes its local port from that range and, once closed, holds it in
+ * TIME_WAIT for 60 s, refusing a listener there. gRPC's customary 50051-50056 lie inside it, and a
+ * test run or a browser left one taken often enough to fail `npm start` (EADDRINUSE).
+ */
 export const DEFAULT_PORTS: Readonly<Record<ServiceName, number>> = {
-  'account-management': 50051,
-  'payment-management': 50052,
-  'instance-events': 50053,
-  'payment-platform': 50054,
-  'app-service': 50055,
-  'push-relay': 50056,
+  'account-management': 15051,
+  'payment-management': 15052,
+  'instance-events': 15053,
+  'payment-platform': 15054,
+  'app-service': 15055,
+  'push-relay': 15056,
 }
 
 export function isServiceName(value: string): value is ServiceName {
@@ -58,7 +64,7 @@ export interface Config {
   readonly tlsRefreshMs: number
   /**
    * Where peers reach each service: a gRPC target, one address or a name resolving to every
-   * replica (dns:///account-management:50051, or a static list ipv4:127.0.0.1:1,127.0.0.1:2).
+   * replica (dns:///account-management:15051, or a static list ipv4:127.0.0.1:1,127.0.0.1:2).
    */
   readonly addresses: Readonly<Record<ServiceName, string>>
   /**

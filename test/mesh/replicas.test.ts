@@ -60,7 +60,7 @@ test('a service whose address names its peers (dns:///) will not start without i
     const config = loadConfig({
       CLOUDPAY_HOME: first.config.home,
       ...(first.config.databaseUrl ? { DATABASE_URL: first.config.databaseUrl } : {}),
-      CLOUDPAY_PUSH_RELAY_ADDR: 'dns:///push-relay:50056',
+      CLOUDPAY_PUSH_RELAY_ADDR: 'dns:///push-relay:15056',
     })
     await assert.rejects(
       startMesh([pushRelay], { config, telemetry: first.telemetry, log: createLogger({ level: 'silent', name: 'x' }) }),

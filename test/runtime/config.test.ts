@@ -25,8 +25,8 @@ test('every variable is validated, and the error names it', () => {
     CLOUDPAY_PUSH_RELAY_ADDR: 'relay',
     CLOUDPAY_PAYMENT_MANAGEMENT_ADDR: 'dns:///payment-management',
     CLOUDPAY_INSTANCE_EVENTS_ADDR: 'ipv4:127.0.0.1:1,127.0.0.1',
-    CLOUDPAY_PAYMENT_PLATFORM_ADDR: 'dns://resolver/payment-platform:50054',
-    CLOUDPAY_APP_SERVICE_LISTEN: 'dns:///app-service:50055',
+    CLOUDPAY_PAYMENT_PLATFORM_ADDR: 'dns://resolver/payment-platform:15054',
+    CLOUDPAY_APP_SERVICE_LISTEN: 'dns:///app-service:15055',
     CLOUDPAY_ACCOUNT_MANAGEMENT_LISTEN: '0.0.0.0:70000',
     CLOUDPAY_PUSH_RELAY_HEALTH_LISTEN: '8081',
     CLOUDPAY_DRAIN_DELAY_MS: '-1',
@@ -52,15 +52,15 @@ test('the defaults and good values load', () => {
   assert.equal(loadConfig({ CLOUDPAY_OUTBOX_LEASE_MS: '5000' }).payment.outboxLeaseMs, 5_000)
   assert.equal(config.payment.sealingKeyRotationMs, 24 * 3_600_000)
   assert.equal(config.payment.sealingKeyGraceMs, 3_600_000)
-  assert.equal(config.addresses['push-relay'], '127.0.0.1:50056')
+  assert.equal(config.addresses['push-relay'], '127.0.0.1:15056')
   assert.deepEqual(config.terminals, { maxPerAccount: 10, claimGestures: ['tap', 'slide', 'lift'] })
   assert.deepEqual(loadConfig({ CLOUDPAY_CLAIM_GESTURES: ' Tap,lift ', CLOUDPAY_MAX_TERMINALS_PER_ACCOUNT: '3' }).terminals, { maxPerAccount: 3, claimGestures: ['tap', 'lift'] })
 })
 
 test('peers are addressed by a name or a list naming every replica; each replica listens on its own address', () => {
   const config = loadConfig({
-    CLOUDPAY_ACCOUNT_MANAGEMENT_ADDR: 'dns:///account-management:50051',
-    CLOUDPAY_ACCOUNT_MANAGEMENT_LISTEN: '0.0.0.0:50051',
+    CLOUDPAY_ACCOUNT_MANAGEMENT_ADDR: 'dns:///account-management:15051',
+    CLOUDPAY_ACCOUNT_MANAGEMENT_LISTEN: '0.0.0.0:15051',
     CLOUDPAY_ACCOUNT_MANAGEMENT_HEALTH_LISTEN: '0.0.0.0:8081',
     CLOUDPAY_PAYMENT_MANAGEMENT_ADDR: 'ipv4:127.0.0.1:41001,127.0.0.1:41002',
     CLOUDPAY_INSTANCE_EVENTS_ADDR: 'ipv6:[::1]:41003,[::1]:41004',
@@ -68,8 +68,8 @@ test('peers are addressed by a name or a list naming every replica; each replica
     CLOUDPAY_DB_POOL_SIZE: '4',
     CLOUDPAY_DB_STATEMENT_TIMEOUT_MS: '5000',
   })
-  assert.equal(config.addresses['account-management'], 'dns:///account-management:50051')
-  assert.equal(config.listen['account-management'], '0.0.0.0:50051')
+  assert.equal(config.addresses['account-management'], 'dns:///account-management:15051')
+  assert.equal(config.listen['account-management'], '0.0.0.0:15051')
   assert.equal(config.healthListen['account-management'], '0.0.0.0:8081')
   assert.equal(config.addresses['payment-management'], 'ipv4:127.0.0.1:41001,127.0.0.1:41002')
   assert.equal(config.addresses['instance-events'], 'ipv6:[::1]:41003,[::1]:41004')
