@@ -302,8 +302,9 @@ export function createOutbox(options: OutboxOptions): Outbox {
     wakeWaiters()
   }
 
+  /** The UPDATE marking deliveries delivered (a batch of acknowledgements, or one inside its handler's transaction). */
   const markDelivered = (on: OutboxDb, deliveryIds: readonly string[]) =>
-    on.updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', 'in', [...deliveryIds]).execute()
+    on.updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', 'in', [...deliveryIds])
 
   /**
    * Acknowledgements finishing within ACK_WINDOW_MS of each other are written in one UPDATE (under
@@ -322,7 +323,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
         write = () => {
           clearTimeout(timer)
           if (batch?.ids === ids) batch = undefined
-          context.with(active, () => markDelivered(db, ids)).then(() => resolve(), reject)
+          context.with(active, () => markDelivered(db, ids).execute()).then(() => resolve(), reject)
         }
       })
       const timer = setTimeout(write, ACK_WINDOW_MS)
@@ -345,8 +346,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
       if (!topic) throw new Error(`no handler for outbox topic ${row.topic}`)
       let acknowledgedInHandler = false
       const acknowledge = async (trx: Kysely<any>): Promise<void> => {
-        const mark = (trx as OutboxDb).updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', '=', row.delivery_id)
-        await trx.executeQuery(commitsTransaction(mark.compile()))
+        await trx.executeQuery(commitsTransaction(markDelivered(trx as OutboxDb, [row.delivery_id]).compile()))
         acknowledgedInHandler = true
       }
       await context.with(otelTrace.setSpan(parent, span), () => topic.deliver(payload, row.delivery_id, row.attempts, acknowledge))

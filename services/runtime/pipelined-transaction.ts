@@ -117,7 +117,8 @@ export function pipelineTransactions(client: pg.PoolClient): void {
     held = false
     if (ends) open = false
     if (begins && ends) return Promise.resolve(answered((text as string).toUpperCase()))
-    if (typeof text === 'string' && /^\s*(begin|start transaction)\b/i.test(text)) open = true
+    // Kysely's `start transaction isolation level ...` (no values) opens one too.
+    if (plain && /^\s*(begin|start transaction)\b/i.test(text as string)) open = true
     const carriable = typeof text === 'string' && (values === undefined || Array.isArray(values)) && rest.length === 0
     // A marked statement outside a transaction (autocommitted anyway) goes as it is.
     const commits = carriable && open && !ends && text.endsWith(COMMIT_MARK)
