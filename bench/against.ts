@@ -9,7 +9,7 @@ import { loadConfig } from '../services/runtime/config.ts'
 import { addressBook } from '../services/runtime/service-host.ts'
 import { startTelemetry } from '../services/runtime/telemetry.ts'
 import { setUpMerchant, type Worker, worker } from './flows.ts'
-import { figuresRow, load, round } from './stats.ts'
+import { figuresRow, load } from './stats.ts'
 
 /** Within the default CLOUDPAY_OPENING_BALANCE_MAX_MINOR: ~2,000 orders per worker. */
 const OPENING_BALANCE_MINOR = 1_000_000n

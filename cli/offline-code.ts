@@ -4,7 +4,6 @@
 // <CLOUDPAY_HOME>/offline/ readable by the owner only: the stand-in for the device's own storage.
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { unaryCall } from '../services/runtime/client.ts'
 import { type Config, loadConfig } from '../services/runtime/config.ts'
 import { ID_PATTERN, type Identity } from '../services/runtime/identity.ts'
 import { sealingSuite } from '../services/runtime/sealed-box.ts'

@@ -4,9 +4,7 @@
 // party (`as`) are raw calls.
 import { randomUUID } from 'node:crypto'
 import { LoginState } from '../../gen/cloudpay/account/v1/account_management_service.ts'
-import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
-import type { ServiceName } from '../../services/runtime/config.ts'
 import type { Identity } from '../../services/runtime/identity.ts'
 import type { MeshClients } from '../../sdk/calls.ts'
 import { instanceSdk } from '../../sdk/instance.ts'

@@ -18,7 +18,6 @@ const CALLER = { role: 'operator', id: 'flooder' } as const
 const REQUESTS = 2000
 /** grpc-js holds up to 16 unsent messages per stream; the HTTP/2 windows a few more. */
 const MOST_AHEAD = 48
-const REQUEST_ARRIVAL_MS = 1500
 
 let pki: Awaited<ReturnType<typeof devPki>>
 let server: RunningServer
