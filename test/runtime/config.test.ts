@@ -1,7 +1,7 @@
 // Configuration errors name the variable and the rule, and never echo an unbounded value.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { ConfigError, loadConfig } from '../../services/runtime/config.ts'
+import { ConfigError, DEFAULT_PORTS, loadConfig, SERVICE_NAMES } from '../../services/runtime/config.ts'
 
 test('every variable is validated, and the error names it', () => {
   const bad: Record<string, string> = {
@@ -80,4 +80,12 @@ test('peers are addressed by a name or a list naming every replica; each replica
   assert.deepEqual(config.database, { poolSize: 4, connectTimeoutMs: 5_000, statementTimeoutMs: 5_000, idleInTransactionTimeoutMs: 60_000 })
   assert.equal(loadConfig({}).database.poolSize, 10)
   assert.equal(loadConfig({ CLOUDPAY_DRAIN_DELAY_MS: '5000' }).drainDelayMs, 5_000)
+})
+
+test("every default port lies below every kernel's ephemeral range, where a closed outgoing connection holds its port for 60 s", () => {
+  // Linux 32768-60999; Windows and macOS 49152-65535.
+  for (const name of SERVICE_NAMES) {
+    assert.ok(DEFAULT_PORTS[name] > 1023 && DEFAULT_PORTS[name] < 32768, `${name}: ${DEFAULT_PORTS[name]}`)
+    assert.equal(loadConfig({}).addresses[name], `127.0.0.1:${DEFAULT_PORTS[name]}`)
+  }
 })
