@@ -6,7 +6,7 @@
 // validate every field precisely (validation.ts); this catches whatever one of them misses.
 import type { DescField, DescMessage } from '@bufbuild/protobuf'
 import type { ServiceDefinition } from '@grpc/grpc-js'
-import { descriptorRegistry } from './descriptor-image.ts'
+import { serviceDescriptor } from './descriptor-image.ts'
 import { type FieldViolation, InvalidArgumentError, quote, STATUS_LIMITS, truncate } from './errors.ts'
 import { MAX_REQUEST_BYTES_LENGTH, MAX_REQUEST_STRING_LENGTH } from './limits.ts'
 
@@ -38,7 +38,7 @@ export function requestSchemaOf(path: string): DescMessage {
   let schema = schemas.get(path)
   if (!schema) {
     const [service, method] = path.slice(1).split('/')
-    schema = descriptorRegistry().getService(service ?? '')?.methods.find((m) => m.name === method)?.input
+    schema = serviceDescriptor(service ?? '')?.methods.find((m) => m.name === method)?.input
     if (!schema) throw new Error(`${path} is missing from the descriptor image; run npm run generate`)
     schemas.set(path, schema)
   }
