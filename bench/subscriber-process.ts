@@ -3,7 +3,7 @@
 // decoding on the client side does not compete with the server for its core. Driven over IPC by
 // fan-out.ts: open N streams, arm a round, report when every stream has that round's message.
 import { Metadata, type ClientReadableStream } from '@grpc/grpc-js'
-import { InstanceEventsServiceClient, type NotifyResponse } from '../gen/cloudpay/events/v1/instance_events_service.ts'
+import { InstanceEventsServiceClient, NotifyResponse } from '../gen/cloudpay/events/v1/instance_events_service.ts'
 import { createClient } from '../services/runtime/client.ts'
 import type { CertificatePaths } from '../services/runtime/dev-certificates.ts'
 import { channelCredentials } from '../services/runtime/tls.ts'
@@ -58,7 +58,8 @@ process.on('message', (command: SubscriberCommand) => {
     if (kind === 'bare') {
       const clients = echoClients(address, credentials, count)
       channels = clients
-      const matches = (message: unknown): boolean => (message as Buffer)[0] === armed!.round
+      // The bare server sends a NotifyResponse's bytes; decoded here as the generated client decodes them.
+      const matches = (message: unknown): boolean => NotifyResponse.decode(message as Buffer).event?.subjectId === armed!.subjectId
       for (let i = 0; i < n; i++) streams.push(clients[i % count]!.subscribe(Buffer.alloc(0), new Metadata()))
       for (const stream of streams) stream.on('data', onMessage(matches))
     } else {
