@@ -8,9 +8,11 @@ export const DESCRIPTOR_IMAGE = new URL('../../gen/cloudpay.binpb', import.meta.
 
 const readImage = () => fromBinary(FileDescriptorSetSchema, readFileSync(DESCRIPTOR_IMAGE))
 
-/** Every file of the image as one registry (tests and tools that look at all of it). */
+let registry: Registry | undefined
+
+/** Every file of the image as one registry, read once (tests and tools that look at all of it). */
 export function descriptorRegistry(): Registry {
-  return createFileRegistry(readImage())
+  return (registry ??= createFileRegistry(readImage()))
 }
 
 const services = new Map<string, DescService>()
