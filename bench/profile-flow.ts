@@ -14,6 +14,7 @@ import { readStoredSpans } from '../services/runtime/span-file.ts'
 import { waterfall } from '../cli/waterfall.ts'
 import { setUpMerchant, worker } from './flows.ts'
 import { benchConfig } from './mesh-config.ts'
+import { clusterDatabase } from '../cli/cluster/postgres.ts'
 
 const flow = (process.argv[2] ?? 'login') as 'login' | 'order'
 const count = Number(process.argv[3] ?? 50)
@@ -21,7 +22,13 @@ const flag = process.argv.indexOf('--concurrency')
 const concurrency = flag > 0 ? Number(process.argv[flag + 1]) : 1
 const home = await mkdtemp(join(tmpdir(), 'cloudpay-profile-'))
 // With --waterfall, spans are kept so the last flow's waterfall can be printed.
-const config = benchConfig(home, process.argv.includes('--waterfall') ? { CLOUDPAY_TRACE_FILE: join(home, 'spans.jsonl') } : {})
+// On a DATABASE_URL server, a database of its own (dropped after), as the bench does: rows another run
+// sealed under another home's data key would not open with this one's.
+const database = process.env.DATABASE_URL ? await clusterDatabase(process.env.DATABASE_URL, { fresh: true }) : undefined
+const config = benchConfig(home, {
+  ...(database ? { DATABASE_URL: database.url } : {}),
+  ...(process.argv.includes('--waterfall') ? { CLOUDPAY_TRACE_FILE: join(home, 'spans.jsonl') } : {}),
+})
 const telemetry = startTelemetry({ env: {}, spanFile: config.traceFile })
 const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log: createLogger({ level: 'warn', name: 'profile' }) })
 const clients = demoClients(config, new Map(mesh.services.map((s) => [s.name, s.address])), telemetry)
@@ -47,4 +54,5 @@ if (config.traceFile) {
 for (const each of workers) each.close()
 clients.close()
 await mesh.stop()
+await database?.stop()
 process.exit(0)
