@@ -3,19 +3,14 @@
 // as a client certificate, can never act as a party. Parsed once per certificate.
 import 'reflect-metadata'
 import * as x509 from '@peculiar/x509'
+import { remembered } from './remembered.ts'
 
-const verdicts = new Map<string, string | null>()
-const MAX_REMEMBERED = 4096
+/** Verdicts by certificate (base64 DER): a mesh has few, each seen on every connection it opens. */
+const verdictOf = remembered(4096, (base64: string) => inspect(Buffer.from(base64, 'base64')))
 
 /** Why this DER certificate cannot be a mesh identity, or null when it is a proper leaf. */
 export function leafProblem(der: Buffer): string | null {
-  const key = der.toString('base64')
-  const known = verdicts.get(key)
-  if (known !== undefined) return known
-  const verdict = inspect(der)
-  if (verdicts.size >= MAX_REMEMBERED) verdicts.delete(verdicts.keys().next().value!)
-  verdicts.set(key, verdict)
-  return verdict
+  return verdictOf(der.toString('base64'))
 }
 
 function inspect(der: Buffer): string | null {

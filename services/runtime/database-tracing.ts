@@ -2,6 +2,7 @@
 // placeholders, so no values and no secrets) under the span of the service doing the work.
 import { context, SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api'
 import type { CompiledQuery, DatabaseConnection, Dialect, Driver, QueryResult } from 'kysely'
+import { remembered } from './remembered.ts'
 import { SERVICE_TRACER } from './telemetry.ts'
 
 /**
@@ -18,19 +19,10 @@ interface QueryShape {
 }
 
 /** Span name and attributes per statement text: a service runs a few hundred distinct ones, each thousands of times. */
-const shapes = new Map<string, QueryShape>()
-const MAX_SHAPES = 2_000
-
-function shapeOf(sql: string): QueryShape {
-  let shape = shapes.get(sql)
-  if (!shape) {
-    const operation = sql.trimStart().split(/\s/, 1)[0]!.toLowerCase()
-    shape = { name: `db ${operation}`, attributes: { 'db.system.name': 'postgresql', 'db.query.text': sql.slice(0, 2000), 'db.operation.name': operation } }
-    if (shapes.size >= MAX_SHAPES) shapes.delete(shapes.keys().next().value!)
-    shapes.set(sql, shape)
-  }
-  return shape
-}
+const shapeOf = remembered(2_000, (sql: string): QueryShape => {
+  const operation = sql.trimStart().split(/\s/, 1)[0]!.toLowerCase()
+  return { name: `db ${operation}`, attributes: { 'db.system.name': 'postgresql', 'db.query.text': sql.slice(0, 2000), 'db.operation.name': operation } }
+})
 
 function tracedConnection(connection: DatabaseConnection): DatabaseConnection {
   return {

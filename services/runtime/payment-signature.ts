@@ -3,6 +3,7 @@
 // when it created the prepay: the result's fields cannot be altered by anything that stores or
 // relays them, and no other key (another platform's, a freshly issued certificate's) verifies.
 import { createPublicKey, type KeyObject, sign, verify } from 'node:crypto'
+import { remembered } from './remembered.ts'
 
 export interface PaymentResultFields {
   readonly keyId: string
@@ -26,10 +27,15 @@ export function signPaymentResult(privateKey: KeyObject, fields: PaymentResultFi
   return sign(null, message(fields), privateKey).toString('base64url')
 }
 
+/**
+ * Result public keys parsed once (parsing the DER cost more CPU than the Ed25519 verification itself,
+ * profiled): a platform's current key verifies every result of its rotation period.
+ */
+const resultKeyOf = remembered(256, (spkiBase64: string): KeyObject => createPublicKey({ key: Buffer.from(spkiBase64, 'base64'), format: 'der', type: 'spki' }))
+
 export function verifyPaymentResult(publicKeyDer: Uint8Array, fields: PaymentResultFields, signature: string): boolean {
   try {
-    const key = createPublicKey({ key: Buffer.from(publicKeyDer), format: 'der', type: 'spki' })
-    return verify(null, message(fields), key, Buffer.from(signature, 'base64url'))
+    return verify(null, message(fields), resultKeyOf(Buffer.from(publicKeyDer).toString('base64')), Buffer.from(signature, 'base64url'))
   } catch {
     return false
   }
