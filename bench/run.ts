@@ -140,25 +140,6 @@ async function main(): Promise<void> {
     echo!.close()
     await bare.stop()
   } else {
-    const bareFanout: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerStream: number; roundsMs: readonly number[] }> = {}
-    for (const n of FANOUT) {
-      const run = await fanOut({
-        open: { kind: 'bare', address: bare.address, certificates: clientPaths, n },
-        ready: async () => {
-          while (bare.subscribers() < n) await new Promise((resolve) => setTimeout(resolve, 20))
-        },
-        subjectOf: (r) => `round-${n}-${r}`,
-        // The bytes a Notify subscriber gets (an event of the same shape and size), decoded by the
-        // subscriber the same way: the ratio is what the pipe adds to grpc-js, not the message's own cost.
-        publish: (r) => bare.publish(Buffer.from(NotifyResponse.encode({ event: benchEvent(`round-${n}-${r}`, r) }).finish())),
-        rounds: ROUNDS,
-      })
-      bareFanout[n] = { p50Ms: run.p50Ms, p99Ms: run.p99Ms, errors: run.errors, bytesPerStream: run.serverBytesPerStream, roundsMs: run.roundsMs }
-      rows.push(figuresRow('bare stream fan-out', `n=${n}`, run, `${round(run.serverBytesPerStream / 1024, 1)} KB/stream (server)`))
-    }
-    results.baseline = { ...(results.baseline as object), fanOut: bareFanout }
-    echo!.close()
-    await bare.stop()
 
     // ── The mesh ──
     say(`mesh: all five services in this process on ${database}`)
@@ -220,8 +201,24 @@ async function main(): Promise<void> {
     const publish = async (subjectId: string) =>
       (await unaryCall(publisher, 'publish', { requestId: crypto.randomUUID(), deviceId: device, kind: EventKind.EVENT_KIND_PAYMENT_REQUESTED, subjectId })).event!.sequence
     let last = await publish('warm-up')
+    const bareFanout: Record<number, { p50Ms: number; p99Ms: number; errors: number; bytesPerStream: number; roundsMs: readonly number[] }> = {}
     const pipeService = mesh.services.find((s) => s.name === 'instance-events')!
+    // The bare fan-out of each size runs right before the pipe's, in the same process state (the
+    // flows' heap and the database's load alike), so that the ratio compares like with like.
     for (const n of FANOUT) {
+      const bareRun = await fanOut({
+        open: { kind: 'bare', address: bare.address, certificates: clientPaths, n },
+        ready: async () => {
+          while (bare.subscribers() < n) await new Promise((resolve) => setTimeout(resolve, 20))
+        },
+        subjectOf: (r) => `round-${n}-${r}`,
+        // The bytes a Notify subscriber gets (an event of the same shape and size), decoded by the
+        // subscriber the same way: the ratio is what the pipe adds to grpc-js, not the message's own cost.
+        publish: (r) => bare.publish(Buffer.from(NotifyResponse.encode({ event: benchEvent(`round-${n}-${r}`, r) }).finish())),
+        rounds: ROUNDS,
+      })
+      bareFanout[n] = { p50Ms: bareRun.p50Ms, p99Ms: bareRun.p99Ms, errors: bareRun.errors, bytesPerStream: bareRun.serverBytesPerStream, roundsMs: bareRun.roundsMs }
+      rows.push(figuresRow('bare stream fan-out', `n=${n}`, bareRun, `${round(bareRun.serverBytesPerStream / 1024, 1)} KB/stream (server)`))
       const run = await fanOut({
         open: { kind: 'pipe', address: addresses.get('instance-events')!, certificates: instanceCertificates, n, deviceId: device, afterSequence: String(last) },
         ready: async () => {
@@ -237,6 +234,9 @@ async function main(): Promise<void> {
       rows.push(figuresRow('pipe fan-out (durable)', `n=${n}`, run, `${round(bytesPerSubscriber / 1024, 1)} KB/subscriber (server); p99 x${round(ratioP99)} of bare`))
     }
     publisher.close()
+    echo!.close()
+    await bare.stop()
+    results.baseline = { ...(results.baseline as object), fanOut: bareFanout }
     results.pipe = pipeResults
     clients.close()
     await mesh.stop()
