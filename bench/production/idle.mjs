@@ -1,5 +1,6 @@
-// A process that does nothing, for the memory floor of the runtime a service runs on: node and
-// tsx alone, or (with the argument `libraries`) with the libraries every service loads imported.
+// A process that does nothing, for the memory floor of the runtime a service runs on: node alone
+// (under tsx when the services run through it), or (with the argument `libraries`) with the libraries
+// every service loads imported. Plain JavaScript, so that it runs as the compiled services do.
 // Tells the benchmark it is ready over IPC, then waits to be stopped.
 if (process.argv.includes('libraries')) {
   await import('reflect-metadata') // as the services' entry does: @peculiar/x509 needs it first

@@ -71,6 +71,12 @@ export function launchScript(file: string, args: string[], env: NodeJS.ProcessEn
   return launched(spawn(process.execPath, ['--import', 'tsx', file, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] }), false)
 }
 
+/** A plain JavaScript script in the runtime the services run on: node, or node and tsx. */
+export function launchLikeServices(file: string, args: string[], env: NodeJS.ProcessEnv = process.env): Launched {
+  const runtime = runsThroughTsx() ? ['--import', 'tsx'] : []
+  return launched(spawn(process.execPath, [...runtime, file, ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] }), false)
+}
+
 function launched(child: ChildProcess, group: boolean): Launched {
   let output = ''
   const keep = (chunk: Buffer) => {
