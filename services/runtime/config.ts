@@ -106,6 +106,8 @@ export interface DatabaseSettings {
   readonly statementTimeoutMs: number
   /** PostgreSQL idle_in_transaction_session_timeout: a transaction left open is ended by the server. */
   readonly idleInTransactionTimeoutMs: number
+  /** Statements each connection keeps prepared (prepared-statements.ts); 0 for none (an old PgBouncer). */
+  readonly preparedStatements: number
 }
 
 /** README "Production" has the arithmetic: max_connections >= processes x (poolSize + 1). */
@@ -114,6 +116,7 @@ export const DEFAULT_DATABASE_SETTINGS: DatabaseSettings = Object.freeze({
   connectTimeoutMs: 5_000,
   statementTimeoutMs: 30_000,
   idleInTransactionTimeoutMs: 60_000,
+  preparedStatements: 256,
 })
 
 export interface PaymentSettings {
@@ -252,6 +255,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       connectTimeoutMs: positiveInt(env, 'CLOUDPAY_DB_CONNECT_TIMEOUT_MS', DEFAULT_DATABASE_SETTINGS.connectTimeoutMs),
       statementTimeoutMs: positiveInt(env, 'CLOUDPAY_DB_STATEMENT_TIMEOUT_MS', DEFAULT_DATABASE_SETTINGS.statementTimeoutMs),
       idleInTransactionTimeoutMs: positiveInt(env, 'CLOUDPAY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS', DEFAULT_DATABASE_SETTINGS.idleInTransactionTimeoutMs),
+      preparedStatements: boundedNonNegativeInt(env, 'CLOUDPAY_DB_PREPARED_STATEMENTS', DEFAULT_DATABASE_SETTINGS.preparedStatements, 10_000),
     }),
     logLevel: oneOf(env, 'CLOUDPAY_LOG_LEVEL', LOG_LEVELS, 'info'),
     logFormat: oneOf(env, 'CLOUDPAY_LOG_FORMAT', ['json', 'pretty', 'auto'] as const, 'auto'),
@@ -410,6 +414,12 @@ function quote(value: string): string {
 
 function nonEmpty(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value
+}
+
+function boundedNonNegativeInt(env: NodeJS.ProcessEnv, name: string, fallback: number, max: number): number {
+  const value = nonNegativeInt(env, name, fallback)
+  if (value > max) throw new ConfigError(`${name} must be at most ${max}, got ${quote(String(value))}`)
+  return value
 }
 
 function nonNegativeInt(env: NodeJS.ProcessEnv, name: string, fallback: number): number {

@@ -7,6 +7,7 @@ import { mkdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import pg from 'pg'
 import { pipelineTransactions } from './pipelined-transaction.ts'
+import { isStalePlan } from './prepared-statements.ts'
 import { lockDataDirectory } from './data-dir-lock.ts'
 import { tracedDialect } from './database-tracing.ts'
 import { DEFAULT_DATABASE_SETTINGS, type DatabaseSettings } from './config.ts'
@@ -170,7 +171,7 @@ async function create(location: DatabaseLocation): Promise<Entry> {
     pool.on('error', lost)
     pool.on('connect', (client) => {
       client.on('error', lost)
-      pipelineTransactions(client)
+      pipelineTransactions(client, settings.preparedStatements)
     })
     const db = new Kysely<any>({ dialect: tracedDialect(new PostgresDialect({ pool })) })
     // LISTEN needs a session of its own that stays open (not a PgBouncer transaction-mode pool).
@@ -363,7 +364,7 @@ export function whenSettled(db: Kysely<any>, committed: () => void, rolledBack?:
   return true
 }
 
-/** Runs `work` in a transaction (or the caller's, if it is one), retrying serialization failures and deadlocks a few times. */
+/** Runs `work` in a transaction (or the caller's, if it is one), retrying serialization failures, deadlocks and stale prepared plans a few times. */
 export async function inTransaction<Database, T>(
   db: Kysely<Database>,
   work: (trx: Transaction<Database>) => Promise<T>,
@@ -392,7 +393,8 @@ export async function inTransaction<Database, T>(
       return result
     } catch (error) {
       const code = (error as { code?: unknown }).code
-      if (attempt >= attempts || typeof code !== 'string' || !RETRYABLE_SQLSTATES.has(code)) throw error
+      const retryable = (typeof code === 'string' && RETRYABLE_SQLSTATES.has(code)) || isStalePlan(error)
+      if (attempt >= attempts || !retryable) throw error
       await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * attempt))
     }
   }

@@ -10,6 +10,7 @@
 // the ROLLBACK after it finds none. Either is the statement's failure, as if sent apart.
 import type { CompiledQuery } from 'kysely'
 import pg from 'pg'
+import { isStalePlan, PreparedStatements } from './prepared-statements.ts'
 
 /** Ends a statement that commits its transaction in the same round trip; the server reads it as a comment. */
 const COMMIT_MARK = ' /* and commit */'
@@ -25,7 +26,7 @@ export function commitsTransaction<R>(query: CompiledQuery<R>): CompiledQuery<R>
 
 /** pg's Query as this file uses it (its protocol steps are not in pg's published types). */
 const PgQuery = pg.Query as unknown as new (
-  config: { text: string; values: unknown[]; queryMode: 'extended' },
+  config: { text: string; values: unknown[]; name?: string; queryMode: 'extended' },
   values: undefined,
   callback: (error: Error | null, result: QueryResult) => void,
 ) => {
@@ -39,7 +40,7 @@ class PipelinedQuery extends PgQuery {
   private completions = 0
 
   constructor(
-    statement: { text: string; values: unknown[] },
+    statement: { text: string; values: unknown[]; name?: string },
     /** Read by counters that watch `pg` (the benchmark's). */
     readonly beginsTransaction: boolean,
     readonly commitsTransaction: boolean,
@@ -90,10 +91,20 @@ const answered = (command: string): QueryResult => ({ command, rowCount: null, o
  * Makes a pooled client send `begin` with the statement after it, and `commit` with a statement
  * marked by commitsTransaction. Only Kysely's plain `begin` (text, no values) is held back; a
  * `start transaction isolation level ...` goes as it is. A transaction ended with no statement in
- * it sends nothing at all.
+ * it sends nothing at all. Statements run prepared, up to `preparedLimit` per connection
+ * (prepared-statements.ts).
  */
-export function pipelineTransactions(client: pg.PoolClient): void {
+export function pipelineTransactions(client: pg.PoolClient, preparedLimit = 0): void {
   const send = client.query.bind(client) as (...args: unknown[]) => unknown
+  const prepared = new PreparedStatements((client as unknown as { connection: ConstructorParameters<typeof PreparedStatements>[0] }).connection, preparedLimit)
+  /** A named statement outside a transaction; one found stale runs once more, its plan dropped. */
+  const runNamed = (name: string, text: string, values: unknown[], again: boolean): Promise<unknown> =>
+    (send({ name, text, values }) as Promise<unknown>).catch((error: unknown) => {
+      prepared.failed()
+      if (!again || !isStalePlan(error)) throw error
+      return dropStatements().then(() => runNamed(name, text, values, false))
+    })
+  const dropStatements = (): Promise<void> => (send(prepared.resetStatement ?? 'deallocate all') as Promise<unknown>).then(() => prepared.dropped())
   /** A transaction is open on this connection (the mark is honoured only inside one). */
   let open = false
   /** BEGIN is held for the next statement. */
@@ -109,6 +120,10 @@ export function pipelineTransactions(client: pg.PoolClient): void {
       // Nothing may follow the statement that committed: it would run outside the transaction.
       return Promise.reject(new Error(`a statement was sent after its transaction committed with its last one: ${String(text).slice(0, 40)}`))
     }
+    // Between transactions, a connection whose statements are uncertain drops them first (before
+    // a call answered by promise: one with a callback or a submittable goes as it is).
+    const promised = typeof text === 'string' && rest.length === 0 && (values === undefined || Array.isArray(values))
+    if (!open && promised && prepared.resetStatement) return dropStatements().then(() => query(text, values))
     if (plain && text === 'begin' && !held && !open) {
       held = open = true
       return Promise.resolve(answered('BEGIN'))
@@ -119,19 +134,30 @@ export function pipelineTransactions(client: pg.PoolClient): void {
     if (begins && ends) return Promise.resolve(answered((text as string).toUpperCase()))
     // Kysely's `start transaction isolation level ...` (no values) opens one too.
     if (plain && /^\s*(begin|start transaction)\b/i.test(text as string)) open = true
-    const carriable = typeof text === 'string' && (values === undefined || Array.isArray(values)) && rest.length === 0
     // A marked statement outside a transaction (autocommitted anyway) goes as it is.
-    const commits = carriable && open && !ends && text.endsWith(COMMIT_MARK)
-    if (!begins && !commits) return send(text, values, ...rest)
-    if (!carriable) {
+    const commits = promised && open && !ends && text.endsWith(COMMIT_MARK)
+    if (!begins && !commits) {
+      const name = promised ? prepared.nameFor(text as string) : undefined
+      if (name === undefined) return send(text, values, ...rest)
+      if (!open) return runNamed(name, text as string, (values as unknown[] | undefined) ?? [], true)
+      return (send({ name, text, values: (values as unknown[] | undefined) ?? [] }) as Promise<unknown>).catch((error: unknown) => {
+        prepared.failed() // in a transaction: it is aborted, and inTransaction retries a stale plan
+        throw error
+      })
+    }
+    if (!promised) {
       // Not a statement this can carry (a submittable, a callback): BEGIN on its own first.
       return (send('begin') as Promise<unknown>).then(() => send(text, values, ...rest))
     }
     return new Promise<QueryResult>((resolve, reject) => {
-      const statement = { text, values: (values as unknown[] | undefined) ?? [] }
+      const name = prepared.nameFor(text)
+      const statement = { text, values: (values as unknown[] | undefined) ?? [], ...(name === undefined ? {} : { name }) }
       send(
         new PipelinedQuery(statement, begins, commits, (error, result) => {
-          if (error) return reject(error) // the transaction is aborted (or ended): Kysely rolls back
+          if (error) {
+            if (name !== undefined) prepared.failed()
+            return reject(error) // the transaction is aborted (or ended): Kysely rolls back
+          }
           if (commits) {
             open = false
             committed = true

@@ -34,11 +34,14 @@ test('every variable is validated, and the error names it', () => {
     CLOUDPAY_DB_CONNECT_TIMEOUT_MS: '5s',
     CLOUDPAY_DB_STATEMENT_TIMEOUT_MS: '0',
     CLOUDPAY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: '1.5',
+    CLOUDPAY_DB_PREPARED_STATEMENTS: '-1',
   }
   for (const [name, value] of Object.entries(bad)) {
     assert.throws(() => loadConfig({ [name]: value }), (error: unknown) => error instanceof ConfigError && error.message.startsWith(name), `${name}=${value}`)
   }
   assert.throws(() => loadConfig({ CLOUDPAY_DB_POOL_SIZE: '5000' }), /CLOUDPAY_DB_POOL_SIZE must be at most 1000/)
+  assert.throws(() => loadConfig({ CLOUDPAY_DB_PREPARED_STATEMENTS: '20000' }), /CLOUDPAY_DB_PREPARED_STATEMENTS must be at most 10000/)
+  assert.equal(loadConfig({ CLOUDPAY_DB_PREPARED_STATEMENTS: '0' }).database.preparedStatements, 0)
   const long = 'x'.repeat(10_000)
   assert.throws(() => loadConfig({ CLOUDPAY_LOG_LEVEL: long }), (error: unknown) => error instanceof ConfigError && error.message.length < 300)
 })
@@ -77,7 +80,7 @@ test('peers are addressed by a name or a list naming every replica; each replica
   assert.equal(config.listen['app-service'], undefined)
   assert.equal(config.healthListen['app-service'], undefined)
   assert.equal(config.drainDelayMs, 0)
-  assert.deepEqual(config.database, { poolSize: 4, connectTimeoutMs: 5_000, statementTimeoutMs: 5_000, idleInTransactionTimeoutMs: 60_000 })
+  assert.deepEqual(config.database, { poolSize: 4, connectTimeoutMs: 5_000, statementTimeoutMs: 5_000, idleInTransactionTimeoutMs: 60_000, preparedStatements: 256 })
   assert.equal(loadConfig({}).database.poolSize, 10)
   assert.equal(loadConfig({ CLOUDPAY_DRAIN_DELAY_MS: '5000' }).drainDelayMs, 5_000)
 })

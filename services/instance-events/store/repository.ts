@@ -10,7 +10,9 @@ export async function insertOpenChannel(db: Db, channelId: string, deviceId: str
   return db
     .insertInto('channels')
     .values({ channel_id: channelId, device_id: deviceId, terminal_id: terminalId, state: 'open', closed_at: null })
-    .onConflict((oc) => oc.columns(['device_id', 'terminal_id']).where('state', '=', 'open').doNothing())
+    // A literal, not a parameter: the partial unique index is matched when the statement is
+    // planned, and a prepared statement (runtime/prepared-statements.ts) is planned without values.
+    .onConflict((oc) => oc.columns(['device_id', 'terminal_id']).where('state', '=', sql.lit('open')).doNothing())
     .returningAll()
     .executeTakeFirst()
 }
