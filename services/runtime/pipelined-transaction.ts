@@ -100,8 +100,11 @@ export function pipelineTransactions(client: pg.PoolClient, preparedLimit = 0): 
   /** A named statement outside a transaction; one found stale runs once more, its plan dropped. */
   const runNamed = (name: string, text: string, values: unknown[], again: boolean): Promise<unknown> =>
     (send({ name, text, values }) as Promise<unknown>).catch((error: unknown) => {
-      prepared.failed()
-      if (!again || !isStalePlan(error)) throw error
+      if (!isStalePlan(error)) throw error
+      if (!again) {
+        prepared.unsure()
+        throw error
+      }
       return dropStatements().then(() => runNamed(name, text, values, false))
     })
   const dropStatements = (): Promise<void> => (send(prepared.resetStatement ?? 'deallocate all') as Promise<unknown>).then(() => prepared.dropped())
@@ -141,7 +144,7 @@ export function pipelineTransactions(client: pg.PoolClient, preparedLimit = 0): 
       if (name === undefined) return send(text, values, ...rest)
       if (!open) return runNamed(name, text as string, (values as unknown[] | undefined) ?? [], true)
       return (send({ name, text, values: (values as unknown[] | undefined) ?? [] }) as Promise<unknown>).catch((error: unknown) => {
-        prepared.failed() // in a transaction: it is aborted, and inTransaction retries a stale plan
+        if (isStalePlan(error)) prepared.unsure() // the transaction is aborted; inTransaction retries it
         throw error
       })
     }
@@ -151,11 +154,12 @@ export function pipelineTransactions(client: pg.PoolClient, preparedLimit = 0): 
     }
     return new Promise<QueryResult>((resolve, reject) => {
       const name = prepared.nameFor(text)
+      const parsedBefore = name !== undefined && prepared.holds(name)
       const statement = { text, values: (values as unknown[] | undefined) ?? [], ...(name === undefined ? {} : { name }) }
       send(
         new PipelinedQuery(statement, begins, commits, (error, result) => {
           if (error) {
-            if (name !== undefined) prepared.failed()
+            if (name !== undefined && (isStalePlan(error) || (begins && !parsedBefore))) prepared.unsure()
             return reject(error) // the transaction is aborted (or ended): Kysely rolls back
           }
           if (commits) {

@@ -6,8 +6,9 @@
 // - A migration by another replica changes what `select *` returns: the server refuses the old plan
 //   ("cached plan must not change result type", 0A000). The connection drops its statements and the
 //   statement runs again (on its own; in a transaction inTransaction retries the whole of it).
-// - Any other failure of a named statement leaves the server's set uncertain (did its Parse land?):
-//   the connection drops them all before its next transaction.
+// - A statement parsed for the first time with its transaction's BEGIN before it, which fails: pg
+//   took BEGIN's ParseComplete for the statement's, so whether the server holds it is unknown. The
+//   connection drops its statements before its next transaction. (Alone, pg's record is exact.)
 // - A pooler that cannot keep them (PgBouncer in transaction mode before 1.21): set
 //   CLOUDPAY_DB_PREPARED_STATEMENTS=0.
 import { createHash } from 'node:crypto'
@@ -44,14 +45,19 @@ export class PreparedStatements {
   nameFor(text: string): string | undefined {
     if (this.limit === 0 || !PREPARABLE.test(text)) return undefined
     const name = nameOf(text)
-    if (this.connection.parsedStatements[name] !== undefined || this.connection.submittedNamedStatements[name] !== undefined) return name
+    if (this.holds(name)) return name
     if (this.kept >= this.limit) return undefined
     this.kept++
     return name
   }
 
-  /** A named statement failed: the server's set of this connection's statements is no longer known. */
-  failed(): void {
+  /** Whether this connection has parsed (or is parsing) the statement named `name`. */
+  holds(name: string): boolean {
+    return this.connection.parsedStatements[name] !== undefined || this.connection.submittedNamedStatements[name] !== undefined
+  }
+
+  /** The server's set of this connection's statements is no longer known, or holds a stale plan. */
+  unsure(): void {
     this.uncertain = true
   }
 
