@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a throwaway PostgreSQL cluster on a free loopback port and prints its DATABASE_URL.
-# Installs Debian's postgresql when no server binaries are present. Stop it with:
+# Installs Debian's postgresql when no server binaries are present. Server settings may follow
+# (e.g. -c shared_preload_libraries=pg_stat_statements). Stop it with:
 #   scripts/throwaway-postgres.sh stop <dir>
 set -euo pipefail
 
@@ -31,5 +32,5 @@ chown postgres "$dir" "$dir/data" "$dir/socket"
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync >/dev/null
 runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-  -o "-p $port -k $dir/socket -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
+  -o "-p $port -k $dir/socket -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 $*" start >/dev/null
 echo "$dir postgres://postgres@127.0.0.1:$port/postgres"
