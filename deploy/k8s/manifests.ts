@@ -68,7 +68,7 @@ function settings(): ConfigMap {
       CLOUDPAY_DB_STATEMENT_TIMEOUT_MS: '30000',
       CLOUDPAY_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: '60000',
       // 0 behind PgBouncer in transaction mode before 1.21, which cannot keep prepared statements.
-      CLOUDPAY_DB_PREPARED_STATEMENTS: '256',
+      CLOUDPAY_DB_PREPARED_STATEMENTS: '128',
       OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector.observability:4318',
       OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
     },

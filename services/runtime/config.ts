@@ -116,7 +116,7 @@ export const DEFAULT_DATABASE_SETTINGS: DatabaseSettings = Object.freeze({
   connectTimeoutMs: 5_000,
   statementTimeoutMs: 30_000,
   idleInTransactionTimeoutMs: 60_000,
-  preparedStatements: 256,
+  preparedStatements: 128,
 })
 
 export interface PaymentSettings {

@@ -80,7 +80,7 @@ test('peers are addressed by a name or a list naming every replica; each replica
   assert.equal(config.listen['app-service'], undefined)
   assert.equal(config.healthListen['app-service'], undefined)
   assert.equal(config.drainDelayMs, 0)
-  assert.deepEqual(config.database, { poolSize: 4, connectTimeoutMs: 5_000, statementTimeoutMs: 5_000, idleInTransactionTimeoutMs: 60_000, preparedStatements: 256 })
+  assert.deepEqual(config.database, { poolSize: 4, connectTimeoutMs: 5_000, statementTimeoutMs: 5_000, idleInTransactionTimeoutMs: 60_000, preparedStatements: 128 })
   assert.equal(loadConfig({}).database.poolSize, 10)
   assert.equal(loadConfig({ CLOUDPAY_DRAIN_DELAY_MS: '5000' }).drainDelayMs, 5_000)
 })
