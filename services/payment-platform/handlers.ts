@@ -169,9 +169,12 @@ export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: 
       if (credentials.payerAccount) ledger.assertPaysFrom(deps.sealer, txn, credentials.payerAccount)
       return commit(async (trx) => {
         await useUp('paid')(trx)
-        const settled = await ledger.settle(trx, txn.platform_id, txn.serial_number, now())
-        await queuePaymentResult(trx, deps.sealer, settled)
-        return { transaction: toTransaction(settled, now()) }
+        const paid = await ledger.completePayment(trx, txn.platform_id, txn.serial_number, now())
+        // Queued before the ledger locks the accounts: the merchant's collection account, which every
+        // payment to that merchant locks, is then held only for the journal and the COMMIT after it.
+        await queuePaymentResult(trx, deps.sealer, paid)
+        await ledger.movePayment(trx, txn.platform_id, paid)
+        return { transaction: toTransaction(paid, now()) }
       })
     })
     outbox.kick()

@@ -257,18 +257,23 @@ export function assertPaysFrom(sealer: Sealer, txn: store.TransactionRow, payerN
   }
 }
 
-/** Moves the money payer -> collection in one ledger transaction; the balance never goes below zero. */
-export async function settle(trx: Trx, platformId: string, serialNumber: string, now: Date): Promise<store.TransactionRow> {
+/**
+ * Marks a payable transaction paid at `now`, in the caller's transaction; movePayment moves its
+ * money in the same one (a refusal there rolls this back with everything else: it stays payable).
+ */
+export async function completePayment(trx: Trx, platformId: string, serialNumber: string, now: Date): Promise<store.TransactionRow> {
   // One reading of the clock: the completion time (signed in the result) is never after the expiry it was checked against.
   const txn = await store.completePending(trx, platformId, serialNumber, now)
-  if (!txn) {
-    // Not payable at `now`: the reason, from the row as it is.
-    const found = await store.findTransaction(trx, platformId, serialNumber)
-    if (!found) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${quote(serialNumber)}`)
-    assertPayable(found, now)
-    throw new FailedPreconditionError('TRANSACTION_CHANGED', `transaction ${serialNumber} changed while it was being paid`)
-  }
-  // Any refusal below rolls the state back with everything else: the transaction stays payable.
+  if (txn) return txn
+  // Not payable at `now`: the reason, from the row as it is.
+  const found = await store.findTransaction(trx, platformId, serialNumber)
+  if (!found) throw new NotFoundError('TRANSACTION_NOT_FOUND', `serial_number: no transaction ${quote(serialNumber)}`)
+  assertPayable(found, now)
+  throw new FailedPreconditionError('TRANSACTION_CHANGED', `transaction ${serialNumber} changed while it was being paid`)
+}
+
+/** Moves a completed payment's money payer -> collection in one ledger journal; the balance never goes below zero. */
+export async function movePayment(trx: Trx, platformId: string, txn: store.TransactionRow): Promise<void> {
   const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
   const payer = accounts.get(txn.payer_ref)!
   if (payer.balance_minor < txn.amount_minor) {
@@ -280,7 +285,6 @@ export async function settle(trx: Trx, platformId: string, serialNumber: string,
   await transfer(trx, platformId, payer, accounts.get(txn.collection_ref)!, { currencyCode: txn.currency_code, amountMinor: txn.amount_minor }, txn.serial_number)
   // A right password forgets earlier wrong ones (the row is locked: what it says is current).
   if (payer.failed_attempts !== 0 || payer.locked_until !== null) await store.resetPasswordFailures(trx, platformId, txn.payer_ref)
-  return txn
 }
 
 /** Moves a succeeded transaction's money back to the payer. */

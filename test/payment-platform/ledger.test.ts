@@ -62,7 +62,13 @@ function prepay(p: Parties, amountMinor: bigint, extra: { orderExpiresAt?: Date;
   )
 }
 
-const settle = (serial: string) => inTransaction(service.db, (trx) => ledger.settle(trx, PLATFORM, serial, new Date()))
+/** Pay's ledger steps, as its handler takes them: the transaction completed, then its money moved. */
+const settle = (serial: string) =>
+  inTransaction(service.db, async (trx) => {
+    const paid = await ledger.completePayment(trx, PLATFORM, serial, new Date())
+    await ledger.movePayment(trx, PLATFORM, paid)
+    return paid
+  })
 const refund = (serial: string) => inTransaction(service.db, (trx) => ledger.refund(trx, PLATFORM, serial, new Date()))
 const cancel = (serial: string) => inTransaction(service.db, (trx) => ledger.cancel(trx, PLATFORM, serial, new Date()))
 const balanceOf = async (account: store.AccountRow) => (await store.findAccount(service.db, PLATFORM, account.account_ref))!.balance_minor
