@@ -173,7 +173,7 @@ export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: 
         // Queued before the ledger locks the accounts: the merchant's collection account, which every
         // payment to that merchant locks, is then held only for the journal and the COMMIT after it.
         await queuePaymentResult(trx, deps.sealer, paid)
-        await ledger.movePayment(trx, txn.platform_id, paid)
+        await ledger.movePayment(trx, paid)
         return { transaction: toTransaction(paid, now()) }
       })
     })

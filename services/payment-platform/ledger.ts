@@ -273,7 +273,8 @@ export async function completePayment(trx: Trx, platformId: string, serialNumber
 }
 
 /** Moves a completed payment's money payer -> collection in one ledger journal; the balance never goes below zero. */
-export async function movePayment(trx: Trx, platformId: string, txn: store.TransactionRow): Promise<void> {
+export async function movePayment(trx: Trx, txn: store.TransactionRow): Promise<void> {
+  const platformId = txn.platform_id
   const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
   const payer = accounts.get(txn.payer_ref)!
   if (payer.balance_minor < txn.amount_minor) {

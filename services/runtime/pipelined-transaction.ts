@@ -10,7 +10,7 @@
 // the ROLLBACK after it finds none. Either is the statement's failure, as if sent apart.
 import type { CompiledQuery } from 'kysely'
 import pg from 'pg'
-import { isStalePlan, PreparedStatements } from './prepared-statements.ts'
+import { DROP_STATEMENTS, isStalePlan, PreparedStatements } from './prepared-statements.ts'
 
 /** Ends a statement that commits its transaction in the same round trip; the server reads it as a comment. */
 const COMMIT_MARK = ' /* and commit */'
@@ -97,17 +97,21 @@ const answered = (command: string): QueryResult => ({ command, rowCount: null, o
 export function pipelineTransactions(client: pg.PoolClient, preparedLimit = 0): void {
   const send = client.query.bind(client) as (...args: unknown[]) => unknown
   const prepared = new PreparedStatements((client as unknown as { connection: ConstructorParameters<typeof PreparedStatements>[0] }).connection, preparedLimit)
-  /** A named statement outside a transaction; one found stale runs once more, its plan dropped. */
-  const runNamed = (name: string, text: string, values: unknown[], again: boolean): Promise<unknown> =>
+  /**
+   * A named statement. One found stale runs once more with its plans dropped when it ran alone (it
+   * did nothing); in a transaction (aborted by it) the connection drops them before the next, and
+   * inTransaction retries the whole.
+   */
+  const sendNamed = (name: string, text: string, values: unknown[], retryAlone: boolean): Promise<unknown> =>
     (send({ name, text, values }) as Promise<unknown>).catch((error: unknown) => {
       if (!isStalePlan(error)) throw error
-      if (!again) {
+      if (!retryAlone) {
         prepared.unsure()
         throw error
       }
-      return dropStatements().then(() => runNamed(name, text, values, false))
+      return dropStatements().then(() => sendNamed(name, text, values, false))
     })
-  const dropStatements = (): Promise<void> => (send(prepared.resetStatement ?? 'deallocate all') as Promise<unknown>).then(() => prepared.dropped())
+  const dropStatements = (): Promise<void> => (send(DROP_STATEMENTS) as Promise<unknown>).then(() => prepared.dropped())
   /** A transaction is open on this connection (the mark is honoured only inside one). */
   let open = false
   /** BEGIN is held for the next statement. */
@@ -126,7 +130,7 @@ export function pipelineTransactions(client: pg.PoolClient, preparedLimit = 0): 
     // Between transactions, a connection whose statements are uncertain drops them first (before
     // a call answered by promise: one with a callback or a submittable goes as it is).
     const promised = typeof text === 'string' && rest.length === 0 && (values === undefined || Array.isArray(values))
-    if (!open && promised && prepared.resetStatement) return dropStatements().then(() => query(text, values))
+    if (!open && promised && prepared.mustDrop) return dropStatements().then(() => query(text, values))
     if (plain && text === 'begin' && !held && !open) {
       held = open = true
       return Promise.resolve(answered('BEGIN'))
@@ -142,11 +146,7 @@ export function pipelineTransactions(client: pg.PoolClient, preparedLimit = 0): 
     if (!begins && !commits) {
       const name = promised ? prepared.nameFor(text as string) : undefined
       if (name === undefined) return send(text, values, ...rest)
-      if (!open) return runNamed(name, text as string, (values as unknown[] | undefined) ?? [], true)
-      return (send({ name, text, values: (values as unknown[] | undefined) ?? [] }) as Promise<unknown>).catch((error: unknown) => {
-        if (isStalePlan(error)) prepared.unsure() // the transaction is aborted; inTransaction retries it
-        throw error
-      })
+      return sendNamed(name, text as string, (values as unknown[] | undefined) ?? [], !open)
     }
     if (!promised) {
       // Not a statement this can carry (a submittable, a callback): BEGIN on its own first.

@@ -20,6 +20,9 @@ export function isStalePlan(error: unknown): boolean {
   return code === '0A000' && typeof message === 'string' && message.includes('cached plan must not change result type')
 }
 
+/** What makes the server forget every statement this connection prepared. */
+export const DROP_STATEMENTS = 'deallocate all'
+
 /** Statements worth keeping: queries and data changes, never DDL or transaction control. */
 const PREPARABLE = /^\s*(select|insert|update|delete|with)\b/i
 
@@ -61,12 +64,12 @@ export class PreparedStatements {
     this.uncertain = true
   }
 
-  /** The statement to send before the next transaction, if the connection must drop its statements. */
-  get resetStatement(): string | undefined {
-    return this.uncertain ? 'deallocate all' : undefined
+  /** Whether the connection must send DROP_STATEMENTS before its next transaction. */
+  get mustDrop(): boolean {
+    return this.uncertain
   }
 
-  /** The server dropped them all (`deallocate all` answered). */
+  /** The server dropped them all (DROP_STATEMENTS answered). */
   dropped(): void {
     this.connection.parsedStatements = {}
     this.connection.submittedNamedStatements = {}

@@ -66,7 +66,7 @@ function prepay(p: Parties, amountMinor: bigint, extra: { orderExpiresAt?: Date;
 const settle = (serial: string) =>
   inTransaction(service.db, async (trx) => {
     const paid = await ledger.completePayment(trx, PLATFORM, serial, new Date())
-    await ledger.movePayment(trx, PLATFORM, paid)
+    await ledger.movePayment(trx, paid)
     return paid
   })
 const refund = (serial: string) => inTransaction(service.db, (trx) => ledger.refund(trx, PLATFORM, serial, new Date()))
