@@ -15,14 +15,15 @@
 // blanked (secrets.ts): a dump of the table cannot confirm a guessed account number offline.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import { type AliasedExpression, type Expression, type ExpressionBuilder, type Generated, type Kysely, sql, type Transaction } from 'kysely'
-import { inTransaction, isUniqueViolation } from './database.ts'
+import { inTransaction, isUniqueViolation, originOf } from './database.ts'
 import { commitsTransaction } from './pipelined-transaction.ts'
 import { status as Status } from '@grpc/grpc-js'
 import { AbortedError, CloudpayError, InvalidArgumentError } from './errors.ts'
 import { formatIdentity, type Identity } from './identity.ts'
 import type { Fingerprinter } from './sealing.ts'
+import { queryTemplate } from './query-template.ts'
 import { withoutSecrets } from './secrets.ts'
-import { boundaryOf } from './rental-boundary.ts'
+import { boundaryOf, registeredBoundary } from './rental-boundary.ts'
 
 export const IDEMPOTENCY_TABLE = 'idempotency_keys'
 
@@ -106,7 +107,7 @@ interface KeyMaterial {
 }
 
 /** The stored row is of the caller's current rental or enrolment (or the rule does not bound the caller). */
-const ofCurrentBoundary = (material: KeyMaterial) => (eb: ExpressionBuilder<any, any>) =>
+const ofCurrentBoundary = (material: Pick<KeyMaterial, 'since'>) => (eb: ExpressionBuilder<any, any>) =>
   material.since ? sql<boolean>`coalesce(${sql.ref(`${IDEMPOTENCY_TABLE}.created_at`)} >= (${material.since(eb)}), true)` : sql<boolean>`true`
 
 function keyMaterial<Req, Res>(db: object, call: IdempotentCall<Req, Res>): KeyMaterial {
@@ -391,7 +392,9 @@ async function commit<Database, Req, Res>(
       const response = await work(trx)
       const keys = trx as unknown as Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>
       const row = { caller, request_id: keyId, method: call.method, request_hash: requestHash, response: seal(key, call.responseCodec.encode(response).finish()) }
-      const insert = (material.since ? insertReplacingEarlier(keys, row, material) : keys.insertInto(IDEMPOTENCY_TABLE).values(row)).compile()
+      const { role, id } = call.caller
+      const insert =
+        material.since && (role === 'instance' || role === 'terminal') ? INSERT_REPLACING_EARLIER[role].compile(keys, { ...row, callerId: id }) : insertAnswer.compile(keys, row)
       await trx.executeQuery(opensTransaction ? commitsTransaction(insert) : insert)
       return response
     })
@@ -402,44 +405,66 @@ async function commit<Database, Req, Res>(
       return undefined
     })
     if (stored !== undefined) return stored
-    if (isAnswerTaken(error)) throw new AbortedError('REQUEST_IN_PROGRESS', 'a call with this request_id was answered meanwhile but its answer could not be read; retry with the same request_id')
+    if (isAnswerTaken(error))
+      throw new AbortedError('REQUEST_IN_PROGRESS', 'a call with this request_id was answered meanwhile but its answer could not be read; retry with the same request_id')
     throw error
   }
 }
+
+type KeysDb = Kysely<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>
+type StoredRow = { caller: string; request_id: string; method: string; request_hash: string; response: Buffer }
+
+/** The answer's insert for a caller the rental boundary does not bound (a service, an operator). */
+const insertAnswer = queryTemplate('idempotency.insertAnswer', (keys: KeysDb, row: StoredRow) =>
+  keys.insertInto(IDEMPOTENCY_TABLE).values({ caller: row.caller, request_id: row.request_id, method: row.method, request_hash: row.request_hash, response: row.response }),
+)
 
 /**
  * The answer's insert for a caller the rental boundary bounds, in one statement: a row an earlier
  * rental left under the request id is deleted first (the insert reads the deletion's count, so
  * it runs after it), and only an answer of the current rental makes the insert fail as taken.
+ * One template per role (the boundary's shape follows the caller's role, its value the caller's id).
  */
-function insertReplacingEarlier(
-  keys: Transaction<{ [IDEMPOTENCY_TABLE]: IdempotencyKeysTable }>,
-  row: { caller: string; request_id: string; method: string; request_hash: string; response: Buffer },
-  material: KeyMaterial,
-) {
-  return keys
-    .with('earlier', (db) =>
-      db
-        .deleteFrom(IDEMPOTENCY_TABLE)
-        .where('caller', '=', row.caller)
-        .where('request_id', '=', row.request_id)
-        .where((eb) => eb.not(ofCurrentBoundary(material)(eb)))
-        .returning('caller'),
-    )
-    .insertInto(IDEMPOTENCY_TABLE)
-    .columns(['caller', 'request_id', 'method', 'request_hash', 'response'])
-    .expression((eb) =>
-      eb
-        .selectFrom((q) => q.selectFrom('earlier').select((e) => e.fn.countAll().as('replaced')).as('deletion'))
-        .select([
-          sql.val(row.caller).as('caller'),
-          sql.val(row.request_id).as('request_id'),
-          sql.val(row.method).as('method'),
-          sql.val(row.request_hash).as('request_hash'),
-          sql<Buffer>`${row.response}::bytea`.as('response'),
-        ]),
-    )
-}
+const insertReplacingEarlier = (role: 'instance' | 'terminal') =>
+  queryTemplate(`idempotency.insertReplacingEarlier.${role}`, (keys: KeysDb, row: StoredRow & { callerId: string }) => {
+    const since = registeredBoundary(originOf(keys) ?? keys)
+    // The id is read only if the boundary uses it (a template refuses a value it does not bind).
+    const caller = {
+      role,
+      get id() {
+        return row.callerId
+      },
+    }
+    const boundary = (eb: ExpressionBuilder<any, any>) => since?.(caller, eb) ?? eb.val(null)
+    return keys
+      .with('earlier', (db) =>
+        db
+          .deleteFrom(IDEMPOTENCY_TABLE)
+          .where('caller', '=', row.caller)
+          .where('request_id', '=', row.request_id)
+          .where((eb) => eb.not(ofCurrentBoundary({ since: boundary })(eb)))
+          .returning('caller'),
+      )
+      .insertInto(IDEMPOTENCY_TABLE)
+      .columns(['caller', 'request_id', 'method', 'request_hash', 'response'])
+      .expression((eb) =>
+        eb
+          .selectFrom((q) =>
+            q
+              .selectFrom('earlier')
+              .select((e) => e.fn.countAll().as('replaced'))
+              .as('deletion'),
+          )
+          .select([
+            sql.val(row.caller).as('caller'),
+            sql.val(row.request_id).as('request_id'),
+            sql.val(row.method).as('method'),
+            sql.val(row.request_hash).as('request_hash'),
+            sql<Buffer>`${row.response}::bytea`.as('response'),
+          ]),
+      )
+  })
+const INSERT_REPLACING_EARLIER = { instance: insertReplacingEarlier('instance'), terminal: insertReplacingEarlier('terminal') }
 
 function seal(key: Buffer, plain: Uint8Array): Buffer {
   const iv = randomBytes(12)

@@ -14,6 +14,7 @@ import { commitsTransaction } from './pipelined-transaction.ts'
 import { CloudpayError } from './errors.ts'
 import type { Logger } from './logger.ts'
 import { PeerError } from './peer-calls.ts'
+import { queryTemplate } from './query-template.ts'
 import { SERVICE_TRACER } from './telemetry.ts'
 import { captureContext, restoreContext } from './trace-context.ts'
 import type { Worker } from './workers.ts'
@@ -85,6 +86,26 @@ const localOutboxes = new WeakMap<Kysely<any>, LocalOutbox>()
 /** Deliveries enqueued where no local outbox could take them at once: kick() then looks for them. */
 let enqueuedUnheld = 0
 
+type EnqueuedRow = { delivery_id: string; topic: string; payload: string }
+
+const insertDelivery = (db: OutboxDb, row: EnqueuedRow, held?: { leaseMs: string }) =>
+  db
+    .insertInto(OUTBOX_TABLE)
+    .values({
+      delivery_id: row.delivery_id,
+      topic: row.topic,
+      payload: row.payload as unknown as Record<string, string>,
+      delivered_at: null,
+      last_error: null,
+      ...(held ? { next_attempt_at: sql<Date>`now() + ${held.leaseMs}::interval`, attempts: 1 } : {}),
+    })
+    .onConflict((oc) => oc.column('delivery_id').doNothing())
+    .returning('delivery_id')
+/** A delivery for another process's outbox (or for the periodic poll). */
+const ENQUEUE = queryTemplate('outbox.enqueue', (db: OutboxDb, row: EnqueuedRow) => insertDelivery(db, row))
+/** A delivery this process's outbox attempts after the commit: written leased to it (attempt 1). */
+const ENQUEUE_HELD = queryTemplate('outbox.enqueueHeld', (db: OutboxDb, row: EnqueuedRow & { leaseMs: string }) => insertDelivery(db, row, row))
+
 /**
  * Adds a delivery inside the caller's transaction; its id is the request id the receiver dedupes
  * on. The active trace context goes with it, so the delivery continues the caller's trace.
@@ -98,19 +119,8 @@ export async function enqueue(trx: Kysely<any>, topic: string, payload: Record<s
   const stored = { ...payload, [TRACE_FIELD]: captureContext() }
   const origin = originOf(trx)
   const local = origin ? localOutboxes.get(origin) : undefined
-  const inserted = await (trx as OutboxDb)
-    .insertInto(OUTBOX_TABLE)
-    .values({
-      delivery_id: deliveryId,
-      topic,
-      payload: JSON.stringify(stored) as unknown as Record<string, string>,
-      delivered_at: null,
-      last_error: null,
-      ...(local ? { next_attempt_at: sql<Date>`now() + ${`${local.leaseMs} milliseconds`}::interval`, attempts: 1 } : {}),
-    })
-    .onConflict((oc) => oc.column('delivery_id').doNothing())
-    .returning('delivery_id')
-    .executeTakeFirst()
+  const row = { delivery_id: deliveryId, topic, payload: JSON.stringify(stored) }
+  const inserted = await (local ? ENQUEUE_HELD.first(trx as OutboxDb, { ...row, leaseMs: `${local.leaseMs} milliseconds` }) : ENQUEUE.first(trx as OutboxDb, row))
   if (!local) enqueuedUnheld += 1
   // An id enqueued before (onConflict) is not ours to attempt: it is leased or delivered already.
   else if (inserted) afterCommit(trx, () => local.attemptHeld({ delivery_id: deliveryId, topic, payload: stored, attempts: 1 }))
@@ -304,7 +314,10 @@ export function createOutbox(options: OutboxOptions): Outbox {
 
   /** The UPDATE marking deliveries delivered (a batch of acknowledgements, or one inside its handler's transaction). */
   const markDelivered = (on: OutboxDb, deliveryIds: readonly string[]) =>
-    on.updateTable(OUTBOX_TABLE).set({ delivered_at: new Date(), last_error: null }).where('delivery_id', 'in', [...deliveryIds])
+    on
+      .updateTable(OUTBOX_TABLE)
+      .set({ delivered_at: new Date(), last_error: null })
+      .where('delivery_id', 'in', [...deliveryIds])
 
   /**
    * Acknowledgements finishing within ACK_WINDOW_MS of each other are written in one UPDATE (under

@@ -35,7 +35,8 @@ import type { Identity } from './identity.ts'
  * Where, in one service's tables, the caller's current rental (an instance) or enrolment (a
  * terminal) began: a scalar SQL expression, null while none is recorded (then nothing is of an
  * earlier one). Undefined for callers the rule does not bound (services, operators), or that
- * this service does not track.
+ * this service does not track. Its shape follows the caller's role alone and its only value is
+ * the caller's id: the answers' insert is built once per role (query-template.ts).
  */
 export type BoundarySince = (caller: Identity, eb: ExpressionBuilder<any, any>) => Expression<unknown> | undefined
 
@@ -53,6 +54,9 @@ export function boundaryOf(db: object, caller: Identity): ((eb: ExpressionBuilde
   if (!since) return undefined
   return (eb) => since(caller, eb) ?? eb.val(null)
 }
+
+/** The boundary the service on `db` registered: for a statement built once for every caller of a role (query-template.ts). */
+export const registeredBoundary = (db: object): BoundarySince | undefined => boundaries.get(db)
 
 /** True for the callers whose reads the rule bounds: an instance and a terminal. */
 export const isBounded = (caller: Identity): boolean => caller.role === 'instance' || caller.role === 'terminal'

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { after, before, test } from 'node:test'
 import { status as Status } from '@grpc/grpc-js'
-import { type Kysely, sql } from 'kysely'
+import { type ExpressionBuilder, type Kysely, sql } from 'kysely'
 import { BindAppAccountRequest, BindAppAccountResponse } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { accountManagement } from '../../services/account-management/server.ts'
 import type { AccountDatabase } from '../../services/account-management/store/tables.ts'
@@ -145,7 +145,10 @@ test(`a flow reading the stored answer in its own first statement: a retry gets 
   const flow = (call: ReturnType<typeof callFor>, appAccountId: string) =>
     idempotentFlowReadingAnswer(db, call, async (commit, stored) => {
       // The flow's own first read, with the stored answer as one more column.
-      const row = await db.selectFrom('cloud_accounts').select((eb) => [eb.fn.countAll().as('n'), stored.column(eb)]).executeTakeFirstOrThrow()
+      const row = await db
+        .selectFrom('cloud_accounts')
+        .select((eb) => [eb.fn.countAll().as('n'), stored.column(eb)])
+        .executeTakeFirstOrThrow()
       reads++
       const previous = stored.answer(row.stored_answer)
       if (previous) return previous
@@ -192,11 +195,15 @@ test(
 )
 
 test(`a caller bounded by a rental replays only its current rental's answers; duplicates of the new rental still store one (${DATABASE_KIND})`, async () => {
-  // Where the instance's rental began, as a service registers it (rental-boundary.ts); null: none recorded.
-  let began: Date | null = null
+  // Where the instance's rental began, kept by device as a service keeps it and registered as a
+  // service registers it (rental-boundary.ts): by the caller's role, the caller's id bound. No row: none recorded.
+  const rentals = sql.table(`${accountManagement.schema}.test_rentals`)
+  await sql`create table ${rentals} (device_id text primary key, began_at timestamptz not null)`.execute(database.db)
   const bounded = () => {
     const db = replica()
-    registerRentalBoundary(db, () => sql`${began}::timestamptz`)
+    registerRentalBoundary(db, (caller, eb) =>
+      caller.role === 'instance' ? (eb as ExpressionBuilder<any, any>).selectFrom('test_rentals').select('began_at').where('device_id', '=', caller.id) : undefined,
+    )
     return db
   }
   const instance = { role: 'instance', id: 'dev-i' } as const
@@ -208,7 +215,8 @@ test(`a caller bounded by a rental replays only its current rental's answers; du
   assert.deepEqual(await run(bounded(), 'again'), answer('first-rental'), 'within the rental a retry replays')
 
   const now = await sql<{ now: Date }>`select now() as now`.execute(database.db)
-  began = new Date(new Date(now.rows[0]!.now).getTime() + 1)
+  const began = new Date(new Date(now.rows[0]!.now).getTime() + 1)
+  await sql`insert into ${rentals} values ('dev-i', ${began})`.execute(database.db)
   while (Date.now() <= began.getTime()) await new Promise((resolve) => setImmediate(resolve))
   // Two replicas at once, the first rental's answer still stored: one replaces it, the other finds the key taken and replays.
   const [a, b] = await Promise.all([run(bounded(), 'next-rental-a'), run(bounded(), 'next-rental-b')])
