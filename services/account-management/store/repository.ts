@@ -1,5 +1,6 @@
 // SQL of the account_management schema. Functions take the database or a transaction.
 import { type AliasedExpression, type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction } from 'kysely'
+import { queryTemplate } from '../../runtime/query-template.ts'
 import type {
   AccountDatabase,
   AccountTerminalsTable,
@@ -90,27 +91,31 @@ export async function insertLoginUnderAssignment(
   trx: Transaction<AccountDatabase>,
   login: { loginId: string; deviceId: string; bindingCode: string; expiresAt: Date },
 ): Promise<LoginRow | undefined> {
-  return trx
-    .insertInto('logins')
-    .columns(['login_id', 'device_id', 'account_id', 'assignment_id', 'binding_code', 'state', 'expires_at'])
-    .expression((eb) =>
-      eb
-        .selectFrom('instance_assignments')
-        .select([
-          sql<string>`${login.loginId}::text`.as('login_id'),
-          'device_id',
-          'account_id',
-          'assignment_id',
-          sql<string>`${login.bindingCode}::text`.as('binding_code'),
-          sql<LoginStateColumn>`'pending'`.as('state'),
-          sql<Date>`${login.expiresAt}::timestamptz`.as('expires_at'),
-        ])
-        .where('device_id', '=', login.deviceId)
-        .forShare(),
-    )
-    .returningAll()
-    .executeTakeFirst()
+  return INSERT_LOGIN_UNDER_ASSIGNMENT.first(trx, login)
 }
+const INSERT_LOGIN_UNDER_ASSIGNMENT = queryTemplate(
+  'account-management.insertLoginUnderAssignment',
+  (trx: Db, login: { loginId: string; deviceId: string; bindingCode: string; expiresAt: Date }) =>
+    trx
+      .insertInto('logins')
+      .columns(['login_id', 'device_id', 'account_id', 'assignment_id', 'binding_code', 'state', 'expires_at'])
+      .expression((eb) =>
+        eb
+          .selectFrom('instance_assignments')
+          .select([
+            sql<string>`${login.loginId}::text`.as('login_id'),
+            'device_id',
+            'account_id',
+            'assignment_id',
+            sql<string>`${login.bindingCode}::text`.as('binding_code'),
+            sql<LoginStateColumn>`'pending'`.as('state'),
+            sql<Date>`${login.expiresAt}::timestamptz`.as('expires_at'),
+          ])
+          .where('device_id', '=', login.deviceId)
+          .forShare(),
+      )
+      .returningAll(),
+)
 
 /** Ends the device's unexpired pending and verified logins; returns how many. */
 export async function endLoginsOfDevice(db: Db, deviceId: string, now: Date): Promise<number> {
@@ -164,13 +169,7 @@ function startedUnderCurrentAssignment(eb: ExpressionBuilder<AccountDatabase, 'l
 
 /** The device's login if it was started under the device's current assignment; a login of an ended rental is not found. */
 export async function findLoginOfCurrentRental(db: Db, deviceId: string, loginId: string): Promise<LoginRow | undefined> {
-  return db
-    .selectFrom('logins')
-    .selectAll()
-    .where('login_id', '=', loginId)
-    .where('device_id', '=', deviceId)
-    .where(startedUnderCurrentAssignment)
-    .executeTakeFirst()
+  return db.selectFrom('logins').selectAll().where('login_id', '=', loginId).where('device_id', '=', deviceId).where(startedUnderCurrentAssignment).executeTakeFirst()
 }
 
 /**
@@ -209,15 +208,11 @@ export async function findLoginToVerify(db: Db, loginId: string, extra?: (eb: Ex
 
 /** Moves a login from one state to another if it is still in `from` (and unexpired); undefined otherwise. */
 export async function transitionLogin(db: Db, loginId: string, from: LoginStateColumn, to: LoginStateColumn, now: Date): Promise<LoginRow | undefined> {
-  return db
-    .updateTable('logins')
-    .set({ state: to, updated_at: now })
-    .where('login_id', '=', loginId)
-    .where('state', '=', from)
-    .where('expires_at', '>', now)
-    .returningAll()
-    .executeTakeFirst()
+  return TRANSITION_LOGIN.first(db, { loginId, from, to, now })
 }
+const TRANSITION_LOGIN = queryTemplate('account-management.transitionLogin', (db: Db, v: { loginId: string; from: LoginStateColumn; to: LoginStateColumn; now: Date }) =>
+  db.updateTable('logins').set({ state: v.to, updated_at: v.now }).where('login_id', '=', v.loginId).where('state', '=', v.from).where('expires_at', '>', v.now).returningAll(),
+)
 
 /**
  * Moves the device's verified, unexpired login of its current rental to redeemed and stores its
@@ -225,57 +220,67 @@ export async function transitionLogin(db: Db, loginId: string, from: LoginStateC
  * when the login did not qualify.
  */
 export async function redeemLoginForToken(db: Db, deviceId: string, loginId: string, token: { tokenHash: string; expiresAt: Date }, now: Date): Promise<LoginTokenRow | undefined> {
-  return db
-    .with('moved', (qc) =>
-      qc
-        .updateTable('logins')
-        .set({ state: 'redeemed', updated_at: now })
-        .where('login_id', '=', loginId)
-        .where('device_id', '=', deviceId)
-        .where('state', '=', 'verified')
-        .where('expires_at', '>', now)
-        .where(startedUnderCurrentAssignment)
-        .returningAll(),
-    )
-    .insertInto('login_tokens')
-    .columns(['token_hash', 'login_id', 'device_id', 'account_id', 'assignment_id', 'expires_at', 'consumed_at', 'ended_at'])
-    .expression((eb) =>
-      eb
-        .selectFrom('moved')
-        .select([
-          sql<string>`${token.tokenHash}::text`.as('token_hash'),
-          'login_id',
-          'device_id',
-          'account_id',
-          'assignment_id',
-          sql<Date>`${token.expiresAt}::timestamptz`.as('expires_at'),
-          sql<null>`null::timestamptz`.as('consumed_at'),
-          sql<null>`null::timestamptz`.as('ended_at'),
-        ]),
-    )
-    .returningAll()
-    .executeTakeFirst()
+  return REDEEM_LOGIN_FOR_TOKEN.first(db, { deviceId, loginId, tokenHash: token.tokenHash, expiresAt: token.expiresAt, now })
 }
+const REDEEM_LOGIN_FOR_TOKEN = queryTemplate(
+  'account-management.redeemLoginForToken',
+  (db: Db, v: { deviceId: string; loginId: string; tokenHash: string; expiresAt: Date; now: Date }) =>
+    db
+      .with('moved', (qc) =>
+        qc
+          .updateTable('logins')
+          .set({ state: 'redeemed', updated_at: v.now })
+          .where('login_id', '=', v.loginId)
+          .where('device_id', '=', v.deviceId)
+          .where('state', '=', 'verified')
+          .where('expires_at', '>', v.now)
+          .where(startedUnderCurrentAssignment)
+          .returningAll(),
+      )
+      .insertInto('login_tokens')
+      .columns(['token_hash', 'login_id', 'device_id', 'account_id', 'assignment_id', 'expires_at', 'consumed_at', 'ended_at'])
+      .expression((eb) =>
+        eb
+          .selectFrom('moved')
+          .select([
+            sql<string>`${v.tokenHash}::text`.as('token_hash'),
+            'login_id',
+            'device_id',
+            'account_id',
+            'assignment_id',
+            sql<Date>`${v.expiresAt}::timestamptz`.as('expires_at'),
+            sql<null>`null::timestamptz`.as('consumed_at'),
+            sql<null>`null::timestamptz`.as('ended_at'),
+          ]),
+      )
+      .returningAll(),
+)
 
 /**
  * Consumes an unconsumed, unended, unexpired token of that device, returning it with the app
  * account its cloud account is bound to (null when none); undefined when it does not qualify.
  */
 export async function consumeLoginToken(db: Db, tokenHash: string, deviceId: string, now: Date): Promise<(LoginTokenRow & { app_account_id: string | null }) | undefined> {
-  return db
+  return CONSUME_LOGIN_TOKEN.first(db, { tokenHash, deviceId, now })
+}
+const CONSUME_LOGIN_TOKEN = queryTemplate('account-management.consumeLoginToken', (db: Db, v: { tokenHash: string; deviceId: string; now: Date }) =>
+  db
     .updateTable('login_tokens')
-    .set({ consumed_at: now })
-    .where('token_hash', '=', tokenHash)
-    .where('device_id', '=', deviceId)
+    .set({ consumed_at: v.now })
+    .where('token_hash', '=', v.tokenHash)
+    .where('device_id', '=', v.deviceId)
     .where('consumed_at', 'is', null)
     .where('ended_at', 'is', null)
-    .where('expires_at', '>', now)
+    .where('expires_at', '>', v.now)
     .returningAll()
     .returning((eb) =>
-      eb.selectFrom('app_account_bindings').select('app_account_bindings.app_account_id').whereRef('app_account_bindings.account_id', '=', 'login_tokens.account_id').as('app_account_id'),
-    )
-    .executeTakeFirst()
-}
+      eb
+        .selectFrom('app_account_bindings')
+        .select('app_account_bindings.app_account_id')
+        .whereRef('app_account_bindings.account_id', '=', 'login_tokens.account_id')
+        .as('app_account_id'),
+    ),
+)
 
 export async function findLoginToken(db: Db, tokenHash: string): Promise<LoginTokenRow | undefined> {
   return db.selectFrom('login_tokens').selectAll().where('token_hash', '=', tokenHash).executeTakeFirst()
@@ -356,7 +361,11 @@ export async function findPaymentBinding(db: Db, accountId: string, bindingId: s
  * when none is), in one statement: undefined when the device is not assigned; `binding` undefined
  * when there is no such binding.
  */
-export async function findDeviceBinding(db: Db, deviceId: string, bindingId: string | undefined): Promise<{ accountId: string; binding: PaymentBindingRow | undefined } | undefined> {
+export async function findDeviceBinding(
+  db: Db,
+  deviceId: string,
+  bindingId: string | undefined,
+): Promise<{ accountId: string; binding: PaymentBindingRow | undefined } | undefined> {
   const row = await db
     .selectFrom('instance_assignments')
     .leftJoin('payment_bindings', (join) => {

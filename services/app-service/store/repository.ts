@@ -1,6 +1,7 @@
 // SQL of the app_service schema. Functions take the database or a transaction.
 import type { ExpressionBuilder, Kysely, Selectable, Transaction } from 'kysely'
 import { sql } from 'kysely'
+import { queryTemplate } from '../../runtime/query-template.ts'
 import type { AppAccountsTable, AppDatabase, AppOrdersTable, AppSessionsTable, Archive, CatalogItemsTable, CollectionAccountsTable, InventoryTable } from './tables.ts'
 
 type Db = Kysely<AppDatabase>
@@ -35,8 +36,11 @@ export async function insertAppAccount(db: Db, account: { appAccountId: string; 
 }
 
 export async function findAppAccount(db: Db, appAccountId: string): Promise<AppAccountRow | undefined> {
-  return db.selectFrom('app_accounts').selectAll().where('app_account_id', '=', appAccountId).executeTakeFirst()
+  return FIND_APP_ACCOUNT.first(db, { appAccountId })
 }
+const FIND_APP_ACCOUNT = queryTemplate('app-service.findAppAccount', (db: Db, v: { appAccountId: string }) =>
+  db.selectFrom('app_accounts').selectAll().where('app_account_id', '=', v.appAccountId),
+)
 
 export async function deleteAppAccount(db: Db, appAccountId: string): Promise<void> {
   await db.deleteFrom('app_accounts').where('app_account_id', '=', appAccountId).execute()
@@ -57,11 +61,12 @@ const underAssignment = (db: Db, deviceId: string, assignmentId: string) =>
   )
 
 /** Opens a session under the device's assignment, held as underAssignment holds it; undefined when the assignment ended. */
-export async function insertSessionUnderAssignment(
-  trx: Transaction<AppDatabase>,
-  session: { tokenHash: string; appAccountId: string; deviceId: string; assignmentId: string; expiresAt: Date },
-): Promise<AppSessionRow | undefined> {
-  return underAssignment(trx, session.deviceId, session.assignmentId)
+export async function insertSessionUnderAssignment(trx: Transaction<AppDatabase>, session: SessionValues): Promise<AppSessionRow | undefined> {
+  return INSERT_SESSION_UNDER_ASSIGNMENT.first(trx, session)
+}
+type SessionValues = { tokenHash: string; appAccountId: string; deviceId: string; assignmentId: string; expiresAt: Date }
+const INSERT_SESSION_UNDER_ASSIGNMENT = queryTemplate('app-service.insertSessionUnderAssignment', (trx: Db, session: SessionValues) =>
+  underAssignment(trx, session.deviceId, session.assignmentId)
     .insertInto('app_sessions')
     .columns(['token_hash', 'app_account_id', 'device_id', 'assignment_id', 'expires_at', 'ended_at'])
     .expression((eb) =>
@@ -77,9 +82,8 @@ export async function insertSessionUnderAssignment(
         ])
         .where('held.ended_at', 'is', null),
     )
-    .returningAll()
-    .executeTakeFirst()
-}
+    .returningAll(),
+)
 
 /** Marks a device's assignment ended (the first end's time is kept). */
 export async function endDeviceAssignment(trx: Transaction<AppDatabase>, deviceId: string, assignmentId: string, now: Date): Promise<void> {
@@ -105,27 +109,36 @@ export async function endSessions(db: Db, deviceId: string, assignmentIds: reado
 
 /** A session and its app account, in one read. */
 export async function findSessionWithAccount(db: Db, tokenHash: string): Promise<{ session: AppSessionRow; account: AppAccountRow | undefined } | undefined> {
-  const row = await db
+  const row = await FIND_SESSION_WITH_ACCOUNT.first(db, { tokenHash })
+  if (!row) return undefined
+  const { account_id, account_display_name, account_archive, account_created_at, ...session } = row
+  const account = account_id === null ? undefined : { app_account_id: account_id, display_name: account_display_name!, archive: account_archive!, created_at: account_created_at! }
+  return { session, account }
+}
+const FIND_SESSION_WITH_ACCOUNT = queryTemplate('app-service.findSessionWithAccount', (db: Db, v: { tokenHash: string }) =>
+  db
     .selectFrom('app_sessions')
     .leftJoin('app_accounts', 'app_accounts.app_account_id', 'app_sessions.app_account_id')
     .selectAll('app_sessions')
-    .select(['app_accounts.app_account_id as account_id', 'app_accounts.display_name as account_display_name', 'app_accounts.archive as account_archive', 'app_accounts.created_at as account_created_at'])
-    .where('app_sessions.token_hash', '=', tokenHash)
-    .executeTakeFirst()
-  if (!row) return undefined
-  const { account_id, account_display_name, account_archive, account_created_at, ...session } = row
-  const account =
-    account_id === null ? undefined : { app_account_id: account_id, display_name: account_display_name!, archive: account_archive!, created_at: account_created_at! }
-  return { session, account }
-}
+    .select([
+      'app_accounts.app_account_id as account_id',
+      'app_accounts.display_name as account_display_name',
+      'app_accounts.archive as account_archive',
+      'app_accounts.created_at as account_created_at',
+    ])
+    .where('app_sessions.token_hash', '=', v.tokenHash),
+)
 
 export type AppOrderRow = Selectable<AppOrdersTable>
 export type CollectionAccountRow = Selectable<CollectionAccountsTable>
 export type InventoryRow = Selectable<InventoryTable>
 
 export async function findCatalogItem(db: Db, itemId: string): Promise<CatalogItemRow | undefined> {
-  return db.selectFrom('catalog_items').selectAll().where('item_id', '=', itemId).executeTakeFirst()
+  return FIND_CATALOG_ITEM.first(db, { itemId })
 }
+const FIND_CATALOG_ITEM = queryTemplate('app-service.findCatalogItem', (db: Db, v: { itemId: string }) =>
+  db.selectFrom('catalog_items').selectAll().where('item_id', '=', v.itemId),
+)
 
 /**
  * Inserts an order under the device's assignment, held as underAssignment holds it; returned with
@@ -133,11 +146,31 @@ export async function findCatalogItem(db: Db, itemId: string): Promise<CatalogIt
  */
 export async function insertOrderUnderAssignment(
   trx: Transaction<AppDatabase>,
-  order: Omit<AppOrderRow, 'created_at' | 'effective_at' | 'state' | 'payment_order_id' | 'platform_id' | 'serial_number'>,
+  order: NewAppOrder,
 ): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[] } | undefined> {
-  const inserted = await underAssignment(trx, order.device_id, order.assignment_id)
+  const inserted = await INSERT_ORDER_UNDER_ASSIGNMENT.first(trx, order)
+  if (!inserted) return undefined
+  const { collection, ...row } = inserted
+  return { order: row as AppOrderRow, collection: collection ?? [] }
+}
+type NewAppOrder = Omit<AppOrderRow, 'created_at' | 'effective_at' | 'state' | 'payment_order_id' | 'platform_id' | 'serial_number'>
+const INSERT_ORDER_UNDER_ASSIGNMENT = queryTemplate('app-service.insertOrderUnderAssignment', (trx: Db, order: NewAppOrder) =>
+  underAssignment(trx, order.device_id, order.assignment_id)
     .insertInto('app_orders')
-    .columns(['app_order_id', 'app_account_id', 'device_id', 'assignment_id', 'item_id', 'quantity', 'currency_code', 'unit_price_minor', 'discount_minor', 'amount_due_minor', 'description', 'state'])
+    .columns([
+      'app_order_id',
+      'app_account_id',
+      'device_id',
+      'assignment_id',
+      'item_id',
+      'quantity',
+      'currency_code',
+      'unit_price_minor',
+      'discount_minor',
+      'amount_due_minor',
+      'description',
+      'state',
+    ])
     .expression((eb) =>
       eb
         .selectFrom('held')
@@ -158,12 +191,8 @@ export async function insertOrderUnderAssignment(
         .where('held.ended_at', 'is', null),
     )
     .returningAll()
-    .returning(collectionColumn)
-    .executeTakeFirst()
-  if (!inserted) return undefined
-  const { collection, ...row } = inserted
-  return { order: row as AppOrderRow, collection: collection ?? [] }
-}
+    .returning(collectionColumn),
+)
 
 export async function findOrder(db: Db, appOrderId: string): Promise<AppOrderRow | undefined> {
   return db.selectFrom('app_orders').selectAll().where('app_order_id', '=', appOrderId).executeTakeFirst()
@@ -174,7 +203,9 @@ const collectionColumn = (eb: ExpressionBuilder<AppDatabase, 'app_orders'>) =>
   eb
     .selectFrom('collection_accounts')
     .select(
-      sql<CollectionAccountRow[]>`coalesce(jsonb_agg(jsonb_build_object('platform_id', platform_id, 'merchant_id', merchant_id, 'collection_account', collection_account) order by platform_id), '[]'::jsonb)`.as(
+      sql<
+        CollectionAccountRow[]
+      >`coalesce(jsonb_agg(jsonb_build_object('platform_id', platform_id, 'merchant_id', merchant_id, 'collection_account', collection_account) order by platform_id), '[]'::jsonb)`.as(
         'accounts',
       ),
     )
@@ -185,7 +216,13 @@ export async function findOrderWithCollection(
   db: Db,
   appOrderId: string,
 ): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[]; assignmentEnded: boolean } | undefined> {
-  const row = await db
+  const row = await FIND_ORDER_WITH_COLLECTION.first(db, { appOrderId })
+  if (!row) return undefined
+  const { collection, assignment_ended, ...order } = row
+  return { order, collection: collection ?? [], assignmentEnded: Boolean(assignment_ended) }
+}
+const FIND_ORDER_WITH_COLLECTION = queryTemplate('app-service.findOrderWithCollection', (db: Db, v: { appOrderId: string }) =>
+  db
     .selectFrom('app_orders')
     .selectAll('app_orders')
     // Placed under a rental of the device that has ended since (device_assignments' tombstone).
@@ -202,12 +239,8 @@ export async function findOrderWithCollection(
         .as('assignment_ended'),
     )
     .select(collectionColumn)
-    .where('app_order_id', '=', appOrderId)
-    .executeTakeFirst()
-  if (!row) return undefined
-  const { collection, assignment_ended, ...order } = row
-  return { order, collection: collection ?? [], assignmentEnded: Boolean(assignment_ended) }
-}
+    .where('app_order_id', '=', v.appOrderId),
+)
 
 /**
  * Makes a pending order whose amount due is the one paid effective and delivers its items to the
@@ -220,15 +253,30 @@ export async function markOrderEffectiveDelivering(
   appOrderId: string,
   payment: { paymentOrderId: string; platformId: string; serialNumber: string; paid: { currencyCode: string; amountMinor: bigint } },
 ): Promise<{ order: AppOrderRow; collection: CollectionAccountRow[] } | undefined> {
-  const row = await db
+  const { paymentOrderId, platformId, serialNumber } = payment
+  const row = await MARK_ORDER_EFFECTIVE_DELIVERING.first(db, {
+    appOrderId,
+    paymentOrderId,
+    platformId,
+    serialNumber,
+    currencyCode: payment.paid.currencyCode,
+    amountMinor: payment.paid.amountMinor,
+  })
+  if (!row) return undefined
+  const { collection, ...order } = row
+  return { order: order as AppOrderRow, collection: collection ?? [] }
+}
+type EffectiveValues = { appOrderId: string; paymentOrderId: string; platformId: string; serialNumber: string; currencyCode: string; amountMinor: bigint }
+const MARK_ORDER_EFFECTIVE_DELIVERING = queryTemplate('app-service.markOrderEffectiveDelivering', (db: Db, v: EffectiveValues) =>
+  db
     .with('effective', (qc) =>
       qc
         .updateTable('app_orders')
-        .set({ state: 'effective', effective_at: sql`now()`, payment_order_id: payment.paymentOrderId, platform_id: payment.platformId, serial_number: payment.serialNumber })
-        .where('app_order_id', '=', appOrderId)
+        .set({ state: 'effective', effective_at: sql`now()`, payment_order_id: v.paymentOrderId, platform_id: v.platformId, serial_number: v.serialNumber })
+        .where('app_order_id', '=', v.appOrderId)
         .where('state', '=', 'pending')
-        .where('currency_code', '=', payment.paid.currencyCode)
-        .where('amount_due_minor', '=', payment.paid.amountMinor)
+        .where('currency_code', '=', v.currencyCode)
+        .where('amount_due_minor', '=', v.amountMinor)
         .returningAll()
         .returning(collectionColumn),
     )
@@ -240,12 +288,8 @@ export async function markOrderEffectiveDelivering(
         .onConflict((oc) => oc.columns(['app_account_id', 'item_id']).doUpdateSet({ quantity: sql`inventory.quantity + excluded.quantity` })),
     )
     .selectFrom('effective')
-    .selectAll()
-    .executeTakeFirst()
-  if (!row) return undefined
-  const { collection, ...order } = row
-  return { order: order as AppOrderRow, collection: collection ?? [] }
-}
+    .selectAll(),
+)
 
 /** Rejects the device's pending orders placed under these assignments; returns how many. */
 export async function rejectPendingOrders(db: Db, deviceId: string, assignmentIds: readonly string[]): Promise<number> {

@@ -1,5 +1,6 @@
 // SQL of the instance_events schema. Functions take the database or a transaction.
 import { type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction } from 'kysely'
+import { queryTemplate } from '../../runtime/query-template.ts'
 import type { ChannelsTable, EventsDatabase, EventsTable } from './tables.ts'
 
 type Db = Kysely<EventsDatabase>
@@ -7,18 +8,24 @@ export type ChannelRow = Selectable<ChannelsTable>
 
 /** Inserts an open channel; undefined when the pair already has one open. */
 export async function insertOpenChannel(db: Db, channelId: string, deviceId: string, terminalId: string): Promise<ChannelRow | undefined> {
-  return db
-    .insertInto('channels')
-    .values({ channel_id: channelId, device_id: deviceId, terminal_id: terminalId, state: 'open', closed_at: null })
-    // A literal, not a parameter: the partial unique index is matched when the statement is
-    // planned, and a prepared statement (runtime/prepared-statements.ts) is planned without values.
-    .onConflict((oc) => oc.columns(['device_id', 'terminal_id']).where('state', '=', sql.lit('open')).doNothing())
-    .returningAll()
-    .executeTakeFirst()
+  return (
+    db
+      .insertInto('channels')
+      .values({ channel_id: channelId, device_id: deviceId, terminal_id: terminalId, state: 'open', closed_at: null })
+      // A literal, not a parameter: the partial unique index is matched when the statement is
+      // planned, and a prepared statement (runtime/prepared-statements.ts) is planned without values.
+      .onConflict((oc) => oc.columns(['device_id', 'terminal_id']).where('state', '=', sql.lit('open')).doNothing())
+      .returningAll()
+      .executeTakeFirst()
+  )
 }
 
+const FIND_OPEN_CHANNEL = queryTemplate('instance-events.findOpenChannel', (db: Db, v: { deviceId: string; terminalId: string }) =>
+  db.selectFrom('channels').selectAll().where('device_id', '=', v.deviceId).where('terminal_id', '=', v.terminalId).where('state', '=', 'open'),
+)
+
 export async function findOpenChannel(db: Db, deviceId: string, terminalId: string): Promise<ChannelRow | undefined> {
-  return db.selectFrom('channels').selectAll().where('device_id', '=', deviceId).where('terminal_id', '=', terminalId).where('state', '=', 'open').executeTakeFirst()
+  return FIND_OPEN_CHANNEL.first(db, { deviceId, terminalId })
 }
 
 export async function findChannel(db: Db, channelId: string): Promise<ChannelRow | undefined> {
@@ -69,7 +76,9 @@ export async function listChannels(db: Db, filter: ChannelFilter, beforeSeq: big
     const stream = filter.enrolmentStream
     // A scalar subquery in the same statement: closed before the terminal's latest enrolment ended, it was that enrolment's.
     // (An open channel, or no enrolment ended yet: null, so kept.)
-    query = query.where((eb) => sql<boolean>`coalesce(${eb.ref('closed_at')} >= (${eb.selectFrom('device_streams').select('rental_began_at').where('device_id', '=', stream)}), true)`)
+    query = query.where(
+      (eb) => sql<boolean>`coalesce(${eb.ref('closed_at')} >= (${eb.selectFrom('device_streams').select('rental_began_at').where('device_id', '=', stream)}), true)`,
+    )
   }
   if (beforeSeq !== undefined) query = query.where('seq', '<', beforeSeq)
   return query.execute()
@@ -97,35 +106,36 @@ export async function notifyChannelClosed(db: Db, deviceId: string, terminalId: 
   await sql`select pg_notify(${CHANNELS_CHANNEL}, ${JSON.stringify([deviceId, terminalId])})`.execute(db)
 }
 
-/**
- * Appends an event with the device's next sequence number and wakes its subscribers on every
- * replica: one statement (the sequence, the event and the NOTIFY in one round trip).
- */
-export async function appendEvent(
-  trx: Transaction<EventsDatabase>,
-  event: { deviceId: string; kind: string; subjectId: string; publisher: string; traceParent: string; subjectCreatedAt?: Date; endsEnrolment?: { readonly at?: Date } },
-): Promise<EventRow> {
-  // The rental the event belongs to (rental-boundary.ts): the current one, unless what it is about
-  // was created before the current rental began (an order the release cancelled, told later).
-  const at = event.subjectCreatedAt ?? null
-  // A terminal's removal: when it happened (or, not told, now).
-  const ended = event.endsEnrolment ? sql<Date>`coalesce(${event.endsEnrolment.at ?? null}::timestamptz, now())` : undefined
+interface AppendedEvent {
+  readonly deviceId: string
+  readonly kind: string
+  readonly subjectId: string
+  readonly publisher: string
+  readonly traceParent: string
+  /** When what the event is about was created, if before now matters (null: of the current rental). */
+  readonly at: Date | null
+}
+
+/** The append's statement: the sequence, the event and the NOTIFY in one; `ended` for a terminal's removal (when it happened, or null for now). */
+function appendStatement(trx: Db, event: AppendedEvent, ended?: { readonly endedAt: Date | null }) {
+  const at = event.at
+  const endedAt = ended ? sql<Date>`coalesce(${ended.endedAt}::timestamptz, now())` : undefined
   const rental = sql<bigint>`case
     when ${at}::timestamptz is null or stream.rental_began_at is null or ${at}::timestamptz >= stream.rental_began_at then stream.rental_floor
     when stream.previous_rental_began_at is null or ${at}::timestamptz >= stream.previous_rental_began_at then stream.previous_rental_floor
     else -1 end`
   // The upsert locks the device's row: concurrent publishers for one device take turns, so the
   // sequence has no gaps and no duplicates.
-  const { notified: _, ...row } = await trx
+  return trx
     .with('stream', (db) =>
       db
         .insertInto('device_streams')
-        .values({ device_id: event.deviceId, last_sequence: 1n, ...(ended ? { rental_began_at: ended } : {}) })
+        .values({ device_id: event.deviceId, last_sequence: 1n, ...(endedAt ? { rental_began_at: endedAt } : {}) })
         .onConflict((oc) =>
           oc.column('device_id').doUpdateSet({
             last_sequence: sql`device_streams.last_sequence + 1`,
             // A terminal's stream: where its latest ended enrolment stopped (never moved back; greatest skips a null).
-            ...(ended ? { rental_began_at: sql`greatest(device_streams.rental_began_at, excluded.rental_began_at)` } : {}),
+            ...(endedAt ? { rental_began_at: sql`greatest(device_streams.rental_began_at, excluded.rental_began_at)` } : {}),
           }),
         )
         .returning(['last_sequence', 'rental_floor', 'rental_began_at', 'previous_rental_floor', 'previous_rental_began_at']),
@@ -152,7 +162,31 @@ export async function appendEvent(
     .selectFrom('appended')
     .selectAll()
     .select(sql<string>`pg_notify(${EVENTS_CHANNEL}, appended.device_id || ' ' || appended.sequence)`.as('notified'))
-    .executeTakeFirstOrThrow()
+}
+const APPEND_EVENT = queryTemplate('instance-events.appendEvent', (trx: Db, event: AppendedEvent) => appendStatement(trx, event))
+const APPEND_ENDING_EVENT = queryTemplate('instance-events.appendEndingEvent', (trx: Db, event: AppendedEvent & { endedAt: Date | null }) => appendStatement(trx, event, event))
+
+/**
+ * Appends an event with the device's next sequence number and wakes its subscribers on every
+ * replica: one statement (the sequence, the event and the NOTIFY in one round trip).
+ */
+export async function appendEvent(
+  trx: Transaction<EventsDatabase>,
+  event: { deviceId: string; kind: string; subjectId: string; publisher: string; traceParent: string; subjectCreatedAt?: Date; endsEnrolment?: { readonly at?: Date } },
+): Promise<EventRow> {
+  // The rental the event belongs to (rental-boundary.ts): the current one, unless what it is about
+  // was created before the current rental began (an order the release cancelled, told later).
+  const appended: AppendedEvent = {
+    deviceId: event.deviceId,
+    kind: event.kind,
+    subjectId: event.subjectId,
+    publisher: event.publisher,
+    traceParent: event.traceParent,
+    at: event.subjectCreatedAt ?? null,
+  }
+  const found = event.endsEnrolment ? await APPEND_ENDING_EVENT.first(trx, { ...appended, endedAt: event.endsEnrolment.at ?? null }) : await APPEND_EVENT.first(trx, appended)
+  if (!found) throw new Error('appending an event returned no row')
+  const { notified: _, ...row } = found
   return row
 }
 

@@ -1,6 +1,7 @@
 // SQL of the payment_management schema. Functions take the database or a transaction; the ones
 // that lock rows take only a transaction.
 import { type AliasedExpression, type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction, type Updateable } from 'kysely'
+import { type QueryTemplate, queryTemplate } from '../../runtime/query-template.ts'
 import type { OrdersTable, OrderStateColumn, PaymentDatabase } from './tables.ts'
 
 type Db = Kysely<PaymentDatabase>
@@ -88,50 +89,82 @@ export async function findOrderWith(
 }
 
 export async function lockOrder(trx: Transaction<PaymentDatabase>, orderId: string): Promise<OrderRow | undefined> {
-  return trx.selectFrom('orders').selectAll().where('order_id', '=', orderId).forUpdate().executeTakeFirst()
+  return LOCK_ORDER.first(trx, { orderId })
 }
+const LOCK_ORDER = queryTemplate('payment-management.lockOrder', (trx: Db, v: { orderId: string }) =>
+  trx.selectFrom('orders').selectAll().where('order_id', '=', v.orderId).forUpdate(),
+)
+
+type BySerial = { platformId: string; serialNumber: string }
+const bySerial = (db: Db, v: BySerial) => db.selectFrom('orders').selectAll().where('platform_id', '=', v.platformId).where('serial_number', '=', v.serialNumber)
+const FIND_ORDER_BY_SERIAL = queryTemplate('payment-management.findOrderBySerial', bySerial)
+const FIND_CURRENT_ORDER_BY_SERIAL = queryTemplate('payment-management.findCurrentOrderBySerial', (db: Db, v: BySerial) =>
+  bySerial(db, v).where((eb) => eb.not(ofEarlierRental(eb))),
+)
+const LOCK_ORDER_BY_SERIAL = queryTemplate('payment-management.lockOrderBySerial', (trx: Db, v: BySerial) => bySerial(trx, v).forUpdate())
 
 export async function findOrderBySerial(db: Db, platformId: string, serialNumber: string, scope: RentalScope = {}): Promise<OrderRow | undefined> {
-  let query = db.selectFrom('orders').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber)
-  if (scope.currentRentalOnly) query = query.where((eb) => eb.not(ofEarlierRental(eb)))
-  return query.executeTakeFirst()
+  return (scope.currentRentalOnly ? FIND_CURRENT_ORDER_BY_SERIAL : FIND_ORDER_BY_SERIAL).first(db, { platformId, serialNumber })
 }
 
 export async function lockOrderBySerial(trx: Transaction<PaymentDatabase>, platformId: string, serialNumber: string): Promise<OrderRow | undefined> {
-  return trx.selectFrom('orders').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).forUpdate().executeTakeFirst()
+  return LOCK_ORDER_BY_SERIAL.first(trx, { platformId, serialNumber })
 }
 
 /** The device's earliest order waiting to be fetched, moved to FETCHED in the same statement (the lock skips one another call is taking). */
 export async function fetchEarliestWaiting(trx: Transaction<PaymentDatabase>, deviceId: string, now: Date): Promise<OrderRow | undefined> {
-  return trx
+  return FETCH_EARLIEST_WAITING.first(trx, { deviceId, now })
+}
+const FETCH_EARLIEST_WAITING = queryTemplate('payment-management.fetchEarliestWaiting', (trx: Db, v: { deviceId: string; now: Date }) =>
+  trx
     .updateTable('orders')
-    .set({ state: 'fetched', fetched_at: now, updated_at: now })
+    .set({ state: 'fetched', fetched_at: v.now, updated_at: v.now })
     .where('order_id', '=', (eb) =>
       eb
         .selectFrom('orders')
         .select('order_id')
-        .where('device_id', '=', deviceId)
+        .where('device_id', '=', v.deviceId)
         .where('state', '=', 'submitted')
         .where('claimed_by', 'is', null)
-        .where('expires_at', '>', now)
+        .where('expires_at', '>', v.now)
         .orderBy('seq')
         .limit(1)
         .forUpdate()
         .skipLocked(),
     )
     .where('state', '=', 'submitted')
-    .returningAll()
-    .executeTakeFirst()
-}
+    .returningAll(),
+)
 
 export async function updateOrder(db: Db, orderId: string, from: readonly OrderStateColumn[], changes: Updateable<OrdersTable>): Promise<OrderRow | undefined> {
-  return db
-    .updateTable('orders')
-    .set({ ...changes, updated_at: sql`now()` })
-    .where('order_id', '=', orderId)
-    .where('state', 'in', [...from])
-    .returningAll()
-    .executeTakeFirst()
+  const columns = Object.keys(changes).filter((column) => changes[column as keyof typeof changes] !== undefined) as (keyof OrdersTable)[]
+  const values: Record<string, unknown> = { orderId }
+  from.forEach((state, i) => (values[`from${i}`] = state))
+  for (const column of columns) values[`set_${column}`] = changes[column]
+  return updateOrderTemplate(columns, from.length).first(db, values)
+}
+
+/** One template per set of changed columns and count of states moved from: the call sites' few shapes (bounded all the same). */
+const updateOrderTemplates = new Map<string, QueryTemplate<PaymentDatabase, Record<string, unknown>, OrderRow>>()
+function updateOrderTemplate(columns: readonly (keyof OrdersTable)[], fromCount: number) {
+  const shape = `${[...columns].sort().join(',')}/${fromCount}`
+  let template = updateOrderTemplates.get(shape)
+  if (!template) {
+    template = queryTemplate(`payment-management.updateOrder(${shape})`, (db: Db, v: Record<string, unknown>) =>
+      db
+        .updateTable('orders')
+        .set({ ...(Object.fromEntries(columns.map((column) => [column, v[`set_${column}`]])) as Updateable<OrdersTable>), updated_at: sql`now()` })
+        .where('order_id', '=', v.orderId as string)
+        .where(
+          'state',
+          'in',
+          Array.from({ length: fromCount }, (_, i) => v[`from${i}`] as OrderStateColumn),
+        )
+        .returningAll(),
+    )
+    if (updateOrderTemplates.size < 64) updateOrderTemplates.set(shape, template)
+  }
+  return template
 }
 
 export async function listOrders(db: Db, deviceId: string, beforeSeq: bigint | undefined, limit: number, scope: RentalScope = {}): Promise<OrderRow[]> {

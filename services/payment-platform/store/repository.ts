@@ -1,6 +1,7 @@
 // SQL of the payment_platform schema. Functions take the database or a transaction; the ones
 // that lock rows take only a transaction.
 import { type AliasedExpression, type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction } from 'kysely'
+import { queryTemplate } from '../../runtime/query-template.ts'
 import type {
   AccountKindColumn,
   AccountsTable,
@@ -51,7 +52,12 @@ export async function insertAccount(
 
 /** Accounts by ref, in one read. */
 export async function findAccounts(db: Db, platformId: string, refs: readonly string[]): Promise<Map<string, AccountRow>> {
-  const rows = await db.selectFrom('accounts').selectAll().where('platform_id', '=', platformId).where('account_ref', 'in', [...new Set(refs)]).execute()
+  const rows = await db
+    .selectFrom('accounts')
+    .selectAll()
+    .where('platform_id', '=', platformId)
+    .where('account_ref', 'in', [...new Set(refs)])
+    .execute()
   return new Map(rows.map((row) => [row.account_ref, row]))
 }
 
@@ -61,16 +67,17 @@ export async function findAccount(db: Db, platformId: string, accountRef: string
 
 /** Locks accounts in a fixed order (by ref), so two transfers never wait on each other in a cycle. */
 export async function lockAccounts(trx: Transaction<PlatformDatabase>, platformId: string, refs: string[]): Promise<Map<string, AccountRow>> {
-  const rows = await trx
-    .selectFrom('accounts')
-    .selectAll()
-    .where('platform_id', '=', platformId)
-    .where('account_ref', 'in', [...new Set(refs)].sort())
-    .orderBy('account_ref')
-    .forUpdate()
-    .execute()
+  const sorted = [...new Set(refs)].sort()
+  // A payment locks two accounts (payer and collection), a deposit one: those two shapes are templates.
+  const rows =
+    sorted.length === 2 ? await LOCK_TWO_ACCOUNTS.rows(trx, { platformId, first: sorted[0]!, second: sorted[1]! }) : await lockAccountsQuery(trx, platformId, sorted).execute()
   return new Map(rows.map((row) => [row.account_ref, row]))
 }
+const lockAccountsQuery = (trx: Db, platformId: string, sortedRefs: readonly string[]) =>
+  trx.selectFrom('accounts').selectAll().where('platform_id', '=', platformId).where('account_ref', 'in', sortedRefs).orderBy('account_ref').forUpdate()
+const LOCK_TWO_ACCOUNTS = queryTemplate('payment-platform.lockTwoAccounts', (trx: Db, v: { platformId: string; first: string; second: string }) =>
+  lockAccountsQuery(trx, v.platformId, [v.first, v.second]),
+)
 
 /**
  * One ledger journal's whole write in one statement: each account's balance moved by its entry's
@@ -159,23 +166,33 @@ export async function findTransactionToPay(
  * payment (a concurrent Pay of the same transaction waits on the row and then finds it paid).
  */
 export async function completePending(trx: Transaction<PlatformDatabase>, platformId: string, serialNumber: string, now: Date): Promise<TransactionRow | undefined> {
-  return trx
-    .updateTable('transactions')
-    .set({ state: 'succeeded', completed_at: now })
-    .where('platform_id', '=', platformId)
-    .where('serial_number', '=', serialNumber)
-    .where('state', '=', 'pending')
-    .where('expires_at', '>', now)
-    .returningAll()
-    .executeTakeFirst()
+  return COMPLETE_PENDING.first(trx, { platformId, serialNumber, now })
 }
+const COMPLETE_PENDING = queryTemplate('payment-platform.completePending', (trx: Db, v: { platformId: string; serialNumber: string; now: Date }) =>
+  trx
+    .updateTable('transactions')
+    .set({ state: 'succeeded', completed_at: v.now })
+    .where('platform_id', '=', v.platformId)
+    .where('serial_number', '=', v.serialNumber)
+    .where('state', '=', 'pending')
+    .where('expires_at', '>', v.now)
+    .returningAll(),
+)
 
 export async function lockTransaction(trx: Transaction<PlatformDatabase>, platformId: string, serialNumber: string): Promise<TransactionRow | undefined> {
-  return trx.selectFrom('transactions').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).forUpdate().executeTakeFirst()
+  return LOCK_TRANSACTION.first(trx, { platformId, serialNumber })
 }
+const LOCK_TRANSACTION = queryTemplate('payment-platform.lockTransaction', (trx: Db, v: { platformId: string; serialNumber: string }) =>
+  trx.selectFrom('transactions').selectAll().where('platform_id', '=', v.platformId).where('serial_number', '=', v.serialNumber).forUpdate(),
+)
 
 /** Moves a transaction to its next state at `at`: a refund records refunded_at and keeps the payment's completed_at. */
-export async function setTransactionState(trx: Transaction<PlatformDatabase>, serialNumber: string, state: Exclude<TransactionStateColumn, 'pending'>, at: Date): Promise<TransactionRow> {
+export async function setTransactionState(
+  trx: Transaction<PlatformDatabase>,
+  serialNumber: string,
+  state: Exclude<TransactionStateColumn, 'pending'>,
+  at: Date,
+): Promise<TransactionRow> {
   return trx
     .updateTable('transactions')
     .set(state === 'refunded' ? { state, refunded_at: at } : { state, completed_at: at })
