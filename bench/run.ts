@@ -27,6 +27,7 @@ import { fanOut } from './fan-out.ts'
 import { clusterDatabase } from '../cli/cluster/postgres.ts'
 import { benchConfig } from './mesh-config.ts'
 import { productionShape } from './production/shape.ts'
+import { statementBuilding } from './statement-building.ts'
 import { setUpMerchant, worker } from './flows.ts'
 import { type Figures, figuresRow, load, round, table } from './stats.ts'
 import { benchAgainstRunning } from './against.ts'
@@ -118,6 +119,19 @@ async function main(): Promise<void> {
     `${round(verifyCpuMs)} ms CPU each; one per login, one per order`,
   ])
   results.baseline = { ...(results.baseline as object), passwordHash }
+
+  // What a store statement costs to make, per call: built by Kysely, or bound by a query template.
+  const building = statementBuilding(quick)
+  rows.push([
+    'statement made (CTE + INSERT ... SELECT)',
+    'one call',
+    '',
+    `${round(building.kyselyMicros, 1)} / ${round(building.templateMicros, 2)} µs`,
+    '',
+    '0',
+    `Kysely builds and compiles / a query template binds: x${round(building.kyselyMicros / building.templateMicros, 0)}`,
+  ])
+  results.baseline = { ...(results.baseline as object), statementBuilding: building }
 
   // The production shape: every service its own process, on PostgreSQL.
   const shape = production
