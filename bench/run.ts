@@ -123,7 +123,7 @@ async function main(): Promise<void> {
   // What a store statement costs to make, per call: built by Kysely, or bound by a query template.
   const building = statementBuilding(quick)
   rows.push([
-    'statement made (CTE + INSERT ... SELECT)',
+    'statement made (a login redemption)',
     'one call',
     '',
     `${round(building.kyselyMicros, 1)} / ${round(building.templateMicros, 2)} µs`,

@@ -222,39 +222,38 @@ const TRANSITION_LOGIN = queryTemplate('account-management.transitionLogin', (db
 export async function redeemLoginForToken(db: Db, deviceId: string, loginId: string, token: { tokenHash: string; expiresAt: Date }, now: Date): Promise<LoginTokenRow | undefined> {
   return REDEEM_LOGIN_FOR_TOKEN.first(db, { deviceId, loginId, tokenHash: token.tokenHash, expiresAt: token.expiresAt, now })
 }
-const REDEEM_LOGIN_FOR_TOKEN = queryTemplate(
-  'account-management.redeemLoginForToken',
-  (db: Db, v: { deviceId: string; loginId: string; tokenHash: string; expiresAt: Date; now: Date }) =>
-    db
-      .with('moved', (qc) =>
-        qc
-          .updateTable('logins')
-          .set({ state: 'redeemed', updated_at: v.now })
-          .where('login_id', '=', v.loginId)
-          .where('device_id', '=', v.deviceId)
-          .where('state', '=', 'verified')
-          .where('expires_at', '>', v.now)
-          .where(startedUnderCurrentAssignment)
-          .returningAll(),
-      )
-      .insertInto('login_tokens')
-      .columns(['token_hash', 'login_id', 'device_id', 'account_id', 'assignment_id', 'expires_at', 'consumed_at', 'ended_at'])
-      .expression((eb) =>
-        eb
-          .selectFrom('moved')
-          .select([
-            sql<string>`${v.tokenHash}::text`.as('token_hash'),
-            'login_id',
-            'device_id',
-            'account_id',
-            'assignment_id',
-            sql<Date>`${v.expiresAt}::timestamptz`.as('expires_at'),
-            sql<null>`null::timestamptz`.as('consumed_at'),
-            sql<null>`null::timestamptz`.as('ended_at'),
-          ]),
-      )
-      .returningAll(),
-)
+/** The redemption's statement (exported for the bench's measure of making a statement: bench/statement-building.ts). */
+export const redeemLoginStatement = (db: Db, v: { deviceId: string; loginId: string; tokenHash: string; expiresAt: Date; now: Date }) =>
+  db
+    .with('moved', (qc) =>
+      qc
+        .updateTable('logins')
+        .set({ state: 'redeemed', updated_at: v.now })
+        .where('login_id', '=', v.loginId)
+        .where('device_id', '=', v.deviceId)
+        .where('state', '=', 'verified')
+        .where('expires_at', '>', v.now)
+        .where(startedUnderCurrentAssignment)
+        .returningAll(),
+    )
+    .insertInto('login_tokens')
+    .columns(['token_hash', 'login_id', 'device_id', 'account_id', 'assignment_id', 'expires_at', 'consumed_at', 'ended_at'])
+    .expression((eb) =>
+      eb
+        .selectFrom('moved')
+        .select([
+          sql<string>`${v.tokenHash}::text`.as('token_hash'),
+          'login_id',
+          'device_id',
+          'account_id',
+          'assignment_id',
+          sql<Date>`${v.expiresAt}::timestamptz`.as('expires_at'),
+          sql<null>`null::timestamptz`.as('consumed_at'),
+          sql<null>`null::timestamptz`.as('ended_at'),
+        ]),
+    )
+    .returningAll()
+const REDEEM_LOGIN_FOR_TOKEN = queryTemplate('account-management.redeemLoginForToken', redeemLoginStatement)
 
 /**
  * Consumes an unconsumed, unended, unexpired token of that device, returning it with the app
