@@ -27,6 +27,8 @@ interface Template {
 
 const CHECK = process.env.CLOUDPAY_CHECK_QUERY_TEMPLATES === '1'
 
+const isExpression = (value: unknown): boolean => typeof value === 'object' && value !== null && typeof (value as { toOperationNode?: unknown }).toOperationNode === 'function'
+
 export interface QueryTemplate<DB, V, O> {
   /** The statement with these values, for `db`'s schema. */
   compile(db: Kysely<DB>, values: V): CompiledQuery<O>
@@ -82,6 +84,8 @@ export function queryTemplate<DB, V extends object, O>(label: string, build: (db
       const value = (values as Record<string, unknown>)[slot.value]
       // Kysely leaves a column out for an undefined value; a template cannot, so it refuses one.
       if (value === undefined) throw new TypeError(`query template ${label}: values.${slot.value} is undefined (pass null for NULL)`)
+      // An expression (sql`now()`) where the template has a parameter would be sent as a value.
+      if (isExpression(value)) throw new TypeError(`query template ${label}: values.${slot.value} is an SQL expression, not a value`)
       return value
     })
     const bound = { ...template.compiled, parameters } as CompiledQuery<O>

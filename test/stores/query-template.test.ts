@@ -71,10 +71,14 @@ test('a write counts the rows it changed, and null is bound as NULL', async () =
   assert.equal(rows[0]!.note, null)
 })
 
-test('an undefined value is refused, naming it: Kysely would leave its column out, a template cannot', async () => {
+test('an undefined value or an SQL expression is refused, naming it: Kysely would leave the column out or inline the expression, a template cannot', async () => {
   await assert.rejects(
     () => setNote.affected(south, { id: 1, note: undefined as unknown as null }),
     (error: Error) => error instanceof TypeError && /values\.note is undefined/.test(error.message),
+  )
+  await assert.rejects(
+    () => setNote.affected(south, { id: 1, note: sql<string>`upper(note)` as unknown as string }),
+    (error: Error) => error instanceof TypeError && /values\.note is an SQL expression/.test(error.message),
   )
 })
 
