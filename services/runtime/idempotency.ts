@@ -23,7 +23,7 @@ import { formatIdentity, type Identity } from './identity.ts'
 import type { Fingerprinter } from './sealing.ts'
 import { queryTemplate } from './query-template.ts'
 import { withoutSecrets } from './secrets.ts'
-import { boundaryOf, registeredBoundary } from './rental-boundary.ts'
+import { boundaryOf } from './rental-boundary.ts'
 
 export const IDEMPOTENCY_TABLE = 'idempotency_keys'
 
@@ -427,22 +427,21 @@ const insertAnswer = queryTemplate('idempotency.insertAnswer', (keys: KeysDb, ro
  */
 const insertReplacingEarlier = (role: 'instance' | 'terminal') =>
   queryTemplate(`idempotency.insertReplacingEarlier.${role}`, (keys: KeysDb, row: StoredRow & { callerId: string }) => {
-    const since = registeredBoundary(originOf(keys) ?? keys)
-    // The id is read only if the boundary uses it (a template refuses a value it does not bind).
+    // The caller's id is read only if the service's boundary uses it (a template refuses a value it does not bind).
     const caller = {
       role,
       get id() {
         return row.callerId
       },
     }
-    const boundary = (eb: ExpressionBuilder<any, any>) => since?.(caller, eb) ?? eb.val(null)
+    const since = boundaryOf(originOf(keys) ?? keys, caller)
     return keys
       .with('earlier', (db) =>
         db
           .deleteFrom(IDEMPOTENCY_TABLE)
           .where('caller', '=', row.caller)
           .where('request_id', '=', row.request_id)
-          .where((eb) => eb.not(ofCurrentBoundary({ since: boundary })(eb)))
+          .where((eb) => eb.not(ofCurrentBoundary({ since })(eb)))
           .returning('caller'),
       )
       .insertInto(IDEMPOTENCY_TABLE)

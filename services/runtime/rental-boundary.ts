@@ -55,8 +55,5 @@ export function boundaryOf(db: object, caller: Identity): ((eb: ExpressionBuilde
   return (eb) => since(caller, eb) ?? eb.val(null)
 }
 
-/** The boundary the service on `db` registered: for a statement built once for every caller of a role (query-template.ts). */
-export const registeredBoundary = (db: object): BoundarySince | undefined => boundaries.get(db)
-
 /** True for the callers whose reads the rule bounds: an instance and a terminal. */
 export const isBounded = (caller: Identity): boolean => caller.role === 'instance' || caller.role === 'terminal'
