@@ -7,6 +7,7 @@ import { status as Status } from '@grpc/grpc-js'
 import { LoginState } from '../../gen/cloudpay/account/v1/account_management_service.ts'
 import { EventKind } from '../../gen/cloudpay/events/v1/instance_events_service.ts'
 import { unaryCall } from '../../services/runtime/client.ts'
+import { ManualClock } from '../../services/runtime/clock.ts'
 import { expectStatus, newRequestId } from '../helpers/grpc.ts'
 import { OPERATOR, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 import { findSecret } from '../helpers/secrets.ts'
@@ -15,16 +16,20 @@ import { subscribe } from '../helpers/subscriber.ts'
 
 const TTL_MS = 3000
 const LOCK_MS = 2000
+// The services' time: expiries and locks move when the test moves it, however slow the machine.
+const clock = new ManualClock()
 let t: TestMesh
 before(async () => {
   t = await startTestMesh({
+    clock,
     env: { CLOUDPAY_LOGIN_TTL_MS: String(TTL_MS), CLOUDPAY_LOGIN_TOKEN_TTL_MS: String(TTL_MS), CLOUDPAY_LOGIN_MAX_FAILURES: '3', CLOUDPAY_LOGIN_LOCK_MS: String(LOCK_MS) },
   })
   ;({ setUp, startLogin, verify, redeem, appLogin, logIn } = flows(t, OPERATOR))
 })
 after(async () => t?.stop())
 
-const sleepUntil = (when: Date | undefined) => new Promise((resolve) => setTimeout(resolve, Math.max(0, (when?.getTime() ?? 0) - Date.now() + 50)))
+/** Moves the services' clock just past `when`. */
+const passTime = (when: Date | undefined) => clock.advance(Math.max(0, (when?.getTime() ?? 0) - clock.now().getTime()) + 1)
 type Flows = ReturnType<typeof flows>
 let setUp: Flows['setUp'], startLogin: Flows['startLogin'], verify: Flows['verify'], redeem: Flows['redeem'], appLogin: Flows['appLogin'], logIn: Flows['logIn']
 
@@ -68,7 +73,7 @@ describe('the login flow', () => {
         ],
       )
       const { loginToken, expireTime } = await redeem('cg-1', login.loginId)
-      assert.ok(expireTime && expireTime > new Date())
+      assert.ok(expireTime && expireTime > clock.now())
       // 4. The application validates the token and creates the app account on first login.
       const session = await appLogin('cg-1', loginToken)
       assert.equal(session.created, true)
@@ -140,7 +145,7 @@ describe('wrong credentials', () => {
     await setUp('eli', 'eli-password-123', 'cg-7', 'eli-phone', false)
     const elsewhere = await startLogin('cg-7')
     await expectStatus(verify('cg-7', 'eli-phone', elsewhere.loginId, elsewhere.bindingCode, 'eli-password-123'), Status.RESOURCE_EXHAUSTED)
-    await new Promise((resolve) => setTimeout(resolve, LOCK_MS + 100))
+    clock.advance(LOCK_MS + 1)
     const retry = await startLogin('cg-6')
     assert.equal((await verify('cg-6', 'eli-phone', retry.loginId, retry.bindingCode, 'eli-password-123')).state, LoginState.LOGIN_STATE_VERIFIED)
   })
@@ -188,7 +193,7 @@ describe('login ids and tokens', () => {
     const late = await startLogin('cg-10')
     await verify('cg-10', 'hana-phone', late.loginId, late.bindingCode, 'hana-password-1')
     const stale = await redeem('cg-10', late.loginId)
-    await sleepUntil(stale.expireTime)
+    passTime(stale.expireTime)
     const expired = await expectStatus(appLogin('cg-10', stale.loginToken), Status.UNAUTHENTICATED)
     assert.equal(expired.reason, 'TOKEN_EXPIRED')
   })
@@ -196,7 +201,7 @@ describe('login ids and tokens', () => {
   test('an unfinished login expires', async () => {
     await setUp('ivo', 'ivo-password-1', 'cg-12', 'ivo-phone')
     const login = await startLogin('cg-12')
-    await sleepUntil(login.expireTime)
+    passTime(login.expireTime)
     const expired = await expectStatus(verify('cg-12', 'ivo-phone', login.loginId, login.bindingCode, 'ivo-password-1'), Status.FAILED_PRECONDITION)
     assert.equal(expired.reason, 'LOGIN_EXPIRED')
   })
