@@ -9,6 +9,8 @@ ARG NODE_IMAGE=node:22-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
+# No embedded-database template (npm install's postinstall makes one for PGlite): the image runs on PostgreSQL.
+ENV CLOUDPAY_PGLITE_TEMPLATES=off
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./

@@ -1,6 +1,7 @@
 // Configuration from the environment, read once by an entry point (main/mesh/cli) and passed down.
 import { join, resolve } from 'node:path'
 import { MAX_STREAMS_PER_CALLER } from './limits.ts'
+import { TEMPLATES_OFF } from './pglite-template.ts'
 
 export const SERVICE_NAMES = ['account-management', 'payment-management', 'instance-events', 'payment-platform', 'app-service', 'push-relay'] as const
 export type ServiceName = (typeof SERVICE_NAMES)[number]
@@ -59,6 +60,8 @@ export interface Config {
   readonly home: string
   /** PostgreSQL connection string; unset means embedded PGlite under <home>/db. */
   readonly databaseUrl: string | undefined
+  /** Where empty embedded clusters are kept to copy (`off`: initdb for each); unset: node_modules/.cache/cloudpay. */
+  readonly pgliteTemplates: string | undefined
   readonly tls: TlsSource
   /** How often certificate files are re-read, so replaced files apply without a restart. */
   readonly tlsRefreshMs: number
@@ -244,6 +247,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return Object.freeze({
     home: resolve(env.CLOUDPAY_HOME ?? '.cloudpay'),
     databaseUrl: nonEmpty(env.DATABASE_URL),
+    pgliteTemplates: pgliteTemplatesFrom(nonEmpty(env.CLOUDPAY_PGLITE_TEMPLATES)),
     tls: tlsFrom(env),
     tlsRefreshMs: positiveInt(env, 'CLOUDPAY_TLS_REFRESH_MS', 10_000),
     addresses: Object.freeze(addresses),
@@ -410,6 +414,10 @@ function boundedInt(env: NodeJS.ProcessEnv, name: string, fallback: number, max:
 /** A value for an error message: JSON-quoted and cut short, whatever was set. */
 function quote(value: string): string {
   return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value)
+}
+
+function pgliteTemplatesFrom(value: string | undefined): string | undefined {
+  return value === undefined || value === TEMPLATES_OFF ? value : resolve(value)
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -6,7 +6,7 @@ import { readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 
 export class DataDirectoryInUseError extends Error {}
 
-function alive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true
@@ -34,7 +34,7 @@ export function lockDataDirectory(dataDir: string): () => void {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
       const owner = Number(readFileSync(file, 'utf8').trim())
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) {
         throw new DataDirectoryInUseError(
           `the embedded database ${dataDir} is in use by process ${owner}; the embedded database serves one process. ` +
             'Run every service in that process (npm start), give this one another CLOUDPAY_HOME, or share a PostgreSQL server with DATABASE_URL',

@@ -9,6 +9,7 @@ import pg from 'pg'
 import { pipelineTransactions } from './pipelined-transaction.ts'
 import { isStalePlan } from './prepared-statements.ts'
 import { lockDataDirectory } from './data-dir-lock.ts'
+import { seedFromTemplate } from './pglite-template.ts'
 import { tracedDialect } from './database-tracing.ts'
 import { DEFAULT_DATABASE_SETTINGS, type DatabaseSettings } from './config.ts'
 
@@ -24,6 +25,8 @@ export interface DatabaseLocation {
   readonly dataDir: string
   /** PostgreSQL pool size and timeouts; the CLOUDPAY_DB_* defaults when omitted. */
   readonly pool?: DatabaseSettings
+  /** Where empty PGlite clusters to copy are kept (`off`: initdb each time); node_modules/.cache by default. */
+  readonly pgliteTemplates?: string
 }
 
 /** Called with each NOTIFY payload on a channel; delivered on every replica sharing the database. */
@@ -104,8 +107,8 @@ class Availability {
 }
 const open = new Map<string, Promise<Entry>>()
 
-export function databaseLocation(home: string, databaseUrl: string | undefined, pool?: DatabaseSettings): DatabaseLocation {
-  return { databaseUrl, dataDir: join(home, 'db'), pool }
+export function databaseLocation(home: string, databaseUrl: string | undefined, pool?: DatabaseSettings, pgliteTemplates?: string): DatabaseLocation {
+  return { databaseUrl, dataDir: join(home, 'db'), pool, pgliteTemplates }
 }
 
 /**
@@ -184,7 +187,9 @@ async function create(location: DatabaseLocation): Promise<Entry> {
   let pglite: PGlite
   try {
     // Loaded only where the embedded database is used (never beside PostgreSQL).
-    const { PGlite } = await import('@electric-sql/pglite')
+    const load = async () => (await import('@electric-sql/pglite')).PGlite
+    await seedFromTemplate(location.dataDir, location.pgliteTemplates, load)
+    const PGlite = await load()
     pglite = await PGlite.create({ dataDir: location.dataDir, parsers: { [INT8_OID]: parseInt8 } })
   } catch (error) {
     unlock()

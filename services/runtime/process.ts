@@ -37,7 +37,7 @@ export async function startMesh(specs: readonly ServiceSpec[], options: StartOpt
   const log = options.log ?? createLogger({ level: config.logLevel, name: 'cloudpay', pretty })
   const telemetry =
     options.telemetry ?? startTelemetry({ spanFile: config.traceFile, onExportTrouble: (message, error) => log.warn({ error: error?.message }, message) })
-  const database = await openDatabase(databaseLocation(config.home, config.databaseUrl, config.database))
+  const database = await openDatabase(databaseLocation(config.home, config.databaseUrl, config.database, config.pgliteTemplates))
   const addresses = addressBook(config)
   const sealer = await loadSealer(config)
   const services: RunningService[] = []
