@@ -1,8 +1,8 @@
 // Storage: one Kysely per process over embedded PGlite (default, data under <home>/db) or
 // PostgreSQL (DATABASE_URL). Every service works in its own schema; one SQL dialect for both.
 import type { PGlite } from '@electric-sql/pglite'
-import { Kysely, PGliteDialect, PostgresDialect, type Transaction } from 'kysely'
-import { type Migration, Migrator } from 'kysely/migration'
+import { Kysely, PGliteDialect, PostgresDialect, sql, type Transaction } from 'kysely'
+import { DEFAULT_MIGRATION_TABLE, type Migration, Migrator } from 'kysely/migration'
 import { mkdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import pg from 'pg'
@@ -316,6 +316,7 @@ export interface MigrationSummary {
 
 /** Applies a service's migrations (registered in code) inside its schema; a re-run is a no-op. */
 export async function migrateSchema(shared: SharedDatabase, schema: string, migrations: Readonly<Record<string, Migration>>): Promise<MigrationSummary> {
+  if (await appliedExactly(shared.db, schema, Object.keys(migrations))) return { applied: [] }
   const migrator = new Migrator({
     db: shared.db.withSchema(schema),
     provider: { getMigrations: async () => ({ ...migrations }) },
@@ -327,6 +328,21 @@ export async function migrateSchema(shared: SharedDatabase, schema: string, migr
   const { error, results } = await migrator.migrateToLatest()
   if (error) throw new Error(`migrating schema ${schema} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
   return { applied: (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName) }
+}
+
+/**
+ * Whether the schema's migration table records exactly these migrations: then a start has nothing
+ * to do, and skips Kysely's Migrator, which reads the whole catalog (every table and column of every
+ * schema) twice before it reads that table: 140 ms a schema on PGlite here, with nothing to apply.
+ * Any difference (new migrations, one missing from the code) goes to the Migrator, as before.
+ */
+async function appliedExactly(db: Kysely<any>, schema: string, names: readonly string[]): Promise<boolean> {
+  const table = `${schema}.${DEFAULT_MIGRATION_TABLE}`
+  const found = await sql<{ present: boolean }>`select to_regclass(${table}) is not null as present`.execute(db)
+  if (!found.rows[0]?.present) return false
+  const applied = await db.withSchema(schema).selectFrom(DEFAULT_MIGRATION_TABLE).select('name').execute()
+  const wanted = new Set(names)
+  return applied.length === wanted.size && applied.every((row) => wanted.has(row.name as string))
 }
 
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']) // serialization failure, deadlock
