@@ -25,3 +25,20 @@ export class ManualClock implements Clock {
     this.epochMs += ms
   }
 }
+
+/**
+ * A clock that runs with real time and can be moved ahead (tests): a deadline passes at once, while
+ * what is timed on the way (a recheck due in a second, a retry's backoff) still comes due as it would.
+ */
+export class AheadClock implements Clock {
+  private aheadMs = 0
+
+  now(): Date {
+    return new Date(Date.now() + this.aheadMs)
+  }
+
+  advance(ms: number): void {
+    if (!(ms >= 0)) throw new RangeError(`a clock moves forward: advance(${ms})`)
+    this.aheadMs += ms
+  }
+}

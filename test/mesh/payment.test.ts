@@ -20,13 +20,20 @@ import { issueSeparateDevCertificate } from '../../services/runtime/dev-certific
 import { loadSealer } from '../../services/runtime/sealing.ts'
 import { signingKey } from '../../services/payment-platform/result-keys.ts'
 import { flows, instance, terminal } from '../../cli/demo/steps.ts'
+import { AheadClock } from '../../services/runtime/clock.ts'
+import { isSweeper } from '../../services/runtime/workers.ts'
 import { expectStatus, newRequestId } from '../helpers/grpc.ts'
 import { createShop, type Person, personWithPayers, submitOrder } from '../helpers/people.ts'
 import { OPERATOR, startTestMesh, type TestMesh } from '../helpers/mesh.ts'
 import { findSecret } from '../helpers/secrets.ts'
 import { subscribe } from '../helpers/subscriber.ts'
 
-const ORDER_TTL_MS = 5000
+// Long enough that no order expires while a loaded machine pays it; the tests that need a deadline
+// passed move the services' clock past it (time keeps running after, so rechecks still come due).
+const ORDER_TTL_MS = 60_000
+const clock = new AheadClock()
+/** PaymentManagement's expiry sweep interval at that TTL (a quarter of it, at most 5 s): its recheck delay too. */
+const EXPIRY_SWEEP_MS = 5_000
 const PAYMENT_PASSWORD = 'pay-secret-4711'
 const PAYER_ALPHA = 'ALPHAPAYER00012345'
 const PAYER_BETA = 'BETAPAYER00067890'
@@ -35,7 +42,7 @@ const PM = { role: 'service', id: 'payment-management' } as const
 
 let t: TestMesh
 before(async () => {
-  t = await startTestMesh({ env: { CLOUDPAY_ORDER_TTL_MS: String(ORDER_TTL_MS), CLOUDPAY_RETRY_BASE_MS: '100', CLOUDPAY_RETRY_MAX_MS: '500', CLOUDPAY_PAYMENT_MAX_FAILURES: '3' } })
+  t = await startTestMesh({ clock, env: { CLOUDPAY_ORDER_TTL_MS: String(ORDER_TTL_MS), CLOUDPAY_RETRY_BASE_MS: '100', CLOUDPAY_RETRY_MAX_MS: '500', CLOUDPAY_PAYMENT_MAX_FAILURES: '3' } })
   await createShop(t)
 })
 after(async () => t?.stop())
@@ -95,6 +102,16 @@ async function waitForState(orderId: string, state: OrderState, timeoutMs = 15_0
     if (Date.now() > deadline) throw new Error(`order ${orderId} stayed ${OrderState[current.state]}, expected ${OrderState[state]}`)
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
+}
+
+/** Moves the services' clock just past `when`. */
+const passTime = (when: Date | undefined) => clock.advance(Math.max(0, (when?.getTime() ?? 0) - clock.now().getTime()) + 1)
+
+/** PaymentManagement's order-expiry pass, run now (on the running replica) instead of waited for. */
+async function sweepExpiredOrders(): Promise<void> {
+  const expiry = t.mesh.services.find((s) => s.name === 'payment-management')!.workers.find((w) => w.name === 'order-expiry')
+  assert.ok(expiry && isSweeper(expiry), 'PaymentManagement runs an order-expiry sweeper')
+  await expiry.runNow()
 }
 
 async function inventory(p: Person) {
@@ -251,7 +268,12 @@ describe('failures', () => {
   test('an order not paid in time expires', async () => {
     const p = await person()
     const { order: submitted } = await order(p, 'gem-pack-100', 1)
-    const expired = await waitForState(submitted.orderId, OrderState.ORDER_STATE_EXPIRED, ORDER_TTL_MS + 10_000)
+    await sweepExpiredOrders()
+    assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_SUBMITTED, 'not before its deadline')
+    passTime(submitted.expireTime)
+    await sweepExpiredOrders()
+    const expired = await orderState(submitted.orderId)
+    assert.equal(expired.state, OrderState.ORDER_STATE_EXPIRED)
     assert.match(expired.endReason, /not paid in time/)
     const pm = await t.client('payment-management', terminal(p.phone))
     await expectStatus(unaryCall(pm, 'fetchOrder', { requestId: newRequestId(), deviceId: p.device }), Status.NOT_FOUND)
@@ -625,18 +647,21 @@ describe("an order's deadline and its payment", () => {
       await report()
         .set({ next_attempt_at: new Date(Date.now() + 3_600_000) })
         .execute()
-      while (Date.now() <= submitted.expireTime!.getTime()) await new Promise((resolve) => setTimeout(resolve, 50))
+      passTime(submitted.expireTime)
 
       // PaymentManagement is back after the deadline; the platform cannot be asked: not expired.
       let mark = t.logLines.length
       await upPm()
       upPm = undefined
+      await sweepExpiredOrders()
       await waitForLog(mark, /could not be asked/)
       assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT)
       // The platform is back and says it was paid: still not expired, the report is awaited.
       mark = t.logLines.length
       await upPlatform()
       upPlatform = undefined
+      passTime(new Date(clock.now().getTime() + EXPIRY_SWEEP_MS)) // the recheck of an order whose platform could not be asked
+      await sweepExpiredOrders()
       await waitForLog(mark, /is paid at its platform/)
       assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT)
     } finally {
