@@ -14,7 +14,7 @@ try {
     const began = performance.now()
     const wanted = templateDir(loadConfig().pgliteTemplates)
     const existed = existsSync(wanted)
-    const dir = await ensureTemplate(wanted, async () => (await import('@electric-sql/pglite')).PGlite)
+    const dir = await ensureTemplate(wanted)
     const made = existed ? 'kept' : `made in ${((performance.now() - began) / 1000).toFixed(1)} s`
     console.log(`cloudpay: embedded database template in ${relative(process.cwd(), dir)} (${made}); new databases copy it instead of running initdb`)
   }

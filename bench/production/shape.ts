@@ -14,7 +14,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely'
 import pg from 'pg'
 import { clusterDatabase } from '../../cli/cluster/postgres.ts'
 import { addressVariable, loadConfig, SERVICE_NAMES, type ServiceName } from '../../services/runtime/config.ts'
-import { ensureTemplate, templateDir } from '../../services/runtime/pglite-template.ts'
+import { ensureTemplate, templateDir, TEMPLATES_OFF } from '../../services/runtime/pglite-template.ts'
 import { loadSealer } from '../../services/runtime/sealing.ts'
 import { certificateFiles } from '../../services/runtime/tls.ts'
 import { PEER_SERVER_IDENTITY } from '../peer/identities.ts'
@@ -463,7 +463,9 @@ async function timeNpmStart(say: (line: string) => void): Promise<{ freshMs: num
       }
     }
     say('start-up: npm start on PGlite (fresh home, again, fresh home with no template)')
-    await ensureTemplate(templateDir(), async () => (await import('@electric-sql/pglite')).PGlite) // as `npm install` left it
+    // As `npm install` left it, where this run's settings keep templates.
+    const configured = loadConfig().pgliteTemplates
+    if (configured !== TEMPLATES_OFF) await ensureTemplate(templateDir(configured))
     const freshMs = await time(join(scratch, 'home'))
     const againMs = await time(join(scratch, 'home'))
     const noTemplateMs = await time(join(scratch, 'home-cold'), join(scratch, 'no-templates-yet'))

@@ -24,21 +24,21 @@ export class ManualClock implements Clock {
     if (!(ms >= 0)) throw new RangeError(`a clock moves forward: advance(${ms})`)
     this.epochMs += ms
   }
+
+  /** Moves the clock just past `when`. */
+  passTime(when: Date | undefined): void {
+    this.advance(Math.max(0, (when?.getTime() ?? 0) - this.now().getTime()) + 1)
+  }
 }
 
 /**
  * A clock that runs with real time and can be moved ahead (tests): a deadline passes at once, while
  * what is timed on the way (a recheck due in a second, a retry's backoff) still comes due as it would.
  */
-export class AheadClock implements Clock {
-  private aheadMs = 0
+export class AheadClock extends ManualClock {
+  private readonly startedMs = Date.now()
 
-  now(): Date {
-    return new Date(Date.now() + this.aheadMs)
-  }
-
-  advance(ms: number): void {
-    if (!(ms >= 0)) throw new RangeError(`a clock moves forward: advance(${ms})`)
-    this.aheadMs += ms
+  override now(): Date {
+    return new Date(super.now().getTime() + Date.now() - this.startedMs)
   }
 }

@@ -9,7 +9,7 @@ import pg from 'pg'
 import { pipelineTransactions } from './pipelined-transaction.ts'
 import { isStalePlan } from './prepared-statements.ts'
 import { lockDataDirectory } from './data-dir-lock.ts'
-import { seedFromTemplate } from './pglite-template.ts'
+import { loadPGlite, seedFromTemplate } from './pglite-template.ts'
 import { tracedDialect } from './database-tracing.ts'
 import { DEFAULT_DATABASE_SETTINGS, type DatabaseSettings } from './config.ts'
 
@@ -186,10 +186,8 @@ async function create(location: DatabaseLocation): Promise<Entry> {
   const unlock = lockDataDirectory(location.dataDir)
   let pglite: PGlite
   try {
-    // Loaded only where the embedded database is used (never beside PostgreSQL).
-    const load = async () => (await import('@electric-sql/pglite')).PGlite
-    await seedFromTemplate(location.dataDir, location.pgliteTemplates, load)
-    const PGlite = await load()
+    await seedFromTemplate(location.dataDir, location.pgliteTemplates)
+    const PGlite = await loadPGlite()
     pglite = await PGlite.create({ dataDir: location.dataDir, parsers: { [INT8_OID]: parseInt8 } })
   } catch (error) {
     unlock()

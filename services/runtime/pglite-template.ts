@@ -12,6 +12,9 @@ import { processAlive } from './data-dir-lock.ts'
 /** `CLOUDPAY_PGLITE_TEMPLATES`: where templates are kept, or `off` for an initdb per database. */
 export const TEMPLATES_OFF = 'off'
 
+/** PGlite, loaded only where the embedded database is used (never beside PostgreSQL). */
+export const loadPGlite = async (): Promise<typeof PGlite> => (await import('@electric-sql/pglite')).PGlite
+
 const pglitePackageDir = (): string => resolve(dirname(createRequire(import.meta.url).resolve('@electric-sql/pglite')), '..')
 
 /** `node_modules/.cache/cloudpay`, beside the PGlite this process loads (the usual home of tools' caches). */
@@ -32,12 +35,12 @@ const isCluster = (dir: string): boolean => existsSync(join(dir, 'PG_VERSION'))
  * need be); leaves an existing cluster alone. Returns whether it seeded; false when templates are
  * off or cannot be kept (an unwritable node_modules): PGlite then runs initdb itself, as before.
  */
-export async function seedFromTemplate(dataDir: string, root: string | undefined, load: () => Promise<typeof PGlite>): Promise<boolean> {
+export async function seedFromTemplate(dataDir: string, root: string | undefined): Promise<boolean> {
   if (root === TEMPLATES_OFF || isCluster(dataDir)) return false
   if (existsSync(dataDir) && (await readdir(dataDir)).length > 0) return false // not ours to fill
   let template: string
   try {
-    template = await ensureTemplate(templateDir(root), load)
+    template = await ensureTemplate(templateDir(root))
   } catch {
     return false
   }
@@ -53,14 +56,13 @@ export async function seedFromTemplate(dataDir: string, root: string | undefined
 }
 
 /** The template's directory, made by this call when missing; a concurrent maker's wins the rename. */
-export async function ensureTemplate(dir: string, load: () => Promise<typeof PGlite>): Promise<string> {
+export async function ensureTemplate(dir: string): Promise<string> {
   if (isCluster(dir)) return dir
   await mkdir(dirname(dir), { recursive: true })
   await removeAbandoned(dir)
   const making = `${dir}.making-${process.pid}`
   await rm(making, { recursive: true, force: true })
-  const PGliteClass = await load()
-  const pglite = await PGliteClass.create({ dataDir: making })
+  const pglite = await (await loadPGlite()).create({ dataDir: making })
   await pglite.close() // shut down cleanly: the copies start without recovery
   try {
     await rename(making, dir)

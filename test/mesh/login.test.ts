@@ -28,8 +28,6 @@ before(async () => {
 })
 after(async () => t?.stop())
 
-/** Moves the services' clock just past `when`. */
-const passTime = (when: Date | undefined) => clock.advance(Math.max(0, (when?.getTime() ?? 0) - clock.now().getTime()) + 1)
 type Flows = ReturnType<typeof flows>
 let setUp: Flows['setUp'], startLogin: Flows['startLogin'], verify: Flows['verify'], redeem: Flows['redeem'], appLogin: Flows['appLogin'], logIn: Flows['logIn']
 
@@ -193,7 +191,7 @@ describe('login ids and tokens', () => {
     const late = await startLogin('cg-10')
     await verify('cg-10', 'hana-phone', late.loginId, late.bindingCode, 'hana-password-1')
     const stale = await redeem('cg-10', late.loginId)
-    passTime(stale.expireTime)
+    clock.passTime(stale.expireTime)
     const expired = await expectStatus(appLogin('cg-10', stale.loginToken), Status.UNAUTHENTICATED)
     assert.equal(expired.reason, 'TOKEN_EXPIRED')
   })
@@ -201,7 +199,7 @@ describe('login ids and tokens', () => {
   test('an unfinished login expires', async () => {
     await setUp('ivo', 'ivo-password-1', 'cg-12', 'ivo-phone')
     const login = await startLogin('cg-12')
-    passTime(login.expireTime)
+    clock.passTime(login.expireTime)
     const expired = await expectStatus(verify('cg-12', 'ivo-phone', login.loginId, login.bindingCode, 'ivo-password-1'), Status.FAILED_PRECONDITION)
     assert.equal(expired.reason, 'LOGIN_EXPIRED')
   })

@@ -104,8 +104,6 @@ async function waitForState(orderId: string, state: OrderState, timeoutMs = 15_0
   }
 }
 
-/** Moves the services' clock just past `when`. */
-const passTime = (when: Date | undefined) => clock.advance(Math.max(0, (when?.getTime() ?? 0) - clock.now().getTime()) + 1)
 
 /** PaymentManagement's order-expiry pass, run now (on the running replica) instead of waited for. */
 async function sweepExpiredOrders(): Promise<void> {
@@ -270,7 +268,7 @@ describe('failures', () => {
     const { order: submitted } = await order(p, 'gem-pack-100', 1)
     await sweepExpiredOrders()
     assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_SUBMITTED, 'not before its deadline')
-    passTime(submitted.expireTime)
+    clock.passTime(submitted.expireTime)
     await sweepExpiredOrders()
     const expired = await orderState(submitted.orderId)
     assert.equal(expired.state, OrderState.ORDER_STATE_EXPIRED)
@@ -647,7 +645,7 @@ describe("an order's deadline and its payment", () => {
       await report()
         .set({ next_attempt_at: new Date(Date.now() + 3_600_000) })
         .execute()
-      passTime(submitted.expireTime)
+      clock.passTime(submitted.expireTime)
 
       // PaymentManagement is back after the deadline; the platform cannot be asked: not expired.
       let mark = t.logLines.length
@@ -660,7 +658,7 @@ describe("an order's deadline and its payment", () => {
       mark = t.logLines.length
       await upPlatform()
       upPlatform = undefined
-      passTime(new Date(clock.now().getTime() + EXPIRY_SWEEP_MS)) // the recheck of an order whose platform could not be asked
+      clock.advance(EXPIRY_SWEEP_MS + 1) // past the recheck of an order whose platform could not be asked
       await sweepExpiredOrders()
       await waitForLog(mark, /is paid at its platform/)
       assert.equal((await orderState(submitted.orderId)).state, OrderState.ORDER_STATE_AWAITING_PAYMENT)

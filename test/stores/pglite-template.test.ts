@@ -15,14 +15,13 @@ import { ensureTemplate, seedFromTemplate, templateDir, TEMPLATES_OFF } from '..
 import { DATABASE_KIND } from '../helpers/database.ts'
 
 const skip = DATABASE_KIND === 'postgres' ? 'the embedded database only' : false
-const load = async () => (await import('@electric-sql/pglite')).PGlite
 let scratch: string
 let templates: string
 
 before(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'cloudpay-template-'))
   templates = join(scratch, 'templates')
-  if (!skip) await ensureTemplate(templateDir(templates), load)
+  if (!skip) await ensureTemplate(templateDir(templates))
 })
 after(() => rm(scratch, { recursive: true, force: true }))
 
@@ -58,13 +57,13 @@ test('a new database is a copy of the template, a database of its own, kept acro
 test('an existing database, or a directory holding anything else, is never replaced', { skip }, async () => {
   const dataDir = join(scratch, 'home-d', 'db')
   await withDatabase(dataDir, (database) => sql`create table mine (n int)`.execute(database.db))
-  assert.equal(await seedFromTemplate(dataDir, templates, load), false)
+  assert.equal(await seedFromTemplate(dataDir, templates), false)
   await withDatabase(dataDir, async (database) => assert.deepEqual(await tables(database), ['mine']))
 
   const other = join(scratch, 'home-e', 'db')
   await mkdir(other, { recursive: true })
   await writeFile(join(other, 'notes.txt'), 'not a database')
-  assert.equal(await seedFromTemplate(other, templates, load), false)
+  assert.equal(await seedFromTemplate(other, templates), false)
   assert.deepEqual(await readdir(other), ['notes.txt'])
 })
 
@@ -72,7 +71,7 @@ test('a half-copied database left by a crash is cleared, not opened', { skip }, 
   const dataDir = join(scratch, 'home-f', 'db')
   await mkdir(`${dataDir}.seeding/base`, { recursive: true })
   await writeFile(`${dataDir}.seeding/PG_VERSION`, '17\n')
-  assert.equal(await seedFromTemplate(dataDir, templates, load), true)
+  assert.equal(await seedFromTemplate(dataDir, templates), true)
   assert.equal(existsSync(`${dataDir}.seeding`), false)
   await withDatabase(dataDir, async (database) => assert.deepEqual(await tables(database), []))
 })
@@ -85,21 +84,21 @@ test("two processes making the template at once agree on one, and a dead maker's
   await mkdir(join(abandoned, 'base'), { recursive: true })
   const module = new URL('../../services/runtime/pglite-template.ts', import.meta.url).href
   const program = `const { ensureTemplate, templateDir } = await import(${JSON.stringify(module)})
-    console.log(await ensureTemplate(templateDir(${JSON.stringify(root)}), async () => (await import('@electric-sql/pglite')).PGlite))`
+    console.log(await ensureTemplate(templateDir(${JSON.stringify(root)})))`
   const made = await Promise.all([run(program), run(program)])
   assert.deepEqual(made, [dir, dir])
   assert.deepEqual(await readdir(root), [dir.slice(root.length + 1)], 'one template, nothing half-made left')
   const dataDir = join(scratch, 'home-g', 'db')
-  assert.equal(await seedFromTemplate(dataDir, root, load), true)
+  assert.equal(await seedFromTemplate(dataDir, root), true)
   assert.equal(existsSync(join(dataDir, 'PG_VERSION')), true)
 })
 
 test('templates off, or a place where none can be kept: the database runs its own initdb', { skip }, async () => {
-  assert.equal(await seedFromTemplate(join(scratch, 'home-h', 'db'), TEMPLATES_OFF, load), false)
+  assert.equal(await seedFromTemplate(join(scratch, 'home-h', 'db'), TEMPLATES_OFF), false)
   const file = join(scratch, 'a-file')
   await writeFile(file, '')
   const dataDir = join(scratch, 'home-i', 'db')
-  assert.equal(await seedFromTemplate(dataDir, join(file, 'templates'), load), false)
+  assert.equal(await seedFromTemplate(dataDir, join(file, 'templates')), false)
   // The open itself still works, by initdb.
   const database = await openDatabase({ databaseUrl: undefined, dataDir, pgliteTemplates: join(file, 'templates') })
   try {
