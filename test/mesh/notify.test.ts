@@ -24,7 +24,7 @@ let t: TestMesh
 before(async () => {
   t = await startTestMesh({
     services: [instanceEvents],
-    env: { CLOUDPAY_SUBSCRIBER_STALL_MS: '500', CLOUDPAY_SUBSCRIBER_POLL_MS: '60000', CLOUDPAY_MAX_STREAMS_PER_CALLER: String(STREAMS_PER_CALLER) },
+    env: { CLOUDPAY_SUBSCRIBER_STALL_MS: '2000', CLOUDPAY_SUBSCRIBER_POLL_MS: '60000', CLOUDPAY_MAX_STREAMS_PER_CALLER: String(STREAMS_PER_CALLER) },
   })
   const operator = await t.client('instance-events', OPERATOR)
   await unaryCall(operator, 'openChannel', { requestId: newRequestId(), deviceId: DEVICE.id, terminalId: PHONE.id })
