@@ -272,20 +272,27 @@ export async function completePayment(trx: Trx, platformId: string, serialNumber
   throw new FailedPreconditionError('TRANSACTION_CHANGED', `transaction ${serialNumber} changed while it was being paid`)
 }
 
-/** Moves a completed payment's money payer -> collection in one ledger journal; the balance never goes below zero. */
+/**
+ * Moves a completed payment's money payer -> collection in one ledger journal, in one statement
+ * (store.movePaymentMoney); the balance never goes below zero, and a right password forgets earlier
+ * wrong ones.
+ */
 export async function movePayment(trx: Trx, txn: store.TransactionRow): Promise<void> {
-  const platformId = txn.platform_id
-  const accounts = await store.lockAccounts(trx, platformId, [txn.payer_ref, txn.collection_ref])
-  const payer = accounts.get(txn.payer_ref)!
-  if (payer.balance_minor < txn.amount_minor) {
-    throw new FailedPreconditionError(
-      'INSUFFICIENT_BALANCE',
-      `the payer account ${payer.masked_number} lacks funds for ${txn.amount_minor} ${txn.currency_code}; the order stays payable`,
-    )
-  }
-  await transfer(trx, platformId, payer, accounts.get(txn.collection_ref)!, { currencyCode: txn.currency_code, amountMinor: txn.amount_minor }, txn.serial_number)
-  // A right password forgets earlier wrong ones (the row is locked: what it says is current).
-  if (payer.failed_attempts !== 0 || payer.locked_until !== null) await store.resetPasswordFailures(trx, platformId, txn.payer_ref)
+  const moved = await store.movePaymentMoney(trx, {
+    platformId: txn.platform_id,
+    payerRef: txn.payer_ref,
+    collectionRef: txn.collection_ref,
+    amountMinor: txn.amount_minor,
+    currencyCode: txn.currency_code,
+    journalId: randomUUID(),
+    serialNumber: txn.serial_number,
+  })
+  if (moved === 2) return
+  // No journal was written; a credit to the collection without it is undone with the caller's transaction, which this refusal rolls back.
+  throw new FailedPreconditionError(
+    'INSUFFICIENT_BALANCE',
+    `the payer account ${txn.masked_payer} lacks funds for ${txn.amount_minor} ${txn.currency_code}; the order stays payable`,
+  )
 }
 
 /** Moves a succeeded transaction's money back to the payer. */

@@ -140,6 +140,30 @@ test(`the payer never goes below zero: an unaffordable payment moves nothing and
   await assertBalanced()
 })
 
+test(`payments racing for one payer's balance: exactly the affordable ones move money, the rest stay payable, and racing refunds do not deadlock the ledger (${DATABASE_KIND})`, async () => {
+  const p = await parties(1_000n)
+  const first = await prepay(p, 300n)
+  await settle(first.serial_number)
+  const racing = await Promise.all(Array.from({ length: 6 }, () => prepay(p, 300n)))
+  // The six payments (only two affordable after the first) and a refund of the first take the same two accounts at once.
+  const outcomes = await Promise.allSettled([...racing.map((txn) => settle(txn.serial_number)), refund(first.serial_number)])
+  const refused = outcomes.filter((o) => o.status === 'rejected').map((o) => (o as PromiseRejectedResult).reason as { reason?: string })
+  assert.ok(
+    refused.every((e) => e.reason === 'INSUFFICIENT_BALANCE'),
+    `only insufficient balances are refused: ${refused.map((e) => e.reason ?? String(e)).join(', ')}`,
+  )
+  assert.equal(outcomes.at(-1)!.status, 'fulfilled', 'the refund goes through')
+  const paid = outcomes.slice(0, -1).filter((o) => o.status === 'fulfilled').length
+  assert.ok(paid === 2 || paid === 3, `two payments fit the balance left, three when the refund came first: ${paid}`)
+  assert.equal(await balanceOf(p.payer), 1_000n - 300n * BigInt(paid), 'each payment that went through moved its amount once')
+  assert.equal(await balanceOf(p.collection), 300n * BigInt(paid))
+  for (const [i, txn] of racing.entries()) {
+    const state = (await ledger.getTransaction(service.db, PLATFORM, txn.serial_number)).state
+    assert.equal(state, outcomes[i]!.status === 'fulfilled' ? 'succeeded' : 'pending', 'a refused payment stays payable')
+  }
+  await assertBalanced()
+})
+
 test(`cancel: a pending transaction is cancelled once and can no longer be paid or refunded (${DATABASE_KIND})`, async () => {
   const p = await parties()
   const txn = await prepay(p, 500n)

@@ -103,6 +103,71 @@ export async function postJournal(trx: Transaction<PlatformDatabase>, platformId
     .execute()
 }
 
+/**
+ * A paid transaction's money moved payer -> collection, in one statement: both accounts locked in
+ * ref order (as lockAccounts), the payer debited only if it can afford it (checked on the locked,
+ * current row) and its wrong-password count forgotten, the collection credited, and the journal's
+ * two entries inserted only when both accounts moved. The collection account, which every payment
+ * to its merchant locks, is then held for this statement and the COMMIT only. Returns how many
+ * entries were written: 2, or fewer when the payer could not afford it (the caller rolls back).
+ */
+export async function movePaymentMoney(
+  trx: Transaction<PlatformDatabase>,
+  move: { platformId: string; payerRef: string; collectionRef: string; amountMinor: bigint; currencyCode: string; journalId: string; serialNumber: string },
+): Promise<number> {
+  const [first, second] = [move.payerRef, move.collectionRef].sort() as [string, string]
+  const rows = await MOVE_PAYMENT_MONEY.rows(trx, { ...move, first, second, debitMinor: -move.amountMinor })
+  return rows.length
+}
+const MOVE_PAYMENT_MONEY = queryTemplate(
+  'payment-platform.movePaymentMoney',
+  (
+    trx: Db,
+    v: { platformId: string; payerRef: string; first: string; second: string; amountMinor: bigint; debitMinor: bigint; currencyCode: string; journalId: string; serialNumber: string },
+  ) => {
+    const isPayer = sql`accounts.account_ref = ${v.payerRef}`
+    return trx
+      .with('locked', (db) =>
+        db.selectFrom('accounts').select('account_ref').where('platform_id', '=', v.platformId).where('account_ref', 'in', [v.first, v.second]).orderBy('account_ref').forUpdate(),
+      )
+      .with('moved', (db) =>
+        db
+          .updateTable('accounts')
+          .from('locked')
+          .set({
+            balance_minor: sql`balance_minor + case when ${isPayer} then ${v.debitMinor}::bigint else ${v.amountMinor}::bigint end`,
+            failed_attempts: sql`case when ${isPayer} then 0 else failed_attempts end`,
+            locked_until: sql`case when ${isPayer} then null else locked_until end`,
+          })
+          .where('accounts.platform_id', '=', v.platformId)
+          .whereRef('accounts.account_ref', '=', 'locked.account_ref')
+          .where(sql<boolean>`(not ${isPayer} or balance_minor >= ${v.amountMinor}::bigint)`)
+          .returning([
+            'accounts.account_ref',
+            'accounts.masked_number',
+            sql<bigint>`case when ${isPayer} then ${v.debitMinor}::bigint else ${v.amountMinor}::bigint end`.as('delta_minor'),
+          ]),
+      )
+      .insertInto('ledger_entries')
+      .columns(['platform_id', 'journal_id', 'serial_number', 'account_ref', 'masked_number', 'delta_minor', 'currency_code'])
+      .expression((eb) =>
+        eb
+          .selectFrom('moved')
+          .select([
+            sql<string>`${v.platformId}::text`.as('platform_id'),
+            sql<string>`${v.journalId}::text`.as('journal_id'),
+            sql<string>`${v.serialNumber}::text`.as('serial_number'),
+            'account_ref',
+            'masked_number',
+            'delta_minor',
+            sql<string>`${v.currencyCode}::text`.as('currency_code'),
+          ])
+          .where(sql<boolean>`(select count(*) from moved) = 2`),
+      )
+      .returning('account_ref')
+  },
+)
+
 export async function recordPasswordFailure(db: Db, platformId: string, accountRef: string, maxFailures: number, lockMs: number): Promise<AccountRow | undefined> {
   return db
     .updateTable('accounts')
@@ -114,10 +179,6 @@ export async function recordPasswordFailure(db: Db, platformId: string, accountR
     .where('account_ref', '=', accountRef)
     .returningAll()
     .executeTakeFirst()
-}
-
-export async function resetPasswordFailures(db: Db, platformId: string, accountRef: string): Promise<void> {
-  await db.updateTable('accounts').set({ failed_attempts: 0, locked_until: null }).where('platform_id', '=', platformId).where('account_ref', '=', accountRef).execute()
 }
 
 export async function insertTransaction(db: Db, row: Omit<TransactionRow, 'created_at' | 'completed_at' | 'refunded_at' | 'state'>): Promise<TransactionRow> {
