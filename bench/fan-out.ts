@@ -30,6 +30,18 @@ export interface FanOutPlan {
 
 const ROUND_TIMEOUT_MS = 30_000
 
+/**
+ * Resolves once `holds()` is true (polled every 20 ms); a fan-out whose streams never all open fails
+ * the run with what it saw instead of waiting for ever.
+ */
+export async function until(holds: () => boolean, what: () => string, timeoutMs = 120_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs
+  while (!holds()) {
+    if (performance.now() > deadline) throw new Error(`fan-out: not ready after ${timeoutMs} ms: ${what()}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
 /** Live memory (heap and buffers) after a full collection. */
 export function liveMemory(): number {
   global.gc?.()

@@ -14,7 +14,7 @@ import { createLogger } from '../services/runtime/logger.ts'
 import { startMesh } from '../services/runtime/process.ts'
 import { startTelemetry } from '../services/runtime/telemetry.ts'
 import { channelCredentials } from '../services/runtime/tls.ts'
-import { fanOut } from './fan-out.ts'
+import { fanOut, until } from './fan-out.ts'
 import { benchConfig } from './mesh-config.ts'
 
 const n = Number(process.argv[2] ?? 10_000)
@@ -37,7 +37,7 @@ const pipe = mesh.services.find((s) => s.name === 'instance-events')!
 const run = await fanOut({
   open: { kind: 'pipe', address, certificates, n, deviceId: device, afterSequence: String(start) },
   ready: async () => {
-    while (pipe.introspect().subscribers! < n) await new Promise((resolve) => setTimeout(resolve, 20))
+    await until(() => pipe.introspect().subscribers! >= n, () => `the pipe holds ${pipe.introspect().subscribers} of ${n} subscribers`)
     if (profileFile) {
       profiler.connect()
       await profiler.post('Profiler.enable')

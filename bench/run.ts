@@ -23,7 +23,7 @@ import { startTelemetry } from '../services/runtime/telemetry.ts'
 import { channelCredentials, serverCredentials } from '../services/runtime/tls.ts'
 import { demoClients } from '../cli/demo/clients.ts'
 import { echoClients, startBareServer, unaryBaseline } from './baseline.ts'
-import { fanOut } from './fan-out.ts'
+import { fanOut, until } from './fan-out.ts'
 import { clusterDatabase } from '../cli/cluster/postgres.ts'
 import { benchConfig } from './mesh-config.ts'
 import { productionShape } from './production/shape.ts'
@@ -222,9 +222,7 @@ async function main(): Promise<void> {
     for (const n of FANOUT) {
       const bareRun = await fanOut({
         open: { kind: 'bare', address: bare.address, certificates: clientPaths, n },
-        ready: async () => {
-          while (bare.subscribers() < n) await new Promise((resolve) => setTimeout(resolve, 20))
-        },
+        ready: () => until(() => bare.subscribers() >= n, () => `the bare server holds ${bare.subscribers()} of ${n} streams`),
         subjectOf: (r) => `round-${n}-${r}`,
         // The bytes a Notify subscriber gets (an event of the same shape and size), decoded by the
         // subscriber the same way: the ratio is what the pipe adds to grpc-js, not the message's own cost.
@@ -235,9 +233,7 @@ async function main(): Promise<void> {
       rows.push(figuresRow('bare stream fan-out', `n=${n}`, bareRun, `${round(bareRun.serverBytesPerStream / 1024, 1)} KB/stream (server)`))
       const run = await fanOut({
         open: { kind: 'pipe', address: addresses.get('instance-events')!, certificates: instanceCertificates, n, deviceId: device, afterSequence: String(last) },
-        ready: async () => {
-          while (pipeService.introspect().subscribers! < n) await new Promise((resolve) => setTimeout(resolve, 20))
-        },
+        ready: () => until(() => pipeService.introspect().subscribers! >= n, () => `the pipe holds ${pipeService.introspect().subscribers} of ${n} subscribers`),
         subjectOf: (r) => `round-${n}-${r}`,
         publish: async (r) => void (last = await publish(`round-${n}-${r}`)),
         rounds: ROUNDS,

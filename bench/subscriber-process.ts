@@ -63,7 +63,8 @@ process.on('message', (command: SubscriberCommand) => {
       for (let i = 0; i < n; i++) streams.push(clients[i % count]!.subscribe(Buffer.alloc(0), new Metadata()))
       for (const stream of streams) stream.on('data', onMessage(matches))
     } else {
-      const clients = Array.from({ length: count }, () => createClient(InstanceEventsServiceClient, address, credentials))
+      // A channel option of its own per client: grpc-js would otherwise share one connection among them.
+      const clients = Array.from({ length: count }, (_, i) => createClient(InstanceEventsServiceClient, address, credentials, undefined, { 'channel-index': i }))
       channels = clients
       const matches = (message: unknown): boolean => (message as NotifyResponse).event?.subjectId === armed!.subjectId
       const request = { deviceId: command.open.deviceId!, afterSequence: BigInt(command.open.afterSequence!) }
