@@ -1,6 +1,6 @@
 // SQL of the payment_platform schema. Functions take the database or a transaction; the ones
 // that lock rows take only a transaction.
-import { type AliasedExpression, type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction } from 'kysely'
+import { type AliasedExpression, type ExpressionBuilder, type Kysely, type QueryCreator, type Selectable, sql, type Transaction } from 'kysely'
 import { queryTemplate } from '../../runtime/query-template.ts'
 import type {
   AccountKindColumn,
@@ -73,7 +73,7 @@ export async function lockAccounts(trx: Transaction<PlatformDatabase>, platformI
     sorted.length === 2 ? await LOCK_TWO_ACCOUNTS.rows(trx, { platformId, first: sorted[0]!, second: sorted[1]! }) : await lockAccountsQuery(trx, platformId, sorted).execute()
   return new Map(rows.map((row) => [row.account_ref, row]))
 }
-const lockAccountsQuery = (trx: Db, platformId: string, sortedRefs: readonly string[]) =>
+const lockAccountsQuery = (trx: QueryCreator<PlatformDatabase>, platformId: string, sortedRefs: readonly string[]) =>
   trx.selectFrom('accounts').selectAll().where('platform_id', '=', platformId).where('account_ref', 'in', sortedRefs).orderBy('account_ref').forUpdate()
 const LOCK_TWO_ACCOUNTS = queryTemplate('payment-platform.lockTwoAccounts', (trx: Db, v: { platformId: string; first: string; second: string }) =>
   lockAccountsQuery(trx, v.platformId, [v.first, v.second]),
@@ -105,7 +105,7 @@ export async function postJournal(trx: Transaction<PlatformDatabase>, platformId
 
 /**
  * A paid transaction's money moved payer -> collection, in one statement: both accounts locked in
- * ref order (as lockAccounts), the payer debited only if it can afford it (checked on the locked,
+ * ref order (lockAccounts' own query), the payer debited only if it can afford it (checked on the locked,
  * current row) and its wrong-password count forgotten, the collection credited, and the journal's
  * two entries inserted only when both accounts moved. The collection account, which every payment
  * to its merchant locks, is then held for this statement and the COMMIT only. Returns how many
@@ -126,27 +126,22 @@ const MOVE_PAYMENT_MONEY = queryTemplate(
     v: { platformId: string; payerRef: string; first: string; second: string; amountMinor: bigint; debitMinor: bigint; currencyCode: string; journalId: string; serialNumber: string },
   ) => {
     const isPayer = sql`accounts.account_ref = ${v.payerRef}`
+    const delta = sql<bigint>`case when ${isPayer} then ${v.debitMinor}::bigint else ${v.amountMinor}::bigint end`
     return trx
-      .with('locked', (db) =>
-        db.selectFrom('accounts').select('account_ref').where('platform_id', '=', v.platformId).where('account_ref', 'in', [v.first, v.second]).orderBy('account_ref').forUpdate(),
-      )
+      .with('locked', (db) => lockAccountsQuery(db, v.platformId, [v.first, v.second]).clearSelect().select('account_ref'))
       .with('moved', (db) =>
         db
           .updateTable('accounts')
           .from('locked')
           .set({
-            balance_minor: sql`balance_minor + case when ${isPayer} then ${v.debitMinor}::bigint else ${v.amountMinor}::bigint end`,
+            balance_minor: sql`balance_minor + ${delta}`,
             failed_attempts: sql`case when ${isPayer} then 0 else failed_attempts end`,
             locked_until: sql`case when ${isPayer} then null else locked_until end`,
           })
           .where('accounts.platform_id', '=', v.platformId)
           .whereRef('accounts.account_ref', '=', 'locked.account_ref')
           .where(sql<boolean>`(not ${isPayer} or balance_minor >= ${v.amountMinor}::bigint)`)
-          .returning([
-            'accounts.account_ref',
-            'accounts.masked_number',
-            sql<bigint>`case when ${isPayer} then ${v.debitMinor}::bigint else ${v.amountMinor}::bigint end`.as('delta_minor'),
-          ]),
+          .returning(['accounts.account_ref', 'accounts.masked_number', delta.as('delta_minor')]),
       )
       .insertInto('ledger_entries')
       .columns(['platform_id', 'journal_id', 'serial_number', 'account_ref', 'masked_number', 'delta_minor', 'currency_code'])
