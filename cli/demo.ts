@@ -1,5 +1,6 @@
 // `npm run demo [-- --json]`: acts out login and payment as operator, instance and terminal
 // against the running mesh, or starts one in this process when none answers.
+import pino from 'pino'
 import { HealthClient } from '../gen/grpc/health/v1/health.ts'
 import { ALL_SERVICES } from '../services/registry.ts'
 import { createClient, unaryCall } from '../services/runtime/client.ts'
@@ -33,7 +34,9 @@ let stop = async (): Promise<void> => undefined
 let addresses = addressBook(config)
 if (!(await meshAnswers())) {
   if (!json) process.stdout.write('No mesh answers at the configured addresses: starting one in this process.\n')
-  const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log: createLogger({ level: 'warn', name: 'cloudpay' }) })
+  // The mesh's log lines go to stderr: stdout is the demo's own (its story, or the one JSON summary of --json).
+  const log = createLogger({ level: 'warn', name: 'cloudpay', destination: pino.destination({ fd: 2, sync: true }) })
+  const mesh = await startMesh(ALL_SERVICES, { config, telemetry, log })
   addresses = new Map(mesh.services.map((s) => [s.name, s.address]))
   stop = () => mesh.stop()
 }
