@@ -1,8 +1,10 @@
 // One trace per flow, across every service and the asynchronous steps, as a dashboard receives it
 // (a real OTLP/HTTP receiver in this process), as `cloudpay trace` prints it, and no secrets in it.
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { createServer, type Server } from 'node:http'
+import { type AddressInfo, createServer as createNetServer } from 'node:net'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
@@ -178,12 +180,27 @@ test('npm run demo -- --json acts out both flows and prints one summary', async 
   const home = join(t.config.home, 'demo')
   // Port 0 for every service of the demo's own mesh: a fixed port in the ephemeral range can be taken.
   const ports = Object.fromEntries(SERVICE_NAMES.map((name) => [addressVariable(name), '127.0.0.1:0']))
-  const { stdout } = await run(join(ROOT, 'node_modules/.bin/tsx'), ['cli/demo.ts', '--json'], {
+  // One service's port is held until its mesh logs that it waits for it ("address in use"): that
+  // warning must reach stderr, never the stdout that holds the one JSON summary.
+  const holder = createNetServer()
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+  ports[addressVariable('instance-events')] = `127.0.0.1:${(holder.address() as AddressInfo).port}`
+  const demoRun = spawn(join(ROOT, 'node_modules/.bin/tsx'), ['cli/demo.ts', '--json'], {
     cwd: ROOT,
     // Sharing the test mesh's database, so sharing its data key too (as every replica must).
     env: { ...process.env, ...ports, CLOUDPAY_HOME: home, DATABASE_URL: t.fresh.location.databaseUrl ?? '', CLOUDPAY_DATA_KEY: (await readFile(join(t.config.home, 'keys', 'data.key'), 'utf8')).trim() },
-    timeout: 120_000,
+    signal: AbortSignal.timeout(120_000),
   })
+  let stdout = ''
+  let stderr = ''
+  // Released once the warning shows on either stream, so a warning on stdout fails on the JSON, not on the port.
+  const release = () => void (/address in use/.test(stdout + stderr) && holder.listening && holder.close())
+  demoRun.stdout.on('data', (chunk: Buffer) => ((stdout += chunk.toString()), release()))
+  demoRun.stderr.on('data', (chunk: Buffer) => ((stderr += chunk.toString()), release()))
+  const [code] = (await once(demoRun, 'close')) as [number | null]
+  holder.close()
+  assert.equal(code, 0, `the demo failed:\n${stderr.slice(-2000)}`)
+  assert.match(stderr, /address in use/)
   const demo = JSON.parse(stdout) as DemoSummary
   assert.equal(demo.login.result, 'LOGIN_STATE_VERIFIED')
   assert.match(demo.login.displayName, /^cloud platform guest \d{6}$/)
