@@ -193,7 +193,7 @@ test('npm run demo -- --json acts out both flows and prints one summary', async 
   })
   let stdout = ''
   let stderr = ''
-  // Released once the warning shows on either stream, so a warning on stdout fails on the JSON, not on the port.
+  // Released once the warning shows on either stream: a warning on stdout fails the stderr assertion, not the bind.
   const release = () => void (/address in use/.test(stdout + stderr) && holder.listening && holder.close())
   demoRun.stdout.on('data', (chunk: Buffer) => ((stdout += chunk.toString()), release()))
   demoRun.stderr.on('data', (chunk: Buffer) => ((stderr += chunk.toString()), release()))
