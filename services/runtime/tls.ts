@@ -2,6 +2,7 @@
 // on disk (rotation) are used for new connections without a restart.
 import { TLSSocket, type PeerCertificate } from 'node:tls'
 import { type ChannelCredentials, experimental, type ServerCredentials } from '@grpc/grpc-js'
+import { ChangedCertificatesOnly } from './certificate-updates.ts'
 import type { Config } from './config.ts'
 import { type CertificatePaths, ensureDevCertificate } from './dev-certificates.ts'
 import type { Identity } from './identity.ts'
@@ -14,21 +15,29 @@ export async function certificateFiles(config: Config, identity: Identity): Prom
   return ensureDevCertificate(config.home, identity)
 }
 
-const providers = new Map<string, experimental.FileWatcherCertificateProvider>()
+const providers = new Map<string, ChangedCertificatesOnly>()
 
-function providerFor(paths: CertificatePaths, refreshMs: number): experimental.FileWatcherCertificateProvider {
+function providerFor(paths: CertificatePaths, refreshMs: number): ChangedCertificatesOnly {
   const key = `${paths.caFile}\0${paths.certFile}\0${paths.keyFile}\0${refreshMs}`
   let provider = providers.get(key)
   if (!provider) {
-    provider = new experimental.FileWatcherCertificateProvider({
-      caCertificateFile: paths.caFile,
-      certificateFile: paths.certFile,
-      privateKeyFile: paths.keyFile,
-      refreshIntervalMs: refreshMs,
-    })
+    provider = new ChangedCertificatesOnly(
+      new experimental.FileWatcherCertificateProvider({
+        caCertificateFile: paths.caFile,
+        certificateFile: paths.certFile,
+        privateKeyFile: paths.keyFile,
+        refreshIntervalMs: refreshMs,
+      }),
+    )
     providers.set(key, provider)
   }
   return provider
+}
+
+/** How often this identity's files were read, and how many of those reads reached grpc-js. */
+export function certificateReads(paths: CertificatePaths, refreshMs: number): { reads: number; passedOn: number; kept: number } {
+  const { reads, passedOn, kept } = providerFor(paths, refreshMs)
+  return { reads, passedOn, kept }
 }
 
 /**

@@ -2,8 +2,8 @@
 // and replaced certificate files are picked up without a restart.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
-import { connect } from 'node:tls'
-import { readFile, rm } from 'node:fs/promises'
+import { connect, Server as TlsServer } from 'node:tls'
+import { readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { randomBytes, X509Certificate } from 'node:crypto'
 import { Metadata, status as Status, type ServerWritableStream, type ServiceError } from '@grpc/grpc-js'
 import { trace } from '@opentelemetry/api'
@@ -24,6 +24,7 @@ import { implement, notImplemented } from '../../services/runtime/rpc.ts'
 import { Sealer } from '../../services/runtime/sealing.ts'
 import { type RunningServer, startServer } from '../../services/runtime/server.ts'
 import { reissueDevCertificate } from '../../services/runtime/dev-certificates.ts'
+import { certificateReads } from '../../services/runtime/tls.ts'
 import { devPki } from '../helpers/certs.ts'
 import { expectStatus } from '../helpers/grpc.ts'
 
@@ -195,29 +196,83 @@ test('a streaming handler that fails ends its stream with a status; the server k
   }
 })
 
+/** The serial number of the certificate the server presents now; undefined when it refuses the connection. */
+async function servedSerial(): Promise<string | undefined> {
+  const caller = await pki.paths(CALLER)
+  const [ca, cert, key] = await Promise.all([readFile(caller.caFile), readFile(caller.certFile), readFile(caller.keyFile)])
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port: server.port, ca, cert, key, servername: 'localhost', ALPNProtocols: ['h2'] }, () => {
+      const serial = socket.getPeerCertificate().serialNumber
+      socket.destroy()
+      resolve(serial)
+    })
+    socket.on('error', () => resolve(undefined))
+  })
+}
+
+/** Resolves once the server's certificate files were read `count` more times (every 100 ms here). */
+async function readsMore(count: number): Promise<void> {
+  const paths = await pki.paths(SERVICE)
+  const target = certificateReads(paths, 100).reads + count
+  while (certificateReads(paths, 100).reads < target) await new Promise((resolve) => setTimeout(resolve, 20))
+}
+
+test('certificate files read again unchanged give the server no new TLS context', async () => {
+  // Counted where grpc-js hands a server its credentials: every HTTP/2 server is a tls.Server.
+  const set = TlsServer.prototype.setSecureContext
+  let contexts = 0
+  TlsServer.prototype.setSecureContext = function (this: TlsServer, ...args: Parameters<typeof set>) {
+    contexts++
+    return set.apply(this, args)
+  }
+  try {
+    await readsMore(5)
+    assert.equal(contexts, 0, 'five reads of the same files, no new context')
+    assert.ok(await servedSerial())
+  } finally {
+    TlsServer.prototype.setSecureContext = set
+  }
+})
+
 test('replaced certificate files are served to new connections without a restart', async () => {
   const paths = await pki.paths(SERVICE)
-  const ca = await readFile(paths.caFile)
-  const caller = await pki.paths(CALLER)
-  const [cert, key] = [await readFile(caller.certFile), await readFile(caller.keyFile)]
-  // Undefined while the server is between a certificate and its key (two files, two renames).
-  const serverSerial = async (): Promise<string | undefined> =>
-    new Promise((resolve) => {
-      const socket = connect({ host: '127.0.0.1', port: server.port, ca, cert, key, servername: 'localhost', ALPNProtocols: ['h2'] }, () => {
-        const serial = socket.getPeerCertificate().serialNumber
-        socket.destroy()
-        resolve(serial)
-      })
-      socket.on('error', () => resolve(undefined))
-    })
-  const before = await serverSerial()
+  const before = await servedSerial()
   assert.ok(before)
   await reissueDevCertificate(pki.home, SERVICE)
+  const expected = new X509Certificate(await readFile(paths.certFile)).serialNumber
   let now: string | undefined = before
-  for (let attempt = 0; attempt < 100 && (now === before || now === undefined); attempt++) {
-    await new Promise((resolve) => setTimeout(resolve, 50))
-    now = await serverSerial()
+  for (let attempt = 0; attempt < 200 && now !== expected; attempt++) {
+    now = await servedSerial()
+    // The key and the certificate are two files, renamed one after the other: between the two
+    // reads the old pair stays in use, never no pair.
+    assert.ok(now === before || now === expected, `served ${now ?? 'nothing (connection refused)'}`)
+    if (now !== expected) await new Promise((resolve) => setTimeout(resolve, 25))
   }
-  assert.ok(now && now !== before, 'the new certificate is in use')
-  assert.equal(now, new X509Certificate(await readFile(paths.certFile)).serialNumber)
+  assert.equal(now, expected, 'the new certificate is in use')
+})
+
+test('a certificate that does not match its key (a rotation half done) leaves the last good pair served', async () => {
+  const paths = await pki.paths(SERVICE)
+  const before = await servedSerial()
+  assert.ok(before)
+  const oldKey = await readFile(paths.keyFile)
+  await reissueDevCertificate(pki.home, SERVICE)
+  const newKey = await readFile(paths.keyFile)
+  const expected = new X509Certificate(await readFile(paths.certFile)).serialNumber
+  // The new certificate beside the old key: the pair the next reads see cannot be served.
+  await writeFile(`${paths.keyFile}.tmp`, oldKey, { mode: 0o600 })
+  await rename(`${paths.keyFile}.tmp`, paths.keyFile)
+  const kept = certificateReads(paths, 100).kept
+  await readsMore(3)
+  assert.ok(certificateReads(paths, 100).kept > kept, 'the mismatched pair was read and not passed on')
+  assert.equal(await servedSerial(), before, 'the old certificate is still served, and connections are accepted')
+  // The rotation completes: the new pair is served.
+  await writeFile(`${paths.keyFile}.tmp`, newKey, { mode: 0o600 })
+  await rename(`${paths.keyFile}.tmp`, paths.keyFile)
+  let now = await servedSerial()
+  for (let attempt = 0; attempt < 200 && now !== expected; attempt++) {
+    await new Promise((resolve) => setTimeout(resolve, 25))
+    now = await servedSerial()
+  }
+  assert.equal(now, expected)
 })
