@@ -175,8 +175,14 @@ export interface OutboxOptions {
   readonly log: Logger
   readonly retryBaseMs: number
   readonly retryMaxMs: number
-  /** How often due deliveries are looked for without a kick. */
+  /** How soon due deliveries are looked for again, without a kick, after a pass that found some. */
   readonly intervalMs?: number
+  /**
+   * Where the wait between passes that find nothing doubles up to (default 5 s). This replica's
+   * own retries are looked for when due, whatever the wait; what it waits for is what only the
+   * table says: another replica's lease run out, or a delivery enqueued by another process.
+   */
+  readonly idleIntervalMs?: number
   /** How long an attempt may take before another replica may try again (CLOUDPAY_OUTBOX_LEASE_MS). */
   readonly leaseMs?: number
   /** Attempts after which a delivery is dead-lettered (CLOUDPAY_OUTBOX_MAX_ATTEMPTS). */
@@ -207,6 +213,8 @@ export interface Outbox extends Worker {
   pending(): Promise<number>
   /** Dead-lettered deliveries in the table (all replicas'), as last counted: a gauge to alert on. */
   deadLetters(): number
+  /** Passes over the table so far (claim statements): a gauge for diagnostics and tests. */
+  passes(): number
   /**
    * Kicks, then waits until every one of these deliveries was acknowledged (by this replica or
    * another) or `timeoutMs` passed: true when all were. A delivery not in the table counts as
@@ -243,6 +251,8 @@ export function createOutbox(options: OutboxOptions): Outbox {
   const leaseMs = options.leaseMs ?? 30_000
   const maxAttempts = options.maxAttempts ?? Number.POSITIVE_INFINITY
   const stopWaitMs = options.stopWaitMs ?? 10_000
+  const busyMs = options.intervalMs ?? 500
+  const idleMs = Math.max(busyMs, options.idleIntervalMs ?? 5_000)
   const topics = new Map(Object.entries(options.handlers).map(([topic, handler]) => [topic, typeof handler === 'function' ? { deliver: handler } : handler] as const))
   let running: Promise<void> | undefined
   let again = false
@@ -381,21 +391,30 @@ export function createOutbox(options: OutboxOptions): Outbox {
       }
       const delay = retryDelayMs(row.attempts, options.retryBaseMs, options.retryMaxMs)
       options.log.warn({ topic: row.topic, delivery_id: row.delivery_id, attempt: row.attempts, retry_in_ms: delay, error: message }, 'outbox delivery failed; will retry')
+      // Due by the database's clock, as claims compare it; this replica looks for it once the
+      // write is done and the delay has passed (so it is due by then, whatever the clocks say).
       await db
         .updateTable(OUTBOX_TABLE)
-        .set({ next_attempt_at: new Date(Date.now() + delay), last_error: message.slice(0, 500) })
+        .set({ next_attempt_at: sql`now() + ${`${delay} milliseconds`}::interval`, last_error: message.slice(0, 500) })
         .where('delivery_id', '=', row.delivery_id)
         .execute()
+        .then(() => passAt(Date.now() + delay))
         .catch(() => undefined)
     } finally {
       inFlight.delete(row.delivery_id)
     }
   }
 
+  let passCount = 0
+  /** Whether the last pass found any delivery due: the next one then comes soon, else later and later. */
+  let found = false
   const drain = async (): Promise<void> => {
+    found = false
     do {
       again = false
+      passCount += 1
       const rows = await claim()
+      if (rows.length > 0) found = true
       for (const row of rows) inFlight.add(row.delivery_id)
       await Promise.all(rows.map(attempt))
       if (rows.length === 20) again = true
@@ -412,7 +431,25 @@ export function createOutbox(options: OutboxOptions): Outbox {
       .catch((error: unknown) => options.log.warn({ err: error }, 'outbox pass failed'))
       .finally(() => {
         running = undefined
+        wait = found ? busyMs : Math.min(wait * 2, idleMs)
+        passAt(Date.now() + wait)
       })
+  }
+
+  // One timer for the next pass, moved only sooner: after a pass (its wait), or when a retry is due.
+  let timer: NodeJS.Timeout | undefined
+  let timerAt = Number.POSITIVE_INFINITY
+  let wait = busyMs / 2
+  const passAt = (at: number): void => {
+    if (!started || stopped || (timer && timerAt <= at)) return
+    clearTimeout(timer)
+    timerAt = at
+    timer = setTimeout(() => {
+      timer = undefined
+      timerAt = Number.POSITIVE_INFINITY
+      run()
+    }, Math.max(0, at - Date.now()))
+    timer.unref()
   }
 
   /** How many of these deliveries are still to come, and whether any of them is dead (never coming). */
@@ -480,7 +517,6 @@ export function createOutbox(options: OutboxOptions): Outbox {
     run()
   }
 
-  let timer: NodeJS.Timeout | undefined
   let recountTimer: NodeJS.Timeout | undefined
   return {
     name: 'outbox',
@@ -488,8 +524,6 @@ export function createOutbox(options: OutboxOptions): Outbox {
       if (started || stopped) return
       started = true
       localOutboxes.set(options.db, { leaseMs, attemptHeld })
-      timer = setInterval(run, options.intervalMs ?? 500)
-      timer.unref()
       recountTimer = setInterval(recount, DEAD_RECOUNT_MS)
       recountTimer.unref()
       recount()
@@ -498,6 +532,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
     kick,
     delivered,
     deadLetters: () => deadCount,
+    passes: () => passCount,
     pending: async () =>
       Number(
         (
@@ -513,7 +548,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
       stopped = true
       batch?.write()
       if (localOutboxes.get(options.db)?.attemptHeld === attemptHeld) localOutboxes.delete(options.db)
-      clearInterval(timer)
+      clearTimeout(timer)
       clearInterval(recountTimer)
       wakeWaiters()
       let timeout: NodeJS.Timeout | undefined

@@ -1,7 +1,7 @@
 // The transactional outbox on a real database (PGlite, or PostgreSQL when DATABASE_URL is set):
 // a delivery no retry can change ends as a dead letter with its reason (logged once, counted) and
 // is not attempted again; one out of attempts too; a clean stop hands unfinished leases back; the
-// backoff is jittered.
+// backoff is jittered; an idle outbox polls less and less, but not for its own retries.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { status as Status } from '@grpc/grpc-js'
@@ -259,6 +259,41 @@ test(`deliveries acknowledged in the same turn are marked delivered in one state
   } finally {
     await box.stop()
     context.disable()
+  }
+})
+
+test(`an idle outbox looks at its table less and less often (${DATABASE_KIND})`, async () => {
+  const { box } = outbox({}, { intervalMs: 50, idleIntervalMs: 800 })
+  try {
+    // Empty passes wait 50, 100, 200, 400, then 800 ms: timers never fire early, so six passes
+    // take at least their sum, however loaded the machine (a fixed 50 ms poll takes 250 ms).
+    const started = Date.now()
+    await until('six passes', async () => box.passes() >= 6)
+    assert.ok(Date.now() - started >= 50 + 100 + 200 + 400 + 800 - 5, `six passes in ${Date.now() - started} ms`)
+  } finally {
+    await box.stop()
+  }
+})
+
+test(`a failed attempt is retried when its backoff is due, with no poll to find it (${DATABASE_KIND})`, async () => {
+  let failures = 2
+  const attempts: number[] = []
+  // No poll (an hour) and no kick: only the retry's own timer can find it again.
+  const { box } = outbox(
+    {
+      flaky: async (_payload, _id, attempt) => {
+        attempts.push(attempt)
+        if (failures-- > 0) throw new Error('the peer is restarting')
+      },
+    },
+    { intervalMs: 3_600_000, retryBaseMs: 40, retryMaxMs: 80 },
+  )
+  try {
+    const id = await queue('flaky')
+    assert.equal(await box.delivered([id], 10_000), true)
+    assert.deepEqual(attempts, [1, 2, 3])
+  } finally {
+    await box.stop()
   }
 })
 
