@@ -50,11 +50,12 @@ export class ChangedCertificatesOnly implements experimental.CertificateProvider
     const current = this.#identity
     if (update && current && update.certificate.equals(current.certificate) && update.privateKey.equals(current.privateKey)) return
     if (update === null && current === null) return
-    if (current && !servable(update)) {
+    const usable = servable(update)
+    if (current && !usable) {
       this.kept++
       return
     }
-    this.#identity = servable(update) ? update : null
+    this.#identity = usable ? update : null
     this.passedOn++
     for (const listener of this.#identityListeners) listener(this.#identity)
   }
