@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto'
 import { context, metrics, SpanKind, SpanStatusCode, trace as otelTrace, type Tracer } from '@opentelemetry/api'
 import type { PaymentSettings } from './config.ts'
 import { afterCommit, originOf } from './database.ts'
-import { commitsTransaction } from './pipelined-transaction.ts'
+import { changedByRider, commitsTransaction, ridesAlong } from './pipelined-transaction.ts'
 import { CloudpayError } from './errors.ts'
 import type { Logger } from './logger.ts'
 import { PeerError } from './peer-calls.ts'
@@ -100,7 +100,6 @@ const insertDelivery = (db: OutboxDb, row: EnqueuedRow, held?: { leaseMs: string
       ...(held ? { next_attempt_at: sql<Date>`now() + ${held.leaseMs}::interval`, attempts: 1 } : {}),
     })
     .onConflict((oc) => oc.column('delivery_id').doNothing())
-    .returning('delivery_id')
 /** A delivery for another process's outbox (or for the periodic poll). */
 const ENQUEUE = queryTemplate('outbox.enqueue', (db: OutboxDb, row: EnqueuedRow) => insertDelivery(db, row))
 /** A delivery this process's outbox attempts after the commit: written leased to it (attempt 1). */
@@ -120,10 +119,12 @@ export async function enqueue(trx: Kysely<any>, topic: string, payload: Record<s
   const origin = originOf(trx)
   const local = origin ? localOutboxes.get(origin) : undefined
   const row = { delivery_id: deliveryId, topic, payload: JSON.stringify(stored) }
-  const inserted = await (local ? ENQUEUE_HELD.first(trx as OutboxDb, { ...row, leaseMs: `${local.leaseMs} milliseconds` }) : ENQUEUE.first(trx as OutboxDb, row))
+  const insert = local ? ENQUEUE_HELD.compile(trx as OutboxDb, { ...row, leaseMs: `${local.leaseMs} milliseconds` }) : ENQUEUE.compile(trx as OutboxDb, row)
+  // Nothing in the transaction reads the row back: it rides with the transaction's next round trip.
+  const inserted = changedByRider(await trx.executeQuery(ridesAlong(insert)))
   if (!local) enqueuedUnheld += 1
   // An id enqueued before (onConflict) is not ours to attempt: it is leased or delivered already.
-  else if (inserted) afterCommit(trx, () => local.attemptHeld({ delivery_id: deliveryId, topic, payload: stored, attempts: 1 }))
+  else afterCommit(trx, () => void inserted.then((n) => n > 0n && local.attemptHeld({ delivery_id: deliveryId, topic, payload: stored, attempts: 1 }), () => undefined))
   return deliveryId
 }
 

@@ -1,13 +1,14 @@
 // A transaction's BEGIN sent with its first statement, and its COMMIT with a last statement marked
 // for it (services/runtime/pipelined-transaction.ts), on PostgreSQL: a round trip fewer each, and a
 // transaction behaves exactly as before: its result, its atomicity, a failing first or last
-// statement rolled back, a failing COMMIT, an empty transaction, an isolation level.
+// statement rolled back, a failing COMMIT, an empty transaction, an isolation level. And a
+// statement marked to ride along travels with the next one, its count arriving with it.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { sql } from 'kysely'
 import pg from 'pg'
 import { inTransaction, type SharedDatabase } from '../../services/runtime/database.ts'
-import { commitsTransaction } from '../../services/runtime/pipelined-transaction.ts'
+import { changedByRider, commitsTransaction, ridesAlong } from '../../services/runtime/pipelined-transaction.ts'
 import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
 
 const POSTGRES_ONLY = { skip: DATABASE_KIND !== 'postgres' && 'PostgreSQL only: the embedded database has no wire protocol' }
@@ -30,8 +31,9 @@ let recording: string[] | undefined
 const query = pg.Client.prototype.query
 pg.Client.prototype.query = function (this: pg.Client, config: unknown, ...rest: unknown[]) {
   const text = typeof config === 'string' ? config : String((config as { text?: string }).text)
-  const carried = config as { beginsTransaction?: boolean; commitsTransaction?: boolean }
-  recording?.push(`${carried.beginsTransaction ? 'begin+' : ''}${text.trimStart().split(/\s/)[0]!.toLowerCase()}${carried.commitsTransaction ? '+commit' : ''}`)
+  const carried = config as { beginsTransaction?: boolean; commitsTransaction?: boolean; riders?: number }
+  const riders = carried.riders ? `${carried.riders} rider${carried.riders > 1 ? 's' : ''}+` : ''
+  recording?.push(`${carried.beginsTransaction ? 'begin+' : ''}${riders}${text.trimStart().split(/\s/)[0]!.toLowerCase()}${carried.commitsTransaction ? '+commit' : ''}`)
   return (query as (...args: unknown[]) => unknown).call(this, config, ...rest)
 } as typeof query
 
@@ -155,4 +157,99 @@ test('a statement marked to commit outside any transaction runs as it is, and th
   await Promise.all(Array.from({ length: 12 }, (_, i) => sql`select ${i}::int as i`.execute(database.db)))
   const { rows } = await sql<{ n: number }>`select count(*)::int as n from pipelined where id between 40 and 52`.execute(database.db)
   assert.equal(rows[0]!.n, 13)
+})
+
+/**
+ * `statement` compiled for the transaction, marked to ride along: `changed` settles once it was
+ * sent (with a later statement), so the transaction must go on before anything awaits it.
+ */
+const riding = async (trx: Parameters<Parameters<typeof inTransaction>[1]>[0], statement: ReturnType<typeof sql>) => ({
+  changed: changedByRider(await trx.executeQuery(ridesAlong(statement.compile(trx)))),
+})
+
+test('a statement that rides along travels with the next one, or with the COMMIT, and its count arrives with it', POSTGRES_ONLY, async () => {
+  const counts: Promise<bigint>[] = []
+  const { texts } = await sent(() =>
+    inTransaction(database.db, async (trx) => {
+      counts.push((await riding(trx, sql`insert into pipelined (id, note) values (60, 'sixty') on conflict do nothing`)).changed)
+      await sql`insert into pipelined (id, note) values (61, 'sixty-one')`.execute(trx)
+      counts.push((await riding(trx, sql`insert into pipelined (id, note) values (61, 'again') on conflict do nothing`)).changed)
+      counts.push((await riding(trx, sql`update pipelined set note = 'sixty-two' where id in (60, 61)`)).changed)
+      await lastOf(trx, sql`insert into pipelined (id, note) values (62, 'sixty-two')`)
+    }),
+  )
+  assert.deepEqual(texts, ['begin+1 rider+insert', '2 riders+insert+commit'], 'two round trips where there were seven')
+  assert.deepEqual(await Promise.all(counts), [1n, 0n, 2n], 'each rider counts what it changed, a conflict nothing')
+  const { rows } = await sql<{ id: number; note: string }>`select id, note from pipelined where id between 60 and 62 order by id`.execute(database.db)
+  assert.deepEqual(rows, [
+    { id: 60, note: 'sixty-two' },
+    { id: 61, note: 'sixty-two' },
+    { id: 62, note: 'sixty-two' },
+  ])
+  // Last before a plain COMMIT: it goes with the COMMIT.
+  let count: Promise<bigint> | undefined
+  const withCommit = await sent(() =>
+    inTransaction(database.db, async (trx) => {
+      await sql`insert into pipelined (id, note) values (63, 'sixty-three')`.execute(trx)
+      count = (await riding(trx, sql`insert into pipelined (id, note) values (64, 'sixty-four')`)).changed
+    }),
+  )
+  assert.deepEqual(withCommit.texts, ['begin+insert', '1 rider+commit'])
+  assert.equal(await count, 1n)
+  // Alone in its transaction: BEGIN, it and COMMIT in one round trip.
+  const alone = await sent(() =>
+    inTransaction(database.db, async (trx) => {
+      count = (await riding(trx, sql`insert into pipelined (id, note) values (65, 'sixty-five')`)).changed
+    }),
+  )
+  assert.deepEqual(alone.texts, ['begin+1 rider+commit'])
+  assert.equal(await count, 1n)
+  const stored = await sql<{ n: number }>`select count(*)::int as n from pipelined where id between 63 and 65`.execute(database.db)
+  assert.equal(stored.rows[0]!.n, 3, 'all committed')
+})
+
+test('a rider that fails fails the statement it rides with and rolls the transaction back; a rolled-back one is never sent', POSTGRES_ONLY, async () => {
+  let count: Promise<bigint> | undefined
+  await assert.rejects(
+    inTransaction(database.db, async (trx) => {
+      await sql`insert into pipelined (id, note) values (70, 'seventy')`.execute(trx)
+      count = (await riding(trx, sql`insert into pipelined (id, note) values (60, 'taken')`)).changed
+      await sql`insert into pipelined (id, note) values (71, 'seventy-one')`.execute(trx)
+    }),
+    (error: unknown) => (error as { code?: string }).code === '23505',
+    "the rider's own error",
+  )
+  await assert.rejects(count!, (error: unknown) => (error as { code?: string }).code === '23505')
+  // Failing as the COMMIT's rider: the COMMIT is skipped, the transaction rolled back.
+  await assert.rejects(
+    inTransaction(database.db, async (trx) => {
+      await sql`insert into pipelined (id, note) values (72, 'seventy-two')`.execute(trx)
+      count = (await riding(trx, sql`insert into pipelined (id, note) values (60, 'taken')`)).changed
+    }),
+    (error: unknown) => (error as { code?: string }).code === '23505',
+  )
+  // Rolled back by the work itself: the rider is never sent, and counts nothing.
+  const rolledBack = await sent(() =>
+    inTransaction(database.db, async (trx) => {
+      await sql`insert into pipelined (id, note) values (73, 'seventy-three')`.execute(trx)
+      count = (await riding(trx, sql`insert into pipelined (id, note) values (74, 'seventy-four')`)).changed
+      throw new Error('changed its mind')
+    }).catch((error: Error) => error.message),
+  )
+  assert.equal(rolledBack.result, 'changed its mind')
+  assert.deepEqual(rolledBack.texts, ['begin+insert', 'rollback'], 'the rider went nowhere')
+  assert.equal(await count, 0n)
+  const { rows } = await sql<{ n: number }>`select count(*)::int as n from pipelined where id between 70 and 74`.execute(database.db)
+  assert.equal(rows[0]!.n, 0, 'nothing of the three transactions stayed')
+  // Every pooled connection still runs transactions that commit.
+  await Promise.all(Array.from({ length: 12 }, (_, i) => inTransaction(database.db, (trx) => riding(trx, sql`insert into pipelined (id, note) values (${75 + i}, 'after')`))))
+  const after = await sql<{ n: number }>`select count(*)::int as n from pipelined where id between 75 and 86`.execute(database.db)
+  assert.equal(after.rows[0]!.n, 12)
+})
+
+test('a statement marked to ride along outside a transaction runs at once, and one with rows is refused', POSTGRES_ONLY, async () => {
+  const { result, texts } = await sent(async () => (await riding(database.db as never, sql`insert into pipelined (id, note) values (90, 'ninety')`)).changed)
+  assert.deepEqual(texts, ['insert'])
+  assert.equal(result, 1n)
+  assert.throws(() => ridesAlong(sql`insert into pipelined (id, note) values (91, 'x') returning id`.compile(database.db)), /returns no rows/)
 })
