@@ -383,6 +383,23 @@ export function whenSettled(db: Kysely<any>, committed: () => void, rolledBack?:
   return true
 }
 
+/** Work offered to the next transaction inTransaction begins on a Kysely (its first statements). */
+const offers = new WeakMap<Kysely<any>, Set<(trx: Kysely<any>) => Promise<void>>>()
+
+/**
+ * Offers `work` to the next transaction begun on `db` by inTransaction (read committed, as every
+ * handler's is): it runs first in it, its statements commit or roll back with it (whenSettled
+ * tells). For bookkeeping of `db`'s own that may share any transaction of the service (outbox
+ * acknowledgements: one commit fewer each). The returned function withdraws the offer if no
+ * transaction took it yet.
+ */
+export function offerToNextTransaction(db: Kysely<any>, work: (trx: Kysely<any>) => Promise<void>): () => void {
+  let waiting = offers.get(db)
+  if (!waiting) offers.set(db, (waiting = new Set()))
+  waiting.add(work)
+  return () => void waiting.delete(work)
+}
+
 /** Runs `work` in a transaction (or the caller's, if it is one), retrying serialization failures, deadlocks and stale prepared plans a few times. */
 export async function inTransaction<Database, T>(
   db: Kysely<Database>,
@@ -400,8 +417,14 @@ export async function inTransaction<Database, T>(
       const hooks: SettleHook[] = []
       let result: T
       try {
-        result = await builder.execute((trx) => {
+        result = await builder.execute(async (trx) => {
           openTransactions.set(trx, { origin: db, hooks })
+          const offered = options.isolation ? undefined : offers.get(db)
+          if (offered?.size) {
+            const taken = [...offered]
+            offered.clear()
+            for (const each of taken) await each(trx)
+          }
           return work(trx)
         })
       } catch (error) {

@@ -9,7 +9,7 @@ import { type Generated, type Kysely, sql } from 'kysely'
 import { randomUUID } from 'node:crypto'
 import { context, metrics, SpanKind, SpanStatusCode, trace as otelTrace, type Tracer } from '@opentelemetry/api'
 import type { PaymentSettings } from './config.ts'
-import { afterCommit, originOf } from './database.ts'
+import { afterCommit, offerToNextTransaction, originOf, whenSettled } from './database.ts'
 import { changedByRider, commitsTransaction, ridesAlong } from './pipelined-transaction.ts'
 import { CloudpayError } from './errors.ts'
 import type { Logger } from './logger.ts'
@@ -72,7 +72,7 @@ export async function addOutboxDeadLetters(db: Kysely<any>): Promise<void> {
 /** Where the delivery's trace context rides in its payload. */
 const TRACE_FIELD = '_trace'
 
-/** How long a delivery's acknowledgement waits for others to share its UPDATE. */
+/** How long a delivery's acknowledgement waits for others to share its UPDATE, or for a transaction of its service to ride in. */
 const ACK_WINDOW_MS = 20
 
 /** A running outbox, as enqueue() sees it: how long it leases, and how it attempts a delivery it already holds. */
@@ -190,6 +190,8 @@ export interface OutboxOptions {
   readonly maxAttempts?: number
   /** How long stop() lets attempts in flight finish before it hands their leases back. */
   readonly stopWaitMs?: number
+  /** How long an acknowledgement waits for others to share its UPDATE, or for a transaction to ride in; ACK_WINDOW_MS by default. */
+  readonly ackWindowMs?: number
 }
 
 /** The outbox options every service takes from its configuration. */
@@ -252,6 +254,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
   const leaseMs = options.leaseMs ?? 30_000
   const maxAttempts = options.maxAttempts ?? Number.POSITIVE_INFINITY
   const stopWaitMs = options.stopWaitMs ?? 10_000
+  const ackWindowMs = options.ackWindowMs ?? ACK_WINDOW_MS
   const busyMs = options.intervalMs ?? 500
   const idleMs = Math.max(busyMs, options.idleIntervalMs ?? 5_000)
   const topics = new Map(Object.entries(options.handlers).map(([topic, handler]) => [topic, typeof handler === 'function' ? { deliver: handler } : handler] as const))
@@ -332,9 +335,12 @@ export function createOutbox(options: OutboxOptions): Outbox {
 
   /**
    * Acknowledgements finishing within ACK_WINDOW_MS of each other are written in one UPDATE (under
-   * load, one statement marks many deliveries); each attempt waits for its own write, which no
-   * caller's answer waits for. A crash before it only redelivers, which receivers dedupe, as a
-   * crash between delivery and mark always did; stop() writes what is waiting at once.
+   * load, one statement marks many deliveries), and that UPDATE rides in the service's next
+   * transaction when one begins within the window (no commit of its own; on PostgreSQL no round
+   * trip either); else it goes alone. Each attempt waits for its own write, which no caller's
+   * answer waits for. A crash before it only redelivers, which receivers dedupe, as a crash between
+   * delivery and mark always did; a transaction that carried it and rolled back hands it on to the
+   * next batch; stop() writes what is waiting at once.
    */
   let batch: { ids: string[]; written: Promise<void>; write(): void } | undefined
   const acknowledged = (deliveryId: string): Promise<void> => {
@@ -342,16 +348,31 @@ export function createOutbox(options: OutboxOptions): Outbox {
       const ids: string[] = []
       // Written under the first delivery's span, as each mark was (its query span, its count).
       const active = context.active()
-      let write!: () => void
-      const written = new Promise<void>((resolve, reject) => {
-        write = () => {
-          clearTimeout(timer)
-          if (batch?.ids === ids) batch = undefined
-          context.with(active, () => markDelivered(db, ids).execute()).then(() => resolve(), reject)
-        }
+      let resolve!: () => void
+      let reject!: (error: unknown) => void
+      const written = new Promise<void>((resolved, rejected) => {
+        resolve = resolved
+        reject = rejected
       })
-      const timer = setTimeout(write, ACK_WINDOW_MS)
-      batch = { ids, written, write }
+      const current = { ids, written, write: () => undefined as void }
+      /** Takes the batch (once): no acknowledgement joins it after this. */
+      const take = (): boolean => {
+        if (batch !== current) return false
+        batch = undefined
+        clearTimeout(timer)
+        withdraw()
+        return true
+      }
+      current.write = () => {
+        if (take()) context.with(active, () => markDelivered(db, ids).execute()).then(() => resolve(), reject)
+      }
+      const withdraw = offerToNextTransaction(db, async (trx) => {
+        if (!take()) return
+        await context.with(active, () => trx.executeQuery(ridesAlong(markDelivered(trx as OutboxDb, ids).compile())))
+        whenSettled(trx, resolve, () => void Promise.all(ids.map(acknowledged)).then(() => resolve(), reject))
+      })
+      const timer = setTimeout(current.write, ackWindowMs)
+      batch = current
     }
     batch.ids.push(deliveryId)
     return batch.written

@@ -1,7 +1,8 @@
 // The transactional outbox on a real database (PGlite, or PostgreSQL when DATABASE_URL is set):
 // a delivery no retry can change ends as a dead letter with its reason (logged once, counted) and
 // is not attempted again; one out of attempts too; a clean stop hands unfinished leases back; the
-// backoff is jittered; an idle outbox polls less and less, but not for its own retries.
+// backoff is jittered; an idle outbox polls less and less, but not for its own retries; an
+// acknowledgement rides in the service's next transaction.
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { status as Status } from '@grpc/grpc-js'
@@ -257,6 +258,41 @@ test(`deliveries acknowledged in the same turn are marked delivered in one state
     // delivered() itself reads once with no span; the three marks are one UPDATE.
     assert.equal(databaseCounters.statementsOutsideTransactions - before, 1, 'one UPDATE for three acknowledgements')
   } finally {
+    await box.stop()
+    context.disable()
+  }
+})
+
+test(`an acknowledgement rides in the service's next transaction, with no commit of its own; one rolled back hands it to the next (${DATABASE_KIND})`, async () => {
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
+  let attempts = 0
+  // A window of an hour: the acknowledgement can only be written by riding in a transaction (or by stop()).
+  const { box } = outbox({ quick: async () => void attempts++ }, { intervalMs: 3_600_000, ackWindowMs: 3_600_000 })
+  const span = trace.getTracer('outbox-test').startSpan('work of the service')
+  const traced = <T>(work: () => Promise<T>) => context.with(trace.setSpan(context.active(), span), work)
+  const commits = () => ({ transactions: databaseCounters.transactions, alone: databaseCounters.statementsOutsideTransactions })
+  try {
+    const first = await queue('quick')
+    await until('the first attempt', async () => attempts === 1)
+    assert.equal((await row(first)).delivered_at, null, 'attempted, its acknowledgement waiting')
+    const before = commits()
+    await traced(() => inTransaction(db, (trx) => trx.selectFrom('orders').select('order_id').limit(1).execute()))
+    const after = commits()
+    assert.deepEqual({ transactions: after.transactions - before.transactions, alone: after.alone - before.alone }, { transactions: 1, alone: 0 }, 'the one transaction, and no UPDATE of its own')
+    assert.notEqual((await row(first)).delivered_at, null, 'marked delivered with that transaction')
+
+    const second = await queue('quick')
+    await until('the second attempt', async () => attempts === 2)
+    await inTransaction(db, async (trx) => {
+      await trx.selectFrom('orders').select('order_id').limit(1).execute()
+      throw new Error('rolled back')
+    }).catch(() => undefined)
+    assert.equal((await row(second)).delivered_at, null, 'rolled back with the transaction that carried it')
+    await inTransaction(db, (trx) => trx.selectFrom('orders').select('order_id').limit(1).execute())
+    assert.notEqual((await row(second)).delivered_at, null, 'carried again by the next one, which committed')
+    assert.equal(attempts, 2, 'never attempted again')
+  } finally {
+    span.end()
     await box.stop()
     context.disable()
   }
