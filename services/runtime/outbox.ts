@@ -368,8 +368,9 @@ export function createOutbox(options: OutboxOptions): Outbox {
       }
       const withdraw = offerToNextTransaction(db, async (trx) => {
         if (!take()) return
-        await context.with(active, () => trx.executeQuery(ridesAlong(markDelivered(trx as OutboxDb, ids).compile())))
+        // Settled with the transaction, whatever fails in it (this UPDATE included): rolled back, the batch goes on.
         whenSettled(trx, resolve, () => void Promise.all(ids.map(acknowledged)).then(() => resolve(), reject))
+        await context.with(active, () => trx.executeQuery(ridesAlong(markDelivered(trx as OutboxDb, ids).compile())))
       })
       const timer = setTimeout(current.write, ackWindowMs)
       batch = current
