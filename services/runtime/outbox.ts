@@ -354,7 +354,6 @@ export function createOutbox(options: OutboxOptions): Outbox {
         resolve = resolved
         reject = rejected
       })
-      const current = { ids, written, write: () => undefined as void }
       /** Takes the batch (once): no acknowledgement joins it after this. */
       const take = (): boolean => {
         if (batch !== current) return false
@@ -363,16 +362,17 @@ export function createOutbox(options: OutboxOptions): Outbox {
         withdraw()
         return true
       }
-      current.write = () => {
+      const write = (): void => {
         if (take()) context.with(active, () => markDelivered(db, ids).execute()).then(() => resolve(), reject)
       }
+      const current = { ids, written, write }
       const withdraw = offerToNextTransaction(db, async (trx) => {
         if (!take()) return
         // Settled with the transaction, whatever fails in it (this UPDATE included): rolled back, the batch goes on.
         whenSettled(trx, resolve, () => void Promise.all(ids.map(acknowledged)).then(() => resolve(), reject))
         await context.with(active, () => trx.executeQuery(ridesAlong(markDelivered(trx as OutboxDb, ids).compile())))
       })
-      const timer = setTimeout(current.write, ackWindowMs)
+      const timer = setTimeout(write, ackWindowMs)
       batch = current
     }
     batch.ids.push(deliveryId)

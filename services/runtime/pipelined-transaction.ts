@@ -59,8 +59,8 @@ export function changedByRider(result: KyselyResult<unknown>): Promise<bigint> {
   return held ?? Promise.resolve(result.numAffectedRows ?? 0n)
 }
 
-/** Round trips to PostgreSQL for traced work (benchmarks and tests count them), and the riders they carried. */
-export const pipelineCounters = { roundTrips: 0, riders: 0 }
+/** Round trips to PostgreSQL for traced work (tests count them per flow). */
+export const pipelineCounters = { roundTrips: 0 }
 
 interface Rider {
   readonly text: string
@@ -238,7 +238,7 @@ export function pipelineTransactions(client: pg.PoolClient, preparedLimit = 0): 
       held = open = true
       return Promise.resolve(answered('BEGIN'))
     }
-    // A marked statement outside a transaction (autocommitted anyway) goes as it is.
+    // Held for the transaction's next round trip (outside a transaction, a marked statement goes as it is).
     if (promised && open && !ends && text.endsWith(RIDE_MARK)) return Promise.resolve(hold(text, (values as unknown[] | undefined) ?? []))
     const begins = held
     held = false
@@ -251,6 +251,7 @@ export function pipelineTransactions(client: pg.PoolClient, preparedLimit = 0): 
     if (begins && ends && carried.length === 0) return Promise.resolve(answered((text as string).toUpperCase()))
     // Kysely's `start transaction isolation level ...` (no values) opens one too.
     if (plain && /^\s*(begin|start transaction)\b/i.test(text as string)) open = true
+    // A marked statement outside a transaction (autocommitted anyway) goes as it is.
     const commits = promised && open && !ends && text.endsWith(COMMIT_MARK)
     if (!begins && !commits && carried.length === 0) {
       const name = promised ? prepared.nameFor(text as string) : undefined
@@ -261,7 +262,6 @@ export function pipelineTransactions(client: pg.PoolClient, preparedLimit = 0): 
       // Not a statement this can carry (a submittable, a callback): BEGIN and riders on their own first.
       return (begins ? (send('begin') as Promise<unknown>) : Promise.resolve()).then(() => sendApart(carried)).then(() => send(text, values, ...rest))
     }
-    if (carried.length > 0 && trace.getSpan(context.active())) pipelineCounters.riders += carried.length
     return new Promise<QueryResult>((resolve, reject) => {
       const name = ends ? undefined : prepared.nameFor(text)
       const parsedBefore = name !== undefined && prepared.holds(name)
