@@ -3,7 +3,9 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { connect, Server as TlsServer } from 'node:tls'
-import { readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { randomBytes, X509Certificate } from 'node:crypto'
 import { Metadata, status as Status, type ServerWritableStream, type ServiceError } from '@grpc/grpc-js'
 import { trace } from '@opentelemetry/api'
@@ -255,13 +257,17 @@ test('a certificate that does not match its key (a rotation half done) leaves th
   const paths = await pki.paths(SERVICE)
   const before = await servedSerial()
   assert.ok(before)
-  const oldKey = await readFile(paths.keyFile)
-  await reissueDevCertificate(pki.home, SERVICE)
-  const newKey = await readFile(paths.keyFile)
-  const expected = new X509Certificate(await readFile(paths.certFile)).serialNumber
+  // The new pair is issued in a copy of the home (same CA): the served files never hold it whole
+  // before the test says so, however late the server's next read comes on a busy machine.
+  const elsewhere = await mkdtemp(join(tmpdir(), 'cloudpay-rotation-'))
+  await cp(pki.home, elsewhere, { recursive: true })
+  const issued = await reissueDevCertificate(elsewhere, SERVICE)
+  const [newCert, newKey] = [await readFile(issued.certFile), await readFile(issued.keyFile)]
+  await rm(elsewhere, { recursive: true, force: true })
+  const expected = new X509Certificate(newCert).serialNumber
   // The new certificate beside the old key: the pair the next reads see cannot be served.
-  await writeFile(`${paths.keyFile}.tmp`, oldKey, { mode: 0o600 })
-  await rename(`${paths.keyFile}.tmp`, paths.keyFile)
+  await writeFile(`${paths.certFile}.tmp`, newCert, { mode: 0o644 })
+  await rename(`${paths.certFile}.tmp`, paths.certFile)
   const kept = certificateReads(paths, 100).kept
   await readsMore(3)
   assert.ok(certificateReads(paths, 100).kept > kept, 'the mismatched pair was read and not passed on')
