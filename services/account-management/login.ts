@@ -121,8 +121,8 @@ export async function checkCredentials<Answer>(
   stored?: StoredAnswer<Answer>,
 ): Promise<CredentialCheck | { readonly answered: Answer }> {
   // One read (login, locks, assignment, hash, an answer already stored for this call), then the slow hash with no transaction open.
-  const found = await store.findLoginToVerify(db, input.loginId, stored?.column)
-  const answered = stored?.answer(found?.extra)
+  const found = await store.findLoginToVerify(db, input.loginId, stored)
+  const answered = stored?.answer(found?.storedAnswer)
   if (answered !== undefined) return { answered } // a retry of an answered call: nothing checked, nothing hashed again
   // An earlier rental's login is not found, as one that never existed (rental-boundary.ts).
   if (!found || found.login.device_id !== input.deviceId || !ofCurrentRental(found.login, found.assignment)) throw loginNotFound(input.deviceId, input.loginId)

@@ -214,8 +214,8 @@ export function createHandlers(deps: ServiceDeps<PaymentDatabase>, { outbox }: S
       return idempotentFlowReadingAnswer(db, callOf(ctx, request, PrepayOrderRequest, PrepayOrderResponse), async (commit, stored) => {
         // One read: the order, and an answer stored under this request id (a retry of an answered
         // prepay returns it here, its own earlier answer, having asked no one again).
-        const found = await store.findOrderWith(db, request.orderId, stored.column, rentalScopeOf(ctx.caller))
-        const previous = stored.answer(found?.extra)
+        const found = await store.findOrderReadingAnswer(db, request.orderId, stored, rentalScopeOf(ctx.caller))
+        const previous = stored.answer(found?.storedAnswer)
         if (previous) return previous
         const order = await orderActedOnBy(ctx, request.deviceId, request.orderId, found?.order ?? null)
         return tagged({ orderId: order.order_id, deviceId: order.device_id }, async () => {

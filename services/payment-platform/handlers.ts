@@ -293,8 +293,8 @@ export function createHandlers(deps: ServiceDeps<PlatformDatabase>, { outbox }: 
       return idempotentFlowReadingAnswer(db, callOf(ctx, request, PayRequest, PayResponse), async (commit, stored) => {
         // One read: the transaction, its payer's hash and lock, and an answer stored under this
         // request id (a retry of an answered Pay returns here, having checked nothing again).
-        const found = await store.findTransactionToPay(db, request.platformId, request.serialNumber, stored.column)
-        const previous = stored.answer(found?.extra)
+        const found = await store.findTransactionToPay(db, request.platformId, request.serialNumber, stored)
+        const previous = stored.answer(found?.storedAnswer)
         if (previous) return previous
         // Before the password is looked at: a stranger's guesses never count against the payer.
         const txn = await transactionFor(ctx, request.platformId, request.serialNumber, actorOf(ctx), found?.txn ?? null)

@@ -14,7 +14,7 @@
 // request's fingerprint is a MAC under the data key too, over the request with its secret fields
 // blanked (secrets.ts): a dump of the table cannot confirm a guessed account number offline.
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
-import { type AliasedExpression, type Expression, type ExpressionBuilder, type Generated, type Kysely, sql, type Transaction } from 'kysely'
+import { type AliasedExpression, type Compilable, type Expression, type ExpressionBuilder, type Generated, type Kysely, sql, type Transaction } from 'kysely'
 import { inTransaction, isUniqueViolation, originOf } from './database.ts'
 import { commitsTransaction } from './pipelined-transaction.ts'
 import { status as Status } from '@grpc/grpc-js'
@@ -174,13 +174,70 @@ export function idempotentFlow<Database, Req, Res>(
 
 /**
  * A call's stored answer read inside another SELECT: the flow's own first read (one round trip
- * and one commit for both, where idempotentFlow would read the answer first on its own).
+ * and one commit for both, where idempotentFlow would read the answer first on its own). The
+ * SELECT is a `readingStoredAnswer` template: it binds `key`, and its shape follows `shape`.
  */
 export interface StoredAnswer<Res> {
-  /** A scalar subquery for that SELECT's list: the row stored under the request id, or null. */
-  column(eb: ExpressionBuilder<any, any>): AliasedExpression<unknown, 'stored_answer'>
+  /** How the lookup is bounded: by the caller's role, as the rental boundary bounds it. */
+  readonly shape: AnswerShape
+  readonly key: StoredAnswerKey
   /** The answer from that column's value: undefined when none (or still in flight); REQUEST_ID_REUSED when another request used the id. */
   answer(value: unknown): Res | undefined
+}
+
+/** 'none': a statement run outside any call, reading no answer. */
+export type AnswerShape = 'none' | 'unbounded' | 'instance' | 'terminal'
+
+/** Where a call's answer is stored, as a statement's bound values. */
+export interface StoredAnswerKey {
+  readonly answerCaller: string
+  readonly answerRequestId: string
+  /** The caller's id, for its rental or enrolment boundary (bound only where the service's boundary uses it). */
+  readonly answerCallerId: string
+}
+
+export type AnswerColumn = (eb: ExpressionBuilder<any, any>) => AliasedExpression<unknown, 'stored_answer'>
+
+/** The scalar subquery of the answer stored under `key`, or null, bounded as `shape` says (in `db`'s service). */
+function storedAnswerColumn(db: Kysely<any>, shape: AnswerShape, key: StoredAnswerKey): AnswerColumn {
+  if (shape === 'none') return () => sql<null>`null`.as('stored_answer')
+  // The caller's id is read only if the service's boundary uses it (a template refuses a value it does not bind).
+  const since =
+    shape === 'unbounded'
+      ? undefined
+      : boundaryOf(originOf(db) ?? db, {
+          role: shape,
+          get id() {
+            return key.answerCallerId
+          },
+        })
+  return (eb) =>
+    eb
+      .selectFrom(IDEMPOTENCY_TABLE)
+      .select(sql`jsonb_build_object('method', method, 'request_hash', request_hash, 'response', encode(response, 'base64'))`.as('stored'))
+      .where('caller', '=', key.answerCaller)
+      .where('request_id', '=', key.answerRequestId)
+      .where(ofCurrentBoundary({ since }))
+      .as('stored_answer')
+}
+
+const NO_ANSWER_KEY: StoredAnswerKey = { answerCaller: '', answerRequestId: '', answerCallerId: '' }
+
+/**
+ * A store statement that also reads a call's stored answer (`answer` is its column), made once
+ * per answer shape: query templates (query-template.ts) whose values are the statement's and the
+ * answer's key. `stored` absent: the statement outside a call, its column null.
+ */
+export function readingStoredAnswer<DB, V extends object, O>(
+  label: string,
+  build: (db: Kysely<DB>, values: V, answer: AnswerColumn) => Compilable<O>,
+): { first(db: Kysely<DB>, values: V, stored?: StoredAnswer<unknown>): Promise<O | undefined> } {
+  const shaped = (shape: AnswerShape) =>
+    queryTemplate(`${label}.${shape}`, (db: Kysely<DB>, values: V & StoredAnswerKey) => build(db, values, storedAnswerColumn(db, shape, values)))
+  const templates = { none: shaped('none'), unbounded: shaped('unbounded'), instance: shaped('instance'), terminal: shaped('terminal') }
+  return {
+    first: (db, values, stored) => templates[stored?.shape ?? 'none'].first(db, { ...values, ...(stored?.key ?? NO_ANSWER_KEY) }),
+  }
 }
 
 /**
@@ -197,15 +254,10 @@ export function idempotentFlowReadingAnswer<Database, Req, Res>(
 }
 
 function storedAnswerOf<Req, Res>(call: IdempotentCall<Req, Res>, material: KeyMaterial): StoredAnswer<Res> {
+  const role = call.caller.role
   return {
-    column: (eb) =>
-      eb
-        .selectFrom(IDEMPOTENCY_TABLE)
-        .select(sql`jsonb_build_object('method', method, 'request_hash', request_hash, 'response', encode(response, 'base64'))`.as('stored'))
-        .where('caller', '=', material.caller)
-        .where('request_id', '=', material.keyId)
-        .where(ofCurrentBoundary(material))
-        .as('stored_answer'),
+    shape: role === 'instance' || role === 'terminal' ? role : 'unbounded',
+    key: { answerCaller: material.caller, answerRequestId: material.keyId, answerCallerId: call.caller.id },
     answer: (value) => {
       if (value === null || value === undefined) return undefined
       const row = (typeof value === 'string' ? JSON.parse(value) : value) as { method: string; request_hash: string; response: string }

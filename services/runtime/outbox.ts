@@ -104,6 +104,14 @@ const insertDelivery = (db: OutboxDb, row: EnqueuedRow, held?: { leaseMs: string
 const ENQUEUE = queryTemplate('outbox.enqueue', (db: OutboxDb, row: EnqueuedRow) => insertDelivery(db, row))
 /** A delivery this process's outbox attempts after the commit: written leased to it (attempt 1). */
 const ENQUEUE_HELD = queryTemplate('outbox.enqueueHeld', (db: OutboxDb, row: EnqueuedRow & { leaseMs: string }) => insertDelivery(db, row, row))
+/** The UPDATE marking deliveries delivered (a batch of acknowledgements, or one inside its handler's transaction): one shape for any number. */
+const MARK_DELIVERED = queryTemplate('outbox.markDelivered', (db: OutboxDb, v: { deliveryIds: string[]; now: Date }) =>
+  db
+    .updateTable(OUTBOX_TABLE)
+    .set({ delivered_at: v.now, last_error: null })
+    .where('delivery_id', '=', sql<string>`any(${v.deliveryIds}::text[])`),
+)
+const markDelivered = (db: OutboxDb, deliveryIds: readonly string[]) => MARK_DELIVERED.compile(db, { deliveryIds: [...deliveryIds], now: new Date() })
 
 /**
  * Adds a delivery inside the caller's transaction; its id is the request id the receiver dedupes
@@ -326,13 +334,6 @@ export function createOutbox(options: OutboxOptions): Outbox {
     wakeWaiters()
   }
 
-  /** The UPDATE marking deliveries delivered (a batch of acknowledgements, or one inside its handler's transaction). */
-  const markDelivered = (on: OutboxDb, deliveryIds: readonly string[]) =>
-    on
-      .updateTable(OUTBOX_TABLE)
-      .set({ delivered_at: new Date(), last_error: null })
-      .where('delivery_id', 'in', [...deliveryIds])
-
   /**
    * Acknowledgements finishing within ACK_WINDOW_MS of each other are written in one UPDATE (under
    * load, one statement marks many deliveries), and that UPDATE rides in the service's next
@@ -363,14 +364,14 @@ export function createOutbox(options: OutboxOptions): Outbox {
         return true
       }
       const write = (): void => {
-        if (take()) context.with(active, () => markDelivered(db, ids).execute()).then(() => resolve(), reject)
+        if (take()) context.with(active, () => db.executeQuery(markDelivered(db, ids))).then(() => resolve(), reject)
       }
       const current = { ids, written, write }
       const withdraw = offerToNextTransaction(db, async (trx) => {
         if (!take()) return
         // Settled with the transaction, whatever fails in it (this UPDATE included): rolled back, the batch goes on.
         whenSettled(trx, resolve, () => void Promise.all(ids.map(acknowledged)).then(() => resolve(), reject))
-        await context.with(active, () => trx.executeQuery(ridesAlong(markDelivered(trx as OutboxDb, ids).compile())))
+        await context.with(active, () => trx.executeQuery(ridesAlong(markDelivered(trx as OutboxDb, ids))))
       })
       const timer = setTimeout(write, ackWindowMs)
       batch = current
@@ -392,7 +393,7 @@ export function createOutbox(options: OutboxOptions): Outbox {
       if (!topic) throw new Error(`no handler for outbox topic ${row.topic}`)
       let acknowledgedInHandler = false
       const acknowledge = async (trx: Kysely<any>): Promise<void> => {
-        await trx.executeQuery(commitsTransaction(markDelivered(trx as OutboxDb, [row.delivery_id]).compile()))
+        await trx.executeQuery(commitsTransaction(markDelivered(trx as OutboxDb, [row.delivery_id])))
         acknowledgedInHandler = true
       }
       await context.with(otelTrace.setSpan(parent, span), () => topic.deliver(payload, row.delivery_id, row.attempts, acknowledge))

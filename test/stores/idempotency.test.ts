@@ -11,7 +11,7 @@ import { accountManagement } from '../../services/account-management/server.ts'
 import type { AccountDatabase } from '../../services/account-management/store/tables.ts'
 import { forSchema, migrateSchema, type SharedDatabase } from '../../services/runtime/database.ts'
 import { FailedPreconditionError, UnavailableError } from '../../services/runtime/errors.ts'
-import { callOf, idempotent, idempotentAfter, idempotentFlow, idempotentFlowReadingAnswer } from '../../services/runtime/idempotency.ts'
+import { callOf, idempotent, idempotentAfter, idempotentFlow, idempotentFlowReadingAnswer, readingStoredAnswer } from '../../services/runtime/idempotency.ts'
 import { registerRentalBoundary } from '../../services/runtime/rental-boundary.ts'
 import { Sealer } from '../../services/runtime/sealing.ts'
 import { DATABASE_KIND, openFresh } from '../helpers/database.ts'
@@ -33,6 +33,11 @@ const callFor = (req: ReturnType<typeof request>, signal?: AbortSignal) =>
   callOf({ caller, method: 'test/Bind', fingerprints, signal }, req, BindAppAccountRequest, BindAppAccountResponse)
 const answer = (appAccountId: string) => ({ binding: { accountId: 'acct', appAccountId, bindTime: new Date('2026-12-01T00:00:00Z') } })
 const alreadyDone = () => new FailedPreconditionError('ALREADY_DONE', 'the state check saw the first call’s effect')
+
+/** A flow's own first read with the call's stored answer as one more column, as the stores' are made (one template per answer shape). */
+const COUNT_READING_ANSWER = readingStoredAnswer('test.countReadingAnswer', (db: Kysely<AccountDatabase>, _values: object, answer) =>
+  db.selectFrom('cloud_accounts').select((eb) => [eb.fn.countAll().as('n'), answer(eb)]),
+)
 
 function gate() {
   let open!: () => void
@@ -144,13 +149,9 @@ test(`a flow reading the stored answer in its own first statement: a retry gets 
   let reads = 0
   const flow = (call: ReturnType<typeof callFor>, appAccountId: string) =>
     idempotentFlowReadingAnswer(db, call, async (commit, stored) => {
-      // The flow's own first read, with the stored answer as one more column.
-      const row = await db
-        .selectFrom('cloud_accounts')
-        .select((eb) => [eb.fn.countAll().as('n'), stored.column(eb)])
-        .executeTakeFirstOrThrow()
+      const row = await COUNT_READING_ANSWER.first(db, {}, stored)
       reads++
-      const previous = stored.answer(row.stored_answer)
+      const previous = stored.answer(row?.stored_answer)
       if (previous) return previous
       preparations++
       return commit(async () => answer(appAccountId))
@@ -211,18 +212,30 @@ test(`a caller bounded by a rental replays only its current rental's answers; du
   const callOfInstance = () => callOf({ caller: instance, method: 'test/Bind', fingerprints }, req, BindAppAccountRequest, BindAppAccountResponse)
   // idempotent(): the work runs, and rolls back when the insert of its answer finds the key taken.
   const run = (db: Kysely<AccountDatabase>, appAccountId: string) => idempotent(db, callOfInstance(), async () => answer(appAccountId))
+  // A flow reading the answer in its own first statement: the same boundary, in that statement.
+  const otherReq = request()
+  const read = (db: Kysely<AccountDatabase>, appAccountId: string, r = req) =>
+    idempotentFlowReadingAnswer(db, callOf({ caller: instance, method: 'test/Bind', fingerprints }, r, BindAppAccountRequest, BindAppAccountResponse), async (commit, stored) => {
+      const previous = stored.answer((await COUNT_READING_ANSWER.first(db, {}, stored))?.stored_answer)
+      return previous ?? commit(async () => answer(appAccountId))
+    })
   assert.deepEqual(await run(bounded(), 'first-rental'), answer('first-rental'))
   assert.deepEqual(await run(bounded(), 'again'), answer('first-rental'), 'within the rental a retry replays')
+  assert.deepEqual(await read(bounded(), 'again'), answer('first-rental'), 'and so does a flow reading the answer itself')
+  assert.deepEqual(await read(bounded(), 'first-rental'), answer('first-rental'))
+  assert.deepEqual(await read(bounded(), 'first-rental', otherReq), answer('first-rental'))
 
   const now = await sql<{ now: Date }>`select now() as now`.execute(database.db)
   const began = new Date(new Date(now.rows[0]!.now).getTime() + 1)
   await sql`insert into ${rentals} values ('dev-i', ${began})`.execute(database.db)
   while (Date.now() <= began.getTime()) await new Promise((resolve) => setImmediate(resolve))
+  assert.deepEqual(await read(bounded(), 'next-rental', otherReq), answer('next-rental'), "a flow reading the answer itself does not read the earlier rental's")
   // Two replicas at once, the first rental's answer still stored: one replaces it, the other finds the key taken and replays.
   const [a, b] = await Promise.all([run(bounded(), 'next-rental-a'), run(bounded(), 'next-rental-b')])
   assert.deepEqual(a, b, 'both duplicates get the one stored answer')
   assert.notDeepEqual(a, answer('first-rental'), "the earlier rental's answer is not replayed")
   assert.deepEqual(await run(bounded(), 'later'), a)
+  assert.deepEqual(await read(bounded(), 'later'), a, "a flow reading the answer itself reads the new rental's")
   const rows = await sql<{ n: string }>`select count(*) as n from ${sql.table(`${accountManagement.schema}.idempotency_keys`)} where caller = 'instance/dev-i'`.execute(database.db)
-  assert.equal(Number(rows.rows[0]!.n), 1, 'one row under the request id')
+  assert.equal(Number(rows.rows[0]!.n), 2, 'one row under each of its two request ids')
 })

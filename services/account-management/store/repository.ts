@@ -1,5 +1,6 @@
 // SQL of the account_management schema. Functions take the database or a transaction.
-import { type AliasedExpression, type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction } from 'kysely'
+import { type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction } from 'kysely'
+import { type AnswerColumn, readingStoredAnswer, type StoredAnswer } from '../../runtime/idempotency.ts'
 import { queryTemplate } from '../../runtime/query-template.ts'
 import type {
   AccountDatabase,
@@ -174,10 +175,26 @@ export async function findLoginOfCurrentRental(db: Db, deviceId: string, loginId
 
 /**
  * What verifying a login reads before the password hash, in one statement: the login, the
- * device's assignment, both locks, the hash, and an `extra` column (the call's stored answer).
+ * device's assignment, both locks, the hash, and the call's stored answer (none outside a call).
  */
-export async function findLoginToVerify(db: Db, loginId: string, extra?: (eb: ExpressionBuilder<any, any>) => AliasedExpression<unknown, 'stored_answer'>) {
-  const row = await db
+export async function findLoginToVerify(db: Db, loginId: string, stored?: StoredAnswer<unknown>) {
+  const row = await FIND_LOGIN_TO_VERIFY.first(db, { loginId }, stored)
+  if (!row) return undefined
+  const { current_assignment_id, current_account_id, account_locked_until, device_locked_until, account_failures, device_failures, password_hash, stored_answer, ...login } =
+    row as typeof row & { stored_answer: unknown }
+  return {
+    storedAnswer: stored_answer,
+    login: login as LoginRow,
+    assignment: current_assignment_id && current_account_id ? { assignment_id: current_assignment_id, account_id: current_account_id } : undefined,
+    lockedUntil: { account: account_locked_until ?? null, device: device_locked_until ?? null },
+    /** Whether a failure count is kept for the account and for the device (a success clears only those). */
+    counted: { account: account_failures != null, device: device_failures != null } as Readonly<Partial<Record<ThrottleScope, boolean>>>,
+    passwordHash: password_hash ?? undefined,
+  }
+}
+
+const FIND_LOGIN_TO_VERIFY = readingStoredAnswer('account-management.findLoginToVerify', (db: Db, v: { loginId: string }, answer: AnswerColumn) =>
+  db
     .selectFrom('logins')
     .leftJoin('instance_assignments', 'instance_assignments.device_id', 'logins.device_id')
     .selectAll('logins')
@@ -188,23 +205,10 @@ export async function findLoginToVerify(db: Db, loginId: string, extra?: (eb: Ex
       eb.selectFrom('login_failures').select('failures').where('scope', '=', 'account').whereRef('subject', '=', 'logins.account_id').as('account_failures'),
       eb.selectFrom('login_failures').select('failures').where('scope', '=', 'device').whereRef('subject', '=', 'logins.device_id').as('device_failures'),
       eb.selectFrom('cloud_accounts').select('password_hash').whereRef('cloud_accounts.account_id', '=', 'logins.account_id').as('password_hash'),
-      extra ? extra(eb) : sql<null>`null`.as('stored_answer'),
+      answer(eb),
     ])
-    .where('logins.login_id', '=', loginId)
-    .executeTakeFirst()
-  if (!row) return undefined
-  const { current_assignment_id, current_account_id, account_locked_until, device_locked_until, account_failures, device_failures, password_hash, stored_answer, ...login } =
-    row as typeof row & { stored_answer: unknown }
-  return {
-    extra: stored_answer,
-    login: login as LoginRow,
-    assignment: current_assignment_id && current_account_id ? { assignment_id: current_assignment_id, account_id: current_account_id } : undefined,
-    lockedUntil: { account: account_locked_until ?? null, device: device_locked_until ?? null },
-    /** Whether a failure count is kept for the account and for the device (a success clears only those). */
-    counted: { account: account_failures != null, device: device_failures != null } as Readonly<Partial<Record<ThrottleScope, boolean>>>,
-    passwordHash: password_hash ?? undefined,
-  }
-}
+    .where('logins.login_id', '=', v.loginId),
+)
 
 /** Moves a login from one state to another if it is still in `from` (and unexpired); undefined otherwise. */
 export async function transitionLogin(db: Db, loginId: string, from: LoginStateColumn, to: LoginStateColumn, now: Date): Promise<LoginRow | undefined> {
@@ -365,7 +369,14 @@ export async function findDeviceBinding(
   deviceId: string,
   bindingId: string | undefined,
 ): Promise<{ accountId: string; binding: PaymentBindingRow | undefined } | undefined> {
-  const row = await db
+  const row = bindingId === undefined ? await FIND_DEVICE_DEFAULT_BINDING.first(db, { deviceId }) : await FIND_DEVICE_BINDING.first(db, { deviceId, bindingId })
+  if (!row) return undefined
+  const { assigned_account_id, ...binding } = row
+  return { accountId: assigned_account_id, binding: binding.binding_id === null ? undefined : (binding as PaymentBindingRow) }
+}
+/** The device's assignment and its account's binding: the default one (`bindingId` absent) or the one named. */
+const deviceBinding = (db: Db, deviceId: string, bindingId?: string) =>
+  db
     .selectFrom('instance_assignments')
     .leftJoin('payment_bindings', (join) => {
       const sameAccount = join.onRef('payment_bindings.account_id', '=', 'instance_assignments.account_id')
@@ -374,27 +385,28 @@ export async function findDeviceBinding(
     .selectAll('payment_bindings')
     .select('instance_assignments.account_id as assigned_account_id')
     .where('instance_assignments.device_id', '=', deviceId)
-    .executeTakeFirst()
-  if (!row) return undefined
-  const { assigned_account_id, ...binding } = row
-  return { accountId: assigned_account_id, binding: binding.binding_id === null ? undefined : (binding as PaymentBindingRow) }
-}
+const FIND_DEVICE_DEFAULT_BINDING = queryTemplate('account-management.findDeviceDefaultBinding', (db: Db, v: { deviceId: string }) => deviceBinding(db, v.deviceId))
+const FIND_DEVICE_BINDING = queryTemplate('account-management.findDeviceBinding', (db: Db, v: { deviceId: string; bindingId: string }) =>
+  deviceBinding(db, v.deviceId, v.bindingId),
+)
 
 /** The account a device is assigned to and up to `limit` of its enrolled terminals in enrolment order, in one statement; undefined when not assigned. */
 export async function findTerminalsOfDevice(db: Db, deviceId: string, limit: number): Promise<{ accountId: string; terminals: AccountTerminalRow[] } | undefined> {
-  const rows = await db
-    .selectFrom('instance_assignments')
-    .leftJoin('account_terminals', 'account_terminals.account_id', 'instance_assignments.account_id')
-    .selectAll('account_terminals')
-    .select('instance_assignments.account_id as assigned_account_id')
-    .where('instance_assignments.device_id', '=', deviceId)
-    .orderBy('account_terminals.seq')
-    .limit(limit)
-    .execute()
+  const rows = await FIND_TERMINALS_OF_DEVICE.rows(db, { deviceId, limit })
   if (rows.length === 0) return undefined
   const terminals = rows.filter((row) => row.terminal_id !== null).map(({ assigned_account_id: _, ...terminal }) => terminal as AccountTerminalRow)
   return { accountId: rows[0]!.assigned_account_id, terminals }
 }
+const FIND_TERMINALS_OF_DEVICE = queryTemplate('account-management.findTerminalsOfDevice', (db: Db, v: { deviceId: string; limit: number }) =>
+  db
+    .selectFrom('instance_assignments')
+    .leftJoin('account_terminals', 'account_terminals.account_id', 'instance_assignments.account_id')
+    .selectAll('account_terminals')
+    .select('instance_assignments.account_id as assigned_account_id')
+    .where('instance_assignments.device_id', '=', v.deviceId)
+    .orderBy('account_terminals.seq')
+    .limit(v.limit),
+)
 
 export async function findDefaultPaymentBinding(db: Db, accountId: string): Promise<PaymentBindingRow | undefined> {
   return db.selectFrom('payment_bindings').selectAll().where('account_id', '=', accountId).where('is_default', '=', true).executeTakeFirst()

@@ -1,6 +1,7 @@
 // SQL of the payment_management schema. Functions take the database or a transaction; the ones
 // that lock rows take only a transaction.
-import { type AliasedExpression, type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction, type Updateable } from 'kysely'
+import { type ExpressionBuilder, type Kysely, type Selectable, sql, type Transaction, type Updateable } from 'kysely'
+import { type AnswerColumn, readingStoredAnswer, type StoredAnswer } from '../../runtime/idempotency.ts'
 import { type QueryTemplate, queryTemplate } from '../../runtime/query-template.ts'
 import type { OrdersTable, OrderStateColumn, PaymentDatabase } from './tables.ts'
 
@@ -41,27 +42,36 @@ export async function recordRentalBegan(trx: Transaction<PaymentDatabase>, devic
     .execute()
 }
 
-export async function insertOrder(
-  db: Db,
-  order: Pick<
-    OrderRow,
-    'order_id' | 'device_id' | 'app_order_id' | 'amount_minor' | 'currency_code' | 'description' | 'merchant_id' | 'collection_accounts' | 'expires_at' | 'trace_context'
-  >,
-): Promise<OrderRow | undefined> {
-  return db
+type NewOrder = Pick<
+  OrderRow,
+  'order_id' | 'device_id' | 'app_order_id' | 'amount_minor' | 'currency_code' | 'description' | 'merchant_id' | 'collection_accounts' | 'expires_at' | 'trace_context'
+>
+
+export async function insertOrder(db: Db, order: NewOrder): Promise<OrderRow | undefined> {
+  return INSERT_ORDER.first(db, { ...order, collection_accounts: JSON.stringify(order.collection_accounts) })
+}
+const INSERT_ORDER = queryTemplate('payment-management.insertOrder', (db: Db, v: Omit<NewOrder, 'collection_accounts'> & { collection_accounts: string }) =>
+  db
     .insertInto('orders')
     .values({
-      ...order,
-      collection_accounts: JSON.stringify(order.collection_accounts) as unknown as Record<string, string>,
+      order_id: v.order_id,
+      device_id: v.device_id,
+      app_order_id: v.app_order_id,
+      amount_minor: v.amount_minor,
+      currency_code: v.currency_code,
+      description: v.description,
+      merchant_id: v.merchant_id,
+      collection_accounts: v.collection_accounts as unknown as Record<string, string>,
+      expires_at: v.expires_at,
+      trace_context: v.trace_context,
       state: 'submitted',
       platform_id: null,
       serial_number: null,
       fetched_at: null,
     })
     .onConflict((oc) => oc.column('app_order_id').doNothing())
-    .returningAll()
-    .executeTakeFirst()
-}
+    .returningAll(),
+)
 
 export async function findOrder(db: Db, orderId: string, scope: RentalScope = {}): Promise<OrderRow | undefined> {
   let query = db.selectFrom('orders').selectAll().where('order_id', '=', orderId)
@@ -69,24 +79,28 @@ export async function findOrder(db: Db, orderId: string, scope: RentalScope = {}
   return query.executeTakeFirst()
 }
 
-/** An order and an `extra` column (a call's stored answer), in one statement; nothing when there is no such order (orders are never deleted). */
-export async function findOrderWith(
+/** An order and the call's stored answer, in one statement; nothing when there is no such order (orders are never deleted). */
+export async function findOrderReadingAnswer(
   db: Db,
   orderId: string,
-  extra: (eb: ExpressionBuilder<any, any>) => AliasedExpression<unknown, 'stored_answer'>,
+  stored: StoredAnswer<unknown>,
   scope: RentalScope = {},
-): Promise<{ order: OrderRow; extra: unknown } | undefined> {
-  let query = db
+): Promise<{ order: OrderRow; storedAnswer: unknown } | undefined> {
+  const row = await (scope.currentRentalOnly ? FIND_CURRENT_ORDER_READING_ANSWER : FIND_ORDER_READING_ANSWER).first(db, { orderId }, stored)
+  if (!row) return undefined
+  const { stored_answer, ...order } = row
+  return { order: order as OrderRow, storedAnswer: stored_answer }
+}
+const orderReadingAnswer = (db: Db, v: { orderId: string }, answer: AnswerColumn) =>
+  db
     .selectFrom('orders')
     .selectAll('orders')
-    .select((eb) => extra(eb))
-    .where('order_id', '=', orderId)
-  if (scope.currentRentalOnly) query = query.where((eb) => eb.not(ofEarlierRental(eb)))
-  const row = await query.executeTakeFirst()
-  if (!row) return undefined
-  const { stored_answer, ...order } = row as typeof row & { stored_answer: unknown }
-  return { order: order as OrderRow, extra: stored_answer }
-}
+    .select((eb) => answer(eb))
+    .where('order_id', '=', v.orderId)
+const FIND_ORDER_READING_ANSWER = readingStoredAnswer('payment-management.findOrderReadingAnswer', orderReadingAnswer)
+const FIND_CURRENT_ORDER_READING_ANSWER = readingStoredAnswer('payment-management.findCurrentOrderReadingAnswer', (db: Db, v: { orderId: string }, answer: AnswerColumn) =>
+  orderReadingAnswer(db, v, answer).where((eb) => eb.not(ofEarlierRental(eb))),
+)
 
 export async function lockOrder(trx: Transaction<PaymentDatabase>, orderId: string): Promise<OrderRow | undefined> {
   return LOCK_ORDER.first(trx, { orderId })

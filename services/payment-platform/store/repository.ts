@@ -1,6 +1,7 @@
 // SQL of the payment_platform schema. Functions take the database or a transaction; the ones
 // that lock rows take only a transaction.
-import { type AliasedExpression, type ExpressionBuilder, type Kysely, type QueryCreator, type Selectable, sql, type Transaction } from 'kysely'
+import { type Kysely, type QueryCreator, type Selectable, sql, type Transaction } from 'kysely'
+import { type AnswerColumn, readingStoredAnswer, type StoredAnswer } from '../../runtime/idempotency.ts'
 import { queryTemplate } from '../../runtime/query-template.ts'
 import type {
   AccountKindColumn,
@@ -50,16 +51,14 @@ export async function insertAccount(
     .executeTakeFirst()
 }
 
-/** Accounts by ref, in one read. */
-export async function findAccounts(db: Db, platformId: string, refs: readonly string[]): Promise<Map<string, AccountRow>> {
-  const rows = await db
-    .selectFrom('accounts')
-    .selectAll()
-    .where('platform_id', '=', platformId)
-    .where('account_ref', 'in', [...new Set(refs)])
-    .execute()
+/** Two accounts by ref (the payer and the collection account), in one read; the same ref twice reads one. */
+export async function findAccounts(db: Db, platformId: string, refs: readonly [string, string]): Promise<Map<string, AccountRow>> {
+  const rows = await FIND_TWO_ACCOUNTS.rows(db, { platformId, first: refs[0], second: refs[1] })
   return new Map(rows.map((row) => [row.account_ref, row]))
 }
+const FIND_TWO_ACCOUNTS = queryTemplate('payment-platform.findTwoAccounts', (db: Db, v: { platformId: string; first: string; second: string }) =>
+  db.selectFrom('accounts').selectAll().where('platform_id', '=', v.platformId).where('account_ref', 'in', [v.first, v.second]),
+)
 
 export async function findAccount(db: Db, platformId: string, accountRef: string): Promise<AccountRow | undefined> {
   return db.selectFrom('accounts').selectAll().where('platform_id', '=', platformId).where('account_ref', '=', accountRef).executeTakeFirst()
@@ -176,13 +175,36 @@ export async function recordPasswordFailure(db: Db, platformId: string, accountR
     .executeTakeFirst()
 }
 
-export async function insertTransaction(db: Db, row: Omit<TransactionRow, 'created_at' | 'completed_at' | 'refunded_at' | 'state'>): Promise<TransactionRow> {
-  return db
-    .insertInto('transactions')
-    .values({ ...row, state: 'pending', completed_at: null })
-    .returningAll()
-    .executeTakeFirstOrThrow()
+type NewTransaction = Omit<TransactionRow, 'created_at' | 'completed_at' | 'refunded_at' | 'state'>
+
+export async function insertTransaction(db: Db, row: NewTransaction): Promise<TransactionRow> {
+  const inserted = await INSERT_TRANSACTION.first(db, row)
+  if (!inserted) throw new Error(`transaction ${row.serial_number} was not inserted`)
+  return inserted
 }
+const INSERT_TRANSACTION = queryTemplate('payment-platform.insertTransaction', (db: Db, v: NewTransaction) =>
+  db
+    .insertInto('transactions')
+    .values({
+      serial_number: v.serial_number,
+      platform_id: v.platform_id,
+      amount_minor: v.amount_minor,
+      currency_code: v.currency_code,
+      payer_ref: v.payer_ref,
+      masked_payer: v.masked_payer,
+      collection_ref: v.collection_ref,
+      collection_account: v.collection_account,
+      merchant_id: v.merchant_id,
+      merchant_order_id: v.merchant_order_id,
+      description: v.description,
+      expires_at: v.expires_at,
+      result_key_id: v.result_key_id,
+      terminal_id: v.terminal_id,
+      state: 'pending',
+      completed_at: null,
+    })
+    .returningAll(),
+)
 
 export async function findTransaction(db: Db, platformId: string, serialNumber: string): Promise<TransactionRow | undefined> {
   return db.selectFrom('transactions').selectAll().where('platform_id', '=', platformId).where('serial_number', '=', serialNumber).executeTakeFirst()
@@ -190,32 +212,34 @@ export async function findTransaction(db: Db, platformId: string, serialNumber: 
 
 /**
  * What paying a transaction reads before the password hash, in one statement: the transaction,
- * its payer's password hash and lock, and an `extra` column (the call's stored answer). Nothing
- * when there is no such transaction (transactions are never deleted, so no answer either).
+ * its payer's password hash and lock, and the call's stored answer. Nothing when there is no such
+ * transaction (transactions are never deleted, so no answer either).
  */
 export async function findTransactionToPay(
   db: Db,
   platformId: string,
   serialNumber: string,
-  extra: (eb: ExpressionBuilder<any, any>) => AliasedExpression<unknown, 'stored_answer'>,
-): Promise<{ txn: TransactionRow; payer: { password_hash: string | null; locked_until: Date | null } | undefined; extra: unknown } | undefined> {
-  const row = await db
+  stored: StoredAnswer<unknown>,
+): Promise<{ txn: TransactionRow; payer: { password_hash: string | null; locked_until: Date | null } | undefined; storedAnswer: unknown } | undefined> {
+  const row = await FIND_TRANSACTION_TO_PAY.first(db, { platformId, serialNumber }, stored)
+  if (!row) return undefined
+  const { payer_account_ref, payer_password_hash, payer_locked_until, stored_answer, ...txn } = row
+  return {
+    txn: txn as TransactionRow,
+    payer: payer_account_ref === null ? undefined : { password_hash: payer_password_hash, locked_until: payer_locked_until },
+    storedAnswer: stored_answer,
+  }
+}
+const FIND_TRANSACTION_TO_PAY = readingStoredAnswer('payment-platform.findTransactionToPay', (db: Db, v: { platformId: string; serialNumber: string }, answer: AnswerColumn) =>
+  db
     .selectFrom('transactions')
     .leftJoin('accounts as payer', (join) => join.onRef('payer.platform_id', '=', 'transactions.platform_id').onRef('payer.account_ref', '=', 'transactions.payer_ref'))
     .selectAll('transactions')
     .select(['payer.account_ref as payer_account_ref', 'payer.password_hash as payer_password_hash', 'payer.locked_until as payer_locked_until'])
-    .select((eb) => extra(eb))
-    .where('transactions.platform_id', '=', platformId)
-    .where('transactions.serial_number', '=', serialNumber)
-    .executeTakeFirst()
-  if (!row) return undefined
-  const { payer_account_ref, payer_password_hash, payer_locked_until, stored_answer, ...txn } = row as typeof row & { stored_answer: unknown }
-  return {
-    txn: txn as TransactionRow,
-    payer: payer_account_ref === null ? undefined : { password_hash: payer_password_hash, locked_until: payer_locked_until },
-    extra: stored_answer,
-  }
-}
+    .select((eb) => answer(eb))
+    .where('transactions.platform_id', '=', v.platformId)
+    .where('transactions.serial_number', '=', v.serialNumber),
+)
 
 /**
  * pending -> succeeded at `now`, if it is pending and unexpired then: the statement that decides a
