@@ -111,6 +111,31 @@ const MARK_DELIVERED = queryTemplate('outbox.markDelivered', (db: OutboxDb, v: {
     .set({ delivered_at: v.now, last_error: null })
     .where('delivery_id', '=', sql<string>`any(${v.deliveryIds}::text[])`),
 )
+/** Up to 20 due deliveries, leased to this replica for `lease` (an interval), skipping those another replica holds. */
+const CLAIM_DUE = queryTemplate('outbox.claimDue', (db: OutboxDb, v: { lease: string }) =>
+  db
+    .updateTable(OUTBOX_TABLE)
+    .set({ next_attempt_at: sql`now() + ${v.lease}::interval`, attempts: sql`attempts + 1` })
+    .where('delivery_id', 'in', (eb) =>
+      eb
+        .selectFrom(OUTBOX_TABLE)
+        .select('delivery_id')
+        .where('delivered_at', 'is', null)
+        .where('dead_at', 'is', null)
+        .where('next_attempt_at', '<=', sql<Date>`now()`)
+        .orderBy('next_attempt_at')
+        .limit(20)
+        .forUpdate()
+        .skipLocked(),
+    )
+    .returning(['delivery_id', 'topic', 'payload', 'attempts']),
+)
+const COUNT_DEAD = queryTemplate('outbox.countDead', (db: OutboxDb, _v: object) =>
+  db
+    .selectFrom(OUTBOX_TABLE)
+    .select((eb) => eb.fn.countAll().as('n'))
+    .where('dead_at', 'is not', null),
+)
 const markDelivered = (db: OutboxDb, deliveryIds: readonly string[]) => MARK_DELIVERED.compile(db, { deliveryIds: [...deliveryIds], now: new Date() })
 
 /**
@@ -279,36 +304,14 @@ export function createOutbox(options: OutboxOptions): Outbox {
     for (const wake of waiters) wake()
   }
 
-  // The query builder (not raw SQL) so the service's schema applies to the table.
-  const claim = () =>
-    db
-      .updateTable(OUTBOX_TABLE)
-      .set({ next_attempt_at: sql`now() + ${`${leaseMs} milliseconds`}::interval`, attempts: sql`attempts + 1` })
-      .where('delivery_id', 'in', (eb) =>
-        eb
-          .selectFrom(OUTBOX_TABLE)
-          .select('delivery_id')
-          .where('delivered_at', 'is', null)
-          .where('dead_at', 'is', null)
-          .where('next_attempt_at', '<=', sql<Date>`now()`)
-          .orderBy('next_attempt_at')
-          .limit(20)
-          .forUpdate()
-          .skipLocked(),
-      )
-      .returning(['delivery_id', 'topic', 'payload', 'attempts'])
-      .execute()
+  const claim = () => CLAIM_DUE.rows(db, { lease: `${leaseMs} milliseconds` })
 
   let recounts = 0
   /** Counts the table's dead letters; an older count finishing after a newer one started is dropped. */
   const recountDead = async (): Promise<void> => {
     const mine = ++recounts
-    const { n } = await db
-      .selectFrom(OUTBOX_TABLE)
-      .select((eb) => eb.fn.countAll().as('n'))
-      .where('dead_at', 'is not', null)
-      .executeTakeFirstOrThrow()
-    if (mine === recounts) deadCount = Number(n)
+    const counted = await COUNT_DEAD.first(db, {})
+    if (mine === recounts) deadCount = Number(counted?.n ?? 0)
   }
 
   const recount = (): void => void recountDead().catch((error: unknown) => options.log.warn({ err: error }, 'counting dead outbox deliveries failed'))

@@ -192,10 +192,17 @@ export async function appendEvent(
 
 /** Events of a stream after a sequence number, in order; with `rental`, only those of the stream's current rental (rental-boundary.ts). */
 export async function readEvents(db: Db, deviceId: string, afterSequence: bigint, limit: number, rental?: 'current'): Promise<EventRow[]> {
-  let query = db.selectFrom('events').selectAll().where('device_id', '=', deviceId).where('sequence', '>', afterSequence)
-  if (rental === 'current') query = query.where('rental_floor', '=', (eb) => eb.selectFrom('device_streams').select('rental_floor').where('device_id', '=', deviceId))
-  return query.orderBy('sequence').limit(limit).execute()
+  return (rental === 'current' ? READ_CURRENT_RENTAL_EVENTS : READ_EVENTS).rows(db, { deviceId, afterSequence, limit })
 }
+type EventsAfter = { deviceId: string; afterSequence: bigint; limit: number }
+const eventsAfter = (db: Db, v: EventsAfter) => db.selectFrom('events').selectAll().where('device_id', '=', v.deviceId).where('sequence', '>', v.afterSequence)
+const READ_EVENTS = queryTemplate('instance-events.readEvents', (db: Db, v: EventsAfter) => eventsAfter(db, v).orderBy('sequence').limit(v.limit))
+const READ_CURRENT_RENTAL_EVENTS = queryTemplate('instance-events.readCurrentRentalEvents', (db: Db, v: EventsAfter) =>
+  eventsAfter(db, v)
+    .where('rental_floor', '=', (eb) => eb.selectFrom('device_streams').select('rental_floor').where('device_id', '=', v.deviceId))
+    .orderBy('sequence')
+    .limit(v.limit),
+)
 
 /** When the device's current rental began (rental-boundary.ts), as a scalar subquery; null before its first release. */
 export const rentalBeganAt = (eb: ExpressionBuilder<any, any>, deviceId: string) =>

@@ -206,16 +206,18 @@ export async function lockUnpaidOfDevice(trx: Transaction<PaymentDatabase>, devi
 
 /** Unpaid orders past their deadline, earliest first, leaving out those deferred past `now`. */
 export async function findExpired(db: Db, now: Date, limit: number): Promise<OrderRow[]> {
-  return db
+  return FIND_EXPIRED.rows(db, { now, limit })
+}
+const FIND_EXPIRED = queryTemplate('payment-management.findExpired', (db: Db, v: { now: Date; limit: number }) =>
+  db
     .selectFrom('orders')
     .selectAll()
     .where('state', 'in', [...UNPAID])
-    .where('expires_at', '<=', now)
-    .where((eb) => eb.or([eb('expiry_recheck_at', 'is', null), eb('expiry_recheck_at', '<=', now)]))
+    .where('expires_at', '<=', v.now)
+    .where((eb) => eb.or([eb('expiry_recheck_at', 'is', null), eb('expiry_recheck_at', '<=', v.now)]))
     .orderBy('expires_at')
-    .limit(limit)
-    .execute()
-}
+    .limit(v.limit),
+)
 
 /** Looks at an order for expiry again no sooner than `until`. */
 export async function deferExpiry(db: Db, orderId: string, until: Date): Promise<void> {

@@ -302,8 +302,11 @@ export type ResultKeyRow = Selectable<ResultKeysTable>
 
 /** The platform's newest result key, if any. */
 export async function findNewestResultKey(db: Db, platformId: string): Promise<ResultKeyRow | undefined> {
-  return db.selectFrom('result_keys').selectAll().where('platform_id', '=', platformId).orderBy('created_at', 'desc').limit(1).executeTakeFirst()
+  return FIND_NEWEST_RESULT_KEY.first(db, { platformId })
 }
+const FIND_NEWEST_RESULT_KEY = queryTemplate('payment-platform.findNewestResultKey', (db: Db, v: { platformId: string }) =>
+  db.selectFrom('result_keys').selectAll().where('platform_id', '=', v.platformId).orderBy('created_at', 'desc').limit(1),
+)
 
 export async function findResultKey(db: Db, keyId: string): Promise<ResultKeyRow | undefined> {
   return db.selectFrom('result_keys').selectAll().where('key_id', '=', keyId).executeTakeFirst()
