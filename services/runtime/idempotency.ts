@@ -201,16 +201,7 @@ export type AnswerColumn = (eb: ExpressionBuilder<any, any>) => AliasedExpressio
 /** The scalar subquery of the answer stored under `key`, or null, bounded as `shape` says (in `db`'s service). */
 function storedAnswerColumn(db: Kysely<any>, shape: AnswerShape, key: StoredAnswerKey): AnswerColumn {
   if (shape === 'none') return () => sql<null>`null`.as('stored_answer')
-  // The caller's id is read only if the service's boundary uses it (a template refuses a value it does not bind).
-  const since =
-    shape === 'unbounded'
-      ? undefined
-      : boundaryOf(originOf(db) ?? db, {
-          role: shape,
-          get id() {
-            return key.answerCallerId
-          },
-        })
+  const since = shape === 'unbounded' ? undefined : templatedBoundary(db, shape, () => key.answerCallerId)
   return (eb) =>
     eb
       .selectFrom(IDEMPOTENCY_TABLE)
@@ -219,6 +210,20 @@ function storedAnswerColumn(db: Kysely<any>, shape: AnswerShape, key: StoredAnsw
       .where('request_id', '=', key.answerRequestId)
       .where(ofCurrentBoundary({ since }))
       .as('stored_answer')
+}
+
+/**
+ * The rental boundary of a caller with this role in `db`'s service, inside a template's builder:
+ * the caller's id (`idOf`, a placeholder there) is read only if the service's boundary uses it,
+ * since a template refuses a value it does not bind.
+ */
+function templatedBoundary(db: Kysely<any>, role: 'instance' | 'terminal', idOf: () => string) {
+  return boundaryOf(originOf(db) ?? db, {
+    role,
+    get id() {
+      return idOf()
+    },
+  })
 }
 
 const NO_ANSWER_KEY: StoredAnswerKey = { answerCaller: '', answerRequestId: '', answerCallerId: '' }
@@ -241,8 +246,8 @@ export function readingStoredAnswer<DB, V extends object, O>(
 }
 
 /**
- * idempotentFlow, for a flow whose first statement reads the stored answer too (`stored.column`)
- * and returns it at once when there is one (`stored.answer`), before any check or peer call: a
+ * idempotentFlow, for a flow whose first statement reads the stored answer too (a
+ * `readingStoredAnswer` statement given `stored`) and returns it at once when there is one (`stored.answer`), before any check or peer call: a
  * retry of an answered request prepares nothing, as with idempotentFlow, at no extra read.
  */
 export function idempotentFlowReadingAnswer<Database, Req, Res>(
@@ -479,14 +484,7 @@ const insertAnswer = queryTemplate('idempotency.insertAnswer', (keys: KeysDb, ro
  */
 const insertReplacingEarlier = (role: 'instance' | 'terminal') =>
   queryTemplate(`idempotency.insertReplacingEarlier.${role}`, (keys: KeysDb, row: StoredRow & { callerId: string }) => {
-    // The caller's id is read only if the service's boundary uses it (a template refuses a value it does not bind).
-    const caller = {
-      role,
-      get id() {
-        return row.callerId
-      },
-    }
-    const since = boundaryOf(originOf(keys) ?? keys, caller)
+    const since = templatedBoundary(keys, role, () => row.callerId)
     return keys
       .with('earlier', (db) =>
         db

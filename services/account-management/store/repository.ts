@@ -180,8 +180,7 @@ export async function findLoginOfCurrentRental(db: Db, deviceId: string, loginId
 export async function findLoginToVerify(db: Db, loginId: string, stored?: StoredAnswer<unknown>) {
   const row = await FIND_LOGIN_TO_VERIFY.first(db, { loginId }, stored)
   if (!row) return undefined
-  const { current_assignment_id, current_account_id, account_locked_until, device_locked_until, account_failures, device_failures, password_hash, stored_answer, ...login } =
-    row as typeof row & { stored_answer: unknown }
+  const { current_assignment_id, current_account_id, account_locked_until, device_locked_until, account_failures, device_failures, password_hash, stored_answer, ...login } = row
   return {
     storedAnswer: stored_answer,
     login: login as LoginRow,
